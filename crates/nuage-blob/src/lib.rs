@@ -1,1 +1,23 @@
-//! placeholder
+//! nuage-blob: where chunk bytes live.
+//!
+//! - [`Provider`]: one storage provider (memory, local folder, S3, Azure Blob) reached
+//!   through Apache OpenDAL, holding stored chunks under keys derived from their address,
+//!   with a health record that lets a failing provider be skipped quickly.
+//! - [`ChunkStore`]: several providers under a placement policy (`replicas = N` with a
+//!   write quorum): parallel writes, verified reads that fall back across placements and
+//!   report every bad placement as a [`PlacementProblem`].
+//!
+//! This crate never sees a key or a plaintext byte: it stores and verifies ciphertext by
+//! address.
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+mod health;
+mod provider;
+mod store;
+
+pub use config::{ProviderConfig, ProviderKind, Secret};
+pub use error::{Error, Result};
+pub use provider::{Provider, PutOutcome};
+pub use store::{ChunkStore, Placement, PlacementProblem, ProblemKind, PutReport, Read, StoredChunk};

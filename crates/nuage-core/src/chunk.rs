@@ -145,9 +145,9 @@ pub fn seal(secret: &ConvergenceSecret, plaintext: &[u8], options: &SealOptions)
     assert!(plaintext.len() <= MAX_CHUNK_LEN, "chunk larger than MAX_CHUNK_LEN");
     let key = secret.chunk_key(plaintext);
     let compressed = match options.compression {
-        Compression::Zstd(level) if !plaintext.is_empty() => {
-            zstd::bulk::compress(plaintext, level).ok().filter(|c| c.len() + plaintext.len() / 32 < plaintext.len())
-        }
+        Compression::Zstd(level) if !plaintext.is_empty() => zstd::bulk::compress(plaintext, level)
+            .ok()
+            .filter(|c| c.len() + plaintext.len() / 32 < plaintext.len()),
         _ => None,
     };
     let (payload, compression_id, nonce) = match &compressed {
@@ -246,14 +246,19 @@ pub fn open(stored: &[u8], key: &ChunkKey, plain_len: u32) -> Result<Vec<u8>> {
     let mut body = stored[HEADER_LEN..].to_vec();
     let payload_len = key
         .aead()
-        .open_in_place(Nonce::assume_unique_for_key(header.nonce), Aad::from(&stored[..HEADER_LEN]), &mut body)
+        .open_in_place(
+            Nonce::assume_unique_for_key(header.nonce),
+            Aad::from(&stored[..HEADER_LEN]),
+            &mut body,
+        )
         .map_err(|_| Error::Authentication)?
         .len();
     body.truncate(payload_len);
     let plaintext = if header.compression == COMPRESSION_ZSTD {
         // Bounded: zstd refuses to produce more than `plain_len` bytes, so a hostile frame
         // cannot make us allocate past the declared (and capped) length.
-        zstd::bulk::decompress(&body, plain_len).map_err(|_| Error::MalformedChunk("zstd frame does not decode within the declared length"))?
+        zstd::bulk::decompress(&body, plain_len)
+            .map_err(|_| Error::MalformedChunk("zstd frame does not decode within the declared length"))?
     } else {
         body
     };
@@ -291,7 +296,10 @@ mod tests {
         assert!(s.bytes.len() < text.len() / 4);
         assert_eq!(s.bytes[6], COMPRESSION_ZSTD);
         let mut random = vec![0u8; 10_000];
-        rand::RngCore::fill_bytes(&mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1), &mut random);
+        rand::RngCore::fill_bytes(
+            &mut <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(1),
+            &mut random,
+        );
         let s = seal(&secret(1), &random, &ZSTD);
         assert_eq!(s.bytes.len(), random.len() + OVERHEAD);
         assert_eq!(s.bytes[6], COMPRESSION_NONE);

@@ -118,7 +118,8 @@ impl<R: Read> Chunker<R> {
         let window = &self.buf[self.pos..self.filled];
         let (mask_s, mask_l) = self.masks;
         let ChunkerConfig { min_size, avg_size, max_size } = self.config;
-        let (_, len) = v2020::cut(window, min_size, avg_size, max_size, mask_s, mask_l, mask_s << 1, mask_l << 1);
+        let (_, len) =
+            v2020::cut(window, min_size, avg_size, max_size, mask_s, mask_l, mask_s << 1, mask_l << 1);
         let start = self.pos;
         self.pos += len;
         Ok(Some(&self.buf[start..start + len]))

@@ -113,7 +113,9 @@ impl Manifest {
             });
         }
         if sum != size {
-            return Err(Error::MalformedManifest(format!("chunk lengths add up to {sum}, header says {size}")));
+            return Err(Error::MalformedManifest(format!(
+                "chunk lengths add up to {sum}, header says {size}"
+            )));
         }
         Ok(Manifest { entries, size, hash })
     }
@@ -125,7 +127,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn entry(i: u8, len: u32) -> ManifestEntry {
-        ManifestEntry { address: Address::from_bytes([i; 32]), key: ChunkKey::from_bytes([i ^ 0xff; 32]), plain_len: len }
+        ManifestEntry {
+            address: Address::from_bytes([i; 32]),
+            key: ChunkKey::from_bytes([i ^ 0xff; 32]),
+            plain_len: len,
+        }
     }
 
     fn manifest(lens: &[u32]) -> Manifest {

@@ -127,7 +127,9 @@ mod tests {
     }
 
     fn data(len: usize) -> Vec<u8> {
-        (0..len as u64).map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57) as u8 ^ (i / 1000) as u8).collect()
+        (0..len as u64)
+            .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 57) as u8 ^ (i / 1000) as u8)
+            .collect()
     }
 
     #[test]

@@ -1,0 +1,103 @@
+//! The error type of nuage-blob.
+
+use nuage_core::Address;
+
+use crate::store::PlacementProblem;
+
+/// What can go wrong when storing or fetching chunks.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A configuration that cannot work (duplicate names, impossible policy, bad settings).
+    #[error("invalid storage configuration: {0}")]
+    Config(String),
+    /// The bucket or container a provider points at does not exist.
+    #[error("provider {provider}: {what} does not exist (create it first)")]
+    ContainerMissing {
+        /// Provider name.
+        provider: String,
+        /// What is missing, e.g. `bucket "x" at http://...`.
+        what: String,
+    },
+    /// A provider could not be reached or refused the request.
+    #[error("provider {provider}: {source}")]
+    Provider {
+        /// Provider name.
+        provider: String,
+        /// What OpenDAL reported.
+        #[source]
+        source: opendal::Error,
+    },
+    /// A provider was skipped because it has been failing; it will be probed again later.
+    #[error("provider {provider} is marked down after repeated failures")]
+    ProviderDown {
+        /// Provider name.
+        provider: String,
+    },
+    /// The bytes a provider returned do not hash to the address asked for.
+    #[error("provider {provider} returned corrupt bytes for chunk {address}")]
+    Corrupt {
+        /// Provider name.
+        provider: String,
+        /// The chunk.
+        address: Address,
+    },
+    /// The bytes given to store do not hash to the address they were given under.
+    #[error("bytes do not match address {address}")]
+    AddressMismatch {
+        /// The address claimed.
+        address: Address,
+    },
+    /// No provider holds the chunk.
+    #[error("chunk {address} not found on any provider")]
+    NotFound {
+        /// The chunk.
+        address: Address,
+    },
+    /// Providers that may hold the chunk all failed; the problems say how.
+    #[error("chunk {address} unavailable: {}", summarize(problems))]
+    Unavailable {
+        /// The chunk.
+        address: Address,
+        /// One entry per placement tried.
+        problems: Vec<PlacementProblem>,
+    },
+    /// Too few providers stored the chunk to meet the write quorum.
+    #[error(
+        "chunk {address}: stored on {stored} provider(s), write quorum is {needed}: {}",
+        summarize(problems)
+    )]
+    QuorumNotMet {
+        /// The chunk.
+        address: Address,
+        /// The write quorum.
+        needed: usize,
+        /// How many providers hold it now.
+        stored: usize,
+        /// Why the others did not.
+        problems: Vec<PlacementProblem>,
+    },
+}
+
+impl Error {
+    /// Whether trying again later may succeed (a provider down or slow), as opposed to a
+    /// request that can never succeed (bad configuration, wrong address).
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            Error::Provider { source, .. } => {
+                source.is_temporary() || source.kind() == opendal::ErrorKind::Unexpected
+            }
+            Error::ProviderDown { .. } | Error::Unavailable { .. } | Error::QuorumNotMet { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+fn summarize(problems: &[PlacementProblem]) -> String {
+    if problems.is_empty() {
+        return "no provider could take it".to_owned();
+    }
+    problems.iter().map(|p| format!("{} {}", p.provider, p.kind)).collect::<Vec<_>>().join("; ")
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,224 @@
+//! One storage provider reached through Apache OpenDAL.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use nuage_core::Address;
+use opendal::layers::TimeoutLayer;
+use opendal::{ErrorKind, Operator, services};
+
+use crate::health::Health;
+use crate::{Error, ProviderConfig, ProviderKind, Result};
+
+/// What [`Provider::put`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The chunk was written.
+    Written,
+    /// The provider already held the address; nothing was rewritten.
+    AlreadyPresent,
+}
+
+/// One provider of chunk storage: an OpenDAL operator, a name, and a health record.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ProviderConfig,
+    op: Operator,
+    health: Health,
+}
+
+impl Provider {
+    /// Builds the provider and checks that it is reachable and that its bucket or container
+    /// exists (a local folder is created).
+    pub async fn open(config: ProviderConfig) -> Result<Provider> {
+        let op = build_operator(&config)?;
+        let provider = Provider { inner: Arc::new(Inner { config, op, health: Health::default() }) };
+        provider.check().await?;
+        Ok(provider)
+    }
+
+    /// The provider's name.
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &ProviderConfig {
+        &self.inner.config
+    }
+
+    /// The OpenDAL operator, rooted at the provider's folder. For tests and tools that must
+    /// reach objects directly (e.g. to damage one on purpose).
+    pub fn operator(&self) -> &Operator {
+        &self.inner.op
+    }
+
+    /// Whether the provider is being skipped after repeated failures.
+    pub fn is_down(&self) -> bool {
+        self.inner.health.is_down()
+    }
+
+    async fn check(&self) -> Result<()> {
+        // `Operator::check` treats NotFound as success, but a missing bucket or container is
+        // exactly what must be reported here, so list the chunk prefix ourselves: an empty
+        // prefix lists fine, a missing bucket answers NotFound.
+        let result = async {
+            let mut lister = self.inner.op.lister_with(Address::OBJECT_PREFIX).limit(1).await?;
+            lister.next().await.transpose()
+        }
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound || names_missing_container(&e) => {
+                Err(Error::ContainerMissing { provider: self.name().to_owned(), what: self.describe() })
+            }
+            Err(source) => Err(Error::Provider { provider: self.name().to_owned(), source }),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.inner.config.kind {
+            ProviderKind::Memory => "memory".to_owned(),
+            ProviderKind::Fs { root } => format!("folder {}", root.display()),
+            ProviderKind::S3 { bucket, endpoint, .. } => format!("bucket {bucket:?} at {endpoint}"),
+            ProviderKind::Azblob { container, endpoint, .. } => {
+                format!("container {container:?} at {endpoint}")
+            }
+        }
+    }
+
+    fn track<T>(&self, result: opendal::Result<T>) -> Result<T> {
+        match result {
+            Ok(v) => {
+                self.inner.health.record_success();
+                Ok(v)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                // An answer, not a failure of the provider.
+                self.inner.health.record_success();
+                Err(Error::Provider { provider: self.name().to_owned(), source: e })
+            }
+            Err(e) => {
+                self.inner.health.record_failure();
+                Err(Error::Provider { provider: self.name().to_owned(), source: e })
+            }
+        }
+    }
+
+    /// Stores a chunk under its address unless the provider already has it.
+    ///
+    /// The caller vouches that `bytes` hash to `address` ([`crate::StoredChunk`] does).
+    pub async fn put(&self, address: &Address, bytes: Bytes) -> Result<PutOutcome> {
+        if self.exists(address).await? {
+            return Ok(PutOutcome::AlreadyPresent);
+        }
+        // On fs, OpenDAL writes a temporary file, fsyncs it and renames it into place, so a
+        // crash never leaves a partial chunk under an address. Object stores commit a PUT
+        // atomically.
+        let result = self.inner.op.write(&address.object_key(), bytes).await;
+        self.track(result).map(|_| PutOutcome::Written)
+    }
+
+    /// Whether the provider holds the address.
+    pub async fn exists(&self, address: &Address) -> Result<bool> {
+        let result = self.inner.op.stat(&address.object_key()).await;
+        match self.track(result) {
+            Ok(_) => Ok(true),
+            Err(Error::Provider { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The stored bytes, unverified: a missing chunk is `Ok(None)`.
+    pub async fn get_raw(&self, address: &Address) -> Result<Option<Bytes>> {
+        let result = self.inner.op.read(&address.object_key()).await;
+        match self.track(result) {
+            Ok(buf) => Ok(Some(buf.to_bytes())),
+            Err(Error::Provider { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the chunk; deleting an absent chunk succeeds.
+    pub async fn delete(&self, address: &Address) -> Result<()> {
+        let result = self.inner.op.delete(&address.object_key()).await;
+        self.track(result)
+    }
+
+    /// Every chunk address the provider holds (objects outside the chunk prefix, or with
+    /// names that are not addresses, are skipped). For garbage collection and audits.
+    pub async fn list(&self) -> Result<impl Stream<Item = Result<Address>> + use<>> {
+        let name = self.name().to_owned();
+        let lister = self.inner.op.lister_with(Address::OBJECT_PREFIX).recursive(true).await;
+        let lister = self.track(lister)?;
+        Ok(lister
+            .map_err(move |source| Error::Provider { provider: name.clone(), source })
+            .try_filter_map(|entry| async move { Ok(Address::from_object_key(entry.path())) }))
+    }
+
+    pub(crate) fn record_corruption(&self) {
+        self.inner.health.record_failure();
+    }
+}
+
+/// OpenDAL reports S3's `NoSuchBucket` as a configuration error rather than NotFound; the
+/// service's error code is the reliable signal.
+fn names_missing_container(e: &opendal::Error) -> bool {
+    let text = e.to_string();
+    ["NoSuchBucket", "ContainerNotFound"].iter().any(|code| text.contains(code))
+}
+
+fn build_operator(config: &ProviderConfig) -> Result<Operator> {
+    // HTTP services need a process-wide transport; installing it twice is a no-op.
+    opendal::install_default();
+    let name = &config.name;
+    let invalid = |source: opendal::Error| Error::Provider { provider: name.clone(), source };
+    let op = match &config.kind {
+        ProviderKind::Memory => Operator::new(services::Memory::default()),
+        ProviderKind::Fs { root } => {
+            std::fs::create_dir_all(root).map_err(|e| {
+                Error::Config(format!("provider {name}: cannot create folder {}: {e}", root.display()))
+            })?;
+            let root = std::path::absolute(root)
+                .map_err(|e| Error::Config(format!("provider {name}: {e}")))?
+                .to_string_lossy()
+                .into_owned();
+            // Temporary files live beside the chunks (same filesystem, so rename is atomic)
+            // in a folder the chunk lister never enters.
+            Operator::new(services::Fs::default().root(&root).atomic_write_dir(&format!("{root}/.tmp")))
+        }
+        ProviderKind::S3 { bucket, endpoint, region, access_key_id, secret_access_key, root } => {
+            let mut b = services::S3::default()
+                .bucket(bucket)
+                .endpoint(endpoint)
+                .region(region)
+                .access_key_id(access_key_id)
+                .secret_access_key(&secret_access_key.0)
+                .disable_config_load()
+                .disable_ec2_metadata();
+            if let Some(root) = root {
+                b = b.root(root);
+            }
+            Operator::new(b)
+        }
+        ProviderKind::Azblob { container, endpoint, account_name, account_key, root } => {
+            let mut b = services::Azblob::default()
+                .container(container)
+                .endpoint(endpoint)
+                .account_name(account_name)
+                .account_key(&account_key.0);
+            if let Some(root) = root {
+                b = b.root(root);
+            }
+            Operator::new(b)
+        }
+    }
+    .map_err(invalid)?;
+    Ok(op.layer(TimeoutLayer::new().with_timeout(config.timeout()).with_io_timeout(config.timeout())))
+}

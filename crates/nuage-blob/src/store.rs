@@ -1,0 +1,317 @@
+//! Several providers under one placement policy: parallel writes with a quorum, verified
+//! reads that fall back across placements and report what they found wrong.
+
+use std::fmt;
+
+use bytes::Bytes;
+use futures::future::join_all;
+use nuage_core::{Address, SealedChunk};
+use tokio::sync::broadcast;
+
+use crate::{Error, Provider, PutOutcome, Result};
+
+/// How many copies of each chunk to keep, and how many must be written before a put
+/// succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// Copies, on that many distinct providers.
+    pub replicas: usize,
+    /// Copies that must be stored for a put to succeed (1 ≤ quorum ≤ replicas). The missing
+    /// ones are for repair to restore.
+    pub write_quorum: usize,
+}
+
+impl Placement {
+    /// `replicas = n` with a write quorum of all `n` (the safe default).
+    pub fn replicas(n: usize) -> Self {
+        Placement { replicas: n, write_quorum: n }
+    }
+
+    /// The same policy with another write quorum.
+    pub fn with_quorum(self, write_quorum: usize) -> Self {
+        Placement { write_quorum, ..self }
+    }
+}
+
+/// Chunk bytes together with their address, known to match.
+#[derive(Debug, Clone)]
+pub struct StoredChunk {
+    address: Address,
+    bytes: Bytes,
+}
+
+impl StoredChunk {
+    /// Checks that `bytes` hash to `address` (bytes from outside: a client, a provider).
+    pub fn verify(address: Address, bytes: Bytes) -> Result<Self> {
+        address.verify(&bytes).map_err(|_| Error::AddressMismatch { address })?;
+        Ok(StoredChunk { address, bytes })
+    }
+
+    /// The address.
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// The stored bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
+impl From<SealedChunk> for StoredChunk {
+    /// A chunk sealed in this process: its address was computed from its bytes.
+    fn from(sealed: SealedChunk) -> Self {
+        StoredChunk { address: sealed.address, bytes: Bytes::from(sealed.bytes) }
+    }
+}
+
+/// What went wrong with one placement of one chunk: the event the repair worker consumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacementProblem {
+    /// The chunk.
+    pub address: Address,
+    /// The provider.
+    pub provider: String,
+    /// What was wrong.
+    pub kind: ProblemKind,
+}
+
+/// The kinds of [`PlacementProblem`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The provider answered that it does not have the chunk.
+    Missing,
+    /// The provider returned bytes that do not hash to the address.
+    Corrupt,
+    /// The provider failed (unreachable, timed out, refused); the message says how.
+    Unavailable(String),
+    /// The provider was skipped because it is marked down.
+    Skipped,
+}
+
+impl fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProblemKind::Missing => f.write_str("missing"),
+            ProblemKind::Corrupt => f.write_str("corrupt"),
+            ProblemKind::Unavailable(m) => write!(f, "unavailable ({m})"),
+            ProblemKind::Skipped => f.write_str("skipped (marked down)"),
+        }
+    }
+}
+
+/// What [`ChunkStore::put`] did.
+#[derive(Debug, Clone, Default)]
+pub struct PutReport {
+    /// Providers that hold the chunk now.
+    pub stored_on: Vec<String>,
+    /// How many of them were written by this call (the others already had it).
+    pub written: usize,
+    /// Stored bytes written by this call, summed over providers.
+    pub bytes_written: u64,
+    /// Target providers that failed; the write still met its quorum.
+    pub problems: Vec<PlacementProblem>,
+}
+
+/// A verified read.
+#[derive(Debug, Clone)]
+pub struct Read {
+    /// The stored bytes, checked against the address.
+    pub bytes: Bytes,
+    /// The provider they came from.
+    pub provider: String,
+    /// Placements tried before it that failed.
+    pub problems: Vec<PlacementProblem>,
+}
+
+/// Providers under a placement policy.
+#[derive(Debug, Clone)]
+pub struct ChunkStore {
+    providers: Vec<Provider>,
+    placement: Placement,
+    events: broadcast::Sender<PlacementProblem>,
+}
+
+impl ChunkStore {
+    /// A store over `providers` (distinct names) with the given policy.
+    pub fn new(providers: Vec<Provider>, placement: Placement) -> Result<Self> {
+        if providers.is_empty() {
+            return Err(Error::Config("no provider configured".into()));
+        }
+        let mut names: Vec<_> = providers.iter().map(Provider::name).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::Config(format!("provider name {:?} used twice", w[0])));
+        }
+        let Placement { replicas, write_quorum } = placement;
+        if replicas == 0 || replicas > providers.len() {
+            return Err(Error::Config(format!(
+                "replicas = {replicas} needs as many distinct providers, {} configured",
+                providers.len()
+            )));
+        }
+        if write_quorum == 0 || write_quorum > replicas {
+            return Err(Error::Config(format!("write quorum {write_quorum} must be within 1..={replicas}")));
+        }
+        Ok(ChunkStore { providers, placement, events: broadcast::channel(1024).0 })
+    }
+
+    /// The providers, in configuration order.
+    pub fn providers(&self) -> &[Provider] {
+        &self.providers
+    }
+
+    /// The provider with that name.
+    pub fn provider(&self, name: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.name() == name)
+    }
+
+    /// The placement policy.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// Every placement problem that reads and writes run into, as it happens. A receiver
+    /// that falls more than 1024 events behind loses the oldest ones.
+    pub fn subscribe(&self) -> broadcast::Receiver<PlacementProblem> {
+        self.events.subscribe()
+    }
+
+    /// The providers in this chunk's preference order: weighted rendezvous hashing of the
+    /// address, so each chunk has a stable ranking, load spreads by weight, and adding or
+    /// removing a provider moves only the chunks it gains or loses.
+    pub fn ranking(&self, address: &Address) -> Vec<&Provider> {
+        let mut scored: Vec<(f64, &Provider)> = self
+            .providers
+            .iter()
+            .map(|p| {
+                let mut h = blake3::Hasher::new();
+                h.update(address.as_bytes());
+                h.update(p.name().as_bytes());
+                let x = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+                // Uniform in (0, 1]; score = -w / ln(u) is weighted rendezvous hashing.
+                let u = (x >> 11) as f64 / (1u64 << 53) as f64 + f64::EPSILON;
+                (-(f64::from(p.config().weight.max(1))) / u.ln(), p)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        scored.into_iter().map(|(_, p)| p).collect()
+    }
+
+    fn report(&self, problem: PlacementProblem) -> PlacementProblem {
+        let _ = self.events.send(problem.clone());
+        problem
+    }
+
+    /// Stores the chunk on `replicas` distinct providers, in parallel, skipping providers
+    /// that are marked down. Succeeds when at least `write_quorum` of them hold it.
+    pub async fn put(&self, chunk: &StoredChunk) -> Result<PutReport> {
+        let address = chunk.address;
+        let targets: Vec<&Provider> = self
+            .ranking(&address)
+            .into_iter()
+            .filter(|p| !p.is_down())
+            .take(self.placement.replicas)
+            .collect();
+        let mut report = PutReport::default();
+        if targets.len() < self.placement.write_quorum {
+            // Not enough healthy providers: fail now rather than write copies that cannot
+            // make a quorum.
+            let problems = self
+                .providers
+                .iter()
+                .filter(|p| p.is_down())
+                .map(|p| self.report(problem(address, p, ProblemKind::Skipped)))
+                .collect();
+            return Err(Error::QuorumNotMet {
+                address,
+                needed: self.placement.write_quorum,
+                stored: 0,
+                problems,
+            });
+        }
+        let results = join_all(targets.iter().map(|p| p.put(&address, chunk.bytes.clone()))).await;
+        for (p, result) in targets.iter().zip(results) {
+            match result {
+                Ok(outcome) => {
+                    report.stored_on.push(p.name().to_owned());
+                    if outcome == PutOutcome::Written {
+                        report.written += 1;
+                        report.bytes_written += chunk.bytes.len() as u64;
+                    }
+                }
+                Err(e) => report.problems.push(self.report(problem(
+                    address,
+                    p,
+                    ProblemKind::Unavailable(e.to_string()),
+                ))),
+            }
+        }
+        if report.stored_on.len() < self.placement.write_quorum {
+            return Err(Error::QuorumNotMet {
+                address,
+                needed: self.placement.write_quorum,
+                stored: report.stored_on.len(),
+                problems: report.problems,
+            });
+        }
+        Ok(report)
+    }
+
+    /// Fetches and verifies the chunk, trying `hint` providers first (where the chunk index
+    /// says it is), then the rest in ranking order, healthy ones before those marked down.
+    /// Every placement that fails along the way is reported.
+    pub async fn get(&self, address: &Address, hint: &[&str]) -> Result<Read> {
+        let mut order: Vec<&Provider> = hint.iter().filter_map(|n| self.provider(n)).collect();
+        for p in self.ranking(address) {
+            if !order.iter().any(|q| q.name() == p.name()) {
+                order.push(p);
+            }
+        }
+        order.sort_by_key(|p| p.is_down()); // stable: keeps the hint and ranking order
+        let mut problems = Vec::new();
+        for p in order {
+            let kind = match p.get_raw(address).await {
+                Ok(Some(bytes)) if address.verify(&bytes).is_ok() => {
+                    return Ok(Read { bytes, provider: p.name().to_owned(), problems });
+                }
+                Ok(Some(_)) => {
+                    p.record_corruption();
+                    ProblemKind::Corrupt
+                }
+                Ok(None) => ProblemKind::Missing,
+                Err(e) => ProblemKind::Unavailable(e.to_string()),
+            };
+            problems.push(self.report(problem(*address, p, kind)));
+        }
+        if problems.iter().all(|p| p.kind == ProblemKind::Missing) {
+            Err(Error::NotFound { address: *address })
+        } else {
+            Err(Error::Unavailable { address: *address, problems })
+        }
+    }
+
+    /// The providers that hold the chunk (asking all of them).
+    pub async fn locate(&self, address: &Address) -> Result<Vec<String>> {
+        let results = join_all(self.providers.iter().map(|p| p.exists(address))).await;
+        let mut found = Vec::new();
+        for (p, r) in self.providers.iter().zip(results) {
+            if r? {
+                found.push(p.name().to_owned());
+            }
+        }
+        Ok(found)
+    }
+
+    /// Deletes the chunk from every provider.
+    pub async fn delete(&self, address: &Address) -> Result<()> {
+        for r in join_all(self.providers.iter().map(|p| p.delete(address))).await {
+            r?;
+        }
+        Ok(())
+    }
+}
+
+fn problem(address: Address, p: &Provider, kind: ProblemKind) -> PlacementProblem {
+    PlacementProblem { address, provider: p.name().to_owned(), kind }
+}

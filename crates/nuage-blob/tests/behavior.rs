@@ -1,0 +1,282 @@
+//! The provider behavior suite: the same tests against every provider (memory and fs always;
+//! S3 and Azure Blob when `scripts/test-servers.sh env` names their servers).
+
+mod support;
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use nuage_blob::{ChunkStore, Error, Placement, ProblemKind, Provider, PutOutcome, StoredChunk};
+use nuage_core::chunk::{self, Compression, SealOptions};
+use nuage_core::{Address, ConvergenceSecret, SealedChunk};
+use rand::{RngCore, SeedableRng, rngs::StdRng};
+use support::Backend;
+
+fn sealed(len: usize, seed: u64) -> SealedChunk {
+    let mut plain = vec![0u8; len];
+    StdRng::seed_from_u64(seed).fill_bytes(&mut plain);
+    chunk::seal(
+        &ConvergenceSecret::from_bytes([7; 32]),
+        &plain,
+        &SealOptions { compression: Compression::None },
+    )
+}
+
+async fn open(b: &Backend) -> Provider {
+    Provider::open(b.config.clone()).await.unwrap_or_else(|e| {
+        panic!("provider {} ({}) failed to open: {e}", b.config.name, b.config.kind.scheme())
+    })
+}
+
+async fn listed(p: &Provider) -> HashSet<Address> {
+    p.list().await.unwrap().try_collect().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn chunks_of_0_1_and_4mib_round_trip() {
+    for b in support::all("sizes") {
+        let p = open(&b).await;
+        let store = ChunkStore::new(vec![p.clone()], Placement::replicas(1)).unwrap();
+        let mut addresses = HashSet::new();
+        for (i, len) in [0usize, 1, 4 << 20].into_iter().enumerate() {
+            let s = sealed(len, i as u64);
+            let (key, plain_len, address) = (s.key, s.plain_len, s.address);
+            let report = store.put(&StoredChunk::from(s)).await.unwrap();
+            assert_eq!(report.stored_on, [p.name()]);
+            let read = store.get(&address, &[]).await.unwrap();
+            let plain = chunk::open(&read.bytes, &key, plain_len).unwrap();
+            assert_eq!(plain.len(), len, "{}", p.name());
+            assert!(p.exists(&address).await.unwrap());
+            addresses.insert(address);
+        }
+        assert_eq!(listed(&p).await, addresses, "{}", p.name());
+        for a in &addresses {
+            store.delete(a).await.unwrap();
+        }
+        assert!(listed(&p).await.is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_thousand_small_chunks() {
+    for b in support::all("many") {
+        let p = open(&b).await;
+        let started = std::time::Instant::now();
+        let chunks: Vec<StoredChunk> = (0..10_000).map(|i| StoredChunk::from(sealed(40, 1000 + i))).collect();
+        let written: Vec<PutOutcome> = futures::stream::iter(&chunks)
+            .map(|c| {
+                let p = &p;
+                async move { p.put(&c.address(), c.bytes().clone()).await }
+            })
+            .buffer_unordered(32)
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(written.iter().all(|o| *o == PutOutcome::Written));
+        let expected: HashSet<Address> = chunks.iter().map(StoredChunk::address).collect();
+        eprintln!("{}: 10,000 puts in {:?}", p.name(), started.elapsed());
+        assert_eq!(listed(&p).await, expected, "{}", p.name());
+        eprintln!("{}: + list in {:?}", p.name(), started.elapsed());
+        let ok = futures::stream::iter(&chunks)
+            .map(|c| {
+                let p = &p;
+                async move { p.get_raw(&c.address()).await.map(|b| b.as_deref() == Some(&c.bytes()[..])) }
+            })
+            .buffer_unordered(32)
+            .try_fold(0, |n, same| async move { Ok(n + usize::from(same)) })
+            .await
+            .unwrap();
+        assert_eq!(ok, 10_000, "{}", p.name());
+        eprintln!("{}: + 10,000 gets in {:?}", p.name(), started.elapsed());
+        futures::stream::iter(&chunks)
+            .map(|c| {
+                let p = &p;
+                async move { p.delete(&c.address()).await }
+            })
+            .buffer_unordered(32)
+            .try_collect::<Vec<()>>()
+            .await
+            .unwrap();
+        assert!(listed(&p).await.is_empty());
+        eprintln!("{}: + 10,000 deletes in {:?}", p.name(), started.elapsed());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reput_of_an_existing_address_writes_nothing() {
+    for b in support::all("reput") {
+        let p = open(&b).await;
+        let c = StoredChunk::from(sealed(1000, 1));
+        assert_eq!(p.put(&c.address(), c.bytes().clone()).await.unwrap(), PutOutcome::Written);
+        assert_eq!(p.put(&c.address(), c.bytes().clone()).await.unwrap(), PutOutcome::AlreadyPresent);
+        let store = ChunkStore::new(vec![p.clone()], Placement::replicas(1)).unwrap();
+        let report = store.put(&c).await.unwrap();
+        assert_eq!((report.written, report.bytes_written), (0, 0));
+        assert_eq!(p.get_raw(&c.address()).await.unwrap().unwrap(), c.bytes());
+        p.delete(&c.address()).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn absent_chunk_is_not_found_and_wrong_bytes_are_refused() {
+    for b in support::all("absent") {
+        let p = open(&b).await;
+        let store = ChunkStore::new(vec![p.clone()], Placement::replicas(1)).unwrap();
+        let a = Address::of(b"never stored");
+        assert!(matches!(store.get(&a, &[]).await, Err(Error::NotFound { .. })));
+        assert!(!p.exists(&a).await.unwrap());
+        p.delete(&a).await.unwrap();
+        assert!(matches!(
+            StoredChunk::verify(a, Bytes::from_static(b"other bytes")),
+            Err(Error::AddressMismatch { .. })
+        ));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupted_copy_is_reported_and_the_read_falls_back() {
+    for b in support::all("corrupt") {
+        let bad = open(&b).await;
+        let good_backend = support::fs("good");
+        let good = open(&good_backend).await;
+        let store = ChunkStore::new(vec![bad.clone(), good.clone()], Placement::replicas(2)).unwrap();
+        let mut events = store.subscribe();
+        let c = StoredChunk::from(sealed(5000, 9));
+        let report = store.put(&c).await.unwrap();
+        assert_eq!(report.stored_on.len(), 2);
+        let mut damaged = c.bytes().to_vec();
+        damaged[100] ^= 0x01;
+        bad.operator().write(&c.address().object_key(), damaged).await.unwrap();
+
+        let read = store.get(&c.address(), &[bad.name()]).await.unwrap();
+        assert_eq!(read.bytes, c.bytes());
+        assert_eq!(read.provider, "good");
+        assert_eq!(read.problems.len(), 1);
+        assert_eq!(
+            (read.problems[0].provider.as_str(), &read.problems[0].kind),
+            (bad.name(), &ProblemKind::Corrupt)
+        );
+        let event = events.try_recv().unwrap();
+        assert_eq!((event.address, event.kind), (c.address(), ProblemKind::Corrupt));
+
+        // Corrupt on every copy: an error, never the bad bytes.
+        good.operator().write(&c.address().object_key(), c.bytes().slice(1..)).await.unwrap();
+        match store.get(&c.address(), &[]).await {
+            Err(Error::Unavailable { problems, .. }) => assert_eq!(problems.len(), 2),
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+        store.delete(&c.address()).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_bucket_is_a_clear_error() {
+    let mut checked = 0;
+    for b in support::all("nobucket") {
+        let mut config = b.config.clone();
+        match &mut config.kind {
+            nuage_blob::ProviderKind::S3 { bucket, .. } => *bucket = "no-such-bucket".into(),
+            nuage_blob::ProviderKind::Azblob { container, .. } => *container = "no-such-container".into(),
+            _ => continue,
+        }
+        match Provider::open(config).await {
+            Err(e @ Error::ContainerMissing { .. }) => {
+                assert!(e.to_string().contains("no-such-"), "{e}");
+                checked += 1;
+            }
+            other => panic!("expected ContainerMissing, got {other:?}"),
+        }
+    }
+    let asked = std::env::var("NUAGE_TEST_S3_ENDPOINT").is_ok() as usize
+        + std::env::var("NUAGE_TEST_AZBLOB_ENDPOINT").is_ok() as usize;
+    assert_eq!(checked, asked);
+}
+
+/// One provider of two or three is a private server that the test kills.
+async fn outage(mut server: support::PrivateServer) {
+    let victim = open(&server.backend).await;
+    let mem_backend = support::memory("mem");
+    let fs_backend = support::fs("disk");
+    let (mem, disk) = (open(&mem_backend).await, open(&fs_backend).await);
+    let pair = ChunkStore::new(vec![victim.clone(), mem.clone()], Placement::replicas(2)).unwrap();
+    let chunks: Vec<StoredChunk> = (0..20).map(|i| StoredChunk::from(sealed(3000, 500 + i))).collect();
+    for c in &chunks {
+        assert_eq!(pair.put(c).await.unwrap().stored_on.len(), 2);
+    }
+
+    server.kill();
+
+    // Reads: every chunk still comes back, the dead provider is reported, then skipped.
+    for c in &chunks {
+        let read = pair.get(&c.address(), &[victim.name()]).await.unwrap();
+        assert_eq!(read.bytes, c.bytes());
+        assert_eq!(read.provider, "mem");
+    }
+    assert!(victim.is_down(), "a provider that keeps failing must be marked down");
+    let read = pair.get(&chunks[0].address(), &[victim.name()]).await.unwrap();
+    assert!(read.problems.is_empty(), "a provider marked down is tried last: {:?}", read.problems);
+
+    // Writes: quorum 2 of 2 fails fast and clearly; quorum 1 succeeds; with a third
+    // provider, replicas = 2 lands on the two live ones.
+    let fresh = StoredChunk::from(sealed(3000, 9999));
+    match pair.put(&fresh).await {
+        Err(e @ Error::QuorumNotMet { needed: 2, .. }) => {
+            assert!(e.to_string().contains("write quorum is 2"), "{e}")
+        }
+        other => panic!("expected QuorumNotMet, got {other:?}"),
+    }
+    let lenient =
+        ChunkStore::new(vec![victim.clone(), mem.clone()], Placement::replicas(2).with_quorum(1)).unwrap();
+    assert_eq!(lenient.put(&fresh).await.unwrap().stored_on, ["mem"]);
+    let three =
+        ChunkStore::new(vec![victim.clone(), mem.clone(), disk.clone()], Placement::replicas(2)).unwrap();
+    let another = StoredChunk::from(sealed(3000, 10_000));
+    let mut stored = three.put(&another).await.unwrap().stored_on;
+    stored.sort();
+    assert_eq!(stored, ["disk", "mem"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_server_killed_reads_fall_back_and_writes_follow_the_quorum() {
+    match support::private_s3("victim") {
+        Some(server) => outage(server).await,
+        None => eprintln!("S3 not configured for this run (scripts/test-servers.sh env)"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn azurite_killed_reads_fall_back_and_writes_follow_the_quorum() {
+    match support::private_azblob("victim") {
+        Some(server) => outage(server).await,
+        None => eprintln!("Azure Blob not configured for this run (scripts/test-servers.sh env)"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn placement_spreads_by_weight_and_is_stable() {
+    let backends: Vec<Backend> = ["a", "b", "c"].iter().map(|n| support::memory(n)).collect();
+    let mut providers = Vec::new();
+    for b in &backends {
+        providers.push(open(b).await);
+    }
+    let store = ChunkStore::new(providers.clone(), Placement::replicas(1)).unwrap();
+    let mut first = std::collections::HashMap::<String, usize>::new();
+    for i in 0..3000u32 {
+        let a = Address::of(&i.to_le_bytes());
+        let rank = store.ranking(&a);
+        assert_eq!(
+            rank.iter().map(|p| p.name()).collect::<Vec<_>>(),
+            store.ranking(&a).iter().map(|p| p.name()).collect::<Vec<_>>()
+        );
+        *first.entry(rank[0].name().to_owned()).or_default() += 1;
+    }
+    for n in ["a", "b", "c"] {
+        assert!((800..1200).contains(&first[n]), "{first:?}");
+    }
+    assert!(ChunkStore::new(providers.clone(), Placement::replicas(4)).is_err());
+    assert!(ChunkStore::new(providers.clone(), Placement::replicas(2).with_quorum(3)).is_err());
+    assert!(
+        ChunkStore::new(vec![providers[0].clone(), providers[0].clone()], Placement::replicas(1)).is_err()
+    );
+}

@@ -1,0 +1,329 @@
+//! Files and folders → chunks on providers, and back.
+//!
+//! Three stages, each bounded so memory stays flat whatever the input: a reader thread walks
+//! the files, chunks them and hashes each whole file; a sealer thread compresses, encrypts
+//! and addresses the chunks; the async side stores them with up to [`PUTS_IN_FLIGHT`]
+//! concurrent puts. A chunk already stored during this run is not sent again.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use nuage_blob::{ChunkStore, StoredChunk};
+use nuage_core::pipeline::Pipeline;
+use nuage_core::{Address, Chunker, Manifest, ManifestEntry, chunk};
+use tokio::sync::mpsc as async_mpsc;
+
+use crate::{Snapshot, SnapshotFile};
+
+/// Concurrent puts to the store.
+pub const PUTS_IN_FLIGHT: usize = 32;
+/// Chunks queued between stages.
+const QUEUE: usize = 8;
+
+/// Why an ingest or a restore stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The store refused a chunk or could not return one.
+    #[error(transparent)]
+    Store(#[from] nuage_blob::Error),
+    /// A chunk came back but does not open with its manifest's key.
+    #[error("chunk {address} of {path}: {source}")]
+    Chunk {
+        /// The file.
+        path: String,
+        /// The chunk.
+        address: Address,
+        /// What failed.
+        #[source]
+        source: nuage_core::Error,
+    },
+    /// The restored file does not hash to its manifest's whole-file hash.
+    #[error("{path}: restored content does not match its manifest hash")]
+    HashMismatch {
+        /// The file.
+        path: String,
+    },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> IngestError + '_ {
+    move |source| IngestError::Io { path: path.to_owned(), source }
+}
+
+/// Counters of an ingest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestStats {
+    /// Files read.
+    pub files: u64,
+    /// Plaintext bytes read.
+    pub bytes_read: u64,
+    /// Chunks cut.
+    pub chunks: u64,
+    /// Chunks written to at least one provider by this run (the rest were already stored).
+    pub chunks_new: u64,
+    /// Stored bytes written by this run, summed over replicas.
+    pub bytes_written: u64,
+}
+
+/// The outcome of [`ingest`].
+#[derive(Debug)]
+pub struct Ingested {
+    /// What was ingested.
+    pub snapshot: Snapshot,
+    /// Counters.
+    pub stats: IngestStats,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// The regular files under `root` (or `root` itself), sorted, with their snapshot paths.
+fn walk(root: &Path) -> Result<Vec<(PathBuf, String)>, IngestError> {
+    let meta = std::fs::symlink_metadata(root).map_err(io_err(root))?;
+    if meta.is_file() {
+        let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        return Ok(vec![(root.to_owned(), name)]);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let kind = entry.file_type().map_err(io_err(&entry.path()))?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                let path = entry.path();
+                let rel = path.strip_prefix(root).expect("under root");
+                let rel: Vec<_> =
+                    rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+                out.push((path, rel.join("/")));
+            }
+            // Symbolic links and special files are skipped: nuage stores file contents.
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+enum Plain {
+    Chunk(Vec<u8>),
+    FileEnd { size: u64, hash: [u8; 32] },
+}
+
+enum Sealed {
+    Chunk(chunk::SealedChunk),
+    FileEnd { size: u64, hash: [u8; 32] },
+}
+
+/// Ingests `root` (a file or a folder) into `store`, calling `progress` now and then.
+pub async fn ingest(
+    root: &Path,
+    pipeline: &Pipeline,
+    store: &ChunkStore,
+    mut progress: impl FnMut(&IngestStats),
+) -> Result<Ingested, IngestError> {
+    let started = Instant::now();
+    let files = walk(root)?;
+    let names: Vec<String> = files.iter().map(|(_, n)| n.clone()).collect();
+    let (plain_tx, plain_rx) = mpsc::sync_channel::<Plain>(QUEUE);
+    let (sealed_tx, mut sealed_rx) = async_mpsc::channel::<Sealed>(QUEUE);
+
+    let chunker_config = pipeline.chunker;
+    let reader = std::thread::spawn(move || -> Result<(), IngestError> {
+        let mut chunker: Option<Chunker<File>> = None;
+        for (path, _) in files {
+            let file = File::open(&path).map_err(io_err(&path))?;
+            let chunker = match &mut chunker {
+                Some(c) => {
+                    c.reset(file);
+                    c
+                }
+                None => chunker.insert(
+                    Chunker::new(file, chunker_config)
+                        .map_err(|e| IngestError::Io { path: path.clone(), source: io::Error::other(e) })?,
+                ),
+            };
+            let mut hasher = blake3::Hasher::new();
+            let mut size = 0u64;
+            while let Some(plain) = chunker.next_chunk().map_err(io_err(&path))? {
+                hasher.update(plain);
+                size += plain.len() as u64;
+                if plain_tx.send(Plain::Chunk(plain.to_vec())).is_err() {
+                    return Ok(()); // the consumer stopped on an error of its own
+                }
+            }
+            if plain_tx.send(Plain::FileEnd { size, hash: *hasher.finalize().as_bytes() }).is_err() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    });
+    let secret = pipeline.secret.clone();
+    let seal_options = pipeline.seal;
+    let sealer = std::thread::spawn(move || {
+        for msg in plain_rx {
+            let out = match msg {
+                Plain::Chunk(plain) => Sealed::Chunk(chunk::seal(&secret, &plain, &seal_options)),
+                Plain::FileEnd { size, hash } => Sealed::FileEnd { size, hash },
+            };
+            if sealed_tx.blocking_send(out).is_err() {
+                return;
+            }
+        }
+    });
+
+    let mut stats = IngestStats::default();
+    let mut seen: HashSet<Address> = HashSet::new();
+    let mut snapshot = Snapshot::default();
+    let mut entries: Vec<ManifestEntry> = Vec::new();
+    let mut puts = FuturesUnordered::new();
+    let mut last_progress = Instant::now();
+    let result: Result<(), IngestError> = async {
+        while let Some(msg) = sealed_rx.recv().await {
+            match msg {
+                Sealed::Chunk(sealed) => {
+                    stats.chunks += 1;
+                    stats.bytes_read += u64::from(sealed.plain_len);
+                    entries.push(ManifestEntry {
+                        address: sealed.address,
+                        key: sealed.key,
+                        plain_len: sealed.plain_len,
+                    });
+                    if seen.insert(sealed.address) {
+                        let chunk = StoredChunk::from(sealed);
+                        puts.push(async move { store.put(&chunk).await });
+                        while puts.len() >= PUTS_IN_FLIGHT {
+                            let report = puts.next().await.expect("non-empty")?;
+                            count(&mut stats, &report);
+                        }
+                    }
+                }
+                Sealed::FileEnd { size, hash } => {
+                    let path = names[snapshot.files.len()].clone();
+                    let manifest = Manifest { entries: std::mem::take(&mut entries), size, hash };
+                    snapshot.files.push(SnapshotFile { path, manifest });
+                    stats.files += 1;
+                }
+            }
+            if last_progress.elapsed() > Duration::from_millis(100) {
+                progress(&stats);
+                last_progress = Instant::now();
+            }
+        }
+        while let Some(report) = puts.next().await {
+            count(&mut stats, &report?);
+        }
+        Ok(())
+    }
+    .await;
+    drop(sealed_rx); // unblocks the sealer, then the reader, if we stopped early
+    let sealed_ok = sealer.join();
+    let read = reader.join().expect("reader thread panicked");
+    result?;
+    read?;
+    sealed_ok.expect("sealer thread panicked");
+    progress(&stats);
+    Ok(Ingested { snapshot, stats, elapsed: started.elapsed() })
+}
+
+fn count(stats: &mut IngestStats, report: &nuage_blob::PutReport) {
+    if report.written > 0 {
+        stats.chunks_new += 1;
+    }
+    stats.bytes_written += report.bytes_written;
+}
+
+/// Writes every file of `snapshot` under `dest`, fetching and verifying each chunk and each
+/// whole file. Returns the bytes written.
+pub async fn restore(snapshot: &Snapshot, store: &ChunkStore, dest: &Path) -> Result<u64, IngestError> {
+    use std::io::Write;
+    let mut total = 0;
+    for f in &snapshot.files {
+        let path = dest.join(&f.path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        }
+        let mut out = io::BufWriter::new(File::create(&path).map_err(io_err(&path))?);
+        let mut hasher = blake3::Hasher::new();
+        // Fetch a few chunks ahead while writing in order.
+        let mut fetches = futures::stream::iter(&f.manifest.entries)
+            .map(|e| async move { store.get(&e.address, &[]).await.map(|r| (e, r)) })
+            .buffered(8);
+        while let Some(fetched) = fetches.next().await {
+            let (e, read) = fetched?;
+            let plain = chunk::open(&read.bytes, &e.key, e.plain_len)
+                .map_err(|source| IngestError::Chunk { path: f.path.clone(), address: e.address, source })?;
+            hasher.update(&plain);
+            out.write_all(&plain).map_err(io_err(&path))?;
+        }
+        out.flush().map_err(io_err(&path))?;
+        if *hasher.finalize().as_bytes() != f.manifest.hash {
+            return Err(IngestError::HashMismatch { path: f.path.clone() });
+        }
+        total += f.manifest.size;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nuage_blob::{Placement, Provider, ProviderConfig, ProviderKind};
+    use nuage_core::ConvergenceSecret;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_folder_round_trips_and_a_second_ingest_stores_nothing_new() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(src.path().join("a/b")).unwrap();
+        std::fs::write(
+            src.path().join("a/b/big.bin"),
+            (0..3_000_000u32).map(|i| (i * 7 / 13) as u8).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        std::fs::write(src.path().join("a/empty"), b"").unwrap();
+        std::fs::write(src.path().join("top.txt"), b"hello").unwrap();
+        std::fs::write(src.path().join("copy.txt"), b"hello").unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let provider =
+            Provider::open(ProviderConfig::new("local", ProviderKind::Fs { root: data.path().into() }))
+                .await
+                .unwrap();
+        let store = ChunkStore::new(vec![provider], Placement::replicas(1)).unwrap();
+        let pipeline = Pipeline::new(ConvergenceSecret::from_bytes([3; 32]));
+
+        let first = ingest(src.path(), &pipeline, &store, |_| {}).await.unwrap();
+        let paths: Vec<_> = first.snapshot.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["a/b/big.bin", "a/empty", "copy.txt", "top.txt"]);
+        assert_eq!(first.stats.files, 4);
+        assert_eq!(first.stats.bytes_read, 3_000_010);
+        assert_eq!(first.stats.chunks_new + 1, first.stats.chunks, "the second hello is deduplicated");
+
+        let again = ingest(src.path(), &pipeline, &store, |_| {}).await.unwrap();
+        assert_eq!((again.stats.chunks_new, again.stats.bytes_written), (0, 0));
+
+        let out = tempfile::tempdir().unwrap();
+        let snap = Snapshot::decode(&first.snapshot.encode()).unwrap();
+        assert_eq!(restore(&snap, &store, out.path()).await.unwrap(), 3_000_010);
+        for p in ["a/b/big.bin", "a/empty", "top.txt", "copy.txt"] {
+            assert_eq!(
+                std::fs::read(src.path().join(p)).unwrap(),
+                std::fs::read(out.path().join(p)).unwrap(),
+                "{p}"
+            );
+        }
+    }
+}
