@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use nuage_core::Address;
-use opendal::layers::TimeoutLayer;
+use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind, Operator, services};
 
 use crate::health::Health;
@@ -220,5 +220,15 @@ fn build_operator(config: &ProviderConfig) -> Result<Operator> {
         }
     }
     .map_err(invalid)?;
-    Ok(op.layer(TimeoutLayer::new().with_timeout(config.timeout()).with_io_timeout(config.timeout())))
+    // Each attempt has a time limit; temporary failures (a reset connection, a 503) are
+    // retried twice with a short jittered back-off. Failures that survive the retries count
+    // against the provider's health, which then skips it for a while: retrying longer here
+    // would only make a dead provider cost more latency.
+    Ok(op.layer(TimeoutLayer::new().with_timeout(config.timeout()).with_io_timeout(config.timeout())).layer(
+        RetryLayer::new()
+            .with_max_times(2)
+            .with_min_delay(std::time::Duration::from_millis(20))
+            .with_max_delay(std::time::Duration::from_millis(200))
+            .with_jitter(),
+    ))
 }
