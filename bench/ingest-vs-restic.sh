@@ -45,10 +45,10 @@ mbps() { echo "$bytes / $1 / 1000000" | bc -l; }
 printf 'data set: %d files, %d bytes\n\n' "$files" "$bytes"
 echo "| | nuage | restic 0.14 | nuage / restic |"
 echo "|---|---|---|---|"
-printf '| first ingest, s | %.1f | %.1f | %.2f× restic's speed |\n' "$n1" "$r1" "$(echo "$r1 / $n1" | bc -l)"
+printf '| first ingest, s | %.1f | %.1f | %.2f× restic speed |\n' "$n1" "$r1" "$(echo "$r1 / $n1" | bc -l)"
 printf '| first ingest, MB/s | %.0f | %.0f | |\n' "$(mbps "$n1")" "$(mbps "$r1")"
 printf '| bytes stored after first | %d | %d | %.2f |\n' "$n1_size" "$r1_size" "$(echo "$n1_size / $r1_size" | bc -l)"
-printf '| second ingest after modA, s | %.1f | %.1f | %.2f× restic's speed |\n' "$n2" "$r2" "$(echo "$r2 / $n2" | bc -l)"
+printf '| second ingest after modA, s | %.1f | %.1f | %.2f× restic speed |\n' "$n2" "$r2" "$(echo "$r2 / $n2" | bc -l)"
 printf '| bytes added by modA | %d | %d | %.2f |\n' "$((n2_size - n1_size))" "$((r2_size - r1_size))" \
   "$(echo "($n2_size - $n1_size) / ($r2_size - $r1_size)" | bc -l)"
 echo
