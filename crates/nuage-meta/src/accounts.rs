@@ -1,0 +1,298 @@
+//! Accounts, API tokens and the provider registry.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::db::now_ms;
+use crate::{Error, Meta, Result};
+
+/// An account: the unit of ownership, quota and change sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    /// Id.
+    pub id: i64,
+    /// Unique name.
+    pub name: String,
+    /// Byte quota over every kept version, or none.
+    pub quota_bytes: Option<u64>,
+    /// Bytes used by every kept version (old versions count until they are pruned).
+    pub used_bytes: u64,
+    /// The last change sequence number handed out.
+    pub change_seq: i64,
+}
+
+/// An account's secrets, read only by the server when it must seal or authenticate.
+#[derive(Clone)]
+pub struct AccountSecrets {
+    /// The argon2 PHC string of the password, if one is set.
+    pub password_hash: Option<String>,
+    /// The account's convergence secret (chunk keys derive from it).
+    pub convergence_secret: [u8; 32],
+}
+
+impl std::fmt::Debug for AccountSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccountSecrets(<redacted>)")
+    }
+}
+
+/// A token as the store knows it: its hash, never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// Id (shown to the user, used to revoke).
+    pub id: i64,
+    /// Owner.
+    pub account_id: i64,
+    /// A label ("cli on laptop").
+    pub name: String,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+    /// Expiry, Unix ms, or none.
+    pub expires_at: Option<i64>,
+    /// Revocation time, Unix ms, if revoked.
+    pub revoked_at: Option<i64>,
+}
+
+/// A provider as recorded in the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderRecord {
+    /// Unique name.
+    pub name: String,
+    /// OpenDAL scheme.
+    pub scheme: String,
+    /// Region label.
+    pub region: Option<String>,
+    /// `active`, `draining`, `read-only` or `down`.
+    pub state: String,
+    /// Placement weight.
+    pub weight: u32,
+}
+
+const ACCOUNT_COLUMNS: &str = "id, name, quota_bytes, used_bytes, change_seq";
+
+fn account(row: &AnyRow) -> Result<Account> {
+    Ok(Account {
+        id: row.try_get(0)?,
+        name: row.try_get(1)?,
+        quota_bytes: row.try_get::<Option<i64>, _>(2)?.map(|q| q as u64),
+        used_bytes: row.try_get::<i64, _>(3)? as u64,
+        change_seq: row.try_get(4)?,
+    })
+}
+
+fn token(row: &AnyRow) -> Result<Token> {
+    Ok(Token {
+        id: row.try_get(0)?,
+        account_id: row.try_get(1)?,
+        name: row.try_get(2)?,
+        created_at: row.try_get(3)?,
+        expires_at: row.try_get(4)?,
+        revoked_at: row.try_get(5)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "id, account_id, name, created_at, expires_at, revoked_at";
+
+/// Whether an error is a unique-constraint violation (SQLite 2067/1555, PostgreSQL 23505).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("2067" | "1555" | "23505")))
+}
+
+impl Meta {
+    /// Creates an account with its convergence secret and, optionally, a password hash
+    /// and a quota.
+    pub async fn create_account(
+        &self,
+        name: &str,
+        password_hash: Option<&str>,
+        quota_bytes: Option<u64>,
+        convergence_secret: [u8; 32],
+    ) -> Result<Account> {
+        let _w = self.write_guard().await;
+        let row = sqlx::query(&format!(
+            "INSERT INTO accounts (name, password_hash, convergence_secret, quota_bytes, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING {ACCOUNT_COLUMNS}"
+        ))
+        .bind(name)
+        .bind(password_hash.map(str::to_owned))
+        .bind(convergence_secret.to_vec())
+        .bind(quota_bytes.map(|q| q as i64))
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { Error::AccountExists(name.to_owned()) } else { e.into() })?;
+        account(&row)
+    }
+
+    /// The account of this id.
+    pub async fn account(&self, id: i64) -> Result<Account> {
+        let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::AccountNotFound)?;
+        account(&row)
+    }
+
+    /// The account of this name.
+    pub async fn account_by_name(&self, name: &str) -> Result<Account> {
+        let row = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::AccountNotFound)?;
+        account(&row)
+    }
+
+    /// Every account, by name.
+    pub async fn accounts(&self) -> Result<Vec<Account>> {
+        let rows = sqlx::query(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(account).collect()
+    }
+
+    /// The secrets of an account.
+    pub async fn account_secrets(&self, id: i64) -> Result<AccountSecrets> {
+        let row = sqlx::query("SELECT password_hash, convergence_secret FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::AccountNotFound)?;
+        let secret: Vec<u8> = row.try_get(1)?;
+        Ok(AccountSecrets {
+            password_hash: row.try_get(0)?,
+            convergence_secret: secret
+                .try_into()
+                .map_err(|_| Error::Corrupt("convergence secret is not 32 bytes".into()))?,
+        })
+    }
+
+    /// Sets (or clears) the password hash of an account.
+    pub async fn set_password_hash(&self, id: i64, hash: Option<&str>) -> Result<()> {
+        let _w = self.write_guard().await;
+        let done = sqlx::query("UPDATE accounts SET password_hash = $1 WHERE id = $2")
+            .bind(hash.map(str::to_owned))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::AccountNotFound);
+        }
+        Ok(())
+    }
+
+    /// Sets (or clears) the quota of an account.
+    pub async fn set_quota(&self, id: i64, quota_bytes: Option<u64>) -> Result<()> {
+        let _w = self.write_guard().await;
+        let done = sqlx::query("UPDATE accounts SET quota_bytes = $1 WHERE id = $2")
+            .bind(quota_bytes.map(|q| q as i64))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::AccountNotFound);
+        }
+        Ok(())
+    }
+
+    /// Records a new token by the BLAKE3 hash of its secret text.
+    pub async fn create_token(
+        &self,
+        account_id: i64,
+        token_hash: [u8; 32],
+        name: &str,
+        expires_at: Option<i64>,
+    ) -> Result<Token> {
+        let _w = self.write_guard().await;
+        let row = sqlx::query(&format!(
+            "INSERT INTO tokens (account_id, token_hash, name, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING {TOKEN_COLUMNS}"
+        ))
+        .bind(account_id)
+        .bind(token_hash.to_vec())
+        .bind(name)
+        .bind(now_ms())
+        .bind(expires_at)
+        .fetch_one(&self.pool)
+        .await?;
+        token(&row)
+    }
+
+    /// The token whose secret hashes to `token_hash`, revoked or expired ones included
+    /// (the caller tells the user which).
+    pub async fn token_by_hash(&self, token_hash: [u8; 32]) -> Result<Option<Token>> {
+        let row = sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE token_hash = $1"))
+            .bind(token_hash.to_vec())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(token).transpose()
+    }
+
+    /// The tokens of an account, newest first.
+    pub async fn tokens(&self, account_id: i64) -> Result<Vec<Token>> {
+        let rows =
+            sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE account_id = $1 ORDER BY id DESC"))
+                .bind(account_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(token).collect()
+    }
+
+    /// Revokes one of the account's tokens; false if it has no such token.
+    pub async fn revoke_token(&self, account_id: i64, token_id: i64) -> Result<bool> {
+        let _w = self.write_guard().await;
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(token_id)
+        .bind(account_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records the providers of the running configuration (insert or update by name).
+    /// Providers recorded before and absent now keep their rows: placements may point there.
+    pub async fn register_providers(&self, providers: &[ProviderRecord]) -> Result<()> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        for p in providers {
+            sqlx::query(
+                "INSERT INTO providers (name, scheme, region, state, weight, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET \
+                 scheme = excluded.scheme, region = excluded.region, weight = excluded.weight, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(&p.name)
+            .bind(&p.scheme)
+            .bind(p.region.clone())
+            .bind(&p.state)
+            .bind(i64::from(p.weight))
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The provider registry, by name.
+    pub async fn providers(&self) -> Result<Vec<ProviderRecord>> {
+        let rows = sqlx::query("SELECT name, scheme, region, state, weight FROM providers ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ProviderRecord {
+                    name: r.try_get(0)?,
+                    scheme: r.try_get(1)?,
+                    region: r.try_get(2)?,
+                    state: r.try_get(3)?,
+                    weight: r.try_get::<i64, _>(4)? as u32,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,155 @@
+//! Opening the database (SQLite or PostgreSQL, one code path through sqlx's `Any` driver)
+//! and applying the schema migrations.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::{Error, Result};
+
+/// Which database is behind a [`Meta`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default, a file in the data dir (WAL).
+    Sqlite,
+    /// A shared PostgreSQL server.
+    Postgres,
+}
+
+/// Schema migrations, in order. Each backend has its own SQL text for the same schema;
+/// version `n` is the `n`-th entry.
+const MIGRATIONS: &[(&str, &str)] = &[(
+    include_str!("../migrations/sqlite/0001_init.sql"),
+    include_str!("../migrations/postgres/0001_init.sql"),
+)];
+
+/// The metadata store: a connection pool and what differs between the two backends.
+#[derive(Debug)]
+pub struct Meta {
+    pub(crate) pool: AnyPool,
+    backend: Backend,
+    /// SQLite has one writer at a time; taking this lock before a write transaction
+    /// turns what would be `SQLITE_BUSY` on a read-to-write upgrade into a short wait.
+    /// PostgreSQL writers rely on row locks instead.
+    write_lock: Option<Mutex<()>>,
+}
+
+impl Meta {
+    /// Opens `url` (`sqlite:PATH` or `postgres://…`), creating a SQLite file if needed,
+    /// and brings the schema up to date.
+    pub async fn open(url: &str) -> Result<Meta> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(Error::Database(sqlx::Error::Configuration(
+                format!("unsupported database URL {url:?}: use sqlite:PATH or postgres://…").into(),
+            )));
+        };
+        let pool = match backend {
+            Backend::Sqlite => {
+                let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            // FULL: a commit is on disk (WAL fsynced) before it is acknowledged.
+                            conn.execute(
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                            )
+                            .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(&url)
+                    .await?
+            }
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect(url).await?,
+        };
+        let meta = Meta {
+            pool,
+            backend,
+            write_lock: (backend == Backend::Sqlite).then(|| Mutex::new(())),
+        };
+        meta.migrate().await?;
+        Ok(meta)
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool, waiting for connections in use.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The schema version in the database.
+    pub async fn schema_version(&self) -> Result<i64> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM nuage_schema")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v.unwrap_or(0))
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        self.pool
+            .execute("CREATE TABLE IF NOT EXISTS nuage_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            .await?;
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Two servers starting at once against one database: one migrates, one waits.
+            sqlx::query("LOCK TABLE nuage_schema IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+        }
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM nuage_schema").fetch_one(&mut *tx).await?;
+        let current = current.unwrap_or(0);
+        let known = MIGRATIONS.len() as i64;
+        if current > known {
+            return Err(Error::SchemaTooNew { found: current, known });
+        }
+        for (i, (sqlite, postgres)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+            let sql = match self.backend {
+                Backend::Sqlite => sqlite,
+                Backend::Postgres => postgres,
+            };
+            tx.execute(*sql).await?;
+            sqlx::query("INSERT INTO nuage_schema (version, applied_at) VALUES ($1, $2)")
+                .bind(i as i64 + 1)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            tracing::info!(version = i + 1, "applied schema migration");
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Held for the length of a write transaction (SQLite only; `None` on PostgreSQL).
+    pub(crate) async fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
+        match &self.write_lock {
+            Some(m) => Some(m.lock().await),
+            None => None,
+        }
+    }
+
+    /// ` FOR UPDATE` on PostgreSQL, nothing on SQLite (whose writers are serialized).
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+}
+
+/// Now, in Unix milliseconds (the time unit of every column).
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

@@ -1,0 +1,74 @@
+//! Errors of the metadata store: one variant per outcome a caller acts on.
+
+/// What went wrong in the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An account with this name exists.
+    #[error("account {0} already exists")]
+    AccountExists(String),
+    /// No such account.
+    #[error("no such account")]
+    AccountNotFound,
+    /// The account owns a bucket of this name already.
+    #[error("bucket {0} already exists")]
+    BucketExists(String),
+    /// No such bucket for this account (another account's bucket is also "not found").
+    #[error("no such bucket")]
+    BucketNotFound,
+    /// The bucket still has live objects.
+    #[error("bucket is not empty")]
+    BucketNotEmpty,
+    /// No live object (or no such version) under this key.
+    #[error("no such object")]
+    ObjectNotFound,
+    /// The write would take the account past its quota.
+    #[error("quota exceeded: {used} of {quota} bytes used, {needed} more needed")]
+    QuotaExceeded {
+        /// Bytes used now.
+        used: u64,
+        /// The quota.
+        quota: u64,
+        /// Bytes the write needs.
+        needed: u64,
+    },
+    /// An `If-Match` / `If-None-Match` condition does not hold.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// The idempotency key was used before for another bucket or key.
+    #[error("idempotency key already used for another request")]
+    IdempotencyConflict,
+    /// A stored manifest does not decode: the database is damaged.
+    #[error("corrupt metadata: {0}")]
+    Corrupt(String),
+    /// The schema in the database is newer than this program.
+    #[error("database schema {found} is newer than this nuage (knows {known})")]
+    SchemaTooNew {
+        /// Version found.
+        found: i64,
+        /// Latest version this program knows.
+        known: i64,
+    },
+    /// The database failed or could not be reached.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl Error {
+    /// Whether retrying the same call later may succeed (a lost connection, a busy
+    /// database, a serialization conflict between transactions).
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            Error::Database(sqlx::Error::Database(e)) => {
+                // SQLITE_BUSY / SQLITE_LOCKED, PostgreSQL serialization failure and deadlock.
+                matches!(e.code().as_deref(), Some("5" | "6" | "40001" | "40P01"))
+            }
+            Error::Database(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
+            ) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Result of the metadata store.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,20 @@
+//! nuage's metadata store: accounts, tokens, buckets, objects → versions → manifests, the
+//! chunk index with placements, idempotency records and the per-account change feed, over
+//! sqlx with one code path for SQLite (embedded) and PostgreSQL (shared).
+//!
+//! It holds links, never chunk bytes, and does no HTTP and no provider I/O.
+
+#![deny(missing_docs)]
+
+mod accounts;
+mod db;
+mod error;
+mod namespace;
+
+pub use accounts::{Account, AccountSecrets, ProviderRecord, Token};
+pub use db::{Backend, Meta, now_ms};
+pub use error::{Error, Result};
+pub use namespace::{
+    Bucket, BucketPolicy, Change, ChunkInfo, ChunkRef, Committed, EtagCondition, ListEntry, Listing,
+    NewVersion, Precondition, Version,
+};

@@ -1,0 +1,807 @@
+//! Buckets, objects, versions and the chunk index, changed together in one transaction.
+//!
+//! Every write of an account starts by bumping the account's change sequence, which takes
+//! the account row's lock on PostgreSQL (SQLite serializes writers anyway). Quota checks,
+//! preconditions, idempotency and the bucket's existence are then decided under that lock,
+//! so two concurrent writes of one account can never both pass a check only one should.
+//! The price is one writer at a time per account; other accounts are not held up.
+
+use std::collections::BTreeMap;
+
+use nuage_core::Manifest;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
+
+use crate::accounts::is_unique_violation;
+use crate::db::now_ms;
+use crate::{Error, Meta, Result};
+
+/// How a bucket stores its objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketPolicy {
+    /// Copies of each chunk, on distinct providers.
+    pub replicas: u32,
+    /// Copies that must be stored before a write succeeds.
+    pub write_quorum: u32,
+    /// Versions kept per key, the newest ones (tombstones count); 0 keeps them all.
+    pub keep_versions: u32,
+}
+
+/// A bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// Id.
+    pub id: i64,
+    /// Owner.
+    pub account_id: i64,
+    /// Name, unique per account.
+    pub name: String,
+    /// Placement and versioning.
+    pub policy: BucketPolicy,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+}
+
+/// One version of a key: content, or a tombstone left by a delete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// Id, increasing with time across the whole store.
+    pub id: i64,
+    /// The key.
+    pub key: String,
+    /// A delete marker.
+    pub tombstone: bool,
+    /// Plaintext size (0 for a tombstone).
+    pub size: u64,
+    /// Whole-file BLAKE3 (none for a tombstone).
+    pub etag: Option<[u8; 32]>,
+    /// The `Content-Type` given at upload.
+    pub content_type: Option<String>,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+}
+
+/// An entity-tag condition (`If-Match` / `If-None-Match`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EtagCondition {
+    /// `*`: any current version.
+    Any,
+    /// One of these whole-file hashes.
+    OneOf(Vec<[u8; 32]>),
+}
+
+impl EtagCondition {
+    fn matches(&self, current: Option<&[u8; 32]>) -> bool {
+        match (self, current) {
+            (_, None) => false,
+            (EtagCondition::Any, Some(_)) => true,
+            (EtagCondition::OneOf(tags), Some(t)) => tags.contains(t),
+        }
+    }
+}
+
+/// Conditions on the current live version that a write requires.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Precondition {
+    /// The write happens only if the current version matches.
+    pub if_match: Option<EtagCondition>,
+    /// The write happens only if the current version does not match (`*`: only if absent).
+    pub if_none_match: Option<EtagCondition>,
+}
+
+impl Precondition {
+    /// Whether the conditions hold for a current version with this etag (none: absent).
+    pub fn holds(&self, current: Option<&[u8; 32]>) -> bool {
+        self.if_match.as_ref().is_none_or(|c| c.matches(current))
+            && self.if_none_match.as_ref().is_none_or(|c| !c.matches(current))
+    }
+}
+
+/// A chunk of a new version: where it was placed and how big it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkRef {
+    /// Address (BLAKE3 of the stored bytes).
+    pub address: [u8; 32],
+    /// Stored size in bytes.
+    pub stored_size: u32,
+    /// Providers that acknowledged it.
+    pub providers: Vec<String>,
+}
+
+/// A version to commit.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    /// Plaintext size.
+    pub size: u64,
+    /// Whole-file BLAKE3.
+    pub etag: [u8; 32],
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// The encoded manifest (nuMF).
+    pub manifest: Vec<u8>,
+    /// Every distinct chunk of the manifest, with its placements.
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The version now at the head of the key.
+    pub version: Version,
+    /// True when an earlier request with the same idempotency key made this version, and
+    /// this call changed nothing.
+    pub replayed: bool,
+    /// Versions removed by the bucket's `keep_versions` policy.
+    pub pruned: Vec<i64>,
+}
+
+/// A chunk of the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkInfo {
+    /// Stored size.
+    pub stored_size: u32,
+    /// Manifest entries of kept versions that point at it.
+    pub refcount: i64,
+    /// (provider, state) pairs.
+    pub placements: Vec<(String, String)>,
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListEntry {
+    /// A live object, with its head version.
+    Object(Version),
+    /// Keys grouped under a common prefix ending with the delimiter.
+    Prefix(String),
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// Entries, in key order.
+    pub entries: Vec<ListEntry>,
+    /// Where the next page starts (inclusive), if there is one.
+    pub next: Option<String>,
+}
+
+/// One change of an account's feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Sequence number, per account, increasing.
+    pub seq: i64,
+    /// `put`, `delete`, `bucket-create`, `bucket-delete`.
+    pub kind: String,
+    /// Bucket name.
+    pub bucket: String,
+    /// Key, for object changes.
+    pub key: Option<String>,
+    /// Version made, for object changes.
+    pub version_id: Option<i64>,
+    /// When, Unix ms.
+    pub at: i64,
+}
+
+const BUCKET_COLUMNS: &str = "id, account_id, name, replicas, write_quorum, keep_versions, created_at";
+const VERSION_COLUMNS: &str = "v.id, o.key, v.tombstone, v.size, v.etag, v.content_type, v.created_at";
+
+fn bucket(row: &AnyRow) -> Result<Bucket> {
+    Ok(Bucket {
+        id: row.try_get(0)?,
+        account_id: row.try_get(1)?,
+        name: row.try_get(2)?,
+        policy: BucketPolicy {
+            replicas: row.try_get::<i64, _>(3)? as u32,
+            write_quorum: row.try_get::<i64, _>(4)? as u32,
+            keep_versions: row.try_get::<i64, _>(5)? as u32,
+        },
+        created_at: row.try_get(6)?,
+    })
+}
+
+fn version(row: &AnyRow) -> Result<Version> {
+    let etag: Option<Vec<u8>> = row.try_get(4)?;
+    Ok(Version {
+        id: row.try_get(0)?,
+        key: row.try_get(1)?,
+        tombstone: row.try_get::<i64, _>(2)? != 0,
+        size: row.try_get::<i64, _>(3)? as u64,
+        etag: etag
+            .map(|e| e.try_into().map_err(|_| Error::Corrupt("etag is not 32 bytes".into())))
+            .transpose()?,
+        content_type: row.try_get(5)?,
+        created_at: row.try_get(6)?,
+    })
+}
+
+/// The smallest string greater than every string that starts with `prefix`, when there is
+/// one: `prefix` with its last character incremented.
+fn after_all_with_prefix(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last as u32 + 1 {
+            0xD800 => Some('\u{E000}'),
+            n => char::from_u32(n),
+        };
+        if let Some(c) = next {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// Counts manifest entries per address.
+fn references(manifest: &[u8]) -> Result<BTreeMap<[u8; 32], i64>> {
+    let m = Manifest::decode(manifest).map_err(|e| Error::Corrupt(format!("stored manifest: {e}")))?;
+    let mut refs = BTreeMap::new();
+    for e in &m.entries {
+        *refs.entry(*e.address.as_bytes()).or_insert(0) += 1;
+    }
+    Ok(refs)
+}
+
+impl Meta {
+    /// Creates a bucket.
+    pub async fn create_bucket(&self, account_id: i64, name: &str, policy: BucketPolicy) -> Result<Bucket> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let seq = self.next_seq(&mut tx, account_id).await?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO buckets (account_id, name, replicas, write_quorum, keep_versions, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {BUCKET_COLUMNS}"
+        ))
+        .bind(account_id)
+        .bind(name)
+        .bind(i64::from(policy.replicas))
+        .bind(i64::from(policy.write_quorum))
+        .bind(i64::from(policy.keep_versions))
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| if is_unique_violation(&e) { Error::BucketExists(name.to_owned()) } else { e.into() })?;
+        let b = bucket(&row)?;
+        record_change(&mut tx, account_id, seq, "bucket-create", name, None, None).await?;
+        tx.commit().await?;
+        Ok(b)
+    }
+
+    /// The account's bucket of this name.
+    pub async fn bucket(&self, account_id: i64, name: &str) -> Result<Bucket> {
+        let row =
+            sqlx::query(&format!("SELECT {BUCKET_COLUMNS} FROM buckets WHERE account_id = $1 AND name = $2"))
+                .bind(account_id)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(Error::BucketNotFound)?;
+        bucket(&row)
+    }
+
+    /// The account's buckets, by name.
+    pub async fn buckets(&self, account_id: i64) -> Result<Vec<Bucket>> {
+        let rows =
+            sqlx::query(&format!("SELECT {BUCKET_COLUMNS} FROM buckets WHERE account_id = $1 ORDER BY name"))
+                .bind(account_id)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(bucket).collect()
+    }
+
+    /// Deletes a bucket that has no live object. Old versions and tombstones left in it
+    /// go with it (their chunks lose those references, their bytes leave the quota).
+    pub async fn delete_bucket(&self, account_id: i64, name: &str) -> Result<()> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let seq = self.next_seq(&mut tx, account_id).await?;
+        let id: i64 = sqlx::query_scalar("SELECT id FROM buckets WHERE account_id = $1 AND name = $2")
+            .bind(account_id)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(Error::BucketNotFound)?;
+        let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM objects WHERE bucket_id = $1 AND live = 1")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if live > 0 {
+            return Err(Error::BucketNotEmpty);
+        }
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT v.id FROM versions v JOIN objects o ON o.id = v.object_id WHERE o.bucket_id = $1",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        drop_versions(&mut tx, account_id, &ids).await?;
+        sqlx::query("DELETE FROM objects WHERE bucket_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM uploads WHERE bucket_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM buckets WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        record_change(&mut tx, account_id, seq, "bucket-delete", name, None, None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The live head version of a key.
+    pub async fn head(&self, bucket: &Bucket, key: &str) -> Result<Version> {
+        let row = sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} FROM objects o JOIN versions v ON v.id = o.head_version \
+             WHERE o.bucket_id = $1 AND o.key = $2 AND o.live = 1"
+        ))
+        .bind(bucket.id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(Error::ObjectNotFound)?;
+        version(&row)
+    }
+
+    /// One version of a key, tombstones included.
+    pub async fn version(&self, bucket: &Bucket, key: &str, id: i64) -> Result<Version> {
+        let row = sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} FROM objects o JOIN versions v ON v.object_id = o.id \
+             WHERE o.bucket_id = $1 AND o.key = $2 AND v.id = $3"
+        ))
+        .bind(bucket.id)
+        .bind(key)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(Error::ObjectNotFound)?;
+        version(&row)
+    }
+
+    /// Every kept version of a key, newest first.
+    pub async fn versions(&self, bucket: &Bucket, key: &str) -> Result<Vec<Version>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {VERSION_COLUMNS} FROM objects o JOIN versions v ON v.object_id = o.id \
+             WHERE o.bucket_id = $1 AND o.key = $2 ORDER BY v.id DESC"
+        ))
+        .bind(bucket.id)
+        .bind(key)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version).collect()
+    }
+
+    /// The encoded manifest of a (non-tombstone) version.
+    pub async fn manifest(&self, version_id: i64) -> Result<Vec<u8>> {
+        let m: Option<Vec<u8>> = sqlx::query_scalar("SELECT manifest FROM versions WHERE id = $1")
+            .bind(version_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::ObjectNotFound)?;
+        m.ok_or(Error::ObjectNotFound)
+    }
+
+    /// Commits a new version of `key`: under the account's lock, replays an earlier request
+    /// with the same idempotency key, checks the precondition and the quota, then records
+    /// the version, its chunk references and placements, the change, and prunes old
+    /// versions, all in one transaction.
+    pub async fn put_version(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        new: &NewVersion,
+        precondition: &Precondition,
+        idempotency_key: Option<&str>,
+    ) -> Result<Committed> {
+        let refs = references(&new.manifest)?;
+        for address in refs.keys() {
+            if !new.chunks.iter().any(|c| &c.address == address) {
+                return Err(Error::Corrupt("manifest names a chunk with no placement".into()));
+            }
+        }
+        self.write(bucket, key, Some((new, refs)), precondition, idempotency_key).await
+    }
+
+    /// Deletes `key` by adding a tombstone version; the key must have a live version.
+    pub async fn delete_object(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        precondition: &Precondition,
+        idempotency_key: Option<&str>,
+    ) -> Result<Committed> {
+        self.write(bucket, key, None, precondition, idempotency_key).await
+    }
+
+    async fn write(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        content: Option<(&NewVersion, BTreeMap<[u8; 32], i64>)>,
+        precondition: &Precondition,
+        idempotency_key: Option<&str>,
+    ) -> Result<Committed> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let account_id = bucket.account_id;
+        let seq = self.next_seq(&mut tx, account_id).await?;
+        if let Some(idem) = idempotency_key {
+            let prior = sqlx::query(
+                "SELECT bucket_id, key, version_id FROM uploads WHERE account_id = $1 AND idempotency_key = $2",
+            )
+            .bind(account_id)
+            .bind(idem)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = prior {
+                let (b, k, v): (i64, String, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                if b != bucket.id || k != key {
+                    return Err(Error::IdempotencyConflict);
+                }
+                drop(tx);
+                let version = self.version(bucket, key, v).await?;
+                return Ok(Committed { version, replayed: true, pruned: vec![] });
+            }
+        }
+        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM buckets WHERE id = $1")
+            .bind(bucket.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(Error::BucketNotFound);
+        }
+        let head = sqlx::query(&format!(
+            "SELECT o.id, o.live, v.etag FROM objects o LEFT JOIN versions v ON v.id = o.head_version \
+             WHERE o.bucket_id = $1 AND o.key = $2{}",
+            self.for_update_of("o")
+        ))
+        .bind(bucket.id)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (object_id, current) = match &head {
+            Some(row) => {
+                let live = row.try_get::<i64, _>(1)? != 0;
+                let etag: Option<Vec<u8>> = row.try_get(2)?;
+                let etag = etag.and_then(|e| <[u8; 32]>::try_from(e).ok()).filter(|_| live);
+                (Some(row.try_get::<i64, _>(0)?), etag)
+            }
+            None => (None, None),
+        };
+        if !precondition.holds(current.as_ref()) {
+            return Err(Error::PreconditionFailed);
+        }
+        if content.is_none() && current.is_none() {
+            return Err(Error::ObjectNotFound);
+        }
+        let size = content.as_ref().map_or(0, |(n, _)| n.size);
+        if size > 0 {
+            let row = sqlx::query("SELECT used_bytes, quota_bytes FROM accounts WHERE id = $1")
+                .bind(account_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let used = row.try_get::<i64, _>(0)? as u64;
+            if let Some(quota) = row.try_get::<Option<i64>, _>(1)?.map(|q| q as u64)
+                && used.saturating_add(size) > quota
+            {
+                return Err(Error::QuotaExceeded { used, quota, needed: size });
+            }
+            sqlx::query("UPDATE accounts SET used_bytes = used_bytes + $1 WHERE id = $2")
+                .bind(size as i64)
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let object_id = match object_id {
+            Some(id) => id,
+            None => {
+                sqlx::query_scalar("INSERT INTO objects (bucket_id, key) VALUES ($1, $2) RETURNING id")
+                    .bind(bucket.id)
+                    .bind(key)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
+        let now = now_ms();
+        let row = match &content {
+            Some((new, _)) => sqlx::query(
+                "INSERT INTO versions (object_id, tombstone, size, etag, content_type, manifest, created_at) \
+                 VALUES ($1, 0, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(object_id)
+            .bind(new.size as i64)
+            .bind(new.etag.to_vec())
+            .bind(new.content_type.clone())
+            .bind(new.manifest.clone())
+            .bind(now),
+            None => sqlx::query(
+                "INSERT INTO versions (object_id, tombstone, size, created_at) VALUES ($1, 1, 0, $2) RETURNING id",
+            )
+            .bind(object_id)
+            .bind(now),
+        }
+        .fetch_one(&mut *tx)
+        .await?;
+        let version_id: i64 = row.try_get(0)?;
+        sqlx::query("UPDATE objects SET head_version = $1, live = $2 WHERE id = $3")
+            .bind(version_id)
+            .bind(i64::from(content.is_some()))
+            .bind(object_id)
+            .execute(&mut *tx)
+            .await?;
+        if let Some((new, refs)) = &content {
+            // In address order, so that two transactions never lock chunk rows in opposite orders.
+            let mut chunks: Vec<&ChunkRef> = new.chunks.iter().collect();
+            chunks.sort_by_key(|c| c.address);
+            for c in chunks {
+                let count = refs.get(&c.address).copied().unwrap_or(0);
+                sqlx::query(
+                    "INSERT INTO chunks (address, stored_size, refcount, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (address) DO UPDATE SET refcount = chunks.refcount + excluded.refcount, \
+                     unreferenced_since = NULL",
+                )
+                .bind(c.address.to_vec())
+                .bind(i64::from(c.stored_size))
+                .bind(count)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                for p in &c.providers {
+                    sqlx::query(
+                        "INSERT INTO placements (address, provider, state) VALUES ($1, $2, 'stored') \
+                         ON CONFLICT (address, provider) DO UPDATE SET state = 'stored'",
+                    )
+                    .bind(c.address.to_vec())
+                    .bind(p)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+        }
+        let kind = if content.is_some() { "put" } else { "delete" };
+        record_change(&mut tx, account_id, seq, kind, &bucket.name, Some(key), Some(version_id)).await?;
+        if let Some(idem) = idempotency_key {
+            sqlx::query(
+                "INSERT INTO uploads (account_id, idempotency_key, bucket_id, key, version_id, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(account_id)
+            .bind(idem)
+            .bind(bucket.id)
+            .bind(key)
+            .bind(version_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut pruned = Vec::new();
+        if bucket.policy.keep_versions > 0 {
+            pruned = sqlx::query_scalar(
+                "SELECT id FROM versions WHERE object_id = $1 ORDER BY id DESC LIMIT -1 OFFSET $2"
+                    .replace("LIMIT -1", self.no_limit())
+                    .as_str(),
+            )
+            .bind(object_id)
+            .bind(i64::from(bucket.policy.keep_versions))
+            .fetch_all(&mut *tx)
+            .await?;
+            drop_versions(&mut tx, account_id, &pruned).await?;
+        }
+        tx.commit().await?;
+        let version = Version {
+            id: version_id,
+            key: key.to_owned(),
+            tombstone: content.is_none(),
+            size,
+            etag: content.as_ref().map(|(n, _)| n.etag),
+            content_type: content.as_ref().and_then(|(n, _)| n.content_type.clone()),
+            created_at: now,
+        };
+        Ok(Committed { version, replayed: false, pruned })
+    }
+
+    /// Lists the live objects of a bucket whose keys start with `prefix`, from `start`
+    /// (inclusive), grouping keys that contain `delimiter` after the prefix.
+    pub async fn list_objects(
+        &self,
+        bucket: &Bucket,
+        prefix: &str,
+        delimiter: Option<&str>,
+        start: Option<&str>,
+        limit: usize,
+    ) -> Result<Listing> {
+        let limit = limit.clamp(1, 1000);
+        let mut entries = Vec::new();
+        let mut cursor: String = match start {
+            Some(s) if s > prefix => s.to_owned(),
+            _ => prefix.to_owned(),
+        };
+        let mut inclusive = true;
+        'pages: loop {
+            let op = if inclusive { ">=" } else { ">" };
+            let rows = sqlx::query(&format!(
+                "SELECT {VERSION_COLUMNS} FROM objects o JOIN versions v ON v.id = o.head_version \
+                 WHERE o.bucket_id = $1 AND o.live = 1 AND o.key {op} $2 ORDER BY o.key LIMIT $3"
+            ))
+            .bind(bucket.id)
+            .bind(&cursor)
+            .bind((limit + 1) as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                return Ok(Listing { entries, next: None });
+            }
+            for row in &rows {
+                let v = version(row)?;
+                if !v.key.starts_with(prefix) {
+                    return Ok(Listing { entries, next: None });
+                }
+                let group = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
+                    v.key[prefix.len()..].find(d).map(|at| v.key[..prefix.len() + at + d.len()].to_owned())
+                });
+                if entries.len() == limit {
+                    let next = group.unwrap_or(v.key);
+                    return Ok(Listing { entries, next: Some(next) });
+                }
+                match group {
+                    Some(p) => {
+                        match after_all_with_prefix(&p) {
+                            Some(after) => {
+                                cursor = after;
+                                inclusive = true;
+                            }
+                            None => {
+                                cursor = v.key.clone();
+                                inclusive = false;
+                            }
+                        }
+                        if entries.last() != Some(&ListEntry::Prefix(p.clone())) {
+                            entries.push(ListEntry::Prefix(p));
+                        }
+                        continue 'pages;
+                    }
+                    None => {
+                        cursor = v.key.clone();
+                        inclusive = false;
+                        entries.push(ListEntry::Object(v));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The account's changes after sequence number `after`, oldest first.
+    pub async fn changes(&self, account_id: i64, after: i64, limit: usize) -> Result<Vec<Change>> {
+        let rows = sqlx::query(
+            "SELECT seq, kind, bucket, key, version_id, at FROM changes \
+             WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(account_id)
+        .bind(after)
+        .bind(limit.clamp(1, 10_000) as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Change {
+                    seq: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    bucket: r.try_get(2)?,
+                    key: r.try_get(3)?,
+                    version_id: r.try_get(4)?,
+                    at: r.try_get(5)?,
+                })
+            })
+            .collect()
+    }
+
+    /// A chunk of the index, with its placements.
+    pub async fn chunk(&self, address: &[u8; 32]) -> Result<Option<ChunkInfo>> {
+        let Some(row) = sqlx::query("SELECT stored_size, refcount FROM chunks WHERE address = $1")
+            .bind(address.to_vec())
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let placements = sqlx::query("SELECT provider, state FROM placements WHERE address = $1 ORDER BY provider")
+            .bind(address.to_vec())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<Result<_>>()?;
+        Ok(Some(ChunkInfo {
+            stored_size: row.try_get::<i64, _>(0)? as u32,
+            refcount: row.try_get(1)?,
+            placements,
+        }))
+    }
+
+    /// Sum of the reference counts of every chunk, and how many chunks have none: what
+    /// the tests compare with the manifests of the kept versions.
+    pub async fn chunk_totals(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(refcount), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN refcount = 0 THEN 1 ELSE 0 END), 0) AS BIGINT) FROM chunks",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+
+    /// Bumps the account's change sequence (taking its row lock on PostgreSQL) and returns
+    /// the new number.
+    async fn next_seq(&self, tx: &mut Transaction<'static, Any>, account_id: i64) -> Result<i64> {
+        sqlx::query_scalar("UPDATE accounts SET change_seq = change_seq + 1 WHERE id = $1 RETURNING change_seq")
+            .bind(account_id)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or(Error::AccountNotFound)
+    }
+
+    fn for_update_of(&self, table: &str) -> String {
+        let f = self.for_update();
+        if f.is_empty() { String::new() } else { format!("{f} OF {table}") }
+    }
+
+    /// `LIMIT` with no bound before an `OFFSET`: `-1` on SQLite, `ALL` on PostgreSQL.
+    fn no_limit(&self) -> &'static str {
+        match self.backend() {
+            crate::Backend::Sqlite => "LIMIT -1",
+            crate::Backend::Postgres => "LIMIT ALL",
+        }
+    }
+}
+
+async fn record_change(
+    tx: &mut Transaction<'static, Any>,
+    account_id: i64,
+    seq: i64,
+    kind: &str,
+    bucket: &str,
+    key: Option<&str>,
+    version_id: Option<i64>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO changes (account_id, seq, kind, bucket, key, version_id, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(account_id)
+    .bind(seq)
+    .bind(kind)
+    .bind(bucket)
+    .bind(key.map(str::to_owned))
+    .bind(version_id)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Removes versions: their chunk references, their bytes from the account's usage, their
+/// rows.
+async fn drop_versions(tx: &mut Transaction<'static, Any>, account_id: i64, ids: &[i64]) -> Result<()> {
+    let now = now_ms();
+    for &id in ids {
+        let row = sqlx::query("SELECT size, manifest FROM versions WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await?;
+        let size: i64 = row.try_get(0)?;
+        let manifest: Option<Vec<u8>> = row.try_get(1)?;
+        if let Some(m) = manifest {
+            for (address, count) in references(&m)? {
+                sqlx::query(
+                    "UPDATE chunks SET refcount = refcount - $1, unreferenced_since = \
+                     CASE WHEN refcount - $1 = 0 THEN $2 ELSE unreferenced_since END WHERE address = $3",
+                )
+                .bind(count)
+                .bind(now)
+                .bind(address.to_vec())
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        sqlx::query("UPDATE accounts SET used_bytes = used_bytes - $1 WHERE id = $2")
+            .bind(size)
+            .bind(account_id)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query("DELETE FROM uploads WHERE version_id = $1").bind(id).execute(&mut **tx).await?;
+        sqlx::query("DELETE FROM versions WHERE id = $1").bind(id).execute(&mut **tx).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! The metadata behavior suite: every test runs against SQLite (a temp file) and, when
+//! `NUAGE_TEST_PG_URL` is set, against a fresh PostgreSQL database. `NUAGE_TEST_REQUIRE`
+//! containing `postgres` makes a missing PostgreSQL a failure instead of a skip.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nuage_core::{ConvergenceSecret, Manifest, ManifestEntry, SealOptions, chunk};
+use nuage_meta::{
+    BucketPolicy, ChunkRef, Error, EtagCondition, ListEntry, Meta, NewVersion, Precondition,
+};
+use sqlx::Connection;
+
+/// Runs `test` against every configured backend.
+async fn each_backend<F, Fut>(test: F)
+where
+    F: Fn(Arc<Meta>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("meta.db").display());
+    let meta = Meta::open(&url).await.unwrap();
+    test(Arc::new(meta)).await;
+
+    let required = std::env::var("NUAGE_TEST_REQUIRE").unwrap_or_default().contains("postgres");
+    match std::env::var("NUAGE_TEST_PG_URL").ok().filter(|u| !u.is_empty()) {
+        Some(base) => {
+            let url = fresh_pg_database(&base).await;
+            let meta = Meta::open(&url).await.unwrap();
+            test(Arc::new(meta)).await;
+        }
+        None if required => panic!("NUAGE_TEST_REQUIRE names postgres but NUAGE_TEST_PG_URL is not set"),
+        None => {}
+    }
+}
+
+/// Creates an empty database on the server of `base` and returns its URL.
+async fn fresh_pg_database(base: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    sqlx::any::install_default_drivers();
+    let name = format!("nuage_t_{}_{}_{}", std::process::id(), rand::random::<u32>(), N.fetch_add(1, Ordering::Relaxed));
+    let mut conn = sqlx::AnyConnection::connect(base).await.expect("connecting to PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    let (server, _) = base.rsplit_once('/').expect("URL with a database name");
+    format!("{server}/{name}")
+}
+
+/// A real manifest over real sealed chunks, and the chunk references to commit with it.
+fn content(parts: &[&[u8]]) -> NewVersion {
+    let secret = ConvergenceSecret::from_bytes([7; 32]);
+    let mut entries = Vec::new();
+    let mut chunks: Vec<ChunkRef> = Vec::new();
+    let mut hasher = blake3::Hasher::new();
+    let mut size = 0;
+    for p in parts {
+        let sealed = chunk::seal(&secret, p, &SealOptions::default());
+        hasher.update(p);
+        size += p.len() as u64;
+        entries.push(ManifestEntry { address: sealed.address, key: sealed.key.clone(), plain_len: sealed.plain_len });
+        if !chunks.iter().any(|c| c.address == *sealed.address.as_bytes()) {
+            chunks.push(ChunkRef {
+                address: *sealed.address.as_bytes(),
+                stored_size: sealed.bytes.len() as u32,
+                providers: vec!["local".into()],
+            });
+        }
+    }
+    let hash = *hasher.finalize().as_bytes();
+    NewVersion {
+        size,
+        etag: hash,
+        content_type: Some("text/plain".into()),
+        manifest: Manifest { entries, size, hash }.encode(),
+        chunks,
+    }
+}
+
+fn policy(keep_versions: u32) -> BucketPolicy {
+    BucketPolicy { replicas: 1, write_quorum: 1, keep_versions }
+}
+
+fn none() -> Precondition {
+    Precondition::default()
+}
+
+#[tokio::test]
+async fn migrations_are_applied_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("meta.db").display());
+    let first = Meta::open(&url).await.unwrap();
+    assert_eq!(first.schema_version().await.unwrap(), 1);
+    first.create_account("a", None, None, [1; 32]).await.unwrap();
+    first.close().await;
+    let again = Meta::open(&url).await.unwrap();
+    assert_eq!(again.schema_version().await.unwrap(), 1);
+    assert_eq!(again.account_by_name("a").await.unwrap().name, "a");
+}
+
+#[tokio::test]
+async fn accounts_and_tokens() {
+    each_backend(|m| async move {
+        let a = m.create_account("alice", Some("$argon2id$x"), Some(1000), [1; 32]).await.unwrap();
+        assert!(matches!(m.create_account("alice", None, None, [2; 32]).await, Err(Error::AccountExists(_))));
+        assert_eq!(m.account_by_name("alice").await.unwrap(), a);
+        let s = m.account_secrets(a.id).await.unwrap();
+        assert_eq!((s.password_hash.as_deref(), s.convergence_secret), (Some("$argon2id$x"), [1; 32]));
+        assert!(matches!(m.account_by_name("bob").await, Err(Error::AccountNotFound)));
+
+        let t = m.create_token(a.id, [9; 32], "laptop", Some(123)).await.unwrap();
+        assert_eq!(m.token_by_hash([9; 32]).await.unwrap(), Some(t.clone()));
+        assert_eq!(m.token_by_hash([8; 32]).await.unwrap(), None);
+        let b = m.create_account("bob", None, None, [3; 32]).await.unwrap();
+        assert!(!m.revoke_token(b.id, t.id).await.unwrap(), "bob cannot revoke alice's token");
+        assert!(m.revoke_token(a.id, t.id).await.unwrap());
+        assert!(!m.revoke_token(a.id, t.id).await.unwrap(), "already revoked");
+        assert!(m.token_by_hash([9; 32]).await.unwrap().unwrap().revoked_at.is_some());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn buckets_belong_to_one_account() {
+    each_backend(|m| async move {
+        let a = m.create_account("alice", None, None, [1; 32]).await.unwrap();
+        let b = m.create_account("bob", None, None, [2; 32]).await.unwrap();
+        let photos = m.create_bucket(a.id, "photos", policy(0)).await.unwrap();
+        assert!(matches!(m.create_bucket(a.id, "photos", policy(0)).await, Err(Error::BucketExists(_))));
+        m.create_bucket(b.id, "photos", policy(3)).await.unwrap();
+        assert_eq!(m.buckets(a.id).await.unwrap(), vec![photos.clone()]);
+        assert_eq!(m.bucket(b.id, "photos").await.unwrap().policy.keep_versions, 3);
+        assert!(matches!(m.bucket(b.id, "docs").await, Err(Error::BucketNotFound)));
+
+        m.put_version(&photos, "x", &content(&[b"x"]), &none(), None).await.unwrap();
+        assert!(matches!(m.delete_bucket(a.id, "photos").await, Err(Error::BucketNotEmpty)));
+        m.delete_object(&photos, "x", &none(), None).await.unwrap();
+        m.delete_bucket(a.id, "photos").await.unwrap();
+        assert!(matches!(m.bucket(a.id, "photos").await, Err(Error::BucketNotFound)));
+        assert_eq!(m.account(a.id).await.unwrap().used_bytes, 0);
+        assert_eq!(m.chunk_totals().await.unwrap(), (0, 1), "the chunk lost its reference");
+        assert!(matches!(m.delete_bucket(a.id, "photos").await, Err(Error::BucketNotFound)));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn versions_references_and_tombstones() {
+    each_backend(|m| async move {
+        let a = m.create_account("alice", None, None, [1; 32]).await.unwrap();
+        let bucket = m.create_bucket(a.id, "b", policy(2)).await.unwrap();
+        let v1 = m.put_version(&bucket, "k", &content(&[b"one", b"shared"]), &none(), None).await.unwrap();
+        let v2 = m.put_version(&bucket, "k", &content(&[b"two", b"shared"]), &none(), None).await.unwrap();
+        assert!(v2.version.id > v1.version.id);
+        assert_eq!(m.head(&bucket, "k").await.unwrap(), v2.version);
+        assert_eq!(m.account(a.id).await.unwrap().used_bytes, 18);
+        assert_eq!(m.chunk_totals().await.unwrap(), (4, 0));
+        let shared = chunk::seal(&ConvergenceSecret::from_bytes([7; 32]), b"shared", &SealOptions::default());
+        let info = m.chunk(shared.address.as_bytes()).await.unwrap().unwrap();
+        assert_eq!(info.refcount, 2);
+        assert_eq!(info.placements, vec![("local".to_owned(), "stored".to_owned())]);
+        let manifest = Manifest::decode(&m.manifest(v2.version.id).await.unwrap()).unwrap();
+        assert_eq!(manifest.size, 9);
+
+        // keep_versions = 2: the third version pushes the first out.
+        let v3 = m.put_version(&bucket, "k", &content(&[b"three"]), &none(), None).await.unwrap();
+        assert_eq!(v3.pruned, vec![v1.version.id]);
+        let ids: Vec<i64> = m.versions(&bucket, "k").await.unwrap().iter().map(|v| v.id).collect();
+        assert_eq!(ids, vec![v3.version.id, v2.version.id]);
+        assert_eq!(m.account(a.id).await.unwrap().used_bytes, 9 + 5);
+        assert_eq!(m.chunk_totals().await.unwrap(), (3, 1), "'one' has no reference left");
+
+        let del = m.delete_object(&bucket, "k", &none(), None).await.unwrap();
+        assert!(del.version.tombstone);
+        assert!(matches!(m.head(&bucket, "k").await, Err(Error::ObjectNotFound)));
+        assert!(matches!(m.delete_object(&bucket, "k", &none(), None).await, Err(Error::ObjectNotFound)));
+        assert!(m.version(&bucket, "k", v3.version.id).await.is_ok(), "old versions stay readable");
+        let kinds: Vec<String> = m.changes(a.id, 0, 100).await.unwrap().into_iter().map(|c| c.kind).collect();
+        assert_eq!(kinds, ["bucket-create", "put", "put", "put", "delete"]);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn quota_preconditions_and_idempotency_change_nothing_when_refused() {
+    each_backend(|m| async move {
+        let a = m.create_account("alice", None, Some(10), [1; 32]).await.unwrap();
+        let bucket = m.create_bucket(a.id, "b", policy(0)).await.unwrap();
+        let first = m.put_version(&bucket, "k", &content(&[b"12345678"]), &none(), Some("req-1")).await.unwrap();
+        let before = (m.account(a.id).await.unwrap(), m.chunk_totals().await.unwrap());
+
+        let big = m.put_version(&bucket, "k", &content(&[b"abc"]), &none(), None).await;
+        assert!(matches!(big, Err(Error::QuotaExceeded { used: 8, quota: 10, needed: 3 })), "{big:?}");
+
+        let etag = first.version.etag.unwrap();
+        let stale = Precondition { if_match: Some(EtagCondition::OneOf(vec![[0; 32]])), ..none() };
+        assert!(matches!(m.put_version(&bucket, "k", &content(&[b"1"]), &stale, None).await, Err(Error::PreconditionFailed)));
+        let create_only = Precondition { if_none_match: Some(EtagCondition::Any), ..none() };
+        assert!(matches!(m.put_version(&bucket, "k", &content(&[b"1"]), &create_only, None).await, Err(Error::PreconditionFailed)));
+        assert!(matches!(m.delete_object(&bucket, "k", &stale, None).await, Err(Error::PreconditionFailed)));
+
+        let replay = m.put_version(&bucket, "k", &content(&[b"12345678"]), &none(), Some("req-1")).await.unwrap();
+        assert!(replay.replayed);
+        assert_eq!(replay.version, first.version);
+        assert!(matches!(
+            m.put_version(&bucket, "other", &content(&[b"1"]), &none(), Some("req-1")).await,
+            Err(Error::IdempotencyConflict)
+        ));
+        assert_eq!((m.account(a.id).await.unwrap(), m.chunk_totals().await.unwrap()), before);
+        assert_eq!(m.versions(&bucket, "k").await.unwrap().len(), 1);
+
+        let matching = Precondition { if_match: Some(EtagCondition::OneOf(vec![etag])), ..none() };
+        m.put_version(&bucket, "k", &content(&[b"1"]), &matching, None).await.unwrap();
+        assert!(matches!(
+            m.put_version(&bucket, "fresh", &content(&[b"2"]), &create_only, None).await,
+            Ok(c) if !c.replayed
+        ));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn listing_with_prefix_delimiter_and_pages() {
+    each_backend(|m| async move {
+        let a = m.create_account("alice", None, None, [1; 32]).await.unwrap();
+        let bucket = m.create_bucket(a.id, "b", policy(0)).await.unwrap();
+        for key in ["a.txt", "docs/1", "docs/2", "docs/sub/3", "photos/x.jpg", "z", "docs0"] {
+            m.put_version(&bucket, key, &content(&[key.as_bytes()]), &none(), None).await.unwrap();
+        }
+        m.delete_object(&bucket, "z", &none(), None).await.unwrap();
+        let names = |l: &nuage_meta::Listing| -> Vec<String> {
+            l.entries
+                .iter()
+                .map(|e| match e {
+                    ListEntry::Object(v) => v.key.clone(),
+                    ListEntry::Prefix(p) => format!("{p}*"),
+                })
+                .collect()
+        };
+        let all = m.list_objects(&bucket, "", None, None, 100).await.unwrap();
+        assert_eq!(names(&all), ["a.txt", "docs/1", "docs/2", "docs/sub/3", "docs0", "photos/x.jpg"]);
+        let top = m.list_objects(&bucket, "", Some("/"), None, 100).await.unwrap();
+        assert_eq!(names(&top), ["a.txt", "docs/*", "docs0", "photos/*"]);
+        let docs = m.list_objects(&bucket, "docs/", Some("/"), None, 100).await.unwrap();
+        assert_eq!(names(&docs), ["docs/1", "docs/2", "docs/sub/*"]);
+
+        let mut pages = Vec::new();
+        let mut start: Option<String> = None;
+        loop {
+            let page = m.list_objects(&bucket, "", Some("/"), start.as_deref(), 1).await.unwrap();
+            pages.extend(names(&page));
+            match page.next {
+                Some(n) => start = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(pages, names(&top));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_writes_to_one_key_all_commit_and_references_add_up() {
+    each_backend(|m| async move {
+        let a = m.create_account("alice", None, None, [1; 32]).await.unwrap();
+        let bucket = m.create_bucket(a.id, "b", policy(0)).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..8u8 {
+            let (m, bucket) = (m.clone(), bucket.clone());
+            tasks.push(tokio::spawn(async move {
+                let body = [i; 100];
+                m.put_version(&bucket, "k", &content(&[&body, b"common"]), &none(), None).await.unwrap()
+            }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.unwrap().version.id);
+        }
+        let head = m.head(&bucket, "k").await.unwrap();
+        assert_eq!(head.id, *ids.iter().max().unwrap(), "the last commit wins");
+        assert_eq!(m.versions(&bucket, "k").await.unwrap().len(), 8);
+        assert_eq!(m.chunk_totals().await.unwrap(), (16, 0));
+        assert_eq!(m.account(a.id).await.unwrap().used_bytes, 8 * 106);
+        let seqs: Vec<i64> = m.changes(a.id, 0, 100).await.unwrap().iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, (1..=9).collect::<Vec<_>>(), "one change per write, no gap");
+    })
+    .await;
+}
