@@ -143,17 +143,9 @@ impl ChunkStore {
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             return Err(Error::Config(format!("provider name {:?} used twice", w[0])));
         }
-        let Placement { replicas, write_quorum } = placement;
-        if replicas == 0 || replicas > providers.len() {
-            return Err(Error::Config(format!(
-                "replicas = {replicas} needs as many distinct providers, {} configured",
-                providers.len()
-            )));
-        }
-        if write_quorum == 0 || write_quorum > replicas {
-            return Err(Error::Config(format!("write quorum {write_quorum} must be within 1..={replicas}")));
-        }
-        Ok(ChunkStore { providers, placement, events: broadcast::channel(1024).0 })
+        let store = ChunkStore { providers, placement, events: broadcast::channel(1024).0 };
+        store.check_placement(placement)?;
+        Ok(store)
     }
 
     /// The providers, in configuration order.
@@ -203,18 +195,36 @@ impl ChunkStore {
         problem
     }
 
-    /// Stores the chunk on `replicas` distinct providers, in parallel, skipping providers
-    /// that are marked down. Succeeds when at least `write_quorum` of them hold it.
+    /// Stores the chunk under the store's policy: see [`ChunkStore::put_with`].
     pub async fn put(&self, chunk: &StoredChunk) -> Result<PutReport> {
+        self.put_with(chunk, self.placement).await
+    }
+
+    /// Checks that `placement` can be met by this store's providers (a bucket's policy,
+    /// before the bucket is created).
+    pub fn check_placement(&self, placement: Placement) -> Result<()> {
+        let Placement { replicas, write_quorum } = placement;
+        if replicas == 0 || replicas > self.providers.len() {
+            return Err(Error::Config(format!(
+                "replicas = {replicas} needs as many distinct providers, {} configured",
+                self.providers.len()
+            )));
+        }
+        if write_quorum == 0 || write_quorum > replicas {
+            return Err(Error::Config(format!("write quorum {write_quorum} must be within 1..={replicas}")));
+        }
+        Ok(())
+    }
+
+    /// Stores the chunk on `placement.replicas` distinct providers, in parallel, skipping
+    /// providers that are marked down. Succeeds when at least `write_quorum` of them hold it.
+    pub async fn put_with(&self, chunk: &StoredChunk, placement: Placement) -> Result<PutReport> {
+        self.check_placement(placement)?;
         let address = chunk.address;
-        let targets: Vec<&Provider> = self
-            .ranking(&address)
-            .into_iter()
-            .filter(|p| !p.is_down())
-            .take(self.placement.replicas)
-            .collect();
+        let targets: Vec<&Provider> =
+            self.ranking(&address).into_iter().filter(|p| !p.is_down()).take(placement.replicas).collect();
         let mut report = PutReport::default();
-        if targets.len() < self.placement.write_quorum {
+        if targets.len() < placement.write_quorum {
             // Not enough healthy providers: fail now rather than write copies that cannot
             // make a quorum.
             let problems = self
@@ -223,12 +233,7 @@ impl ChunkStore {
                 .filter(|p| p.is_down())
                 .map(|p| self.report(problem(address, p, ProblemKind::Skipped)))
                 .collect();
-            return Err(Error::QuorumNotMet {
-                address,
-                needed: self.placement.write_quorum,
-                stored: 0,
-                problems,
-            });
+            return Err(Error::QuorumNotMet { address, needed: placement.write_quorum, stored: 0, problems });
         }
         let results = join_all(targets.iter().map(|p| p.put(&address, chunk.bytes.clone()))).await;
         for (p, result) in targets.iter().zip(results) {
@@ -247,10 +252,10 @@ impl ChunkStore {
                 ))),
             }
         }
-        if report.stored_on.len() < self.placement.write_quorum {
+        if report.stored_on.len() < placement.write_quorum {
             return Err(Error::QuorumNotMet {
                 address,
-                needed: self.placement.write_quorum,
+                needed: placement.write_quorum,
                 stored: report.stored_on.len(),
                 problems: report.problems,
             });

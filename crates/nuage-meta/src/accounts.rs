@@ -120,7 +120,9 @@ impl Meta {
         .bind(now_ms())
         .fetch_one(&self.pool)
         .await
-        .map_err(|e| if is_unique_violation(&e) { Error::AccountExists(name.to_owned()) } else { e.into() })?;
+        .map_err(|e| {
+            if is_unique_violation(&e) { Error::AccountExists(name.to_owned()) } else { e.into() }
+        })?;
         account(&row)
     }
 
@@ -231,11 +233,12 @@ impl Meta {
 
     /// The tokens of an account, newest first.
     pub async fn tokens(&self, account_id: i64) -> Result<Vec<Token>> {
-        let rows =
-            sqlx::query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE account_id = $1 ORDER BY id DESC"))
-                .bind(account_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE account_id = $1 ORDER BY id DESC"
+        ))
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(token).collect()
     }
 

@@ -71,11 +71,7 @@ impl Meta {
             }
             Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect(url).await?,
         };
-        let meta = Meta {
-            pool,
-            backend,
-            write_lock: (backend == Backend::Sqlite).then(|| Mutex::new(())),
-        };
+        let meta = Meta { pool, backend, write_lock: (backend == Backend::Sqlite).then(|| Mutex::new(())) };
         meta.migrate().await?;
         Ok(meta)
     }
@@ -92,9 +88,8 @@ impl Meta {
 
     /// The schema version in the database.
     pub async fn schema_version(&self) -> Result<i64> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM nuage_schema")
-            .fetch_one(&self.pool)
-            .await?;
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM nuage_schema").fetch_one(&self.pool).await?;
         Ok(v.unwrap_or(0))
     }
 

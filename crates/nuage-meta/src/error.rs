@@ -62,9 +62,7 @@ impl Error {
                 // SQLITE_BUSY / SQLITE_LOCKED, PostgreSQL serialization failure and deadlock.
                 matches!(e.code().as_deref(), Some("5" | "6" | "40001" | "40P01"))
             }
-            Error::Database(
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
-            ) => true,
+            Error::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => true,
             _ => false,
         }
     }

@@ -71,7 +71,8 @@ pub enum EtagCondition {
 }
 
 impl EtagCondition {
-    fn matches(&self, current: Option<&[u8; 32]>) -> bool {
+    /// Whether a current version with this etag (none: absent) matches.
+    pub fn matches(&self, current: Option<&[u8; 32]>) -> bool {
         match (self, current) {
             (_, None) => false,
             (EtagCondition::Any, Some(_)) => true,
@@ -696,13 +697,14 @@ impl Meta {
         else {
             return Ok(None);
         };
-        let placements = sqlx::query("SELECT provider, state FROM placements WHERE address = $1 ORDER BY provider")
-            .bind(address.to_vec())
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<Result<_>>()?;
+        let placements =
+            sqlx::query("SELECT provider, state FROM placements WHERE address = $1 ORDER BY provider")
+                .bind(address.to_vec())
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .collect::<Result<_>>()?;
         Ok(Some(ChunkInfo {
             stored_size: row.try_get::<i64, _>(0)? as u32,
             refcount: row.try_get(1)?,
@@ -725,11 +727,13 @@ impl Meta {
     /// Bumps the account's change sequence (taking its row lock on PostgreSQL) and returns
     /// the new number.
     async fn next_seq(&self, tx: &mut Transaction<'static, Any>, account_id: i64) -> Result<i64> {
-        sqlx::query_scalar("UPDATE accounts SET change_seq = change_seq + 1 WHERE id = $1 RETURNING change_seq")
-            .bind(account_id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .ok_or(Error::AccountNotFound)
+        sqlx::query_scalar(
+            "UPDATE accounts SET change_seq = change_seq + 1 WHERE id = $1 RETURNING change_seq",
+        )
+        .bind(account_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or(Error::AccountNotFound)
     }
 
     fn for_update_of(&self, table: &str) -> String {

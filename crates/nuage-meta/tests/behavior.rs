@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nuage_core::{ConvergenceSecret, Manifest, ManifestEntry, SealOptions, chunk};
-use nuage_meta::{
-    BucketPolicy, ChunkRef, Error, EtagCondition, ListEntry, Meta, NewVersion, Precondition,
-};
+use nuage_meta::{BucketPolicy, ChunkRef, Error, EtagCondition, ListEntry, Meta, NewVersion, Precondition};
 use sqlx::Connection;
 
 /// Runs `test` against every configured backend.
@@ -39,7 +37,12 @@ where
 async fn fresh_pg_database(base: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     sqlx::any::install_default_drivers();
-    let name = format!("nuage_t_{}_{}_{}", std::process::id(), rand::random::<u32>(), N.fetch_add(1, Ordering::Relaxed));
+    let name = format!(
+        "nuage_t_{}_{}_{}",
+        std::process::id(),
+        rand::random::<u32>(),
+        N.fetch_add(1, Ordering::Relaxed)
+    );
     let mut conn = sqlx::AnyConnection::connect(base).await.expect("connecting to PostgreSQL");
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
     let (server, _) = base.rsplit_once('/').expect("URL with a database name");
@@ -57,7 +60,11 @@ fn content(parts: &[&[u8]]) -> NewVersion {
         let sealed = chunk::seal(&secret, p, &SealOptions::default());
         hasher.update(p);
         size += p.len() as u64;
-        entries.push(ManifestEntry { address: sealed.address, key: sealed.key.clone(), plain_len: sealed.plain_len });
+        entries.push(ManifestEntry {
+            address: sealed.address,
+            key: sealed.key.clone(),
+            plain_len: sealed.plain_len,
+        });
         if !chunks.iter().any(|c| c.address == *sealed.address.as_bytes()) {
             chunks.push(ChunkRef {
                 address: *sealed.address.as_bytes(),
@@ -185,7 +192,8 @@ async fn quota_preconditions_and_idempotency_change_nothing_when_refused() {
     each_backend(|m| async move {
         let a = m.create_account("alice", None, Some(10), [1; 32]).await.unwrap();
         let bucket = m.create_bucket(a.id, "b", policy(0)).await.unwrap();
-        let first = m.put_version(&bucket, "k", &content(&[b"12345678"]), &none(), Some("req-1")).await.unwrap();
+        let first =
+            m.put_version(&bucket, "k", &content(&[b"12345678"]), &none(), Some("req-1")).await.unwrap();
         let before = (m.account(a.id).await.unwrap(), m.chunk_totals().await.unwrap());
 
         let big = m.put_version(&bucket, "k", &content(&[b"abc"]), &none(), None).await;
@@ -193,12 +201,19 @@ async fn quota_preconditions_and_idempotency_change_nothing_when_refused() {
 
         let etag = first.version.etag.unwrap();
         let stale = Precondition { if_match: Some(EtagCondition::OneOf(vec![[0; 32]])), ..none() };
-        assert!(matches!(m.put_version(&bucket, "k", &content(&[b"1"]), &stale, None).await, Err(Error::PreconditionFailed)));
+        assert!(matches!(
+            m.put_version(&bucket, "k", &content(&[b"1"]), &stale, None).await,
+            Err(Error::PreconditionFailed)
+        ));
         let create_only = Precondition { if_none_match: Some(EtagCondition::Any), ..none() };
-        assert!(matches!(m.put_version(&bucket, "k", &content(&[b"1"]), &create_only, None).await, Err(Error::PreconditionFailed)));
+        assert!(matches!(
+            m.put_version(&bucket, "k", &content(&[b"1"]), &create_only, None).await,
+            Err(Error::PreconditionFailed)
+        ));
         assert!(matches!(m.delete_object(&bucket, "k", &stale, None).await, Err(Error::PreconditionFailed)));
 
-        let replay = m.put_version(&bucket, "k", &content(&[b"12345678"]), &none(), Some("req-1")).await.unwrap();
+        let replay =
+            m.put_version(&bucket, "k", &content(&[b"12345678"]), &none(), Some("req-1")).await.unwrap();
         assert!(replay.replayed);
         assert_eq!(replay.version, first.version);
         assert!(matches!(

@@ -1,0 +1,168 @@
+//! The server's TOML configuration. Every field is optional; `docs/configuration.md` lists
+//! them with their defaults. Environment variables override the file (see
+//! [`ServerConfig::apply_env`]).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use nuage_blob::{Placement, ProviderConfig, ProviderKind};
+use nuage_core::ChunkerConfig;
+use nuage_core::chunk::{Compression, SealOptions};
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on (default `127.0.0.1:8420`).
+    pub listen: SocketAddr,
+    /// Data folder: the SQLite database and the default local provider (default `./nuage-data`).
+    pub data_dir: PathBuf,
+    /// `sqlite:PATH` or `postgres://…` (default: `sqlite:<data_dir>/meta.db`).
+    pub database_url: Option<String>,
+    /// Lifetime of tokens made by `login`, in days (default 90).
+    pub token_ttl_days: u32,
+    /// Providers (default: one local folder, `<data_dir>/chunks`).
+    pub providers: Vec<ProviderConfig>,
+    /// Defaults of new buckets.
+    pub buckets: BucketDefaults,
+    /// Chunk sizes and compression.
+    pub chunking: ChunkingConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8420)),
+            data_dir: PathBuf::from("./nuage-data"),
+            database_url: None,
+            token_ttl_days: 90,
+            providers: Vec::new(),
+            buckets: BucketDefaults::default(),
+            chunking: ChunkingConfig::default(),
+        }
+    }
+}
+
+/// What a bucket gets when its creator does not say.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BucketDefaults {
+    /// Copies of each chunk on distinct providers (default 1).
+    pub replicas: u32,
+    /// Copies stored before a write succeeds (default: `replicas`).
+    pub write_quorum: Option<u32>,
+    /// Versions kept per key, 0 for all (default 10).
+    pub keep_versions: u32,
+}
+
+impl Default for BucketDefaults {
+    fn default() -> Self {
+        BucketDefaults { replicas: 1, write_quorum: None, keep_versions: 10 }
+    }
+}
+
+impl BucketDefaults {
+    /// The default placement.
+    pub fn placement(&self) -> Placement {
+        Placement::replicas(self.replicas as usize)
+            .with_quorum(self.write_quorum.unwrap_or(self.replicas) as usize)
+    }
+}
+
+/// Chunk sizes (bytes) and compression.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChunkingConfig {
+    /// Smallest chunk (default 256 KiB).
+    pub min_size: usize,
+    /// Target average chunk (default 1 MiB).
+    pub avg_size: usize,
+    /// Largest chunk (default 4 MiB).
+    pub max_size: usize,
+    /// zstd level, 0 for no compression (default 1).
+    pub zstd_level: i32,
+}
+
+impl Default for ChunkingConfig {
+    fn default() -> Self {
+        let c = ChunkerConfig::default();
+        ChunkingConfig { min_size: c.min_size, avg_size: c.avg_size, max_size: c.max_size, zstd_level: 1 }
+    }
+}
+
+impl ChunkingConfig {
+    /// The chunker settings, validated.
+    pub fn chunker(&self) -> Result<ChunkerConfig> {
+        let c = ChunkerConfig { min_size: self.min_size, avg_size: self.avg_size, max_size: self.max_size };
+        c.validate().context("[chunking]")?;
+        Ok(c)
+    }
+
+    /// The seal options.
+    pub fn seal(&self) -> SealOptions {
+        let compression =
+            if self.zstd_level == 0 { Compression::None } else { Compression::Zstd(self.zstd_level) };
+        SealOptions { compression }
+    }
+}
+
+impl ServerConfig {
+    /// Reads a configuration file.
+    pub fn load(path: &Path) -> Result<ServerConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Applies `NUAGE_LISTEN`, `NUAGE_DATA_DIR` and `NUAGE_DATABASE_URL` when set.
+    pub fn apply_env(&mut self) -> Result<()> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(v) = var("NUAGE_LISTEN") {
+            self.listen = v.parse().with_context(|| format!("NUAGE_LISTEN={v}"))?;
+        }
+        if let Some(v) = var("NUAGE_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = var("NUAGE_DATABASE_URL") {
+            self.database_url = Some(v);
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to SQLite in the data folder.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("meta.db").display()))
+    }
+
+    /// The providers, defaulting to one local folder in the data folder.
+    pub fn providers(&self) -> Vec<ProviderConfig> {
+        if self.providers.is_empty() {
+            vec![ProviderConfig::new("local", ProviderKind::Fs { root: self.data_dir.join("chunks") })]
+        } else {
+            self.providers.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_defaults_and_typos_are_refused() {
+        let c: ServerConfig = toml::from_str("").unwrap();
+        assert_eq!(c.listen.port(), 8420);
+        assert_eq!(c.database_url(), "sqlite:./nuage-data/meta.db");
+        assert_eq!(c.providers()[0].kind.scheme(), "fs");
+        assert_eq!(c.buckets.placement(), Placement::replicas(1));
+        let c: ServerConfig =
+            toml::from_str("[buckets]\nreplicas = 2\nwrite_quorum = 1\n[chunking]\nzstd_level = 0").unwrap();
+        assert_eq!(c.buckets.placement(), Placement::replicas(2).with_quorum(1));
+        assert_eq!(c.chunking.seal().compression, Compression::None);
+        assert!(toml::from_str::<ServerConfig>("listn = '1.2.3.4:5'").is_err());
+        assert!(toml::from_str::<ServerConfig>("[buckets]\nreplica = 2").is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! `ApiError`: one type for every error the HTTP API returns, with a status, a stable code
+//! (the contract: docs/api.md lists them) and a message. 5xx bodies say nothing internal;
+//! the log has the details.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// An error answer of the API.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// Human-readable explanation.
+    pub message: String,
+    /// For `416`: the object size, sent back in `Content-Range: bytes */SIZE`.
+    pub size: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), size: None }
+    }
+
+    /// `400` with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// `500`: the message goes to the log, the client sees a generic text.
+    pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
+        tracing::error!("{context}: {error}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the server log has details",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(size) = self.size
+            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        response
+    }
+}
+
+impl From<nuage_meta::Error> for ApiError {
+    fn from(e: nuage_meta::Error) -> Self {
+        use nuage_meta::Error as E;
+        match e {
+            E::AccountExists(n) => {
+                ApiError::new(StatusCode::CONFLICT, "account_exists", format!("account {n} exists"))
+            }
+            E::AccountNotFound => {
+                ApiError::new(StatusCode::NOT_FOUND, "account_not_found", "no such account")
+            }
+            E::BucketExists(n) => {
+                ApiError::new(StatusCode::CONFLICT, "bucket_exists", format!("bucket {n} already exists"))
+            }
+            E::BucketNotFound => ApiError::new(StatusCode::NOT_FOUND, "bucket_not_found", "no such bucket"),
+            E::BucketNotEmpty => ApiError::new(
+                StatusCode::CONFLICT,
+                "bucket_not_empty",
+                "the bucket still has objects; delete them first",
+            ),
+            E::ObjectNotFound => {
+                ApiError::new(StatusCode::NOT_FOUND, "object_not_found", "no such object or version")
+            }
+            E::QuotaExceeded { used, quota, needed } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "quota_exceeded",
+                format!("the account uses {used} of its {quota} bytes; this write needs {needed} more"),
+            ),
+            E::PreconditionFailed => ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                "If-Match / If-None-Match does not hold for the current version",
+            ),
+            E::IdempotencyConflict => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for another bucket or key",
+            ),
+            e if e.is_temporary() => {
+                tracing::warn!("database busy: {e}");
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the metadata store is busy; retry")
+            }
+            e => ApiError::internal("metadata store", e),
+        }
+    }
+}
+
+impl From<nuage_blob::Error> for ApiError {
+    fn from(e: nuage_blob::Error) -> Self {
+        use nuage_blob::Error as E;
+        match e {
+            E::QuorumNotMet { .. } | E::Unavailable { .. } | E::ProviderDown { .. } => {
+                tracing::warn!("storage: {e}");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "not enough storage providers answer to complete this request; retry later",
+                )
+            }
+            e => ApiError::internal("chunk store", e),
+        }
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,59 @@
+//! nuage's link server: the `/v1` HTTP API over the metadata store ([`nuage_meta`]) and
+//! the chunk store ([`nuage_blob`]). It holds links and keys, never bytes of its own: an
+//! object body is cut, sealed and placed on providers while it streams in, and read back
+//! from them while it streams out.
+
+#![deny(missing_docs)]
+
+mod api;
+pub mod auth;
+pub mod config;
+mod error;
+mod metrics;
+mod names;
+mod objects;
+mod range;
+mod state;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+pub use api::{NewToken, issue_token, router};
+pub use config::ServerConfig;
+pub use error::{ApiError, ApiResult};
+pub use metrics::Metrics;
+pub use names::{MAX_KEY_BYTES, check_bucket, check_key};
+pub use objects::VERSION_HEADER;
+pub use state::Nuage;
+
+/// Serves the API on `config.listen` until the process gets SIGINT or SIGTERM, then
+/// finishes the requests in flight.
+pub async fn serve(nuage: Arc<Nuage>) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(nuage.config.listen)
+        .await
+        .with_context(|| format!("listening on {}", nuage.config.listen))?;
+    serve_on(nuage, listener).await
+}
+
+/// Like [`serve`], on a listener already bound.
+pub async fn serve_on(nuage: Arc<Nuage>, listener: tokio::net::TcpListener) -> Result<()> {
+    axum::serve(listener, router(nuage)).with_graceful_shutdown(shutdown()).await.context("serving")
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return ctrl_c.await.unwrap_or(()),
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

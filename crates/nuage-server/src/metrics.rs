@@ -1,0 +1,73 @@
+//! Counters exposed at `/metrics` in the Prometheus text format. A handful of atomics and
+//! one small map: no metrics library is needed for this much.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// Plaintext bytes received in object bodies.
+    pub bytes_in: AtomicU64,
+    /// Plaintext bytes sent in object bodies.
+    pub bytes_out: AtomicU64,
+    /// Versions committed by PUT.
+    pub versions_committed: AtomicU64,
+    /// Chunks newly written to at least one provider.
+    pub chunks_written: AtomicU64,
+    /// Chunks that were already stored (deduplicated).
+    pub chunks_deduplicated: AtomicU64,
+    /// Stored bytes written to providers, summed over replicas.
+    pub stored_bytes_written: AtomicU64,
+    /// Uploads that ended without a version (error, disconnect, quota).
+    pub uploads_aborted: AtomicU64,
+}
+
+/// Adds `n` to a counter.
+pub fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// Counts one answered request.
+    pub fn request(&self, method: &str, status: u16) {
+        let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((method.to_owned(), status)).or_insert(0) += 1;
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# TYPE nuage_http_requests_total counter\n");
+        for ((method, status), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "nuage_http_requests_total{{method=\"{method}\",status=\"{status}\"}} {n}");
+        }
+        for (name, help, c) in [
+            (
+                "nuage_object_bytes_received_total",
+                "Plaintext bytes received in object bodies",
+                &self.bytes_in,
+            ),
+            ("nuage_object_bytes_sent_total", "Plaintext bytes sent in object bodies", &self.bytes_out),
+            ("nuage_versions_committed_total", "Versions committed by PUT", &self.versions_committed),
+            ("nuage_chunks_written_total", "Chunks newly written to providers", &self.chunks_written),
+            ("nuage_chunks_deduplicated_total", "Chunks already stored", &self.chunks_deduplicated),
+            (
+                "nuage_stored_bytes_written_total",
+                "Stored bytes written, over replicas",
+                &self.stored_bytes_written,
+            ),
+            ("nuage_uploads_aborted_total", "Uploads that made no version", &self.uploads_aborted),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,502 @@
+//! Objects: streaming `PUT` (body → chunks → providers → one metadata transaction),
+//! streaming `GET`/`HEAD` with `Range` and conditions, `DELETE` (a tombstone), listings and
+//! versions.
+//!
+//! Memory per request is bounded by a few chunks whatever the object size: the upload
+//! pipeline holds at most its queues (see `nuage_core::pipeline`) plus [`PUTS_IN_FLIGHT`]
+//! chunks being stored; a download holds [`CHUNKS_AHEAD`] chunks.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::{StreamExt, TryStreamExt};
+use nuage_blob::{Placement, StoredChunk};
+use nuage_core::pipeline::{Pipeline, PipelineError};
+use nuage_core::{Address, ConvergenceSecret, Manifest, ManifestEntry, SealedChunk, chunk};
+use nuage_meta::{Bucket, ChunkRef, EtagCondition, ListEntry, NewVersion, Precondition, Version};
+use serde::{Deserialize, Serialize};
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::Nuage;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::metrics::add;
+use crate::names::check_key;
+use crate::range::{self, RangeRequest};
+
+/// Chunks being stored at once by one upload.
+pub const PUTS_IN_FLIGHT: usize = 16;
+/// Chunks fetched ahead of the one being sent by one download.
+pub const CHUNKS_AHEAD: usize = 4;
+/// Header that carries the version id.
+pub const VERSION_HEADER: &str = "x-nuage-version";
+
+/// An object version as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct VersionView {
+    key: String,
+    version: i64,
+    size: u64,
+    etag: Option<String>,
+    content_type: Option<String>,
+    created_at: i64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    tombstone: bool,
+}
+
+impl From<Version> for VersionView {
+    fn from(v: Version) -> Self {
+        VersionView {
+            key: v.key,
+            version: v.id,
+            size: v.size,
+            etag: v.etag.map(hex::encode),
+            content_type: v.content_type,
+            created_at: v.created_at,
+            tombstone: v.tombstone,
+        }
+    }
+}
+
+fn quoted(etag: &[u8; 32]) -> String {
+    format!("\"{}\"", hex::encode(etag))
+}
+
+/// Parses an `If-Match` / `If-None-Match` value: `*` or a list of entity tags. Tags that are
+/// not nuage's (64 hex digits) can match nothing and are dropped.
+fn etag_condition(headers: &HeaderMap, name: header::HeaderName) -> Option<EtagCondition> {
+    let value = headers.get(name)?.to_str().unwrap_or("");
+    if value.trim() == "*" {
+        return Some(EtagCondition::Any);
+    }
+    let tags = value
+        .split(',')
+        .filter_map(|t| {
+            let t = t.trim().trim_start_matches("W/").trim_matches('"');
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(t, &mut out).ok().map(|()| out)
+        })
+        .collect();
+    Some(EtagCondition::OneOf(tags))
+}
+
+fn precondition(headers: &HeaderMap) -> Precondition {
+    Precondition {
+        if_match: etag_condition(headers, header::IF_MATCH),
+        if_none_match: etag_condition(headers, header::IF_NONE_MATCH),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    match v.to_str() {
+        Ok(s) if (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(s.to_owned()))
+        }
+        _ => Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "an Idempotency-Key is 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
+fn precondition_failed() -> ApiError {
+    nuage_meta::Error::PreconditionFailed.into()
+}
+
+/// A reader that fails once more than `left` bytes come through, setting `exceeded`:
+/// how a body without `Content-Length` is held to the quota while it streams.
+struct Limited<R> {
+    inner: R,
+    left: u64,
+    exceeded: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            self.exceeded.store(true, Ordering::Relaxed);
+            return Err(io::Error::other("the body exceeds the account's quota"));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn bucket_placement(bucket: &Bucket) -> Placement {
+    Placement::replicas(bucket.policy.replicas as usize).with_quorum(bucket.policy.write_quorum as usize)
+}
+
+/// `PUT /v1/buckets/{bucket}/objects/{key}`.
+pub async fn put(
+    State(nuage): State<Arc<Nuage>>,
+    caller: Caller,
+    Path((bucket, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    check_key(&key)?;
+    let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
+    let precondition = precondition(&headers);
+    let idempotency_key = idempotency_key(&headers)?;
+    if precondition != Precondition::default() {
+        // Fail before reading the body; the commit checks again under the account's lock.
+        let current = match nuage.meta.head(&bucket, &key).await {
+            Ok(v) => v.etag,
+            Err(nuage_meta::Error::ObjectNotFound) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if !precondition.holds(current.as_ref()) {
+            return Err(precondition_failed());
+        }
+    }
+    let content_length: Option<u64> =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+    let account = nuage.meta.account(caller.account_id).await?;
+    let room = account.quota_bytes.map_or(u64::MAX, |q| q.saturating_sub(account.used_bytes));
+    if let (Some(len), Some(quota)) = (content_length, account.quota_bytes)
+        && len > room
+    {
+        return Err(nuage_meta::Error::QuotaExceeded { used: account.used_bytes, quota, needed: len }.into());
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let secret = nuage.meta.account_secrets(caller.account_id).await?.convergence_secret;
+    let pipeline =
+        Pipeline { chunker: nuage.chunker, seal: nuage.seal, secret: ConvergenceSecret::from_bytes(secret) };
+
+    let stored = store_body(&nuage, pipeline, bucket_placement(&bucket), body, room).await;
+    let (manifest, chunks) = match stored {
+        Ok(s) => s,
+        Err(e) => {
+            add(&nuage.metrics.uploads_aborted, 1);
+            return Err(match e {
+                StoreError::Api(e) => e,
+                StoreError::OverQuota => nuage_meta::Error::QuotaExceeded {
+                    used: account.used_bytes,
+                    quota: account.quota_bytes.unwrap_or(0),
+                    needed: room.saturating_add(1),
+                }
+                .into(),
+            });
+        }
+    };
+    if content_length.is_some_and(|len| len != manifest.size) {
+        add(&nuage.metrics.uploads_aborted, 1);
+        return Err(ApiError::bad_request("body_incomplete", "the body does not have Content-Length bytes"));
+    }
+    let new = NewVersion {
+        size: manifest.size,
+        etag: manifest.hash,
+        content_type,
+        manifest: manifest.encode(),
+        chunks,
+    };
+    let committed =
+        match nuage.meta.put_version(&bucket, &key, &new, &precondition, idempotency_key.as_deref()).await {
+            Ok(c) => c,
+            Err(e) => {
+                add(&nuage.metrics.uploads_aborted, 1);
+                return Err(e.into());
+            }
+        };
+    if !committed.replayed {
+        add(&nuage.metrics.versions_committed, 1);
+    }
+    let status = if committed.replayed { StatusCode::OK } else { StatusCode::CREATED };
+    let v = committed.version;
+    let etag = v.etag.map(|e| quoted(&e)).unwrap_or_default();
+    let mut response = (
+        status,
+        Json(serde_json::json!({
+            "bucket": bucket.name, "key": v.key, "version": v.id, "size": v.size,
+            "etag": v.etag.map(hex::encode), "replayed": committed.replayed,
+        })),
+    )
+        .into_response();
+    set(&mut response, header::ETAG, &etag);
+    set(&mut response, VERSION_HEADER, &v.id.to_string());
+    Ok(response)
+}
+
+fn set(response: &mut Response, name: impl header::IntoHeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(name, v);
+    }
+}
+
+enum StoreError {
+    Api(ApiError),
+    OverQuota,
+}
+
+impl<E: Into<ApiError>> From<E> for StoreError {
+    fn from(e: E) -> Self {
+        StoreError::Api(e.into())
+    }
+}
+
+/// Streams `body` through the pipeline on a blocking thread (two, with `run_parallel`)
+/// and stores each new chunk on the async side, [`PUTS_IN_FLIGHT`] at a time. Returns the
+/// manifest and the chunk references for the commit.
+async fn store_body(
+    nuage: &Arc<Nuage>,
+    pipeline: Pipeline,
+    placement: Placement,
+    body: Body,
+    room: u64,
+) -> Result<(Manifest, Vec<ChunkRef>), StoreError> {
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let reader = SyncIoBridge::new(StreamReader::new(body.into_data_stream().map_err(io::Error::other)));
+    let limited = Limited { inner: reader, left: room, exceeded: exceeded.clone() };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<SealedChunk>(4);
+    let cutting = tokio::task::spawn_blocking(move || {
+        pipeline.run_parallel(limited, |sealed| tx.blocking_send(sealed).map_err(|_| ()))
+    });
+    let mut refs: HashMap<Address, ChunkRef> = HashMap::new();
+    let mut puts = FuturesUnordered::new();
+    let mut bytes_in = 0u64;
+    let store = |chunk: StoredChunk| async move {
+        let report = nuage.store.put_with(&chunk, placement).await;
+        (chunk.address(), chunk.bytes().len(), report)
+    };
+    let mut record = |(address, len, report): (Address, usize, nuage_blob::Result<nuage_blob::PutReport>)|
+     -> Result<(), StoreError> {
+        let report = report?;
+        if report.written > 0 {
+            add(&nuage.metrics.chunks_written, 1);
+        } else {
+            add(&nuage.metrics.chunks_deduplicated, 1);
+        }
+        add(&nuage.metrics.stored_bytes_written, report.bytes_written);
+        refs.insert(address, ChunkRef { address: *address.as_bytes(), stored_size: len as u32, providers: report.stored_on });
+        Ok(())
+    };
+    let mut seen = std::collections::HashSet::new();
+    while let Some(sealed) = rx.recv().await {
+        bytes_in += u64::from(sealed.plain_len);
+        if !seen.insert(sealed.address) {
+            continue; // the same chunk twice in one body
+        }
+        puts.push(store(StoredChunk::from(sealed)));
+        while puts.len() >= PUTS_IN_FLIGHT {
+            record(puts.next().await.expect("non-empty"))?;
+        }
+    }
+    while let Some(done) = puts.next().await {
+        record(done)?;
+    }
+    add(&nuage.metrics.bytes_in, bytes_in);
+    let manifest = match cutting.await {
+        Ok(Ok(m)) => m,
+        Ok(Err(PipelineError::Read(_))) if exceeded.load(Ordering::Relaxed) => {
+            return Err(StoreError::OverQuota);
+        }
+        Ok(Err(PipelineError::Read(e))) => {
+            tracing::debug!("upload body: {e}");
+            return Err(StoreError::Api(ApiError::bad_request(
+                "body_incomplete",
+                "the request body ended early or could not be read",
+            )));
+        }
+        Ok(Err(PipelineError::Sink(()))) => {
+            return Err(StoreError::Api(ApiError::internal("upload", "the store side stopped early")));
+        }
+        Err(e) => return Err(StoreError::Api(ApiError::internal("upload pipeline", e))),
+    };
+    Ok((manifest, refs.into_values().collect()))
+}
+
+/// `?version=ID` on object reads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionQuery {
+    version: Option<i64>,
+}
+
+/// `GET` and `HEAD /v1/buckets/{bucket}/objects/{key}`.
+pub async fn get(
+    State(nuage): State<Arc<Nuage>>,
+    caller: Caller,
+    method: Method,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(query): Query<VersionQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    check_key(&key)?;
+    let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
+    let version = match query.version {
+        Some(id) => nuage.meta.version(&bucket, &key, id).await?,
+        None => nuage.meta.head(&bucket, &key).await?,
+    };
+    let Some(etag) = version.etag.filter(|_| !version.tombstone) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "object_not_found",
+            "this version is a delete marker",
+        ));
+    };
+    let conditions = precondition(&headers);
+    if conditions.if_match.as_ref().is_some_and(|c| !c.matches(Some(&etag))) {
+        return Err(precondition_failed());
+    }
+    let mut response = Response::new(Body::empty());
+    set(&mut response, header::ETAG, &quoted(&etag));
+    set(&mut response, VERSION_HEADER, &version.id.to_string());
+    set(&mut response, header::ACCEPT_RANGES, "bytes");
+    if conditions.if_none_match.as_ref().is_some_and(|c| c.matches(Some(&etag))) {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        return Ok(response);
+    }
+    let size = version.size;
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (start, end) = match range::parse(range_header, size) {
+        RangeRequest::Full => (0, size),
+        RangeRequest::Partial { start, end } => {
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            set(&mut response, header::CONTENT_RANGE, &format!("bytes {start}-{}/{size}", end - 1));
+            (start, end)
+        }
+        RangeRequest::Unsatisfiable => {
+            let mut e = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the range lies outside the object ({size} bytes)"),
+            );
+            e.size = Some(size);
+            return Err(e);
+        }
+    };
+    set(&mut response, header::CONTENT_LENGTH, &(end - start).to_string());
+    let content_type = version.content_type.as_deref().unwrap_or("application/octet-stream");
+    set(&mut response, header::CONTENT_TYPE, content_type);
+    if method == Method::HEAD || start == end {
+        return Ok(response);
+    }
+    let manifest = Manifest::decode(&nuage.meta.manifest(version.id).await?)
+        .map_err(|e| ApiError::internal("stored manifest", e))?;
+    let mut plan: Vec<(ManifestEntry, usize, usize)> = Vec::new();
+    let mut offset = 0u64;
+    for e in manifest.entries {
+        let len = u64::from(e.plain_len);
+        let (from, to) = (start.max(offset), end.min(offset + len));
+        if from < to {
+            plan.push((e, (from - offset) as usize, (to - offset) as usize));
+        }
+        offset += len;
+        if offset >= end {
+            break;
+        }
+    }
+    let fetcher = nuage.clone();
+    let mut chunks = futures::stream::iter(plan)
+        .map(move |(entry, from, to)| {
+            let nuage = fetcher.clone();
+            async move {
+                let read = nuage.store.get(&entry.address, &[]).await?;
+                let plain = tokio::task::spawn_blocking(move || {
+                    chunk::open(&read.bytes, &entry.key, entry.plain_len)
+                })
+                .await
+                .map_err(|e| ApiError::internal("decrypting", e))?
+                .map_err(|e| ApiError::internal(&format!("chunk {}", entry.address), e))?;
+                add(&nuage.metrics.bytes_out, (to - from) as u64);
+                Ok::<_, ApiError>(Bytes::from(plain).slice(from..to))
+            }
+        })
+        .buffered(CHUNKS_AHEAD);
+    // The first chunk is awaited before the status is sent, so that a provider outage is
+    // a clean 503 rather than a cut connection.
+    let first = match chunks.next().await {
+        Some(r) => r?,
+        None => Bytes::new(),
+    };
+    let rest = chunks.map_err(|e| io::Error::other(format!("{}: {}", e.code, e.message)));
+    *response.body_mut() = Body::from_stream(futures::stream::once(async move { Ok(first) }).chain(rest));
+    Ok(response)
+}
+
+/// `DELETE /v1/buckets/{bucket}/objects/{key}`: adds a tombstone version.
+pub async fn delete(
+    State(nuage): State<Arc<Nuage>>,
+    caller: Caller,
+    Path((bucket, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    check_key(&key)?;
+    let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
+    let committed = nuage
+        .meta
+        .delete_object(&bucket, &key, &precondition(&headers), idempotency_key(&headers)?.as_deref())
+        .await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    set(&mut response, VERSION_HEADER, &committed.version.id.to_string());
+    Ok(response)
+}
+
+/// Listing parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+    delimiter: Option<String>,
+    limit: Option<usize>,
+    page_token: Option<String>,
+}
+
+/// `GET /v1/buckets/{bucket}/objects?prefix=&delimiter=&limit=&page_token=`.
+pub async fn list(
+    State(nuage): State<Arc<Nuage>>,
+    caller: Caller,
+    Path(bucket): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
+    let start = match &q.page_token {
+        Some(t) => Some(hex::decode(t).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(|| {
+            ApiError::bad_request("invalid_page_token", "page_token was not made by this server")
+        })?),
+        None => None,
+    };
+    let listing = nuage
+        .meta
+        .list_objects(&bucket, &q.prefix, q.delimiter.as_deref(), start.as_deref(), q.limit.unwrap_or(1000))
+        .await?;
+    let mut objects = Vec::new();
+    let mut prefixes = Vec::new();
+    for e in listing.entries {
+        match e {
+            ListEntry::Object(v) => objects.push(VersionView::from(v)),
+            ListEntry::Prefix(p) => prefixes.push(p),
+        }
+    }
+    Ok(Json(serde_json::json!({
+        "objects": objects, "prefixes": prefixes, "next_page_token": listing.next.map(hex::encode),
+    })))
+}
+
+/// `GET /v1/buckets/{bucket}/versions/{key}`: every kept version, newest first.
+pub async fn versions(
+    State(nuage): State<Arc<Nuage>>,
+    caller: Caller,
+    Path((bucket, key)): Path<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    check_key(&key)?;
+    let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
+    let versions: Vec<VersionView> =
+        nuage.meta.versions(&bucket, &key).await?.into_iter().map(VersionView::from).collect();
+    if versions.is_empty() {
+        return Err(nuage_meta::Error::ObjectNotFound.into());
+    }
+    Ok(Json(serde_json::json!({ "versions": versions })))
+}

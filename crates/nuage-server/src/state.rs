@@ -1,0 +1,58 @@
+//! `Nuage`: the one struct that holds the server's stores and settings, shared by every
+//! handler.
+
+use anyhow::{Context, Result};
+use nuage_blob::{ChunkStore, Provider};
+use nuage_core::ChunkerConfig;
+use nuage_core::chunk::SealOptions;
+use nuage_meta::{Meta, ProviderRecord};
+
+use crate::config::ServerConfig;
+use crate::metrics::Metrics;
+
+/// The link server's state.
+#[derive(Debug)]
+pub struct Nuage {
+    /// Accounts, namespace, chunk index.
+    pub meta: Meta,
+    /// The providers under placement.
+    pub store: ChunkStore,
+    /// Chunk sizes.
+    pub chunker: ChunkerConfig,
+    /// Compression.
+    pub seal: SealOptions,
+    /// The configuration it was built from.
+    pub config: ServerConfig,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+}
+
+impl Nuage {
+    /// Opens the database (migrating it) and the providers of `config`.
+    pub async fn open(config: ServerConfig) -> Result<Nuage> {
+        let chunker = config.chunking.chunker()?;
+        let seal = config.chunking.seal();
+        let url = config.database_url();
+        if url.starts_with("sqlite:") {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        }
+        let meta = Meta::open(&url).await.context("opening the metadata database")?;
+        let mut providers = Vec::new();
+        let mut records = Vec::new();
+        for c in config.providers() {
+            records.push(ProviderRecord {
+                name: c.name.clone(),
+                scheme: c.kind.scheme().to_owned(),
+                region: c.region.clone(),
+                state: "active".into(),
+                weight: c.weight,
+            });
+            let name = c.name.clone();
+            providers.push(Provider::open(c).await.with_context(|| format!("opening provider {name}"))?);
+        }
+        meta.register_providers(&records).await?;
+        let store = ChunkStore::new(providers, config.buckets.placement()).context("[buckets] placement")?;
+        Ok(Nuage { meta, store, chunker, seal, config, metrics: Metrics::default() })
+    }
+}
