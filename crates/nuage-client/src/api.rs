@@ -285,7 +285,8 @@ impl Client {
         let status = response.status().as_u16();
         let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
         let code = body["error"]["code"].as_str().unwrap_or("http_error").to_owned();
-        let message = body["error"]["message"].as_str().map_or_else(|| format!("HTTP {status}"), str::to_owned);
+        let message =
+            body["error"]["message"].as_str().map_or_else(|| format!("HTTP {status}"), str::to_owned);
         Err(ClientError::Api { status, code, message })
     }
 
@@ -326,13 +327,21 @@ impl Client {
 
     /// Deletes an empty bucket.
     pub async fn delete_bucket(&self, name: &str) -> ClientResult<()> {
-        Self::check(self.request(Method::DELETE, &format!("/v1/buckets/{}", encode_path(name))).send().await?)
-            .await?;
+        Self::check(
+            self.request(Method::DELETE, &format!("/v1/buckets/{}", encode_path(name))).send().await?,
+        )
+        .await?;
         Ok(())
     }
 
     /// Uploads bytes held in memory.
-    pub async fn put_bytes(&self, bucket: &str, key: &str, bytes: Vec<u8>, content_type: &str) -> ClientResult<PutResult> {
+    pub async fn put_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> ClientResult<PutResult> {
         let r = self
             .request(Method::PUT, &Self::object_path(bucket, key))
             .header(header::CONTENT_TYPE, content_type)
@@ -342,7 +351,13 @@ impl Client {
     }
 
     /// Uploads a file, streaming it, retrying temporary failures with one idempotency key.
-    pub async fn put_file(&self, bucket: &str, key: &str, path: &Path, progress: Progress) -> ClientResult<PutResult> {
+    pub async fn put_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        progress: Progress,
+    ) -> ClientResult<PutResult> {
         let idempotency_key = new_idempotency_key();
         let mut attempt = 0;
         loop {
@@ -527,7 +542,8 @@ impl Client {
         if let Some(t) = page_token {
             q.push_str(&format!("&page_token={}", encode_query(t)));
         }
-        Self::json(self.request(Method::GET, &format!("/v1/buckets/{}/objects{q}", encode_path(bucket)))).await
+        Self::json(self.request(Method::GET, &format!("/v1/buckets/{}/objects{q}", encode_path(bucket))))
+            .await
     }
 
     /// Every object under `prefix` (all pages).
@@ -546,7 +562,8 @@ impl Client {
 
     /// Deletes a key (adds a tombstone); returns the tombstone's version.
     pub async fn delete(&self, bucket: &str, key: &str) -> ClientResult<i64> {
-        let r = Self::check(self.request(Method::DELETE, &Self::object_path(bucket, key)).send().await?).await?;
+        let r =
+            Self::check(self.request(Method::DELETE, &Self::object_path(bucket, key)).send().await?).await?;
         r.headers()
             .get("x-nuage-version")
             .and_then(|v| v.to_str().ok())

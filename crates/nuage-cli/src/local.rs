@@ -1,0 +1,154 @@
+//! `ingest`, `restore`, `snapshots`: the chunk path straight to the configured providers,
+//! without a server (the benchmark of the data path, and a local backup tool).
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use nuage_blob::{ChunkStore, Provider};
+use nuage_client::{IngestStats, Snapshot};
+use nuage_core::ConvergenceSecret;
+use nuage_core::pipeline::Pipeline;
+use nuage_server::ServerConfig;
+
+use crate::Cli;
+
+/// The configuration, with `--data-dir` applied.
+pub fn config(cli: &Cli) -> Result<ServerConfig> {
+    let mut config = match &cli.config {
+        Some(path) => ServerConfig::load(path)?,
+        None => ServerConfig::default(),
+    };
+    config.apply_env()?;
+    if let Some(d) = &cli.data_dir {
+        config.data_dir = d.clone();
+    }
+    Ok(config)
+}
+
+/// The convergence secret of this data folder, created on first use (mode 0600).
+fn secret(data_dir: &Path) -> Result<ConvergenceSecret> {
+    let path = data_dir.join("secret");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let bytes: [u8; 32] =
+                bytes.try_into().map_err(|_| anyhow::anyhow!("{} is not 32 bytes long", path.display()))?;
+            Ok(ConvergenceSecret::from_bytes(bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+            let bytes: [u8; 32] = rand::random();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut f = options.open(&path).with_context(|| format!("creating {}", path.display()))?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            Ok(ConvergenceSecret::from_bytes(bytes))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+async fn open_store(config: &ServerConfig) -> Result<ChunkStore> {
+    let mut providers = Vec::new();
+    for c in config.providers() {
+        let name = c.name.clone();
+        providers.push(Provider::open(c).await.with_context(|| format!("opening provider {name}"))?);
+    }
+    Ok(ChunkStore::new(providers, config.buckets.placement())?)
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+pub async fn ingest(cli: &Cli, path: &Path) -> Result<()> {
+    let config = config(cli)?;
+    let pipeline = Pipeline {
+        chunker: config.chunking.chunker()?,
+        seal: config.chunking.seal(),
+        secret: secret(&config.data_dir)?,
+    };
+    let store = open_store(&config).await?;
+    let tty = std::io::stderr().is_terminal() && !cli.json;
+    let started = std::time::Instant::now();
+    let show = |s: &IngestStats| {
+        if tty {
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            eprint!(
+                "\r{} files, {:.1} MB read ({:.0} MB/s), {} chunks, {:.1} MB new   ",
+                s.files,
+                mb(s.bytes_read),
+                mb(s.bytes_read) / secs,
+                s.chunks,
+                mb(s.bytes_written)
+            );
+        }
+    };
+    let done = nuage_client::ingest(path, &pipeline, &store, show).await?;
+    if tty {
+        eprintln!();
+    }
+    let name = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis());
+    done.snapshot.write_to(&config.data_dir.join("snapshots").join(&name)).context("writing the snapshot")?;
+    let s = done.stats;
+    let secs = done.elapsed.as_secs_f64();
+    if cli.json {
+        let j = serde_json::json!({
+            "snapshot": name, "files": s.files, "bytes_read": s.bytes_read, "chunks": s.chunks,
+            "chunks_new": s.chunks_new, "bytes_written": s.bytes_written, "seconds": secs,
+        });
+        println!("{j}");
+    } else {
+        println!(
+            "snapshot {name}: {} files, {:.1} MB in {:.1} s ({:.0} MB/s); {} chunks, {} new, {:.1} MB written",
+            s.files,
+            mb(s.bytes_read),
+            secs,
+            mb(s.bytes_read) / secs.max(1e-9),
+            s.chunks,
+            s.chunks_new,
+            mb(s.bytes_written)
+        );
+    }
+    Ok(())
+}
+
+pub async fn restore(cli: &Cli, snapshot: &str, dest: &Path) -> Result<()> {
+    let config = config(cli)?;
+    let path = if Path::new(snapshot).exists() {
+        PathBuf::from(snapshot)
+    } else {
+        config.data_dir.join("snapshots").join(snapshot)
+    };
+    let snap = Snapshot::read_from(&path).with_context(|| format!("reading snapshot {}", path.display()))?;
+    let store = open_store(&config).await?;
+    let bytes = nuage_client::restore(&snap, &store, dest).await?;
+    if cli.json {
+        println!("{}", serde_json::json!({"files": snap.files.len(), "bytes": bytes}));
+    } else {
+        println!("restored {} files, {:.1} MB, into {}", snap.files.len(), mb(bytes), dest.display());
+    }
+    Ok(())
+}
+
+pub fn snapshots(cli: &Cli) -> Result<()> {
+    let snapshots = config(cli)?.data_dir.join("snapshots");
+    let mut names: Vec<String> = match std::fs::read_dir(&snapshots) {
+        Ok(dir) => dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => bail!("reading {}: {e}", snapshots.display()),
+    };
+    names.retain(|n| !n.ends_with(".tmp"));
+    names.sort();
+    if cli.json {
+        println!("{}", serde_json::json!(names));
+    } else {
+        for n in names {
+            println!("{n}");
+        }
+    }
+    Ok(())
+}

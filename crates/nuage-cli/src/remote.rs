@@ -1,0 +1,537 @@
+//! The client commands: `login`, `logout`, `bucket`, `put`, `get`, `ls`, `rm`, `versions`.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use nuage_client::api::{BucketSpec, ObjectInfo, Progress};
+use nuage_client::{Client, ClientError};
+use serde::{Deserialize, Serialize};
+
+use crate::Cli;
+
+/// Files transferred at once by `put` and `get` of a folder.
+const FILES_IN_FLIGHT: usize = 4;
+
+/// What `nuage login` saves: `$NUAGE_CLIENT_CONFIG`, else `$XDG_CONFIG_HOME/nuage/client.toml`,
+/// else `~/.config/nuage/client.toml` (mode 0600).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Saved {
+    server: Option<String>,
+    token: Option<String>,
+}
+
+fn saved_path() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("NUAGE_CLIENT_CONFIG").filter(|p| !p.is_empty()) {
+        return Ok(p.into());
+    }
+    let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|p| !p.is_empty()) {
+        Some(x) => PathBuf::from(x),
+        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".config"),
+    };
+    Ok(base.join("nuage").join("client.toml"))
+}
+
+fn load_saved() -> Result<Saved> {
+    let path = saved_path()?;
+    match std::fs::read_to_string(&path) {
+        Ok(t) => toml::from_str(&t).with_context(|| format!("parsing {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Saved::default()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn store_saved(saved: &Saved) -> Result<PathBuf> {
+    use std::io::Write;
+    let path = saved_path()?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("toml.tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(toml::to_string(saved)?.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// A client from `--server`/`--token` (or their variables), else from the saved login.
+fn client(cli: &Cli) -> Result<Client> {
+    let saved = load_saved()?;
+    let server =
+        cli.server.clone().or(saved.server).context("no server: run `nuage login --server URL` first")?;
+    let token = cli.token.clone().or(saved.token).context("not logged in: run `nuage login` first")?;
+    Ok(Client::new(&server, Some(token))?)
+}
+
+/// `BUCKET[/KEY]`.
+fn split_target(target: &str) -> Result<(&str, &str)> {
+    let target = target.strip_prefix("nuage://").unwrap_or(target);
+    let (bucket, key) = target.split_once('/').unwrap_or((target, ""));
+    if bucket.is_empty() {
+        bail!("{target:?}: expected BUCKET/KEY");
+    }
+    Ok((bucket, key))
+}
+
+fn bar(cli: &Cli, total: u64) -> ProgressBar {
+    if cli.json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}")
+            .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// A progress callback that adds each file's bytes to a shared bar.
+fn file_progress(bar: &ProgressBar) -> Progress {
+    let bar = bar.clone();
+    let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    Arc::new(move |done| {
+        let before = last.swap(done, std::sync::atomic::Ordering::Relaxed);
+        bar.inc(done.saturating_sub(before));
+        true
+    })
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Account name (asks for the password).
+    #[arg(long)]
+    account: Option<String>,
+    /// Read the password from standard input instead of asking.
+    #[arg(long)]
+    password_stdin: bool,
+    /// Save this token instead of logging in with a password.
+    #[arg(long = "with-token")]
+    with_token: Option<String>,
+}
+
+pub async fn login(cli: &Cli, args: &LoginArgs) -> Result<()> {
+    let saved = load_saved()?;
+    let server = cli.server.clone().or(saved.server).context("which server? pass --server URL")?;
+    let token = match (&args.with_token, &args.account) {
+        (Some(t), _) => t.clone(),
+        (None, Some(account)) => {
+            let password = if args.password_stdin || !std::io::stdin().is_terminal() {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s)?;
+                s.trim_end_matches(['\n', '\r']).to_owned()
+            } else {
+                rpassword::prompt_password(format!("password for {account}: "))?
+            };
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "device".into());
+            Client::new(&server, None)?.login(account, &password, &format!("cli on {host}")).await?.token
+        }
+        (None, None) => bail!("pass --account NAME (password login) or --with-token TOKEN"),
+    };
+    let client = Client::new(&server, Some(token.clone()))?;
+    let account = client.account().await.context("checking the token")?;
+    let path = store_saved(&Saved { server: Some(server.clone()), token: Some(token) })?;
+    if cli.json {
+        println!("{}", serde_json::json!({"server": server, "account": account.name}));
+    } else {
+        println!("logged in to {server} as {} (saved in {})", account.name, path.display());
+    }
+    Ok(())
+}
+
+pub async fn logout(cli: &Cli) -> Result<()> {
+    let client = client(cli)?;
+    match client.logout().await {
+        Ok(()) | Err(ClientError::Api { status: 401, .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut saved = load_saved()?;
+    saved.token = None;
+    store_saved(&saved)?;
+    println!("logged out");
+    Ok(())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BucketCmd {
+    /// Create a bucket.
+    Create {
+        /// Name: 3 to 63 of a-z 0-9 - .
+        name: String,
+        /// Copies of each chunk, on distinct providers (default: the server's).
+        #[arg(long)]
+        replicas: Option<u32>,
+        /// Copies stored before a write succeeds (default: all replicas).
+        #[arg(long)]
+        write_quorum: Option<u32>,
+        /// Versions kept per key, 0 for all (default: the server's).
+        #[arg(long)]
+        keep_versions: Option<u32>,
+    },
+    /// List buckets.
+    Ls,
+    /// Delete an empty bucket.
+    Rm {
+        /// Name.
+        name: String,
+    },
+}
+
+pub async fn bucket(cli: &Cli, cmd: &BucketCmd) -> Result<()> {
+    let client = client(cli)?;
+    match cmd {
+        BucketCmd::Create { name, replicas, write_quorum, keep_versions } => {
+            let spec = BucketSpec {
+                replicas: *replicas,
+                write_quorum: *write_quorum,
+                keep_versions: *keep_versions,
+            };
+            let b = client.create_bucket(name, &spec).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&b)?);
+            } else {
+                println!(
+                    "created bucket {} (replicas {}, write quorum {}, keeps {} versions)",
+                    b.name,
+                    b.replicas,
+                    b.write_quorum,
+                    if b.keep_versions == 0 { "all".to_owned() } else { b.keep_versions.to_string() }
+                );
+            }
+        }
+        BucketCmd::Ls => list_buckets(cli, &client).await?,
+        BucketCmd::Rm { name } => {
+            client.delete_bucket(name).await?;
+            if !cli.json {
+                println!("deleted bucket {name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn list_buckets(cli: &Cli, client: &Client) -> Result<()> {
+    let buckets = client.buckets().await?;
+    if cli.json {
+        println!("{}", serde_json::to_string(&buckets)?);
+    } else {
+        for b in buckets {
+            println!("{}", b.name);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// File or folder.
+    path: PathBuf,
+    /// BUCKET/KEY for a file (BUCKET/ or BUCKET/DIR/ keeps the file name); BUCKET[/PREFIX]
+    /// for a folder, whose files go under PREFIX/ by relative path.
+    target: String,
+}
+
+/// The regular files under `root`, with their `/`-joined relative paths, sorted.
+fn walk(root: &Path) -> Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                let path = entry.path();
+                let rel: Vec<String> = path
+                    .strip_prefix(root)
+                    .expect("under root")
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                out.push((path, rel.join("/")));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
+}
+
+pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
+    let client = client(cli)?;
+    let (bucket, key) = split_target(&args.target)?;
+    let meta = std::fs::metadata(&args.path).with_context(|| format!("reading {}", args.path.display()))?;
+    let files: Vec<(PathBuf, String)> = if meta.is_dir() {
+        let prefix = key.trim_end_matches('/');
+        walk(&args.path)?
+            .into_iter()
+            .map(|(p, rel)| {
+                let k = if prefix.is_empty() { rel } else { format!("{prefix}/{rel}") };
+                (p, k)
+            })
+            .collect()
+    } else {
+        let name = args.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let k = if key.is_empty() || key.ends_with('/') { format!("{key}{name}") } else { key.to_owned() };
+        vec![(args.path.clone(), k)]
+    };
+    let mut total = 0;
+    for (p, _) in &files {
+        total += std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?.len();
+    }
+    let started = Instant::now();
+    let bar = bar(cli, total);
+    let results: Vec<_> = futures::stream::iter(&files)
+        .map(|(path, key)| {
+            let (client, progress) = (&client, file_progress(&bar));
+            async move {
+                client
+                    .put_file(bucket, key, path, progress)
+                    .await
+                    .with_context(|| format!("uploading {}", path.display()))
+            }
+        })
+        .buffer_unordered(FILES_IN_FLIGHT)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    let mut done = Vec::new();
+    for r in results {
+        done.push(r?);
+    }
+    done.sort_by(|a, b| a.key.cmp(&b.key));
+    let secs = started.elapsed().as_secs_f64();
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::json!({"bucket": bucket, "objects": done, "bytes": total, "seconds": secs})
+        );
+    } else {
+        if done.len() == 1 {
+            println!("{bucket}/{} version {}", done[0].key, done[0].version);
+        }
+        println!(
+            "uploaded {} file(s), {:.1} MB in {:.1} s ({:.0} MB/s)",
+            done.len(),
+            mb(total),
+            secs,
+            mb(total) / secs.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// BUCKET/KEY, or BUCKET/PREFIX/ (or BUCKET) for every key under it.
+    source: String,
+    /// Destination file or folder (default: the key's last segment, or the current folder).
+    path: Option<PathBuf>,
+    /// A version id (from `nuage versions`).
+    #[arg(long)]
+    version: Option<i64>,
+}
+
+pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
+    let client = client(cli)?;
+    let (bucket, key) = split_target(&args.source)?;
+    // One object, unless the key is empty or ends with '/', or names no object but a prefix.
+    let single = if key.is_empty() || key.ends_with('/') {
+        None
+    } else {
+        match client.versions(bucket, key).await {
+            Ok(v) if v.first().is_some_and(|v| !v.tombstone) || args.version.is_some() => {
+                v.into_iter().next()
+            }
+            Ok(_) | Err(ClientError::Api { status: 404, .. }) => None,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let started = Instant::now();
+    let jobs: Vec<(String, PathBuf, Option<i64>, u64)> = match single {
+        Some(v) => {
+            let name = key.rsplit('/').next().unwrap_or(key);
+            let dest = match &args.path {
+                Some(p) if p.is_dir() => p.join(name),
+                Some(p) => p.clone(),
+                None => PathBuf::from(name),
+            };
+            let size = match args.version {
+                Some(_) => 0,
+                None => v.size,
+            };
+            vec![(key.to_owned(), dest, args.version, size)]
+        }
+        None => {
+            let prefix =
+                if key.is_empty() || key.ends_with('/') { key.to_owned() } else { format!("{key}/") };
+            let objects: Vec<ObjectInfo> = client.list_all(bucket, &prefix).await?;
+            if objects.is_empty() {
+                return Err(anyhow::Error::new(ClientError::Api {
+                    status: 404,
+                    code: "object_not_found".into(),
+                    message: format!("no object {bucket}/{key} and nothing under {bucket}/{prefix}"),
+                }));
+            }
+            let root = args.path.clone().unwrap_or_else(|| PathBuf::from("."));
+            objects
+                .into_iter()
+                .map(|o| {
+                    let rel = &o.key[prefix.len()..];
+                    (o.key.clone(), root.join(rel), Some(o.version), o.size)
+                })
+                .collect()
+        }
+    };
+    let total = jobs.iter().map(|j| j.3).sum();
+    let bar = bar(cli, total);
+    let results: Vec<_> = futures::stream::iter(&jobs)
+        .map(|(key, dest, version, _)| {
+            let (client, progress) = (&client, file_progress(&bar));
+            async move {
+                client
+                    .get_to_file(bucket, key, *version, dest, progress)
+                    .await
+                    .with_context(|| format!("downloading {bucket}/{key}"))
+                    .map(|r| (dest.clone(), r))
+            }
+        })
+        .buffer_unordered(FILES_IN_FLIGHT)
+        .collect()
+        .await;
+    bar.finish_and_clear();
+    let mut done = Vec::new();
+    for r in results {
+        done.push(r?);
+    }
+    let bytes: u64 = done.iter().map(|(_, r)| r.size).sum();
+    let resumed: u64 = done.iter().map(|(_, r)| r.resumed_from).sum();
+    let secs = started.elapsed().as_secs_f64();
+    if cli.json {
+        let files: Vec<_> = done
+            .iter()
+            .map(|(p, r)| serde_json::json!({"path": p, "size": r.size, "version": r.version, "etag": r.etag, "resumed_from": r.resumed_from}))
+            .collect();
+        println!("{}", serde_json::json!({"files": files, "bytes": bytes, "seconds": secs}));
+    } else {
+        if let [(path, _)] = done.as_slice() {
+            println!("{}", path.display());
+        }
+        let sent = bytes - resumed;
+        let resumed = if resumed > 0 { format!(", {:.1} MB resumed", mb(resumed)) } else { String::new() };
+        println!(
+            "downloaded {} file(s), {:.1} MB in {:.1} s ({:.0} MB/s){resumed}, verified",
+            done.len(),
+            mb(bytes),
+            secs,
+            mb(sent) / secs.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// BUCKET[/PREFIX]; nothing lists the buckets.
+    target: Option<String>,
+    /// Every key under the prefix, not grouped by '/'.
+    #[arg(short, long)]
+    recursive: bool,
+}
+
+pub async fn ls(cli: &Cli, args: &LsArgs) -> Result<()> {
+    let client = client(cli)?;
+    let Some(target) = &args.target else { return list_buckets(cli, &client).await };
+    let (bucket, prefix) = split_target(target)?;
+    let delimiter = (!args.recursive).then_some("/");
+    let mut token: Option<String> = None;
+    let mut all_objects = Vec::new();
+    let mut all_prefixes = Vec::new();
+    loop {
+        let page = client.list(bucket, prefix, delimiter, token.as_deref()).await?;
+        all_objects.extend(page.objects);
+        all_prefixes.extend(page.prefixes);
+        match page.next_page_token {
+            Some(t) => token = Some(t),
+            None => break,
+        }
+    }
+    if cli.json {
+        println!("{}", serde_json::json!({"objects": all_objects, "prefixes": all_prefixes}));
+    } else {
+        for p in all_prefixes {
+            println!("{:>12}  {:<10}  {p}", "", "DIR");
+        }
+        for o in all_objects {
+            println!("{:>12}  {:<10}  {}", o.size, o.version, o.key);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// BUCKET/KEY (or BUCKET/PREFIX with -r).
+    target: String,
+    /// Delete every key under the prefix.
+    #[arg(short, long)]
+    recursive: bool,
+}
+
+pub async fn rm(cli: &Cli, args: &RmArgs) -> Result<()> {
+    let client = client(cli)?;
+    let (bucket, key) = split_target(&args.target)?;
+    let keys: Vec<String> = if args.recursive {
+        client.list_all(bucket, key).await?.into_iter().map(|o| o.key).collect()
+    } else {
+        if key.is_empty() {
+            bail!("{}: which key? (use -r for a whole prefix)", args.target);
+        }
+        vec![key.to_owned()]
+    };
+    for k in &keys {
+        client.delete(bucket, k).await.with_context(|| format!("deleting {bucket}/{k}"))?;
+        if !cli.json {
+            println!("deleted {bucket}/{k}");
+        }
+    }
+    if cli.json {
+        println!("{}", serde_json::json!({"deleted": keys}));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct VersionsArgs {
+    /// BUCKET/KEY.
+    target: String,
+}
+
+pub async fn versions(cli: &Cli, args: &VersionsArgs) -> Result<()> {
+    let client = client(cli)?;
+    let (bucket, key) = split_target(&args.target)?;
+    let versions = client.versions(bucket, key).await?;
+    if cli.json {
+        println!("{}", serde_json::to_string(&versions)?);
+    } else {
+        for v in versions {
+            let what = if v.tombstone { "(deleted)".to_owned() } else { format!("{} bytes", v.size) };
+            println!("{:<10}  {:>13}  {what}", v.version, v.created_at);
+        }
+    }
+    Ok(())
+}

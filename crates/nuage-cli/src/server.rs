@@ -1,0 +1,218 @@
+//! `nuage serve` and `nuage admin …`.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use nuage_meta::Meta;
+use nuage_server::{Nuage, ServerConfig, auth};
+
+use crate::Cli;
+use crate::local::config;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides the file and NUAGE_LISTEN).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// `sqlite:PATH` or `postgres://…` (overrides the file and NUAGE_DATABASE_URL).
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Admin {
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCmd {
+    /// Create an account and print a token for it (shown once).
+    Create {
+        /// Account name.
+        name: String,
+        /// Byte quota over all kept versions (default: none).
+        #[arg(long)]
+        quota: Option<u64>,
+        /// Read a password for `nuage login` from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List the accounts with their usage.
+    Ls,
+    /// Set an account's password, read from standard input.
+    Passwd {
+        /// Account name.
+        name: String,
+    },
+    /// Set an account's quota in bytes, or remove it with `none`.
+    Quota {
+        /// Account name.
+        name: String,
+        /// Bytes, or `none`.
+        quota: String,
+    },
+    /// Print a new token for an account (shown once).
+    Token {
+        /// Account name.
+        name: String,
+        /// A label for the token.
+        #[arg(long, default_value = "admin")]
+        label: String,
+    },
+}
+
+fn with_args(cli: &Cli, args: Option<&ServeArgs>) -> Result<ServerConfig> {
+    let mut c = config(cli)?;
+    if let Some(a) = args {
+        if let Some(l) = a.listen {
+            c.listen = l;
+        }
+        if let Some(u) = &a.database_url {
+            c.database_url = Some(u.clone());
+        }
+    }
+    Ok(c)
+}
+
+/// The database URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
+    let config = with_args(cli, Some(args))?;
+    let url = config.database_url();
+    let nuage = Arc::new(Nuage::open(config).await?);
+    let listener = tokio::net::TcpListener::bind(nuage.config.listen)
+        .await
+        .with_context(|| format!("listening on {}", nuage.config.listen))?;
+    let addr = listener.local_addr()?;
+    let providers: Vec<String> = nuage
+        .store
+        .providers()
+        .iter()
+        .map(|p| format!("{} ({})", p.name(), p.config().kind.scheme()))
+        .collect();
+    println!("nuage serving on http://{addr}");
+    println!("  database:  {}", redacted(&url));
+    println!("  providers: {}", providers.join(", "));
+    if nuage.meta.accounts().await?.is_empty() {
+        let mut cmd = String::from("nuage");
+        if let Some(c) = &cli.config {
+            cmd.push_str(&format!(" --config {}", c.display()));
+        } else if let Some(d) = &cli.data_dir {
+            cmd.push_str(&format!(" --data-dir {}", d.display()));
+        }
+        println!("No account yet. Create the first one (it prints a token) with:");
+        println!("  {cmd} admin account create NAME --password-stdin");
+        println!("then log in from any machine with:");
+        println!("  nuage login --server http://{addr} --account NAME");
+    }
+    nuage_server::serve_on(nuage, listener).await
+}
+
+fn read_password() -> Result<String> {
+    let mut s = String::new();
+    std::io::stdin().read_to_string(&mut s).context("reading the password from standard input")?;
+    let p = s.trim_end_matches(['\n', '\r']).to_owned();
+    if p.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(p)
+}
+
+async fn new_token(meta: &Meta, config: &ServerConfig, account_id: i64, label: &str) -> Result<String> {
+    let (text, hash) = auth::new_token();
+    let ttl = i64::from(config.token_ttl_days) * 86_400_000;
+    meta.create_token(account_id, hash, label, Some(nuage_meta::now_ms() + ttl)).await?;
+    Ok(text)
+}
+
+pub async fn admin(cli: &Cli, cmd: &Admin) -> Result<()> {
+    let config = with_args(cli, None)?;
+    let url = config.database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    }
+    let meta = Meta::open(&url).await.with_context(|| format!("opening {}", redacted(&url)))?;
+    let Admin::Account(cmd) = cmd;
+    match cmd {
+        AccountCmd::Create { name, quota, password_stdin } => {
+            nuage_server::check_bucket(name).map_err(|_| {
+                anyhow::anyhow!("an account name follows the bucket name rules: 3 to 63 of a-z 0-9 - .")
+            })?;
+            let hash = if *password_stdin { Some(auth::hash_password(&read_password()?)?) } else { None };
+            let account = meta.create_account(name, hash.as_deref(), *quota, rand::random()).await?;
+            let token = new_token(&meta, &config, account.id, "admin").await?;
+            if cli.json {
+                println!("{}", serde_json::json!({"account": account.name, "token": token}));
+            } else {
+                println!("created account {}", account.name);
+                println!("token (shown once): {token}");
+            }
+        }
+        AccountCmd::Ls => {
+            let accounts = meta.accounts().await?;
+            if cli.json {
+                let list: Vec<_> = accounts
+                    .iter()
+                    .map(|a| serde_json::json!({"name": a.name, "used_bytes": a.used_bytes, "quota_bytes": a.quota_bytes}))
+                    .collect();
+                println!("{}", serde_json::json!(list));
+            } else {
+                for a in accounts {
+                    let quota = a.quota_bytes.map_or("no quota".to_owned(), |q| format!("quota {q}"));
+                    println!("{}\t{} bytes used\t{quota}", a.name, a.used_bytes);
+                }
+            }
+        }
+        AccountCmd::Passwd { name } => {
+            let account = meta.account_by_name(name).await?;
+            meta.set_password_hash(account.id, Some(&auth::hash_password(&read_password()?)?)).await?;
+            println!("password of {name} set");
+        }
+        AccountCmd::Quota { name, quota } => {
+            let account = meta.account_by_name(name).await?;
+            let q = if quota == "none" {
+                None
+            } else {
+                Some(quota.parse().context("QUOTA is a number of bytes or `none`")?)
+            };
+            meta.set_quota(account.id, q).await?;
+            println!("quota of {name}: {}", q.map_or("none".to_owned(), |q: u64| q.to_string()));
+        }
+        AccountCmd::Token { name, label } => {
+            let account = meta.account_by_name(name).await?;
+            let token = new_token(&meta, &config, account.id, label).await?;
+            if cli.json {
+                println!("{}", serde_json::json!({"account": name, "token": token}));
+            } else {
+                println!("token (shown once): {token}");
+            }
+        }
+    }
+    meta.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(super::redacted("postgres://u:secret@h:5432/db"), "postgres://u@h:5432/db");
+        assert_eq!(super::redacted("sqlite:./x/meta.db"), "sqlite:./x/meta.db");
+    }
+}

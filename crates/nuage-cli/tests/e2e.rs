@@ -1,0 +1,283 @@
+//! End to end: the real `nuage serve` binary as a child process, driven through the `nuage`
+//! CLI and the SDK. Runs on SQLite + a local folder always; on PostgreSQL + the S3 server +
+//! Azurite when `scripts/test-servers.sh env` names them (`NUAGE_TEST_REQUIRE` containing
+//! `postgres` makes their absence a failure).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use nuage_client::Client;
+use nuage_client::api::no_progress;
+
+const NUAGE: &str = env!("CARGO_BIN_EXE_nuage");
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A running `nuage serve`, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One deployment: a configuration file, a data folder, a client configuration.
+struct Deployment {
+    dir: tempfile::TempDir,
+}
+
+impl Deployment {
+    fn new(config: &str) -> Deployment {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{config}", dir.path().join("data"));
+        std::fs::write(dir.path().join("nuage.toml"), text).unwrap();
+        Deployment { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(NUAGE);
+        c.arg("--config")
+            .arg(self.path("nuage.toml"))
+            .env("NUAGE_CLIENT_CONFIG", self.path("client.toml"))
+            .env_remove("NUAGE_SERVER")
+            .env_remove("NUAGE_TOKEN")
+            .env_remove("NUAGE_DATA_DIR")
+            .env_remove("NUAGE_DATABASE_URL")
+            .env_remove("NUAGE_LISTEN");
+        c
+    }
+
+    /// Starts the server and waits for the line that gives its address.
+    fn serve(&self) -> Server {
+        let mut child = self
+            .command()
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting nuage serve");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(url) = line.strip_prefix("nuage serving on ") {
+                        break url.to_owned();
+                    }
+                }
+                _ => panic!("nuage serve exited before listening: {:?}", child.wait()),
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, url }
+    }
+
+    /// Runs `nuage ARGS` with `stdin`, returns its output.
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs `nuage ARGS` and expects success.
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_with(args, "")
+    }
+
+    fn ok_with(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.run(args, stdin);
+        assert!(
+            out.status.success(),
+            "nuage {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+fn data(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Every file under `root` with its content, by relative path.
+fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                let rel = e.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                out.push((rel, std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The whole user story, then restarts and resumes.
+fn scenario(d: &Deployment) {
+    let server = d.serve();
+    let created =
+        d.ok_with(&["--json", "admin", "account", "create", "alice", "--password-stdin"], "s3cret\n");
+    let admin_token =
+        serde_json::from_str::<serde_json::Value>(&created).unwrap()["token"].as_str().unwrap().to_owned();
+    d.ok_with(&["--server", &server.url, "login", "--account", "alice", "--password-stdin"], "s3cret\n");
+    let wrong =
+        d.run(&["--server", &server.url, "login", "--account", "alice", "--password-stdin"], "nope\n");
+    assert_eq!(wrong.status.code(), Some(4), "a wrong password exits with the auth code");
+    d.ok(&["bucket", "create", "photos"]);
+
+    let src = d.path("src");
+    std::fs::create_dir_all(src.join("2026/trip")).unwrap();
+    std::fs::write(src.join("2026/trip/big.raw"), data(3_000_000, 1)).unwrap();
+    std::fs::write(src.join("2026/trip/small.txt"), b"hello").unwrap();
+    std::fs::write(src.join("2026/empty"), b"").unwrap();
+    std::fs::write(src.join("notes é.md"), data(10_000, 2)).unwrap();
+    d.ok(&["put", src.to_str().unwrap(), "photos/backup"]);
+    let listed = d.ok(&["--json", "ls", "-r", "photos"]);
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["objects"].as_array().unwrap().len(), 4);
+
+    let out = d.path("out");
+    d.ok(&["get", "photos/backup", out.to_str().unwrap()]);
+    assert!(tree(&src) == tree(&out), "the folder comes back identical");
+
+    // Another account sees nothing of alice's.
+    let bob = d.ok(&["--json", "admin", "account", "create", "bobby"]);
+    let bob_token =
+        serde_json::from_str::<serde_json::Value>(&bob).unwrap()["token"].as_str().unwrap().to_owned();
+    let denied =
+        d.run(&["--token", &bob_token, "get", "photos/backup/notes é.md", d.path("x").to_str().unwrap()], "");
+    assert_eq!(denied.status.code(), Some(3), "{}", String::from_utf8_lossy(&denied.stderr));
+    let forged = d.run(&["--token", &format!("nu_{}", "0".repeat(64)), "ls"], "");
+    assert_eq!(forged.status.code(), Some(4));
+
+    // A download stopped halfway resumes from where it stopped, and the file is identical.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = Client::new(&server.url, Some(admin_token.clone())).unwrap();
+        let dest = d.path("resumed.raw");
+        let stop = std::sync::Arc::new(|done: u64| done < 1_000_000);
+        let first = client.get_to_file("photos", "backup/2026/trip/big.raw", None, &dest, stop).await;
+        assert!(matches!(first, Err(nuage_client::ClientError::Interrupted)), "{first:?}");
+        assert!(!dest.exists(), "no file takes the name before it is whole");
+        let again = client
+            .get_to_file("photos", "backup/2026/trip/big.raw", None, &dest, no_progress())
+            .await
+            .unwrap();
+        assert!(again.resumed_from >= 1_000_000, "{again:?}");
+        assert!(std::fs::read(&dest).unwrap() == data(3_000_000, 1));
+    });
+
+    // A restart loses nothing.
+    drop(server);
+    let server = d.serve();
+    let again = d.path("again");
+    d.ok(&["--server", &server.url, "get", "photos/backup", again.to_str().unwrap()]);
+    assert!(tree(&src) == tree(&again));
+    d.ok(&["--server", &server.url, "rm", "-r", "photos/backup"]);
+    d.ok(&["--server", &server.url, "bucket", "rm", "photos"]);
+}
+
+#[test]
+fn sqlite_and_a_local_folder() {
+    scenario(&Deployment::new(""));
+}
+
+/// Creates an empty PostgreSQL database for one test and returns its URL.
+fn fresh_pg_database(base: &str) -> String {
+    let name = format!("nuage_e2e_{}_{}", std::process::id(), rand_suffix());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(base).await.expect("connecting to PostgreSQL");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    });
+    let (server, _) = base.rsplit_once('/').unwrap();
+    format!("{server}/{name}")
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        % 1_000_000_007
+}
+
+#[test]
+fn postgres_and_s3_and_azure_blob() {
+    let required = env("NUAGE_TEST_REQUIRE").unwrap_or_default().contains("postgres");
+    let (Some(pg), Some(s3), Some(az)) =
+        (env("NUAGE_TEST_PG_URL"), env("NUAGE_TEST_S3_ENDPOINT"), env("NUAGE_TEST_AZBLOB_ENDPOINT"))
+    else {
+        assert!(!required, "NUAGE_TEST_REQUIRE names postgres but the test servers are not all set");
+        return;
+    };
+    let get = |n: &str| env(n).unwrap_or_else(|| panic!("{n} must be set"));
+    let root = format!("/e2e-{}-{}/", std::process::id(), rand_suffix());
+    let config = format!(
+        r#"database_url = "{db}"
+
+[buckets]
+replicas = 2
+
+[[providers]]
+name = "s3"
+scheme = "s3"
+bucket = "{bucket}"
+endpoint = "{s3}"
+region = "us-east-1"
+access_key_id = "{ak}"
+secret_access_key = "{sk}"
+root = "{root}"
+
+[[providers]]
+name = "azure"
+scheme = "azblob"
+container = "{container}"
+endpoint = "{az}"
+account_name = "{account}"
+account_key = "{key}"
+root = "{root}"
+"#,
+        db = fresh_pg_database(&pg),
+        bucket = get("NUAGE_TEST_S3_BUCKET"),
+        ak = get("NUAGE_TEST_S3_ACCESS_KEY"),
+        sk = get("NUAGE_TEST_S3_SECRET_KEY"),
+        container = get("NUAGE_TEST_AZBLOB_CONTAINER"),
+        account = get("NUAGE_TEST_AZBLOB_ACCOUNT_NAME"),
+        key = get("NUAGE_TEST_AZBLOB_ACCOUNT_KEY"),
+    );
+    scenario(&Deployment::new(&config));
+}
