@@ -62,7 +62,7 @@ fn content(parts: &[&[u8]]) -> NewVersion {
         size += p.len() as u64;
         entries.push(ManifestEntry {
             address: sealed.address,
-            key: sealed.key.clone(),
+            key: sealed.key,
             plain_len: sealed.plain_len,
         });
         if !chunks.iter().any(|c| c.address == *sealed.address.as_bytes()) {
