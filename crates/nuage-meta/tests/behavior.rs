@@ -60,11 +60,7 @@ fn content(parts: &[&[u8]]) -> NewVersion {
         let sealed = chunk::seal(&secret, p, &SealOptions::default());
         hasher.update(p);
         size += p.len() as u64;
-        entries.push(ManifestEntry {
-            address: sealed.address,
-            key: sealed.key,
-            plain_len: sealed.plain_len,
-        });
+        entries.push(ManifestEntry { address: sealed.address, key: sealed.key, plain_len: sealed.plain_len });
         if !chunks.iter().any(|c| c.address == *sealed.address.as_bytes()) {
             chunks.push(ChunkRef {
                 address: *sealed.address.as_bytes(),
