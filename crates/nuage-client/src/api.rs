@@ -436,7 +436,8 @@ impl Client {
                 StatusCode::RANGE_NOT_SATISFIABLE => {
                     // Everything is on disk already (or the part is longer than the object:
                     // the hash check decides).
-                    return self.finish(dest, &part, &state_path, state, have, have).await;
+                    let hasher = hash_file(&part).await?;
+                    return finish(dest, &part, &state_path, state, hasher, have, have).await;
                 }
                 _ => {} // changed or gone: start over
             }
@@ -476,10 +477,14 @@ impl Client {
             .open(&part)
             .await
             .map_err(io_err(&part))?;
+        // The hash runs as the bytes arrive (over the part already on disk first, when
+        // resuming), so the file is not read again at the end.
+        let mut hasher = if resumed_from > 0 { hash_file(&part).await? } else { blake3::Hasher::new() };
         let mut done = resumed_from;
         let mut body = response.bytes_stream();
         while let Some(bytes) = body.next().await {
             let bytes = bytes?;
+            hasher.update(&bytes);
             file.write_all(&bytes).await.map_err(io_err(&part))?;
             done += bytes.len() as u64;
             if !progress(done) {
@@ -489,36 +494,7 @@ impl Client {
         }
         file.sync_all().await.map_err(io_err(&part))?;
         drop(file);
-        self.finish(dest, &part, &state_path, state, resumed_from, done).await
-    }
-
-    async fn finish(
-        &self,
-        dest: &Path,
-        part: &Path,
-        state_path: &Path,
-        state: PartState,
-        resumed_from: u64,
-        size: u64,
-    ) -> ClientResult<GetResult> {
-        let mut hasher = blake3::Hasher::new();
-        let mut f = tokio::fs::File::open(part).await.map_err(io_err(part))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf).await.map_err(io_err(part))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        if hasher.finalize().to_hex().as_str() != state.etag {
-            let _ = tokio::fs::remove_file(part).await;
-            let _ = tokio::fs::remove_file(state_path).await;
-            return Err(ClientError::Integrity(dest.to_owned()));
-        }
-        tokio::fs::rename(part, dest).await.map_err(io_err(dest))?;
-        let _ = tokio::fs::remove_file(state_path).await;
-        Ok(GetResult { size, resumed_from, version: state.version, etag: state.etag })
+        finish(dest, &part, &state_path, state, hasher, resumed_from, done).await
     }
 
     /// Downloads an object into memory.
@@ -580,6 +556,41 @@ impl Client {
         let path = format!("/v1/buckets/{}/versions/{}", encode_path(bucket), encode_path(key));
         Ok(Self::json::<Versions>(self.request(Method::GET, &path)).await?.versions)
     }
+}
+
+/// BLAKE3 of a whole file.
+async fn hash_file(path: &Path) -> ClientResult<blake3::Hasher> {
+    let mut hasher = blake3::Hasher::new();
+    let mut f = tokio::fs::File::open(path).await.map_err(io_err(path))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).await.map_err(io_err(path))?;
+        if n == 0 {
+            return Ok(hasher);
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// Checks the whole-file hash of a finished download, then gives the file its name (or
+/// removes it, when it does not match, so that the next attempt starts over).
+async fn finish(
+    dest: &Path,
+    part: &Path,
+    state_path: &Path,
+    state: PartState,
+    hasher: blake3::Hasher,
+    resumed_from: u64,
+    size: u64,
+) -> ClientResult<GetResult> {
+    if hasher.finalize().to_hex().as_str() != state.etag {
+        let _ = tokio::fs::remove_file(part).await;
+        let _ = tokio::fs::remove_file(state_path).await;
+        return Err(ClientError::Integrity(dest.to_owned()));
+    }
+    tokio::fs::rename(part, dest).await.map_err(io_err(dest))?;
+    let _ = tokio::fs::remove_file(state_path).await;
+    Ok(GetResult { size, resumed_from, version: state.version, etag: state.etag })
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
