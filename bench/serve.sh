@@ -47,6 +47,7 @@ seconds() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'
 echo "# $(date -u +%F) on $(nproc) cores; file: $MIB MiB of random data; data under $work"
 mkdir -p "$work/www" "$work/nginx-tmp"
 head -c $((MIB << 20)) /dev/urandom >"$work/www/big.bin"
+chmod 755 "$work" "$work/www" && chmod 644 "$work/www/big.bin"   # nginx workers run as nobody
 sync
 
 # 1. Big file through nuage (SQLite + fs), with the CLI.
@@ -66,7 +67,7 @@ rm -f "$work/nuage.out"
 sed -e "s#@ROOT@#$work#g" -e "s#@PORT@#18081#g" bench/nginx-static.conf >"$work/nginx.conf"
 nginx -c "$work/nginx.conf" -p "$work" &
 pids+=($!)
-for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:18081/" -r 0-0 "http://127.0.0.1:18081/big.bin" && break; sleep 0.1; done
+for _ in $(seq 100); do curl -sf -o /dev/null -r 0-0 "http://127.0.0.1:18081/big.bin" && break; sleep 0.1; done
 t0=$(date +%s.%N)
 curl -sf -o "$work/nginx.out" "http://127.0.0.1:18081/big.bin"
 ndown=$(seconds "$t0")

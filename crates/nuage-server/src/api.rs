@@ -12,9 +12,10 @@ use axum::{Json, Router};
 use nuage_blob::Placement;
 use nuage_meta::{Bucket, BucketPolicy};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::auth::{self, Caller};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::names::check_bucket;
 use crate::{Nuage, objects};
 
@@ -23,6 +24,7 @@ pub fn router(nuage: Arc<Nuage>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
         .route("/v1/login", post(login))
         .route("/v1/account", get(account))
         .route("/v1/tokens", get(list_tokens).post(create_token))
@@ -51,6 +53,18 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint; see docs/api.md")
 }
 
+/// The OpenAPI document of this API, generated from the handlers' annotations.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "service",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::document())
+}
+
+/// Health: the database answers; which providers are up.
+#[utoipa::path(get, path = "/healthz", tag = "service", responses(
+    (status = 200, description = "`{\"status\": \"ok\", \"providers\": [{\"name\", \"up\"}]}`"),
+    (status = 503, description = "The database does not answer"),
+))]
 async fn healthz(State(nuage): State<Arc<Nuage>>) -> Response {
     let db = nuage.meta.schema_version().await.is_ok();
     let providers: Vec<_> = nuage
@@ -69,14 +83,17 @@ async fn healthz(State(nuage): State<Arc<Nuage>>) -> Response {
         .into_response()
 }
 
+/// Prometheus counters.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(nuage): State<Arc<Nuage>>) -> impl IntoResponse {
     ([("content-type", "text/plain; version=0.0.4")], nuage.metrics.render())
 }
 
 /// `POST /v1/login` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Login {
+pub struct Login {
     account: String,
     password: String,
     /// A label for the token (default "login").
@@ -85,7 +102,7 @@ struct Login {
 }
 
 /// A token as returned once, at creation.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct NewToken {
     /// The secret text: shown only now.
     pub token: String,
@@ -95,6 +112,11 @@ pub struct NewToken {
     pub expires_at: Option<i64>,
 }
 
+/// Exchanges an account's password for a token.
+#[utoipa::path(post, path = "/v1/login", tag = "accounts", request_body = Login, responses(
+    (status = 200, description = "A new token", body = NewToken),
+    (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+))]
 async fn login(State(nuage): State<Arc<Nuage>>, body: Option<Json<Login>>) -> ApiResult<Json<NewToken>> {
     let Some(Json(login)) = body else {
         return Err(ApiError::bad_request("invalid_request", "send JSON {\"account\": …, \"password\": …}"));
@@ -127,20 +149,42 @@ pub async fn issue_token(nuage: &Nuage, account_id: i64, name: &str) -> ApiResul
     Ok(NewToken { token: text, id: t.id, expires_at: t.expires_at })
 }
 
-async fn account(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
-    let a = nuage.meta.account(caller.account_id).await?;
-    Ok(Json(serde_json::json!({
-        "name": a.name, "quota_bytes": a.quota_bytes, "used_bytes": a.used_bytes, "change_seq": a.change_seq,
-    })))
+/// The account as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    name: String,
+    quota_bytes: Option<u64>,
+    used_bytes: u64,
+    change_seq: i64,
 }
 
-#[derive(Debug, Deserialize, Default)]
+/// The caller's account.
+#[utoipa::path(get, path = "/v1/account", tag = "accounts", security(("token" = [])), responses(
+    (status = 200, body = AccountView), (status = 401, body = ErrorBody),
+))]
+async fn account(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiResult<Json<AccountView>> {
+    let a = nuage.meta.account(caller.account_id).await?;
+    Ok(Json(AccountView {
+        name: a.name,
+        quota_bytes: a.quota_bytes,
+        used_bytes: a.used_bytes,
+        change_seq: a.change_seq,
+    }))
+}
+
+/// `POST /v1/tokens` body.
+#[derive(Debug, Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenRequest {
+pub struct TokenRequest {
     #[serde(default)]
     name: Option<String>,
 }
 
+/// Another token for the caller's account.
+#[utoipa::path(post, path = "/v1/tokens", tag = "accounts", security(("token" = [])),
+    request_body(content = Option<TokenRequest>), responses(
+    (status = 201, body = NewToken), (status = 401, body = ErrorBody),
+))]
 async fn create_token(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
@@ -150,22 +194,51 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(issue_token(&nuage, caller.account_id, &name).await?)))
 }
 
-async fn list_tokens(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
-    let tokens: Vec<_> = nuage
+/// A token as listed (never its secret text).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    id: i64,
+    name: String,
+    created_at: i64,
+    expires_at: Option<i64>,
+    revoked_at: Option<i64>,
+    /// The token of this request.
+    current: bool,
+}
+
+/// `GET /v1/tokens` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    tokens: Vec<TokenView>,
+}
+
+/// The caller's tokens, newest first.
+#[utoipa::path(get, path = "/v1/tokens", tag = "accounts", security(("token" = [])), responses(
+    (status = 200, body = TokenList), (status = 401, body = ErrorBody),
+))]
+async fn list_tokens(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiResult<Json<TokenList>> {
+    let tokens = nuage
         .meta
         .tokens(caller.account_id)
         .await?
         .into_iter()
-        .map(|t| {
-            serde_json::json!({
-                "id": t.id, "name": t.name, "created_at": t.created_at, "expires_at": t.expires_at,
-                "revoked_at": t.revoked_at, "current": t.id == caller.token_id,
-            })
+        .map(|t| TokenView {
+            current: t.id == caller.token_id,
+            id: t.id,
+            name: t.name,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "tokens": tokens })))
+    Ok(Json(TokenList { tokens }))
 }
 
+/// Revokes one of the caller's tokens (`current`: the one of this request).
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "accounts", security(("token" = [])),
+    params(("id" = String, Path, description = "Token id, or `current`")), responses(
+    (status = 204, description = "Revoked"), (status = 404, description = "`token_not_found`", body = ErrorBody),
+))]
 async fn revoke_token(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
@@ -185,8 +258,8 @@ async fn revoke_token(
 }
 
 /// A bucket as the API shows it.
-#[derive(Debug, Serialize)]
-struct BucketView {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BucketView {
     name: String,
     replicas: u32,
     write_quorum: u32,
@@ -206,21 +279,37 @@ impl From<Bucket> for BucketView {
     }
 }
 
-async fn list_buckets(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiResult<Json<serde_json::Value>> {
-    let buckets: Vec<BucketView> =
-        nuage.meta.buckets(caller.account_id).await?.into_iter().map(BucketView::from).collect();
-    Ok(Json(serde_json::json!({ "buckets": buckets })))
+/// `GET /v1/buckets` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BucketList {
+    buckets: Vec<BucketView>,
+}
+
+/// The caller's buckets, by name.
+#[utoipa::path(get, path = "/v1/buckets", tag = "buckets", security(("token" = [])), responses(
+    (status = 200, body = BucketList), (status = 401, body = ErrorBody),
+))]
+async fn list_buckets(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiResult<Json<BucketList>> {
+    let buckets = nuage.meta.buckets(caller.account_id).await?.into_iter().map(BucketView::from).collect();
+    Ok(Json(BucketList { buckets }))
 }
 
 /// `PUT /v1/buckets/{bucket}` body; every field defaults to the server's `[buckets]`.
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BucketRequest {
+pub struct BucketRequest {
     replicas: Option<u32>,
     write_quorum: Option<u32>,
     keep_versions: Option<u32>,
 }
 
+/// Creates a bucket.
+#[utoipa::path(put, path = "/v1/buckets/{bucket}", tag = "buckets", security(("token" = [])),
+    params(("bucket" = String, Path)), request_body(content = Option<BucketRequest>), responses(
+    (status = 201, body = BucketView),
+    (status = 400, description = "`invalid_bucket_name`, `invalid_placement`", body = ErrorBody),
+    (status = 409, description = "`bucket_exists`", body = ErrorBody),
+))]
 async fn create_bucket(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
@@ -246,6 +335,11 @@ async fn create_bucket(
     Ok((StatusCode::CREATED, Json(bucket.into())))
 }
 
+/// One bucket.
+#[utoipa::path(get, path = "/v1/buckets/{bucket}", tag = "buckets", security(("token" = [])),
+    params(("bucket" = String, Path)), responses(
+    (status = 200, body = BucketView), (status = 404, description = "`bucket_not_found`", body = ErrorBody),
+))]
 async fn bucket_info(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
@@ -254,6 +348,13 @@ async fn bucket_info(
     Ok(Json(nuage.meta.bucket(caller.account_id, &name).await?.into()))
 }
 
+/// Deletes a bucket with no live object.
+#[utoipa::path(delete, path = "/v1/buckets/{bucket}", tag = "buckets", security(("token" = [])),
+    params(("bucket" = String, Path)), responses(
+    (status = 204, description = "Deleted"),
+    (status = 404, description = "`bucket_not_found`", body = ErrorBody),
+    (status = 409, description = "`bucket_not_empty`", body = ErrorBody),
+))]
 async fn delete_bucket(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,

@@ -6,6 +6,21 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+/// The JSON body of every error answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    error: ErrorDetail,
+}
+
+/// The code and message of an error.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code (docs/api.md).
+    code: String,
+    /// Explanation for people.
+    message: String,
+}
+
 /// An error answer of the API.
 #[derive(Debug)]
 pub struct ApiError {
@@ -43,7 +58,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(size) = self.size
             && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))

@@ -12,6 +12,7 @@ mod error;
 mod metrics;
 mod names;
 mod objects;
+mod openapi;
 mod range;
 mod state;
 

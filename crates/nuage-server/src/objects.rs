@@ -25,10 +25,11 @@ use nuage_core::{Address, ConvergenceSecret, Manifest, ManifestEntry, SealedChun
 use nuage_meta::{Bucket, ChunkRef, EtagCondition, ListEntry, NewVersion, Precondition, Version};
 use serde::{Deserialize, Serialize};
 use tokio_util::io::{StreamReader, SyncIoBridge};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::Nuage;
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::metrics::add;
 use crate::names::check_key;
 use crate::range::{self, RangeRequest};
@@ -41,7 +42,7 @@ pub const CHUNKS_AHEAD: usize = 4;
 pub const VERSION_HEADER: &str = "x-nuage-version";
 
 /// An object version as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct VersionView {
     key: String,
     version: i64,
@@ -137,7 +138,37 @@ fn bucket_placement(bucket: &Bucket) -> Placement {
     Placement::replicas(bucket.policy.replicas as usize).with_quorum(bucket.policy.write_quorum as usize)
 }
 
-/// `PUT /v1/buckets/{bucket}/objects/{key}`.
+/// What a `PUT` made.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PutAnswer {
+    bucket: String,
+    key: String,
+    version: i64,
+    size: u64,
+    /// Whole-file BLAKE3, hex.
+    etag: Option<String>,
+    /// An earlier request with the same `Idempotency-Key` made this version.
+    replayed: bool,
+}
+
+/// Uploads the body as a new version of the key, streaming.
+#[utoipa::path(put, path = "/v1/buckets/{bucket}/objects/{key}", tag = "objects", security(("token" = [])),
+    params(
+        ("bucket" = String, Path), ("key" = String, Path, description = "Object key, percent-encoded"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key never makes a second version"),
+        ("If-Match" = Option<String>, Header), ("If-None-Match" = Option<String>, Header, description = "`*`: create only"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 201, description = "Version made; headers `ETag`, `x-nuage-version`", body = PutAnswer),
+        (status = 200, description = "Idempotent replay of an earlier request", body = PutAnswer),
+        (status = 400, description = "`invalid_key`, `body_incomplete`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 404, description = "`bucket_not_found`", body = ErrorBody),
+        (status = 412, description = "`precondition_failed`", body = ErrorBody),
+        (status = 413, description = "`quota_exceeded`", body = ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ))]
 pub async fn put(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
@@ -317,13 +348,28 @@ async fn store_body(
 }
 
 /// `?version=ID` on object reads.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct VersionQuery {
     version: Option<i64>,
 }
 
-/// `GET` and `HEAD /v1/buckets/{bucket}/objects/{key}`.
+/// Streams the content of the key's current version (or `?version=ID`); `HEAD` gives the
+/// headers only.
+#[utoipa::path(get, path = "/v1/buckets/{bucket}/objects/{key}", tag = "objects", security(("token" = [])),
+    params(
+        ("bucket" = String, Path), ("key" = String, Path), VersionQuery,
+        ("Range" = Option<String>, Header, description = "One range: `bytes=a-b`, `bytes=a-`, `bytes=-n`"),
+        ("If-Match" = Option<String>, Header), ("If-None-Match" = Option<String>, Header),
+    ),
+    responses(
+        (status = 200, description = "The content; headers `ETag`, `x-nuage-version`, `Content-Type`", content_type = "application/octet-stream"),
+        (status = 206, description = "The range, with `Content-Range`"),
+        (status = 304, description = "`If-None-Match` matched"),
+        (status = 404, description = "`bucket_not_found`, `object_not_found`", body = ErrorBody),
+        (status = 412, description = "`precondition_failed`", body = ErrorBody),
+        (status = 416, description = "`range_not_satisfiable`, with `Content-Range: bytes */SIZE`", body = ErrorBody),
+    ))]
 pub async fn get(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
@@ -425,7 +471,14 @@ pub async fn get(
     Ok(response)
 }
 
-/// `DELETE /v1/buckets/{bucket}/objects/{key}`: adds a tombstone version.
+/// Deletes the key: adds a tombstone version (old versions stay readable).
+#[utoipa::path(delete, path = "/v1/buckets/{bucket}/objects/{key}", tag = "objects", security(("token" = [])),
+    params(("bucket" = String, Path), ("key" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 204, description = "Tombstone made; header `x-nuage-version`"),
+        (status = 404, description = "`bucket_not_found`, `object_not_found`", body = ErrorBody),
+        (status = 412, description = "`precondition_failed`", body = ErrorBody),
+    ))]
 pub async fn delete(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
@@ -444,7 +497,7 @@ pub async fn delete(
 }
 
 /// Listing parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     #[serde(default)]
@@ -454,13 +507,30 @@ pub struct ListQuery {
     page_token: Option<String>,
 }
 
-/// `GET /v1/buckets/{bucket}/objects?prefix=&delimiter=&limit=&page_token=`.
+/// A page of a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ListingView {
+    objects: Vec<VersionView>,
+    /// Common prefixes, ending with the delimiter.
+    prefixes: Vec<String>,
+    /// Pass back as `page_token` for the next page.
+    next_page_token: Option<String>,
+}
+
+/// Lists the live objects of a bucket, in key order.
+#[utoipa::path(get, path = "/v1/buckets/{bucket}/objects", tag = "objects", security(("token" = [])),
+    params(("bucket" = String, Path), ListQuery),
+    responses(
+        (status = 200, body = ListingView),
+        (status = 400, description = "`invalid_page_token`", body = ErrorBody),
+        (status = 404, description = "`bucket_not_found`", body = ErrorBody),
+    ))]
 pub async fn list(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
     Path(bucket): Path<String>,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<ListingView>> {
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
     let start = match &q.page_token {
         Some(t) => Some(hex::decode(t).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(|| {
@@ -480,17 +550,27 @@ pub async fn list(
             ListEntry::Prefix(p) => prefixes.push(p),
         }
     }
-    Ok(Json(serde_json::json!({
-        "objects": objects, "prefixes": prefixes, "next_page_token": listing.next.map(hex::encode),
-    })))
+    Ok(Json(ListingView { objects, prefixes, next_page_token: listing.next.map(hex::encode) }))
 }
 
-/// `GET /v1/buckets/{bucket}/versions/{key}`: every kept version, newest first.
+/// `GET /v1/buckets/{bucket}/versions/{key}` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionList {
+    versions: Vec<VersionView>,
+}
+
+/// Every kept version of a key, newest first, tombstones included.
+#[utoipa::path(get, path = "/v1/buckets/{bucket}/versions/{key}", tag = "objects", security(("token" = [])),
+    params(("bucket" = String, Path), ("key" = String, Path)),
+    responses(
+        (status = 200, body = VersionList),
+        (status = 404, description = "`bucket_not_found`, `object_not_found`", body = ErrorBody),
+    ))]
 pub async fn versions(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
     Path((bucket, key)): Path<(String, String)>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<VersionList>> {
     check_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
     let versions: Vec<VersionView> =
@@ -498,5 +578,5 @@ pub async fn versions(
     if versions.is_empty() {
         return Err(nuage_meta::Error::ObjectNotFound.into());
     }
-    Ok(Json(serde_json::json!({ "versions": versions })))
+    Ok(Json(VersionList { versions }))
 }

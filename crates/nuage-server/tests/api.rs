@@ -442,3 +442,25 @@ async fn versions_tombstones_listing() {
     let bad = e.alice("GET", "/v1/buckets/box/objects?page_token=zz", vec![]).await;
     assert_eq!(bad.code(), "invalid_page_token");
 }
+
+#[tokio::test]
+async fn openapi_metrics_and_health_need_no_token() {
+    let e = env().await;
+    let doc = e.call("GET", "/v1/openapi.json", "", &[], vec![]).await;
+    assert_eq!(doc.status, StatusCode::OK);
+    let doc = doc.json();
+    let object = &doc["paths"]["/v1/buckets/{bucket}/objects/{key}"];
+    for method in ["put", "get", "delete"] {
+        assert!(object[method].is_object(), "{method} documented");
+    }
+    assert!(object["put"]["responses"]["413"].is_object(), "quota answer documented");
+    assert!(doc["components"]["securitySchemes"]["token"].is_object());
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 12);
+    let health = e.call("GET", "/healthz", "", &[], vec![]).await;
+    assert_eq!((health.status, health.json()["status"].as_str()), (StatusCode::OK, Some("ok")));
+    e.alice("PUT", "/v1/buckets/box", vec![]).await;
+    let metrics = String::from_utf8(e.call("GET", "/metrics", "", &[], vec![]).await.body).unwrap();
+    assert!(metrics.contains("nuage_http_requests_total{method=\"PUT\",status=\"201\"} 1"), "{metrics}");
+    let nowhere = e.call("GET", "/v2/nothing", "", &[], vec![]).await;
+    assert_eq!((nowhere.status, nowhere.code().as_str()), (StatusCode::NOT_FOUND, "no_route"));
+}
