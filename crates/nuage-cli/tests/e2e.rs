@@ -201,6 +201,29 @@ fn scenario(d: &Deployment) {
         assert!(std::fs::read(&dest).unwrap() == data(3_000_000, 1));
     });
 
+    // A client that goes away mid-upload leaves no version: a raw HTTP request that promises
+    // 10 MB, sends 1 MB and closes the connection.
+    let aborted_before = metric(&server.url, "nuage_uploads_aborted_total");
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut socket = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        socket,
+        "PUT /v1/buckets/photos/objects/cut.bin HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {admin_token}\r\n\
+         Content-Length: 10000000\r\n\r\n"
+    )
+    .unwrap();
+    socket.write_all(&data(1_000_000, 3)).unwrap();
+    drop(socket);
+    // The server counts the aborted upload once it has seen the body end early; wait for that
+    // (bounded) before looking, so the check below cannot pass by looking too soon.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while metric(&server.url, "nuage_uploads_aborted_total") == aborted_before {
+        assert!(std::time::Instant::now() < deadline, "the server never noticed the cut upload");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let cut = d.run(&["--server", &server.url, "versions", "photos/cut.bin"], "");
+    assert_eq!(cut.status.code(), Some(3), "no version of the cut upload exists");
+
     // A restart loses nothing.
     drop(server);
     let server = d.serve();
@@ -209,6 +232,18 @@ fn scenario(d: &Deployment) {
     assert!(tree(&src) == tree(&again));
     d.ok(&["--server", &server.url, "rm", "-r", "photos/backup"]);
     d.ok(&["--server", &server.url, "bucket", "rm", "photos"]);
+}
+
+/// One counter of the server's `/metrics`.
+fn metric(url: &str, name: &str) -> u64 {
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} not in /metrics"))
 }
 
 #[test]
