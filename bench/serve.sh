@@ -72,6 +72,20 @@ t0=$(date +%s.%N)
 curl -sf -o "$work/nginx.out" "http://127.0.0.1:18081/big.bin"
 ndown=$(seconds "$t0")
 rm -f "$work/nginx.out"
+sync
+# The same, with the file fsynced before the clock stops, as `nuage get` does before it
+# renames a verified download into place.
+t0=$(date +%s.%N)
+curl -sf -o "$work/nginx.out" "http://127.0.0.1:18081/big.bin"
+sync "$work/nginx.out"
+nsync=$(seconds "$t0")
+rm -f "$work/nginx.out"
+# The disk's own durable write rate: the ceiling of any upload whose chunks are fsynced.
+sync
+t0=$(date +%s.%N)
+dd if=/dev/zero of="$work/dd.bin" bs=1M count="$MIB" conv=fdatasync status=none
+dd_s=$(seconds "$t0")
+rm -f "$work/dd.bin"
 
 mbs() { awk -v m="$MIB" -v s="$1" 'BEGIN { printf "%.0f", m * 1.048576 / s }'; }
 echo
@@ -80,8 +94,12 @@ echo "|---|---|---|"
 echo "| nuage put (CLI → serve → fs) | $(mbs "$up") | $up |"
 echo "| nuage get (serve → CLI, verified) | $(mbs "$down") | $down |"
 echo "| nginx static → curl (ceiling) | $(mbs "$ndown") | $ndown |"
+echo "| nginx static → curl, file fsynced | $(mbs "$nsync") | $nsync |"
+echo "| dd to disk with fdatasync (disk limit) | $(mbs "$dd_s") | $dd_s |"
 echo
-echo "download ratio nuage / nginx: $(awk -v a="$ndown" -v b="$down" 'BEGIN { printf "%.2f", a / b }')"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo "download ratio nuage / nginx: $(ratio "$ndown" "$down"); against nginx with fsync: $(ratio "$nsync" "$down")"
+echo "upload ratio nuage / disk limit: $(ratio "$dd_s" "$up")"
 echo "nuage serve peak RSS: $rss MiB"
 
 # 2. Small objects, SQLite then PostgreSQL.

@@ -374,6 +374,22 @@ impl Meta {
         m.ok_or(Error::ObjectNotFound)
     }
 
+    /// What an earlier write with this idempotency key made: (bucket id, key, version id).
+    pub async fn idempotent_write(
+        &self,
+        account_id: i64,
+        idempotency_key: &str,
+    ) -> Result<Option<(i64, String, i64)>> {
+        let row = sqlx::query(
+            "SELECT bucket_id, key, version_id FROM uploads WHERE account_id = $1 AND idempotency_key = $2",
+        )
+        .bind(account_id)
+        .bind(idempotency_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).transpose()
+    }
+
     /// Commits a new version of `key`: under the account's lock, replays an earlier request
     /// with the same idempotency key, checks the precondition and the quota, then records
     /// the version, its chunk references and placements, the change, and prunes old

@@ -180,6 +180,21 @@ pub async fn put(
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
     let precondition = precondition(&headers);
     let idempotency_key = idempotency_key(&headers)?;
+    if let Some(idem) = &idempotency_key
+        && let Some((bucket_id, prior_key, version_id)) =
+            nuage.meta.idempotent_write(caller.account_id, idem).await?
+    {
+        // A retry of a request that already committed: answer as the first time, before any
+        // check that the first request's own success would now fail (quota, If-None-Match).
+        if bucket_id != bucket.id || prior_key != key {
+            return Err(nuage_meta::Error::IdempotencyConflict.into());
+        }
+        let version = nuage.meta.version(&bucket, &key, version_id).await?;
+        // Read the body to its end (and drop it) so the client sees a clean exchange.
+        let mut rest = body.into_data_stream();
+        while let Some(Ok(_)) = rest.next().await {}
+        return Ok(put_answer(&bucket, version, true));
+    }
     if precondition != Precondition::default() {
         // Fail before reading the body; the commit checks again under the account's lock.
         let current = match nuage.meta.head(&bucket, &key).await {
@@ -243,20 +258,26 @@ pub async fn put(
     if !committed.replayed {
         add(&nuage.metrics.versions_committed, 1);
     }
-    let status = if committed.replayed { StatusCode::OK } else { StatusCode::CREATED };
-    let v = committed.version;
+    Ok(put_answer(&bucket, committed.version, committed.replayed))
+}
+
+/// The answer to a `PUT`: `201` for a new version, `200` for a replay.
+fn put_answer(bucket: &Bucket, v: Version, replayed: bool) -> Response {
+    let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
     let etag = v.etag.map(|e| quoted(&e)).unwrap_or_default();
-    let mut response = (
-        status,
-        Json(serde_json::json!({
-            "bucket": bucket.name, "key": v.key, "version": v.id, "size": v.size,
-            "etag": v.etag.map(hex::encode), "replayed": committed.replayed,
-        })),
-    )
-        .into_response();
+    let version = v.id.to_string();
+    let answer = PutAnswer {
+        bucket: bucket.name.clone(),
+        key: v.key,
+        version: v.id,
+        size: v.size,
+        etag: v.etag.map(hex::encode),
+        replayed,
+    };
+    let mut response = (status, Json(answer)).into_response();
     set(&mut response, header::ETAG, &etag);
-    set(&mut response, VERSION_HEADER, &v.id.to_string());
-    Ok(response)
+    set(&mut response, VERSION_HEADER, &version);
+    response
 }
 
 fn set(response: &mut Response, name: impl header::IntoHeaderName, value: &str) {

@@ -309,10 +309,20 @@ async fn quota_is_enforced_before_storing_with_or_without_length() {
     let e = env().await;
     e.alice("PUT", "/v1/buckets/box", vec![]).await;
     e.nuage.meta.set_quota(e.alice_id, Some(100_000)).await.unwrap();
-    assert_eq!(
-        e.alice("PUT", "/v1/buckets/box/objects/small", data(60_000, 2)).await.status,
-        StatusCode::CREATED
-    );
+    let small = || {
+        e.call(
+            "PUT",
+            "/v1/buckets/box/objects/small",
+            &e.alice,
+            &[("idempotency-key", "q-1")],
+            data(60_000, 2),
+        )
+    };
+    assert_eq!(small().await.status, StatusCode::CREATED);
+    // A retry of that upload is answered as the first time, although a second copy would not
+    // fit in the quota any more.
+    let retry = small().await;
+    assert_eq!((retry.status, retry.json()["replayed"].as_bool()), (StatusCode::OK, Some(true)));
     let big = e.alice("PUT", "/v1/buckets/box/objects/big", data(50_000, 3)).await;
     assert_eq!((big.status, big.code().as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"));
     let chunks_before = e.nuage.meta.chunk_totals().await.unwrap();
