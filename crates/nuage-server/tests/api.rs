@@ -40,13 +40,51 @@ impl Answer {
     }
 }
 
-async fn env() -> Env {
+/// The environments every test runs in: SQLite always; PostgreSQL (a fresh database) when
+/// `NUAGE_TEST_PG_URL` is set, required when `NUAGE_TEST_REQUIRE` names `postgres`.
+async fn envs() -> Vec<Env> {
+    let mut out = vec![env(None).await];
+    let required = std::env::var("NUAGE_TEST_REQUIRE").unwrap_or_default().contains("postgres");
+    match std::env::var("NUAGE_TEST_PG_URL").ok().filter(|u| !u.is_empty()) {
+        Some(base) => out.push(env(Some(fresh_pg_database(&base).await)).await),
+        None => assert!(!required, "NUAGE_TEST_REQUIRE names postgres but NUAGE_TEST_PG_URL is not set"),
+    }
+    out
+}
+
+async fn fresh_pg_database(base: &str) -> String {
+    use sqlx::Connection;
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    sqlx::any::install_default_drivers();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("nuage_api_{}_{nanos}_{n}", std::process::id());
+    let mut conn = sqlx::AnyConnection::connect(base).await.expect("connecting to PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    let (server, _) = base.rsplit_once('/').expect("URL with a database name");
+    format!("{server}/{name}")
+}
+
+/// Runs a test body in every environment of [`envs`].
+macro_rules! on_every_backend {
+    ($(#[$attr:meta])* fn $name:ident($e:ident) $body:block) => {
+        $(#[$attr])*
+        async fn $name() {
+            for $e in envs().await {
+                $body
+            }
+        }
+    };
+}
+
+async fn env(database_url: Option<String>) -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let config: ServerConfig = toml::from_str(&format!(
+    let mut config: ServerConfig = toml::from_str(&format!(
         "data_dir = {:?}\n[chunking]\nmin_size = 16384\navg_size = 65536\nmax_size = 262144",
         dir.path()
     ))
     .unwrap();
+    config.database_url = database_url;
     let nuage = Arc::new(Nuage::open(config).await.unwrap());
     let a = nuage
         .meta
@@ -112,365 +150,372 @@ fn data(n: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn put_get_head_range_and_conditions() {
-    let e = env().await;
-    assert_eq!(e.alice("PUT", "/v1/buckets/box", vec![]).await.status, StatusCode::CREATED);
-    let body = data(1_500_000, 1);
-    let put = e
-        .call(
-            "PUT",
-            "/v1/buckets/box/objects/dir/file.bin",
-            &e.alice,
-            &[("content-type", "image/png")],
-            body.clone(),
-        )
-        .await;
-    assert_eq!(put.status, StatusCode::CREATED, "{:?}", put.json());
-    let etag = format!("\"{}\"", blake3::hash(&body).to_hex());
-    assert_eq!(put.header("etag"), etag);
+on_every_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    fn put_get_head_range_and_conditions(e) {
+        assert_eq!(e.alice("PUT", "/v1/buckets/box", vec![]).await.status, StatusCode::CREATED);
+        let body = data(1_500_000, 1);
+        let put = e
+            .call(
+                "PUT",
+                "/v1/buckets/box/objects/dir/file.bin",
+                &e.alice,
+                &[("content-type", "image/png")],
+                body.clone(),
+            )
+            .await;
+        assert_eq!(put.status, StatusCode::CREATED, "{:?}", put.json());
+        let etag = format!("\"{}\"", blake3::hash(&body).to_hex());
+        assert_eq!(put.header("etag"), etag);
 
-    let get = e.alice("GET", "/v1/buckets/box/objects/dir/file.bin", vec![]).await;
-    assert_eq!(get.status, StatusCode::OK);
-    assert!(get.body == body, "the body comes back identical");
-    assert_eq!((get.header("etag"), get.header("content-type")), (etag.as_str(), "image/png"));
+        let get = e.alice("GET", "/v1/buckets/box/objects/dir/file.bin", vec![]).await;
+        assert_eq!(get.status, StatusCode::OK);
+        assert!(get.body == body, "the body comes back identical");
+        assert_eq!((get.header("etag"), get.header("content-type")), (etag.as_str(), "image/png"));
 
-    let head = e.alice("HEAD", "/v1/buckets/box/objects/dir/file.bin", vec![]).await;
-    assert_eq!((head.status, head.header("content-length"), head.body.len()), (StatusCode::OK, "1500000", 0));
+        let head = e.alice("HEAD", "/v1/buckets/box/objects/dir/file.bin", vec![]).await;
+        assert_eq!((head.status, head.header("content-length"), head.body.len()), (StatusCode::OK, "1500000", 0));
 
-    // A range across chunk boundaries (chunks are 16–256 KiB here).
-    let r = e
-        .call(
-            "GET",
-            "/v1/buckets/box/objects/dir/file.bin",
-            &e.alice,
-            &[("range", "bytes=100000-900009")],
-            vec![],
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
-    assert_eq!(r.header("content-range"), "bytes 100000-900009/1500000");
-    assert!(r.body == body[100_000..900_010]);
-    let r = e
-        .call("GET", "/v1/buckets/box/objects/dir/file.bin", &e.alice, &[("range", "bytes=-10")], vec![])
-        .await;
-    assert!(r.body == body[body.len() - 10..]);
-    let r = e
-        .call("GET", "/v1/buckets/box/objects/dir/file.bin", &e.alice, &[("range", "bytes=1500000-")], vec![])
-        .await;
-    assert_eq!(
-        (r.status, r.code().as_str(), r.header("content-range")),
-        (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "bytes */1500000")
-    );
-
-    let r = e
-        .call("GET", "/v1/buckets/box/objects/dir/file.bin", &e.alice, &[("if-none-match", &etag)], vec![])
-        .await;
-    assert_eq!(r.status, StatusCode::NOT_MODIFIED);
-    let wrong = format!("\"{}\"", "0".repeat(64));
-    let r = e
-        .call("GET", "/v1/buckets/box/objects/dir/file.bin", &e.alice, &[("if-match", &wrong)], vec![])
-        .await;
-    assert_eq!((r.status, r.code().as_str()), (StatusCode::PRECONDITION_FAILED, "precondition_failed"));
-
-    // If-Match mismatch on PUT: refused, nothing changes.
-    let used = e.used().await;
-    let r = e
-        .call(
-            "PUT",
-            "/v1/buckets/box/objects/dir/file.bin",
-            &e.alice,
-            &[("if-match", &wrong)],
-            b"new".to_vec(),
-        )
-        .await;
-    assert_eq!((r.status, r.code().as_str()), (StatusCode::PRECONDITION_FAILED, "precondition_failed"));
-    assert_eq!((e.versions("dir/file.bin").await, e.used().await), (1, used));
-    let r = e
-        .call(
-            "PUT",
-            "/v1/buckets/box/objects/dir/file.bin",
-            &e.alice,
-            &[("if-none-match", "*")],
-            b"new".to_vec(),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
-    let r = e
-        .call(
-            "PUT",
-            "/v1/buckets/box/objects/dir/file.bin",
-            &e.alice,
-            &[("if-match", &etag)],
-            b"new".to_vec(),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED);
-    assert_eq!(e.alice("GET", "/v1/buckets/box/objects/dir/file.bin", vec![]).await.body, b"new");
-
-    // Empty objects work too.
-    assert_eq!(e.alice("PUT", "/v1/buckets/box/objects/empty", vec![]).await.status, StatusCode::CREATED);
-    let g = e.alice("GET", "/v1/buckets/box/objects/empty", vec![]).await;
-    assert_eq!((g.status, g.body.len()), (StatusCode::OK, 0));
-}
-
-#[tokio::test]
-async fn tokens_missing_forged_expired_revoked_and_login() {
-    let e = env().await;
-    let check = |a: Answer, code: &str| {
-        assert_eq!((a.status, a.code().as_str()), (StatusCode::UNAUTHORIZED, code));
-    };
-    check(e.call("GET", "/v1/buckets", "", &[], vec![]).await, "token_missing");
-    check(
-        e.call("GET", "/v1/buckets", &format!("nu_{}", "ab".repeat(32)), &[], vec![]).await,
-        "token_invalid",
-    );
-    check(e.call("GET", "/v1/buckets", "garbage", &[], vec![]).await, "token_invalid");
-    let (text, hash) = auth::new_token();
-    e.nuage.meta.create_token(e.alice_id, hash, "old", Some(nuage_meta::now_ms() - 1)).await.unwrap();
-    check(e.call("PUT", "/v1/buckets/nope", &text, &[], vec![]).await, "token_expired");
-    assert!(e.nuage.meta.buckets(e.alice_id).await.unwrap().is_empty(), "nothing was created");
-
-    let login = |password: &str| {
-        serde_json::to_vec(&serde_json::json!({"account": "alice", "password": password})).unwrap()
-    };
-    let bad = e.call("POST", "/v1/login", "", &[("content-type", "application/json")], login("nope")).await;
-    check(bad, "invalid_credentials");
-    let ok = e.call("POST", "/v1/login", "", &[("content-type", "application/json")], login("pw")).await;
-    assert_eq!(ok.status, StatusCode::OK);
-    let token = ok.json()["token"].as_str().unwrap().to_owned();
-    assert_eq!(e.call("GET", "/v1/account", &token, &[], vec![]).await.json()["name"], "alice");
-    assert_eq!(
-        e.call("DELETE", "/v1/tokens/current", &token, &[], vec![]).await.status,
-        StatusCode::NO_CONTENT
-    );
-    check(e.call("GET", "/v1/account", &token, &[], vec![]).await, "token_revoked");
-}
-
-#[tokio::test]
-async fn accounts_never_see_each_other_and_bad_names_change_nothing() {
-    let e = env().await;
-    e.alice("PUT", "/v1/buckets/box", vec![]).await;
-    e.alice("PUT", "/v1/buckets/box/objects/secret", b"alice's".to_vec()).await;
-    for (method, uri) in [
-        ("GET", "/v1/buckets/box/objects/secret"),
-        ("PUT", "/v1/buckets/box/objects/secret"),
-        ("DELETE", "/v1/buckets/box/objects/secret"),
-        ("GET", "/v1/buckets/box/objects"),
-        ("DELETE", "/v1/buckets/box"),
-    ] {
-        let a = e.call(method, uri, &e.bob.clone(), &[], b"bob's".to_vec()).await;
+        // A range across chunk boundaries (chunks are 16–256 KiB here).
+        let r = e
+            .call(
+                "GET",
+                "/v1/buckets/box/objects/dir/file.bin",
+                &e.alice,
+                &[("range", "bytes=100000-900009")],
+                vec![],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(r.header("content-range"), "bytes 100000-900009/1500000");
+        assert!(r.body == body[100_000..900_010]);
+        let r = e
+            .call("GET", "/v1/buckets/box/objects/dir/file.bin", &e.alice, &[("range", "bytes=-10")], vec![])
+            .await;
+        assert!(r.body == body[body.len() - 10..]);
+        let r = e
+            .call("GET", "/v1/buckets/box/objects/dir/file.bin", &e.alice, &[("range", "bytes=1500000-")], vec![])
+            .await;
         assert_eq!(
-            (a.status, a.code().as_str()),
-            (StatusCode::NOT_FOUND, "bucket_not_found"),
-            "{method} {uri}"
+            (r.status, r.code().as_str(), r.header("content-range")),
+            (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "bytes */1500000")
         );
-    }
-    assert_eq!(
-        e.call("GET", "/v1/buckets", &e.bob.clone(), &[], vec![]).await.json()["buckets"],
-        serde_json::json!([])
-    );
-    assert_eq!(e.alice("GET", "/v1/buckets/box/objects/secret", vec![]).await.body, b"alice's");
 
-    let unknown = e.alice("PUT", "/v1/buckets/nope/objects/k", b"x".to_vec()).await;
-    assert_eq!((unknown.status, unknown.code().as_str()), (StatusCode::NOT_FOUND, "bucket_not_found"));
-    let long = format!("/v1/buckets/box/objects/{}", "k".repeat(1025));
-    for uri in [
-        "/v1/buckets/box/objects/a/../b",
-        "/v1/buckets/box/objects/a/%2E%2E/b",
-        "/v1/buckets/box/objects/nul%00byte",
-        "/v1/buckets/box/objects/a//b",
-        &long,
-    ] {
-        let a = e.alice("PUT", uri, b"x".to_vec()).await;
-        assert_eq!((a.status, a.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_key"), "{uri}");
+        let r = e
+            .call("GET", "/v1/buckets/box/objects/dir/file.bin", &e.alice, &[("if-none-match", &etag)], vec![])
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+        let wrong = format!("\"{}\"", "0".repeat(64));
+        let r = e
+            .call("GET", "/v1/buckets/box/objects/dir/file.bin", &e.alice, &[("if-match", &wrong)], vec![])
+            .await;
+        assert_eq!((r.status, r.code().as_str()), (StatusCode::PRECONDITION_FAILED, "precondition_failed"));
+
+        // If-Match mismatch on PUT: refused, nothing changes.
+        let used = e.used().await;
+        let r = e
+            .call(
+                "PUT",
+                "/v1/buckets/box/objects/dir/file.bin",
+                &e.alice,
+                &[("if-match", &wrong)],
+                b"new".to_vec(),
+            )
+            .await;
+        assert_eq!((r.status, r.code().as_str()), (StatusCode::PRECONDITION_FAILED, "precondition_failed"));
+        assert_eq!((e.versions("dir/file.bin").await, e.used().await), (1, used));
+        let r = e
+            .call(
+                "PUT",
+                "/v1/buckets/box/objects/dir/file.bin",
+                &e.alice,
+                &[("if-none-match", "*")],
+                b"new".to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
+        let r = e
+            .call(
+                "PUT",
+                "/v1/buckets/box/objects/dir/file.bin",
+                &e.alice,
+                &[("if-match", &etag)],
+                b"new".to_vec(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        assert_eq!(e.alice("GET", "/v1/buckets/box/objects/dir/file.bin", vec![]).await.body, b"new");
+
+        // Empty objects work too.
+        assert_eq!(e.alice("PUT", "/v1/buckets/box/objects/empty", vec![]).await.status, StatusCode::CREATED);
+        let g = e.alice("GET", "/v1/buckets/box/objects/empty", vec![]).await;
+        assert_eq!((g.status, g.body.len()), (StatusCode::OK, 0));
     }
-    let bad = e.alice("PUT", "/v1/buckets/Bad_Name", vec![]).await;
-    assert_eq!((bad.status, bad.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_bucket_name"));
-    let keys =
-        e.alice("GET", "/v1/buckets/box/objects", vec![]).await.json()["objects"].as_array().unwrap().len();
-    assert_eq!(keys, 1, "only the one good object exists");
-    let busy = e.alice("DELETE", "/v1/buckets/box", vec![]).await;
-    assert_eq!((busy.status, busy.code().as_str()), (StatusCode::CONFLICT, "bucket_not_empty"));
-    let placement = e
-        .call(
-            "PUT",
-            "/v1/buckets/box2",
-            &e.alice.clone(),
-            &[("content-type", "application/json")],
-            br#"{"replicas": 3}"#.to_vec(),
-        )
-        .await;
-    assert_eq!((placement.status, placement.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_placement"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quota_is_enforced_before_storing_with_or_without_length() {
-    let e = env().await;
-    e.alice("PUT", "/v1/buckets/box", vec![]).await;
-    e.nuage.meta.set_quota(e.alice_id, Some(100_000)).await.unwrap();
-    let small = || {
-        e.call(
-            "PUT",
-            "/v1/buckets/box/objects/small",
-            &e.alice,
-            &[("idempotency-key", "q-1")],
-            data(60_000, 2),
-        )
-    };
-    assert_eq!(small().await.status, StatusCode::CREATED);
-    // A retry of that upload is answered as the first time, although a second copy would not
-    // fit in the quota any more.
-    let retry = small().await;
-    assert_eq!((retry.status, retry.json()["replayed"].as_bool()), (StatusCode::OK, Some(true)));
-    let big = e.alice("PUT", "/v1/buckets/box/objects/big", data(50_000, 3)).await;
-    assert_eq!((big.status, big.code().as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"));
-    let chunks_before = e.nuage.meta.chunk_totals().await.unwrap();
-    // Streamed without Content-Length: refused while it streams.
-    let parts: Vec<Result<Vec<u8>, std::io::Error>> = (0..10).map(|i| Ok(data(10_000, 10 + i))).collect();
-    let req = Request::put("/v1/buckets/box/objects/big")
-        .header("authorization", format!("Bearer {}", e.alice))
-        .body(Body::from_stream(futures::stream::iter(parts)))
-        .unwrap();
-    let streamed = e.send(req).await;
-    assert_eq!(
-        (streamed.status, streamed.code().as_str()),
-        (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded")
-    );
-    assert_eq!(e.used().await, 60_000);
-    assert_eq!(e.versions("big").await, 0);
-    assert_eq!(e.nuage.meta.chunk_totals().await.unwrap(), chunks_before);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idempotent_retries_truncated_bodies_and_concurrent_puts() {
-    let e = env().await;
-    e.alice("PUT", "/v1/buckets/box", vec![]).await;
-    let first = e
-        .call(
-            "PUT",
-            "/v1/buckets/box/objects/k",
-            &e.alice.clone(),
-            &[("idempotency-key", "abc-1")],
-            b"v1".to_vec(),
-        )
-        .await;
-    let retry = e
-        .call(
-            "PUT",
-            "/v1/buckets/box/objects/k",
-            &e.alice.clone(),
-            &[("idempotency-key", "abc-1")],
-            b"v1".to_vec(),
-        )
-        .await;
-    assert_eq!((first.status, retry.status), (StatusCode::CREATED, StatusCode::OK));
-    assert_eq!(first.header("x-nuage-version"), retry.header("x-nuage-version"));
-    assert_eq!(e.versions("k").await, 1);
-    let other = e
-        .call(
-            "PUT",
-            "/v1/buckets/box/objects/k2",
-            &e.alice.clone(),
-            &[("idempotency-key", "abc-1")],
-            b"v1".to_vec(),
-        )
-        .await;
-    assert_eq!(
-        (other.status, other.code().as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
-    );
-
-    // The client goes away mid-body: no version appears.
-    let parts: Vec<Result<Vec<u8>, std::io::Error>> =
-        vec![Ok(data(100_000, 4)), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "gone"))];
-    let req = Request::put("/v1/buckets/box/objects/cut")
-        .header("authorization", format!("Bearer {}", e.alice))
-        .body(Body::from_stream(futures::stream::iter(parts)))
-        .unwrap();
-    let cut = e.send(req).await;
-    assert_eq!((cut.status, cut.code().as_str()), (StatusCode::BAD_REQUEST, "body_incomplete"));
-    assert_eq!(e.versions("cut").await, 0);
-
-    // Two PUTs to one key at once: both complete, one wins, the object is one of the two.
-    let (a, b) = (data(700_000, 5), data(700_000, 6));
-    let (ra, rb) = tokio::join!(
-        e.alice("PUT", "/v1/buckets/box/objects/race", a.clone()),
-        e.alice("PUT", "/v1/buckets/box/objects/race", b.clone())
-    );
-    assert_eq!((ra.status, rb.status), (StatusCode::CREATED, StatusCode::CREATED));
-    let got = e.alice("GET", "/v1/buckets/box/objects/race", vec![]).await.body;
-    assert!(got == a || got == b, "the object is one whole upload");
-    assert_eq!(e.versions("race").await, 2);
-}
-
-#[tokio::test]
-async fn versions_tombstones_listing() {
-    let e = env().await;
-    let policy = br#"{"keep_versions": 2}"#.to_vec();
-    e.call("PUT", "/v1/buckets/box", &e.alice.clone(), &[("content-type", "application/json")], policy).await;
-    let v1 = e.alice("PUT", "/v1/buckets/box/objects/doc", b"one".to_vec()).await.json()["version"]
-        .as_i64()
-        .unwrap();
-    e.alice("PUT", "/v1/buckets/box/objects/doc", b"two".to_vec()).await;
-    let v3 = e.alice("PUT", "/v1/buckets/box/objects/doc", b"three".to_vec()).await.json()["version"]
-        .as_i64()
-        .unwrap();
-    assert_eq!(e.versions("doc").await, 2, "keep_versions = 2 pruned the first");
-    let gone = e.alice("GET", &format!("/v1/buckets/box/objects/doc?version={v1}"), vec![]).await;
-    assert_eq!(gone.status, StatusCode::NOT_FOUND);
-    assert_eq!(e.used().await, 8);
-
-    let del = e.alice("DELETE", "/v1/buckets/box/objects/doc", vec![]).await;
-    assert_eq!(del.status, StatusCode::NO_CONTENT);
-    let after = e.alice("GET", "/v1/buckets/box/objects/doc", vec![]).await;
-    assert_eq!((after.status, after.code().as_str()), (StatusCode::NOT_FOUND, "object_not_found"));
-    let old = e.alice("GET", &format!("/v1/buckets/box/objects/doc?version={v3}"), vec![]).await;
-    assert_eq!(old.body, b"three", "an old version stays readable after the delete");
-    let vs = e.alice("GET", "/v1/buckets/box/versions/doc", vec![]).await.json();
-    assert_eq!(vs["versions"][0]["tombstone"], true);
-
-    for k in ["a/1", "a/2", "b/1", "c"] {
-        e.alice("PUT", &format!("/v1/buckets/box/objects/{k}"), k.as_bytes().to_vec()).await;
-    }
-    let top = e.alice("GET", "/v1/buckets/box/objects?delimiter=/", vec![]).await.json();
-    assert_eq!(top["prefixes"], serde_json::json!(["a/", "b/"]));
-    assert_eq!(top["objects"][0]["key"], "c");
-    let mut keys = Vec::new();
-    let mut uri = "/v1/buckets/box/objects?prefix=a/&limit=1".to_owned();
-    loop {
-        let page = e.alice("GET", &uri, vec![]).await.json();
-        keys.extend(
-            page["objects"].as_array().unwrap().iter().map(|o| o["key"].as_str().unwrap().to_owned()),
+on_every_backend! {
+    #[tokio::test]
+    fn tokens_missing_forged_expired_revoked_and_login(e) {
+        let check = |a: Answer, code: &str| {
+            assert_eq!((a.status, a.code().as_str()), (StatusCode::UNAUTHORIZED, code));
+        };
+        check(e.call("GET", "/v1/buckets", "", &[], vec![]).await, "token_missing");
+        check(
+            e.call("GET", "/v1/buckets", &format!("nu_{}", "ab".repeat(32)), &[], vec![]).await,
+            "token_invalid",
         );
-        match page["next_page_token"].as_str() {
-            Some(t) => uri = format!("/v1/buckets/box/objects?prefix=a/&limit=1&page_token={t}"),
-            None => break,
+        check(e.call("GET", "/v1/buckets", "garbage", &[], vec![]).await, "token_invalid");
+        let (text, hash) = auth::new_token();
+        e.nuage.meta.create_token(e.alice_id, hash, "old", Some(nuage_meta::now_ms() - 1)).await.unwrap();
+        check(e.call("PUT", "/v1/buckets/nope", &text, &[], vec![]).await, "token_expired");
+        assert!(e.nuage.meta.buckets(e.alice_id).await.unwrap().is_empty(), "nothing was created");
+
+        let login = |password: &str| {
+            serde_json::to_vec(&serde_json::json!({"account": "alice", "password": password})).unwrap()
+        };
+        let bad = e.call("POST", "/v1/login", "", &[("content-type", "application/json")], login("nope")).await;
+        check(bad, "invalid_credentials");
+        let ok = e.call("POST", "/v1/login", "", &[("content-type", "application/json")], login("pw")).await;
+        assert_eq!(ok.status, StatusCode::OK);
+        let token = ok.json()["token"].as_str().unwrap().to_owned();
+        assert_eq!(e.call("GET", "/v1/account", &token, &[], vec![]).await.json()["name"], "alice");
+        assert_eq!(
+            e.call("DELETE", "/v1/tokens/current", &token, &[], vec![]).await.status,
+            StatusCode::NO_CONTENT
+        );
+        check(e.call("GET", "/v1/account", &token, &[], vec![]).await, "token_revoked");
+    }
+}
+
+on_every_backend! {
+    #[tokio::test]
+    fn accounts_never_see_each_other_and_bad_names_change_nothing(e) {
+        e.alice("PUT", "/v1/buckets/box", vec![]).await;
+        e.alice("PUT", "/v1/buckets/box/objects/secret", b"alice's".to_vec()).await;
+        for (method, uri) in [
+            ("GET", "/v1/buckets/box/objects/secret"),
+            ("PUT", "/v1/buckets/box/objects/secret"),
+            ("DELETE", "/v1/buckets/box/objects/secret"),
+            ("GET", "/v1/buckets/box/objects"),
+            ("DELETE", "/v1/buckets/box"),
+        ] {
+            let a = e.call(method, uri, &e.bob.clone(), &[], b"bob's".to_vec()).await;
+            assert_eq!(
+                (a.status, a.code().as_str()),
+                (StatusCode::NOT_FOUND, "bucket_not_found"),
+                "{method} {uri}"
+            );
         }
+        assert_eq!(
+            e.call("GET", "/v1/buckets", &e.bob.clone(), &[], vec![]).await.json()["buckets"],
+            serde_json::json!([])
+        );
+        assert_eq!(e.alice("GET", "/v1/buckets/box/objects/secret", vec![]).await.body, b"alice's");
+
+        let unknown = e.alice("PUT", "/v1/buckets/nope/objects/k", b"x".to_vec()).await;
+        assert_eq!((unknown.status, unknown.code().as_str()), (StatusCode::NOT_FOUND, "bucket_not_found"));
+        let long = format!("/v1/buckets/box/objects/{}", "k".repeat(1025));
+        for uri in [
+            "/v1/buckets/box/objects/a/../b",
+            "/v1/buckets/box/objects/a/%2E%2E/b",
+            "/v1/buckets/box/objects/nul%00byte",
+            "/v1/buckets/box/objects/a//b",
+            &long,
+        ] {
+            let a = e.alice("PUT", uri, b"x".to_vec()).await;
+            assert_eq!((a.status, a.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_key"), "{uri}");
+        }
+        let bad = e.alice("PUT", "/v1/buckets/Bad_Name", vec![]).await;
+        assert_eq!((bad.status, bad.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_bucket_name"));
+        let keys =
+            e.alice("GET", "/v1/buckets/box/objects", vec![]).await.json()["objects"].as_array().unwrap().len();
+        assert_eq!(keys, 1, "only the one good object exists");
+        let busy = e.alice("DELETE", "/v1/buckets/box", vec![]).await;
+        assert_eq!((busy.status, busy.code().as_str()), (StatusCode::CONFLICT, "bucket_not_empty"));
+        let placement = e
+            .call(
+                "PUT",
+                "/v1/buckets/box2",
+                &e.alice.clone(),
+                &[("content-type", "application/json")],
+                br#"{"replicas": 3}"#.to_vec(),
+            )
+            .await;
+        assert_eq!((placement.status, placement.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_placement"));
     }
-    assert_eq!(keys, ["a/1", "a/2"]);
-    let bad = e.alice("GET", "/v1/buckets/box/objects?page_token=zz", vec![]).await;
-    assert_eq!(bad.code(), "invalid_page_token");
 }
 
-#[tokio::test]
-async fn openapi_metrics_and_health_need_no_token() {
-    let e = env().await;
-    let doc = e.call("GET", "/v1/openapi.json", "", &[], vec![]).await;
-    assert_eq!(doc.status, StatusCode::OK);
-    let doc = doc.json();
-    let object = &doc["paths"]["/v1/buckets/{bucket}/objects/{key}"];
-    for method in ["put", "get", "delete"] {
-        assert!(object[method].is_object(), "{method} documented");
+on_every_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    fn quota_is_enforced_before_storing_with_or_without_length(e) {
+        e.alice("PUT", "/v1/buckets/box", vec![]).await;
+        e.nuage.meta.set_quota(e.alice_id, Some(100_000)).await.unwrap();
+        let small = || {
+            e.call(
+                "PUT",
+                "/v1/buckets/box/objects/small",
+                &e.alice,
+                &[("idempotency-key", "q-1")],
+                data(60_000, 2),
+            )
+        };
+        assert_eq!(small().await.status, StatusCode::CREATED);
+        // A retry of that upload is answered as the first time, although a second copy would not
+        // fit in the quota any more.
+        let retry = small().await;
+        assert_eq!((retry.status, retry.json()["replayed"].as_bool()), (StatusCode::OK, Some(true)));
+        let big = e.alice("PUT", "/v1/buckets/box/objects/big", data(50_000, 3)).await;
+        assert_eq!((big.status, big.code().as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"));
+        let chunks_before = e.nuage.meta.chunk_totals().await.unwrap();
+        // Streamed without Content-Length: refused while it streams.
+        let parts: Vec<Result<Vec<u8>, std::io::Error>> = (0..10).map(|i| Ok(data(10_000, 10 + i))).collect();
+        let req = Request::put("/v1/buckets/box/objects/big")
+            .header("authorization", format!("Bearer {}", e.alice))
+            .body(Body::from_stream(futures::stream::iter(parts)))
+            .unwrap();
+        let streamed = e.send(req).await;
+        assert_eq!(
+            (streamed.status, streamed.code().as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded")
+        );
+        assert_eq!(e.used().await, 60_000);
+        assert_eq!(e.versions("big").await, 0);
+        assert_eq!(e.nuage.meta.chunk_totals().await.unwrap(), chunks_before);
     }
-    assert!(object["put"]["responses"]["413"].is_object(), "quota answer documented");
-    assert!(doc["components"]["securitySchemes"]["token"].is_object());
-    assert_eq!(doc["paths"].as_object().unwrap().len(), 12);
-    let health = e.call("GET", "/healthz", "", &[], vec![]).await;
-    assert_eq!((health.status, health.json()["status"].as_str()), (StatusCode::OK, Some("ok")));
-    e.alice("PUT", "/v1/buckets/box", vec![]).await;
-    let metrics = String::from_utf8(e.call("GET", "/metrics", "", &[], vec![]).await.body).unwrap();
-    assert!(metrics.contains("nuage_http_requests_total{method=\"PUT\",status=\"201\"} 1"), "{metrics}");
-    let nowhere = e.call("GET", "/v2/nothing", "", &[], vec![]).await;
-    assert_eq!((nowhere.status, nowhere.code().as_str()), (StatusCode::NOT_FOUND, "no_route"));
+}
+
+on_every_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    fn idempotent_retries_truncated_bodies_and_concurrent_puts(e) {
+        e.alice("PUT", "/v1/buckets/box", vec![]).await;
+        let first = e
+            .call(
+                "PUT",
+                "/v1/buckets/box/objects/k",
+                &e.alice.clone(),
+                &[("idempotency-key", "abc-1")],
+                b"v1".to_vec(),
+            )
+            .await;
+        let retry = e
+            .call(
+                "PUT",
+                "/v1/buckets/box/objects/k",
+                &e.alice.clone(),
+                &[("idempotency-key", "abc-1")],
+                b"v1".to_vec(),
+            )
+            .await;
+        assert_eq!((first.status, retry.status), (StatusCode::CREATED, StatusCode::OK));
+        assert_eq!(first.header("x-nuage-version"), retry.header("x-nuage-version"));
+        assert_eq!(e.versions("k").await, 1);
+        let other = e
+            .call(
+                "PUT",
+                "/v1/buckets/box/objects/k2",
+                &e.alice.clone(),
+                &[("idempotency-key", "abc-1")],
+                b"v1".to_vec(),
+            )
+            .await;
+        assert_eq!(
+            (other.status, other.code().as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+        );
+
+        // The client goes away mid-body: no version appears.
+        let parts: Vec<Result<Vec<u8>, std::io::Error>> =
+            vec![Ok(data(100_000, 4)), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "gone"))];
+        let req = Request::put("/v1/buckets/box/objects/cut")
+            .header("authorization", format!("Bearer {}", e.alice))
+            .body(Body::from_stream(futures::stream::iter(parts)))
+            .unwrap();
+        let cut = e.send(req).await;
+        assert_eq!((cut.status, cut.code().as_str()), (StatusCode::BAD_REQUEST, "body_incomplete"));
+        assert_eq!(e.versions("cut").await, 0);
+
+        // Two PUTs to one key at once: both complete, one wins, the object is one of the two.
+        let (a, b) = (data(700_000, 5), data(700_000, 6));
+        let (ra, rb) = tokio::join!(
+            e.alice("PUT", "/v1/buckets/box/objects/race", a.clone()),
+            e.alice("PUT", "/v1/buckets/box/objects/race", b.clone())
+        );
+        assert_eq!((ra.status, rb.status), (StatusCode::CREATED, StatusCode::CREATED));
+        let got = e.alice("GET", "/v1/buckets/box/objects/race", vec![]).await.body;
+        assert!(got == a || got == b, "the object is one whole upload");
+        assert_eq!(e.versions("race").await, 2);
+    }
+}
+
+on_every_backend! {
+    #[tokio::test]
+    fn versions_tombstones_listing(e) {
+        let policy = br#"{"keep_versions": 2}"#.to_vec();
+        e.call("PUT", "/v1/buckets/box", &e.alice.clone(), &[("content-type", "application/json")], policy).await;
+        let v1 = e.alice("PUT", "/v1/buckets/box/objects/doc", b"one".to_vec()).await.json()["version"]
+            .as_i64()
+            .unwrap();
+        e.alice("PUT", "/v1/buckets/box/objects/doc", b"two".to_vec()).await;
+        let v3 = e.alice("PUT", "/v1/buckets/box/objects/doc", b"three".to_vec()).await.json()["version"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(e.versions("doc").await, 2, "keep_versions = 2 pruned the first");
+        let gone = e.alice("GET", &format!("/v1/buckets/box/objects/doc?version={v1}"), vec![]).await;
+        assert_eq!(gone.status, StatusCode::NOT_FOUND);
+        assert_eq!(e.used().await, 8);
+
+        let del = e.alice("DELETE", "/v1/buckets/box/objects/doc", vec![]).await;
+        assert_eq!(del.status, StatusCode::NO_CONTENT);
+        let after = e.alice("GET", "/v1/buckets/box/objects/doc", vec![]).await;
+        assert_eq!((after.status, after.code().as_str()), (StatusCode::NOT_FOUND, "object_not_found"));
+        let old = e.alice("GET", &format!("/v1/buckets/box/objects/doc?version={v3}"), vec![]).await;
+        assert_eq!(old.body, b"three", "an old version stays readable after the delete");
+        let vs = e.alice("GET", "/v1/buckets/box/versions/doc", vec![]).await.json();
+        assert_eq!(vs["versions"][0]["tombstone"], true);
+
+        for k in ["a/1", "a/2", "b/1", "c"] {
+            e.alice("PUT", &format!("/v1/buckets/box/objects/{k}"), k.as_bytes().to_vec()).await;
+        }
+        let top = e.alice("GET", "/v1/buckets/box/objects?delimiter=/", vec![]).await.json();
+        assert_eq!(top["prefixes"], serde_json::json!(["a/", "b/"]));
+        assert_eq!(top["objects"][0]["key"], "c");
+        let mut keys = Vec::new();
+        let mut uri = "/v1/buckets/box/objects?prefix=a/&limit=1".to_owned();
+        loop {
+            let page = e.alice("GET", &uri, vec![]).await.json();
+            keys.extend(
+                page["objects"].as_array().unwrap().iter().map(|o| o["key"].as_str().unwrap().to_owned()),
+            );
+            match page["next_page_token"].as_str() {
+                Some(t) => uri = format!("/v1/buckets/box/objects?prefix=a/&limit=1&page_token={t}"),
+                None => break,
+            }
+        }
+        assert_eq!(keys, ["a/1", "a/2"]);
+        let bad = e.alice("GET", "/v1/buckets/box/objects?page_token=zz", vec![]).await;
+        assert_eq!(bad.code(), "invalid_page_token");
+    }
+}
+
+on_every_backend! {
+    #[tokio::test]
+    fn openapi_metrics_and_health_need_no_token(e) {
+        let doc = e.call("GET", "/v1/openapi.json", "", &[], vec![]).await;
+        assert_eq!(doc.status, StatusCode::OK);
+        let doc = doc.json();
+        let object = &doc["paths"]["/v1/buckets/{bucket}/objects/{key}"];
+        for method in ["put", "get", "delete"] {
+            assert!(object[method].is_object(), "{method} documented");
+        }
+        assert!(object["put"]["responses"]["413"].is_object(), "quota answer documented");
+        assert!(doc["components"]["securitySchemes"]["token"].is_object());
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 12);
+        let health = e.call("GET", "/healthz", "", &[], vec![]).await;
+        assert_eq!((health.status, health.json()["status"].as_str()), (StatusCode::OK, Some("ok")));
+        e.alice("PUT", "/v1/buckets/box", vec![]).await;
+        let metrics = String::from_utf8(e.call("GET", "/metrics", "", &[], vec![]).await.body).unwrap();
+        assert!(metrics.contains("nuage_http_requests_total{method=\"PUT\",status=\"201\"} 1"), "{metrics}");
+        let nowhere = e.call("GET", "/v2/nothing", "", &[], vec![]).await;
+        assert_eq!((nowhere.status, nowhere.code().as_str()), (StatusCode::NOT_FOUND, "no_route"));
+    }
 }
