@@ -107,6 +107,23 @@ fn file_progress(bar: &ProgressBar) -> Progress {
     })
 }
 
+/// Unix milliseconds as `YYYY-MM-DD hh:mm:ss UTC`.
+fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
@@ -530,8 +547,26 @@ pub async fn versions(cli: &Cli, args: &VersionsArgs) -> Result<()> {
     } else {
         for v in versions {
             let what = if v.tombstone { "(deleted)".to_owned() } else { format!("{} bytes", v.size) };
-            println!("{:<10}  {:>13}  {what}", v.version, v.created_at);
+            println!("{:<10}  {}  {what}", v.version, utc(v.created_at));
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00 UTC");
+        assert_eq!(super::utc(1_795_391_340_795), "2026-11-22 23:49:00 UTC");
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(super::split_target("photos/a/b.jpg").unwrap(), ("photos", "a/b.jpg"));
+        assert_eq!(super::split_target("photos").unwrap(), ("photos", ""));
+        assert_eq!(super::split_target("nuage://photos/x").unwrap(), ("photos", "x"));
+        assert!(super::split_target("/x").is_err());
+    }
 }
