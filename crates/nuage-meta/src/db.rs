@@ -5,7 +5,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
-use tokio::sync::{Mutex, MutexGuard};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::{Error, Result};
 
@@ -33,7 +35,10 @@ pub struct Meta {
     /// SQLite has one writer at a time; taking this lock before a write transaction
     /// turns what would be `SQLITE_BUSY` on a read-to-write upgrade into a short wait.
     /// PostgreSQL writers rely on row locks instead.
-    write_lock: Option<Mutex<()>>,
+    write_lock: Option<Arc<Mutex<()>>>,
+    /// Version writes waiting to be committed together (SQLite's group commit; see
+    /// `namespace::write`).
+    pub(crate) pending: Arc<std::sync::Mutex<Vec<crate::namespace::Pending>>>,
 }
 
 impl Meta {
@@ -71,7 +76,12 @@ impl Meta {
             }
             Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect(url).await?,
         };
-        let meta = Meta { pool, backend, write_lock: (backend == Backend::Sqlite).then(|| Mutex::new(())) };
+        let meta = Meta {
+            pool,
+            backend,
+            write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            pending: Arc::default(),
+        };
         meta.migrate().await?;
         Ok(meta)
     }
@@ -128,18 +138,10 @@ impl Meta {
     }
 
     /// Held for the length of a write transaction (SQLite only; `None` on PostgreSQL).
-    pub(crate) async fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
+    pub(crate) async fn write_guard(&self) -> Option<OwnedMutexGuard<()>> {
         match &self.write_lock {
-            Some(m) => Some(m.lock().await),
+            Some(m) => Some(m.clone().lock_owned().await),
             None => None,
-        }
-    }
-
-    /// ` FOR UPDATE` on PostgreSQL, nothing on SQLite (whose writers are serialized).
-    pub(crate) fn for_update(&self) -> &'static str {
-        match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => " FOR UPDATE",
         }
     }
 }

@@ -48,6 +48,10 @@ pub enum Error {
         /// Latest version this program knows.
         known: i64,
     },
+    /// The transaction this write was committed with (SQLite's group commit) failed; the
+    /// write was not made.
+    #[error("the grouped commit failed: {0}")]
+    Batch(String),
     /// The database failed or could not be reached.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),

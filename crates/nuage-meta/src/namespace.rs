@@ -10,11 +10,12 @@ use std::collections::BTreeMap;
 
 use nuage_core::Manifest;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Acquire, AnyConnection, AnyPool, Row};
+use tokio::sync::oneshot;
 
 use crate::accounts::is_unique_violation;
 use crate::db::now_ms;
-use crate::{Error, Meta, Result};
+use crate::{Backend, Error, Meta, Result};
 
 /// How a bucket stores its objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,7 +247,7 @@ impl Meta {
     pub async fn create_bucket(&self, account_id: i64, name: &str, policy: BucketPolicy) -> Result<Bucket> {
         let _w = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
-        let seq = self.next_seq(&mut tx, account_id).await?;
+        let seq = next_seq(&mut tx, account_id).await?;
         let row = sqlx::query(&format!(
             "INSERT INTO buckets (account_id, name, replicas, write_quorum, keep_versions, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING {BUCKET_COLUMNS}"
@@ -293,7 +294,7 @@ impl Meta {
     pub async fn delete_bucket(&self, account_id: i64, name: &str) -> Result<()> {
         let _w = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
-        let seq = self.next_seq(&mut tx, account_id).await?;
+        let seq = next_seq(&mut tx, account_id).await?;
         let id: i64 = sqlx::query_scalar("SELECT id FROM buckets WHERE account_id = $1 AND name = $2")
             .bind(account_id)
             .bind(name)
@@ -338,17 +339,7 @@ impl Meta {
 
     /// One version of a key, tombstones included.
     pub async fn version(&self, bucket: &Bucket, key: &str, id: i64) -> Result<Version> {
-        let row = sqlx::query(&format!(
-            "SELECT {VERSION_COLUMNS} FROM objects o JOIN versions v ON v.object_id = o.id \
-             WHERE o.bucket_id = $1 AND o.key = $2 AND v.id = $3"
-        ))
-        .bind(bucket.id)
-        .bind(key)
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?
-        .ok_or(Error::ObjectNotFound)?;
-        version(&row)
+        version_on(&mut *self.pool.acquire().await?, bucket.id, key, id).await
     }
 
     /// Every kept version of a key, newest first.
@@ -430,183 +421,46 @@ impl Meta {
         precondition: &Precondition,
         idempotency_key: Option<&str>,
     ) -> Result<Committed> {
-        let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
-        let account_id = bucket.account_id;
-        let seq = self.next_seq(&mut tx, account_id).await?;
-        if let Some(idem) = idempotency_key {
-            let prior = sqlx::query(
-                "SELECT bucket_id, key, version_id FROM uploads WHERE account_id = $1 AND idempotency_key = $2",
-            )
-            .bind(account_id)
-            .bind(idem)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = prior {
-                let (b, k, v): (i64, String, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
-                if b != bucket.id || k != key {
-                    return Err(Error::IdempotencyConflict);
-                }
-                drop(tx);
-                let version = self.version(bucket, key, v).await?;
-                return Ok(Committed { version, replayed: true, pruned: vec![] });
-            }
-        }
-        let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM buckets WHERE id = $1")
-            .bind(bucket.id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            return Err(Error::BucketNotFound);
-        }
-        let head = sqlx::query(&format!(
-            "SELECT o.id, o.live, v.etag FROM objects o LEFT JOIN versions v ON v.id = o.head_version \
-             WHERE o.bucket_id = $1 AND o.key = $2{}",
-            self.for_update_of("o")
-        ))
-        .bind(bucket.id)
-        .bind(key)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (object_id, current) = match &head {
-            Some(row) => {
-                let live = row.try_get::<i64, _>(1)? != 0;
-                let etag: Option<Vec<u8>> = row.try_get(2)?;
-                let etag = etag.and_then(|e| <[u8; 32]>::try_from(e).ok()).filter(|_| live);
-                (Some(row.try_get::<i64, _>(0)?), etag)
-            }
-            None => (None, None),
-        };
-        if !precondition.holds(current.as_ref()) {
-            return Err(Error::PreconditionFailed);
-        }
-        if content.is_none() && current.is_none() {
-            return Err(Error::ObjectNotFound);
-        }
-        let size = content.as_ref().map_or(0, |(n, _)| n.size);
-        if size > 0 {
-            let row = sqlx::query("SELECT used_bytes, quota_bytes FROM accounts WHERE id = $1")
-                .bind(account_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            let used = row.try_get::<i64, _>(0)? as u64;
-            if let Some(quota) = row.try_get::<Option<i64>, _>(1)?.map(|q| q as u64)
-                && used.saturating_add(size) > quota
-            {
-                return Err(Error::QuotaExceeded { used, quota, needed: size });
-            }
-            sqlx::query("UPDATE accounts SET used_bytes = used_bytes + $1 WHERE id = $2")
-                .bind(size as i64)
-                .bind(account_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let object_id = match object_id {
-            Some(id) => id,
-            None => {
-                sqlx::query_scalar("INSERT INTO objects (bucket_id, key) VALUES ($1, $2) RETURNING id")
-                    .bind(bucket.id)
-                    .bind(key)
-                    .fetch_one(&mut *tx)
-                    .await?
-            }
-        };
-        let now = now_ms();
-        let row = match &content {
-            Some((new, _)) => sqlx::query(
-                "INSERT INTO versions (object_id, tombstone, size, etag, content_type, manifest, created_at) \
-                 VALUES ($1, 0, $2, $3, $4, $5, $6) RETURNING id",
-            )
-            .bind(object_id)
-            .bind(new.size as i64)
-            .bind(new.etag.to_vec())
-            .bind(new.content_type.clone())
-            .bind(new.manifest.clone())
-            .bind(now),
-            None => sqlx::query(
-                "INSERT INTO versions (object_id, tombstone, size, created_at) VALUES ($1, 1, 0, $2) RETURNING id",
-            )
-            .bind(object_id)
-            .bind(now),
-        }
-        .fetch_one(&mut *tx)
-        .await?;
-        let version_id: i64 = row.try_get(0)?;
-        sqlx::query("UPDATE objects SET head_version = $1, live = $2 WHERE id = $3")
-            .bind(version_id)
-            .bind(i64::from(content.is_some()))
-            .bind(object_id)
-            .execute(&mut *tx)
-            .await?;
-        if let Some((new, refs)) = &content {
-            // In address order, so that two transactions never lock chunk rows in opposite orders.
-            let mut chunks: Vec<&ChunkRef> = new.chunks.iter().collect();
-            chunks.sort_by_key(|c| c.address);
-            for c in chunks {
-                let count = refs.get(&c.address).copied().unwrap_or(0);
-                sqlx::query(
-                    "INSERT INTO chunks (address, stored_size, refcount, created_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (address) DO UPDATE SET refcount = chunks.refcount + excluded.refcount, \
-                     unreferenced_since = NULL",
-                )
-                .bind(c.address.to_vec())
-                .bind(i64::from(c.stored_size))
-                .bind(count)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                for p in &c.providers {
-                    sqlx::query(
-                        "INSERT INTO placements (address, provider, state) VALUES ($1, $2, 'stored') \
-                         ON CONFLICT (address, provider) DO UPDATE SET state = 'stored'",
-                    )
-                    .bind(c.address.to_vec())
-                    .bind(p)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-            }
-        }
-        let kind = if content.is_some() { "put" } else { "delete" };
-        record_change(&mut tx, account_id, seq, kind, &bucket.name, Some(key), Some(version_id)).await?;
-        if let Some(idem) = idempotency_key {
-            sqlx::query(
-                "INSERT INTO uploads (account_id, idempotency_key, bucket_id, key, version_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(account_id)
-            .bind(idem)
-            .bind(bucket.id)
-            .bind(key)
-            .bind(version_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let mut pruned = Vec::new();
-        if bucket.policy.keep_versions > 0 {
-            pruned = sqlx::query_scalar(
-                "SELECT id FROM versions WHERE object_id = $1 ORDER BY id DESC LIMIT -1 OFFSET $2"
-                    .replace("LIMIT -1", self.no_limit())
-                    .as_str(),
-            )
-            .bind(object_id)
-            .bind(i64::from(bucket.policy.keep_versions))
-            .fetch_all(&mut *tx)
-            .await?;
-            drop_versions(&mut tx, account_id, &pruned).await?;
-        }
-        tx.commit().await?;
-        let version = Version {
-            id: version_id,
+        let job = Job {
+            bucket: bucket.clone(),
             key: key.to_owned(),
-            tombstone: content.is_none(),
-            size,
-            etag: content.as_ref().map(|(n, _)| n.etag),
-            content_type: content.as_ref().and_then(|(n, _)| n.content_type.clone()),
-            created_at: now,
+            content: content.map(|(n, r)| (n.clone(), r)),
+            precondition: precondition.clone(),
+            idempotency_key: idempotency_key.map(str::to_owned),
         };
-        Ok(Committed { version, replayed: false, pruned })
+        if self.backend() == Backend::Postgres {
+            // Concurrent transactions, serialized per account by the account row's lock.
+            let mut tx = self.pool.begin().await?;
+            let committed = write_on(&mut tx, Backend::Postgres, &job).await?;
+            tx.commit().await?;
+            return Ok(committed);
+        }
+        // SQLite has one writer and one fsync per commit: writes that arrive while a commit
+        // is under way wait, then the first of them to get the write lock commits them all
+        // in one transaction, each in a savepoint of its own (group commit). The batch runs
+        // in a task of its own, so a caller that goes away cannot abandon the others.
+        let (reply, mut done) = oneshot::channel();
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(Pending { job, reply });
+        loop {
+            tokio::select! {
+                biased;
+                answer = &mut done => {
+                    return answer.unwrap_or_else(|_| Err(Error::Batch("the commit task stopped".into())));
+                }
+                guard = self.write_guard() => {
+                    let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+                    if batch.is_empty() {
+                        continue; // an earlier batch took this write; its answer is ready
+                    }
+                    let pool = self.pool.clone();
+                    let _ = tokio::spawn(async move {
+                        let _guard = guard;
+                        commit_batch(&pool, batch).await;
+                    })
+                    .await;
+                }
+            }
+        }
     }
 
     /// Lists the live objects of a bucket whose keys start with `prefix`, from `start`
@@ -739,35 +593,36 @@ impl Meta {
         .await?;
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
+}
 
-    /// Bumps the account's change sequence (taking its row lock on PostgreSQL) and returns
-    /// the new number.
-    async fn next_seq(&self, tx: &mut Transaction<'static, Any>, account_id: i64) -> Result<i64> {
-        sqlx::query_scalar(
-            "UPDATE accounts SET change_seq = change_seq + 1 WHERE id = $1 RETURNING change_seq",
-        )
+/// Bumps the account's change sequence (taking its row lock on PostgreSQL) and returns the
+/// new number.
+async fn next_seq(conn: &mut AnyConnection, account_id: i64) -> Result<i64> {
+    sqlx::query_scalar("UPDATE accounts SET change_seq = change_seq + 1 WHERE id = $1 RETURNING change_seq")
         .bind(account_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *conn)
         .await?
         .ok_or(Error::AccountNotFound)
-    }
+}
 
-    fn for_update_of(&self, table: &str) -> String {
-        let f = self.for_update();
-        if f.is_empty() { String::new() } else { format!("{f} OF {table}") }
+/// ` FOR UPDATE OF table` on PostgreSQL; nothing on SQLite, whose writers are serialized.
+fn for_update_of(backend: Backend, table: &str) -> String {
+    match backend {
+        Backend::Sqlite => String::new(),
+        Backend::Postgres => format!(" FOR UPDATE OF {table}"),
     }
+}
 
-    /// `LIMIT` with no bound before an `OFFSET`: `-1` on SQLite, `ALL` on PostgreSQL.
-    fn no_limit(&self) -> &'static str {
-        match self.backend() {
-            crate::Backend::Sqlite => "LIMIT -1",
-            crate::Backend::Postgres => "LIMIT ALL",
-        }
+/// `LIMIT` with no bound before an `OFFSET`: `-1` on SQLite, `ALL` on PostgreSQL.
+fn no_limit(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "LIMIT -1",
+        Backend::Postgres => "LIMIT ALL",
     }
 }
 
 async fn record_change(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     account_id: i64,
     seq: i64,
     kind: &str,
@@ -786,19 +641,19 @@ async fn record_change(
     .bind(key.map(str::to_owned))
     .bind(version_id)
     .bind(now_ms())
-    .execute(&mut **tx)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
 /// Removes versions: their chunk references, their bytes from the account's usage, their
 /// rows.
-async fn drop_versions(tx: &mut Transaction<'static, Any>, account_id: i64, ids: &[i64]) -> Result<()> {
+async fn drop_versions(conn: &mut AnyConnection, account_id: i64, ids: &[i64]) -> Result<()> {
     let now = now_ms();
     for &id in ids {
         let row = sqlx::query("SELECT size, manifest FROM versions WHERE id = $1")
             .bind(id)
-            .fetch_one(&mut **tx)
+            .fetch_one(&mut *conn)
             .await?;
         let size: i64 = row.try_get(0)?;
         let manifest: Option<Vec<u8>> = row.try_get(1)?;
@@ -811,17 +666,271 @@ async fn drop_versions(tx: &mut Transaction<'static, Any>, account_id: i64, ids:
                 .bind(count)
                 .bind(now)
                 .bind(address.to_vec())
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await?;
             }
         }
         sqlx::query("UPDATE accounts SET used_bytes = used_bytes - $1 WHERE id = $2")
             .bind(size)
             .bind(account_id)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?;
-        sqlx::query("DELETE FROM uploads WHERE version_id = $1").bind(id).execute(&mut **tx).await?;
-        sqlx::query("DELETE FROM versions WHERE id = $1").bind(id).execute(&mut **tx).await?;
+        sqlx::query("DELETE FROM uploads WHERE version_id = $1").bind(id).execute(&mut *conn).await?;
+        sqlx::query("DELETE FROM versions WHERE id = $1").bind(id).execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// A version write, owned, so that it can wait in a batch.
+#[derive(Debug)]
+pub(crate) struct Job {
+    bucket: Bucket,
+    key: String,
+    content: Option<(NewVersion, BTreeMap<[u8; 32], i64>)>,
+    precondition: Precondition,
+    idempotency_key: Option<String>,
+}
+
+/// A write waiting for the next group commit, with where to send its outcome.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    job: Job,
+    reply: oneshot::Sender<Result<Committed>>,
+}
+
+/// Commits `batch` in one transaction, each write in a savepoint: a write refused for its
+/// own reason (quota, precondition) is rolled back alone; a failure of the commit itself
+/// fails them all.
+async fn commit_batch(pool: &AnyPool, batch: Vec<Pending>) {
+    let mut outcomes: Vec<Result<Committed>> = Vec::with_capacity(batch.len());
+    let result: Result<()> = async {
+        let mut tx = pool.begin().await?;
+        for p in &batch {
+            let mut savepoint = Acquire::begin(&mut tx).await?;
+            let outcome = write_on(&mut savepoint, Backend::Sqlite, &p.job).await;
+            if outcome.is_ok() {
+                savepoint.commit().await?;
+            } else {
+                savepoint.rollback().await?;
+            }
+            outcomes.push(outcome);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    let failure = result.err().map(|e| e.to_string());
+    let mut outcomes = outcomes.into_iter();
+    for p in batch {
+        let outcome = match (&failure, outcomes.next()) {
+            (None, Some(o)) => o,
+            (Some(_), Some(Err(e))) if !matches!(e, Error::Database(_)) => Err(e),
+            (Some(f), _) => Err(Error::Batch(f.clone())),
+            (None, None) => Err(Error::Batch("no outcome".into())),
+        };
+        let _ = p.reply.send(outcome);
+    }
+}
+
+/// One version write inside an open transaction: replays an earlier request with the same
+/// idempotency key, checks the bucket, the precondition and the quota, then records the
+/// version, its chunk references and placements, the change, and prunes old versions.
+async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Result<Committed> {
+    let Job { bucket, key, content, precondition, idempotency_key } = job;
+    let key = key.as_str();
+    let idempotency_key = idempotency_key.as_deref();
+    let content = content.as_ref().map(|(n, r)| (n, r));
+    let account_id = bucket.account_id;
+    let seq = next_seq(conn, account_id).await?;
+    if let Some(idem) = idempotency_key {
+        let prior = sqlx::query(
+            "SELECT bucket_id, key, version_id FROM uploads WHERE account_id = $1 AND idempotency_key = $2",
+        )
+        .bind(account_id)
+        .bind(idem)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = prior {
+            let (b, k, v): (i64, String, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            if b != bucket.id || k != key {
+                return Err(Error::IdempotencyConflict);
+            }
+            // Nothing changes: give back the sequence number taken above (the row is ours).
+            sqlx::query("UPDATE accounts SET change_seq = change_seq - 1 WHERE id = $1")
+                .bind(account_id)
+                .execute(&mut *conn)
+                .await?;
+            let version = version_on(conn, bucket.id, key, v).await?;
+            return Ok(Committed { version, replayed: true, pruned: vec![] });
+        }
+    }
+    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM buckets WHERE id = $1")
+        .bind(bucket.id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if exists.is_none() {
+        return Err(Error::BucketNotFound);
+    }
+    let head = sqlx::query(&format!(
+        "SELECT o.id, o.live, v.etag FROM objects o LEFT JOIN versions v ON v.id = o.head_version \
+         WHERE o.bucket_id = $1 AND o.key = $2{}",
+        for_update_of(backend, "o")
+    ))
+    .bind(bucket.id)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (object_id, current) = match &head {
+        Some(row) => {
+            let live = row.try_get::<i64, _>(1)? != 0;
+            let etag: Option<Vec<u8>> = row.try_get(2)?;
+            let etag = etag.and_then(|e| <[u8; 32]>::try_from(e).ok()).filter(|_| live);
+            (Some(row.try_get::<i64, _>(0)?), etag)
+        }
+        None => (None, None),
+    };
+    if !precondition.holds(current.as_ref()) {
+        return Err(Error::PreconditionFailed);
+    }
+    if content.is_none() && current.is_none() {
+        return Err(Error::ObjectNotFound);
+    }
+    let size = content.as_ref().map_or(0, |(n, _)| n.size);
+    if size > 0 {
+        let row = sqlx::query("SELECT used_bytes, quota_bytes FROM accounts WHERE id = $1")
+            .bind(account_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        let used = row.try_get::<i64, _>(0)? as u64;
+        if let Some(quota) = row.try_get::<Option<i64>, _>(1)?.map(|q| q as u64)
+            && used.saturating_add(size) > quota
+        {
+            return Err(Error::QuotaExceeded { used, quota, needed: size });
+        }
+        sqlx::query("UPDATE accounts SET used_bytes = used_bytes + $1 WHERE id = $2")
+            .bind(size as i64)
+            .bind(account_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let object_id = match object_id {
+        Some(id) => id,
+        None => {
+            sqlx::query_scalar("INSERT INTO objects (bucket_id, key) VALUES ($1, $2) RETURNING id")
+                .bind(bucket.id)
+                .bind(key)
+                .fetch_one(&mut *conn)
+                .await?
+        }
+    };
+    let now = now_ms();
+    let row = match &content {
+        Some((new, _)) => sqlx::query(
+            "INSERT INTO versions (object_id, tombstone, size, etag, content_type, manifest, created_at) \
+             VALUES ($1, 0, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(object_id)
+        .bind(new.size as i64)
+        .bind(new.etag.to_vec())
+        .bind(new.content_type.clone())
+        .bind(new.manifest.clone())
+        .bind(now),
+        None => sqlx::query(
+            "INSERT INTO versions (object_id, tombstone, size, created_at) VALUES ($1, 1, 0, $2) RETURNING id",
+        )
+        .bind(object_id)
+        .bind(now),
+    }
+    .fetch_one(&mut *conn)
+    .await?;
+    let version_id: i64 = row.try_get(0)?;
+    sqlx::query("UPDATE objects SET head_version = $1, live = $2 WHERE id = $3")
+        .bind(version_id)
+        .bind(i64::from(content.is_some()))
+        .bind(object_id)
+        .execute(&mut *conn)
+        .await?;
+    if let Some((new, refs)) = &content {
+        // In address order, so that two transactions never lock chunk rows in opposite orders.
+        let mut chunks: Vec<&ChunkRef> = new.chunks.iter().collect();
+        chunks.sort_by_key(|c| c.address);
+        for c in chunks {
+            let count = refs.get(&c.address).copied().unwrap_or(0);
+            sqlx::query(
+                "INSERT INTO chunks (address, stored_size, refcount, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (address) DO UPDATE SET refcount = chunks.refcount + excluded.refcount, \
+                 unreferenced_since = NULL",
+            )
+            .bind(c.address.to_vec())
+            .bind(i64::from(c.stored_size))
+            .bind(count)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            for p in &c.providers {
+                sqlx::query(
+                    "INSERT INTO placements (address, provider, state) VALUES ($1, $2, 'stored') \
+                     ON CONFLICT (address, provider) DO UPDATE SET state = 'stored'",
+                )
+                .bind(c.address.to_vec())
+                .bind(p)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+    }
+    let kind = if content.is_some() { "put" } else { "delete" };
+    record_change(conn, account_id, seq, kind, &bucket.name, Some(key), Some(version_id)).await?;
+    if let Some(idem) = idempotency_key {
+        sqlx::query(
+            "INSERT INTO uploads (account_id, idempotency_key, bucket_id, key, version_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(account_id)
+        .bind(idem)
+        .bind(bucket.id)
+        .bind(key)
+        .bind(version_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let mut pruned = Vec::new();
+    if bucket.policy.keep_versions > 0 {
+        pruned = sqlx::query_scalar(
+            "SELECT id FROM versions WHERE object_id = $1 ORDER BY id DESC LIMIT -1 OFFSET $2"
+                .replace("LIMIT -1", no_limit(backend))
+                .as_str(),
+        )
+        .bind(object_id)
+        .bind(i64::from(bucket.policy.keep_versions))
+        .fetch_all(&mut *conn)
+        .await?;
+        drop_versions(conn, account_id, &pruned).await?;
+    }
+    let version = Version {
+        id: version_id,
+        key: key.to_owned(),
+        tombstone: content.is_none(),
+        size,
+        etag: content.as_ref().map(|(n, _)| n.etag),
+        content_type: content.as_ref().and_then(|(n, _)| n.content_type.clone()),
+        created_at: now,
+    };
+    Ok(Committed { version, replayed: false, pruned })
+}
+
+/// One version of a key, tombstones included.
+async fn version_on(conn: &mut AnyConnection, bucket_id: i64, key: &str, id: i64) -> Result<Version> {
+    let row = sqlx::query(&format!(
+        "SELECT {VERSION_COLUMNS} FROM objects o JOIN versions v ON v.object_id = o.id \
+         WHERE o.bucket_id = $1 AND o.key = $2 AND v.id = $3"
+    ))
+    .bind(bucket_id)
+    .bind(key)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::ObjectNotFound)?;
+    version(&row)
 }

@@ -296,3 +296,49 @@ async fn concurrent_writes_to_one_key_all_commit_and_references_add_up() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_refused_for_their_own_reasons_leave_the_others_whole() {
+    each_backend(|m| async move {
+        let a = m.create_account("alice", None, None, [1; 32]).await.unwrap();
+        let bucket = m.create_bucket(a.id, "b", policy(0)).await.unwrap();
+        m.put_version(&bucket, "k0", &content(&[b"first"]), &none(), None).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..24u8 {
+            let (m, bucket) = (m.clone(), bucket.clone());
+            tasks.push(tokio::spawn(async move {
+                match i % 3 {
+                    0 => {
+                        let create_only = Precondition { if_none_match: Some(EtagCondition::Any), ..none() };
+                        m.put_version(&bucket, "k0", &content(&[&[i; 10]]), &create_only, None).await
+                    }
+                    1 => {
+                        m.put_version(&bucket, &format!("new{i}"), &content(&[&[i; 10]]), &none(), None).await
+                    }
+                    _ => {
+                        m.put_version(&bucket, "same", &content(&[b"once"]), &none(), Some("retry-me")).await
+                    }
+                }
+            }));
+        }
+        let (mut refused, mut made, mut replays, mut ids) = (0, 0, 0, std::collections::HashSet::new());
+        for (i, t) in tasks.into_iter().enumerate() {
+            match (i % 3, t.await.unwrap()) {
+                (0, Err(Error::PreconditionFailed)) => refused += 1,
+                (1, Ok(c)) if !c.replayed => made += 1,
+                (2, Ok(c)) => {
+                    replays += usize::from(c.replayed);
+                    ids.insert(c.version.id);
+                }
+                (kind, other) => panic!("task kind {kind}: {other:?}"),
+            }
+        }
+        assert_eq!((refused, made, replays, ids.len()), (8, 8, 7, 1), "one upload, seven replays of it");
+        assert_eq!(m.versions(&bucket, "k0").await.unwrap().len(), 1);
+        assert_eq!(m.chunk_totals().await.unwrap(), (10, 0), "k0, eight new keys, one 'same'");
+        let seqs: Vec<i64> = m.changes(a.id, 0, 100).await.unwrap().iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, (1..=11).collect::<Vec<_>>(), "no gap from the refused writes or the replays");
+        assert_eq!(m.account(a.id).await.unwrap().change_seq, 11);
+    })
+    .await;
+}
