@@ -135,8 +135,7 @@ fn read_password() -> Result<String> {
 
 async fn new_token(meta: &Meta, config: &ServerConfig, account_id: i64, label: &str) -> Result<String> {
     let (text, hash) = auth::new_token();
-    let ttl = i64::from(config.token_ttl_days) * 86_400_000;
-    meta.create_token(account_id, hash, label, Some(nuage_meta::now_ms() + ttl)).await?;
+    meta.create_token(account_id, hash, label, auth::token_expiry(config.token_ttl_days)).await?;
     Ok(text)
 }
 

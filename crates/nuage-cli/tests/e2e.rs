@@ -199,6 +199,28 @@ fn scenario(d: &Deployment) {
             .unwrap();
         assert!(again.resumed_from >= 1_000_000, "{again:?}");
         assert!(std::fs::read(&dest).unwrap() == data(3_000_000, 1));
+
+        // Stopped again, then the object changes: the next download starts over and brings
+        // the new content, never the old one under the final name.
+        let changed = d.path("changed.raw");
+        let stop = std::sync::Arc::new(|done: u64| done < 1_000_000);
+        let first = client.get_to_file("photos", "backup/2026/trip/big.raw", None, &changed, stop).await;
+        assert!(matches!(first, Err(nuage_client::ClientError::Interrupted)), "{first:?}");
+        let new = data(2_500_000, 9);
+        client
+            .put_bytes("photos", "backup/2026/trip/big.raw", new.clone(), "application/octet-stream")
+            .await
+            .unwrap();
+        let again = client
+            .get_to_file("photos", "backup/2026/trip/big.raw", None, &changed, no_progress())
+            .await
+            .unwrap();
+        assert_eq!(again.resumed_from, 0);
+        assert!(std::fs::read(&changed).unwrap() == new);
+        client
+            .put_bytes("photos", "backup/2026/trip/big.raw", data(3_000_000, 1), "application/octet-stream")
+            .await
+            .unwrap();
     });
 
     // A client that goes away mid-upload leaves no version: a raw HTTP request that promises

@@ -422,8 +422,11 @@ impl Client {
         let mut resumed_from = 0;
         let mut response = None;
         if let Some((state, have)) = resume {
+            // A download of "the current version" resumes only if the object has not changed
+            // since (If-Match on the current one); an explicit version is pinned.
+            let q = if version.is_some() { format!("?version={}", state.version) } else { String::new() };
             let r = self
-                .request(Method::GET, &format!("{path}?version={}", state.version))
+                .request(Method::GET, &format!("{path}{q}"))
                 .header(header::RANGE, format!("bytes={have}-"))
                 .header(header::IF_MATCH, format!("\"{}\"", state.etag))
                 .send()

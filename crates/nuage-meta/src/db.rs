@@ -35,7 +35,7 @@ pub struct Meta {
     /// SQLite has one writer at a time; taking this lock before a write transaction
     /// turns what would be `SQLITE_BUSY` on a read-to-write upgrade into a short wait.
     /// PostgreSQL writers rely on row locks instead.
-    write_lock: Option<Arc<Mutex<()>>>,
+    pub(crate) write_lock: Option<Arc<Mutex<()>>>,
     /// Version writes waiting to be committed together (SQLite's group commit; see
     /// `namespace::write`).
     pub(crate) pending: Arc<std::sync::Mutex<Vec<crate::namespace::Pending>>>,

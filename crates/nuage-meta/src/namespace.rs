@@ -435,32 +435,24 @@ impl Meta {
             tx.commit().await?;
             return Ok(committed);
         }
-        // SQLite has one writer and one fsync per commit: writes that arrive while a commit
-        // is under way wait, then the first of them to get the write lock commits them all
-        // in one transaction, each in a savepoint of its own (group commit). The batch runs
-        // in a task of its own, so a caller that goes away cannot abandon the others.
-        let (reply, mut done) = oneshot::channel();
+        // SQLite has one writer and one fsync per commit: a write joins the queue, and a
+        // task of its own takes the write lock and commits whatever is queued by then in one
+        // transaction, each write in a savepoint of its own (group commit). Every queued
+        // write has such a task started after it joined, so none waits for a later caller,
+        // and a caller that goes away cannot leave its write (or others') behind.
+        let (reply, done) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(Pending { job, reply });
-        loop {
-            tokio::select! {
-                biased;
-                answer = &mut done => {
-                    return answer.unwrap_or_else(|_| Err(Error::Batch("the commit task stopped".into())));
-                }
-                guard = self.write_guard() => {
-                    let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
-                    if batch.is_empty() {
-                        continue; // an earlier batch took this write; its answer is ready
-                    }
-                    let pool = self.pool.clone();
-                    let _ = tokio::spawn(async move {
-                        let _guard = guard;
-                        commit_batch(&pool, batch).await;
-                    })
-                    .await;
-                }
+        let pending = self.pending.clone();
+        let lock = self.write_lock.clone().expect("SQLite has a write lock");
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let _guard = lock.lock_owned().await;
+            let batch = std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()));
+            if !batch.is_empty() {
+                commit_batch(&pool, batch).await;
             }
-        }
+        });
+        done.await.unwrap_or_else(|_| Err(Error::Batch("the commit task stopped".into())))
     }
 
     /// Lists the live objects of a bucket whose keys start with `prefix`, from `start`
@@ -761,6 +753,9 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
                 .execute(&mut *conn)
                 .await?;
             let version = version_on(conn, bucket.id, key, v).await?;
+            if version.tombstone != content.is_none() {
+                return Err(Error::IdempotencyConflict); // a PUT's key reused by a DELETE, or back
+            }
             return Ok(Committed { version, replayed: true, pruned: vec![] });
         }
     }

@@ -144,8 +144,10 @@ async fn login(State(nuage): State<Arc<Nuage>>, body: Option<Json<Login>>) -> Ap
 /// Makes a token for `account_id` with the configured lifetime.
 pub async fn issue_token(nuage: &Nuage, account_id: i64, name: &str) -> ApiResult<NewToken> {
     let (text, hash) = auth::new_token();
-    let ttl = i64::from(nuage.config.token_ttl_days) * 86_400_000;
-    let t = nuage.meta.create_token(account_id, hash, name, Some(nuage_meta::now_ms() + ttl)).await?;
+    let t = nuage
+        .meta
+        .create_token(account_id, hash, name, auth::token_expiry(nuage.config.token_ttl_days))
+        .await?;
     Ok(NewToken { token: text, id: t.id, expires_at: t.expires_at })
 }
 

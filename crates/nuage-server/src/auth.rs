@@ -23,6 +23,11 @@ pub fn new_token() -> (String, [u8; 32]) {
     (text, hash)
 }
 
+/// When a token made now expires, for a lifetime of `days` (0: never).
+pub fn token_expiry(days: u32) -> Option<i64> {
+    (days > 0).then(|| nuage_meta::now_ms() + i64::from(days) * 86_400_000)
+}
+
 /// The hash under which a token is stored.
 pub fn token_hash(text: &str) -> [u8; 32] {
     *blake3::hash(text.as_bytes()).as_bytes()

@@ -190,6 +190,9 @@ pub async fn put(
             return Err(nuage_meta::Error::IdempotencyConflict.into());
         }
         let version = nuage.meta.version(&bucket, &key, version_id).await?;
+        if version.tombstone {
+            return Err(nuage_meta::Error::IdempotencyConflict.into()); // the key of a DELETE
+        }
         // Read the body to its end (and drop it) so the client sees a clean exchange.
         let mut rest = body.into_data_stream();
         while let Some(Ok(_)) = rest.next().await {}

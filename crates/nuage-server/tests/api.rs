@@ -422,6 +422,15 @@ on_every_backend! {
             (other.status, other.code().as_str()),
             (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
         );
+        let delete = e
+            .call("DELETE", "/v1/buckets/box/objects/k", &e.alice.clone(), &[("idempotency-key", "abc-1")], vec![])
+            .await;
+        assert_eq!(
+            (delete.status, delete.code().as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"),
+            "a DELETE cannot reuse a PUT's key"
+        );
+        assert_eq!(e.versions("k").await, 1);
 
         // The client goes away mid-body: no version appears.
         let parts: Vec<Result<Vec<u8>, std::io::Error>> =
