@@ -1,7 +1,7 @@
 //! The client commands: `login`, `logout`, `bucket`, `put`, `get`, `ls`, `rm`, `versions`.
 
 use std::io::{IsTerminal, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,17 +110,8 @@ fn file_progress(bar: &ProgressBar) -> Progress {
 /// Unix milliseconds as `YYYY-MM-DD hh:mm:ss UTC`.
 fn utc(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = nuage_core::date::civil(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
@@ -262,39 +253,13 @@ pub struct PutArgs {
     target: String,
 }
 
-/// The regular files under `root`, with their `/`-joined relative paths, sorted.
-fn walk(root: &Path) -> Result<Vec<(PathBuf, String)>> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
-            let entry = entry?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                stack.push(entry.path());
-            } else if kind.is_file() {
-                let path = entry.path();
-                let rel: Vec<String> = path
-                    .strip_prefix(root)
-                    .expect("under root")
-                    .components()
-                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                    .collect();
-                out.push((path, rel.join("/")));
-            }
-        }
-    }
-    out.sort_by(|a, b| a.1.cmp(&b.1));
-    Ok(out)
-}
-
 pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
     let client = client(cli)?;
     let (bucket, key) = split_target(&args.target)?;
     let meta = std::fs::metadata(&args.path).with_context(|| format!("reading {}", args.path.display()))?;
     let files: Vec<(PathBuf, String)> = if meta.is_dir() {
         let prefix = key.trim_end_matches('/');
-        walk(&args.path)?
+        nuage_client::walk(&args.path)?
             .into_iter()
             .map(|(p, rel)| {
                 let k = if prefix.is_empty() { rel } else { format!("{prefix}/{rel}") };

@@ -90,8 +90,10 @@ pub struct Ingested {
     pub elapsed: Duration,
 }
 
-/// The regular files under `root` (or `root` itself), sorted, with their snapshot paths.
-fn walk(root: &Path) -> Result<Vec<(PathBuf, String)>, IngestError> {
+/// The regular files under `root` (or `root` itself, when it is a file), sorted by their
+/// `/`-joined paths relative to `root` (for a file: its name). Symbolic links and special
+/// files are skipped. Shared by `ingest` and the CLI's `put` of a folder.
+pub fn walk(root: &Path) -> Result<Vec<(PathBuf, String)>, IngestError> {
     let meta = std::fs::symlink_metadata(root).map_err(io_err(root))?;
     if meta.is_file() {
         let name = root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

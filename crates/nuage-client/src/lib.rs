@@ -11,5 +11,5 @@ pub mod ingest;
 pub mod snapshot;
 
 pub use api::{Client, ClientError, ClientResult};
-pub use ingest::{IngestError, IngestStats, Ingested, ingest, restore};
+pub use ingest::{IngestError, IngestStats, Ingested, ingest, restore, walk};
 pub use snapshot::{Snapshot, SnapshotFile};

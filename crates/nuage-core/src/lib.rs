@@ -15,6 +15,7 @@
 pub mod address;
 pub mod chunk;
 pub mod chunker;
+pub mod date;
 mod error;
 pub mod manifest;
 pub mod pipeline;
