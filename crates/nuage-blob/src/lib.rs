@@ -13,6 +13,7 @@
 
 mod config;
 mod error;
+mod fs;
 mod health;
 mod provider;
 mod store;

@@ -8,6 +8,7 @@ use nuage_core::Address;
 use opendal::layers::{RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind, Operator, services};
 
+use crate::fs::FsWriter;
 use crate::health::Health;
 use crate::{Error, ProviderConfig, ProviderKind, Result};
 
@@ -31,14 +32,17 @@ struct Inner {
     config: ProviderConfig,
     op: Operator,
     health: Health,
+    /// Writes to a local folder bypass OpenDAL to batch their fsyncs (see `fs.rs`).
+    fs: Option<FsWriter>,
 }
 
 impl Provider {
     /// Builds the provider and checks that it is reachable and that its bucket or container
     /// exists (a local folder is created).
     pub async fn open(config: ProviderConfig) -> Result<Provider> {
-        let op = build_operator(&config)?;
-        let provider = Provider { inner: Arc::new(Inner { config, op, health: Health::default() }) };
+        let (op, root) = build_operator(&config)?;
+        let fs = root.map(|root| FsWriter::new(&root));
+        let provider = Provider { inner: Arc::new(Inner { config, op, health: Health::default(), fs }) };
         provider.check().await?;
         Ok(provider)
     }
@@ -114,15 +118,39 @@ impl Provider {
     /// Stores a chunk under its address unless the provider already has it.
     ///
     /// The caller vouches that `bytes` hash to `address` ([`crate::StoredChunk`] does).
+    ///
+    /// On a local folder the chunk is durable only after a later [`Provider::sync`]; on the
+    /// other providers, when this returns.
     pub async fn put(&self, address: &Address, bytes: Bytes) -> Result<PutOutcome> {
+        if let Some(fs) = &self.inner.fs {
+            let result = fs.put(address, bytes).await.map_err(|e| io_error("write", e));
+            return self.track(result);
+        }
         if self.exists(address).await? {
             return Ok(PutOutcome::AlreadyPresent);
         }
-        // On fs, OpenDAL writes a temporary file, fsyncs it and renames it into place, so a
-        // crash never leaves a partial chunk under an address. Object stores commit a PUT
-        // atomically.
+        // Object stores commit a PUT atomically and durably.
         let result = self.inner.op.write(&address.object_key(), bytes).await;
         self.track(result).map(|_| PutOutcome::Written)
+    }
+
+    /// Makes every put that returned before this call durable: one batched filesystem sync
+    /// for a local folder (shared with concurrent callers), nothing for object stores, whose
+    /// puts are durable when acknowledged. Call it before committing anything that references
+    /// the chunks.
+    pub async fn sync(&self) -> Result<()> {
+        match &self.inner.fs {
+            Some(fs) => {
+                let result = fs.sync().await.map_err(|e| io_error("sync", e));
+                self.track(result)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Filesystem syncs this provider has made (0 for object stores).
+    pub fn syncs(&self) -> u64 {
+        self.inner.fs.as_ref().map_or(0, FsWriter::syncs)
     }
 
     /// Whether the provider holds the address.
@@ -174,11 +202,18 @@ fn names_missing_container(e: &opendal::Error) -> bool {
     ["NoSuchBucket", "ContainerNotFound"].iter().any(|code| text.contains(code))
 }
 
-fn build_operator(config: &ProviderConfig) -> Result<Operator> {
+/// A local-folder failure, in the error type the other providers report.
+fn io_error(what: &'static str, e: std::io::Error) -> opendal::Error {
+    opendal::Error::new(ErrorKind::Unexpected, format!("{what} failed")).set_source(e)
+}
+
+/// The operator, and for a local folder its absolute root.
+fn build_operator(config: &ProviderConfig) -> Result<(Operator, Option<std::path::PathBuf>)> {
     // HTTP services need a process-wide transport; installing it twice is a no-op.
     opendal::install_default();
     let name = &config.name;
     let invalid = |source: opendal::Error| Error::Provider { provider: name.clone(), source };
+    let mut fs_root = None;
     let op = match &config.kind {
         ProviderKind::Memory => Operator::new(services::Memory::default()),
         ProviderKind::Fs { root } => {
@@ -189,8 +224,10 @@ fn build_operator(config: &ProviderConfig) -> Result<Operator> {
                 .map_err(|e| Error::Config(format!("provider {name}: {e}")))?
                 .to_string_lossy()
                 .into_owned();
-            // Temporary files live beside the chunks (same filesystem, so rename is atomic)
-            // in a folder the chunk lister never enters.
+            fs_root = Some(std::path::PathBuf::from(&root));
+            // Chunk writes go through `fs.rs`. OpenDAL's own writes (tools, tests) keep their
+            // temporary files in a folder the chunk lister never enters, on the same
+            // filesystem so that rename is atomic.
             Operator::new(services::Fs::default().root(&root).atomic_write_dir(&format!("{root}/.tmp")))
         }
         ProviderKind::S3 { bucket, endpoint, region, access_key_id, secret_access_key, root } => {
@@ -224,11 +261,13 @@ fn build_operator(config: &ProviderConfig) -> Result<Operator> {
     // retried twice with a short jittered back-off. Failures that survive the retries count
     // against the provider's health, which then skips it for a while: retrying longer here
     // would only make a dead provider cost more latency.
-    Ok(op.layer(TimeoutLayer::new().with_timeout(config.timeout()).with_io_timeout(config.timeout())).layer(
-        RetryLayer::new()
-            .with_max_times(2)
-            .with_min_delay(std::time::Duration::from_millis(20))
-            .with_max_delay(std::time::Duration::from_millis(200))
-            .with_jitter(),
-    ))
+    let op =
+        op.layer(TimeoutLayer::new().with_timeout(config.timeout()).with_io_timeout(config.timeout())).layer(
+            RetryLayer::new()
+                .with_max_times(2)
+                .with_min_delay(std::time::Duration::from_millis(20))
+                .with_max_delay(std::time::Duration::from_millis(200))
+                .with_jitter(),
+        );
+    Ok((op, fs_root))
 }

@@ -296,6 +296,15 @@ impl ChunkStore {
         }
     }
 
+    /// Makes every put that returned before this call durable on every provider (see
+    /// [`Provider::sync`]). Commit nothing that references chunks before it succeeds.
+    pub async fn sync(&self) -> Result<()> {
+        for r in join_all(self.providers.iter().map(Provider::sync)).await {
+            r?;
+        }
+        Ok(())
+    }
+
     /// The providers that hold the chunk (asking all of them).
     pub async fn locate(&self, address: &Address) -> Result<Vec<String>> {
         let results = join_all(self.providers.iter().map(|p| p.exists(address))).await;

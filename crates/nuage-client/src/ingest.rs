@@ -229,6 +229,9 @@ pub async fn ingest(
         while let Some(report) = puts.next().await {
             count(&mut stats, &report?);
         }
+        // The snapshot the caller will save references these chunks: make them durable
+        // first (one batched sync on a local folder).
+        store.sync().await?;
         Ok(())
     }
     .await;

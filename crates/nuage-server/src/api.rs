@@ -124,19 +124,26 @@ async fn login(State(nuage): State<Arc<Nuage>>, body: Option<Json<Login>>) -> Ap
     let refused =
         || ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong account or password");
     let account = match nuage.meta.account_by_name(&login.account).await {
-        Ok(a) => a,
-        Err(nuage_meta::Error::AccountNotFound) => return Err(refused()),
+        Ok(a) => Some(a),
+        Err(nuage_meta::Error::AccountNotFound) => None,
         Err(e) => return Err(e.into()),
     };
-    let secrets = nuage.meta.account_secrets(account.id).await?;
-    let Some(phc) = secrets.password_hash else { return Err(refused()) };
+    let phc = match &account {
+        Some(a) => nuage.meta.account_secrets(a.id).await?.password_hash,
+        None => None,
+    };
+    // An unknown account, or one without a password, still costs one argon2 verification
+    // (against a hash no password matches), so that answer times do not tell which
+    // account names exist.
+    let known = phc.is_some();
+    let phc = phc.unwrap_or_else(|| auth::unmatchable_hash().to_owned());
     let password = login.password;
     let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &phc))
         .await
         .map_err(|e| ApiError::internal("password check", e))?;
-    if !ok {
+    let Some(account) = account.filter(|_| ok && known) else {
         return Err(refused());
-    }
+    };
     let name = login.token_name.unwrap_or_else(|| "login".into());
     Ok(Json(issue_token(&nuage, account.id, &name).await?))
 }

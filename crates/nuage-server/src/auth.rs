@@ -42,6 +42,15 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
         .to_string())
 }
 
+/// An argon2id hash, with the same parameters as real ones, of a random password that is
+/// then forgotten: logins for unknown accounts verify against it to take the same time.
+pub fn unmatchable_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        hash_password(&hex::encode(rand::random::<[u8; 32]>())).expect("argon2 with default parameters")
+    })
+}
+
 /// Whether `password` matches the PHC string.
 pub fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())

@@ -243,6 +243,11 @@ pub async fn put(
         add(&nuage.metrics.uploads_aborted, 1);
         return Err(ApiError::bad_request("body_incomplete", "the body does not have Content-Length bytes"));
     }
+    // Nothing may reference the chunks before they are durable (docs/durability.md).
+    if let Err(e) = nuage.store.sync().await {
+        add(&nuage.metrics.uploads_aborted, 1);
+        return Err(e.into());
+    }
     let new = NewVersion {
         size: manifest.size,
         etag: manifest.hash,
