@@ -163,6 +163,16 @@ impl Provider {
         }
     }
 
+    /// The size of the stored object, `None` when the provider does not hold the address.
+    pub async fn stored_size(&self, address: &Address) -> Result<Option<u64>> {
+        let result = self.inner.op.stat(&address.object_key()).await;
+        match self.track(result) {
+            Ok(meta) => Ok(Some(meta.content_length())),
+            Err(Error::Provider { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The stored bytes, unverified: a missing chunk is `Ok(None)`.
     pub async fn get_raw(&self, address: &Address) -> Result<Option<Bytes>> {
         let result = self.inner.op.read(&address.object_key()).await;

@@ -317,6 +317,20 @@ impl ChunkStore {
         Ok(found)
     }
 
+    /// The providers that hold an object of exactly `size` bytes under the address (asking
+    /// all of them; those that fail to answer are left out). For a chunk a device uploaded
+    /// itself: the address was verified when it was written, the size says the write is
+    /// whole.
+    pub async fn locate_sized(&self, address: &Address, size: u64) -> Vec<String> {
+        let results = join_all(self.providers.iter().map(|p| p.stored_size(address))).await;
+        self.providers
+            .iter()
+            .zip(results)
+            .filter(|(_, r)| matches!(r, Ok(Some(s)) if *s == size))
+            .map(|(p, _)| p.name().to_owned())
+            .collect()
+    }
+
     /// Deletes the chunk from every provider.
     pub async fn delete(&self, address: &Address) -> Result<()> {
         for r in join_all(self.providers.iter().map(|p| p.delete(address))).await {

@@ -64,8 +64,40 @@ fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
-pub async fn ingest(cli: &Cli, path: &Path) -> Result<()> {
+/// The newest snapshot of `root` (an absolute path), if any.
+fn parent_snapshot(dir: &Path, root: &str) -> Result<Option<(String, Snapshot)>> {
+    for name in snapshot_names(dir)?.into_iter().rev() {
+        let path = dir.join(&name);
+        let snap = Snapshot::read_from(&path).with_context(|| format!("reading snapshot {}", path.display()))?;
+        if snap.root == root {
+            return Ok(Some((name, snap)));
+        }
+    }
+    Ok(None)
+}
+
+/// Snapshot names, oldest first (they are creation times in ms).
+fn snapshot_names(dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(d) => d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => bail!("reading {}: {e}", dir.display()),
+    };
+    names.retain(|n| !n.ends_with(".tmp"));
+    names.sort_by_key(|n| (n.len(), n.clone()));
+    Ok(names)
+}
+
+pub async fn ingest(cli: &Cli, path: &Path, full: bool) -> Result<()> {
     let config = config(cli)?;
+    let snapshots = config.data_dir.join("snapshots");
+    let root = std::path::absolute(path)?.to_string_lossy().into_owned();
+    let parent = if full { None } else { parent_snapshot(&snapshots, &root)? };
+    if let Some((name, _)) = &parent
+        && !cli.json
+    {
+        eprintln!("parent snapshot {name}: unchanged files are not read again (--full reads them)");
+    }
     let pipeline = Pipeline {
         chunker: config.chunking.chunker()?,
         seal: config.chunking.seal(),
@@ -87,24 +119,27 @@ pub async fn ingest(cli: &Cli, path: &Path) -> Result<()> {
             );
         }
     };
-    let done = nuage_client::ingest(path, &pipeline, &store, show).await?;
+    let done = nuage_client::ingest(path, parent.map(|(_, s)| s), &pipeline, &store, show).await?;
     if tty {
         eprintln!();
     }
     let name = format!("{}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis());
-    done.snapshot.write_to(&config.data_dir.join("snapshots").join(&name)).context("writing the snapshot")?;
+    done.snapshot.write_to(&snapshots.join(&name)).context("writing the snapshot")?;
     let s = done.stats;
     let secs = done.elapsed.as_secs_f64();
     if cli.json {
         let j = serde_json::json!({
             "snapshot": name, "files": s.files, "bytes_read": s.bytes_read, "chunks": s.chunks,
             "chunks_new": s.chunks_new, "bytes_written": s.bytes_written, "seconds": secs,
+            "files_unchanged": s.files_unchanged, "bytes_unchanged": s.bytes_unchanged,
         });
         println!("{j}");
     } else {
         println!(
-            "snapshot {name}: {} files, {:.1} MB in {:.1} s ({:.0} MB/s); {} chunks, {} new, {:.1} MB written",
+            "snapshot {name}: {} files ({} unchanged, not read), {:.1} MB read in {:.1} s ({:.0} MB/s); \
+             {} chunks, {} new, {:.1} MB written",
             s.files,
+            s.files_unchanged,
             mb(s.bytes_read),
             secs,
             mb(s.bytes_read) / secs.max(1e-9),
@@ -135,14 +170,7 @@ pub async fn restore(cli: &Cli, snapshot: &str, dest: &Path) -> Result<()> {
 }
 
 pub fn snapshots(cli: &Cli) -> Result<()> {
-    let snapshots = config(cli)?.data_dir.join("snapshots");
-    let mut names: Vec<String> = match std::fs::read_dir(&snapshots) {
-        Ok(dir) => dir.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => bail!("reading {}: {e}", snapshots.display()),
-    };
-    names.retain(|n| !n.ends_with(".tmp"));
-    names.sort();
+    let names = snapshot_names(&config(cli)?.data_dir.join("snapshots"))?;
     if cli.json {
         println!("{}", serde_json::json!(names));
     } else {

@@ -63,9 +63,15 @@ enum Command {
     /// List the versions of BUCKET/KEY.
     Versions(remote::VersionsArgs),
     /// Chunk, encrypt and store a file or folder straight on the providers; records a snapshot.
+    ///
+    /// Files whose size, mtime, ctime and inode are those the last snapshot of the same path
+    /// recorded are not read again.
     Ingest {
         /// File or folder.
         path: PathBuf,
+        /// Read every file, ignoring earlier snapshots.
+        #[arg(long)]
+        full: bool,
     },
     /// Write the files of a snapshot back under DEST, verifying every chunk.
     Restore {
@@ -116,7 +122,7 @@ async fn main() -> ExitCode {
         Command::Ls(args) => remote::ls(&cli, args).await,
         Command::Rm(args) => remote::rm(&cli, args).await,
         Command::Versions(args) => remote::versions(&cli, args).await,
-        Command::Ingest { path } => local::ingest(&cli, path).await,
+        Command::Ingest { path, full } => local::ingest(&cli, path, *full).await,
         Command::Restore { snapshot, dest } => local::restore(&cli, snapshot, dest).await,
         Command::Snapshots => local::snapshots(&cli),
     };

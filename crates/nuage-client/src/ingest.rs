@@ -5,7 +5,7 @@
 //! and addresses the chunks; the async side stores them with up to [`PUTS_IN_FLIGHT`]
 //! concurrent puts. A chunk already stored during this run is not sent again.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,7 @@ use nuage_core::pipeline::Pipeline;
 use nuage_core::{Address, Chunker, Manifest, ManifestEntry, chunk};
 use tokio::sync::mpsc as async_mpsc;
 
+use crate::snapshot::FileStamp;
 use crate::{Snapshot, SnapshotFile};
 
 /// Concurrent puts to the store.
@@ -71,6 +72,10 @@ pub struct IngestStats {
     pub files: u64,
     /// Plaintext bytes read.
     pub bytes_read: u64,
+    /// Files taken from the parent snapshot without being read (counted in `files` too).
+    pub files_unchanged: u64,
+    /// Their bytes (not counted in `bytes_read`).
+    pub bytes_unchanged: u64,
     /// Chunks cut.
     pub chunks: u64,
     /// Chunks written to at least one provider by this run (the rest were already stored).
@@ -123,32 +128,77 @@ pub fn walk(root: &Path) -> Result<Vec<(PathBuf, String)>, IngestError> {
 
 enum Plain {
     Chunk(Vec<u8>),
-    FileEnd { size: u64, hash: [u8; 32] },
+    FileEnd { size: u64, hash: [u8; 32], stamp: FileStamp },
+    Unchanged { manifest: Manifest, stamp: FileStamp },
 }
 
 enum Sealed {
     Chunk(chunk::SealedChunk),
-    FileEnd { size: u64, hash: [u8; 32] },
+    FileEnd { size: u64, hash: [u8; 32], stamp: FileStamp },
+    Unchanged { manifest: Manifest, stamp: FileStamp },
 }
 
+/// How close to the start of an ingest a file's times may be before they are not trusted:
+/// a file written in the same instant it was read could change again without its times
+/// moving (the "racy clean" case git describes), so its stamp is recorded as unknown and the
+/// next ingest reads it again.
+const RACY_NS: i64 = 2_000_000_000;
+
 /// Ingests `root` (a file or a folder) into `store`, calling `progress` now and then.
+///
+/// With a `parent` snapshot of the same root, a file whose size and [`FileStamp`] are the
+/// ones the parent recorded is not read again: its manifest is taken from the parent (whose
+/// chunks are in the store already). Without one, every file is read.
 pub async fn ingest(
     root: &Path,
+    parent: Option<Snapshot>,
+    pipeline: &Pipeline,
+    store: &ChunkStore,
+    progress: impl FnMut(&IngestStats),
+) -> Result<Ingested, IngestError> {
+    ingest_trusting(root, parent, RACY_NS, pipeline, store, progress).await
+}
+
+/// [`ingest`], trusting the times of files last changed more than `racy_ns` before it starts.
+async fn ingest_trusting(
+    root: &Path,
+    parent: Option<Snapshot>,
+    racy_ns: i64,
     pipeline: &Pipeline,
     store: &ChunkStore,
     mut progress: impl FnMut(&IngestStats),
 ) -> Result<Ingested, IngestError> {
     let started = Instant::now();
+    let started_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
     let files = walk(root)?;
     let names: Vec<String> = files.iter().map(|(_, n)| n.clone()).collect();
+    let mut known: HashMap<String, (Manifest, FileStamp)> = parent
+        .map(|p| p.files.into_iter().map(|f| (f.path, (f.manifest, f.stamp))).collect())
+        .unwrap_or_default();
     let (plain_tx, plain_rx) = mpsc::sync_channel::<Plain>(QUEUE);
     let (sealed_tx, mut sealed_rx) = async_mpsc::channel::<Sealed>(QUEUE);
 
     let chunker_config = pipeline.chunker;
     let reader = std::thread::spawn(move || -> Result<(), IngestError> {
         let mut chunker: Option<Chunker<File>> = None;
-        for (path, _) in files {
+        for (path, name) in files {
             let file = File::open(&path).map_err(io_err(&path))?;
+            let meta = file.metadata().map_err(io_err(&path))?;
+            let stamp = FileStamp::of(&meta)
+                .filter(|s| s.mtime_ns < started_ns - racy_ns && s.ctime_ns < started_ns - racy_ns)
+                .unwrap_or_default();
+            if let Some((manifest, before)) = known.remove(&name)
+                && stamp.is_known()
+                && stamp == before
+                && manifest.size == meta.len()
+            {
+                if plain_tx.send(Plain::Unchanged { manifest, stamp }).is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
             let chunker = match &mut chunker {
                 Some(c) => {
                     c.reset(file);
@@ -168,7 +218,7 @@ pub async fn ingest(
                     return Ok(()); // the consumer stopped on an error of its own
                 }
             }
-            if plain_tx.send(Plain::FileEnd { size, hash: *hasher.finalize().as_bytes() }).is_err() {
+            if plain_tx.send(Plain::FileEnd { size, hash: *hasher.finalize().as_bytes(), stamp }).is_err() {
                 return Ok(());
             }
         }
@@ -180,7 +230,8 @@ pub async fn ingest(
         for msg in plain_rx {
             let out = match msg {
                 Plain::Chunk(plain) => Sealed::Chunk(chunk::seal(&secret, &plain, &seal_options)),
-                Plain::FileEnd { size, hash } => Sealed::FileEnd { size, hash },
+                Plain::FileEnd { size, hash, stamp } => Sealed::FileEnd { size, hash, stamp },
+                Plain::Unchanged { manifest, stamp } => Sealed::Unchanged { manifest, stamp },
             };
             if sealed_tx.blocking_send(out).is_err() {
                 return;
@@ -190,7 +241,7 @@ pub async fn ingest(
 
     let mut stats = IngestStats::default();
     let mut seen: HashSet<Address> = HashSet::new();
-    let mut snapshot = Snapshot::default();
+    let mut snapshot = Snapshot { root: std::path::absolute(root).unwrap_or_default().to_string_lossy().into_owned(), files: Vec::new() };
     let mut entries: Vec<ManifestEntry> = Vec::new();
     let mut puts = FuturesUnordered::new();
     let mut last_progress = Instant::now();
@@ -214,11 +265,18 @@ pub async fn ingest(
                         }
                     }
                 }
-                Sealed::FileEnd { size, hash } => {
+                Sealed::FileEnd { size, hash, stamp } => {
                     let path = names[snapshot.files.len()].clone();
                     let manifest = Manifest { entries: std::mem::take(&mut entries), size, hash };
-                    snapshot.files.push(SnapshotFile { path, manifest });
+                    snapshot.files.push(SnapshotFile { path, manifest, stamp });
                     stats.files += 1;
+                }
+                Sealed::Unchanged { manifest, stamp } => {
+                    let path = names[snapshot.files.len()].clone();
+                    stats.files += 1;
+                    stats.files_unchanged += 1;
+                    stats.bytes_unchanged += manifest.size;
+                    snapshot.files.push(SnapshotFile { path, manifest, stamp });
                 }
             }
             if last_progress.elapsed() > Duration::from_millis(100) {
@@ -310,14 +368,14 @@ mod tests {
         let store = ChunkStore::new(vec![provider], Placement::replicas(1)).unwrap();
         let pipeline = Pipeline::new(ConvergenceSecret::from_bytes([3; 32]));
 
-        let first = ingest(src.path(), &pipeline, &store, |_| {}).await.unwrap();
+        let first = ingest(src.path(), None, &pipeline, &store, |_| {}).await.unwrap();
         let paths: Vec<_> = first.snapshot.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["a/b/big.bin", "a/empty", "copy.txt", "top.txt"]);
         assert_eq!(first.stats.files, 4);
         assert_eq!(first.stats.bytes_read, 3_000_010);
         assert_eq!(first.stats.chunks_new + 1, first.stats.chunks, "the second hello is deduplicated");
 
-        let again = ingest(src.path(), &pipeline, &store, |_| {}).await.unwrap();
+        let again = ingest(src.path(), None, &pipeline, &store, |_| {}).await.unwrap();
         assert_eq!((again.stats.chunks_new, again.stats.bytes_written), (0, 0));
 
         let out = tempfile::tempdir().unwrap();
@@ -330,5 +388,44 @@ mod tests {
                 "{p}"
             );
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_a_parent_only_changed_files_are_read() {
+        let src = tempfile::tempdir().unwrap();
+        for i in 0..20 {
+            std::fs::write(src.path().join(format!("f{i:02}")), format!("file number {i}").repeat(500)).unwrap();
+        }
+        let data = tempfile::tempdir().unwrap();
+        let provider =
+            Provider::open(ProviderConfig::new("local", ProviderKind::Fs { root: data.path().into() }))
+                .await
+                .unwrap();
+        let store = ChunkStore::new(vec![provider], Placement::replicas(1)).unwrap();
+        let pipeline = Pipeline::new(ConvergenceSecret::from_bytes([4; 32]));
+        let run = |parent| ingest_trusting(src.path(), parent, 0, &pipeline, &store, |_| {});
+
+        let first = run(None).await.unwrap();
+        assert_eq!(first.stats.files_unchanged, 0);
+        assert!(first.snapshot.files.iter().all(|f| f.stamp.is_known()));
+        // Same size, other bytes: only the stamp can tell.
+        let changed = src.path().join("f07");
+        let new_content = "FILE NUMBER 7".repeat(500);
+        std::fs::write(&changed, &new_content).unwrap();
+        let second = run(Some(first.snapshot.clone())).await.unwrap();
+        assert_eq!((second.stats.files, second.stats.files_unchanged), (20, 19));
+        assert_eq!(second.stats.bytes_read, new_content.len() as u64);
+        assert_ne!(second.snapshot.files[7].manifest, first.snapshot.files[7].manifest);
+        for i in (0..20).filter(|&i| i != 7) {
+            assert_eq!(second.snapshot.files[i], first.snapshot.files[i]);
+        }
+        let out = tempfile::tempdir().unwrap();
+        restore(&second.snapshot, &store, out.path()).await.unwrap();
+        assert_eq!(std::fs::read_to_string(out.path().join("f07")).unwrap(), new_content);
+
+        // With the default window, files changed a moment ago are always read again.
+        let third = ingest(src.path(), Some(second.snapshot), &pipeline, &store, |_| {}).await.unwrap();
+        assert_eq!(third.stats.files_unchanged, 0);
+        assert!(third.snapshot.files.iter().all(|f| !f.stamp.is_known()));
     }
 }

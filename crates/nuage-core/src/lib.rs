@@ -10,6 +10,7 @@
 //!   from it.
 //! - [`manifest`]: the ordered list of chunks that makes one file version.
 //! - [`pipeline`]: chunk + seal a whole stream, on one thread or two.
+//! - [`grant`]: Ed25519-signed, short-lived permissions for one operation on one address.
 #![deny(missing_docs)]
 
 pub mod address;
@@ -17,6 +18,7 @@ pub mod chunk;
 pub mod chunker;
 pub mod date;
 mod error;
+pub mod grant;
 pub mod manifest;
 pub mod pipeline;
 

@@ -21,6 +21,9 @@ pub enum Error {
     /// No live object (or no such version) under this key.
     #[error("no such object")]
     ObjectNotFound,
+    /// No upload session with that id for this account.
+    #[error("no such upload")]
+    UploadNotFound,
     /// The write would take the account past its quota.
     #[error("quota exceeded: {used} of {quota} bytes used, {needed} more needed")]
     QuotaExceeded {

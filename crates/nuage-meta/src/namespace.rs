@@ -279,6 +279,16 @@ impl Meta {
         bucket(&row)
     }
 
+    /// The bucket with this id.
+    pub async fn bucket_by_id(&self, id: i64) -> Result<Bucket> {
+        let row = sqlx::query(&format!("SELECT {BUCKET_COLUMNS} FROM buckets WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::BucketNotFound)?;
+        bucket(&row)
+    }
+
     /// The account's buckets, by name.
     pub async fn buckets(&self, account_id: i64) -> Result<Vec<Bucket>> {
         let rows =

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::names::check_bucket;
-use crate::{Nuage, objects};
+use crate::{Nuage, objects, uploads};
 
 /// The whole HTTP API.
 pub fn router(nuage: Arc<Nuage>) -> Router {
@@ -37,6 +37,11 @@ pub fn router(nuage: Arc<Nuage>) -> Router {
             put(objects::put).get(objects::get).delete(objects::delete),
         )
         .route("/v1/buckets/{bucket}/versions/{*key}", get(objects::versions))
+        .route("/v1/uploads/settings", get(uploads::settings))
+        .route("/v1/uploads", post(uploads::start))
+        .route("/v1/uploads/{id}/commit", post(uploads::commit))
+        .route("/v1/chunks/{address}", put(uploads::put_chunk))
+        .route("/v1/grant-keys", get(grant_keys))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(nuage.clone(), count_requests))
         .with_state(nuage)
@@ -47,6 +52,36 @@ async fn count_requests(State(nuage): State<Arc<Nuage>>, request: Request, next:
     let response = next.run(request).await;
     nuage.metrics.request(&method, response.status().as_u16());
     response
+}
+
+/// A key that verifies grants.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantKeyView {
+    /// Key id, as carried in grants.
+    id: u32,
+    /// Ed25519 public key, base64url.
+    public_key: String,
+    /// When it stopped signing (Unix ms); it verifies until its last grants expire.
+    retired_at: Option<i64>,
+}
+
+/// The public keys that verify grants (for edges); no authentication needed.
+#[utoipa::path(get, path = "/v1/grant-keys", tag = "uploads",
+    responses((status = 200, body = Vec<GrantKeyView>)))]
+async fn grant_keys(State(nuage): State<Arc<Nuage>>) -> Json<Vec<GrantKeyView>> {
+    use base64::Engine;
+    Json(
+        nuage
+            .grants
+            .public_keys()
+            .into_iter()
+            .map(|(id, key, retired_at)| GrantKeyView {
+                id,
+                public_key: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key),
+                retired_at,
+            })
+            .collect(),
+    )
 }
 
 async fn not_found() -> ApiError {

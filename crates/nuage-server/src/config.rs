@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub buckets: BucketDefaults,
     /// Chunk sizes and compression.
     pub chunking: ChunkingConfig,
+    /// Signed grants for chunk transfers.
+    pub grants: GrantsConfig,
 }
 
 impl Default for ServerConfig {
@@ -41,7 +43,28 @@ impl Default for ServerConfig {
             providers: Vec::new(),
             buckets: BucketDefaults::default(),
             chunking: ChunkingConfig::default(),
+            grants: GrantsConfig::default(),
         }
+    }
+}
+
+/// Grants: the signed, short-lived permissions devices present to put or get one chunk.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantsConfig {
+    /// Lifetime of a grant, in seconds (default 3600).
+    pub ttl_secs: u64,
+    /// A new signing key is made when the current one is this many days old (default 30).
+    /// Retired keys keep verifying for one grant lifetime, so grants in flight stay valid.
+    pub key_rotation_days: u32,
+    /// How long a smart upload may take between its start and its commit, in seconds
+    /// (default 86400).
+    pub upload_ttl_secs: u64,
+}
+
+impl Default for GrantsConfig {
+    fn default() -> Self {
+        GrantsConfig { ttl_secs: 3600, key_rotation_days: 30, upload_ttl_secs: 86_400 }
     }
 }
 

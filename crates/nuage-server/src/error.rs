@@ -91,6 +91,11 @@ impl From<nuage_meta::Error> for ApiError {
             E::ObjectNotFound => {
                 ApiError::new(StatusCode::NOT_FOUND, "object_not_found", "no such object or version")
             }
+            E::UploadNotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "upload_not_found",
+                "no such upload session (it may have expired); start the upload again",
+            ),
             E::QuotaExceeded { used, quota, needed } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "quota_exceeded",

@@ -9,11 +9,13 @@ mod api;
 pub mod auth;
 pub mod config;
 mod error;
+pub mod grants;
 mod metrics;
 mod names;
 mod objects;
 mod openapi;
 mod range;
+mod uploads;
 mod state;
 
 use std::sync::Arc;

@@ -90,7 +90,7 @@ fn etag_condition(headers: &HeaderMap, name: header::HeaderName) -> Option<EtagC
     Some(EtagCondition::OneOf(tags))
 }
 
-fn precondition(headers: &HeaderMap) -> Precondition {
+pub(crate) fn precondition(headers: &HeaderMap) -> Precondition {
     Precondition {
         if_match: etag_condition(headers, header::IF_MATCH),
         if_none_match: etag_condition(headers, header::IF_NONE_MATCH),
@@ -134,7 +134,7 @@ impl<R: Read> Read for Limited<R> {
     }
 }
 
-fn bucket_placement(bucket: &Bucket) -> Placement {
+pub(crate) fn bucket_placement(bucket: &Bucket) -> Placement {
     Placement::replicas(bucket.policy.replicas as usize).with_quorum(bucket.policy.write_quorum as usize)
 }
 
@@ -270,7 +270,7 @@ pub async fn put(
 }
 
 /// The answer to a `PUT`: `201` for a new version, `200` for a replay.
-fn put_answer(bucket: &Bucket, v: Version, replayed: bool) -> Response {
+pub(crate) fn put_answer(bucket: &Bucket, v: Version, replayed: bool) -> Response {
     let status = if replayed { StatusCode::OK } else { StatusCode::CREATED };
     let etag = v.etag.map(|e| quoted(&e)).unwrap_or_default();
     let version = v.id.to_string();

@@ -8,6 +8,7 @@ use nuage_core::chunk::SealOptions;
 use nuage_meta::{Meta, ProviderRecord};
 
 use crate::config::ServerConfig;
+use crate::grants::Grants;
 use crate::metrics::Metrics;
 
 /// The link server's state.
@@ -25,6 +26,8 @@ pub struct Nuage {
     pub config: ServerConfig,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Grant signing and verification keys.
+    pub grants: Grants,
 }
 
 impl Nuage {
@@ -53,6 +56,25 @@ impl Nuage {
         }
         meta.register_providers(&records).await?;
         let store = ChunkStore::new(providers, config.buckets.placement()).context("[buckets] placement")?;
-        Ok(Nuage { meta, store, chunker, seal, config, metrics: Metrics::default() })
+        let grants = Grants::load(&meta, config.grants).await.context("loading the grant keys")?;
+        Ok(Nuage { meta, store, chunker, seal, config, metrics: Metrics::default(), grants })
+    }
+
+    /// Every ten minutes: rotates the grant key when it is due and forgets expired upload
+    /// sessions. Runs until the process ends.
+    pub fn spawn_housekeeping(self: &std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let nuage = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                tick.tick().await;
+                if let Err(e) = nuage.grants.rotate_if_due(&nuage.meta).await {
+                    tracing::warn!("grant key rotation: {e}");
+                }
+                if let Err(e) = nuage.meta.drop_upload_sessions_expired_before(nuage_meta::now_ms()).await {
+                    tracing::warn!("dropping expired upload sessions: {e}");
+                }
+            }
+        })
     }
 }

@@ -1,0 +1,405 @@
+//! Smart upload: the device chunks and encrypts, the server tells it which chunks it lacks,
+//! the device sends only those (each with a grant), then commits the manifest.
+//!
+//! 1. `GET /v1/uploads/settings`: the chunking, compression and convergence secret the
+//!    device must use so that its chunks are the ones the server would have made.
+//! 2. `POST /v1/uploads`: the list of (address, stored size). The server records a session
+//!    and answers, for each address its chunk index does not hold, an upload target with a
+//!    grant.
+//! 3. `PUT /v1/chunks/{address}` with the grant in `x-nuage-grant`: the server checks the
+//!    bytes against the address and places them by the bucket's policy.
+//! 4. `POST /v1/uploads/{id}/commit` with the manifest: every chunk must be declared, and
+//!    held by the index or found on the providers with its declared size; then one
+//!    transaction commits the version, idempotently (the session id is the idempotency key).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use futures::StreamExt;
+use nuage_blob::StoredChunk;
+use nuage_core::chunk::{Compression, MAX_CHUNK_LEN};
+use nuage_core::grant::{GrantError, Operation};
+use nuage_core::{Address, Manifest};
+use nuage_meta::{ChunkRef, DeclaredChunk, NewVersion, UploadSession, now_ms};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::metrics::add;
+use crate::names::check_key;
+use crate::objects::{bucket_placement, precondition, put_answer};
+use crate::Nuage;
+
+/// The header that carries a grant.
+pub const GRANT_HEADER: &str = "x-nuage-grant";
+/// Most chunks one upload may declare (a 4 TiB file at the 1 MiB average).
+const MAX_CHUNKS: usize = 4 << 20;
+/// The largest stored chunk: the largest plaintext chunk, plus header and tag, plus zstd's
+/// worst-case growth (a chunk that does not shrink is stored uncompressed anyway).
+const MAX_STORED: u64 = MAX_CHUNK_LEN as u64 + 1024;
+
+/// What a device needs to cut and seal chunks exactly as this server would.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UploadSettings {
+    /// The account's convergence secret, base64url: chunk keys derive from it.
+    pub convergence_secret: String,
+    /// Smallest chunk, bytes.
+    pub min_size: usize,
+    /// Target average chunk, bytes.
+    pub avg_size: usize,
+    /// Largest chunk, bytes.
+    pub max_size: usize,
+    /// zstd level, 0 for none.
+    pub zstd_level: i32,
+}
+
+/// The chunking and sealing settings of smart uploads for this account.
+#[utoipa::path(get, path = "/v1/uploads/settings", tag = "uploads", security(("token" = [])),
+    responses((status = 200, body = UploadSettings), (status = 401, body = ErrorBody)))]
+pub async fn settings(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiResult<Json<UploadSettings>> {
+    let secret = nuage.meta.account_secrets(caller.account_id).await?.convergence_secret;
+    let zstd_level = match nuage.seal.compression {
+        Compression::None => 0,
+        Compression::Zstd(level) => level,
+    };
+    Ok(Json(UploadSettings {
+        convergence_secret: URL_SAFE_NO_PAD.encode(secret),
+        min_size: nuage.chunker.min_size,
+        avg_size: nuage.chunker.avg_size,
+        max_size: nuage.chunker.max_size,
+        zstd_level,
+    }))
+}
+
+/// One chunk of the file to upload.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChunkDecl {
+    /// Address, 64 hex digits.
+    pub address: String,
+    /// Stored size in bytes.
+    pub size: u64,
+}
+
+/// The start of a smart upload.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct StartUpload {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// Plaintext size of the file, checked against the quota now (optional).
+    pub size: Option<u64>,
+    /// Every distinct chunk of the file.
+    pub chunks: Vec<ChunkDecl>,
+}
+
+/// Where and how to send one chunk.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UploadTarget {
+    /// Address, hex.
+    pub address: String,
+    /// HTTP method.
+    pub method: String,
+    /// URL; a path alone is relative to the server's address.
+    pub url: String,
+    /// Headers to send with it.
+    pub headers: HashMap<String, String>,
+    /// When the target stops working, Unix ms.
+    pub expires_at: i64,
+}
+
+/// The server's answer to the start of a smart upload.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UploadStarted {
+    /// Session id, for the commit.
+    pub upload_id: String,
+    /// The session must commit before this, Unix ms.
+    pub expires_at: i64,
+    /// One target per chunk the server does not hold; send those, nothing else.
+    pub missing: Vec<UploadTarget>,
+}
+
+fn parse_address(text: &str) -> ApiResult<Address> {
+    text.parse().map_err(|_| {
+        ApiError::bad_request("invalid_address", format!("{text:?} is not a chunk address (64 hex digits)"))
+    })
+}
+
+/// Starts a smart upload: records the chunk list, answers what to send.
+#[utoipa::path(post, path = "/v1/uploads", tag = "uploads", security(("token" = [])),
+    request_body = StartUpload,
+    responses(
+        (status = 201, body = UploadStarted),
+        (status = 400, description = "`invalid_key`, `invalid_address`, `invalid_chunk_size`, `too_many_chunks`", body = ErrorBody),
+        (status = 404, description = "`bucket_not_found`", body = ErrorBody),
+        (status = 413, description = "`quota_exceeded`", body = ErrorBody),
+    ))]
+pub async fn start(
+    State(nuage): State<Arc<Nuage>>,
+    caller: Caller,
+    body: Option<Json<StartUpload>>,
+) -> ApiResult<Response> {
+    let Some(Json(req)) = body else {
+        return Err(ApiError::bad_request("invalid_request", "send JSON {bucket, key, chunks: [{address, size}]}"));
+    };
+    check_key(&req.key)?;
+    let bucket = nuage.meta.bucket(caller.account_id, &req.bucket).await?;
+    if req.chunks.len() > MAX_CHUNKS {
+        return Err(ApiError::bad_request("too_many_chunks", format!("at most {MAX_CHUNKS} chunks per upload")));
+    }
+    let mut declared = Vec::with_capacity(req.chunks.len());
+    let mut seen = std::collections::HashSet::new();
+    for c in &req.chunks {
+        let address = parse_address(&c.address)?;
+        if c.size == 0 || c.size > MAX_STORED {
+            return Err(ApiError::bad_request(
+                "invalid_chunk_size",
+                format!("chunk {} declares {} bytes; stored chunks have 1 to {MAX_STORED}", c.address, c.size),
+            ));
+        }
+        if seen.insert(address) {
+            declared.push(DeclaredChunk { address: *address.as_bytes(), stored_size: c.size as u32 });
+        }
+    }
+    if let Some(size) = req.size {
+        let account = nuage.meta.account(caller.account_id).await?;
+        if let Some(quota) = account.quota_bytes
+            && account.used_bytes.saturating_add(size) > quota
+        {
+            return Err(nuage_meta::Error::QuotaExceeded { used: account.used_bytes, quota, needed: size }.into());
+        }
+    }
+    let addresses: Vec<[u8; 32]> = declared.iter().map(|c| c.address).collect();
+    let held = nuage.meta.held_chunks(&addresses).await?;
+    let now = now_ms();
+    let session = UploadSession {
+        id: format!("up_{}", hex::encode(rand::random::<[u8; 16]>())),
+        account_id: caller.account_id,
+        bucket_id: bucket.id,
+        key: req.key,
+        chunks: declared,
+        created_at: now,
+        expires_at: now.saturating_add(i64::try_from(nuage.config.grants.upload_ttl_secs * 1000).unwrap_or(i64::MAX)),
+    };
+    let missing = session
+        .chunks
+        .iter()
+        .filter(|c| !held.contains_key(&c.address))
+        .map(|c| {
+            let address = Address::from_bytes(c.address);
+            let (grant, expires_at) =
+                nuage.grants.sign(Operation::PutChunk, address, bucket.id as u64, u64::from(c.stored_size));
+            UploadTarget {
+                address: address.to_hex(),
+                method: "PUT".into(),
+                url: format!("/v1/chunks/{}", address.to_hex()),
+                headers: HashMap::from([(GRANT_HEADER.to_owned(), grant)]),
+                expires_at,
+            }
+        })
+        .collect();
+    nuage.meta.create_upload_session(&session).await?;
+    let answer = UploadStarted { upload_id: session.id, expires_at: session.expires_at, missing };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// The answer to a chunk upload.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ChunkStored {
+    /// Address, hex.
+    pub address: String,
+    /// Providers that hold it now.
+    pub stored_on: Vec<String>,
+}
+
+fn grant_refused(e: GrantError) -> ApiError {
+    let code = match e {
+        GrantError::Forged => "grant_forged",
+        GrantError::Expired => "grant_expired",
+        GrantError::WrongOperation => "grant_wrong_operation",
+        GrantError::WrongAddress => "grant_wrong_address",
+    };
+    ApiError::new(StatusCode::FORBIDDEN, code, e.to_string())
+}
+
+/// Stores one chunk, under a grant from `POST /v1/uploads`.
+#[utoipa::path(put, path = "/v1/chunks/{address}", tag = "uploads",
+    params(("address" = String, Path), ("x-nuage-grant" = String, Header, description = "The grant from the upload target")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 201, body = ChunkStored),
+        (status = 403, description = "`grant_missing`, `grant_forged`, `grant_expired`, `grant_wrong_operation`, `grant_wrong_address`", body = ErrorBody),
+        (status = 413, description = "`grant_size_exceeded`", body = ErrorBody),
+        (status = 422, description = "`chunk_address_mismatch`", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`", body = ErrorBody),
+    ))]
+pub async fn put_chunk(
+    State(nuage): State<Arc<Nuage>>,
+    Path(address): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let address = parse_address(&address)?;
+    let Some(text) = headers.get(GRANT_HEADER).and_then(|v| v.to_str().ok()) else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "grant_missing",
+            format!("a chunk upload needs the grant of its upload target in {GRANT_HEADER}"),
+        ));
+    };
+    let grant =
+        nuage.grants.verify(&nuage.meta, text, Operation::PutChunk, &address).await.map_err(grant_refused)?;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "grant_size_exceeded",
+            format!("the grant allows {} bytes", grant.max_size),
+        )
+    };
+    let limit = usize::try_from(grant.max_size.min(MAX_STORED)).unwrap_or(usize::MAX);
+    let bytes: Bytes = to_bytes(body, limit).await.map_err(|e| {
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
+            too_large()
+        } else {
+            ApiError::bad_request("body_incomplete", format!("reading the chunk: {e}"))
+        }
+    })?;
+    let chunk = StoredChunk::verify(address, bytes).map_err(|_| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "chunk_address_mismatch",
+            "the bytes do not hash to the address; nothing was stored",
+        )
+    })?;
+    let bucket = nuage.meta.bucket_by_id(grant.scope as i64).await?;
+    let report = nuage.store.put_with(&chunk, bucket_placement(&bucket)).await?;
+    // The commit that will reference it only checks that it exists: make it durable now.
+    nuage.store.sync().await?;
+    if report.written > 0 {
+        add(&nuage.metrics.chunks_written, 1);
+        add(&nuage.metrics.stored_bytes_written, report.bytes_written);
+    } else {
+        add(&nuage.metrics.chunks_deduplicated, 1);
+    }
+    let answer = ChunkStored { address: address.to_hex(), stored_on: report.stored_on };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// The end of a smart upload.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CommitUpload {
+    /// The manifest (nuMF, docs/formats.md), base64url.
+    pub manifest: String,
+    /// `Content-Type` to keep with the version.
+    pub content_type: Option<String>,
+}
+
+/// Commits a smart upload as a new version of its key. Committing twice gives the same
+/// version (`200` the second time).
+#[utoipa::path(post, path = "/v1/uploads/{id}/commit", tag = "uploads", security(("token" = [])),
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header), ("If-None-Match" = Option<String>, Header)),
+    request_body = CommitUpload,
+    responses(
+        (status = 201, description = "Version made", body = crate::objects::PutAnswer),
+        (status = 200, description = "The same commit, replayed", body = crate::objects::PutAnswer),
+        (status = 400, description = "`manifest_invalid`, `manifest_undeclared_chunk`", body = ErrorBody),
+        (status = 404, description = "`upload_not_found`", body = ErrorBody),
+        (status = 409, description = "`chunks_missing`", body = ErrorBody),
+        (status = 410, description = "`upload_expired`", body = ErrorBody),
+        (status = 412, description = "`precondition_failed`", body = ErrorBody),
+        (status = 413, description = "`quota_exceeded`", body = ErrorBody),
+    ))]
+pub async fn commit(
+    State(nuage): State<Arc<Nuage>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<CommitUpload>>,
+) -> ApiResult<Response> {
+    let Some(Json(req)) = body else {
+        return Err(ApiError::bad_request("invalid_request", "send JSON {manifest, content_type}"));
+    };
+    let session = nuage.meta.upload_session(caller.account_id, &id).await?;
+    let bucket = nuage.meta.bucket_by_id(session.bucket_id).await?;
+    let idempotency_key = format!("upload:{}", session.id);
+    // A commit that already went through answers the same, even after expiry.
+    if let Some((_, _, version_id)) = nuage.meta.idempotent_write(caller.account_id, &idempotency_key).await? {
+        let v = nuage.meta.version(&bucket, &session.key, version_id).await?;
+        return Ok(put_answer(&bucket, v, true));
+    }
+    if now_ms() >= session.expires_at {
+        return Err(ApiError::new(StatusCode::GONE, "upload_expired", "this upload session has expired; start again"));
+    }
+    let invalid = |m: String| ApiError::bad_request("manifest_invalid", m);
+    let raw = URL_SAFE_NO_PAD.decode(req.manifest.trim_end_matches('=')).map_err(|e| invalid(format!("base64: {e}")))?;
+    let manifest = Manifest::decode(&raw).map_err(|e| invalid(e.to_string()))?;
+    let declared: HashMap<[u8; 32], u32> = session.chunks.iter().map(|c| (c.address, c.stored_size)).collect();
+    let mut distinct: Vec<[u8; 32]> = manifest.entries.iter().map(|e| *e.address.as_bytes()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if let Some(a) = distinct.iter().find(|a| !declared.contains_key(*a)) {
+        return Err(ApiError::bad_request(
+            "manifest_undeclared_chunk",
+            format!("chunk {} was not declared when the upload started", hex::encode(a)),
+        ));
+    }
+    let held = nuage.meta.held_chunks(&distinct).await?;
+    let mut chunks = Vec::with_capacity(distinct.len());
+    let mut missing = 0usize;
+    let unknown: Vec<([u8; 32], u32)> =
+        distinct.iter().filter(|a| !held.contains_key(*a)).map(|a| (*a, declared[a])).collect();
+    let mut found = Vec::with_capacity(unknown.len());
+    let mut lookups = futures::stream::iter(unknown)
+        .map(|(address, size)| {
+            let store = nuage.store.clone();
+            async move {
+                let providers = store.locate_sized(&Address::from_bytes(address), u64::from(size)).await;
+                (address, size, providers)
+            }
+        })
+        .buffer_unordered(16);
+    while let Some(f) = lookups.next().await {
+        found.push(f);
+    }
+    drop(lookups);
+    for (address, stored_size, providers) in found {
+        if providers.is_empty() {
+            missing += 1;
+        } else {
+            chunks.push(ChunkRef { address, stored_size, providers });
+        }
+    }
+    if missing > 0 {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "chunks_missing",
+            format!("{missing} chunk(s) of the manifest are not stored yet; send them, then commit again"),
+        ));
+    }
+    for (address, (stored_size, providers)) in held {
+        chunks.push(ChunkRef { address, stored_size, providers });
+    }
+    let new = NewVersion {
+        size: manifest.size,
+        etag: manifest.hash,
+        content_type: req.content_type,
+        manifest: raw,
+        chunks,
+    };
+    let committed =
+        nuage.meta.put_version(&bucket, &session.key, &new, &precondition(&headers), Some(&idempotency_key)).await?;
+    if !committed.replayed {
+        add(&nuage.metrics.versions_committed, 1);
+    }
+    Ok(put_answer(&bucket, committed.version, committed.replayed))
+}
+
