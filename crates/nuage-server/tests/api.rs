@@ -129,7 +129,11 @@ impl Env {
     }
 
     async fn versions(&self, key: &str) -> usize {
-        let a = self.alice("GET", &format!("/v1/buckets/box/versions/{key}"), vec![]).await;
+        self.versions_in("box", key).await
+    }
+
+    async fn versions_in(&self, bucket: &str, key: &str) -> usize {
+        let a = self.alice("GET", &format!("/v1/buckets/{bucket}/versions/{key}"), vec![]).await;
         a.json()["versions"].as_array().map_or(0, |v| v.len())
     }
 
@@ -518,7 +522,7 @@ on_every_backend! {
         }
         assert!(object["put"]["responses"]["413"].is_object(), "quota answer documented");
         assert!(doc["components"]["securitySchemes"]["token"].is_object());
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 12);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 17);
         let health = e.call("GET", "/healthz", "", &[], vec![]).await;
         assert_eq!((health.status, health.json()["status"].as_str()), (StatusCode::OK, Some("ok")));
         e.alice("PUT", "/v1/buckets/box", vec![]).await;
@@ -526,5 +530,206 @@ on_every_backend! {
         assert!(metrics.contains("nuage_http_requests_total{method=\"PUT\",status=\"201\"} 1"), "{metrics}");
         let nowhere = e.call("GET", "/v2/nothing", "", &[], vec![]).await;
         assert_eq!((nowhere.status, nowhere.code().as_str()), (StatusCode::NOT_FOUND, "no_route"));
+    }
+}
+
+/// A file sealed on the device side, as the smart client does it.
+struct Sealed {
+    manifest: nuage_core::Manifest,
+    chunks: std::collections::HashMap<nuage_core::Address, Vec<u8>>,
+}
+
+impl Env {
+    async fn seal_like_a_device(&self, body: &[u8]) -> Sealed {
+        use base64::Engine;
+        let s = self.alice("GET", "/v1/uploads/settings", vec![]).await.json();
+        let secret: [u8; 32] = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s["convergence_secret"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let size = |k: &str| s[k].as_u64().unwrap() as usize;
+        let pipeline = nuage_core::pipeline::Pipeline {
+            chunker: nuage_core::ChunkerConfig {
+                min_size: size("min_size"),
+                avg_size: size("avg_size"),
+                max_size: size("max_size"),
+            },
+            seal: nuage_core::SealOptions { compression: nuage_core::Compression::Zstd(1) },
+            secret: nuage_core::ConvergenceSecret::from_bytes(secret),
+        };
+        let mut chunks = std::collections::HashMap::new();
+        let manifest = pipeline
+            .run(body, |c| -> Result<(), ()> {
+                chunks.insert(c.address, c.bytes);
+                Ok(())
+            })
+            .unwrap();
+        Sealed { manifest, chunks }
+    }
+
+    async fn start_upload(&self, key: &str, sealed: &Sealed) -> Answer {
+        let chunks: Vec<_> = sealed
+            .chunks
+            .iter()
+            .map(|(a, b)| serde_json::json!({"address": a.to_hex(), "size": b.len()}))
+            .collect();
+        let req = serde_json::json!({"bucket": "smart", "key": key, "chunks": chunks});
+        self.call("POST", "/v1/uploads", &self.alice, &[("content-type", "application/json")], req.to_string().into_bytes())
+            .await
+    }
+
+    async fn commit_upload(&self, id: &str, manifest: &nuage_core::Manifest) -> Answer {
+        use base64::Engine;
+        let m = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(manifest.encode());
+        let req = serde_json::json!({"manifest": m, "content_type": "text/plain"});
+        self.call(
+            "POST",
+            &format!("/v1/uploads/{id}/commit"),
+            &self.alice,
+            &[("content-type", "application/json")],
+            req.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    async fn put_chunk(&self, address: &nuage_core::Address, grant: &str, bytes: Vec<u8>) -> Answer {
+        let headers: Vec<(&str, &str)> = if grant.is_empty() { vec![] } else { vec![("x-nuage-grant", grant)] };
+        self.call("PUT", &format!("/v1/chunks/{}", address.to_hex()), "", &headers, bytes).await
+    }
+
+    /// A grant signed with the server's current key, with any content.
+    async fn forge_with_real_key(&self, grant: nuage_core::grant::Grant) -> String {
+        let keys = self.nuage.meta.grant_keys().await.unwrap();
+        let k = keys.iter().rev().find(|k| k.retired_at.is_none()).unwrap();
+        nuage_core::grant::GrantSigner::from_seed(k.id as u32, &k.seed).sign(&grant)
+    }
+}
+
+on_every_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    fn smart_upload_sends_only_what_is_missing_and_commits_once(e) {
+        assert_eq!(e.alice("PUT", "/v1/buckets/smart", vec![]).await.status, StatusCode::CREATED);
+        let body = data(2_000_000, 7);
+        let sealed = e.seal_like_a_device(&body).await;
+        let start = e.start_upload("doc.txt", &sealed).await;
+        assert_eq!(start.status, StatusCode::CREATED, "{:?}", start.json());
+        let started = start.json();
+        let id = started["upload_id"].as_str().unwrap().to_owned();
+        let missing = started["missing"].as_array().unwrap().clone();
+        assert_eq!(missing.len(), sealed.chunks.len(), "a new file: every chunk is missing");
+
+        // Committing before the chunks are there is refused, and makes nothing.
+        let early = e.commit_upload(&id, &sealed.manifest).await;
+        assert_eq!((early.status, early.code().as_str()), (StatusCode::CONFLICT, "chunks_missing"));
+        assert_eq!(e.versions_in("smart", "doc.txt").await, 0);
+
+        for t in &missing {
+            assert_eq!((t["method"].as_str(), t["url"].as_str().unwrap().starts_with("/v1/chunks/")), (Some("PUT"), true));
+            let address: nuage_core::Address = t["address"].as_str().unwrap().parse().unwrap();
+            let grant = t["headers"]["x-nuage-grant"].as_str().unwrap();
+            let put = e.put_chunk(&address, grant, sealed.chunks[&address].clone()).await;
+            assert_eq!(put.status, StatusCode::CREATED, "{:?}", put.json());
+        }
+        let done = e.commit_upload(&id, &sealed.manifest).await;
+        assert_eq!(done.status, StatusCode::CREATED, "{:?}", done.json());
+        let version = done.json()["version"].as_i64().unwrap();
+        // The same commit again is a replay: same version, nothing new.
+        let again = e.commit_upload(&id, &sealed.manifest).await;
+        assert_eq!((again.status, again.json()["version"].as_i64()), (StatusCode::OK, Some(version)));
+        assert_eq!(e.versions_in("smart", "doc.txt").await, 1);
+        let get = e.alice("GET", "/v1/buckets/smart/objects/doc.txt", vec![]).await;
+        assert!(get.status == StatusCode::OK && get.body == body, "reads back identical");
+        assert_eq!(get.header("etag"), format!("\"{}\"", blake3::hash(&body).to_hex()));
+
+        // The same file with 1,000 bytes changed in the middle: only the chunks around the
+        // change are asked for.
+        let mut edited = body.clone();
+        edited[1_000_000..1_001_000].fill(0xAB);
+        let sealed2 = e.seal_like_a_device(&edited).await;
+        let start2 = e.start_upload("doc.txt", &sealed2).await.json();
+        let missing2 = start2["missing"].as_array().unwrap();
+        assert!(!missing2.is_empty() && missing2.len() <= 2, "{} chunks asked for", missing2.len());
+        let sent: usize = missing2
+            .iter()
+            .map(|t| sealed2.chunks[&t["address"].as_str().unwrap().parse().unwrap()].len())
+            .sum();
+        assert!(sent * 4 < edited.len(), "sent {sent} of {} bytes", edited.len());
+
+        // A manifest naming a chunk the session did not declare is refused.
+        let id2 = start2["upload_id"].as_str().unwrap();
+        let mut foreign = sealed2.manifest.clone();
+        foreign.entries[0].address = nuage_core::Address::of(b"not declared");
+        let bad = e.commit_upload(id2, &foreign).await;
+        assert_eq!((bad.status, bad.code().as_str()), (StatusCode::BAD_REQUEST, "manifest_undeclared_chunk"));
+        // Bob cannot commit Alice's session.
+        let bobs = e
+            .call("POST", &format!("/v1/uploads/{id2}/commit"), &e.bob, &[("content-type", "application/json")],
+                  serde_json::json!({"manifest": ""}).to_string().into_bytes())
+            .await;
+        assert_eq!((bobs.status, bobs.code().as_str()), (StatusCode::NOT_FOUND, "upload_not_found"));
+    }
+}
+
+on_every_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    fn bad_grants_are_refused_with_their_own_code_and_store_nothing(e) {
+        use nuage_core::grant::{Grant, Operation};
+        assert_eq!(e.alice("PUT", "/v1/buckets/smart", vec![]).await.status, StatusCode::CREATED);
+        let sealed = e.seal_like_a_device(&data(600_000, 9)).await;
+        let started = e.start_upload("g.bin", &sealed).await.json();
+        let targets = started["missing"].as_array().unwrap();
+        assert!(targets.len() >= 2);
+        let target = |i: usize| {
+            let t = &targets[i];
+            let a: nuage_core::Address = t["address"].as_str().unwrap().parse().unwrap();
+            (a, t["headers"]["x-nuage-grant"].as_str().unwrap().to_owned())
+        };
+        let ((a, grant_a), (b, _)) = (target(0), target(1));
+        let bytes_a = sealed.chunks[&a].clone();
+        let bucket_id = e.nuage.meta.bucket(e.alice_id, "smart").await.unwrap().id as u64;
+        let base = Grant {
+            op: Operation::PutChunk,
+            key_id: 0,
+            address: a,
+            scope: bucket_id,
+            max_size: bytes_a.len() as u64,
+            expires_at: nuage_meta::now_ms() + 60_000,
+        };
+        let mut flipped = grant_a.clone().into_bytes();
+        let i = flipped.len() - 5;
+        flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
+        let flipped = String::from_utf8(flipped).unwrap();
+        let expired = e.forge_with_real_key(Grant { expires_at: nuage_meta::now_ms() - 1, ..base }).await;
+        let wrong_op = e.forge_with_real_key(Grant { op: Operation::GetChunk, ..base }).await;
+        let outsider = nuage_core::grant::GrantSigner::from_seed(1, &[42; 32]).sign(&base);
+
+        let cases: Vec<(&str, nuage_core::Address, String, Vec<u8>, StatusCode, &str)> = vec![
+            ("no grant", a, String::new(), bytes_a.clone(), StatusCode::FORBIDDEN, "grant_missing"),
+            ("a flipped character", a, flipped, bytes_a.clone(), StatusCode::FORBIDDEN, "grant_forged"),
+            ("signed by another key", a, outsider, bytes_a.clone(), StatusCode::FORBIDDEN, "grant_forged"),
+            ("expired", a, expired, bytes_a.clone(), StatusCode::FORBIDDEN, "grant_expired"),
+            ("for reading", a, wrong_op, bytes_a.clone(), StatusCode::FORBIDDEN, "grant_wrong_operation"),
+            ("for another address", b, grant_a.clone(), sealed.chunks[&b].clone(), StatusCode::FORBIDDEN, "grant_wrong_address"),
+            ("bytes of another chunk", a, grant_a.clone(), {
+                let mut x = bytes_a.clone();
+                x[0] ^= 1;
+                x
+            }, StatusCode::UNPROCESSABLE_ENTITY, "chunk_address_mismatch"),
+            ("more bytes than granted", a, grant_a.clone(), [bytes_a.clone(), vec![0]].concat(), StatusCode::PAYLOAD_TOO_LARGE, "grant_size_exceeded"),
+        ];
+        for (what, address, grant, bytes, status, code) in cases {
+            let r = e.put_chunk(&address, &grant, bytes).await;
+            assert_eq!((r.status, r.code().as_str()), (status, code), "{what}");
+            assert!(e.nuage.store.locate(&address).await.unwrap().is_empty(), "{what}: nothing stored");
+        }
+
+        // Rotation: a grant handed out before it keeps working after.
+        e.nuage.grants.rotate(&e.nuage.meta).await.unwrap();
+        let keys = e.alice("GET", "/v1/grant-keys", vec![]).await.json();
+        assert_eq!(keys.as_array().unwrap().len(), 2, "{keys:?}");
+        let r = e.put_chunk(&a, &grant_a, bytes_a).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
+        assert_eq!(e.nuage.store.locate(&a).await.unwrap().len(), 1);
     }
 }
