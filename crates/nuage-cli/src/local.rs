@@ -68,7 +68,8 @@ fn mb(bytes: u64) -> f64 {
 fn parent_snapshot(dir: &Path, root: &str) -> Result<Option<(String, Snapshot)>> {
     for name in snapshot_names(dir)?.into_iter().rev() {
         let path = dir.join(&name);
-        let snap = Snapshot::read_from(&path).with_context(|| format!("reading snapshot {}", path.display()))?;
+        let snap =
+            Snapshot::read_from(&path).with_context(|| format!("reading snapshot {}", path.display()))?;
         if snap.root == root {
             return Ok(Some((name, snap)));
         }

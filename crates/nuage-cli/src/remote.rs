@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use nuage_client::api::{BucketSpec, ObjectInfo, Progress};
-use nuage_client::{Client, ClientError};
+use nuage_client::{Client, ClientError, SmartPutResult};
 use serde::{Deserialize, Serialize};
 
 use crate::Cli;
@@ -251,6 +251,10 @@ pub struct PutArgs {
     /// BUCKET/KEY for a file (BUCKET/ or BUCKET/DIR/ keeps the file name); BUCKET[/PREFIX]
     /// for a folder, whose files go under PREFIX/ by relative path.
     target: String,
+    /// Stream each file to the server as one request, instead of chunking here and sending
+    /// only the chunks the server lacks.
+    #[arg(long)]
+    simple: bool,
 }
 
 pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
@@ -276,15 +280,23 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
         total += std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?.len();
     }
     let started = Instant::now();
+    let pipeline = if args.simple { None } else { Some(client.upload_settings().await?) };
     let bar = bar(cli, total);
     let results: Vec<_> = futures::stream::iter(&files)
         .map(|(path, key)| {
-            let (client, progress) = (&client, file_progress(&bar));
+            let (client, progress, pipeline) = (&client, file_progress(&bar), pipeline.as_ref());
             async move {
-                client
-                    .put_file(bucket, key, path, progress)
-                    .await
-                    .with_context(|| format!("uploading {}", path.display()))
+                match pipeline {
+                    Some(p) => client.smart_put_file(p, bucket, key, path, progress).await,
+                    None => client.put_file(bucket, key, path, progress).await.map(|put| SmartPutResult {
+                        stored_bytes: put.size,
+                        bytes_sent: put.size,
+                        chunks: 0,
+                        chunks_sent: 0,
+                        put,
+                    }),
+                }
+                .with_context(|| format!("uploading {}", path.display()))
             }
         })
         .buffer_unordered(FILES_IN_FLIGHT)
@@ -295,16 +307,21 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
     for r in results {
         done.push(r?);
     }
-    done.sort_by(|a, b| a.key.cmp(&b.key));
+    done.sort_by(|a, b| a.put.key.cmp(&b.put.key));
     let secs = started.elapsed().as_secs_f64();
+    let stored: u64 = done.iter().map(|d| d.stored_bytes).sum();
+    let sent: u64 = done.iter().map(|d| d.bytes_sent).sum();
     if cli.json {
         println!(
             "{}",
-            serde_json::json!({"bucket": bucket, "objects": done, "bytes": total, "seconds": secs})
+            serde_json::json!({
+                "bucket": bucket, "objects": done, "bytes": total, "seconds": secs,
+                "stored_bytes": stored, "bytes_sent": sent,
+            })
         );
     } else {
         if done.len() == 1 {
-            println!("{bucket}/{} version {}", done[0].key, done[0].version);
+            println!("{bucket}/{} version {}", done[0].put.key, done[0].put.version);
         }
         println!(
             "uploaded {} file(s), {:.1} MB in {:.1} s ({:.0} MB/s)",
@@ -313,6 +330,14 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
             secs,
             mb(total) / secs.max(1e-9)
         );
+        if !args.simple {
+            let share = if stored == 0 { 0.0 } else { 100.0 * sent as f64 / stored as f64 };
+            println!(
+                "sent {:.1} MB of {:.1} MB of encrypted chunks ({share:.1}%); the server had the rest",
+                mb(sent),
+                mb(stored)
+            );
+        }
     }
     Ok(())
 }

@@ -74,7 +74,7 @@ impl ClientError {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ClientError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ClientError + '_ {
     move |source| ClientError::Io { path: path.to_owned(), source }
 }
 
@@ -265,7 +265,13 @@ impl Client {
         &self.base
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    /// A request to an absolute URL, without the token: upload targets carry their own
+    /// authorization (a grant, a presigned URL), and a provider must never see the token.
+    pub(crate) fn raw_request(&self, method: Method, url: &str) -> RequestBuilder {
+        self.http.request(method, url)
+    }
+
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let r = self.http.request(method, format!("{}{path}", self.base));
         match &self.token {
             Some(t) => r.bearer_auth(t),
@@ -278,7 +284,7 @@ impl Client {
     }
 
     /// Turns an error answer into [`ClientError::Api`].
-    async fn check(response: Response) -> ClientResult<Response> {
+    pub(crate) async fn check(response: Response) -> ClientResult<Response> {
         if response.status().is_success() {
             return Ok(response);
         }
@@ -290,7 +296,7 @@ impl Client {
         Err(ClientError::Api { status, code, message })
     }
 
-    async fn json<T: serde::de::DeserializeOwned>(r: RequestBuilder) -> ClientResult<T> {
+    pub(crate) async fn json<T: serde::de::DeserializeOwned>(r: RequestBuilder) -> ClientResult<T> {
         Ok(Self::check(r.send().await?).await?.json().await?)
     }
 
@@ -359,17 +365,9 @@ impl Client {
         progress: Progress,
     ) -> ClientResult<PutResult> {
         let idempotency_key = new_idempotency_key();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.put_file_once(bucket, key, path, &idempotency_key, progress.clone()).await {
-                Err(e) if e.is_temporary() && attempt < PUT_ATTEMPTS => {
-                    tracing::warn!("upload of {} failed ({e}); retrying", path.display());
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
-                other => return other,
-            }
-        }
+        let what = format!("upload of {}", path.display());
+        with_retries(&what, || self.put_file_once(bucket, key, path, &idempotency_key, progress.clone()))
+            .await
     }
 
     async fn put_file_once(
@@ -564,6 +562,27 @@ impl Client {
 }
 
 /// BLAKE3 of a whole file.
+/// Runs `attempt` until it succeeds, fails for good, or has failed temporarily
+/// [`PUT_ATTEMPTS`] times, with a growing pause between attempts. Only for requests that are
+/// safe to repeat (idempotent by construction or by key).
+pub(crate) async fn with_retries<T, F, Fut>(what: &str, mut attempt: F) -> ClientResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ClientResult<T>>,
+{
+    let mut n = 0;
+    loop {
+        n += 1;
+        match attempt().await {
+            Err(e) if e.is_temporary() && n < PUT_ATTEMPTS => {
+                tracing::warn!("{what} failed ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(200 << n)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 async fn hash_file(path: &Path) -> ClientResult<blake3::Hasher> {
     let mut hasher = blake3::Hasher::new();
     let mut f = tokio::fs::File::open(path).await.map_err(io_err(path))?;

@@ -241,7 +241,10 @@ async fn ingest_trusting(
 
     let mut stats = IngestStats::default();
     let mut seen: HashSet<Address> = HashSet::new();
-    let mut snapshot = Snapshot { root: std::path::absolute(root).unwrap_or_default().to_string_lossy().into_owned(), files: Vec::new() };
+    let mut snapshot = Snapshot {
+        root: std::path::absolute(root).unwrap_or_default().to_string_lossy().into_owned(),
+        files: Vec::new(),
+    };
     let mut entries: Vec<ManifestEntry> = Vec::new();
     let mut puts = FuturesUnordered::new();
     let mut last_progress = Instant::now();
@@ -394,7 +397,8 @@ mod tests {
     async fn with_a_parent_only_changed_files_are_read() {
         let src = tempfile::tempdir().unwrap();
         for i in 0..20 {
-            std::fs::write(src.path().join(format!("f{i:02}")), format!("file number {i}").repeat(500)).unwrap();
+            std::fs::write(src.path().join(format!("f{i:02}")), format!("file number {i}").repeat(500))
+                .unwrap();
         }
         let data = tempfile::tempdir().unwrap();
         let provider =

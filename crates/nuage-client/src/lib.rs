@@ -8,8 +8,10 @@
 
 pub mod api;
 pub mod ingest;
+pub mod smart;
 pub mod snapshot;
 
 pub use api::{Client, ClientError, ClientResult};
 pub use ingest::{IngestError, IngestStats, Ingested, ingest, restore, walk};
+pub use smart::SmartPutResult;
 pub use snapshot::{Snapshot, SnapshotFile};

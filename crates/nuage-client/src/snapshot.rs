@@ -128,7 +128,9 @@ impl Snapshot {
             let path = text(take(&mut bytes)?)?;
             let manifest = Manifest::decode(&take(&mut bytes)?).map_err(|e| bad(&e.to_string()))?;
             let stamp = if version >= 2 {
-                let Some((stamp, rest)) = bytes.split_first_chunk::<24>() else { return Err(bad("truncated")) };
+                let Some((stamp, rest)) = bytes.split_first_chunk::<24>() else {
+                    return Err(bad("truncated"));
+                };
                 bytes = rest;
                 let word = |i: usize| <[u8; 8]>::try_from(&stamp[i..i + 8]).expect("8 bytes");
                 FileStamp {
@@ -169,7 +171,11 @@ mod tests {
 
     fn sample() -> Snapshot {
         let manifest = Manifest {
-            entries: vec![ManifestEntry { address: Address::of(b"x"), key: nuage_core::ChunkKey::from_bytes([1; 32]), plain_len: 1 }],
+            entries: vec![ManifestEntry {
+                address: Address::of(b"x"),
+                key: nuage_core::ChunkKey::from_bytes([1; 32]),
+                plain_len: 1,
+            }],
             size: 1,
             hash: [9; 32],
         };

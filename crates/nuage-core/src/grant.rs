@@ -194,7 +194,13 @@ impl GrantVerifier {
 
     /// Checks that `text` is a grant signed by a known key, for `op` on `address`, still
     /// valid at `now_ms`. Returns its content (the caller enforces `max_size` and `scope`).
-    pub fn verify(&self, text: &str, op: Operation, address: &Address, now_ms: i64) -> Result<Grant, GrantError> {
+    pub fn verify(
+        &self,
+        text: &str,
+        op: Operation,
+        address: &Address,
+        now_ms: i64,
+    ) -> Result<Grant, GrantError> {
         let raw = text
             .strip_prefix(PREFIX)
             .and_then(|b| URL_SAFE_NO_PAD.decode(b).ok())
@@ -253,7 +259,8 @@ mod tests {
         // Another key under the same id, an unknown key id, and garbage.
         let wrong_key = other.sign(&grant(Operation::GetChunk, a, i64::MAX));
         let unknown_id = GrantSigner::from_seed(9, &[1; 32]).sign(&grant(Operation::GetChunk, a, i64::MAX));
-        for text in [wrong_key.as_str(), &unknown_id, "", "g1.", "g1.AAAA", "x1.abc", &good[..good.len() - 1]] {
+        for text in [wrong_key.as_str(), &unknown_id, "", "g1.", "g1.AAAA", "x1.abc", &good[..good.len() - 1]]
+        {
             assert_eq!(verifier.verify(text, Operation::GetChunk, &a, 0), Err(GrantError::Forged), "{text}");
         }
         // Every single-bit change of the payload or signature breaks it.

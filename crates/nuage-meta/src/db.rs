@@ -23,7 +23,10 @@ pub enum Backend {
 /// Schema migrations, in order. Each backend has its own SQL text for the same schema;
 /// version `n` is the `n`-th entry.
 const MIGRATIONS: &[(&str, &str)] = &[
-    (include_str!("../migrations/sqlite/0001_init.sql"), include_str!("../migrations/postgres/0001_init.sql")),
+    (
+        include_str!("../migrations/sqlite/0001_init.sql"),
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
     (
         include_str!("../migrations/sqlite/0002_grants_and_upload_sessions.sql"),
         include_str!("../migrations/postgres/0002_grants_and_upload_sessions.sql"),

@@ -15,8 +15,8 @@ mod uploads;
 pub use accounts::{Account, AccountSecrets, ProviderRecord, Token};
 pub use db::{Backend, Meta, now_ms};
 pub use error::{Error, Result};
-pub use uploads::{DeclaredChunk, GrantKey, UploadSession};
 pub use namespace::{
     Bucket, BucketPolicy, Change, ChunkInfo, ChunkRef, Committed, EtagCondition, ListEntry, Listing,
     NewVersion, Precondition, Version,
 };
+pub use uploads::{DeclaredChunk, GrantKey, UploadSession};

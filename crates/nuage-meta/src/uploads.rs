@@ -86,7 +86,7 @@ fn encode_chunks(chunks: &[DeclaredChunk]) -> Vec<u8> {
 }
 
 fn decode_chunks(bytes: &[u8]) -> Result<Vec<DeclaredChunk>> {
-    if bytes.len() % 36 != 0 {
+    if !bytes.len().is_multiple_of(36) {
         return Err(Error::Corrupt("upload session chunk list".into()));
     }
     Ok(bytes

@@ -41,7 +41,11 @@ impl Grants {
     /// Loads the keys, making the first one (or a new one, when the current key is due for
     /// rotation) if needed.
     pub async fn load(meta: &Meta, config: GrantsConfig) -> nuage_meta::Result<Grants> {
-        let grants = Grants { config, keys: RwLock::new(Self::read(meta, config).await?), last_reload: Mutex::new(None) };
+        let grants = Grants {
+            config,
+            keys: RwLock::new(Self::read(meta, config).await?),
+            last_reload: Mutex::new(None),
+        };
         grants.rotate_if_due(meta).await?;
         Ok(grants)
     }
@@ -57,7 +61,8 @@ impl Grants {
         // Keys retired longer ago than a grant lives have no grant left to verify.
         let horizon = now_ms() - Self::ttl_ms(config);
         let current = all.iter().rev().find(|k| k.retired_at.is_none()).expect("made above");
-        let usable: Vec<&GrantKey> = all.iter().filter(|k| k.retired_at.is_none_or(|r| r >= horizon)).collect();
+        let usable: Vec<&GrantKey> =
+            all.iter().filter(|k| k.retired_at.is_none_or(|r| r >= horizon)).collect();
         Ok(Keys {
             signer: Arc::new(GrantSigner::from_seed(key_id(current), &current.seed)),
             signer_created_at: current.created_at,
@@ -113,7 +118,13 @@ impl Grants {
 
     /// Verifies a grant; a signature by a key this server has not loaded yet triggers one
     /// reload of the keys (rate-limited) before it is refused as forged.
-    pub async fn verify(&self, meta: &Meta, text: &str, op: Operation, address: &Address) -> Result<Grant, GrantError> {
+    pub async fn verify(
+        &self,
+        meta: &Meta,
+        text: &str,
+        op: Operation,
+        address: &Address,
+    ) -> Result<Grant, GrantError> {
         let first = self.keys.read().expect("grant keys lock").verifier.verify(text, op, address, now_ms());
         if first != Err(GrantError::Forged) {
             return first;

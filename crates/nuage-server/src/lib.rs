@@ -15,8 +15,8 @@ mod names;
 mod objects;
 mod openapi;
 mod range;
-mod uploads;
 mod state;
+mod uploads;
 
 use std::sync::Arc;
 

@@ -32,12 +32,12 @@ use nuage_meta::{ChunkRef, DeclaredChunk, NewVersion, UploadSession, now_ms};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::Nuage;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::metrics::add;
 use crate::names::check_key;
 use crate::objects::{bucket_placement, precondition, put_answer};
-use crate::Nuage;
 
 /// The header that carries a grant.
 pub const GRANT_HEADER: &str = "x-nuage-grant";
@@ -149,12 +149,18 @@ pub async fn start(
     body: Option<Json<StartUpload>>,
 ) -> ApiResult<Response> {
     let Some(Json(req)) = body else {
-        return Err(ApiError::bad_request("invalid_request", "send JSON {bucket, key, chunks: [{address, size}]}"));
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "send JSON {bucket, key, chunks: [{address, size}]}",
+        ));
     };
     check_key(&req.key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &req.bucket).await?;
     if req.chunks.len() > MAX_CHUNKS {
-        return Err(ApiError::bad_request("too_many_chunks", format!("at most {MAX_CHUNKS} chunks per upload")));
+        return Err(ApiError::bad_request(
+            "too_many_chunks",
+            format!("at most {MAX_CHUNKS} chunks per upload"),
+        ));
     }
     let mut declared = Vec::with_capacity(req.chunks.len());
     let mut seen = std::collections::HashSet::new();
@@ -163,7 +169,10 @@ pub async fn start(
         if c.size == 0 || c.size > MAX_STORED {
             return Err(ApiError::bad_request(
                 "invalid_chunk_size",
-                format!("chunk {} declares {} bytes; stored chunks have 1 to {MAX_STORED}", c.address, c.size),
+                format!(
+                    "chunk {} declares {} bytes; stored chunks have 1 to {MAX_STORED}",
+                    c.address, c.size
+                ),
             ));
         }
         if seen.insert(address) {
@@ -175,7 +184,9 @@ pub async fn start(
         if let Some(quota) = account.quota_bytes
             && account.used_bytes.saturating_add(size) > quota
         {
-            return Err(nuage_meta::Error::QuotaExceeded { used: account.used_bytes, quota, needed: size }.into());
+            return Err(
+                nuage_meta::Error::QuotaExceeded { used: account.used_bytes, quota, needed: size }.into()
+            );
         }
     }
     let addresses: Vec<[u8; 32]> = declared.iter().map(|c| c.address).collect();
@@ -188,7 +199,8 @@ pub async fn start(
         key: req.key,
         chunks: declared,
         created_at: now,
-        expires_at: now.saturating_add(i64::try_from(nuage.config.grants.upload_ttl_secs * 1000).unwrap_or(i64::MAX)),
+        expires_at: now
+            .saturating_add(i64::try_from(nuage.config.grants.upload_ttl_secs * 1000).unwrap_or(i64::MAX)),
     };
     let missing = session
         .chunks
@@ -332,17 +344,25 @@ pub async fn commit(
     let bucket = nuage.meta.bucket_by_id(session.bucket_id).await?;
     let idempotency_key = format!("upload:{}", session.id);
     // A commit that already went through answers the same, even after expiry.
-    if let Some((_, _, version_id)) = nuage.meta.idempotent_write(caller.account_id, &idempotency_key).await? {
+    if let Some((_, _, version_id)) = nuage.meta.idempotent_write(caller.account_id, &idempotency_key).await?
+    {
         let v = nuage.meta.version(&bucket, &session.key, version_id).await?;
         return Ok(put_answer(&bucket, v, true));
     }
     if now_ms() >= session.expires_at {
-        return Err(ApiError::new(StatusCode::GONE, "upload_expired", "this upload session has expired; start again"));
+        return Err(ApiError::new(
+            StatusCode::GONE,
+            "upload_expired",
+            "this upload session has expired; start again",
+        ));
     }
     let invalid = |m: String| ApiError::bad_request("manifest_invalid", m);
-    let raw = URL_SAFE_NO_PAD.decode(req.manifest.trim_end_matches('=')).map_err(|e| invalid(format!("base64: {e}")))?;
+    let raw = URL_SAFE_NO_PAD
+        .decode(req.manifest.trim_end_matches('='))
+        .map_err(|e| invalid(format!("base64: {e}")))?;
     let manifest = Manifest::decode(&raw).map_err(|e| invalid(e.to_string()))?;
-    let declared: HashMap<[u8; 32], u32> = session.chunks.iter().map(|c| (c.address, c.stored_size)).collect();
+    let declared: HashMap<[u8; 32], u32> =
+        session.chunks.iter().map(|c| (c.address, c.stored_size)).collect();
     let mut distinct: Vec<[u8; 32]> = manifest.entries.iter().map(|e| *e.address.as_bytes()).collect();
     distinct.sort_unstable();
     distinct.dedup();
@@ -395,11 +415,12 @@ pub async fn commit(
         manifest: raw,
         chunks,
     };
-    let committed =
-        nuage.meta.put_version(&bucket, &session.key, &new, &precondition(&headers), Some(&idempotency_key)).await?;
+    let committed = nuage
+        .meta
+        .put_version(&bucket, &session.key, &new, &precondition(&headers), Some(&idempotency_key))
+        .await?;
     if !committed.replayed {
         add(&nuage.metrics.versions_committed, 1);
     }
     Ok(put_answer(&bucket, committed.version, committed.replayed))
 }
-

@@ -575,8 +575,14 @@ impl Env {
             .map(|(a, b)| serde_json::json!({"address": a.to_hex(), "size": b.len()}))
             .collect();
         let req = serde_json::json!({"bucket": "smart", "key": key, "chunks": chunks});
-        self.call("POST", "/v1/uploads", &self.alice, &[("content-type", "application/json")], req.to_string().into_bytes())
-            .await
+        self.call(
+            "POST",
+            "/v1/uploads",
+            &self.alice,
+            &[("content-type", "application/json")],
+            req.to_string().into_bytes(),
+        )
+        .await
     }
 
     async fn commit_upload(&self, id: &str, manifest: &nuage_core::Manifest) -> Answer {
@@ -594,7 +600,8 @@ impl Env {
     }
 
     async fn put_chunk(&self, address: &nuage_core::Address, grant: &str, bytes: Vec<u8>) -> Answer {
-        let headers: Vec<(&str, &str)> = if grant.is_empty() { vec![] } else { vec![("x-nuage-grant", grant)] };
+        let headers: Vec<(&str, &str)> =
+            if grant.is_empty() { vec![] } else { vec![("x-nuage-grant", grant)] };
         self.call("PUT", &format!("/v1/chunks/{}", address.to_hex()), "", &headers, bytes).await
     }
 
@@ -704,7 +711,9 @@ on_every_backend! {
         let wrong_op = e.forge_with_real_key(Grant { op: Operation::GetChunk, ..base }).await;
         let outsider = nuage_core::grant::GrantSigner::from_seed(1, &[42; 32]).sign(&base);
 
-        let cases: Vec<(&str, nuage_core::Address, String, Vec<u8>, StatusCode, &str)> = vec![
+        // (what, address in the URL, grant, body, expected status, expected code)
+        type Case<'a> = (&'a str, nuage_core::Address, String, Vec<u8>, StatusCode, &'a str);
+        let cases: Vec<Case> = vec![
             ("no grant", a, String::new(), bytes_a.clone(), StatusCode::FORBIDDEN, "grant_missing"),
             ("a flipped character", a, flipped, bytes_a.clone(), StatusCode::FORBIDDEN, "grant_forged"),
             ("signed by another key", a, outsider, bytes_a.clone(), StatusCode::FORBIDDEN, "grant_forged"),
