@@ -351,6 +351,14 @@ mod tests {
     use nuage_blob::{Placement, Provider, ProviderConfig, ProviderKind};
     use nuage_core::ConvergenceSecret;
 
+    /// A store over one local folder (kept alive by the returned guard).
+    async fn folder_store() -> (tempfile::TempDir, ChunkStore) {
+        let data = tempfile::tempdir().unwrap();
+        let config = ProviderConfig::new("local", ProviderKind::Fs { root: data.path().into() });
+        let provider = Provider::open(config).await.unwrap();
+        (data, ChunkStore::new(vec![provider], Placement::replicas(1)).unwrap())
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_folder_round_trips_and_a_second_ingest_stores_nothing_new() {
         let src = tempfile::tempdir().unwrap();
@@ -363,12 +371,7 @@ mod tests {
         std::fs::write(src.path().join("a/empty"), b"").unwrap();
         std::fs::write(src.path().join("top.txt"), b"hello").unwrap();
         std::fs::write(src.path().join("copy.txt"), b"hello").unwrap();
-        let data = tempfile::tempdir().unwrap();
-        let provider =
-            Provider::open(ProviderConfig::new("local", ProviderKind::Fs { root: data.path().into() }))
-                .await
-                .unwrap();
-        let store = ChunkStore::new(vec![provider], Placement::replicas(1)).unwrap();
+        let (_data, store) = folder_store().await;
         let pipeline = Pipeline::new(ConvergenceSecret::from_bytes([3; 32]));
 
         let first = ingest(src.path(), None, &pipeline, &store, |_| {}).await.unwrap();
@@ -400,12 +403,7 @@ mod tests {
             std::fs::write(src.path().join(format!("f{i:02}")), format!("file number {i}").repeat(500))
                 .unwrap();
         }
-        let data = tempfile::tempdir().unwrap();
-        let provider =
-            Provider::open(ProviderConfig::new("local", ProviderKind::Fs { root: data.path().into() }))
-                .await
-                .unwrap();
-        let store = ChunkStore::new(vec![provider], Placement::replicas(1)).unwrap();
+        let (_data, store) = folder_store().await;
         let pipeline = Pipeline::new(ConvergenceSecret::from_bytes([4; 32]));
         let run = |parent| ingest_trusting(src.path(), parent, 0, &pipeline, &store, |_| {});
 
