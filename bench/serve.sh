@@ -47,6 +47,7 @@ seconds() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'
 echo "# $(date -u +%F) on $(nproc) cores; file: $MIB MiB of random data; data under $work"
 mkdir -p "$work/www" "$work/nginx-tmp"
 head -c $((MIB << 20)) /dev/urandom >"$work/www/big.bin"
+head -c $((MIB << 20)) /dev/urandom >"$work/other.bin"   # for the smart upload: new chunks too
 chmod 755 "$work" "$work/www" && chmod 644 "$work/www/big.bin"   # nginx workers run as nobody
 sync
 
@@ -54,8 +55,11 @@ sync
 unset NUAGE_DATABASE_URL
 start_nuage "$work/sqlite" 18420
 t0=$(date +%s.%N)
-"$BIN/nuage" put "$work/www/big.bin" bench/big.bin >/dev/null
+"$BIN/nuage" put --simple "$work/www/big.bin" bench/big.bin >/dev/null
 up=$(seconds "$t0")
+t0=$(date +%s.%N)
+"$BIN/nuage" put "$work/other.bin" bench/other.bin >/dev/null
+smart=$(seconds "$t0")
 t0=$(date +%s.%N)
 "$BIN/nuage" get bench/big.bin "$work/nuage.out" >/dev/null
 down=$(seconds "$t0")
@@ -91,7 +95,8 @@ mbs() { awk -v m="$MIB" -v s="$1" 'BEGIN { printf "%.0f", m * 1.048576 / s }'; }
 echo
 echo "| $MIB MiB file, loopback | MB/s | seconds |"
 echo "|---|---|---|"
-echo "| nuage put (CLI → serve → fs) | $(mbs "$up") | $up |"
+echo "| nuage put --simple (CLI streams → serve chunks, seals → fs) | $(mbs "$up") | $up |"
+echo "| nuage put, smart (CLI chunks, seals → serve verifies → fs) | $(mbs "$smart") | $smart |"
 echo "| nuage get (serve → CLI, verified) | $(mbs "$down") | $down |"
 echo "| nginx static → curl (ceiling) | $(mbs "$ndown") | $ndown |"
 echo "| nginx static → curl, file fsynced | $(mbs "$nsync") | $nsync |"

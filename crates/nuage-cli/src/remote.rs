@@ -1,7 +1,8 @@
 //! The client commands: `login`, `logout`, `bucket`, `put`, `get`, `ls`, `rm`, `versions`.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use nuage_client::api::{BucketSpec, ObjectInfo, Progress};
+use nuage_client::api::{BucketSpec, ObjectInfo, Progress, PutResult};
 use nuage_client::{Client, ClientError, SmartPutResult};
 use serde::{Deserialize, Serialize};
 
@@ -255,6 +256,10 @@ pub struct PutArgs {
     /// only the chunks the server lacks.
     #[arg(long)]
     simple: bool,
+    /// Upload files even when the key already holds the same content (by default such
+    /// files are skipped, and no version is made for them).
+    #[arg(long)]
+    force: bool,
 }
 
 pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
@@ -281,11 +286,29 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
     }
     let started = Instant::now();
     let pipeline = if args.simple { None } else { Some(client.upload_settings().await?) };
+    // What the server holds under these keys: a file whose size and hash are those of the
+    // key's current version is not sent again.
+    let existing: HashMap<String, ObjectInfo> = if args.force {
+        HashMap::new()
+    } else {
+        let prefix = if files.len() == 1 { files[0].1.as_str() } else { key.trim_end_matches('/') };
+        match client.list_all(bucket, prefix).await {
+            Ok(objects) => objects.into_iter().map(|o| (o.key.clone(), o)).collect(),
+            Err(e) => return Err(e).context(format!("listing {bucket}/{prefix}")),
+        }
+    };
     let bar = bar(cli, total);
     let results: Vec<_> = futures::stream::iter(&files)
         .map(|(path, key)| {
             let (client, progress, pipeline) = (&client, file_progress(&bar), pipeline.as_ref());
+            let known = existing.get(key.as_str());
             async move {
+                if let Some(o) = known
+                    && let Some(unchanged) = unchanged(path, o).await?
+                {
+                    progress(o.size);
+                    return Ok(unchanged);
+                }
                 match pipeline {
                     Some(p) => client.smart_put_file(p, bucket, key, path, progress).await,
                     None => client.put_file(bucket, key, path, progress).await.map(|put| SmartPutResult {
@@ -293,6 +316,7 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
                         bytes_sent: put.size,
                         chunks: 0,
                         chunks_sent: 0,
+                        unchanged: false,
                         put,
                     }),
                 }
@@ -311,12 +335,13 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
     let secs = started.elapsed().as_secs_f64();
     let stored: u64 = done.iter().map(|d| d.stored_bytes).sum();
     let sent: u64 = done.iter().map(|d| d.bytes_sent).sum();
+    let skipped = done.iter().filter(|d| d.unchanged).count();
     if cli.json {
         println!(
             "{}",
             serde_json::json!({
                 "bucket": bucket, "objects": done, "bytes": total, "seconds": secs,
-                "stored_bytes": stored, "bytes_sent": sent,
+                "stored_bytes": stored, "bytes_sent": sent, "unchanged": skipped,
             })
         );
     } else {
@@ -324,8 +349,8 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
             println!("{bucket}/{} version {}", done[0].put.key, done[0].put.version);
         }
         println!(
-            "uploaded {} file(s), {:.1} MB in {:.1} s ({:.0} MB/s)",
-            done.len(),
+            "uploaded {} file(s), {:.1} MB in {:.1} s ({:.0} MB/s); {skipped} unchanged, skipped",
+            done.len() - skipped,
             mb(total),
             secs,
             mb(total) / secs.max(1e-9)
@@ -340,6 +365,31 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// When `path` has the content of the key's current version `o` (same size, same BLAKE3),
+/// the result of an upload that did nothing.
+async fn unchanged(path: &Path, o: &ObjectInfo) -> Result<Option<SmartPutResult>> {
+    let Some(etag) = &o.etag else { return Ok(None) };
+    let len = tokio::fs::metadata(path).await.with_context(|| format!("reading {}", path.display()))?.len();
+    if len != o.size || hex::encode(nuage_client::api::file_hash(path).await?) != *etag {
+        return Ok(None);
+    }
+    let put = PutResult {
+        key: o.key.clone(),
+        version: o.version,
+        size: o.size,
+        etag: etag.clone(),
+        replayed: false,
+    };
+    Ok(Some(SmartPutResult {
+        put,
+        stored_bytes: 0,
+        bytes_sent: 0,
+        chunks: 0,
+        chunks_sent: 0,
+        unchanged: true,
+    }))
 }
 
 #[derive(Debug, Args)]

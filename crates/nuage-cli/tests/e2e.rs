@@ -186,20 +186,35 @@ fn scenario(d: &Deployment) {
     assert_eq!(first["bytes_sent"], first["stored_bytes"], "the first upload sends everything: {first}");
     std::fs::write(docs.join("doc042.bin"), data(40_000, 4242)).unwrap();
     let second = put_json(&["--json", "put", docs.to_str().unwrap(), "photos/docs"]);
-    let (sent, stored) = (second["bytes_sent"].as_u64().unwrap(), second["stored_bytes"].as_u64().unwrap());
-    eprintln!("re-upload after a 1% change: sent {sent} of {stored} bytes");
-    assert!(sent > 0 && sent * 50 <= stored, "sent {sent} of {stored} bytes");
+    let (sent, total) = (second["bytes_sent"].as_u64().unwrap(), second["bytes"].as_u64().unwrap());
+    eprintln!(
+        "re-upload after a 1% change: sent {sent} of {total} bytes; {} files unchanged",
+        second["unchanged"]
+    );
+    assert!(sent > 0 && sent * 50 <= total, "sent {sent} of {total} bytes");
+    assert_eq!(second["unchanged"].as_u64(), Some(99), "the 99 unchanged files are skipped");
+    let versions = d.ok(&["--json", "versions", "photos/docs/doc042.bin"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&versions).unwrap().as_array().map(Vec::len),
+        Some(2)
+    );
+    let versions = d.ok(&["--json", "versions", "photos/docs/doc041.bin"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&versions).unwrap().as_array().map(Vec::len),
+        Some(1)
+    );
     let back = d.path("docs-back");
     d.ok(&["get", "photos/docs", back.to_str().unwrap()]);
     assert!(tree(&docs) == tree(&back), "the edited folder comes back identical");
-    // The plain streaming upload stores the same chunks: a smart re-upload of a file first
-    // sent with --simple sends nothing.
+    // The plain streaming upload stores the same chunks: the same content sent smartly
+    // under another key sends nothing.
     let notes = src.join("notes é.md");
     d.ok(&["put", "--simple", notes.to_str().unwrap(), "photos/simple.md"]);
-    let again = put_json(&["--json", "put", notes.to_str().unwrap(), "photos/simple.md"]);
-    assert_eq!(again["bytes_sent"].as_u64(), Some(0), "{again}");
+    let again = put_json(&["--json", "put", notes.to_str().unwrap(), "photos/smart.md"]);
+    assert_eq!((again["bytes_sent"].as_u64(), again["unchanged"].as_u64()), (Some(0), Some(0)), "{again}");
     d.ok(&["rm", "-r", "photos/docs"]);
     d.ok(&["rm", "photos/simple.md"]);
+    d.ok(&["rm", "photos/smart.md"]);
 
     // Another account sees nothing of alice's.
     let bob = d.ok(&["--json", "admin", "account", "create", "bobby"]);

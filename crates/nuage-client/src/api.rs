@@ -583,6 +583,11 @@ where
     }
 }
 
+/// The whole-file BLAKE3 of a local file: what the server's `ETag` is for the same content.
+pub async fn file_hash(path: &Path) -> ClientResult<[u8; 32]> {
+    Ok(*hash_file(path).await?.finalize().as_bytes())
+}
+
 async fn hash_file(path: &Path) -> ClientResult<blake3::Hasher> {
     let mut hasher = blake3::Hasher::new();
     let mut f = tokio::fs::File::open(path).await.map_err(io_err(path))?;

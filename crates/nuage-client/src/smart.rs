@@ -80,6 +80,9 @@ pub struct SmartPutResult {
     pub chunks: usize,
     /// Chunks sent.
     pub chunks_sent: usize,
+    /// The key already had this content: nothing was uploaded and no version was made.
+    #[serde(default)]
+    pub unchanged: bool,
 }
 
 /// The first pass over a file: its manifest, each distinct chunk's stored size in order of
@@ -217,6 +220,7 @@ impl Client {
             bytes_sent: sent.load(Ordering::Relaxed),
             chunks: stored.len(),
             chunks_sent,
+            unchanged: false,
         })
     }
 
