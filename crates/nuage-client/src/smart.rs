@@ -1,29 +1,25 @@
 //! Smart upload: chunk and seal on the device, send only the chunks the server lacks.
 //!
-//! 1. The file is chunked and sealed here with the server's settings
-//!    ([`Client::upload_settings`]), so its chunks are exactly those the server would make:
-//!    a chunk the account stored before, by either kind of upload, has the same address.
-//! 2. `POST /v1/uploads` sends the list of (address, stored size); the answer names the
-//!    chunks to send, each with a target (URL, headers, grant).
-//! 3. Those chunks go out, [`CHUNKS_IN_FLIGHT`] at a time, each retried on temporary
-//!    failures. A file up to [`KEEP_IN_MEMORY`] keeps its sealed chunks from step 1; a larger
-//!    one is read and sealed a second time, sending only the missing chunks, so memory stays
-//!    bounded whatever the size (the second pass must give the same manifest, or the file
-//!    changed and the upload stops).
-//! 4. `POST /v1/uploads/{id}/commit` with the manifest; retrying it is safe (the session is
-//!    its idempotency key).
+//! The file is read once. Its chunks are cut and sealed here with the server's settings
+//! ([`Client::upload_settings`]), so they are exactly the chunks the server would make: a
+//! chunk the account stored before, by either kind of upload, has the same address. They are
+//! declared in batches of up to [`BATCH_CHUNKS`] chunks or [`BATCH_BYTES`] bytes
+//! (`POST /v1/uploads` for the first, `POST /v1/uploads/{id}/chunks` for the next); each
+//! answer names the chunks of the batch the server lacks, each with a target (URL, headers,
+//! grant), and those are sent, [`CHUNKS_IN_FLIGHT`] at a time, retried on temporary failures,
+//! while the next batch is being sealed. Memory is bounded by one batch and a short queue,
+//! whatever the file's size. At the end, `POST /v1/uploads/{id}/commit` sends the manifest;
+//! retrying it is safe (the session is its idempotency key).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use futures::StreamExt;
-use nuage_core::chunk::{Compression, ConvergenceSecret, SealOptions};
-use nuage_core::pipeline::Pipeline;
+use nuage_core::chunk::{Compression, ConvergenceSecret, SealOptions, SealedChunk};
+use nuage_core::pipeline::{Pipeline, PipelineError};
 use nuage_core::{Address, ChunkerConfig, Manifest};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -32,10 +28,14 @@ use crate::api::{
     Client, ClientError, ClientResult, Progress, PutResult, content_type_of, io_err, with_retries,
 };
 
-/// Sealed bytes kept from the first pass; larger files are sealed twice instead.
-pub const KEEP_IN_MEMORY: u64 = 64 << 20;
+/// Most chunks declared at once.
+pub const BATCH_CHUNKS: usize = 256;
+/// Most sealed bytes held in one batch.
+pub const BATCH_BYTES: u64 = 32 << 20;
 /// Chunk uploads in flight per file.
 pub const CHUNKS_IN_FLIGHT: usize = 8;
+/// Sealed chunks queued between the sealing thread and the sender.
+const QUEUE: usize = 8;
 
 #[derive(Debug, Deserialize)]
 struct Settings {
@@ -66,6 +66,11 @@ struct Started {
     missing: Vec<Target>,
 }
 
+#[derive(Debug, Deserialize)]
+struct More {
+    missing: Vec<Target>,
+}
+
 /// What a smart upload did.
 #[derive(Debug, Clone, Serialize)]
 pub struct SmartPutResult {
@@ -85,42 +90,95 @@ pub struct SmartPutResult {
     pub unchanged: bool,
 }
 
-/// The first pass over a file: its manifest, each distinct chunk's stored size in order of
-/// first appearance, and the sealed bytes when the file was small enough to keep them.
-struct FirstPass {
-    manifest: Manifest,
-    sizes: Vec<(Address, u64)>,
-    kept: Option<HashMap<Address, Bytes>>,
+/// One upload in progress: its session, once started, and its counters.
+struct Upload<'a> {
+    client: &'a Client,
+    bucket: &'a str,
+    key: &'a str,
+    size: u64,
+    session: Option<String>,
+    batch: Vec<SealedChunk>,
+    batch_bytes: u64,
+    seen: HashSet<Address>,
+    stored_bytes: u64,
+    bytes_sent: u64,
+    chunks_sent: usize,
+    plain_done: u64,
+    progress: Progress,
 }
 
-fn first_pass(pipeline: &Pipeline, path: &Path, progress: &Progress) -> ClientResult<FirstPass> {
-    let file = std::fs::File::open(path).map_err(io_err(path))?;
-    let mut sizes = Vec::new();
-    let mut seen = HashSet::new();
-    let mut kept = Some(HashMap::new());
-    let mut kept_bytes = 0u64;
-    let mut read = 0u64;
-    let manifest = pipeline
-        .run_parallel(file, |c| -> Result<(), std::convert::Infallible> {
-            read += u64::from(c.plain_len);
-            progress(read / 2);
-            if seen.insert(c.address) {
-                sizes.push((c.address, c.bytes.len() as u64));
-                kept_bytes += c.bytes.len() as u64;
-                if kept_bytes > KEEP_IN_MEMORY {
-                    kept = None;
-                }
-                if let Some(k) = &mut kept {
-                    k.insert(c.address, Bytes::from(c.bytes));
-                }
+impl Upload<'_> {
+    async fn add(&mut self, chunk: SealedChunk) -> ClientResult<()> {
+        if !self.seen.insert(chunk.address) {
+            self.plain_done += u64::from(chunk.plain_len);
+            return Ok(()); // a repeat inside the file: declared already
+        }
+        self.stored_bytes += chunk.bytes.len() as u64;
+        self.batch_bytes += chunk.bytes.len() as u64;
+        self.batch.push(chunk);
+        if self.batch.len() >= BATCH_CHUNKS || self.batch_bytes >= BATCH_BYTES {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Declares the batch, then sends what the server lacks of it.
+    async fn flush(&mut self) -> ClientResult<()> {
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let chunks: Vec<ChunkDecl> = batch
+            .iter()
+            .map(|c| ChunkDecl { address: c.address.to_hex(), size: c.bytes.len() as u64 })
+            .collect();
+        let missing = match &self.session {
+            None => {
+                let body = serde_json::json!({"bucket": self.bucket, "key": self.key, "size": self.size, "chunks": chunks});
+                let started: Started = with_retries("starting an upload", || {
+                    Client::json(self.client.request(Method::POST, "/v1/uploads").json(&body))
+                })
+                .await?;
+                self.session = Some(started.upload_id);
+                started.missing
             }
-            Ok(())
-        })
-        .map_err(|e| match e {
-            nuage_core::pipeline::PipelineError::Read(e) => io_err(path)(e),
-            nuage_core::pipeline::PipelineError::Sink(never) => match never {},
-        })?;
-    Ok(FirstPass { manifest, sizes, kept })
+            Some(id) => {
+                let path = format!("/v1/uploads/{id}/chunks");
+                let body = serde_json::json!({ "chunks": chunks });
+                let more: More = with_retries("declaring chunks", || {
+                    Client::json(self.client.request(Method::POST, &path).json(&body))
+                })
+                .await?;
+                more.missing
+            }
+        };
+        let mut by_address: HashMap<Address, SealedChunk> = HashMap::new();
+        for c in batch {
+            self.plain_done += u64::from(c.plain_len);
+            by_address.insert(c.address, c);
+        }
+        let mut sends = Vec::with_capacity(missing.len());
+        for t in missing {
+            let address: Address = t
+                .address
+                .parse()
+                .map_err(|_| ClientError::Protocol(format!("target address {:?}", t.address)))?;
+            let chunk = by_address.get(&address).ok_or_else(|| {
+                ClientError::Protocol(format!("the server asked for chunk {address}, not in this batch"))
+            })?;
+            sends.push((t, Bytes::from(chunk.bytes.clone())));
+        }
+        self.chunks_sent += sends.len();
+        self.bytes_sent += sends.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+        let client = self.client;
+        futures::stream::iter(sends)
+            .map(|(t, bytes)| async move { client.send_chunk(&t, bytes).await })
+            .buffer_unordered(CHUNKS_IN_FLIGHT)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<ClientResult<()>>()?;
+        (self.progress)(self.plain_done);
+        Ok(())
+    }
 }
 
 impl Client {
@@ -153,123 +211,74 @@ impl Client {
         path: &Path,
         progress: Progress,
     ) -> ClientResult<SmartPutResult> {
-        let (p, file, prog) = (pipeline.clone(), path.to_owned(), progress.clone());
-        let first = tokio::task::spawn_blocking(move || first_pass(&p, &file, &prog))
-            .await
-            .map_err(|e| ClientError::Protocol(format!("chunking thread: {e}")))??;
-        let size = first.manifest.size;
-
-        let chunks: Vec<ChunkDecl> =
-            first.sizes.iter().map(|(a, s)| ChunkDecl { address: a.to_hex(), size: *s }).collect();
-        let body = serde_json::json!({"bucket": bucket, "key": key, "size": size, "chunks": chunks});
-        let started: Started = with_retries("starting an upload", || {
-            Self::json(self.request(Method::POST, "/v1/uploads").json(&body))
-        })
-        .await?;
-
-        let stored: HashMap<Address, u64> = first.sizes.iter().copied().collect();
-        let mut targets = HashMap::new();
-        for t in started.missing {
-            let address: Address = t
-                .address
-                .parse()
-                .map_err(|_| ClientError::Protocol(format!("target address {:?}", t.address)))?;
-            if !stored.contains_key(&address) {
-                return Err(ClientError::Protocol(format!(
-                    "the server asked for chunk {address}, not in the file"
-                )));
-            }
-            targets.insert(address, t);
-        }
-        let to_send: u64 = targets.keys().map(|a| stored[a]).sum();
-        let sent = Arc::new(AtomicU64::new(0));
-        let report = {
-            let (sent, progress) = (sent.clone(), progress.clone());
-            move |n: u64| {
-                let done = sent.fetch_add(n, Ordering::Relaxed) + n;
-                progress(size / 2 + (size - size / 2) * done / to_send.max(1));
-            }
+        let file = std::fs::File::open(path).map_err(io_err(path))?;
+        let size = file.metadata().map_err(io_err(path))?.len();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<SealedChunk>(QUEUE);
+        let (p, owned) = (pipeline.clone(), path.to_owned());
+        let sealer = tokio::task::spawn_blocking(move || -> ClientResult<Manifest> {
+            p.run_parallel(file, |c| tx.blocking_send(c)).map_err(|e| match e {
+                PipelineError::Read(e) => io_err(&owned)(e),
+                // The sender stopped on an error of its own, reported instead of this one.
+                PipelineError::Sink(_) => ClientError::Interrupted,
+            })
+        });
+        let mut upload = Upload {
+            client: self,
+            bucket,
+            key,
+            size,
+            session: None,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            seen: HashSet::new(),
+            stored_bytes: 0,
+            bytes_sent: 0,
+            chunks_sent: 0,
+            plain_done: 0,
+            progress,
         };
-        let chunks_sent = targets.len();
-
-        match first.kept {
-            Some(kept) => {
-                let jobs = targets.iter().map(|(a, t)| (t, kept[a].clone()));
-                futures::stream::iter(jobs)
-                    .map(|(t, bytes)| self.send_chunk(t, bytes, &report))
-                    .buffer_unordered(CHUNKS_IN_FLIGHT)
-                    .collect::<Vec<_>>()
-                    .await
-                    .into_iter()
-                    .collect::<ClientResult<()>>()?;
+        let sent: ClientResult<()> = async {
+            while let Some(chunk) = rx.recv().await {
+                upload.add(chunk).await?;
             }
-            None => self.second_pass(pipeline, path, &first.manifest, &targets, &report).await?,
+            Ok(())
         }
-        progress(size);
+        .await;
+        drop(rx); // unblocks the sealing thread if the sender stopped early
+        let manifest = sealer.await.map_err(|e| ClientError::Protocol(format!("sealing thread: {e}")))?;
+        sent?;
+        let manifest = manifest?;
+        if manifest.size != size {
+            return Err(ClientError::Io {
+                path: path.to_owned(),
+                source: std::io::Error::other("the file changed size while it was being uploaded"),
+            });
+        }
+        if upload.session.is_none() || !upload.batch.is_empty() {
+            upload.flush().await?; // the last batch, or the start of an empty file's upload
+        }
+        let session = upload.session.clone().expect("flushed at least once");
 
-        let manifest = URL_SAFE_NO_PAD.encode(first.manifest.encode());
-        let body = serde_json::json!({"manifest": manifest, "content_type": content_type_of(path)});
-        let commit = format!("/v1/uploads/{}/commit", started.upload_id);
+        let body = serde_json::json!({
+            "manifest": URL_SAFE_NO_PAD.encode(manifest.encode()),
+            "content_type": content_type_of(path),
+        });
+        let commit = format!("/v1/uploads/{session}/commit");
         let put: PutResult = with_retries("committing an upload", || {
             Self::json(self.request(Method::POST, &commit).json(&body))
         })
         .await?;
         Ok(SmartPutResult {
             put,
-            stored_bytes: stored.values().sum(),
-            bytes_sent: sent.load(Ordering::Relaxed),
-            chunks: stored.len(),
-            chunks_sent,
+            stored_bytes: upload.stored_bytes,
+            bytes_sent: upload.bytes_sent,
+            chunks: upload.seen.len(),
+            chunks_sent: upload.chunks_sent,
             unchanged: false,
         })
     }
 
-    /// Reads and seals the file again, sending the chunks in `targets` as they come.
-    async fn second_pass(
-        &self,
-        pipeline: &Pipeline,
-        path: &Path,
-        expected: &Manifest,
-        targets: &HashMap<Address, Target>,
-        report: &(impl Fn(u64) + Sync),
-    ) -> ClientResult<()> {
-        let (tx, rx) = tokio::sync::mpsc::channel::<(Address, Bytes)>(CHUNKS_IN_FLIGHT);
-        let wanted: HashSet<Address> = targets.keys().copied().collect();
-        let (p, file) = (pipeline.clone(), path.to_owned());
-        let reader = tokio::task::spawn_blocking(move || -> ClientResult<Manifest> {
-            let f = std::fs::File::open(&file).map_err(io_err(&file))?;
-            let mut sent = HashSet::new();
-            p.run_parallel(f, |c| {
-                if wanted.contains(&c.address) && sent.insert(c.address) {
-                    tx.blocking_send((c.address, Bytes::from(c.bytes)))?;
-                }
-                Ok(())
-            })
-            .map_err(|e| match e {
-                nuage_core::pipeline::PipelineError::Read(e) => io_err(&file)(e),
-                nuage_core::pipeline::PipelineError::Sink(tokio::sync::mpsc::error::SendError(_)) => {
-                    ClientError::Interrupted
-                }
-            })
-        });
-        let sends = tokio_stream_of(rx)
-            .map(|(address, bytes)| self.send_chunk(&targets[&address], bytes, report))
-            .buffer_unordered(CHUNKS_IN_FLIGHT)
-            .collect::<Vec<_>>()
-            .await;
-        let again = reader.await.map_err(|e| ClientError::Protocol(format!("chunking thread: {e}")))?;
-        // A send error first: it is why the reader may have stopped.
-        sends.into_iter().collect::<ClientResult<()>>()?;
-        if again? != *expected {
-            return Err(ClientError::Io {
-                path: path.to_owned(),
-                source: std::io::Error::other("the file changed while it was being uploaded"),
-            });
-        }
-        Ok(())
-    }
-
-    async fn send_chunk(&self, target: &Target, bytes: Bytes, report: &impl Fn(u64)) -> ClientResult<()> {
+    async fn send_chunk(&self, target: &Target, bytes: Bytes) -> ClientResult<()> {
         let url = if target.url.starts_with('/') {
             format!("{}{}", self.base(), target.url)
         } else {
@@ -277,7 +286,6 @@ impl Client {
         };
         let method = Method::from_bytes(target.method.as_bytes())
             .map_err(|_| ClientError::Protocol(format!("target method {:?}", target.method)))?;
-        let len = bytes.len() as u64;
         with_retries("sending a chunk", || {
             let mut r = self.raw_request(method.clone(), &url).body(bytes.clone());
             for (k, v) in &target.headers {
@@ -285,13 +293,6 @@ impl Client {
             }
             async move { Self::check(r.send().await?).await.map(|_| ()) }
         })
-        .await?;
-        report(len);
-        Ok(())
+        .await
     }
-}
-
-/// A stream over a Tokio receiver.
-fn tokio_stream_of<T: Send + 'static>(rx: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> {
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }

@@ -54,8 +54,6 @@ pub struct UploadSession {
     pub bucket_id: i64,
     /// Target key.
     pub key: String,
-    /// The chunks the device said the file has.
-    pub chunks: Vec<DeclaredChunk>,
     /// Unix ms.
     pub created_at: i64,
     /// After this the session can no longer commit, Unix ms.
@@ -74,28 +72,6 @@ fn grant_key(row: &AnyRow) -> Result<GrantKey> {
         created_at: row.try_get(3)?,
         retired_at: row.try_get(4)?,
     })
-}
-
-fn encode_chunks(chunks: &[DeclaredChunk]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(chunks.len() * 36);
-    for c in chunks {
-        out.extend_from_slice(&c.address);
-        out.extend_from_slice(&c.stored_size.to_le_bytes());
-    }
-    out
-}
-
-fn decode_chunks(bytes: &[u8]) -> Result<Vec<DeclaredChunk>> {
-    if !bytes.len().is_multiple_of(36) {
-        return Err(Error::Corrupt("upload session chunk list".into()));
-    }
-    Ok(bytes
-        .chunks_exact(36)
-        .map(|c| DeclaredChunk {
-            address: c[..32].try_into().expect("32 bytes"),
-            stored_size: u32::from_le_bytes(c[32..].try_into().expect("4 bytes")),
-        })
-        .collect())
 }
 
 impl Meta {
@@ -145,14 +121,13 @@ impl Meta {
     pub async fn create_upload_session(&self, s: &UploadSession) -> Result<()> {
         let _w = self.write_guard().await;
         sqlx::query(
-            "INSERT INTO upload_sessions (id, account_id, bucket_id, key, chunks, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO upload_sessions (id, account_id, bucket_id, key, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&s.id)
         .bind(s.account_id)
         .bind(s.bucket_id)
         .bind(&s.key)
-        .bind(encode_chunks(&s.chunks))
         .bind(s.created_at)
         .bind(s.expires_at)
         .execute(&self.pool)
@@ -160,10 +135,32 @@ impl Meta {
         Ok(())
     }
 
+    /// Adds chunks to what a session declared (a chunk declared twice is kept once).
+    pub async fn declare_upload_chunks(&self, session_id: &str, chunks: &[DeclaredChunk]) -> Result<()> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        for batch in chunks.chunks(300) {
+            let rows: Vec<String> =
+                (0..batch.len()).map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
+            let sql = format!(
+                "INSERT INTO upload_session_chunks (session_id, address, stored_size) VALUES {} \
+                 ON CONFLICT (session_id, address) DO NOTHING",
+                rows.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(session_id);
+            for c in batch {
+                query = query.bind(c.address.to_vec()).bind(i64::from(c.stored_size));
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The session with this id, if the account owns it.
     pub async fn upload_session(&self, account_id: i64, id: &str) -> Result<UploadSession> {
         let row = sqlx::query(
-            "SELECT id, account_id, bucket_id, key, chunks, created_at, expires_at \
+            "SELECT id, account_id, bucket_id, key, created_at, expires_at \
              FROM upload_sessions WHERE id = $1 AND account_id = $2",
         )
         .bind(id)
@@ -176,10 +173,25 @@ impl Meta {
             account_id: row.try_get(1)?,
             bucket_id: row.try_get(2)?,
             key: row.try_get(3)?,
-            chunks: decode_chunks(&row.try_get::<Vec<u8>, _>(4)?)?,
-            created_at: row.try_get(5)?,
-            expires_at: row.try_get(6)?,
+            created_at: row.try_get(4)?,
+            expires_at: row.try_get(5)?,
         })
+    }
+
+    /// Every chunk the session declared.
+    pub async fn upload_session_chunks(&self, session_id: &str) -> Result<Vec<DeclaredChunk>> {
+        sqlx::query("SELECT address, stored_size FROM upload_session_chunks WHERE session_id = $1")
+            .bind(session_id)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(DeclaredChunk {
+                    address: array32(row.try_get(0)?, "chunk address")?,
+                    stored_size: row.try_get::<i64, _>(1)? as u32,
+                })
+            })
+            .collect()
     }
 
     /// Forgets sessions that expired before `before`; returns how many.

@@ -17,7 +17,7 @@ use crate::{api, error, objects, uploads};
         api::openapi, api::healthz, api::metrics, api::login, api::account, api::create_token,
         api::list_tokens, api::revoke_token, api::list_buckets, api::create_bucket, api::bucket_info,
         api::delete_bucket, objects::put, objects::get, objects::delete, objects::list, objects::versions,
-        api::grant_keys, uploads::settings, uploads::start, uploads::put_chunk, uploads::commit,
+        api::grant_keys, uploads::settings, uploads::start, uploads::more_chunks, uploads::put_chunk, uploads::commit,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerToken)

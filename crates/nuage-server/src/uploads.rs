@@ -5,7 +5,8 @@
 //!    device must use so that its chunks are the ones the server would have made.
 //! 2. `POST /v1/uploads`: the list of (address, stored size). The server records a session
 //!    and answers, for each address its chunk index does not hold, an upload target with a
-//!    grant.
+//!    grant. `POST /v1/uploads/{id}/chunks` declares more chunks the same way, so a device
+//!    can stream a large file in batches instead of listing it whole first.
 //! 3. `PUT /v1/chunks/{address}` with the grant in `x-nuage-grant`: the server checks the
 //!    bytes against the address and places them by the bucket's policy.
 //! 4. `POST /v1/uploads/{id}/commit` with the manifest: every chunk must be declared, and
@@ -41,7 +42,7 @@ use crate::objects::{bucket_placement, precondition, put_answer};
 
 /// The header that carries a grant.
 pub const GRANT_HEADER: &str = "x-nuage-grant";
-/// Most chunks one upload may declare (a 4 TiB file at the 1 MiB average).
+/// Most chunks one request may declare (a 4 TiB file at the 1 MiB average).
 const MAX_CHUNKS: usize = 4 << 20;
 /// The largest stored chunk: the largest plaintext chunk, plus header and tag, plus zstd's
 /// worst-case growth (a chunk that does not shrink is stored uncompressed anyway).
@@ -98,7 +99,8 @@ pub struct StartUpload {
     pub key: String,
     /// Plaintext size of the file, checked against the quota now (optional).
     pub size: Option<u64>,
-    /// Every distinct chunk of the file.
+    /// Distinct chunks of the file: all of them, or a first batch (more with
+    /// `POST /v1/uploads/{id}/chunks`).
     pub chunks: Vec<ChunkDecl>,
 }
 
@@ -162,9 +164,43 @@ pub async fn start(
             format!("at most {MAX_CHUNKS} chunks per upload"),
         ));
     }
-    let mut declared = Vec::with_capacity(req.chunks.len());
+    let declared = parse_declared(&req.chunks)?;
+    if let Some(size) = req.size {
+        let account = nuage.meta.account(caller.account_id).await?;
+        if let Some(quota) = account.quota_bytes
+            && account.used_bytes.saturating_add(size) > quota
+        {
+            return Err(
+                nuage_meta::Error::QuotaExceeded { used: account.used_bytes, quota, needed: size }.into()
+            );
+        }
+    }
+    let now = now_ms();
+    let session = UploadSession {
+        id: format!("up_{}", hex::encode(rand::random::<[u8; 16]>())),
+        account_id: caller.account_id,
+        bucket_id: bucket.id,
+        key: req.key,
+        created_at: now,
+        expires_at: now
+            .saturating_add(i64::try_from(nuage.config.grants.upload_ttl_secs * 1000).unwrap_or(i64::MAX)),
+    };
+    nuage.meta.create_upload_session(&session).await?;
+    let missing = declare(&nuage, &session, &declared).await?;
+    let answer = UploadStarted { upload_id: session.id, expires_at: session.expires_at, missing };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+fn parse_declared(chunks: &[ChunkDecl]) -> ApiResult<Vec<DeclaredChunk>> {
+    if chunks.len() > MAX_CHUNKS {
+        return Err(ApiError::bad_request(
+            "too_many_chunks",
+            format!("at most {MAX_CHUNKS} chunks per request"),
+        ));
+    }
+    let mut declared = Vec::with_capacity(chunks.len());
     let mut seen = std::collections::HashSet::new();
-    for c in &req.chunks {
+    for c in chunks {
         let address = parse_address(&c.address)?;
         if c.size == 0 || c.size > MAX_STORED {
             return Err(ApiError::bad_request(
@@ -179,37 +215,29 @@ pub async fn start(
             declared.push(DeclaredChunk { address: *address.as_bytes(), stored_size: c.size as u32 });
         }
     }
-    if let Some(size) = req.size {
-        let account = nuage.meta.account(caller.account_id).await?;
-        if let Some(quota) = account.quota_bytes
-            && account.used_bytes.saturating_add(size) > quota
-        {
-            return Err(
-                nuage_meta::Error::QuotaExceeded { used: account.used_bytes, quota, needed: size }.into()
-            );
-        }
-    }
+    Ok(declared)
+}
+
+/// Records `declared` in the session and answers a target for each chunk the index lacks.
+async fn declare(
+    nuage: &Nuage,
+    session: &UploadSession,
+    declared: &[DeclaredChunk],
+) -> ApiResult<Vec<UploadTarget>> {
+    nuage.meta.declare_upload_chunks(&session.id, declared).await?;
     let addresses: Vec<[u8; 32]> = declared.iter().map(|c| c.address).collect();
     let held = nuage.meta.held_chunks(&addresses).await?;
-    let now = now_ms();
-    let session = UploadSession {
-        id: format!("up_{}", hex::encode(rand::random::<[u8; 16]>())),
-        account_id: caller.account_id,
-        bucket_id: bucket.id,
-        key: req.key,
-        chunks: declared,
-        created_at: now,
-        expires_at: now
-            .saturating_add(i64::try_from(nuage.config.grants.upload_ttl_secs * 1000).unwrap_or(i64::MAX)),
-    };
-    let missing = session
-        .chunks
+    Ok(declared
         .iter()
         .filter(|c| !held.contains_key(&c.address))
         .map(|c| {
             let address = Address::from_bytes(c.address);
-            let (grant, expires_at) =
-                nuage.grants.sign(Operation::PutChunk, address, bucket.id as u64, u64::from(c.stored_size));
+            let (grant, expires_at) = nuage.grants.sign(
+                Operation::PutChunk,
+                address,
+                session.bucket_id as u64,
+                u64::from(c.stored_size),
+            );
             UploadTarget {
                 address: address.to_hex(),
                 method: "PUT".into(),
@@ -218,10 +246,52 @@ pub async fn start(
                 expires_at,
             }
         })
-        .collect();
-    nuage.meta.create_upload_session(&session).await?;
-    let answer = UploadStarted { upload_id: session.id, expires_at: session.expires_at, missing };
-    Ok((StatusCode::CREATED, Json(answer)).into_response())
+        .collect())
+}
+
+/// More chunks for a smart upload.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MoreChunks {
+    /// Distinct chunks not declared yet (declaring one again is harmless).
+    pub chunks: Vec<ChunkDecl>,
+}
+
+/// Targets for chunks declared after the start.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MoreTargets {
+    /// One target per chunk the server does not hold.
+    pub missing: Vec<UploadTarget>,
+}
+
+/// Declares more chunks of a smart upload: how a large file streams in batches.
+#[utoipa::path(post, path = "/v1/uploads/{id}/chunks", tag = "uploads", security(("token" = [])),
+    params(("id" = String, Path)),
+    request_body = MoreChunks,
+    responses(
+        (status = 200, body = MoreTargets),
+        (status = 400, description = "`invalid_address`, `invalid_chunk_size`, `too_many_chunks`", body = ErrorBody),
+        (status = 404, description = "`upload_not_found`", body = ErrorBody),
+        (status = 410, description = "`upload_expired`", body = ErrorBody),
+    ))]
+pub async fn more_chunks(
+    State(nuage): State<Arc<Nuage>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<MoreChunks>>,
+) -> ApiResult<Json<MoreTargets>> {
+    let Some(Json(req)) = body else {
+        return Err(ApiError::bad_request("invalid_request", "send JSON {chunks: [{address, size}]}"));
+    };
+    let declared = parse_declared(&req.chunks)?;
+    let session = nuage.meta.upload_session(caller.account_id, &id).await?;
+    if now_ms() >= session.expires_at {
+        return Err(expired());
+    }
+    Ok(Json(MoreTargets { missing: declare(&nuage, &session, &declared).await? }))
+}
+
+fn expired() -> ApiError {
+    ApiError::new(StatusCode::GONE, "upload_expired", "this upload session has expired; start again")
 }
 
 /// The answer to a chunk upload.
@@ -361,8 +431,13 @@ pub async fn commit(
         .decode(req.manifest.trim_end_matches('='))
         .map_err(|e| invalid(format!("base64: {e}")))?;
     let manifest = Manifest::decode(&raw).map_err(|e| invalid(e.to_string()))?;
-    let declared: HashMap<[u8; 32], u32> =
-        session.chunks.iter().map(|c| (c.address, c.stored_size)).collect();
+    let declared: HashMap<[u8; 32], u32> = nuage
+        .meta
+        .upload_session_chunks(&session.id)
+        .await?
+        .iter()
+        .map(|c| (c.address, c.stored_size))
+        .collect();
     let mut distinct: Vec<[u8; 32]> = manifest.entries.iter().map(|e| *e.address.as_bytes()).collect();
     distinct.sort_unstable();
     distinct.dedup();

@@ -522,7 +522,7 @@ on_every_backend! {
         }
         assert!(object["put"]["responses"]["413"].is_object(), "quota answer documented");
         assert!(doc["components"]["securitySchemes"]["token"].is_object());
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 17);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 18);
         let health = e.call("GET", "/healthz", "", &[], vec![]).await;
         assert_eq!((health.status, health.json()["status"].as_str()), (StatusCode::OK, Some("ok")));
         e.alice("PUT", "/v1/buckets/box", vec![]).await;
@@ -662,6 +662,34 @@ on_every_backend! {
             .map(|t| sealed2.chunks[&t["address"].as_str().unwrap().parse().unwrap()].len())
             .sum();
         assert!(sent * 4 < edited.len(), "sent {sent} of {} bytes", edited.len());
+
+        // A session may start with no chunks and declare them in later batches, as the client
+        // does for a large file.
+        let body3 = data(700_000, 11);
+        let sealed3 = e.seal_like_a_device(&body3).await;
+        let json = [("content-type", "application/json")];
+        let req = serde_json::json!({"bucket": "smart", "key": "batched.bin", "chunks": []});
+        let start3 = e.call("POST", "/v1/uploads", &e.alice, &json, req.to_string().into_bytes()).await;
+        assert_eq!(start3.status, StatusCode::CREATED);
+        let (id3, none) = (start3.json()["upload_id"].as_str().unwrap().to_owned(), start3.json()["missing"].clone());
+        assert_eq!(none.as_array().map(Vec::len), Some(0));
+        let mut sent3 = 0;
+        for part in sealed3.chunks.iter().collect::<Vec<_>>().chunks(2) {
+            let decl: Vec<_> =
+                part.iter().map(|(a, b)| serde_json::json!({"address": a.to_hex(), "size": b.len()})).collect();
+            let req = serde_json::json!({ "chunks": decl });
+            let more = e.call("POST", &format!("/v1/uploads/{id3}/chunks"), &e.alice, &json, req.to_string().into_bytes()).await;
+            assert_eq!(more.status, StatusCode::OK, "{:?}", more.json());
+            for t in more.json()["missing"].as_array().unwrap() {
+                let address: nuage_core::Address = t["address"].as_str().unwrap().parse().unwrap();
+                let put = e.put_chunk(&address, t["headers"]["x-nuage-grant"].as_str().unwrap(), sealed3.chunks[&address].clone()).await;
+                assert_eq!(put.status, StatusCode::CREATED);
+                sent3 += 1;
+            }
+        }
+        assert_eq!(sent3, sealed3.chunks.len());
+        assert_eq!(e.commit_upload(&id3, &sealed3.manifest).await.status, StatusCode::CREATED);
+        assert!(e.alice("GET", "/v1/buckets/smart/objects/batched.bin", vec![]).await.body == body3);
 
         // A manifest naming a chunk the session did not declare is refused.
         let id2 = start2["upload_id"].as_str().unwrap();

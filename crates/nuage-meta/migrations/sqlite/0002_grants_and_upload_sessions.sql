@@ -7,15 +7,20 @@ CREATE TABLE grant_keys (
     created_at BIGINT NOT NULL,
     retired_at BIGINT
 );
--- A smart upload between its start (the chunk list) and its commit (the manifest).
--- `chunks` is the declared list: per chunk its address (32 bytes) and stored size (u32 LE).
+-- A smart upload between its start and its commit.
 CREATE TABLE upload_sessions (
     id TEXT PRIMARY KEY,
     account_id BIGINT NOT NULL REFERENCES accounts (id),
     bucket_id BIGINT NOT NULL REFERENCES buckets (id) ON DELETE CASCADE,
     key TEXT NOT NULL,
-    chunks BLOB NOT NULL,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX upload_sessions_expiry ON upload_sessions (expires_at);
+-- The chunks a session declared, batch by batch, with their stored sizes.
+CREATE TABLE upload_session_chunks (
+    session_id TEXT NOT NULL REFERENCES upload_sessions (id) ON DELETE CASCADE,
+    address BLOB NOT NULL,
+    stored_size BIGINT NOT NULL,
+    PRIMARY KEY (session_id, address)
+);
