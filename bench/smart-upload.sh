@@ -73,7 +73,9 @@ run_nuage() {
 run_restic() { warm; local t0; t0=$(now); restic backup -q "$DATA" > /dev/null; echo "$(now) - $t0" | bc -l; }
 run_rclone() {
     warm; local t0; t0=$(now)
-    rclone copy "$DATA" "$RCLONE_DEST" --use-json-log -v --stats 1h --transfers 8 2> "$SCRATCH/rclone-$1.log"
+    # AWS_CA_BUNDLE, when the environment sets it, makes rclone's S3 client refuse to start.
+    env -u AWS_CA_BUNDLE rclone copy "$DATA" "$RCLONE_DEST" --use-json-log -v --stats 1h --transfers 8 \
+        2> "$SCRATCH/rclone-$1.log" || { tail -5 "$SCRATCH/rclone-$1.log" >&2; exit 1; }
     echo "$(now) - $t0" | bc -l
 }
 rclone_bytes() {

@@ -584,8 +584,18 @@ where
 }
 
 /// The whole-file BLAKE3 of a local file: what the server's `ETag` is for the same content.
+/// Read and hashed on a blocking thread in one go (a file at a time costs one hop, not one
+/// per buffer).
 pub async fn file_hash(path: &Path) -> ClientResult<[u8; 32]> {
-    Ok(*hash_file(path).await?.finalize().as_bytes())
+    let owned = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&owned).map_err(io_err(&owned))?;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(file).map_err(io_err(&owned))?;
+        Ok(*hasher.finalize().as_bytes())
+    })
+    .await
+    .map_err(|e| ClientError::Protocol(format!("hashing thread: {e}")))?
 }
 
 async fn hash_file(path: &Path) -> ClientResult<blake3::Hasher> {
