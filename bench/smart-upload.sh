@@ -74,7 +74,10 @@ run_restic() { warm; local t0; t0=$(now); restic backup -q "$DATA" > /dev/null; 
 run_rclone() {
     warm; local t0; t0=$(now)
     # AWS_CA_BUNDLE, when the environment sets it, makes rclone's S3 client refuse to start.
+    # --no-update-modtime: s3s-fs answers 500 to the server-side copy rclone uses to change an
+    # object's modification time; without it one retried upload fails the whole run.
     env -u AWS_CA_BUNDLE rclone copy "$DATA" "$RCLONE_DEST" --use-json-log -v --stats 1h --transfers 8 \
+        --no-update-modtime \
         2> "$SCRATCH/rclone-$1.log" || { tail -5 "$SCRATCH/rclone-$1.log" >&2; exit 1; }
     echo "$(now) - $t0" | bc -l
 }

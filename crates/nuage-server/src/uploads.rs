@@ -158,12 +158,6 @@ pub async fn start(
     };
     check_key(&req.key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &req.bucket).await?;
-    if req.chunks.len() > MAX_CHUNKS {
-        return Err(ApiError::bad_request(
-            "too_many_chunks",
-            format!("at most {MAX_CHUNKS} chunks per upload"),
-        ));
-    }
     let declared = parse_declared(&req.chunks)?;
     if let Some(size) = req.size {
         let account = nuage.meta.account(caller.account_id).await?;
@@ -420,11 +414,7 @@ pub async fn commit(
         return Ok(put_answer(&bucket, v, true));
     }
     if now_ms() >= session.expires_at {
-        return Err(ApiError::new(
-            StatusCode::GONE,
-            "upload_expired",
-            "this upload session has expired; start again",
-        ));
+        return Err(expired());
     }
     let invalid = |m: String| ApiError::bad_request("manifest_invalid", m);
     let raw = URL_SAFE_NO_PAD
