@@ -15,14 +15,12 @@ SCRATCH=$(mktemp -d "${NUAGE_BENCH_DIR:-/var/tmp}/nuage-ingest-bench.XXXXXX")
 trap 'rm -rf "$SCRATCH"' EXIT
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${TMPDIR:-/tmp}/nuage-bench-target}"
 cargo build --release -q -p nuage-cli
-NUAGE="$CARGO_TARGET_DIR/release/nuage"
+BIN="$CARGO_TARGET_DIR/release"
+NUAGE="$BIN/nuage"
+source bench/common.sh
+export MAKE_DATASET=$MAKE
 
-# A pristine copy every run: modA edits in place.
-rm -rf "$DATA"
-deleted_at=$(date +%s)
-STABLE_SRC=${STABLE_SRC:-$(rustup toolchain list -v | awk '/^stable/{print $NF}')} \
-NIGHTLY_SRC=${NIGHTLY_SRC:-$(rustup toolchain list -v | awk '/^nightly/{print $NF}')} \
-  bash "$MAKE" build "$DATA"
+rebuild_dataset "$DATA"
 bytes=$(du -sb --apparent-size "$DATA" | cut -f1)
 files=$(find "$DATA" -type f | wc -l)
 
@@ -36,12 +34,7 @@ restic init -q
 run_nuage() { warm; local t0; t0=$(now); "$NUAGE" --data-dir "$SCRATCH/nuage" --json ingest "$DATA" > "$SCRATCH/nuage-$1.json"; echo "$(now) - $t0" | bc -l; }
 run_restic() { warm; local t0; t0=$(now); restic backup -q "$DATA" > /dev/null; echo "$(now) - $t0" | bc -l; }
 
-# On ext4 without a journal (this project's machines), creating a file skips over inodes
-# freed in the last 30 s + 5 × dirty_expire (180 s by default), one inode-table lookup each:
-# right after deleting the old copy's 117k files, every file nuage creates paid for that scan,
-# which restic (a few hundred pack files) hardly does. Let the deletion age first.
-wait_s=$((deleted_at + 185 - $(date +%s)))
-if [ "$wait_s" -gt 0 ]; then echo "waiting ${wait_s}s for the deleted inodes to age (see the script)" >&2; sleep "$wait_s"; fi
+wait_for_deleted_inodes
 
 n1=$(run_nuage first); n1_size=$(size "$SCRATCH/nuage/chunks")
 r1=$(run_restic); r1_size=$(size "$SCRATCH/restic")

@@ -13,6 +13,7 @@ COUNT=${2:-20000}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${TMPDIR:-/tmp}/nuage-bench-target}"
 cargo build --release -q -p nuage-cli -p nuage-bench
 BIN=$CARGO_TARGET_DIR/release
+source bench/common.sh
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/nuage-serve-bench.XXXXXX")
 pids=()
 cleanup() {
@@ -23,23 +24,6 @@ cleanup() {
 trap cleanup EXIT
 export NUAGE_CLIENT_CONFIG=$work/client.toml
 unset NUAGE_SERVER NUAGE_TOKEN NUAGE_DATA_DIR NUAGE_CONFIG
-
-# Starts `nuage serve` on port $2 with data dir $1 (database: $NUAGE_DATABASE_URL or SQLite),
-# creates an account and logs in; sets SERVER_PID and TOKEN.
-start_nuage() {
-    local dir=$1 port=$2
-    "$BIN/nuage" --data-dir "$dir" serve --listen "127.0.0.1:$port" >"$dir.log" 2>&1 &
-    SERVER_PID=$!
-    pids+=("$SERVER_PID")
-    for _ in $(seq 100); do
-        curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
-        kill -0 "$SERVER_PID" || { cat "$dir.log"; exit 1; }
-        sleep 0.1
-    done
-    TOKEN=$("$BIN/nuage" --data-dir "$dir" --json admin account create "bench$port" | sed 's/.*"token":"\([^"]*\)".*/\1/')
-    "$BIN/nuage" --server "http://127.0.0.1:$port" login --with-token "$TOKEN" >/dev/null
-    "$BIN/nuage" bucket create bench >/dev/null
-}
 
 rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 seconds() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'; }

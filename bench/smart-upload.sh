@@ -18,7 +18,10 @@ MAKE=${MAKE_DATASET:-$ROOT/../shared/bench/make-dataset.sh}
 DATA=${NUAGE_DATASET:-/var/tmp/nuage-dataset}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${TMPDIR:-/tmp}/nuage-bench-target}"
 cargo build --release -q -p nuage-cli
-NUAGE="$CARGO_TARGET_DIR/release/nuage"
+BIN="$CARGO_TARGET_DIR/release"
+NUAGE="$BIN/nuage"
+source bench/common.sh
+export MAKE_DATASET=$MAKE
 SCRATCH=$(mktemp -d "${NUAGE_BENCH_DIR:-/var/tmp}/nuage-smart-bench.XXXXXX")
 pids=()
 cleanup() {
@@ -28,26 +31,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-rm -rf "$DATA"
-deleted_at=$(date +%s)
-STABLE_SRC=${STABLE_SRC:-$(rustup toolchain list -v | awk '/^stable/{print $NF}')} \
-NIGHTLY_SRC=${NIGHTLY_SRC:-$(rustup toolchain list -v | awk '/^nightly/{print $NF}')} \
-  bash "$MAKE" build "$DATA"
+rebuild_dataset "$DATA"
 bytes=$(du -sb --apparent-size "$DATA" | cut -f1)
 files=$(find "$DATA" -type f | wc -l)
 now() { date +%s.%N; }
 size() { du -sb --apparent-size "$1" | cut -f1; }
 warm() { find "$DATA" -type f -print0 | xargs -0 cat > /dev/null; }
 
-# nuage serve on loopback, an account, a bucket.
+# nuage serve on loopback, an account, the bucket `bench`.
 export NUAGE_CLIENT_CONFIG=$SCRATCH/client.toml
 unset NUAGE_SERVER NUAGE_TOKEN NUAGE_DATA_DIR NUAGE_CONFIG NUAGE_DATABASE_URL
-"$NUAGE" --data-dir "$SCRATCH/nuage" serve --listen 127.0.0.1:18430 > "$SCRATCH/serve.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 100); do curl -sf http://127.0.0.1:18430/healthz > /dev/null && break; sleep 0.1; done
-token=$("$NUAGE" --data-dir "$SCRATCH/nuage" --json admin account create bench | sed 's/.*"token":"\([^"]*\)".*/\1/')
-"$NUAGE" --server http://127.0.0.1:18430 login --with-token "$token" > /dev/null
-"$NUAGE" bucket create bench > /dev/null
+start_nuage "$SCRATCH/nuage" 18430
 
 # restic, local repository.
 export RESTIC_PASSWORD=nuage-bench RESTIC_REPOSITORY="$SCRATCH/restic" RESTIC_CACHE_DIR="$SCRATCH/restic-cache"
@@ -61,9 +55,7 @@ export RCLONE_CONFIG_NUAGES3_TYPE=s3 RCLONE_CONFIG_NUAGES3_PROVIDER=Other \
     RCLONE_CONFIG_NUAGES3_SECRET_ACCESS_KEY="$NUAGE_TEST_S3_SECRET_KEY"
 RCLONE_DEST="nuages3:$NUAGE_TEST_S3_BUCKET/rclone-bench-$$"
 
-# Let the deleted inodes of the old copy age (see bench/ingest-vs-restic.sh).
-wait_s=$((deleted_at + 185 - $(date +%s)))
-if [ "$wait_s" -gt 0 ]; then echo "waiting ${wait_s}s for the deleted inodes to age" >&2; sleep "$wait_s"; fi
+wait_for_deleted_inodes
 
 run_nuage() {
     warm; local t0; t0=$(now)

@@ -161,10 +161,10 @@ impl Upload<'_> {
                 .address
                 .parse()
                 .map_err(|_| ClientError::Protocol(format!("target address {:?}", t.address)))?;
-            let chunk = by_address.get(&address).ok_or_else(|| {
+            let chunk = by_address.remove(&address).ok_or_else(|| {
                 ClientError::Protocol(format!("the server asked for chunk {address}, not in this batch"))
             })?;
-            sends.push((t, Bytes::from(chunk.bytes.clone())));
+            sends.push((t, Bytes::from(chunk.bytes)));
         }
         self.chunks_sent += sends.len();
         self.bytes_sent += sends.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
