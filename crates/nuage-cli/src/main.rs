@@ -2,9 +2,11 @@
 //!
 //! - `serve`, `admin …`: run and administer a link server ([`server`]).
 //! - `login`, `bucket`, `put`, `get`, `ls`, `rm`, `versions`: use one ([`remote`]).
+//! - `key`, `share`, `get URL`: the end-to-end key and share links ([`keys`]).
 //! - `ingest`, `restore`, `snapshots`: the chunk path straight to providers, with no
 //!   server ([`local`]).
 
+mod keys;
 mod local;
 mod remote;
 mod server;
@@ -54,7 +56,7 @@ enum Command {
     Bucket(remote::BucketCmd),
     /// Upload a file or a folder (recursively) to BUCKET/KEY.
     Put(remote::PutArgs),
-    /// Download BUCKET/KEY (or every key under BUCKET/PREFIX/) to PATH.
+    /// Download BUCKET/KEY (or every key under BUCKET/PREFIX/, or a share URL) to PATH.
     Get(remote::GetArgs),
     /// List buckets, or the keys of BUCKET[/PREFIX].
     Ls(remote::LsArgs),
@@ -62,6 +64,11 @@ enum Command {
     Rm(remote::RmArgs),
     /// List the versions of BUCKET/KEY.
     Versions(remote::VersionsArgs),
+    /// Make a share link of BUCKET/KEY (prints its URL); `share ls`, `share revoke ID`.
+    Share(keys::ShareArgs),
+    /// The end-to-end key of this device (for end-to-end buckets).
+    #[command(subcommand)]
+    Key(keys::KeyCmd),
     /// Chunk, encrypt and store a file or folder straight on the providers; records a snapshot.
     ///
     /// Files whose size, mtime, ctime and inode are those the last snapshot of the same path
@@ -90,11 +97,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     match c {
         ClientError::Api { status: 404, .. } => 3,
         ClientError::Api { status: 401 | 403, .. } => 4,
-        ClientError::Api { status: 409 | 412 | 422, .. } => 5,
+        ClientError::Api { status: 409 | 410 | 412 | 422, .. } => 5,
         ClientError::Api { status: 413, .. } => 6,
         ClientError::Api { status: 503, .. } | ClientError::Http(_) => 7,
         ClientError::Integrity(_) => 8,
         ClientError::Interrupted => 9,
+        ClientError::Key(_) => 10,
         _ => 1,
     }
 }
@@ -122,6 +130,8 @@ async fn main() -> ExitCode {
         Command::Ls(args) => remote::ls(&cli, args).await,
         Command::Rm(args) => remote::rm(&cli, args).await,
         Command::Versions(args) => remote::versions(&cli, args).await,
+        Command::Share(args) => keys::share(&cli, args).await,
+        Command::Key(cmd) => keys::key(&cli, cmd).await,
         Command::Ingest { path, full } => local::ingest(&cli, path, *full).await,
         Command::Restore { snapshot, dest } => local::restore(&cli, snapshot, dest).await,
         Command::Snapshots => local::snapshots(&cli),

@@ -1,4 +1,5 @@
 //! The client commands: `login`, `logout`, `bucket`, `put`, `get`, `ls`, `rm`, `versions`.
+//! Objects of end-to-end buckets are sealed and opened here with the key of [`crate::keys`].
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
@@ -27,7 +28,7 @@ struct Saved {
     token: Option<String>,
 }
 
-fn saved_path() -> Result<PathBuf> {
+pub(crate) fn saved_path() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("NUAGE_CLIENT_CONFIG").filter(|p| !p.is_empty()) {
         return Ok(p.into());
     }
@@ -66,7 +67,7 @@ fn store_saved(saved: &Saved) -> Result<PathBuf> {
 }
 
 /// A client from `--server`/`--token` (or their variables), else from the saved login.
-fn client(cli: &Cli) -> Result<Client> {
+pub(crate) fn client(cli: &Cli) -> Result<Client> {
     let saved = load_saved()?;
     let server =
         cli.server.clone().or(saved.server).context("no server: run `nuage login --server URL` first")?;
@@ -75,7 +76,7 @@ fn client(cli: &Cli) -> Result<Client> {
 }
 
 /// `BUCKET[/KEY]`.
-fn split_target(target: &str) -> Result<(&str, &str)> {
+pub(crate) fn split_target(target: &str) -> Result<(&str, &str)> {
     let target = target.strip_prefix("nuage://").unwrap_or(target);
     let (bucket, key) = target.split_once('/').unwrap_or((target, ""));
     if bucket.is_empty() {
@@ -84,7 +85,7 @@ fn split_target(target: &str) -> Result<(&str, &str)> {
     Ok((bucket, key))
 }
 
-fn bar(cli: &Cli, total: u64) -> ProgressBar {
+pub(crate) fn bar(cli: &Cli, total: u64) -> ProgressBar {
     if cli.json || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -98,7 +99,7 @@ fn bar(cli: &Cli, total: u64) -> ProgressBar {
 }
 
 /// A progress callback that adds each file's bytes to a shared bar.
-fn file_progress(bar: &ProgressBar) -> Progress {
+pub(crate) fn file_progress(bar: &ProgressBar) -> Progress {
     let bar = bar.clone();
     let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
     Arc::new(move |done| {
@@ -109,14 +110,14 @@ fn file_progress(bar: &ProgressBar) -> Progress {
 }
 
 /// Unix milliseconds as `YYYY-MM-DD hh:mm:ss UTC`.
-fn utc(ms: i64) -> String {
+pub(crate) fn utc(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (year, month, day) = nuage_core::date::civil(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-fn mb(bytes: u64) -> f64 {
+pub(crate) fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
@@ -190,6 +191,10 @@ pub enum BucketCmd {
         /// Versions kept per key, 0 for all (default: the server's).
         #[arg(long)]
         keep_versions: Option<u32>,
+        /// End-to-end: manifests sealed on this device with its key (`nuage key init`); the
+        /// server can list names and sizes but never read the content.
+        #[arg(long)]
+        e2e: bool,
     },
     /// List buckets.
     Ls,
@@ -203,18 +208,24 @@ pub enum BucketCmd {
 pub async fn bucket(cli: &Cli, cmd: &BucketCmd) -> Result<()> {
     let client = client(cli)?;
     match cmd {
-        BucketCmd::Create { name, replicas, write_quorum, keep_versions } => {
+        BucketCmd::Create { name, replicas, write_quorum, keep_versions, e2e } => {
+            let e2e_key_id = match e2e {
+                true => Some(hex::encode(crate::keys::content_key(&client).await?.id())),
+                false => None,
+            };
             let spec = BucketSpec {
                 replicas: *replicas,
                 write_quorum: *write_quorum,
                 keep_versions: *keep_versions,
+                e2e_key_id,
             };
             let b = client.create_bucket(name, &spec).await?;
             if cli.json {
                 println!("{}", serde_json::to_string(&b)?);
             } else {
                 println!(
-                    "created bucket {} (replicas {}, write quorum {}, keeps {} versions)",
+                    "created {}bucket {} (replicas {}, write quorum {}, keeps {} versions)",
+                    if b.e2e_key_id.is_some() { "end-to-end " } else { "" },
                     b.name,
                     b.replicas,
                     b.write_quorum,
@@ -285,10 +296,25 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
         total += std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?.len();
     }
     let started = Instant::now();
-    let pipeline = if args.simple { None } else { Some(client.upload_settings().await?) };
+    let sealing = match client.bucket(bucket).await?.e2e_key_id {
+        Some(id) if args.simple => {
+            bail!(
+                "bucket {bucket} is end-to-end encrypted (key {id}): it takes smart uploads only, not --simple"
+            )
+        }
+        Some(id) => Some(crate::keys::bucket_key(&client, bucket, &id).await?),
+        None => None,
+    };
+    let pipeline = match (args.simple, &sealing) {
+        (true, _) => None,
+        (false, None) => Some(client.upload_settings().await?),
+        (false, Some(k)) => Some(Client::e2e_pipeline(&client.upload_settings().await?, k)),
+    };
     // What the server holds under these keys: a file whose size and hash are those of the
-    // key's current version is not sent again.
-    let existing: HashMap<String, ObjectInfo> = if args.force {
+    // key's current version is not sent again. (The ETag of an end-to-end version is not the
+    // file's hash, which the server must not learn; those files are sealed again, and only
+    // their chunks the server lacks are sent.)
+    let existing: HashMap<String, ObjectInfo> = if args.force || sealing.is_some() {
         HashMap::new()
     } else {
         let prefix = if files.len() == 1 { files[0].1.as_str() } else { key.trim_end_matches('/') };
@@ -301,6 +327,7 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
     let results: Vec<_> = futures::stream::iter(&files)
         .map(|(path, key)| {
             let (client, progress, pipeline) = (&client, file_progress(&bar), pipeline.as_ref());
+            let sealing = sealing.as_ref();
             let known = existing.get(key.as_str());
             async move {
                 if let Some(o) = known
@@ -310,7 +337,7 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
                     return Ok(unchanged);
                 }
                 match pipeline {
-                    Some(p) => client.smart_put_file(p, bucket, key, path, progress).await,
+                    Some(p) => client.smart_put_file(p, sealing, bucket, key, path, progress).await,
                     None => client.put_file(bucket, key, path, progress).await.map(|put| SmartPutResult {
                         stored_bytes: put.size,
                         bytes_sent: put.size,
@@ -394,7 +421,8 @@ async fn unchanged(path: &Path, o: &ObjectInfo) -> Result<Option<SmartPutResult>
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// BUCKET/KEY, or BUCKET/PREFIX/ (or BUCKET) for every key under it.
+    /// BUCKET/KEY, or BUCKET/PREFIX/ (or BUCKET) for every key under it, or a share URL
+    /// (`http…/s/TOKEN`, no account needed).
     source: String,
     /// Destination file or folder (default: the key's last segment, or the current folder).
     path: Option<PathBuf>,
@@ -404,8 +432,18 @@ pub struct GetArgs {
 }
 
 pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
+    if args.source.starts_with("http://") || args.source.starts_with("https://") {
+        if args.version.is_some() {
+            bail!("a share link gives the version it was made for; --version does not apply");
+        }
+        return crate::keys::get_link(cli, &args.source, args.path.as_deref()).await;
+    }
     let client = client(cli)?;
     let (bucket, key) = split_target(&args.source)?;
+    let sealed_with = match client.bucket(bucket).await?.e2e_key_id {
+        Some(id) => Some(crate::keys::bucket_key(&client, bucket, &id).await?),
+        None => None,
+    };
     // One object, unless the key is empty or ends with '/', or names no object but a prefix.
     let single = if key.is_empty() || key.ends_with('/') {
         None
@@ -458,13 +496,14 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
     let bar = bar(cli, total);
     let results: Vec<_> = futures::stream::iter(&jobs)
         .map(|(key, dest, version, _)| {
-            let (client, progress) = (&client, file_progress(&bar));
+            let (client, progress, sealed_with) = (&client, file_progress(&bar), sealed_with.as_ref());
             async move {
-                client
-                    .get_to_file(bucket, key, *version, dest, progress)
-                    .await
-                    .with_context(|| format!("downloading {bucket}/{key}"))
-                    .map(|r| (dest.clone(), r))
+                match sealed_with {
+                    Some(k) => client.e2e_get_to_file(bucket, key, *version, k, dest, progress).await,
+                    None => client.get_to_file(bucket, key, *version, dest, progress).await,
+                }
+                .with_context(|| format!("downloading {bucket}/{key}"))
+                .map(|r| (dest.clone(), r))
             }
         })
         .buffer_unordered(FILES_IN_FLIGHT)

@@ -50,6 +50,10 @@ pub enum ClientError {
     /// The caller's progress callback asked to stop; a later call resumes.
     #[error("interrupted")]
     Interrupted,
+    /// An end-to-end key, passphrase or share password does not open what it should, or is
+    /// missing.
+    #[error("{0}")]
+    Key(String),
     /// The server answered something this client does not understand.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
@@ -116,6 +120,9 @@ pub struct BucketInfo {
     pub keep_versions: u32,
     /// Creation time, Unix ms.
     pub created_at: i64,
+    /// For an end-to-end bucket, the id (hex) of the content key that seals its manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_key_id: Option<String>,
 }
 
 /// Settings of a new bucket; `None` takes the server's default.
@@ -130,6 +137,9 @@ pub struct BucketSpec {
     /// Versions kept per key (0: all).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_versions: Option<u32>,
+    /// Makes an end-to-end bucket sealed with the content key of this id (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub e2e_key_id: Option<String>,
 }
 
 /// An object version.
@@ -320,6 +330,11 @@ impl Client {
     /// Creates a bucket.
     pub async fn create_bucket(&self, name: &str, spec: &BucketSpec) -> ClientResult<BucketInfo> {
         Self::json(self.request(Method::PUT, &format!("/v1/buckets/{}", encode_path(name))).json(spec)).await
+    }
+
+    /// One bucket.
+    pub async fn bucket(&self, name: &str) -> ClientResult<BucketInfo> {
+        Self::json(self.request(Method::GET, &format!("/v1/buckets/{}", encode_path(name)))).await
     }
 
     /// The account's buckets.

@@ -1,6 +1,8 @@
 //! nuage-client: what runs on the device.
 //!
 //! - [`api`]: the typed SDK of the link server (`Client`), used by the CLI and the tests.
+//! - [`smart`]: smart upload (chunk and seal here, send only what the server lacks).
+//! - [`share`]: reads through manifests (end-to-end buckets) and share links.
 //! - [`ingest`]: the client-side chunk pipeline over files and folders (read, chunk, seal on
 //!   two threads; store through a [`nuage_blob::ChunkStore`]), and [`snapshot`], the local
 //!   record of what was ingested that way.
@@ -8,6 +10,7 @@
 
 pub mod api;
 pub mod ingest;
+pub mod share;
 pub mod smart;
 pub mod snapshot;
 

@@ -19,6 +19,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use futures::StreamExt;
 use nuage_core::chunk::{Compression, ConvergenceSecret, SealOptions, SealedChunk};
+use nuage_core::e2e::{self, ContentKey};
 use nuage_core::pipeline::{Pipeline, PipelineError};
 use nuage_core::{Address, ChunkerConfig, Manifest};
 use reqwest::Method;
@@ -201,11 +202,25 @@ impl Client {
         })
     }
 
+    /// The pipeline of an end-to-end bucket: chunk keys from a convergence secret only the
+    /// device can derive, and no compression (compressed sizes would tell the server about
+    /// the content, and a browser opens uncompressed chunks with WebCrypto alone).
+    pub fn e2e_pipeline(pipeline: &Pipeline, key: &ContentKey) -> Pipeline {
+        Pipeline {
+            chunker: pipeline.chunker,
+            seal: SealOptions { compression: Compression::None },
+            secret: key.convergence_secret(),
+        }
+    }
+
     /// Uploads a file by sending only the chunks the server does not hold (see the module
-    /// documentation). `pipeline` comes from [`Client::upload_settings`].
+    /// documentation). `pipeline` comes from [`Client::upload_settings`] (through
+    /// [`Client::e2e_pipeline`] for an end-to-end bucket, whose manifest is then sealed with
+    /// `content_key` before it leaves the device).
     pub async fn smart_put_file(
         &self,
         pipeline: &Pipeline,
+        content_key: Option<&ContentKey>,
         bucket: &str,
         key: &str,
         path: &Path,
@@ -260,7 +275,10 @@ impl Client {
         let session = upload.session.clone().expect("flushed at least once");
 
         let body = serde_json::json!({
-            "manifest": URL_SAFE_NO_PAD.encode(manifest.encode()),
+            "manifest": URL_SAFE_NO_PAD.encode(match content_key {
+                Some(k) => e2e::seal_manifest(k, &manifest).0,
+                None => manifest.encode(),
+            }),
             "content_type": content_type_of(path),
         });
         let commit = format!("/v1/uploads/{session}/commit");

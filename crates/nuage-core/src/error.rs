@@ -36,6 +36,9 @@ pub enum Error {
     /// Manifest bytes that are truncated, oversized or inconsistent.
     #[error("malformed manifest: {0}")]
     MalformedManifest(String),
+    /// An end-to-end key that does not open what it was given.
+    #[error("end-to-end encryption: {0}")]
+    Crypto(String),
     /// A textual address that is not 64 lowercase hex digits.
     #[error("invalid address: {0:?}")]
     InvalidAddress(String),

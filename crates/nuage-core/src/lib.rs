@@ -10,6 +10,7 @@
 //!   from it.
 //! - [`manifest`]: the ordered list of chunks that makes one file version.
 //! - [`pipeline`]: chunk + seal a whole stream, on one thread or two.
+//! - [`e2e`]: the end-to-end content key and sealed manifests.
 //! - [`grant`]: Ed25519-signed, short-lived permissions for one operation on one address.
 #![deny(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod address;
 pub mod chunk;
 pub mod chunker;
 pub mod date;
+pub mod e2e;
 mod error;
 pub mod grant;
 pub mod manifest;

@@ -31,6 +31,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0002_grants_and_upload_sessions.sql"),
         include_str!("../migrations/postgres/0002_grants_and_upload_sessions.sql"),
     ),
+    (
+        include_str!("../migrations/sqlite/0003_shares_and_e2e.sql"),
+        include_str!("../migrations/postgres/0003_shares_and_e2e.sql"),
+    ),
 ];
 
 /// The metadata store: a connection pool and what differs between the two backends.

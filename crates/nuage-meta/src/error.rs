@@ -24,6 +24,9 @@ pub enum Error {
     /// No upload session with that id for this account.
     #[error("no such upload")]
     UploadNotFound,
+    /// No share link with that token or id (for this account).
+    #[error("no such share link")]
+    ShareNotFound,
     /// The write would take the account past its quota.
     #[error("quota exceeded: {used} of {quota} bytes used, {needed} more needed")]
     QuotaExceeded {

@@ -1,5 +1,5 @@
 //! nuage's metadata store: accounts, tokens, buckets, objects → versions → manifests, the
-//! chunk index with placements, idempotency records and the per-account change feed, over
+//! chunk index with placements, share links, idempotency records and the per-account change feed, over
 //! sqlx with one code path for SQLite (embedded) and PostgreSQL (shared).
 //!
 //! It holds links, never chunk bytes, and does no HTTP and no provider I/O.
@@ -10,6 +10,7 @@ mod accounts;
 mod db;
 mod error;
 mod namespace;
+mod shares;
 mod uploads;
 
 pub use accounts::{Account, AccountSecrets, ProviderRecord, Token};
@@ -19,4 +20,5 @@ pub use namespace::{
     Bucket, BucketPolicy, Change, ChunkInfo, ChunkRef, Committed, EtagCondition, ListEntry, Listing,
     NewVersion, Precondition, Version,
 };
+pub use shares::{NewShare, Share, ShareState};
 pub use uploads::{DeclaredChunk, GrantKey, UploadSession};

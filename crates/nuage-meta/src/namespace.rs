@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use nuage_core::Manifest;
 use sqlx::any::AnyRow;
 use sqlx::{Acquire, AnyConnection, AnyPool, Row};
 use tokio::sync::oneshot;
@@ -26,6 +25,9 @@ pub struct BucketPolicy {
     pub write_quorum: u32,
     /// Versions kept per key, the newest ones (tombstones count); 0 keeps them all.
     pub keep_versions: u32,
+    /// For an end-to-end bucket, the id of the content key that seals its manifests
+    /// (`nuage_core::e2e`); set at creation, never changed.
+    pub e2e_key_id: Option<[u8; 16]>,
 }
 
 /// A bucket.
@@ -183,7 +185,8 @@ pub struct Change {
     pub at: i64,
 }
 
-const BUCKET_COLUMNS: &str = "id, account_id, name, replicas, write_quorum, keep_versions, created_at";
+const BUCKET_COLUMNS: &str =
+    "id, account_id, name, replicas, write_quorum, keep_versions, created_at, e2e_key_id";
 const VERSION_COLUMNS: &str = "v.id, o.key, v.tombstone, v.size, v.etag, v.content_type, v.created_at";
 
 fn bucket(row: &AnyRow) -> Result<Bucket> {
@@ -195,6 +198,10 @@ fn bucket(row: &AnyRow) -> Result<Bucket> {
             replicas: row.try_get::<i64, _>(3)? as u32,
             write_quorum: row.try_get::<i64, _>(4)? as u32,
             keep_versions: row.try_get::<i64, _>(5)? as u32,
+            e2e_key_id: row
+                .try_get::<Option<Vec<u8>>, _>(7)?
+                .map(|k| k.try_into().map_err(|_| Error::Corrupt("e2e key id is not 16 bytes".into())))
+                .transpose()?,
         },
         created_at: row.try_get(6)?,
     })
@@ -232,12 +239,13 @@ fn after_all_with_prefix(prefix: &str) -> Option<String> {
     None
 }
 
-/// Counts manifest entries per address.
+/// Counts manifest entries per address, for plain and sealed (end-to-end) manifests alike.
 fn references(manifest: &[u8]) -> Result<BTreeMap<[u8; 32], i64>> {
-    let m = Manifest::decode(manifest).map_err(|e| Error::Corrupt(format!("stored manifest: {e}")))?;
+    let addresses = nuage_core::e2e::manifest_addresses(manifest)
+        .map_err(|e| Error::Corrupt(format!("stored manifest: {e}")))?;
     let mut refs = BTreeMap::new();
-    for e in &m.entries {
-        *refs.entry(*e.address.as_bytes()).or_insert(0) += 1;
+    for a in &addresses {
+        *refs.entry(*a.as_bytes()).or_insert(0) += 1;
     }
     Ok(refs)
 }
@@ -249,8 +257,8 @@ impl Meta {
         let mut tx = self.pool.begin().await?;
         let seq = next_seq(&mut tx, account_id).await?;
         let row = sqlx::query(&format!(
-            "INSERT INTO buckets (account_id, name, replicas, write_quorum, keep_versions, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {BUCKET_COLUMNS}"
+            "INSERT INTO buckets (account_id, name, replicas, write_quorum, keep_versions, created_at, e2e_key_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {BUCKET_COLUMNS}"
         ))
         .bind(account_id)
         .bind(name)
@@ -258,6 +266,7 @@ impl Meta {
         .bind(i64::from(policy.write_quorum))
         .bind(i64::from(policy.keep_versions))
         .bind(now_ms())
+        .bind(policy.e2e_key_id.map(|k| k.to_vec()))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { Error::BucketExists(name.to_owned()) } else { e.into() })?;
@@ -327,6 +336,7 @@ impl Meta {
         drop_versions(&mut tx, account_id, &ids).await?;
         sqlx::query("DELETE FROM objects WHERE bucket_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM uploads WHERE bucket_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM shares WHERE bucket_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM buckets WHERE id = $1").bind(id).execute(&mut *tx).await?;
         record_change(&mut tx, account_id, seq, "bucket-delete", name, None, None).await?;
         tx.commit().await?;

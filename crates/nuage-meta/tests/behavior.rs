@@ -80,7 +80,7 @@ fn content(parts: &[&[u8]]) -> NewVersion {
 }
 
 fn policy(keep_versions: u32) -> BucketPolicy {
-    BucketPolicy { replicas: 1, write_quorum: 1, keep_versions }
+    BucketPolicy { replicas: 1, write_quorum: 1, keep_versions, e2e_key_id: None }
 }
 
 fn none() -> Precondition {
@@ -92,11 +92,11 @@ async fn migrations_are_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("meta.db").display());
     let first = Meta::open(&url).await.unwrap();
-    assert_eq!(first.schema_version().await.unwrap(), 2);
+    assert_eq!(first.schema_version().await.unwrap(), 3);
     first.create_account("a", None, None, [1; 32]).await.unwrap();
     first.close().await;
     let again = Meta::open(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 2);
+    assert_eq!(again.schema_version().await.unwrap(), 3);
     assert_eq!(again.account_by_name("a").await.unwrap().name, "a");
 }
 

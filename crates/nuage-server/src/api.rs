@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::names::check_bucket;
-use crate::{Nuage, objects, uploads};
+use crate::{Nuage, objects, shares, uploads};
 
 /// The whole HTTP API.
 pub fn router(nuage: Arc<Nuage>) -> Router {
@@ -41,7 +41,16 @@ pub fn router(nuage: Arc<Nuage>) -> Router {
         .route("/v1/uploads", post(uploads::start))
         .route("/v1/uploads/{id}/chunks", post(uploads::more_chunks))
         .route("/v1/uploads/{id}/commit", post(uploads::commit))
-        .route("/v1/chunks/{address}", put(uploads::put_chunk))
+        .route("/v1/chunks/{address}", put(uploads::put_chunk).get(shares::get_chunk))
+        .route("/v1/buckets/{bucket}/manifests/{*key}", get(shares::manifest))
+        .route("/v1/shares", get(shares::list).post(shares::create))
+        .route("/v1/shares/{id}", delete(shares::revoke))
+        .route("/s/{token}", get(shares::page))
+        .route("/s/{token}/info", get(shares::info))
+        .route("/s/{token}/unlock", post(shares::unlock))
+        .route("/s/{token}/content", get(shares::content))
+        .route("/s/{token}/manifest", get(shares::share_manifest))
+        .route("/assets/share.js", get(shares::script))
         .route("/v1/grant-keys", get(grant_keys))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(nuage.clone(), count_requests))
@@ -310,6 +319,9 @@ pub struct BucketView {
     write_quorum: u32,
     keep_versions: u32,
     created_at: i64,
+    /// For an end-to-end bucket: the id (hex) of the content key its manifests are sealed with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    e2e_key_id: Option<String>,
 }
 
 impl From<Bucket> for BucketView {
@@ -320,6 +332,7 @@ impl From<Bucket> for BucketView {
             write_quorum: b.policy.write_quorum,
             keep_versions: b.policy.keep_versions,
             created_at: b.created_at,
+            e2e_key_id: b.policy.e2e_key_id.map(hex::encode),
         }
     }
 }
@@ -346,13 +359,16 @@ pub struct BucketRequest {
     replicas: Option<u32>,
     write_quorum: Option<u32>,
     keep_versions: Option<u32>,
+    /// Makes an end-to-end bucket whose manifests are sealed with the content key of this id
+    /// (32 hex digits, `nuage_core::e2e`). The server then never reads its content.
+    e2e_key_id: Option<String>,
 }
 
 /// Creates a bucket.
 #[utoipa::path(put, path = "/v1/buckets/{bucket}", tag = "buckets", security(("token" = [])),
     params(("bucket" = String, Path)), request_body(content = Option<BucketRequest>), responses(
     (status = 201, body = BucketView),
-    (status = 400, description = "`invalid_bucket_name`, `invalid_placement`", body = ErrorBody),
+    (status = 400, description = "`invalid_bucket_name`, `invalid_placement`, `invalid_key_id`", body = ErrorBody),
     (status = 409, description = "`bucket_exists`", body = ErrorBody),
 ))]
 async fn create_bucket(
@@ -370,8 +386,24 @@ async fn create_bucket(
     } else {
         d.write_quorum.unwrap_or(replicas)
     });
-    let policy =
-        BucketPolicy { replicas, write_quorum, keep_versions: req.keep_versions.unwrap_or(d.keep_versions) };
+    let e2e_key_id = req
+        .e2e_key_id
+        .as_deref()
+        .map(|h| {
+            hex::decode(h).ok().and_then(|k| <[u8; 16]>::try_from(k).ok()).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_key_id",
+                    "e2e_key_id is the 32 hex digits of a content key's id",
+                )
+            })
+        })
+        .transpose()?;
+    let policy = BucketPolicy {
+        replicas,
+        write_quorum,
+        keep_versions: req.keep_versions.unwrap_or(d.keep_versions),
+        e2e_key_id,
+    };
     nuage
         .store
         .check_placement(Placement::replicas(replicas as usize).with_quorum(write_quorum as usize))

@@ -111,9 +111,21 @@ impl Grants {
     /// Signs a grant for `op` on `address`, valid for the configured lifetime.
     pub fn sign(&self, op: Operation, address: Address, scope: u64, max_size: u64) -> (String, i64) {
         let expires_at = now_ms().saturating_add(self.ttl());
+        (self.sign_until(op, address, scope, max_size, expires_at), expires_at)
+    }
+
+    /// Signs a grant that expires at `expires_at` (Unix ms; the caller keeps it within the
+    /// configured lifetime, so that key rotation stays safe).
+    pub fn sign_until(
+        &self,
+        op: Operation,
+        address: Address,
+        scope: u64,
+        max_size: u64,
+        expires_at: i64,
+    ) -> String {
         let signer = self.keys.read().expect("grant keys lock").signer.clone();
-        let text = signer.sign(&Grant { op, key_id: 0, address, scope, max_size, expires_at });
-        (text, expires_at)
+        signer.sign(&Grant { op, key_id: 0, address, scope, max_size, expires_at })
     }
 
     /// Verifies a grant; a signature by a key this server has not loaded yet triggers one

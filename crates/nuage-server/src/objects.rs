@@ -178,6 +178,7 @@ pub async fn put(
 ) -> ApiResult<Response> {
     check_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
+    refuse_e2e(&bucket)?;
     let precondition = precondition(&headers);
     let idempotency_key = idempotency_key(&headers)?;
     if let Some(idem) = &idempotency_key
@@ -380,7 +381,8 @@ async fn store_body(
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct VersionQuery {
-    version: Option<i64>,
+    /// A version id (default: the current version).
+    pub version: Option<i64>,
 }
 
 /// Streams the content of the key's current version (or `?version=ID`); `HEAD` gives the
@@ -409,10 +411,38 @@ pub async fn get(
 ) -> ApiResult<Response> {
     check_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
+    refuse_e2e(&bucket)?;
     let version = match query.version {
         Some(id) => nuage.meta.version(&bucket, &key, id).await?,
         None => nuage.meta.head(&bucket, &key).await?,
     };
+    serve_version(&nuage, &version, &method, &headers).await
+}
+
+/// `409 end_to_end_bucket` for a request that would need the server to see plaintext.
+pub fn refuse_e2e(bucket: &Bucket) -> ApiResult<()> {
+    if bucket.policy.e2e_key_id.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "end_to_end_bucket",
+            format!(
+                "bucket {} is end-to-end encrypted: the server cannot read or write its content; \
+                 use the nuage client (`nuage put`, `nuage get`) with the account's key",
+                bucket.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Streams the plaintext of a version of a normal bucket, with `Range`, `ETag` and
+/// conditions: the body of an object `GET` and of a share link's download.
+pub async fn serve_version(
+    nuage: &Arc<Nuage>,
+    version: &Version,
+    method: &Method,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
     let Some(etag) = version.etag.filter(|_| !version.tombstone) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -420,7 +450,7 @@ pub async fn get(
             "this version is a delete marker",
         ));
     };
-    let conditions = precondition(&headers);
+    let conditions = precondition(headers);
     if conditions.if_match.as_ref().is_some_and(|c| !c.matches(Some(&etag))) {
         return Err(precondition_failed());
     }
@@ -454,7 +484,7 @@ pub async fn get(
     set(&mut response, header::CONTENT_LENGTH, &(end - start).to_string());
     let content_type = version.content_type.as_deref().unwrap_or("application/octet-stream");
     set(&mut response, header::CONTENT_TYPE, content_type);
-    if method == Method::HEAD || start == end {
+    if *method == Method::HEAD || start == end {
         return Ok(response);
     }
     let manifest = Manifest::decode(&nuage.meta.manifest(version.id).await?)

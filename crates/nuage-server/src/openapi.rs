@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{api, error, objects, uploads};
+use crate::{api, error, objects, shares, uploads};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,8 @@ use crate::{api, error, objects, uploads};
         api::list_tokens, api::revoke_token, api::list_buckets, api::create_bucket, api::bucket_info,
         api::delete_bucket, objects::put, objects::get, objects::delete, objects::list, objects::versions,
         api::grant_keys, uploads::settings, uploads::start, uploads::more_chunks, uploads::put_chunk, uploads::commit,
+        shares::create, shares::list, shares::revoke, shares::manifest, shares::get_chunk, shares::info,
+        shares::unlock, shares::content, shares::share_manifest,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerToken)

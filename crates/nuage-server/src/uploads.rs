@@ -28,7 +28,7 @@ use futures::StreamExt;
 use nuage_blob::StoredChunk;
 use nuage_core::chunk::{Compression, MAX_CHUNK_LEN};
 use nuage_core::grant::{GrantError, Operation};
-use nuage_core::{Address, Manifest};
+use nuage_core::{Address, Manifest, e2e};
 use nuage_meta::{ChunkRef, DeclaredChunk, NewVersion, UploadSession, now_ms};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -130,7 +130,7 @@ pub struct UploadStarted {
     pub missing: Vec<UploadTarget>,
 }
 
-fn parse_address(text: &str) -> ApiResult<Address> {
+pub(crate) fn parse_address(text: &str) -> ApiResult<Address> {
     text.parse().map_err(|_| {
         ApiError::bad_request("invalid_address", format!("{text:?} is not a chunk address (64 hex digits)"))
     })
@@ -297,7 +297,7 @@ pub struct ChunkStored {
     pub stored_on: Vec<String>,
 }
 
-fn grant_refused(e: GrantError) -> ApiError {
+pub(crate) fn grant_refused(e: GrantError) -> ApiError {
     let code = match e {
         GrantError::Forged => "grant_forged",
         GrantError::Expired => "grant_expired",
@@ -373,7 +373,8 @@ pub async fn put_chunk(
 /// The end of a smart upload.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CommitUpload {
-    /// The manifest (nuMF, docs/formats.md), base64url.
+    /// The manifest, base64url: plain (`nuMF`) for a normal bucket, sealed (`nuSM`) for an
+    /// end-to-end one (docs/formats.md).
     pub manifest: String,
     /// `Content-Type` to keep with the version.
     pub content_type: Option<String>,
@@ -389,7 +390,7 @@ pub struct CommitUpload {
         (status = 200, description = "The same commit, replayed", body = crate::objects::PutAnswer),
         (status = 400, description = "`manifest_invalid`, `manifest_undeclared_chunk`", body = ErrorBody),
         (status = 404, description = "`upload_not_found`", body = ErrorBody),
-        (status = 409, description = "`chunks_missing`", body = ErrorBody),
+        (status = 409, description = "`chunks_missing`, `e2e_key_mismatch`", body = ErrorBody),
         (status = 410, description = "`upload_expired`", body = ErrorBody),
         (status = 412, description = "`precondition_failed`", body = ErrorBody),
         (status = 413, description = "`quota_exceeded`", body = ErrorBody),
@@ -420,7 +421,39 @@ pub async fn commit(
     let raw = URL_SAFE_NO_PAD
         .decode(req.manifest.trim_end_matches('='))
         .map_err(|e| invalid(format!("base64: {e}")))?;
-    let manifest = Manifest::decode(&raw).map_err(|e| invalid(e.to_string()))?;
+    let (size, etag, addresses) = match bucket.policy.e2e_key_id {
+        None if e2e::is_sealed(&raw) => {
+            return Err(invalid("a sealed manifest belongs in an end-to-end bucket".into()));
+        }
+        None => {
+            let m = Manifest::decode(&raw).map_err(|e| invalid(e.to_string()))?;
+            (m.size, m.hash, m.entries.iter().map(|e| *e.address.as_bytes()).collect::<Vec<_>>())
+        }
+        Some(key_id) => {
+            if !e2e::is_sealed(&raw) {
+                return Err(invalid(format!(
+                    "bucket {} is end-to-end encrypted: its manifests are sealed on the device",
+                    bucket.name
+                )));
+            }
+            let h = e2e::read_header(&raw).map_err(|e| invalid(e.to_string()))?;
+            if h.key_id != key_id {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "e2e_key_mismatch",
+                    format!(
+                        "this manifest is sealed with content key {}, the bucket's is {}: \
+                         check the passphrase or key file",
+                        hex::encode(h.key_id),
+                        hex::encode(key_id)
+                    ),
+                ));
+            }
+            // The server cannot see the whole-file hash: the ETag of a sealed version is the
+            // hash of what it stores.
+            (h.size, *blake3::hash(&raw).as_bytes(), h.addresses.iter().map(|a| *a.as_bytes()).collect())
+        }
+    };
     let declared: HashMap<[u8; 32], u32> = nuage
         .meta
         .upload_session_chunks(&session.id)
@@ -428,7 +461,7 @@ pub async fn commit(
         .iter()
         .map(|c| (c.address, c.stored_size))
         .collect();
-    let mut distinct: Vec<[u8; 32]> = manifest.entries.iter().map(|e| *e.address.as_bytes()).collect();
+    let mut distinct = addresses;
     distinct.sort_unstable();
     distinct.dedup();
     if let Some(a) = distinct.iter().find(|a| !declared.contains_key(*a)) {
@@ -473,13 +506,7 @@ pub async fn commit(
     for (address, (stored_size, providers)) in held {
         chunks.push(ChunkRef { address, stored_size, providers });
     }
-    let new = NewVersion {
-        size: manifest.size,
-        etag: manifest.hash,
-        content_type: req.content_type,
-        manifest: raw,
-        chunks,
-    };
+    let new = NewVersion { size, etag, content_type: req.content_type, manifest: raw, chunks };
     let committed = nuage
         .meta
         .put_version(&bucket, &session.key, &new, &precondition(&headers), Some(&idempotency_key))

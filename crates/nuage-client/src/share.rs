@@ -1,0 +1,429 @@
+//! Reading through manifests (end-to-end buckets), and share links.
+//!
+//! An object of an end-to-end bucket is read here, never by the server: the client fetches
+//! the sealed manifest with a grant per chunk (`GET /v1/buckets/{b}/manifests/{key}`),
+//! unwraps the file key with the account's [`ContentKey`], opens the manifest, then fetches
+//! the chunks ([`FETCHES_IN_FLIGHT`] at a time), checks each against its address, decrypts
+//! it and writes the file in order. The same path serves a share link of an end-to-end
+//! object, with the file key from the link's fragment instead.
+//!
+//! A share link of a normal bucket is streamed from `/s/{token}/content` and checked
+//! against the whole-file BLAKE3 that `/s/{token}/info` gives.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use futures::StreamExt;
+use nuage_core::e2e::{self, ContentKey, FileKey};
+use nuage_core::{Address, Manifest, chunk};
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use crate::api::{Client, ClientError, ClientResult, GetResult, Progress, encode_path, io_err, with_retries};
+
+/// Chunk fetches in flight per download.
+pub const FETCHES_IN_FLIGHT: usize = 8;
+
+/// A version's manifest and the grants for its chunks.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ManifestView {
+    /// Key.
+    pub key: String,
+    /// Version id.
+    pub version: i64,
+    /// Plaintext size.
+    pub size: u64,
+    /// Content type.
+    pub content_type: Option<String>,
+    /// The stored manifest, base64url.
+    pub manifest: String,
+    /// Grant per chunk address (hex).
+    pub grants: BTreeMap<String, String>,
+}
+
+/// A share link, as its owner sees it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ShareInfo {
+    /// Id.
+    pub id: i64,
+    /// Bucket.
+    pub bucket: String,
+    /// Key.
+    pub key: String,
+    /// Version shared.
+    pub version: i64,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub expires_at: Option<i64>,
+    /// Download limit.
+    pub max_downloads: Option<u64>,
+    /// Downloads so far.
+    pub downloads: u64,
+    /// Whether it asks for a password.
+    pub password: bool,
+    /// `usable`, `revoked`, `expired` or `exhausted`.
+    pub state: String,
+}
+
+/// A new share link.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct NewShare {
+    /// The link's record.
+    #[serde(flatten)]
+    pub share: ShareInfo,
+    /// The whole URL to give the recipient (with `#k=` for an end-to-end object).
+    pub url: String,
+}
+
+/// What to share and how.
+#[derive(Debug, Clone, Default)]
+pub struct ShareSpec {
+    /// Version (default: the current one).
+    pub version: Option<i64>,
+    /// Lifetime, seconds.
+    pub expires_in_secs: Option<u64>,
+    /// Download limit.
+    pub max_downloads: Option<u64>,
+    /// Password.
+    pub password: Option<String>,
+    /// The account's key, for an object of an end-to-end bucket: the link then carries the
+    /// version's file key in its fragment.
+    pub content_key: Option<ContentKey>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Created {
+    #[serde(flatten)]
+    share: ShareInfo,
+    path: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Shares {
+    shares: Vec<ShareInfo>,
+}
+
+/// What a share link shows before downloading.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LinkInfo {
+    /// File name.
+    pub name: String,
+    /// Size.
+    pub size: u64,
+    /// Content type.
+    pub content_type: Option<String>,
+    /// End-to-end encrypted.
+    pub e2e: bool,
+    /// A password is needed.
+    pub password: bool,
+    /// Whole-file BLAKE3 (normal buckets).
+    pub etag: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Unlocked {
+    grant: String,
+}
+
+/// A share URL taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareUrl {
+    /// Scheme, host and port of the server.
+    pub base: String,
+    /// The token.
+    pub token: String,
+    /// The file key from the fragment, for an end-to-end object.
+    pub file_key: Option<FileKey>,
+}
+
+impl std::str::FromStr for ShareUrl {
+    type Err = ClientError;
+
+    fn from_str(url: &str) -> ClientResult<ShareUrl> {
+        let bad = || ClientError::Protocol(format!("{url:?} is not a nuage share link (http…/s/TOKEN)"));
+        let (rest, fragment) = url.split_once('#').unwrap_or((url, ""));
+        let (base, token) = rest.rsplit_once("/s/").ok_or_else(bad)?;
+        let token = token.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://"))
+            || token.is_empty()
+            || token.contains('/')
+        {
+            return Err(bad());
+        }
+        let file_key =
+            match fragment.split('&').find_map(|kv| kv.strip_prefix("k=")) {
+                None => None,
+                Some(k) => Some(FileKey::from_bytes(
+                    URL_SAFE_NO_PAD.decode(k).ok().and_then(|v| <[u8; 32]>::try_from(v).ok()).ok_or_else(
+                        || ClientError::Protocol("the key in the link (#k=) is damaged".into()),
+                    )?,
+                )),
+            };
+        Ok(ShareUrl { base: base.to_owned(), token: token.to_owned(), file_key })
+    }
+}
+
+impl Client {
+    /// A version's stored manifest, with grants for its chunks.
+    pub async fn manifest(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<i64>,
+    ) -> ClientResult<ManifestView> {
+        let q = version.map(|v| format!("?version={v}")).unwrap_or_default();
+        let path = format!("/v1/buckets/{}/manifests/{}{q}", encode_path(bucket), encode_path(key));
+        Self::json(self.request(Method::GET, &path)).await
+    }
+
+    /// Downloads an object of an end-to-end bucket, decrypting it here with `content_key`.
+    pub async fn e2e_get_to_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<i64>,
+        content_key: &ContentKey,
+        dest: &Path,
+        progress: Progress,
+    ) -> ClientResult<GetResult> {
+        let view = self.manifest(bucket, key, version).await?;
+        let sealed = decode_b64(&view.manifest)?;
+        let file_key =
+            e2e::unwrap_file_key(content_key, &sealed).map_err(|e| ClientError::Key(e.to_string()))?;
+        let manifest = e2e::open_manifest(&file_key, &sealed).map_err(|e| ClientError::Key(e.to_string()))?;
+        self.write_from_chunks(&manifest, &view.grants, dest, progress).await?;
+        Ok(GetResult {
+            size: manifest.size,
+            resumed_from: 0,
+            version: view.version,
+            etag: hex::encode(manifest.hash),
+        })
+    }
+
+    /// The file key of a version of an end-to-end bucket (what its share link carries).
+    pub async fn file_key(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: i64,
+        content_key: &ContentKey,
+    ) -> ClientResult<FileKey> {
+        let view = self.manifest(bucket, key, Some(version)).await?;
+        e2e::unwrap_file_key(content_key, &decode_b64(&view.manifest)?)
+            .map_err(|e| ClientError::Key(e.to_string()))
+    }
+
+    /// Fetches, checks, decrypts and writes the chunks of `manifest` to `dest` (through a
+    /// `.nuage-part` file renamed at the end), then checks the whole-file hash.
+    async fn write_from_chunks(
+        &self,
+        manifest: &Manifest,
+        grants: &BTreeMap<String, String>,
+        dest: &Path,
+        progress: Progress,
+    ) -> ClientResult<()> {
+        let mut part_name = dest.as_os_str().to_owned();
+        part_name.push(".nuage-part");
+        let part = PathBuf::from(part_name);
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(io_err(dir))?;
+        }
+        let file = tokio::fs::File::create(&part).await.map_err(io_err(&part))?;
+        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let mut hasher = blake3::Hasher::new();
+        let mut done = 0u64;
+        let mut chunks = futures::stream::iter(manifest.entries.iter().copied())
+            .map(|entry| async move {
+                let hex = entry.address.to_hex();
+                let grant = grants
+                    .get(&hex)
+                    .ok_or_else(|| ClientError::Protocol(format!("no grant for chunk {hex}")))?;
+                let stored = self.fetch_chunk(&entry.address, grant).await?;
+                tokio::task::spawn_blocking(move || {
+                    chunk::open(&stored, &entry.key, entry.plain_len)
+                        .map_err(|e| ClientError::Protocol(format!("chunk {}: {e}", entry.address)))
+                })
+                .await
+                .map_err(|e| ClientError::Protocol(format!("decrypting thread: {e}")))?
+            })
+            .buffered(FETCHES_IN_FLIGHT);
+        while let Some(plain) = chunks.next().await {
+            let plain = plain?;
+            hasher.update(&plain);
+            file.write_all(&plain).await.map_err(io_err(&part))?;
+            done += plain.len() as u64;
+            if !progress(done) {
+                return Err(ClientError::Interrupted);
+            }
+        }
+        file.flush().await.map_err(io_err(&part))?;
+        file.into_inner().sync_all().await.map_err(io_err(&part))?;
+        if *hasher.finalize().as_bytes() != manifest.hash || done != manifest.size {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(ClientError::Integrity(dest.to_owned()));
+        }
+        tokio::fs::rename(&part, dest).await.map_err(io_err(dest))
+    }
+
+    /// One stored chunk under a grant, checked against its address.
+    async fn fetch_chunk(&self, address: &Address, grant: &str) -> ClientResult<Bytes> {
+        let url = format!("{}/v1/chunks/{}", self.base(), address.to_hex());
+        let bytes = with_retries("fetching a chunk", || async {
+            let r = self.raw_request(Method::GET, &url).header("x-nuage-grant", grant).send().await?;
+            Ok(Self::check(r).await?.bytes().await?)
+        })
+        .await?;
+        if Address::of(&bytes) != *address {
+            return Err(ClientError::Protocol(format!(
+                "chunk {address}: the bytes received do not hash to it"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Makes a share link of `bucket/key`.
+    pub async fn create_share(&self, bucket: &str, key: &str, spec: &ShareSpec) -> ClientResult<NewShare> {
+        let body = serde_json::json!({
+            "bucket": bucket,
+            "key": key,
+            "version": spec.version,
+            "expires_in_secs": spec.expires_in_secs,
+            "max_downloads": spec.max_downloads,
+            "password": spec.password,
+        });
+        let created: Created = Self::json(self.request(Method::POST, "/v1/shares").json(&body)).await?;
+        let mut url = format!("{}{}", self.base(), created.path);
+        if let Some(content_key) = &spec.content_key {
+            let file_key = self.file_key(bucket, key, created.share.version, content_key).await?;
+            url.push_str("#k=");
+            url.push_str(&URL_SAFE_NO_PAD.encode(file_key.as_bytes()));
+        }
+        Ok(NewShare { share: created.share, url })
+    }
+
+    /// The account's share links, newest first.
+    pub async fn shares(&self) -> ClientResult<Vec<ShareInfo>> {
+        Ok(Self::json::<Shares>(self.request(Method::GET, "/v1/shares")).await?.shares)
+    }
+
+    /// Revokes a share link.
+    pub async fn revoke_share(&self, id: i64) -> ClientResult<()> {
+        Self::check(self.request(Method::DELETE, &format!("/v1/shares/{id}")).send().await?).await.map(|_| ())
+    }
+}
+
+fn decode_b64(text: &str) -> ClientResult<Vec<u8>> {
+    URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .map_err(|e| ClientError::Protocol(format!("manifest encoding: {e}")))
+}
+
+/// What the share link points at; nothing is counted.
+pub async fn link_info(link: &ShareUrl) -> ClientResult<LinkInfo> {
+    let client = Client::new(&link.base, None)?;
+    Client::json(client.raw_request(Method::GET, &format!("{}/s/{}/info", link.base, link.token))).await
+}
+
+/// Downloads what a share link points at into `dest` (a file path), verifying it: against
+/// the whole-file hash for a normal bucket, chunk by chunk and as a whole for an end-to-end
+/// one. No account is needed.
+pub async fn download_share(
+    link: &ShareUrl,
+    password: Option<&str>,
+    dest: &Path,
+    progress: Progress,
+) -> ClientResult<LinkInfo> {
+    let client = Client::new(&link.base, None)?;
+    let at = |p: &str| format!("{}/s/{}/{p}", link.base, link.token);
+    let info: LinkInfo = Client::json(client.raw_request(Method::GET, &at("info"))).await?;
+    let grant = match (info.password, password) {
+        (false, _) => None,
+        (true, None) => {
+            return Err(ClientError::Key("this link asks for a password".into()));
+        }
+        (true, Some(p)) => Some(
+            Client::json::<Unlocked>(
+                client.raw_request(Method::POST, &at("unlock")).json(&serde_json::json!({ "password": p })),
+            )
+            .await?
+            .grant,
+        ),
+    };
+    let with_grant = |r: reqwest::RequestBuilder| match &grant {
+        Some(g) => r.header("x-nuage-grant", g),
+        None => r,
+    };
+    if info.e2e {
+        let file_key = link
+            .file_key
+            .ok_or_else(|| ClientError::Key("this end-to-end link lacks its key (the #k= part)".into()))?;
+        let view: ManifestView =
+            Client::json(with_grant(client.raw_request(Method::GET, &at("manifest")))).await?;
+        let manifest = e2e::open_manifest(&file_key, &decode_b64(&view.manifest)?)
+            .map_err(|e| ClientError::Key(e.to_string()))?;
+        client.write_from_chunks(&manifest, &view.grants, dest, progress).await?;
+        return Ok(info);
+    }
+    let etag = info
+        .etag
+        .clone()
+        .ok_or_else(|| ClientError::Protocol("no whole-file hash in the link's info".into()))?;
+    let response =
+        Client::check(with_grant(client.raw_request(Method::GET, &at("content"))).send().await?).await?;
+    let mut part_name = dest.as_os_str().to_owned();
+    part_name.push(".nuage-part");
+    let part = PathBuf::from(part_name);
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir).await.map_err(io_err(dir))?;
+    }
+    let mut file = tokio::io::BufWriter::with_capacity(
+        1 << 20,
+        tokio::fs::File::create(&part).await.map_err(io_err(&part))?,
+    );
+    let mut hasher = blake3::Hasher::new();
+    let mut done = 0u64;
+    let mut body = response.bytes_stream();
+    while let Some(bytes) = body.next().await {
+        let bytes = bytes?;
+        hasher.update(&bytes);
+        file.write_all(&bytes).await.map_err(io_err(&part))?;
+        done += bytes.len() as u64;
+        if !progress(done) {
+            return Err(ClientError::Interrupted);
+        }
+    }
+    file.flush().await.map_err(io_err(&part))?;
+    file.into_inner().sync_all().await.map_err(io_err(&part))?;
+    if hasher.finalize().to_hex().as_str() != etag {
+        let _ = tokio::fs::remove_file(&part).await;
+        return Err(ClientError::Integrity(dest.to_owned()));
+    }
+    tokio::fs::rename(&part, dest).await.map_err(io_err(dest))?;
+    Ok(info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn share_urls_parse() {
+        let u: ShareUrl = "http://127.0.0.1:8080/s/sh_abc".parse().unwrap();
+        assert_eq!(
+            (u.base.as_str(), u.token.as_str(), u.file_key),
+            ("http://127.0.0.1:8080", "sh_abc", None)
+        );
+        let k = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let u: ShareUrl = format!("https://x.example/nuage/s/sh_abc#k={k}").parse().unwrap();
+        assert_eq!(u.base, "https://x.example/nuage");
+        assert_eq!(u.file_key, Some(FileKey::from_bytes([7; 32])));
+        for bad in ["bucket/key", "http://x/s/", "ftp://x/s/t", "http://x/s/a/b", "http://x/s/t#k=short"] {
+            assert!(bad.parse::<ShareUrl>().is_err(), "{bad}");
+        }
+    }
+}
