@@ -86,8 +86,14 @@ impl Deployment {
 
     /// Runs `nuage ARGS` with `stdin`, returns its output.
     fn run(&self, args: &[&str], stdin: &str) -> Output {
+        self.run_env(args, stdin, &[])
+    }
+
+    /// Runs `nuage ARGS` with `stdin` and more environment variables.
+    fn run_env(&self, args: &[&str], stdin: &str, vars: &[(&str, &str)]) -> Output {
         let mut child = self
             .command()
+            .envs(vars.iter().copied())
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -379,4 +385,120 @@ root = "{root}"
         key = get("NUAGE_TEST_AZBLOB_ACCOUNT_KEY"),
     );
     scenario(&Deployment::new(&config));
+}
+
+/// Every file under `root`, concatenated: all that the server and its providers hold.
+fn everything_under(root: &Path) -> Vec<u8> {
+    tree(root).into_iter().flat_map(|(_, bytes)| bytes).collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Share links from the CLI (normal and end-to-end), then the proof that the server's
+/// database and its provider together cannot decrypt an end-to-end object.
+#[test]
+fn share_links_and_end_to_end_buckets() {
+    use base64::Engine;
+    use nuage_core::e2e::{self, ContentKey, FileKey};
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    // Small chunks, so that the end-to-end file has several.
+    let d = Deployment::new("[chunking]\nmin_size = 16384\navg_size = 65536\nmax_size = 262144\n");
+    let server = d.serve();
+    d.ok_with(&["admin", "account", "create", "alice", "--password-stdin"], "s3cret\n");
+    d.ok_with(&["--server", &server.url, "login", "--account", "alice", "--password-stdin"], "s3cret\n");
+
+    // A normal bucket: a link with a password and one download.
+    d.ok(&["bucket", "create", "photos"]);
+    let photo = d.path("photo.jpg");
+    std::fs::write(&photo, data(300_000, 5)).unwrap();
+    d.ok(&["put", photo.to_str().unwrap(), "photos/"]);
+    let pw = [("NUAGE_SHARE_PASSWORD", "letmein")];
+    let made = d.run_env(
+        &["share", "photos/photo.jpg", "--max-downloads", "1", "--password", "--expires", "7d"],
+        "",
+        &pw,
+    );
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let link = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+    assert!(link.starts_with(&format!("{}/s/sh_", server.url)), "{link}");
+    let got = d.path("got.jpg");
+    let no_password = d.run(&["get", &link, got.to_str().unwrap()], "");
+    assert!(!no_password.status.success() && !got.exists(), "a password link needs its password");
+    let wrong = d.run_env(&["get", &link, got.to_str().unwrap()], "", &[("NUAGE_SHARE_PASSWORD", "no")]);
+    assert_eq!(wrong.status.code(), Some(4), "a wrong password exits with the auth code");
+    assert!(d.run_env(&["get", &link, got.to_str().unwrap()], "", &pw).status.success());
+    assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&photo).unwrap());
+    let twice = d.run_env(&["get", &link, d.path("again.jpg").to_str().unwrap()], "", &pw);
+    assert_eq!(twice.status.code(), Some(5), "the one download is spent");
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("share_exhausted"));
+
+    // An end-to-end bucket: the key stays in the key file; the server refuses plaintext.
+    let no_key = d.run(&["bucket", "create", "vault", "--e2e"], "");
+    assert!(!no_key.status.success() && String::from_utf8_lossy(&no_key.stderr).contains("nuage key init"));
+    d.ok(&["key", "init"]);
+    d.ok(&["bucket", "create", "vault", "--e2e"]);
+    let marker = b"this sentence is the plaintext the server must never see, not even once";
+    let mut secret = marker.to_vec();
+    secret.extend(data(500_000, 6));
+    let secret_path = d.path("secret.bin");
+    std::fs::write(&secret_path, &secret).unwrap();
+    d.ok(&["put", secret_path.to_str().unwrap(), "vault/"]);
+    let back = d.path("back.bin");
+    d.ok(&["get", "vault/secret.bin", back.to_str().unwrap()]);
+    assert!(std::fs::read(&back).unwrap() == secret, "the owner reads it back");
+    let saved: toml::Value =
+        toml::from_str(&std::fs::read_to_string(d.path("client.toml")).unwrap()).unwrap();
+    let client = Client::new(&server.url, Some(saved["token"].as_str().unwrap().to_owned())).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    match runtime.block_on(client.get_bytes("vault", "secret.bin")) {
+        Err(nuage_client::ClientError::Api { status: 409, code, .. }) => {
+            assert_eq!(code, "end_to_end_bucket")
+        }
+        other => panic!("a plaintext GET of an end-to-end object answered {other:?}"),
+    }
+    let view = runtime.block_on(client.manifest("vault", "secret.bin", None)).unwrap();
+    let sealed = b64.decode(&view.manifest).unwrap();
+
+    let link = d.ok(&["share", "vault/secret.bin"]).trim().to_owned();
+    let (bare, fragment) =
+        link.split_once("#k=").expect("an end-to-end link carries its key in the fragment");
+    let shared = d.path("shared.bin");
+    d.ok(&["get", &link, shared.to_str().unwrap()]);
+    assert!(std::fs::read(&shared).unwrap() == secret, "the recipient decrypts it");
+    let keyless = d.run(&["get", bare, d.path("keyless.bin").to_str().unwrap()], "");
+    assert_eq!(keyless.status.code(), Some(10), "{}", String::from_utf8_lossy(&keyless.stderr));
+    let shares: serde_json::Value = serde_json::from_str(&d.ok(&["--json", "share", "ls"])).unwrap();
+    assert_eq!(shares.as_array().unwrap().len(), 2);
+    let id = shares[0]["id"].as_i64().unwrap().to_string();
+    d.ok(&["share", "revoke", &id]);
+    let revoked = d.run(&["get", &link, d.path("late.bin").to_str().unwrap()], "");
+    assert_eq!(revoked.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&revoked.stderr).contains("share_revoked"));
+    drop(server);
+
+    // What the device holds: the content key; the link holds the file key; the manifest, the
+    // chunk keys. None of it is on the server's side, and no 32 bytes there open anything.
+    let key_text = std::fs::read_to_string(d.path("content.key")).unwrap();
+    let content_key: [u8; 32] =
+        b64.decode(key_text.split_whitespace().nth(1).unwrap()).unwrap().try_into().unwrap();
+    let file_key: [u8; 32] = b64.decode(fragment).unwrap().try_into().unwrap();
+    let manifest = e2e::open_manifest(&FileKey::from_bytes(file_key), &sealed).unwrap();
+    assert!(manifest.entries.len() >= 2);
+    let held = everything_under(&d.path("data"));
+    assert!(held.len() > secret.len(), "the data folder holds the chunks and the database");
+    assert!(!contains(&held, &marker[..32]), "plaintext on the server side");
+    assert!(!contains(&held, &content_key), "the content key on the server side");
+    assert!(!contains(&held, &file_key), "the file key on the server side");
+    for entry in &manifest.entries {
+        assert!(!contains(&held, entry.key.as_bytes()), "a chunk key on the server side");
+    }
+    assert!(contains(&held, &sealed), "the sealed manifest is what the database keeps");
+    let opens = held.windows(32).filter(|w| {
+        let k: [u8; 32] = (*w).try_into().unwrap();
+        e2e::unwrap_file_key(&ContentKey::from_bytes(k), &sealed).is_ok()
+            || e2e::open_manifest(&FileKey::from_bytes(k), &sealed).is_ok()
+    });
+    assert_eq!(opens.count(), 0, "no 32 bytes the server and its provider hold open the manifest");
 }

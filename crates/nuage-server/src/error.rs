@@ -96,6 +96,7 @@ impl From<nuage_meta::Error> for ApiError {
                 "upload_not_found",
                 "no such upload session (it may have expired); start the upload again",
             ),
+            E::ShareNotFound => ApiError::new(StatusCode::NOT_FOUND, "share_not_found", "no such share link"),
             E::QuotaExceeded { used, quota, needed } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "quota_exceeded",

@@ -522,7 +522,7 @@ on_every_backend! {
         }
         assert!(object["put"]["responses"]["413"].is_object(), "quota answer documented");
         assert!(doc["components"]["securitySchemes"]["token"].is_object());
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 18);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 25);
         let health = e.call("GET", "/healthz", "", &[], vec![]).await;
         assert_eq!((health.status, health.json()["status"].as_str()), (StatusCode::OK, Some("ok")));
         e.alice("PUT", "/v1/buckets/box", vec![]).await;
@@ -541,6 +541,11 @@ struct Sealed {
 
 impl Env {
     async fn seal_like_a_device(&self, body: &[u8]) -> Sealed {
+        self.seal_with(body, None).await
+    }
+
+    /// Seals as the device does, for an end-to-end bucket when `key` is given.
+    async fn seal_with(&self, body: &[u8], key: Option<&nuage_core::e2e::ContentKey>) -> Sealed {
         use base64::Engine;
         let s = self.alice("GET", "/v1/uploads/settings", vec![]).await.json();
         let secret: [u8; 32] = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -555,8 +560,17 @@ impl Env {
                 avg_size: size("avg_size"),
                 max_size: size("max_size"),
             },
-            seal: nuage_core::SealOptions { compression: nuage_core::Compression::Zstd(1) },
-            secret: nuage_core::ConvergenceSecret::from_bytes(secret),
+            seal: nuage_core::SealOptions {
+                compression: if key.is_some() {
+                    nuage_core::Compression::None
+                } else {
+                    nuage_core::Compression::Zstd(1)
+                },
+            },
+            secret: match key {
+                Some(k) => k.convergence_secret(),
+                None => nuage_core::ConvergenceSecret::from_bytes(secret),
+            },
         };
         let mut chunks = std::collections::HashMap::new();
         let manifest = pipeline
@@ -569,12 +583,16 @@ impl Env {
     }
 
     async fn start_upload(&self, key: &str, sealed: &Sealed) -> Answer {
+        self.start_upload_in("smart", key, sealed).await
+    }
+
+    async fn start_upload_in(&self, bucket: &str, key: &str, sealed: &Sealed) -> Answer {
         let chunks: Vec<_> = sealed
             .chunks
             .iter()
             .map(|(a, b)| serde_json::json!({"address": a.to_hex(), "size": b.len()}))
             .collect();
-        let req = serde_json::json!({"bucket": "smart", "key": key, "chunks": chunks});
+        let req = serde_json::json!({"bucket": bucket, "key": key, "chunks": chunks});
         self.call(
             "POST",
             "/v1/uploads",
@@ -586,8 +604,12 @@ impl Env {
     }
 
     async fn commit_upload(&self, id: &str, manifest: &nuage_core::Manifest) -> Answer {
+        self.commit_raw(id, &manifest.encode()).await
+    }
+
+    async fn commit_raw(&self, id: &str, manifest: &[u8]) -> Answer {
         use base64::Engine;
-        let m = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(manifest.encode());
+        let m = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(manifest);
         let req = serde_json::json!({"manifest": m, "content_type": "text/plain"});
         self.call(
             "POST",
@@ -768,5 +790,250 @@ on_every_backend! {
         let r = e.put_chunk(&a, &grant_a, bytes_a).await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.json());
         assert_eq!(e.nuage.store.locate(&a).await.unwrap().len(), 1);
+    }
+}
+
+impl Env {
+    async fn json_call(&self, method: &str, uri: &str, token: &str, body: serde_json::Value) -> Answer {
+        self.call(method, uri, token, &[("content-type", "application/json")], body.to_string().into_bytes())
+            .await
+    }
+
+    /// Makes a share link as Alice; answers its id and path.
+    async fn share(&self, body: serde_json::Value) -> (i64, String) {
+        let a = self.json_call("POST", "/v1/shares", &self.alice.clone(), body).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{:?}", a.json());
+        (a.json()["id"].as_i64().unwrap(), a.json()["path"].as_str().unwrap().to_owned())
+    }
+
+    /// Moves a share link's expiry into the past, through the database itself (no waiting).
+    async fn expire_share(&self, id: i64) {
+        use sqlx::Connection;
+        let mut conn = sqlx::AnyConnection::connect(&self.nuage.config.database_url()).await.unwrap();
+        sqlx::query("UPDATE shares SET expires_at = 1 WHERE id = $1")
+            .bind(id)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// Uploads `body` through the smart path; answers the version made.
+    async fn smart_put(&self, bucket: &str, key: &str, sealed: &Sealed, manifest: &[u8]) -> Answer {
+        let started = self.start_upload_in(bucket, key, sealed).await;
+        assert_eq!(started.status, StatusCode::CREATED, "{:?}", started.json());
+        let started = started.json();
+        for t in started["missing"].as_array().unwrap() {
+            let address: nuage_core::Address = t["address"].as_str().unwrap().parse().unwrap();
+            let put = self
+                .put_chunk(
+                    &address,
+                    t["headers"]["x-nuage-grant"].as_str().unwrap(),
+                    sealed.chunks[&address].clone(),
+                )
+                .await;
+            assert_eq!(put.status, StatusCode::CREATED);
+        }
+        self.commit_raw(started["upload_id"].as_str().unwrap(), manifest).await
+    }
+}
+
+on_every_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    fn share_links_enforce_limits_passwords_expiry_and_revocation(e) {
+        assert_eq!(e.alice("PUT", "/v1/buckets/box", vec![]).await.status, StatusCode::CREATED);
+        let body = data(300_000, 21);
+        assert_eq!(e.alice("PUT", "/v1/buckets/box/objects/dir/a.txt", body.clone()).await.status, StatusCode::CREATED);
+
+        // Refused requests make no link.
+        let cases = [
+            (serde_json::json!({"bucket": "box", "key": "missing"}), StatusCode::NOT_FOUND, "object_not_found"),
+            (serde_json::json!({"bucket": "nope", "key": "dir/a.txt"}), StatusCode::NOT_FOUND, "bucket_not_found"),
+            (serde_json::json!({"bucket": "box", "key": "dir/a.txt", "max_downloads": 0}), StatusCode::BAD_REQUEST, "invalid_request"),
+            (serde_json::json!({"bucket": "box", "key": "dir/a.txt", "password": ""}), StatusCode::BAD_REQUEST, "invalid_request"),
+        ];
+        for (req, status, code) in cases {
+            let a = e.json_call("POST", "/v1/shares", &e.alice.clone(), req.clone()).await;
+            assert_eq!((a.status, a.code().as_str()), (status, code), "{req}");
+        }
+        let bobs = e.json_call("POST", "/v1/shares", &e.bob.clone(), serde_json::json!({"bucket": "box", "key": "dir/a.txt"})).await;
+        assert_eq!(bobs.status, StatusCode::NOT_FOUND, "Bob cannot share Alice's object");
+        assert_eq!(e.alice("GET", "/v1/shares", vec![]).await.json()["shares"].as_array().unwrap().len(), 0);
+
+        // A link for 5 downloads; 10 race for them: exactly 5 get the file.
+        let (limited, path) = e.share(serde_json::json!({"bucket": "box", "key": "dir/a.txt", "max_downloads": 5})).await;
+        let info = e.call("GET", &format!("{path}/info"), "", &[], vec![]).await.json();
+        assert_eq!((info["name"].as_str(), info["size"].as_u64(), info["e2e"].as_bool()), (Some("a.txt"), Some(300_000), Some(false)));
+        assert_eq!(info["etag"].as_str().unwrap(), blake3::hash(&body).to_hex().as_str());
+        assert_eq!(info["downloads_left"].as_u64(), Some(5), "info counts nothing");
+        let racers: Vec<_> = (0..10)
+            .map(|_| {
+                let app = e.app.clone();
+                let uri = format!("{path}/content");
+                tokio::spawn(async move {
+                    let res = app.oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+                    let status = res.status();
+                    (status, res.into_body().collect().await.unwrap().to_bytes().to_vec())
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for r in racers {
+            let (status, got) = r.await.unwrap();
+            match status {
+                StatusCode::OK => {
+                    won += 1;
+                    assert!(got == body, "a winner gets the whole file");
+                }
+                StatusCode::GONE => {
+                    let code: serde_json::Value = serde_json::from_slice(&got).unwrap();
+                    assert_eq!(code["error"]["code"], "share_exhausted");
+                }
+                s => panic!("unexpected {s}"),
+            }
+        }
+        assert_eq!(won, 5, "exactly the limit succeeds");
+        let after = e.call("GET", &format!("{path}/info"), "", &[], vec![]).await;
+        assert_eq!((after.status, after.code().as_str()), (StatusCode::GONE, "share_exhausted"));
+
+        // An unlimited link: ranges, and the version it was made for even after an overwrite.
+        let (open, open_path) = e.share(serde_json::json!({"bucket": "box", "key": "dir/a.txt"})).await;
+        let (locked, locked_path) = e.share(serde_json::json!({"bucket": "box", "key": "dir/a.txt", "password": "open sesame"})).await;
+        let (_, other_locked) = e.share(serde_json::json!({"bucket": "box", "key": "dir/a.txt", "password": "other"})).await;
+        assert_eq!(e.alice("PUT", "/v1/buckets/box/objects/dir/a.txt", b"newer".to_vec()).await.status, StatusCode::CREATED);
+        let part = e.call("GET", &format!("{open_path}/content"), "", &[("range", "bytes=10-19")], vec![]).await;
+        assert_eq!((part.status, part.body.as_slice()), (StatusCode::PARTIAL_CONTENT, &body[10..20]));
+        assert!(part.header("content-disposition").contains("a.txt"));
+
+        // A password: asked for, wrong refused, right trades for a grant of this link only.
+        let no = e.call("GET", &format!("{locked_path}/content"), "", &[], vec![]).await;
+        assert_eq!((no.status, no.code().as_str()), (StatusCode::UNAUTHORIZED, "share_password_required"));
+        let wrong = e.json_call("POST", &format!("{locked_path}/unlock"), "", serde_json::json!({"password": "sesame"})).await;
+        assert_eq!((wrong.status, wrong.code().as_str()), (StatusCode::FORBIDDEN, "share_password_wrong"));
+        let unlocked = e.json_call("POST", &format!("{locked_path}/unlock"), "", serde_json::json!({"password": "open sesame"})).await;
+        assert_eq!(unlocked.status, StatusCode::OK);
+        let grant = unlocked.json()["grant"].as_str().unwrap().to_owned();
+        let yes = e.call("GET", &format!("{locked_path}/content"), "", &[("x-nuage-grant", &grant)], vec![]).await;
+        assert!(yes.status == StatusCode::OK && yes.body == body);
+        let elsewhere = e.call("GET", &format!("{other_locked}/content?grant={grant}"), "", &[], vec![]).await;
+        assert_eq!((elsewhere.status, elsewhere.code().as_str()), (StatusCode::FORBIDDEN, "grant_wrong_address"));
+
+        // Expiry and revocation hold at once; Bob cannot revoke Alice's link.
+        e.expire_share(open).await;
+        let expired = e.call("GET", &format!("{open_path}/content"), "", &[], vec![]).await;
+        assert_eq!((expired.status, expired.code().as_str()), (StatusCode::GONE, "share_expired"));
+        let bob_revokes = e.call("DELETE", &format!("/v1/shares/{locked}"), &e.bob.clone(), &[], vec![]).await;
+        assert_eq!((bob_revokes.status, bob_revokes.code().as_str()), (StatusCode::NOT_FOUND, "share_not_found"));
+        assert_eq!(e.alice("DELETE", &format!("/v1/shares/{locked}"), vec![]).await.status, StatusCode::NO_CONTENT);
+        let revoked = e.call("GET", &format!("{locked_path}/content"), "", &[("x-nuage-grant", &grant)], vec![]).await;
+        assert_eq!((revoked.status, revoked.code().as_str()), (StatusCode::GONE, "share_revoked"));
+        let unknown = e.call("GET", "/s/sh_nothing/info", "", &[], vec![]).await;
+        assert_eq!((unknown.status, unknown.code().as_str()), (StatusCode::NOT_FOUND, "share_not_found"));
+
+        let list = e.alice("GET", "/v1/shares", vec![]).await.json();
+        let states: std::collections::BTreeMap<i64, String> = list["shares"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["id"].as_i64().unwrap(), s["state"].as_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(states[&limited], "exhausted");
+        assert_eq!(states[&open], "expired");
+        assert_eq!(states[&locked], "revoked");
+        // The page is served with a policy that keeps its script and connections to this server.
+        let page = e.call("GET", &locked_path, "", &[], vec![]).await;
+        assert!(page.status == StatusCode::OK && page.header("content-security-policy").contains("connect-src 'self'"));
+    }
+}
+
+on_every_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    fn end_to_end_buckets_keep_the_content_from_the_server(e) {
+        use base64::Engine;
+        use nuage_core::e2e::{self, ContentKey};
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let key = ContentKey::from_bytes([5; 32]);
+        let bad = e.json_call("PUT", "/v1/buckets/vault", &e.alice.clone(), serde_json::json!({"e2e_key_id": "xyz"})).await;
+        assert_eq!((bad.status, bad.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_key_id"));
+        let made = e.json_call("PUT", "/v1/buckets/vault", &e.alice.clone(), serde_json::json!({"e2e_key_id": hex::encode(key.id())})).await;
+        assert_eq!(made.status, StatusCode::CREATED);
+        assert_eq!(made.json()["e2e_key_id"].as_str(), Some(hex::encode(key.id()).as_str()));
+        assert_eq!(e.alice("PUT", "/v1/buckets/smart", vec![]).await.status, StatusCode::CREATED);
+
+        // The plaintext paths are closed.
+        for method in ["PUT", "GET"] {
+            let r = e.alice(method, "/v1/buckets/vault/objects/x", b"plain".to_vec()).await;
+            assert_eq!((r.status, r.code().as_str()), (StatusCode::CONFLICT, "end_to_end_bucket"), "{method}");
+        }
+
+        let body = data(500_000, 33);
+        let sealed = e.seal_with(&body, Some(&key)).await;
+        let (sealed_manifest, _) = e2e::seal_manifest(&key, &sealed.manifest);
+        // A plain manifest, or one sealed with another key, is refused and makes nothing.
+        let plain = e.smart_put("vault", "doc.bin", &sealed, &sealed.manifest.encode()).await;
+        assert_eq!((plain.status, plain.code().as_str()), (StatusCode::BAD_REQUEST, "manifest_invalid"));
+        let (other, _) = e2e::seal_manifest(&ContentKey::from_bytes([6; 32]), &sealed.manifest);
+        let mismatch = e.smart_put("vault", "doc.bin", &sealed, &other).await;
+        assert_eq!((mismatch.status, mismatch.code().as_str()), (StatusCode::CONFLICT, "e2e_key_mismatch"));
+        let misplaced = e.smart_put("smart", "doc.bin", &sealed, &sealed_manifest).await;
+        assert_eq!((misplaced.status, misplaced.code().as_str()), (StatusCode::BAD_REQUEST, "manifest_invalid"));
+        assert_eq!(e.versions_in("vault", "doc.bin").await + e.versions_in("smart", "doc.bin").await, 0);
+        let done = e.smart_put("vault", "doc.bin", &sealed, &sealed_manifest).await;
+        assert_eq!(done.status, StatusCode::CREATED, "{:?}", done.json());
+        // The server lists the name and size, and its ETag is not the file's hash.
+        let listed = e.alice("GET", "/v1/buckets/vault/objects", vec![]).await.json();
+        let o = &listed["objects"][0];
+        assert_eq!((o["key"].as_str(), o["size"].as_u64()), (Some("doc.bin"), Some(500_000)));
+        assert_ne!(o["etag"].as_str().unwrap(), blake3::hash(&body).to_hex().as_str());
+
+        // The owner reads it through the manifest and chunk grants, and opens it here.
+        let view = e.alice("GET", "/v1/buckets/vault/manifests/doc.bin", vec![]).await.json();
+        let stored = b64.decode(view["manifest"].as_str().unwrap()).unwrap();
+        let file_key = e2e::unwrap_file_key(&key, &stored).unwrap();
+        let manifest = e2e::open_manifest(&file_key, &stored).unwrap();
+        let mut back = Vec::new();
+        for entry in &manifest.entries {
+            let grant = view["grants"][entry.address.to_hex()].as_str().unwrap();
+            let c = e.call("GET", &format!("/v1/chunks/{}", entry.address.to_hex()), "", &[("x-nuage-grant", grant)], vec![]).await;
+            assert_eq!(c.status, StatusCode::OK);
+            back.extend(nuage_core::chunk::open(&c.body, &entry.key, entry.plain_len).unwrap());
+        }
+        assert!(back == body);
+
+        // Chunk reads refuse bad grants with their own codes.
+        let (a, b) = (manifest.entries[0].address, manifest.entries[1].address);
+        let grant_a = view["grants"][a.to_hex()].as_str().unwrap().to_owned();
+        let started = e.start_upload_in("vault", "other.bin", &e.seal_with(&data(100_000, 34), Some(&key)).await).await.json();
+        let put_grant = started["missing"][0]["headers"]["x-nuage-grant"].as_str().unwrap().to_owned();
+        let put_address = started["missing"][0]["address"].as_str().unwrap().to_owned();
+        let cases = [
+            (a.to_hex(), String::new(), "grant_missing"),
+            (b.to_hex(), grant_a.clone(), "grant_wrong_address"),
+            (put_address, put_grant, "grant_wrong_operation"),
+        ];
+        for (address, grant, code) in cases {
+            let headers: Vec<(&str, &str)> = if grant.is_empty() { vec![] } else { vec![("x-nuage-grant", &grant)] };
+            let r = e.call("GET", &format!("/v1/chunks/{address}"), "", &headers, vec![]).await;
+            assert_eq!((r.status, r.code().as_str()), (StatusCode::FORBIDDEN, code));
+        }
+
+        // A share link gives the sealed manifest (counted) and chunk grants tied to the link.
+        let (id, path) = e.share(serde_json::json!({"bucket": "vault", "key": "doc.bin", "max_downloads": 1})).await;
+        let info = e.call("GET", &format!("{path}/info"), "", &[], vec![]).await.json();
+        assert_eq!((info["e2e"].as_bool(), info["etag"].is_null()), (Some(true), true));
+        let content = e.call("GET", &format!("{path}/content"), "", &[], vec![]).await;
+        assert_eq!((content.status, content.code().as_str()), (StatusCode::CONFLICT, "end_to_end_bucket"));
+        let shared = e.call("GET", &format!("{path}/manifest"), "", &[], vec![]).await;
+        assert_eq!(shared.status, StatusCode::OK);
+        let shared = shared.json();
+        assert_eq!(b64.decode(shared["manifest"].as_str().unwrap()).unwrap(), stored);
+        let again = e.call("GET", &format!("{path}/manifest"), "", &[], vec![]).await;
+        assert_eq!((again.status, again.code().as_str()), (StatusCode::GONE, "share_exhausted"));
+        let share_grant = shared["grants"][a.to_hex()].as_str().unwrap().to_owned();
+        let chunk_uri = format!("/v1/chunks/{}", a.to_hex());
+        let ok = e.call("GET", &chunk_uri, "", &[("x-nuage-grant", &share_grant)], vec![]).await;
+        assert_eq!(ok.status, StatusCode::OK, "the counted download may still fetch its chunks");
+        assert_eq!(e.alice("DELETE", &format!("/v1/shares/{id}"), vec![]).await.status, StatusCode::NO_CONTENT);
+        let revoked = e.call("GET", &chunk_uri, "", &[("x-nuage-grant", &share_grant)], vec![]).await;
+        assert_eq!((revoked.status, revoked.code().as_str()), (StatusCode::GONE, "share_revoked"), "revocation holds at once");
     }
 }
