@@ -20,5 +20,5 @@ mod store;
 
 pub use config::{ProviderConfig, ProviderKind, Secret};
 pub use error::{Error, Result};
-pub use provider::{Provider, PutOutcome};
+pub use provider::{Presigned, Provider, PutOutcome};
 pub use store::{ChunkStore, Placement, PlacementProblem, ProblemKind, PutReport, Read, StoredChunk};

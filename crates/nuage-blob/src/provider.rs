@@ -21,6 +21,17 @@ pub enum PutOutcome {
     AlreadyPresent,
 }
 
+/// A request to a provider signed in advance (see [`Provider::presign_put`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presigned {
+    /// HTTP method.
+    pub method: String,
+    /// The whole URL, signature included.
+    pub url: String,
+    /// Headers the request must carry.
+    pub headers: Vec<(String, String)>,
+}
+
 /// One provider of chunk storage: an OpenDAL operator, a name, and a health record.
 #[derive(Debug, Clone)]
 pub struct Provider {
@@ -181,6 +192,33 @@ impl Provider {
             Err(Error::Provider { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// A request that lets someone without credentials PUT this chunk straight to the
+    /// provider until `expire` from now: an S3 presigned PUT. `None` for a provider that
+    /// cannot presign (a local folder, memory, an Azure container without a SAS token).
+    /// The provider does not check what is sent: whoever relies on the object must verify it
+    /// ([`ChunkStore::get`] does).
+    pub async fn presign_put(
+        &self,
+        address: &Address,
+        expire: std::time::Duration,
+    ) -> Result<Option<Presigned>> {
+        if self.inner.fs.is_some() || !self.inner.op.info().capability().presign_write {
+            return Ok(None);
+        }
+        let result = self.inner.op.presign_write(&address.object_key(), expire).await;
+        let request = self.track(result)?;
+        let headers = request
+            .header()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        Ok(Some(Presigned {
+            method: request.method().as_str().to_owned(),
+            url: request.uri().to_string(),
+            headers,
+        }))
     }
 
     /// Deletes the chunk; deleting an absent chunk succeeds.

@@ -263,6 +263,21 @@ impl ChunkStore {
         Ok(report)
     }
 
+    /// A presigned PUT of the chunk straight to the first healthy provider of its ranking
+    /// that can presign, with that provider's name; `None` when none can.
+    pub async fn presign_put(
+        &self,
+        address: &Address,
+        expire: std::time::Duration,
+    ) -> Result<Option<(String, crate::Presigned)>> {
+        for p in self.ranking(address).into_iter().filter(|p| !p.is_down()) {
+            if let Some(request) = p.presign_put(address, expire).await? {
+                return Ok(Some((p.name().to_owned(), request)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Fetches and verifies the chunk, trying `hint` providers first (where the chunk index
     /// says it is), then the rest in ranking order, healthy ones before those marked down.
     /// Every placement that fails along the way is reported.

@@ -195,6 +195,10 @@ pub enum BucketCmd {
         /// server can list names and sizes but never read the content.
         #[arg(long)]
         e2e: bool,
+        /// Let devices send chunks straight to a provider that can presign (S3) instead of
+        /// through the server; the server verifies them at commit.
+        #[arg(long)]
+        direct_upload: bool,
     },
     /// List buckets.
     Ls,
@@ -208,7 +212,7 @@ pub enum BucketCmd {
 pub async fn bucket(cli: &Cli, cmd: &BucketCmd) -> Result<()> {
     let client = client(cli)?;
     match cmd {
-        BucketCmd::Create { name, replicas, write_quorum, keep_versions, e2e } => {
+        BucketCmd::Create { name, replicas, write_quorum, keep_versions, e2e, direct_upload } => {
             let e2e_key_id = match e2e {
                 true => Some(hex::encode(crate::keys::content_key(&client).await?.id())),
                 false => None,
@@ -218,6 +222,7 @@ pub async fn bucket(cli: &Cli, cmd: &BucketCmd) -> Result<()> {
                 write_quorum: *write_quorum,
                 keep_versions: *keep_versions,
                 e2e_key_id,
+                direct_upload: direct_upload.then_some(true),
             };
             let b = client.create_bucket(name, &spec).await?;
             if cli.json {

@@ -153,7 +153,9 @@ fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 /// The whole user story, then restarts and resumes.
-fn scenario(d: &Deployment) {
+/// `direct`: S3 is among the providers, so the smart uploads to the `--direct-upload`
+/// bucket go straight to it.
+fn scenario(d: &Deployment, direct: bool) {
     let server = d.serve();
     let created =
         d.ok_with(&["--json", "admin", "account", "create", "alice", "--password-stdin"], "s3cret\n");
@@ -163,7 +165,9 @@ fn scenario(d: &Deployment) {
     let wrong =
         d.run(&["--server", &server.url, "login", "--account", "alice", "--password-stdin"], "nope\n");
     assert_eq!(wrong.status.code(), Some(4), "a wrong password exits with the auth code");
-    d.ok(&["bucket", "create", "photos"]);
+    // Direct upload: with S3 among the providers, chunks go to it with presigned URLs (the
+    // server verifies them at commit); with a local folder only, through the server.
+    d.ok(&["bucket", "create", "photos", "--direct-upload"]);
 
     let src = d.path("src");
     std::fs::create_dir_all(src.join("2026/trip")).unwrap();
@@ -172,6 +176,8 @@ fn scenario(d: &Deployment) {
     std::fs::write(src.join("2026/empty"), b"").unwrap();
     std::fs::write(src.join("notes é.md"), data(10_000, 2)).unwrap();
     d.ok(&["put", src.to_str().unwrap(), "photos/backup"]);
+    let through_server = metric(&server.url, "nuage_chunks_written_total");
+    assert_eq!(through_server == 0, direct, "{through_server} chunks went through the server");
     let listed = d.ok(&["--json", "ls", "-r", "photos"]);
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed["objects"].as_array().unwrap().len(), 4);
@@ -318,7 +324,7 @@ fn metric(url: &str, name: &str) -> u64 {
 
 #[test]
 fn sqlite_and_a_local_folder() {
-    scenario(&Deployment::new(""));
+    scenario(&Deployment::new(""), false);
 }
 
 /// Creates an empty PostgreSQL database for one test and returns its URL.
@@ -384,7 +390,7 @@ root = "{root}"
         account = get("NUAGE_TEST_AZBLOB_ACCOUNT_NAME"),
         key = get("NUAGE_TEST_AZBLOB_ACCOUNT_KEY"),
     );
-    scenario(&Deployment::new(&config));
+    scenario(&Deployment::new(&config), true);
 }
 
 /// Every file under `root`, concatenated: all that the server and its providers hold.

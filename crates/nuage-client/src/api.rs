@@ -123,6 +123,9 @@ pub struct BucketInfo {
     /// For an end-to-end bucket, the id (hex) of the content key that seals its manifests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub e2e_key_id: Option<String>,
+    /// Devices may send chunks straight to a provider (presigned URLs).
+    #[serde(default)]
+    pub direct_upload: bool,
 }
 
 /// Settings of a new bucket; `None` takes the server's default.
@@ -140,6 +143,9 @@ pub struct BucketSpec {
     /// Makes an end-to-end bucket sealed with the content key of this id (hex).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub e2e_key_id: Option<String>,
+    /// Devices may send chunks straight to a provider (presigned URLs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direct_upload: Option<bool>,
 }
 
 /// An object version.

@@ -28,6 +28,9 @@ pub struct BucketPolicy {
     /// For an end-to-end bucket, the id of the content key that seals its manifests
     /// (`nuage_core::e2e`); set at creation, never changed.
     pub e2e_key_id: Option<[u8; 16]>,
+    /// Devices may upload chunks straight to a provider with presigned URLs; the server
+    /// verifies them at commit and makes the other replicas after.
+    pub direct_upload: bool,
 }
 
 /// A bucket.
@@ -186,7 +189,7 @@ pub struct Change {
 }
 
 const BUCKET_COLUMNS: &str =
-    "id, account_id, name, replicas, write_quorum, keep_versions, created_at, e2e_key_id";
+    "id, account_id, name, replicas, write_quorum, keep_versions, created_at, e2e_key_id, direct_upload";
 const VERSION_COLUMNS: &str = "v.id, o.key, v.tombstone, v.size, v.etag, v.content_type, v.created_at";
 
 fn bucket(row: &AnyRow) -> Result<Bucket> {
@@ -202,6 +205,7 @@ fn bucket(row: &AnyRow) -> Result<Bucket> {
                 .try_get::<Option<Vec<u8>>, _>(7)?
                 .map(|k| k.try_into().map_err(|_| Error::Corrupt("e2e key id is not 16 bytes".into())))
                 .transpose()?,
+            direct_upload: row.try_get::<i64, _>(8)? != 0,
         },
         created_at: row.try_get(6)?,
     })
@@ -257,8 +261,8 @@ impl Meta {
         let mut tx = self.pool.begin().await?;
         let seq = next_seq(&mut tx, account_id).await?;
         let row = sqlx::query(&format!(
-            "INSERT INTO buckets (account_id, name, replicas, write_quorum, keep_versions, created_at, e2e_key_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {BUCKET_COLUMNS}"
+            "INSERT INTO buckets (account_id, name, replicas, write_quorum, keep_versions, created_at, e2e_key_id, direct_upload) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {BUCKET_COLUMNS}"
         ))
         .bind(account_id)
         .bind(name)
@@ -267,6 +271,7 @@ impl Meta {
         .bind(i64::from(policy.keep_versions))
         .bind(now_ms())
         .bind(policy.e2e_key_id.map(|k| k.to_vec()))
+        .bind(i64::from(policy.direct_upload))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| if is_unique_violation(&e) { Error::BucketExists(name.to_owned()) } else { e.into() })?;
@@ -568,6 +573,26 @@ impl Meta {
                 })
             })
             .collect()
+    }
+
+    /// Records that `providers` now hold a chunk of the index (a replica made after the
+    /// commit that referenced it). A chunk no longer in the index is left alone.
+    pub async fn add_placements(&self, address: &[u8; 32], providers: &[String]) -> Result<()> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        for p in providers {
+            sqlx::query(
+                "INSERT INTO placements (address, provider, state) SELECT $1, $2, 'stored' \
+                 WHERE EXISTS (SELECT 1 FROM chunks WHERE address = $1) \
+                 ON CONFLICT (address, provider) DO UPDATE SET state = 'stored'",
+            )
+            .bind(address.to_vec())
+            .bind(p)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// A chunk of the index, with its placements.

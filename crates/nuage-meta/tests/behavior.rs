@@ -80,7 +80,7 @@ fn content(parts: &[&[u8]]) -> NewVersion {
 }
 
 fn policy(keep_versions: u32) -> BucketPolicy {
-    BucketPolicy { replicas: 1, write_quorum: 1, keep_versions, e2e_key_id: None }
+    BucketPolicy { replicas: 1, write_quorum: 1, keep_versions, e2e_key_id: None, direct_upload: false }
 }
 
 fn none() -> Precondition {

@@ -322,6 +322,8 @@ pub struct BucketView {
     /// For an end-to-end bucket: the id (hex) of the content key its manifests are sealed with.
     #[serde(skip_serializing_if = "Option::is_none")]
     e2e_key_id: Option<String>,
+    /// Devices send chunks straight to a provider when one can presign.
+    direct_upload: bool,
 }
 
 impl From<Bucket> for BucketView {
@@ -333,6 +335,7 @@ impl From<Bucket> for BucketView {
             keep_versions: b.policy.keep_versions,
             created_at: b.created_at,
             e2e_key_id: b.policy.e2e_key_id.map(hex::encode),
+            direct_upload: b.policy.direct_upload,
         }
     }
 }
@@ -362,6 +365,10 @@ pub struct BucketRequest {
     /// Makes an end-to-end bucket whose manifests are sealed with the content key of this id
     /// (32 hex digits, `nuage_core::e2e`). The server then never reads its content.
     e2e_key_id: Option<String>,
+    /// Lets devices send chunks straight to a provider with presigned URLs (S3) instead of
+    /// through this server; the server verifies them at commit and makes the other replicas
+    /// after (default: false).
+    direct_upload: Option<bool>,
 }
 
 /// Creates a bucket.
@@ -403,6 +410,7 @@ async fn create_bucket(
         write_quorum,
         keep_versions: req.keep_versions.unwrap_or(d.keep_versions),
         e2e_key_id,
+        direct_upload: req.direct_upload.unwrap_or(false),
     };
     nuage
         .store

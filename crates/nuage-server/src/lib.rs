@@ -15,6 +15,7 @@ mod names;
 mod objects;
 mod openapi;
 mod range;
+mod replicas;
 mod shares;
 mod state;
 mod uploads;

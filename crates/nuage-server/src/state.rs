@@ -28,6 +28,8 @@ pub struct Nuage {
     pub metrics: Metrics,
     /// Grant signing and verification keys.
     pub grants: Grants,
+    /// Chunks waiting for the rest of their replicas (direct uploads).
+    pub replicas: crate::replicas::Replicas,
 }
 
 impl Nuage {
@@ -57,7 +59,16 @@ impl Nuage {
         meta.register_providers(&records).await?;
         let store = ChunkStore::new(providers, config.buckets.placement()).context("[buckets] placement")?;
         let grants = Grants::load(&meta, config.grants).await.context("loading the grant keys")?;
-        Ok(Nuage { meta, store, chunker, seal, config, metrics: Metrics::default(), grants })
+        Ok(Nuage {
+            meta,
+            store,
+            chunker,
+            seal,
+            config,
+            metrics: Metrics::default(),
+            grants,
+            replicas: Default::default(),
+        })
     }
 
     /// Every ten minutes: rotates the grant key when it is due and forgets expired upload

@@ -180,7 +180,7 @@ pub async fn start(
             .saturating_add(i64::try_from(nuage.config.grants.upload_ttl_secs * 1000).unwrap_or(i64::MAX)),
     };
     nuage.meta.create_upload_session(&session).await?;
-    let missing = declare(&nuage, &session, &declared).await?;
+    let missing = declare(&nuage, &session, bucket.policy.direct_upload, &declared).await?;
     let answer = UploadStarted { upload_id: session.id, expires_at: session.expires_at, missing };
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
@@ -212,35 +212,49 @@ fn parse_declared(chunks: &[ChunkDecl]) -> ApiResult<Vec<DeclaredChunk>> {
     Ok(declared)
 }
 
-/// Records `declared` in the session and answers a target for each chunk the index lacks.
+/// Records `declared` in the session and answers a target for each chunk the index lacks:
+/// a presigned PUT straight to a provider when the bucket allows it (`direct`) and a
+/// provider can presign, else this server's `PUT /v1/chunks/{address}` under a grant.
 async fn declare(
     nuage: &Nuage,
     session: &UploadSession,
+    direct: bool,
     declared: &[DeclaredChunk],
 ) -> ApiResult<Vec<UploadTarget>> {
     nuage.meta.declare_upload_chunks(&session.id, declared).await?;
     let addresses: Vec<[u8; 32]> = declared.iter().map(|c| c.address).collect();
     let held = nuage.meta.held_chunks(&addresses).await?;
-    Ok(declared
-        .iter()
-        .filter(|c| !held.contains_key(&c.address))
-        .map(|c| {
-            let address = Address::from_bytes(c.address);
-            let (grant, expires_at) = nuage.grants.sign(
-                Operation::PutChunk,
-                address,
-                session.bucket_id as u64,
-                u64::from(c.stored_size),
-            );
-            UploadTarget {
-                address: address.to_hex(),
-                method: "PUT".into(),
-                url: format!("/v1/chunks/{}", address.to_hex()),
-                headers: HashMap::from([(GRANT_HEADER.to_owned(), grant)]),
-                expires_at,
+    let mut targets = Vec::new();
+    for c in declared.iter().filter(|c| !held.contains_key(&c.address)) {
+        let address = Address::from_bytes(c.address);
+        if direct {
+            let ttl = std::time::Duration::from_millis(nuage.grants.ttl().max(0) as u64);
+            if let Some((_, request)) = nuage.store.presign_put(&address, ttl).await? {
+                targets.push(UploadTarget {
+                    address: address.to_hex(),
+                    method: request.method,
+                    url: request.url,
+                    headers: request.headers.into_iter().collect(),
+                    expires_at: now_ms().saturating_add(nuage.grants.ttl()),
+                });
+                continue;
             }
-        })
-        .collect())
+        }
+        let (grant, expires_at) = nuage.grants.sign(
+            Operation::PutChunk,
+            address,
+            session.bucket_id as u64,
+            u64::from(c.stored_size),
+        );
+        targets.push(UploadTarget {
+            address: address.to_hex(),
+            method: "PUT".into(),
+            url: format!("/v1/chunks/{}", address.to_hex()),
+            headers: HashMap::from([(GRANT_HEADER.to_owned(), grant)]),
+            expires_at,
+        });
+    }
+    Ok(targets)
 }
 
 /// More chunks for a smart upload.
@@ -281,7 +295,8 @@ pub async fn more_chunks(
     if now_ms() >= session.expires_at {
         return Err(expired());
     }
-    Ok(Json(MoreTargets { missing: declare(&nuage, &session, &declared).await? }))
+    let direct = nuage.meta.bucket_by_id(session.bucket_id).await?.policy.direct_upload;
+    Ok(Json(MoreTargets { missing: declare(&nuage, &session, direct, &declared).await? }))
 }
 
 fn expired() -> ApiError {
@@ -476,11 +491,23 @@ pub async fn commit(
     let unknown: Vec<([u8; 32], u32)> =
         distinct.iter().filter(|a| !held.contains_key(*a)).map(|a| (*a, declared[a])).collect();
     let mut found = Vec::with_capacity(unknown.len());
+    // A chunk the index lacks was sent by this upload. Through this server, it was checked on
+    // arrival: its size on the providers is enough. Straight to a provider (a direct bucket),
+    // nobody has checked it: read it back and verify it against its address.
+    let direct = bucket.policy.direct_upload;
     let mut lookups = futures::stream::iter(unknown)
         .map(|(address, size)| {
             let store = nuage.store.clone();
             async move {
-                let providers = store.locate_sized(&Address::from_bytes(address), u64::from(size)).await;
+                let a = Address::from_bytes(address);
+                let providers = if direct {
+                    match store.get(&a, &[]).await {
+                        Ok(read) if read.bytes.len() as u64 == u64::from(size) => vec![read.provider],
+                        _ => Vec::new(),
+                    }
+                } else {
+                    store.locate_sized(&a, u64::from(size)).await
+                };
                 (address, size, providers)
             }
         })
@@ -489,10 +516,14 @@ pub async fn commit(
         found.push(f);
     }
     drop(lookups);
+    let mut under_replicated = Vec::new();
     for (address, stored_size, providers) in found {
         if providers.is_empty() {
             missing += 1;
         } else {
+            if providers.len() < bucket.policy.replicas as usize {
+                under_replicated.push(Address::from_bytes(address));
+            }
             chunks.push(ChunkRef { address, stored_size, providers });
         }
     }
@@ -513,6 +544,11 @@ pub async fn commit(
         .await?;
     if !committed.replayed {
         add(&nuage.metrics.versions_committed, 1);
+    }
+    if !under_replicated.is_empty() {
+        nuage.replicas.push(under_replicated, bucket_placement(&bucket));
+        let n = nuage.clone();
+        tokio::spawn(async move { n.replicate_pending().await });
     }
     Ok(put_answer(&bucket, committed.version, committed.replayed))
 }

@@ -1037,3 +1037,114 @@ on_every_backend! {
         assert_eq!((revoked.status, revoked.code().as_str()), (StatusCode::GONE, "share_revoked"), "revocation holds at once");
     }
 }
+
+/// Direct upload: the device sends chunks straight to S3 (the test server) with presigned
+/// URLs; the commit reads them back and verifies them, and the second replica (a local
+/// folder) is made afterwards. Runs when `NUAGE_TEST_S3_ENDPOINT` is set, and must when
+/// `NUAGE_TEST_REQUIRE` names `s3`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_upload_to_s3_is_verified_then_replicated() {
+    let required = std::env::var("NUAGE_TEST_REQUIRE").unwrap_or_default().contains("s3");
+    let Some(endpoint) = std::env::var("NUAGE_TEST_S3_ENDPOINT").ok().filter(|v| !v.is_empty()) else {
+        assert!(!required, "NUAGE_TEST_REQUIRE names s3 but NUAGE_TEST_S3_ENDPOINT is not set");
+        return;
+    };
+    let var = |n: &str| std::env::var(n).unwrap_or_else(|_| panic!("{n} must be set"));
+    let dir = tempfile::tempdir().unwrap();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let text = format!(
+        r#"data_dir = {data:?}
+[chunking]
+min_size = 16384
+avg_size = 65536
+max_size = 262144
+[buckets]
+replicas = 2
+[[providers]]
+name = "s3"
+scheme = "s3"
+bucket = "{bucket}"
+endpoint = "{endpoint}"
+access_key_id = "{ak}"
+secret_access_key = "{sk}"
+root = "/api-direct-{nanos}/"
+[[providers]]
+name = "local"
+scheme = "fs"
+root = {local:?}
+"#,
+        data = dir.path(),
+        bucket = var("NUAGE_TEST_S3_BUCKET"),
+        ak = var("NUAGE_TEST_S3_ACCESS_KEY"),
+        sk = var("NUAGE_TEST_S3_SECRET_KEY"),
+        local = dir.path().join("local"),
+    );
+    let config: ServerConfig = toml::from_str(&text).unwrap();
+    let nuage = Arc::new(Nuage::open(config).await.unwrap());
+    let a = nuage.meta.create_account("alice", None, None, [1; 32]).await.unwrap();
+    let alice = nuage_server::issue_token(&nuage, a.id, "test").await.unwrap().token;
+    let e = Env {
+        app: nuage_server::router(nuage.clone()),
+        nuage,
+        alice: alice.clone(),
+        alice_id: a.id,
+        bob: alice,
+        _dir: dir,
+    };
+
+    let made = e
+        .json_call("PUT", "/v1/buckets/smart", &e.alice.clone(), serde_json::json!({"direct_upload": true}))
+        .await;
+    assert_eq!((made.status, made.json()["direct_upload"].as_bool()), (StatusCode::CREATED, Some(true)));
+    let body = data(400_000, 51);
+    let sealed = e.seal_like_a_device(&body).await;
+    assert!(sealed.chunks.len() >= 3);
+    let started = e.start_upload("direct.bin", &sealed).await.json();
+    let id = started["upload_id"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let send = |t: &serde_json::Value, bytes: Vec<u8>| {
+        let mut r = http.request(t["method"].as_str().unwrap().parse().unwrap(), t["url"].as_str().unwrap());
+        for (k, v) in t["headers"].as_object().unwrap() {
+            r = r.header(k, v.as_str().unwrap());
+        }
+        async move { r.body(bytes).send().await.unwrap().status() }
+    };
+    let targets = started["missing"].as_array().unwrap();
+    assert_eq!(targets.len(), sealed.chunks.len());
+    for (i, t) in targets.iter().enumerate() {
+        assert!(t["url"].as_str().unwrap().starts_with(&endpoint), "a presigned S3 URL: {t}");
+        assert!(t["headers"].get("x-nuage-grant").is_none());
+        let address: nuage_core::Address = t["address"].as_str().unwrap().parse().unwrap();
+        let mut bytes = sealed.chunks[&address].clone();
+        if i == 0 {
+            bytes[30] ^= 1; // the provider takes anything; the commit must not
+        }
+        assert!(send(t, bytes).await.is_success());
+    }
+    let bad = e.commit_upload(&id, &sealed.manifest).await;
+    assert_eq!(
+        (bad.status, bad.code().as_str()),
+        (StatusCode::CONFLICT, "chunks_missing"),
+        "a chunk that does not hash to its address is not committed"
+    );
+    assert_eq!(e.versions_in("smart", "direct.bin").await, 0);
+    let first: nuage_core::Address = targets[0]["address"].as_str().unwrap().parse().unwrap();
+    assert!(send(&targets[0], sealed.chunks[&first].clone()).await.is_success());
+    let done = e.commit_upload(&id, &sealed.manifest).await;
+    assert_eq!(done.status, StatusCode::CREATED, "{:?}", done.json());
+    assert_eq!(
+        e.nuage.metrics.chunks_written.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "no chunk went through the server"
+    );
+
+    e.nuage.replicate_pending().await;
+    for address in sealed.chunks.keys() {
+        let info = e.nuage.meta.chunk(address.as_bytes()).await.unwrap().unwrap();
+        let on: Vec<&str> = info.placements.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(on, ["local", "s3"], "both replicas, after the background copy");
+        assert!(e.nuage.store.provider("local").unwrap().exists(address).await.unwrap());
+    }
+    let get = e.alice("GET", "/v1/buckets/smart/objects/direct.bin", vec![]).await;
+    assert!(get.status == StatusCode::OK && get.body == body);
+}

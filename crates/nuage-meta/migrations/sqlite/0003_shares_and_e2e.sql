@@ -2,6 +2,8 @@
 -- An end-to-end bucket records the id of the content key its manifests are sealed with;
 -- NULL for a normal bucket.
 ALTER TABLE buckets ADD COLUMN e2e_key_id BLOB;
+-- A bucket whose devices may send chunks straight to a provider (presigned URLs).
+ALTER TABLE buckets ADD COLUMN direct_upload BIGINT NOT NULL DEFAULT 0;
 -- Share links. The token is only stored hashed; a share points at one version.
 CREATE TABLE shares (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -1,0 +1,62 @@
+//! Replicas made after a commit: a chunk a device sent straight to one provider (presigned
+//! upload) is committed with that one placement; the bucket's other replicas are made here,
+//! in the background, from a verified read of the first.
+//!
+//! The queue lives in memory. A server that stops before it is drained leaves chunks with
+//! fewer replicas than their bucket asks for; the chunk index says so (their placements),
+//! which is what the repair worker reads.
+
+use nuage_blob::{Placement, StoredChunk};
+use nuage_core::Address;
+use tokio::sync::Mutex;
+
+use crate::Nuage;
+
+/// Chunks waiting for their other replicas.
+#[derive(Debug, Default)]
+pub struct Replicas {
+    queue: std::sync::Mutex<Vec<(Address, Placement)>>,
+    /// Held while a batch is replicated: one batch at a time, and [`Replicas::drain`] returns
+    /// only when every chunk queued before it has been handled.
+    running: Mutex<()>,
+}
+
+impl Replicas {
+    /// Queues chunks for replication under `placement`.
+    pub fn push(&self, chunks: impl IntoIterator<Item = Address>, placement: Placement) {
+        self.queue.lock().expect("replica queue").extend(chunks.into_iter().map(|a| (a, placement)));
+    }
+
+    /// Chunks queued and not yet handled.
+    pub fn pending(&self) -> usize {
+        self.queue.lock().expect("replica queue").len()
+    }
+}
+
+impl Nuage {
+    /// Makes the replicas of every queued chunk, then returns. A chunk whose copies cannot
+    /// be made now (providers down) is logged and left to the repair worker.
+    pub async fn replicate_pending(&self) {
+        let _one_at_a_time = self.replicas.running.lock().await;
+        loop {
+            let batch = std::mem::take(&mut *self.replicas.queue.lock().expect("replica queue"));
+            if batch.is_empty() {
+                return;
+            }
+            for (address, placement) in batch {
+                if let Err(e) = self.replicate(&address, placement).await {
+                    tracing::warn!("replicating chunk {address}: {e}");
+                }
+            }
+        }
+    }
+
+    async fn replicate(&self, address: &Address, placement: Placement) -> anyhow::Result<()> {
+        let read = self.store.get(address, &[]).await?;
+        let chunk = StoredChunk::verify(*address, read.bytes)?;
+        let report = self.store.put_with(&chunk, placement).await?;
+        self.store.sync().await?;
+        self.meta.add_placements(address.as_bytes(), &report.stored_on).await?;
+        Ok(())
+    }
+}
