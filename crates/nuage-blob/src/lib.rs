@@ -16,6 +16,7 @@ mod error;
 mod fs;
 mod health;
 mod provider;
+mod sas;
 mod store;
 
 pub use config::{ProviderConfig, ProviderKind, Secret};

@@ -195,8 +195,9 @@ impl Provider {
     }
 
     /// A request that lets someone without credentials PUT this chunk straight to the
-    /// provider until `expire` from now: an S3 presigned PUT. `None` for a provider that
-    /// cannot presign (a local folder, memory, an Azure container without a SAS token).
+    /// provider until `expire` from now: an S3 presigned PUT, or an Azure service SAS for
+    /// this one blob (`sas.rs`). `None` for a provider that cannot presign (a local folder,
+    /// memory).
     /// The provider does not check what is sent: whoever relies on the object must verify it
     /// ([`ChunkStore::get`] does).
     pub async fn presign_put(
@@ -204,6 +205,21 @@ impl Provider {
         address: &Address,
         expire: std::time::Duration,
     ) -> Result<Option<Presigned>> {
+        if let ProviderKind::Azblob { container, endpoint, account_name, account_key, root } =
+            &self.inner.config.kind
+        {
+            let sas = crate::sas::BlobSas {
+                endpoint,
+                account_name,
+                account_key: &account_key.0,
+                container,
+                root: root.as_deref(),
+            };
+            return sas
+                .put(&address.object_key(), std::time::SystemTime::now(), expire)
+                .map(Some)
+                .map_err(|e| Error::Config(format!("provider {}: {e}", self.name())));
+        }
         if self.inner.fs.is_some() || !self.inner.op.info().capability().presign_write {
             return Ok(None);
         }

@@ -341,3 +341,44 @@ async fn a_short_chunk_file_left_by_a_crash_is_rewritten() {
     // No temporary file is left behind.
     assert_eq!(std::fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_presigned_put_stores_the_chunk_without_credentials() {
+    let http = reqwest::Client::new();
+    for b in support::all("presign") {
+        let p = open(&b).await;
+        let s = sealed(300_000, 77);
+        let presigned = p.presign_put(&s.address, std::time::Duration::from_secs(300)).await.unwrap();
+        let scheme = b.config.kind.scheme();
+        let Some(request) = presigned else {
+            assert!(matches!(scheme, "fs" | "memory"), "{scheme} should presign");
+            continue;
+        };
+        assert!(matches!(scheme, "s3" | "azblob"));
+        // Only this address: the same URL for another object does not exist.
+        let other = sealed(1000, 78);
+        assert!(!request.url.contains(&other.address.to_hex()));
+        let mut r = http.request(request.method.parse().unwrap(), &request.url);
+        for (k, v) in &request.headers {
+            r = r.header(k, v);
+        }
+        let answer = r.body(s.bytes.clone()).send().await.unwrap();
+        assert!(
+            answer.status().is_success(),
+            "{scheme}: {} {}",
+            answer.status(),
+            answer.text().await.unwrap()
+        );
+        assert_eq!(p.get_raw(&s.address).await.unwrap().as_deref(), Some(&s.bytes[..]), "{scheme}");
+        // A tampered signature is refused by the provider, and stores nothing.
+        let forged = request.url.replace("sig=", "sig=A").replace("X-Amz-Signature=", "X-Amz-Signature=0");
+        let mut r = http.request(request.method.parse().unwrap(), &forged);
+        for (k, v) in &request.headers {
+            r = r.header(k, v);
+        }
+        let other_bytes = other.bytes.clone();
+        assert!(!r.body(other_bytes).send().await.unwrap().status().is_success(), "{scheme}: a forged URL");
+        assert_eq!(p.get_raw(&s.address).await.unwrap().as_deref(), Some(&s.bytes[..]));
+        p.delete(&s.address).await.unwrap();
+    }
+}
