@@ -39,7 +39,7 @@ size() { du -sb --apparent-size "$1" | cut -f1; }
 warm() { find "$DATA" -type f -print0 | xargs -0 cat > /dev/null; }
 
 # nuage serve on loopback, an account, the bucket `bench`.
-export NUAGE_CLIENT_CONFIG=$SCRATCH/client.toml
+export NUAGE_CLIENT_CONFIG=$SCRATCH/client.toml NUAGE_CACHE_DIR=$SCRATCH/cache
 unset NUAGE_SERVER NUAGE_TOKEN NUAGE_DATA_DIR NUAGE_CONFIG NUAGE_DATABASE_URL
 start_nuage "$SCRATCH/nuage" 18430
 

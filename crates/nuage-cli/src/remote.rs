@@ -12,13 +12,14 @@ use clap::{Args, Subcommand};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use nuage_client::api::{BucketSpec, ObjectInfo, Progress, PutResult};
+use nuage_client::stamps::PutStamps;
 use nuage_client::{Client, ClientError, SmartPutResult};
 use serde::{Deserialize, Serialize};
 
 use crate::Cli;
 
 /// Files transferred at once by `put` and `get` of a folder.
-const FILES_IN_FLIGHT: usize = 4;
+const FILES_IN_FLIGHT: usize = 8;
 
 /// What `nuage login` saves: `$NUAGE_CLIENT_CONFIG`, else `$XDG_CONFIG_HOME/nuage/client.toml`,
 /// else `~/.config/nuage/client.toml` (mode 0600).
@@ -315,11 +316,13 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
         (false, None) => Some(client.upload_settings().await?),
         (false, Some(k)) => Some(Client::e2e_pipeline(&client.upload_settings().await?, k)),
     };
-    // What the server holds under these keys: a file whose size and hash are those of the
-    // key's current version is not sent again. (The ETag of an end-to-end version is not the
-    // file's hash, which the server must not learn; those files are sealed again, and only
-    // their chunks the server lacks are sent.)
-    let existing: HashMap<String, ObjectInfo> = if args.force || sealing.is_some() {
+    // What the server holds under these keys: a file is not sent again when its size and
+    // stamp are those the last put of this folder recorded and the key still has the version
+    // that put made, or (without a record) when its size and hash are those of the key's
+    // current version. (The ETag of an end-to-end version is not the file's hash, which the
+    // server must not learn: without a record, those files are sealed again, and only their
+    // chunks the server lacks are sent.)
+    let existing: HashMap<String, ObjectInfo> = if args.force {
         HashMap::new()
     } else {
         let prefix = if files.len() == 1 { files[0].1.as_str() } else { key.trim_end_matches('/') };
@@ -328,18 +331,32 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
             Err(e) => return Err(e).context(format!("listing {bucket}/{prefix}")),
         }
     };
+    let root =
+        std::fs::canonicalize(&args.path).with_context(|| format!("reading {}", args.path.display()))?;
+    let mut stamps = PutStamps::load(&cache_dir()?.join("put"), client.base(), bucket, &root, key);
     let bar = bar(cli, total);
     let results: Vec<_> = futures::stream::iter(&files)
         .map(|(path, key)| {
             let (client, progress, pipeline) = (&client, file_progress(&bar), pipeline.as_ref());
             let sealing = sealing.as_ref();
             let known = existing.get(key.as_str());
+            let stamps = &stamps;
             async move {
-                if let Some(o) = known
-                    && let Some(unchanged) = unchanged(path, o).await?
-                {
-                    progress(o.size);
-                    return Ok(unchanged);
+                // Taken before the file is read: a change during the upload makes the next
+                // put read it again.
+                let meta =
+                    tokio::fs::metadata(path).await.with_context(|| format!("reading {}", path.display()))?;
+                if let Some(o) = known {
+                    if stamps.unchanged(key, &meta, o.etag.as_deref()) {
+                        progress(o.size);
+                        return Ok((meta, skipped(o)));
+                    }
+                    if sealing.is_none()
+                        && let Some(unchanged) = unchanged(path, o).await?
+                    {
+                        progress(o.size);
+                        return Ok((meta, unchanged));
+                    }
                 }
                 match pipeline {
                     Some(p) => client.smart_put_file(p, sealing, bucket, key, path, progress).await,
@@ -353,6 +370,7 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
                     }),
                 }
                 .with_context(|| format!("uploading {}", path.display()))
+                .map(|r| (meta, r))
             }
         })
         .buffer_unordered(FILES_IN_FLIGHT)
@@ -360,8 +378,24 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
         .await;
     bar.finish_and_clear();
     let mut done = Vec::new();
+    let mut first_error = None;
     for r in results {
-        done.push(r?);
+        match r {
+            Ok((meta, r)) => {
+                stamps.record(&r.put.key, &meta, &r.put.etag);
+                done.push(r);
+            }
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    // What did go up is remembered even when something else failed.
+    if let Err(e) = stamps.save() {
+        tracing::warn!("saving {}: {e}", stamps.path().display());
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     done.sort_by(|a, b| a.put.key.cmp(&b.put.key));
     let secs = started.elapsed().as_secs_f64();
@@ -407,21 +441,31 @@ async fn unchanged(path: &Path, o: &ObjectInfo) -> Result<Option<SmartPutResult>
     if len != o.size || hex::encode(nuage_client::api::file_hash(path).await?) != *etag {
         return Ok(None);
     }
+    Ok(Some(skipped(o)))
+}
+
+/// The result of an upload skipped because the key's current version `o` has the content.
+fn skipped(o: &ObjectInfo) -> SmartPutResult {
     let put = PutResult {
         key: o.key.clone(),
         version: o.version,
         size: o.size,
-        etag: etag.clone(),
+        etag: o.etag.clone().unwrap_or_default(),
         replayed: false,
     };
-    Ok(Some(SmartPutResult {
-        put,
-        stored_bytes: 0,
-        bytes_sent: 0,
-        chunks: 0,
-        chunks_sent: 0,
-        unchanged: true,
-    }))
+    SmartPutResult { put, stored_bytes: 0, bytes_sent: 0, chunks: 0, chunks_sent: 0, unchanged: true }
+}
+
+/// The cache folder: `$NUAGE_CACHE_DIR`, else `$XDG_CACHE_HOME/nuage`, else `~/.cache/nuage`.
+fn cache_dir() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("NUAGE_CACHE_DIR").filter(|p| !p.is_empty()) {
+        return Ok(p.into());
+    }
+    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()) {
+        Some(x) => PathBuf::from(x),
+        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache"),
+    };
+    Ok(base.join("nuage"))
 }
 
 #[derive(Debug, Args)]

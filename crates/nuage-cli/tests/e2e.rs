@@ -51,6 +51,7 @@ impl Deployment {
         c.arg("--config")
             .arg(self.path("nuage.toml"))
             .env("NUAGE_CLIENT_CONFIG", self.path("client.toml"))
+            .env("NUAGE_CACHE_DIR", self.path("cache"))
             .env_remove("NUAGE_SERVER")
             .env_remove("NUAGE_TOKEN")
             .env_remove("NUAGE_DATA_DIR")

@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod share;
 pub mod smart;
 pub mod snapshot;
+pub mod stamps;
 
 pub use api::{Client, ClientError, ClientResult};
 pub use ingest::{IngestError, IngestStats, Ingested, ingest, restore, walk};
