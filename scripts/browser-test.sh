@@ -52,7 +52,8 @@ printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\n' "$WORK" >"$WORK/nuage.to
 nu() { "$NUAGE" --config "$WORK/nuage.toml" "$@"; }
 
 mkfifo "$WORK/out"
-nu serve >"$WORK/out" 2>"$WORK/serve.log" &
+# The binary itself, not the `nu` function: $! must be the server's pid for the cleanup.
+"$NUAGE" --config "$WORK/nuage.toml" serve >"$WORK/out" 2>"$WORK/serve.log" &
 SERVER_PID=$!
 exec 3<"$WORK/out"
 URL=
