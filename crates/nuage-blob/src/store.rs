@@ -278,6 +278,25 @@ impl ChunkStore {
         Ok(None)
     }
 
+    /// Checks a chunk a device sent straight to a provider (a presigned PUT): the first
+    /// provider of the ranking whose object has `size` bytes that hash to the address. An
+    /// object that does not verify is deleted, so that the device can send it again and no
+    /// later put mistakes it for the chunk; it does not count against the provider's health
+    /// (a device, not the provider, put it there).
+    pub async fn verify_uploaded(&self, address: &Address, size: u64) -> Result<Option<String>> {
+        for p in self.ranking(address) {
+            match p.get_raw(address).await {
+                Ok(Some(bytes)) if bytes.len() as u64 == size && address.verify(&bytes).is_ok() => {
+                    return Ok(Some(p.name().to_owned()));
+                }
+                Ok(Some(_)) => p.delete(address).await?,
+                Ok(None) => {}
+                Err(e) => tracing::warn!("checking chunk {address} on {}: {e}", p.name()),
+            }
+        }
+        Ok(None)
+    }
+
     /// Fetches and verifies the chunk, trying `hint` providers first (where the chunk index
     /// says it is), then the rest in ranking order, healthy ones before those marked down.
     /// Every placement that fails along the way is reported.

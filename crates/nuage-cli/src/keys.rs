@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use clap::{Args, Subcommand};
-use nuage_client::Client;
 use nuage_client::share::{ShareSpec, ShareUrl, download_share};
+use nuage_client::{Client, ClientError};
 use nuage_core::e2e::ContentKey;
 
 use crate::Cli;
@@ -50,14 +50,27 @@ fn write_key_file(path: &Path, key: &ContentKey) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    // Written whole under a temporary name, then linked to its name, which fails if a key
+    // is there: a crash never leaves a half key file, and a key file is never overwritten.
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp_name);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(path).with_context(|| format!("creating {}", path.display()))?;
-    writeln!(f, "{KEY_FILE_TAG} {}", URL_SAFE_NO_PAD.encode(key.as_bytes()))?;
-    f.sync_all()?;
-    Ok(())
+    let written = (|| -> Result<()> {
+        let mut f = options.open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        writeln!(f, "{KEY_FILE_TAG} {}", URL_SAFE_NO_PAD.encode(key.as_bytes()))?;
+        f.sync_all()?;
+        std::fs::hard_link(&tmp, path).with_context(|| format!("creating {}", path.display()))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    written
 }
 
 /// The account's content key: from `NUAGE_PASSPHRASE` (Argon2id, salted with the account
@@ -68,23 +81,83 @@ pub async fn content_key(client: &Client) -> Result<ContentKey> {
         return Ok(tokio::task::spawn_blocking(move || ContentKey::from_passphrase(&p, &account)).await??);
     }
     let path = key_path()?;
-    read_key_file(&path)?.with_context(|| {
-        format!(
+    read_key_file(&path)?.ok_or_else(|| {
+        anyhow::Error::new(ClientError::Key(format!(
             "no end-to-end key: {} does not exist; run `nuage key init` (or set NUAGE_PASSPHRASE)",
             path.display()
-        )
+        )))
     })
+}
+
+/// Where this device remembers which buckets are end-to-end: beside the key file.
+fn e2e_record_path() -> Result<PathBuf> {
+    Ok(key_path()?.with_file_name("e2e-buckets"))
+}
+
+/// Checks what the server says of `bucket` against what this device remembers, and
+/// remembers an end-to-end bucket. A server that stops calling an end-to-end bucket so (a
+/// compromised or misconfigured one) would otherwise receive plain manifests, chunk keys
+/// included: that is refused.
+pub fn check_e2e_record(server: &str, bucket: &str, server_says: Option<&str>) -> Result<()> {
+    check_e2e_record_in(&e2e_record_path()?, server, bucket, server_says)
+}
+
+fn check_e2e_record_in(path: &Path, server: &str, bucket: &str, server_says: Option<&str>) -> Result<()> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let remembered = text.lines().find_map(|l| {
+        let mut f = l.splitn(3, ' ');
+        let (id, b, s) = (f.next()?, f.next()?, f.next()?);
+        (b == bucket && s == server).then(|| id.to_owned())
+    });
+    match (remembered, server_says) {
+        (Some(id), Some(said)) if id == said => Ok(()),
+        (Some(id), said) => Err(anyhow::Error::new(ClientError::Key(format!(
+            "this device knows bucket {bucket} on {server} as end-to-end (key {id}), and the server now says {}: \
+             refusing to send or read it in the clear ({} records it)",
+            said.map_or("it is not".to_owned(), |s| format!("its key is {s}")),
+            path.display()
+        )))),
+        (None, Some(said)) => {
+            use std::io::Write;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            writeln!(f, "{said} {bucket} {server}")?;
+            f.sync_all()?;
+            Ok(())
+        }
+        (None, None) => Ok(()),
+    }
+}
+
+/// Forgets `bucket` (deleted by this device).
+pub fn forget_e2e_record(server: &str, bucket: &str) -> Result<()> {
+    forget_e2e_record_in(&e2e_record_path()?, server, bucket)
+}
+
+fn forget_e2e_record_in(path: &Path, server: &str, bucket: &str) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            let mut f = l.splitn(3, ' ');
+            !(f.next().is_some() && f.next() == Some(bucket) && f.next() == Some(server))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(path, kept).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The content key, checked against the id an end-to-end bucket was made with.
 pub async fn bucket_key(client: &Client, bucket: &str, id: &str) -> Result<ContentKey> {
     let key = content_key(client).await?;
     if hex::encode(key.id()) != id {
-        bail!(
+        return Err(anyhow::Error::new(ClientError::Key(format!(
             "bucket {bucket} is sealed with content key {id}, and this device's key is {}: \
              use the key file or passphrase the bucket was made with",
             hex::encode(key.id())
-        );
+        ))));
     }
     Ok(key)
 }
@@ -223,7 +296,9 @@ fn share_password(confirm: bool) -> Result<String> {
         return Ok(p);
     }
     if !std::io::stdin().is_terminal() {
-        bail!("this needs a share password: set NUAGE_SHARE_PASSWORD");
+        return Err(anyhow::Error::new(ClientError::Key(
+            "this link asks for a password: set NUAGE_SHARE_PASSWORD".into(),
+        )));
     }
     let p = rpassword::prompt_password("share password: ")?;
     if confirm && p != rpassword::prompt_password("again: ")? {
@@ -267,6 +342,7 @@ pub async fn share(cli: &Cli, args: &ShareArgs) -> Result<()> {
                 bail!("{target:?}: expected BUCKET/KEY");
             }
             let info = client.bucket(bucket).await?;
+            check_e2e_record(client.base(), bucket, info.e2e_key_id.as_deref())?;
             let content_key = match &info.e2e_key_id {
                 Some(id) => Some(crate::keys::bucket_key(&client, bucket, id).await?),
                 None => None,
@@ -303,17 +379,37 @@ pub async fn share(cli: &Cli, args: &ShareArgs) -> Result<()> {
     Ok(())
 }
 
+/// `name` when it is a plain file name: one path component, no separator, no control
+/// character, not hidden, not starting with `-`.
+fn safe_file_name(name: &str) -> Option<&str> {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && !name.starts_with('-')
+        && !name.chars().any(|c| c.is_control() || matches!(c, '/' | '\\' | ':'))
+        && Path::new(name).file_name() == Some(std::ffi::OsStr::new(name));
+    plain.then_some(name)
+}
+
+fn unsafe_name(name: &str) -> String {
+    format!("the link's file name {name:?} is not a plain file name; give a PATH to write to")
+}
+
 /// `nuage get URL [PATH]`: downloads a share link, with no account.
 pub async fn get_link(cli: &Cli, url: &str, path: Option<&Path>) -> Result<()> {
     let link: ShareUrl = url.parse()?;
     let info = nuage_client::share::link_info(&link).await?;
-    if info.name.is_empty() || info.name == "." || info.name == ".." {
-        bail!("the link's file name {:?} cannot be used here; give a PATH", info.name);
-    }
+    // The name comes from the server: it may only ever name a file in the chosen folder.
+    let safe = safe_file_name(&info.name);
     let dest = match path {
-        Some(p) if p.is_dir() => p.join(&info.name),
+        Some(p) if p.is_dir() => p.join(safe.with_context(|| unsafe_name(&info.name))?),
         Some(p) => p.to_owned(),
-        None => PathBuf::from(&info.name),
+        None => {
+            let dest = PathBuf::from(safe.with_context(|| unsafe_name(&info.name))?);
+            if dest.exists() {
+                bail!("{} exists already; give a PATH to write to", dest.display());
+            }
+            dest
+        }
     };
     let password = if info.password { Some(share_password(false)?) } else { None };
     let started = std::time::Instant::now();
@@ -352,6 +448,32 @@ mod tests {
         assert_eq!(duration_secs("45").unwrap(), 45);
         for bad in ["", "d", "0", "7w", "-1d", "1.5h"] {
             assert!(duration_secs(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_server_cannot_turn_an_end_to_end_bucket_plain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e2e-buckets");
+        let (a, b) = ("http://a", "http://b");
+        check_e2e_record_in(&path, a, "vault", None).unwrap();
+        check_e2e_record_in(&path, a, "vault", Some("k1")).unwrap(); // remembered
+        check_e2e_record_in(&path, a, "vault", Some("k1")).unwrap();
+        assert!(check_e2e_record_in(&path, a, "vault", None).is_err(), "now plain: refused");
+        assert!(check_e2e_record_in(&path, a, "vault", Some("k2")).is_err(), "another key: refused");
+        check_e2e_record_in(&path, b, "vault", None).unwrap(); // another server
+        check_e2e_record_in(&path, a, "photos", None).unwrap(); // another bucket
+        forget_e2e_record_in(&path, a, "vault").unwrap();
+        check_e2e_record_in(&path, a, "vault", None).unwrap(); // deleted, then made again
+    }
+
+    #[test]
+    fn only_plain_file_names_come_from_a_link() {
+        for ok in ["cat.jpg", "été 2026.png", "a..b"] {
+            assert_eq!(safe_file_name(ok), Some(ok));
+        }
+        for bad in ["", ".", "..", "../x", "/etc/passwd", "a/b", "a\\b", ".bashrc", "-rf", "c:x", "a\nb"] {
+            assert_eq!(safe_file_name(bad), None, "{bad:?}");
         }
     }
 

@@ -226,6 +226,7 @@ pub async fn bucket(cli: &Cli, cmd: &BucketCmd) -> Result<()> {
                 direct_upload: direct_upload.then_some(true),
             };
             let b = client.create_bucket(name, &spec).await?;
+            crate::keys::check_e2e_record(client.base(), &b.name, b.e2e_key_id.as_deref())?;
             if cli.json {
                 println!("{}", serde_json::to_string(&b)?);
             } else {
@@ -242,6 +243,7 @@ pub async fn bucket(cli: &Cli, cmd: &BucketCmd) -> Result<()> {
         BucketCmd::Ls => list_buckets(cli, &client).await?,
         BucketCmd::Rm { name } => {
             client.delete_bucket(name).await?;
+            crate::keys::forget_e2e_record(client.base(), name)?;
             if !cli.json {
                 println!("deleted bucket {name}");
             }
@@ -302,7 +304,9 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
         total += std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?.len();
     }
     let started = Instant::now();
-    let sealing = match client.bucket(bucket).await?.e2e_key_id {
+    let info = client.bucket(bucket).await?;
+    crate::keys::check_e2e_record(client.base(), bucket, info.e2e_key_id.as_deref())?;
+    let sealing = match info.e2e_key_id {
         Some(id) if args.simple => {
             bail!(
                 "bucket {bucket} is end-to-end encrypted (key {id}): it takes smart uploads only, not --simple"
@@ -489,7 +493,9 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
     }
     let client = client(cli)?;
     let (bucket, key) = split_target(&args.source)?;
-    let sealed_with = match client.bucket(bucket).await?.e2e_key_id {
+    let info = client.bucket(bucket).await?;
+    crate::keys::check_e2e_record(client.base(), bucket, info.e2e_key_id.as_deref())?;
+    let sealed_with = match info.e2e_key_id {
         Some(id) => Some(crate::keys::bucket_key(&client, bucket, &id).await?),
         None => None,
     };

@@ -155,15 +155,16 @@ impl std::str::FromStr for ShareUrl {
         {
             return Err(bad());
         }
-        let file_key =
-            match fragment.split('&').find_map(|kv| kv.strip_prefix("k=")) {
-                None => None,
-                Some(k) => Some(FileKey::from_bytes(
-                    URL_SAFE_NO_PAD.decode(k).ok().and_then(|v| <[u8; 32]>::try_from(v).ok()).ok_or_else(
-                        || ClientError::Protocol("the key in the link (#k=) is damaged".into()),
-                    )?,
-                )),
-            };
+        let file_key = match fragment.split('&').find_map(|kv| kv.strip_prefix("k=")) {
+            None => None,
+            Some(k) => Some(FileKey::from_bytes(
+                URL_SAFE_NO_PAD
+                    .decode(k)
+                    .ok()
+                    .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                    .ok_or_else(|| ClientError::Key("the key in the link (#k=) is damaged".into()))?,
+            )),
+        };
         Ok(ShareUrl { base: base.to_owned(), token: token.to_owned(), file_key })
     }
 }

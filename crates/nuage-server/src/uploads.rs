@@ -476,7 +476,7 @@ pub async fn commit(
         .iter()
         .map(|c| (c.address, c.stored_size))
         .collect();
-    let mut distinct = addresses;
+    let mut distinct = addresses.clone();
     distinct.sort_unstable();
     distinct.dedup();
     if let Some(a) = distinct.iter().find(|a| !declared.contains_key(*a)) {
@@ -501,9 +501,13 @@ pub async fn commit(
             async move {
                 let a = Address::from_bytes(address);
                 let providers = if direct {
-                    match store.get(&a, &[]).await {
-                        Ok(read) if read.bytes.len() as u64 == u64::from(size) => vec![read.provider],
-                        _ => Vec::new(),
+                    match store.verify_uploaded(&a, u64::from(size)).await {
+                        Ok(Some(provider)) => vec![provider],
+                        Ok(None) => Vec::new(),
+                        Err(e) => {
+                            tracing::warn!("checking chunk {a}: {e}");
+                            Vec::new()
+                        }
                     }
                 } else {
                     store.locate_sized(&a, u64::from(size)).await
@@ -536,6 +540,21 @@ pub async fn commit(
     }
     for (address, (stored_size, providers)) in held {
         chunks.push(ChunkRef { address, stored_size, providers });
+    }
+    if bucket.policy.e2e_key_id.is_some() {
+        // The size of a sealed manifest is the device's word, and the quota is charged on
+        // it: it must be what the chunks hold. End-to-end chunks are stored uncompressed, so
+        // each holds its stored size less the format's overhead.
+        let stored: HashMap<[u8; 32], u32> = chunks.iter().map(|c| (c.address, c.stored_size)).collect();
+        let held_plain: u64 = addresses
+            .iter()
+            .map(|a| u64::from(stored[a]).saturating_sub(nuage_core::chunk::OVERHEAD as u64))
+            .sum();
+        if held_plain != size {
+            return Err(invalid(format!(
+                "the sealed manifest says {size} bytes; its chunks hold {held_plain} (end-to-end chunks are stored uncompressed)"
+            )));
+        }
     }
     let new = NewVersion { size, etag, content_type: req.content_type, manifest: raw, chunks };
     let committed = nuage

@@ -974,6 +974,11 @@ on_every_backend! {
         let (other, _) = e2e::seal_manifest(&ContentKey::from_bytes([6; 32]), &sealed.manifest);
         let mismatch = e.smart_put("vault", "doc.bin", &sealed, &other).await;
         assert_eq!((mismatch.status, mismatch.code().as_str()), (StatusCode::CONFLICT, "e2e_key_mismatch"));
+        let mut lying = sealed.manifest.clone();
+        lying.size = 1;
+        let (small, _) = e2e::seal_manifest(&key, &lying);
+        let quota_dodge = e.smart_put("vault", "doc.bin", &sealed, &small).await;
+        assert_eq!((quota_dodge.status, quota_dodge.code().as_str()), (StatusCode::BAD_REQUEST, "manifest_invalid"), "the size is what the chunks hold");
         let misplaced = e.smart_put("smart", "doc.bin", &sealed, &sealed_manifest).await;
         assert_eq!((misplaced.status, misplaced.code().as_str()), (StatusCode::BAD_REQUEST, "manifest_invalid"));
         assert_eq!(e.versions_in("vault", "doc.bin").await + e.versions_in("smart", "doc.bin").await, 0);
@@ -1116,7 +1121,7 @@ root = {local:?}
         assert!(t["headers"].get("x-nuage-grant").is_none());
         let address: nuage_core::Address = t["address"].as_str().unwrap().parse().unwrap();
         let mut bytes = sealed.chunks[&address].clone();
-        if i == 0 {
+        if i < 3 {
             bytes[30] ^= 1; // the provider takes anything; the commit must not
         }
         assert!(send(t, bytes).await.is_success());
@@ -1128,8 +1133,17 @@ root = {local:?}
         "a chunk that does not hash to its address is not committed"
     );
     assert_eq!(e.versions_in("smart", "direct.bin").await, 0);
-    let first: nuage_core::Address = targets[0]["address"].as_str().unwrap().parse().unwrap();
-    assert!(send(&targets[0], sealed.chunks[&first].clone()).await.is_success());
+    // Three bad objects (what would mark a provider down if they were the provider's fault)
+    // are deleted, and S3 stays up for everyone else.
+    assert!(!e.nuage.store.provider("s3").unwrap().is_down(), "a device's bad uploads do not mark S3 down");
+    for t in &targets[..3] {
+        let address: nuage_core::Address = t["address"].as_str().unwrap().parse().unwrap();
+        assert!(
+            !e.nuage.store.provider("s3").unwrap().exists(&address).await.unwrap(),
+            "the bad object was deleted"
+        );
+        assert!(send(t, sealed.chunks[&address].clone()).await.is_success());
+    }
     let done = e.commit_upload(&id, &sealed.manifest).await;
     assert_eq!(done.status, StatusCode::CREATED, "{:?}", done.json());
     assert_eq!(
