@@ -99,7 +99,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         ClientError::Api { status: 401 | 403, .. } => 4,
         ClientError::Api { status: 409 | 410 | 412 | 422, .. } => 5,
         ClientError::Api { status: 413, .. } => 6,
-        ClientError::Api { status: 503, .. } | ClientError::Http(_) => 7,
+        ClientError::Api { status: 429 | 503, .. } | ClientError::Http(_) => 7,
         ClientError::Integrity(_) => 8,
         ClientError::Interrupted => 9,
         ClientError::Key(_) => 10,

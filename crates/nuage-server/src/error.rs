@@ -32,12 +32,14 @@ pub struct ApiError {
     pub message: String,
     /// For `416`: the object size, sent back in `Content-Range: bytes */SIZE`.
     pub size: Option<u64>,
+    /// For `429`: seconds to wait, sent back in `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), size: None }
+        ApiError { status, code, message: message.into(), size: None, retry_after: None }
     }
 
     /// `400` with `code`.
@@ -64,6 +66,9 @@ impl IntoResponse for ApiError {
             && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
         {
             response.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+        if let Some(secs) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -30,6 +30,8 @@ pub struct Nuage {
     pub grants: Grants,
     /// Chunks waiting for the rest of their replicas (direct uploads).
     pub replicas: crate::replicas::Replicas,
+    /// Wrong share-link passwords, to space out guesses.
+    pub unlock_throttle: crate::shares::UnlockThrottle,
 }
 
 impl Nuage {
@@ -68,6 +70,7 @@ impl Nuage {
             metrics: Metrics::default(),
             grants,
             replicas: Default::default(),
+            unlock_throttle: Default::default(),
         })
     }
 

@@ -914,6 +914,15 @@ on_every_backend! {
         let grant = unlocked.json()["grant"].as_str().unwrap().to_owned();
         let yes = e.call("GET", &format!("{locked_path}/content"), "", &[("x-nuage-grant", &grant)], vec![]).await;
         assert!(yes.status == StatusCode::OK && yes.body == body);
+        // Guessing is slowed down: after 5 wrong passwords in a row, even the right one waits.
+        let other_unlock = format!("{other_locked}/unlock");
+        for _ in 0..5 {
+            let w = e.json_call("POST", &other_unlock, "", serde_json::json!({"password": "guess"})).await;
+            assert_eq!(w.code(), "share_password_wrong");
+        }
+        let throttled = e.json_call("POST", &other_unlock, "", serde_json::json!({"password": "other"})).await;
+        assert_eq!((throttled.status, throttled.code().as_str()), (StatusCode::TOO_MANY_REQUESTS, "share_unlock_throttled"));
+        assert!(throttled.header("retry-after").parse::<u64>().unwrap() >= 1);
         let elsewhere = e.call("GET", &format!("{other_locked}/content?grant={grant}"), "", &[], vec![]).await;
         assert_eq!((elsewhere.status, elsewhere.code().as_str()), (StatusCode::FORBIDDEN, "grant_wrong_address"));
 
