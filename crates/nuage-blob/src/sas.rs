@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use nuage_core::url::percent_encode;
 
 use crate::Presigned;
 
@@ -33,19 +34,6 @@ fn iso8601(t: SystemTime) -> String {
     let (y, m, d) = nuage_core::date::civil(secs.div_euclid(86_400));
     let rem = secs.rem_euclid(86_400);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters (and `/` when asked).
-fn encode(text: &str, keep_slash: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (keep_slash && b == b'/') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 impl BlobSas<'_> {
@@ -87,10 +75,10 @@ impl BlobSas<'_> {
         let url = format!(
             "{}/{}/{}?sv={SIGNED_VERSION}&sr=b&sp={permissions}&se={}&sig={}",
             self.endpoint.trim_end_matches('/'),
-            encode(self.container, false),
-            encode(&blob, true),
-            encode(&expiry, false),
-            encode(&signature, false),
+            percent_encode(self.container, false),
+            percent_encode(&blob, true),
+            percent_encode(&expiry, false),
+            percent_encode(&signature, false),
         );
         Ok(Presigned {
             method: "PUT".into(),

@@ -33,11 +33,16 @@ pub(crate) fn saved_path() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("NUAGE_CLIENT_CONFIG").filter(|p| !p.is_empty()) {
         return Ok(p.into());
     }
-    let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|p| !p.is_empty()) {
+    Ok(user_dir("XDG_CONFIG_HOME", ".config")?.join("client.toml"))
+}
+
+/// nuage's folder under `$XDG_VAR`, else under `~/HOME_SUB`.
+fn user_dir(xdg_var: &str, home_sub: &str) -> Result<PathBuf> {
+    let base = match std::env::var_os(xdg_var).filter(|p| !p.is_empty()) {
         Some(x) => PathBuf::from(x),
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".config"),
+        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(home_sub),
     };
-    Ok(base.join("nuage").join("client.toml"))
+    Ok(base.join("nuage"))
 }
 
 fn load_saved() -> Result<Saved> {
@@ -465,11 +470,7 @@ fn cache_dir() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("NUAGE_CACHE_DIR").filter(|p| !p.is_empty()) {
         return Ok(p.into());
     }
-    let base = match std::env::var_os("XDG_CACHE_HOME").filter(|p| !p.is_empty()) {
-        Some(x) => PathBuf::from(x),
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache"),
-    };
-    Ok(base.join("nuage"))
+    user_dir("XDG_CACHE_HOME", ".cache")
 }
 
 #[derive(Debug, Args)]

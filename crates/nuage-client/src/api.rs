@@ -218,19 +218,11 @@ pub fn no_progress() -> Progress {
 
 /// Percent-encodes a key for a URL path, keeping `/` between segments.
 pub fn encode_path(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    nuage_core::url::percent_encode(key, true)
 }
 
 fn encode_query(value: &str) -> String {
-    encode_path(value).replace('/', "%2F")
+    nuage_core::url::percent_encode(value, false)
 }
 
 /// A guess of the content type from a file name's extension.
@@ -653,7 +645,7 @@ async fn finish(
     Ok(GetResult { size, resumed_from, version: state.version, etag: state.etag })
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)

@@ -11,7 +11,7 @@
 //! against the whole-file BLAKE3 that `/s/{token}/info` gives.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -23,7 +23,9 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::api::{Client, ClientError, ClientResult, GetResult, Progress, encode_path, io_err, with_retries};
+use crate::api::{
+    Client, ClientError, ClientResult, GetResult, Progress, encode_path, io_err, with_retries, with_suffix,
+};
 
 /// Chunk fetches in flight per download.
 pub const FETCHES_IN_FLIGHT: usize = 8;
@@ -219,8 +221,8 @@ impl Client {
             .map_err(|e| ClientError::Key(e.to_string()))
     }
 
-    /// Fetches, checks, decrypts and writes the chunks of `manifest` to `dest` (through a
-    /// `.nuage-part` file renamed at the end), then checks the whole-file hash.
+    /// Fetches, checks and decrypts the chunks of `manifest`, and writes them to `dest`
+    /// ([`write_verified`]).
     async fn write_from_chunks(
         &self,
         manifest: &Manifest,
@@ -228,17 +230,7 @@ impl Client {
         dest: &Path,
         progress: Progress,
     ) -> ClientResult<()> {
-        let mut part_name = dest.as_os_str().to_owned();
-        part_name.push(".nuage-part");
-        let part = PathBuf::from(part_name);
-        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir).await.map_err(io_err(dir))?;
-        }
-        let file = tokio::fs::File::create(&part).await.map_err(io_err(&part))?;
-        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-        let mut hasher = blake3::Hasher::new();
-        let mut done = 0u64;
-        let mut chunks = futures::stream::iter(manifest.entries.iter().copied())
+        let chunks = futures::stream::iter(manifest.entries.iter().copied())
             .map(|entry| async move {
                 let hex = entry.address.to_hex();
                 let grant = grants
@@ -253,22 +245,7 @@ impl Client {
                 .map_err(|e| ClientError::Protocol(format!("decrypting thread: {e}")))?
             })
             .buffered(FETCHES_IN_FLIGHT);
-        while let Some(plain) = chunks.next().await {
-            let plain = plain?;
-            hasher.update(&plain);
-            file.write_all(&plain).await.map_err(io_err(&part))?;
-            done += plain.len() as u64;
-            if !progress(done) {
-                return Err(ClientError::Interrupted);
-            }
-        }
-        file.flush().await.map_err(io_err(&part))?;
-        file.into_inner().sync_all().await.map_err(io_err(&part))?;
-        if *hasher.finalize().as_bytes() != manifest.hash || done != manifest.size {
-            let _ = tokio::fs::remove_file(&part).await;
-            return Err(ClientError::Integrity(dest.to_owned()));
-        }
-        tokio::fs::rename(&part, dest).await.map_err(io_err(dest))
+        write_verified(dest, chunks, &manifest.hash, progress).await
     }
 
     /// One stored chunk under a grant, checked against its address.
@@ -279,11 +256,7 @@ impl Client {
             Ok(Self::check(r).await?.bytes().await?)
         })
         .await?;
-        if Address::of(&bytes) != *address {
-            return Err(ClientError::Protocol(format!(
-                "chunk {address}: the bytes received do not hash to it"
-            )));
-        }
+        address.verify(&bytes).map_err(|e| ClientError::Protocol(format!("chunk from the server: {e}")))?;
         Ok(bytes)
     }
 
@@ -330,18 +303,55 @@ pub async fn link_info(link: &ShareUrl) -> ClientResult<LinkInfo> {
     Client::json(client.raw_request(Method::GET, &format!("{}/s/{}/info", link.base, link.token))).await
 }
 
-/// Downloads what a share link points at into `dest` (a file path), verifying it: against
-/// the whole-file hash for a normal bucket, chunk by chunk and as a whole for an end-to-end
-/// one. No account is needed.
+/// Writes `bytes` to `dest` through `DEST.nuage-part`, hashing as it goes, and gives the
+/// file its name only when the whole content has the BLAKE3 `hash` (a mismatch removes the
+/// part and is [`ClientError::Integrity`]).
+async fn write_verified<B: AsRef<[u8]>>(
+    dest: &Path,
+    bytes: impl futures::Stream<Item = ClientResult<B>>,
+    hash: &[u8; 32],
+    progress: Progress,
+) -> ClientResult<()> {
+    let part = with_suffix(dest, ".nuage-part");
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir).await.map_err(io_err(dir))?;
+    }
+    let file = tokio::fs::File::create(&part).await.map_err(io_err(&part))?;
+    let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = blake3::Hasher::new();
+    let mut done = 0u64;
+    let mut bytes = std::pin::pin!(bytes);
+    while let Some(b) = bytes.next().await {
+        let b = b?;
+        let b = b.as_ref();
+        hasher.update(b);
+        file.write_all(b).await.map_err(io_err(&part))?;
+        done += b.len() as u64;
+        if !progress(done) {
+            return Err(ClientError::Interrupted);
+        }
+    }
+    file.flush().await.map_err(io_err(&part))?;
+    file.into_inner().sync_all().await.map_err(io_err(&part))?;
+    if hasher.finalize().as_bytes() != hash {
+        let _ = tokio::fs::remove_file(&part).await;
+        return Err(ClientError::Integrity(dest.to_owned()));
+    }
+    tokio::fs::rename(&part, dest).await.map_err(io_err(dest))
+}
+
+/// Downloads what the share link `link` (whose [`link_info`] is `info`) points at into
+/// `dest` (a file path), verifying it: against the whole-file hash for a normal bucket,
+/// chunk by chunk and as a whole for an end-to-end one. No account is needed.
 pub async fn download_share(
     link: &ShareUrl,
+    info: &LinkInfo,
     password: Option<&str>,
     dest: &Path,
     progress: Progress,
-) -> ClientResult<LinkInfo> {
+) -> ClientResult<()> {
     let client = Client::new(&link.base, None)?;
     let at = |p: &str| format!("{}/s/{}/{p}", link.base, link.token);
-    let info: LinkInfo = Client::json(client.raw_request(Method::GET, &at("info"))).await?;
     let grant = match (info.password, password) {
         (false, _) => None,
         (true, None) => {
@@ -367,45 +377,18 @@ pub async fn download_share(
             Client::json(with_grant(client.raw_request(Method::GET, &at("manifest")))).await?;
         let manifest = e2e::open_manifest(&file_key, &decode_b64(&view.manifest)?)
             .map_err(|e| ClientError::Key(e.to_string()))?;
-        client.write_from_chunks(&manifest, &view.grants, dest, progress).await?;
-        return Ok(info);
+        return client.write_from_chunks(&manifest, &view.grants, dest, progress).await;
     }
-    let etag = info
+    let hash: [u8; 32] = info
         .etag
-        .clone()
+        .as_deref()
+        .and_then(|e| hex::decode(e).ok())
+        .and_then(|h| h.try_into().ok())
         .ok_or_else(|| ClientError::Protocol("no whole-file hash in the link's info".into()))?;
     let response =
         Client::check(with_grant(client.raw_request(Method::GET, &at("content"))).send().await?).await?;
-    let mut part_name = dest.as_os_str().to_owned();
-    part_name.push(".nuage-part");
-    let part = PathBuf::from(part_name);
-    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-        tokio::fs::create_dir_all(dir).await.map_err(io_err(dir))?;
-    }
-    let mut file = tokio::io::BufWriter::with_capacity(
-        1 << 20,
-        tokio::fs::File::create(&part).await.map_err(io_err(&part))?,
-    );
-    let mut hasher = blake3::Hasher::new();
-    let mut done = 0u64;
-    let mut body = response.bytes_stream();
-    while let Some(bytes) = body.next().await {
-        let bytes = bytes?;
-        hasher.update(&bytes);
-        file.write_all(&bytes).await.map_err(io_err(&part))?;
-        done += bytes.len() as u64;
-        if !progress(done) {
-            return Err(ClientError::Interrupted);
-        }
-    }
-    file.flush().await.map_err(io_err(&part))?;
-    file.into_inner().sync_all().await.map_err(io_err(&part))?;
-    if hasher.finalize().to_hex().as_str() != etag {
-        let _ = tokio::fs::remove_file(&part).await;
-        return Err(ClientError::Integrity(dest.to_owned()));
-    }
-    tokio::fs::rename(&part, dest).await.map_err(io_err(dest))?;
-    Ok(info)
+    let body = response.bytes_stream().map(|b| b.map_err(ClientError::from));
+    write_verified(dest, body, &hash, progress).await
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! - [`manifest`]: the ordered list of chunks that makes one file version.
 //! - [`pipeline`]: chunk + seal a whole stream, on one thread or two.
 //! - [`e2e`]: the end-to-end content key and sealed manifests.
+//! - [`url`]: percent-encoding of URL paths and query values.
 //! - [`grant`]: Ed25519-signed, short-lived permissions for one operation on one address.
 #![deny(missing_docs)]
 
@@ -23,6 +24,7 @@ mod error;
 pub mod grant;
 pub mod manifest;
 pub mod pipeline;
+pub mod url;
 
 pub use address::Address;
 pub use chunk::{ChunkKey, Compression, ConvergenceSecret, SealOptions, SealedChunk};

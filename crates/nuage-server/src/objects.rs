@@ -412,11 +412,21 @@ pub async fn get(
     check_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
     refuse_e2e(&bucket)?;
-    let version = match query.version {
-        Some(id) => nuage.meta.version(&bucket, &key, id).await?,
-        None => nuage.meta.head(&bucket, &key).await?,
-    };
+    let version = version_or_head(&nuage, &bucket, &key, query.version).await?;
     serve_version(&nuage, &version, &method, &headers).await
+}
+
+/// The version `id` of the key, or (`None`) its current version.
+pub(crate) async fn version_or_head(
+    nuage: &Nuage,
+    bucket: &Bucket,
+    key: &str,
+    id: Option<i64>,
+) -> ApiResult<Version> {
+    Ok(match id {
+        Some(id) => nuage.meta.version(bucket, key, id).await?,
+        None => nuage.meta.head(bucket, key).await?,
+    })
 }
 
 /// `409 end_to_end_bucket` for a request that would need the server to see plaintext.

@@ -26,11 +26,6 @@ impl Replicas {
     pub fn push(&self, chunks: impl IntoIterator<Item = Address>, placement: Placement) {
         self.queue.lock().expect("replica queue").extend(chunks.into_iter().map(|a| (a, placement)));
     }
-
-    /// Chunks queued and not yet handled.
-    pub fn pending(&self) -> usize {
-        self.queue.lock().expect("replica queue").len()
-    }
 }
 
 impl Nuage {

@@ -36,7 +36,7 @@ use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::metrics::add;
 use crate::names::check_key;
-use crate::objects::{VersionQuery, serve_version};
+use crate::objects::{VersionQuery, serve_version, version_or_head};
 use crate::uploads::{GRANT_HEADER, grant_refused, parse_address};
 
 /// The share page: static HTML; [`SCRIPT`] fills it in.
@@ -148,13 +148,7 @@ pub async fn create(
     };
     check_key(&req.key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &req.bucket).await?;
-    let version = match req.version {
-        Some(id) => nuage.meta.version(&bucket, &req.key, id).await?,
-        None => nuage.meta.head(&bucket, &req.key).await?,
-    };
-    if version.tombstone {
-        return Err(nuage_meta::Error::ObjectNotFound.into());
-    }
+    let version = live(version_or_head(&nuage, &bucket, &req.key, req.version).await?)?;
     if req.max_downloads == Some(0) {
         return Err(ApiError::bad_request("invalid_request", "max_downloads must be at least 1"));
     }
@@ -287,10 +281,7 @@ pub async fn manifest(
 ) -> ApiResult<Json<ManifestView>> {
     check_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
-    let version = live(match query.version {
-        Some(id) => nuage.meta.version(&bucket, &key, id).await?,
-        None => nuage.meta.head(&bucket, &key).await?,
-    })?;
+    let version = live(version_or_head(&nuage, &bucket, &key, query.version).await?)?;
     Ok(Json(manifest_view(&nuage, &version, Operation::GetChunk, bucket.id as u64, None).await?))
 }
 
@@ -365,6 +356,14 @@ pub async fn get_chunk(
     Ok(response)
 }
 
+/// `410` with the reason, unless the link can be used now.
+fn usable(share: &Share) -> ApiResult<()> {
+    match share.state(now_ms()) {
+        ShareState::Usable => Ok(()),
+        s => Err(share_refused(s)),
+    }
+}
+
 fn share_refused(state: ShareState) -> ApiError {
     match state {
         ShareState::Revoked => {
@@ -404,10 +403,7 @@ async fn resolve(nuage: &Nuage, token: &str) -> ApiResult<(Share, Bucket, Versio
 
 /// Checks the link's password (through the grant `unlock` gave), then counts one download.
 async fn admit(nuage: &Nuage, share: &Share, headers: &HeaderMap, query: &GrantQuery) -> ApiResult<()> {
-    let state = share.state(now_ms());
-    if state != ShareState::Usable {
-        return Err(share_refused(state));
-    }
+    usable(share)?;
     if share.password_hash.is_some() {
         let Some(text) = grant_text(headers, query) else {
             return Err(ApiError::new(
@@ -471,10 +467,7 @@ pub struct ShareInfo {
         (status = 410, description = "`share_revoked`, `share_expired`, `share_exhausted`, `share_version_gone`", body = ErrorBody)))]
 pub async fn info(State(nuage): State<Arc<Nuage>>, Path(token): Path<String>) -> ApiResult<Response> {
     let (share, bucket, version) = resolve(&nuage, &token).await?;
-    let state = share.state(now_ms());
-    if state != ShareState::Usable {
-        return Err(share_refused(state));
-    }
+    usable(&share)?;
     let e2e = bucket.policy.e2e_key_id.is_some();
     let info = ShareInfo {
         name: share.key.rsplit('/').next().unwrap_or(&share.key).to_owned(),
@@ -521,10 +514,7 @@ pub async fn unlock(
     body: Option<Json<Unlock>>,
 ) -> ApiResult<Json<Unlocked>> {
     let (share, _, _) = resolve(&nuage, &token).await?;
-    let state = share.state(now_ms());
-    if state != ShareState::Usable {
-        return Err(share_refused(state));
-    }
+    usable(&share)?;
     // Checked before the password, so that guesses during the wait cost no Argon2 either.
     if let Some(secs) = nuage.unlock_throttle.wait(share.id) {
         let mut e = ApiError::new(
@@ -618,10 +608,7 @@ pub async fn content(
     let (share, bucket, version) = resolve(&nuage, &token).await?;
     crate::objects::refuse_e2e(&bucket)?;
     if method == Method::HEAD {
-        let state = share.state(now_ms());
-        if state != ShareState::Usable {
-            return Err(share_refused(state));
-        }
+        usable(&share)?;
     } else {
         admit(&nuage, &share, &headers, &query).await?;
     }
@@ -638,16 +625,7 @@ pub async fn content(
 fn content_disposition(name: &str) -> String {
     let ascii: String =
         name.chars().map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' { c } else { '_' }).collect();
-    let encoded: String = name
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let encoded = nuage_core::url::percent_encode(name, false);
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
