@@ -414,7 +414,7 @@ pub async fn get_link(cli: &Cli, url: &str, path: Option<&Path>) -> Result<()> {
     let password = if info.password { Some(share_password(false)?) } else { None };
     let started = std::time::Instant::now();
     let bar = bar(cli, info.size);
-    download_share(&link, &info, password.as_deref(), &dest, file_progress(&bar))
+    download_share(&link, &info, password.as_deref(), cli.region.clone(), &dest, file_progress(&bar))
         .await
         .with_context(|| format!("downloading {url}"))?;
     bar.finish_and_clear();

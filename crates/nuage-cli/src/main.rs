@@ -1,11 +1,13 @@
 //! The `nuage` command: parses arguments, calls the libraries, prints results.
 //!
 //! - `serve`, `admin …`: run and administer a link server ([`server`]).
+//! - `edge`: run an edge cache in front of one ([`edge`]).
 //! - `login`, `bucket`, `put`, `get`, `ls`, `rm`, `versions`: use one ([`remote`]).
 //! - `key`, `share`, `get URL`: the end-to-end key and share links ([`keys`]).
 //! - `ingest`, `restore`, `snapshots`: the chunk path straight to providers, with no
 //!   server ([`local`]).
 
+mod edge;
 mod keys;
 mod local;
 mod remote;
@@ -33,6 +35,10 @@ pub struct Cli {
     /// Token for client commands (default: the one saved by `nuage login`).
     #[arg(long, env = "NUAGE_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+    /// This device's region: downloads read through the server's edges of that region
+    /// first (else the nearest by round-trip time).
+    #[arg(long, env = "NUAGE_REGION", global = true)]
+    region: Option<String>,
     /// Print results as JSON (and no progress bars).
     #[arg(long, global = true)]
     json: bool,
@@ -44,6 +50,8 @@ pub struct Cli {
 enum Command {
     /// Run the link server (SQLite and local folders unless the configuration says otherwise).
     Serve(server::ServeArgs),
+    /// Run an edge cache of chunks in front of a link server (`--origin URL`).
+    Edge(edge::EdgeArgs),
     /// Administer the server's accounts (runs against its database directly).
     #[command(subcommand)]
     Admin(server::Admin),
@@ -111,7 +119,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     // The server logs what it does; client commands only warn.
-    let default_level = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    let default_level =
+        if matches!(cli.command, Command::Serve(_) | Command::Edge(_)) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -121,6 +130,7 @@ async fn main() -> ExitCode {
         .init();
     let result = match &cli.command {
         Command::Serve(args) => server::serve(&cli, args).await,
+        Command::Edge(args) => edge::edge(&cli, args).await,
         Command::Admin(cmd) => server::admin(&cli, cmd).await,
         Command::Login(args) => remote::login(&cli, args).await,
         Command::Logout => remote::logout(&cli).await,

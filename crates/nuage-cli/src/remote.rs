@@ -78,7 +78,7 @@ pub(crate) fn client(cli: &Cli) -> Result<Client> {
     let server =
         cli.server.clone().or(saved.server).context("no server: run `nuage login --server URL` first")?;
     let token = cli.token.clone().or(saved.token).context("not logged in: run `nuage login` first")?;
-    Ok(Client::new(&server, Some(token))?)
+    Ok(Client::new(&server, Some(token))?.with_region(cli.region.clone()))
 }
 
 /// `BUCKET[/KEY]`.
@@ -548,15 +548,19 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
                 .collect()
         }
     };
+    // Through the manifest (chunks from the edges, decrypted here) when the server lists
+    // edges or the bucket is end-to-end; else streamed from the server, resumable.
+    let through_manifest = sealed_with.is_some() || !client.edge_list().await?.is_empty();
     let total = jobs.iter().map(|j| j.3).sum();
     let bar = bar(cli, total);
     let results: Vec<_> = futures::stream::iter(&jobs)
         .map(|(key, dest, version, _)| {
             let (client, progress, sealed_with) = (&client, file_progress(&bar), sealed_with.as_ref());
             async move {
-                match sealed_with {
-                    Some(k) => client.e2e_get_to_file(bucket, key, *version, k, dest, progress).await,
-                    None => client.get_to_file(bucket, key, *version, dest, progress).await,
+                if through_manifest {
+                    client.get_through_manifest(bucket, key, *version, sealed_with, dest, progress).await
+                } else {
+                    client.get_to_file(bucket, key, *version, dest, progress).await
                 }
                 .with_context(|| format!("downloading {bucket}/{key}"))
                 .map(|r| (dest.clone(), r))

@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// `sqlite:PATH` or `postgres://…` (overrides the file and NUAGE_DATABASE_URL).
     #[arg(long)]
     database_url: Option<String>,
+    /// An edge cache clients may read through: URL or URL=REGION (repeatable; adds to the
+    /// file's `[[edges]]`).
+    #[arg(long = "edge", value_name = "URL[=REGION]")]
+    edges: Vec<nuage_server::EdgeLink>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -75,6 +79,7 @@ fn with_args(cli: &Cli, args: Option<&ServeArgs>) -> Result<ServerConfig> {
         if let Some(u) = &a.database_url {
             c.database_url = Some(u.clone());
         }
+        c.edges.extend(a.edges.iter().cloned());
     }
     Ok(c)
 }
@@ -108,6 +113,13 @@ pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
     println!("nuage serving on http://{addr}");
     println!("  database:  {}", redacted(&url));
     println!("  providers: {}", providers.join(", "));
+    for e in &nuage.config.edges {
+        println!(
+            "  edge:      {}{}",
+            e.url,
+            e.region.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+        );
+    }
     if nuage.meta.accounts().await?.is_empty() {
         let mut cmd = String::from("nuage");
         if let Some(c) = &cli.config {

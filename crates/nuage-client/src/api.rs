@@ -259,13 +259,59 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    region: Option<String>,
+    /// The server's edges, ranked the first time a transfer needs them.
+    edges: std::sync::Arc<tokio::sync::OnceCell<Option<std::sync::Arc<crate::edges::Edges>>>>,
 }
 
 impl Client {
     /// A client of the server at `base` (e.g. `http://127.0.0.1:8420`).
     pub fn new(base: &str, token: Option<String>) -> ClientResult<Client> {
         let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build()?;
-        Ok(Client { http, base: base.trim_end_matches('/').to_owned(), token })
+        Ok(Client {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            region: None,
+            edges: Default::default(),
+        })
+    }
+
+    /// Sets the client's region: edges of that region are tried first.
+    pub fn with_region(mut self, region: Option<String>) -> Client {
+        self.region = region;
+        self
+    }
+
+    /// The edge caches the server lists.
+    pub async fn edge_list(&self) -> ClientResult<Vec<crate::edges::EdgeInfo>> {
+        #[derive(Deserialize)]
+        struct List {
+            edges: Vec<crate::edges::EdgeInfo>,
+        }
+        Ok(Self::json::<List>(self.request(Method::GET, "/v1/edges")).await?.edges)
+    }
+
+    /// The edges of `list`, ranked once per client (`None` when there are none).
+    pub(crate) async fn ranked_edges(
+        &self,
+        list: &[crate::edges::EdgeInfo],
+    ) -> Option<std::sync::Arc<crate::edges::Edges>> {
+        if list.is_empty() {
+            return None;
+        }
+        self.edges
+            .get_or_init(|| async {
+                match crate::edges::Edges::rank(list, self.region.as_deref()).await {
+                    Ok(e) => Some(std::sync::Arc::new(e)),
+                    Err(e) => {
+                        tracing::warn!("edges: {e}; reading from the server");
+                        None
+                    }
+                }
+            })
+            .await
+            .clone()
     }
 
     /// The server's address.

@@ -26,6 +26,7 @@ use tokio::io::AsyncWriteExt;
 use crate::api::{
     Client, ClientError, ClientResult, GetResult, Progress, encode_path, io_err, with_retries, with_suffix,
 };
+use crate::edges::EdgeInfo;
 
 /// Chunk fetches in flight per download.
 pub const FETCHES_IN_FLIGHT: usize = 8;
@@ -45,6 +46,9 @@ pub struct ManifestView {
     pub manifest: String,
     /// Grant per chunk address (hex).
     pub grants: BTreeMap<String, String>,
+    /// Edge caches that serve the chunks under the same grants.
+    #[serde(default)]
+    pub edges: Vec<EdgeInfo>,
 }
 
 /// A share link, as its owner sees it.
@@ -184,22 +188,31 @@ impl Client {
         Self::json(self.request(Method::GET, &path)).await
     }
 
-    /// Downloads an object of an end-to-end bucket, decrypting it here with `content_key`.
-    pub async fn e2e_get_to_file(
+    /// Downloads an object through its manifest, decrypting it here: the chunks come from
+    /// an edge when the server lists some (else from the server), each checked against its
+    /// address. An object of an end-to-end bucket needs the account's `content_key`.
+    pub async fn get_through_manifest(
         &self,
         bucket: &str,
         key: &str,
         version: Option<i64>,
-        content_key: &ContentKey,
+        content_key: Option<&ContentKey>,
         dest: &Path,
         progress: Progress,
     ) -> ClientResult<GetResult> {
         let view = self.manifest(bucket, key, version).await?;
-        let sealed = decode_b64(&view.manifest)?;
-        let file_key =
-            e2e::unwrap_file_key(content_key, &sealed).map_err(|e| ClientError::Key(e.to_string()))?;
-        let manifest = e2e::open_manifest(&file_key, &sealed).map_err(|e| ClientError::Key(e.to_string()))?;
-        self.write_from_chunks(&manifest, &view.grants, dest, progress).await?;
+        let raw = decode_b64(&view.manifest)?;
+        let manifest = if e2e::is_sealed(&raw) {
+            let content_key = content_key.ok_or_else(|| {
+                ClientError::Key("this object is end-to-end encrypted: it needs the key".into())
+            })?;
+            let file_key =
+                e2e::unwrap_file_key(content_key, &raw).map_err(|e| ClientError::Key(e.to_string()))?;
+            e2e::open_manifest(&file_key, &raw).map_err(|e| ClientError::Key(e.to_string()))?
+        } else {
+            Manifest::decode(&raw).map_err(|e| ClientError::Protocol(format!("manifest: {e}")))?
+        };
+        self.write_from_chunks(&manifest, &view, dest, progress).await?;
         Ok(GetResult {
             size: manifest.size,
             resumed_from: 0,
@@ -226,17 +239,26 @@ impl Client {
     async fn write_from_chunks(
         &self,
         manifest: &Manifest,
-        grants: &BTreeMap<String, String>,
+        view: &ManifestView,
         dest: &Path,
         progress: Progress,
     ) -> ClientResult<()> {
+        let (grants, edges) = (&view.grants, self.ranked_edges(&view.edges).await);
+        let edges = edges.as_deref();
         let chunks = futures::stream::iter(manifest.entries.iter().copied())
             .map(|entry| async move {
                 let hex = entry.address.to_hex();
                 let grant = grants
                     .get(&hex)
                     .ok_or_else(|| ClientError::Protocol(format!("no grant for chunk {hex}")))?;
-                let stored = self.fetch_chunk(&entry.address, grant).await?;
+                let stored = match edges {
+                    Some(edges) => edges.fetch(&entry.address, grant).await,
+                    None => None,
+                };
+                let stored = match stored {
+                    Some(bytes) => bytes,
+                    None => self.fetch_chunk(&entry.address, grant).await?,
+                };
                 tokio::task::spawn_blocking(move || {
                     chunk::open(&stored, &entry.key, entry.plain_len)
                         .map_err(|e| ClientError::Protocol(format!("chunk {}: {e}", entry.address)))
@@ -342,15 +364,18 @@ async fn write_verified<B: AsRef<[u8]>>(
 
 /// Downloads what the share link `link` (whose [`link_info`] is `info`) points at into
 /// `dest` (a file path), verifying it: against the whole-file hash for a normal bucket,
-/// chunk by chunk and as a whole for an end-to-end one. No account is needed.
+/// chunk by chunk and as a whole for an end-to-end one. No account is needed. The chunks of
+/// an end-to-end object come through the server's edges when it lists some, nearest first
+/// (`region`'s first).
 pub async fn download_share(
     link: &ShareUrl,
     info: &LinkInfo,
     password: Option<&str>,
+    region: Option<String>,
     dest: &Path,
     progress: Progress,
 ) -> ClientResult<()> {
-    let client = Client::new(&link.base, None)?;
+    let client = Client::new(&link.base, None)?.with_region(region);
     let at = |p: &str| format!("{}/s/{}/{p}", link.base, link.token);
     let grant = match (info.password, password) {
         (false, _) => None,
@@ -377,7 +402,7 @@ pub async fn download_share(
             Client::json(with_grant(client.raw_request(Method::GET, &at("manifest")))).await?;
         let manifest = e2e::open_manifest(&file_key, &decode_b64(&view.manifest)?)
             .map_err(|e| ClientError::Key(e.to_string()))?;
-        return client.write_from_chunks(&manifest, &view.grants, dest, progress).await;
+        return client.write_from_chunks(&manifest, &view, dest, progress).await;
     }
     let hash: [u8; 32] = info
         .etag

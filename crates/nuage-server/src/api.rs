@@ -52,6 +52,7 @@ pub fn router(nuage: Arc<Nuage>) -> Router {
         .route("/s/{token}/manifest", get(shares::share_manifest))
         .route("/assets/share.js", get(shares::script))
         .route("/v1/grant-keys", get(grant_keys))
+        .route("/v1/edges", get(edges))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(nuage.clone(), count_requests))
         .with_state(nuage)
@@ -92,6 +93,19 @@ async fn grant_keys(State(nuage): State<Arc<Nuage>>) -> Json<Vec<GrantKeyView>> 
             })
             .collect(),
     )
+}
+
+/// The edge caches clients may read chunks through.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EdgeList {
+    /// Edges with their regions; empty when the server knows none.
+    pub edges: Vec<crate::config::EdgeLink>,
+}
+
+/// The edge caches this server knows (`[[edges]]`); no authentication needed.
+#[utoipa::path(get, path = "/v1/edges", tag = "service", responses((status = 200, body = EdgeList)))]
+async fn edges(State(nuage): State<Arc<Nuage>>) -> Json<EdgeList> {
+    Json(EdgeList { edges: nuage.config.edges.clone() })
 }
 
 async fn not_found() -> ApiError {

@@ -31,6 +31,35 @@ pub struct ServerConfig {
     pub chunking: ChunkingConfig,
     /// Signed grants for chunk transfers.
     pub grants: GrantsConfig,
+    /// Edge caches clients may read chunks through (`nuage edge`), listed at `/v1/edges`.
+    pub edges: Vec<EdgeLink>,
+}
+
+/// An edge cache, as clients reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeLink {
+    /// Its base URL, e.g. `https://edge-eu.example.net`.
+    pub url: String,
+    /// Its region: clients configured with the same region use it first.
+    #[serde(default)]
+    pub region: Option<String>,
+}
+
+impl std::str::FromStr for EdgeLink {
+    type Err = String;
+
+    /// `URL` or `URL=REGION`.
+    fn from_str(s: &str) -> Result<EdgeLink, String> {
+        let (url, region) = match s.rsplit_once('=') {
+            Some((u, r)) if !r.contains('/') => (u, Some(r.to_owned())),
+            _ => (s, None),
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!("{s:?}: an edge is URL or URL=REGION, with an http(s) URL"));
+        }
+        Ok(EdgeLink { url: url.trim_end_matches('/').to_owned(), region })
+    }
 }
 
 impl Default for ServerConfig {
@@ -44,6 +73,7 @@ impl Default for ServerConfig {
             buckets: BucketDefaults::default(),
             chunking: ChunkingConfig::default(),
             grants: GrantsConfig::default(),
+            edges: Vec::new(),
         }
     }
 }
@@ -187,5 +217,11 @@ mod tests {
         assert_eq!(c.chunking.seal().compression, Compression::None);
         assert!(toml::from_str::<ServerConfig>("listn = '1.2.3.4:5'").is_err());
         assert!(toml::from_str::<ServerConfig>("[buckets]\nreplica = 2").is_err());
+        let c: ServerConfig =
+            toml::from_str("[[edges]]\nurl = 'http://e:1'\nregion = 'eu'\n[[edges]]\nurl = 'http://f'")
+                .unwrap();
+        assert_eq!(c.edges[0], "http://e:1=eu".parse().unwrap());
+        assert_eq!(c.edges[1], "http://f/".parse().unwrap());
+        assert!("e:1=eu".parse::<EdgeLink>().is_err());
     }
 }

@@ -8,6 +8,7 @@
 mod api;
 pub mod auth;
 pub mod config;
+pub mod edge;
 mod error;
 pub mod grants;
 mod metrics;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 pub use api::{NewToken, issue_token, router};
-pub use config::ServerConfig;
+pub use config::{EdgeLink, ServerConfig};
 pub use error::{ApiError, ApiResult};
 pub use metrics::Metrics;
 pub use names::{MAX_KEY_BYTES, check_bucket, check_key};

@@ -228,6 +228,8 @@ pub struct ManifestView {
     pub grants: BTreeMap<String, String>,
     /// When the grants expire, Unix ms.
     pub grants_expire_at: i64,
+    /// Edge caches that serve the chunks under the same grants (`GET {url}/chunks/{address}`).
+    pub edges: Vec<crate::config::EdgeLink>,
 }
 
 async fn manifest_view(
@@ -254,6 +256,7 @@ async fn manifest_view(
         manifest: URL_SAFE_NO_PAD.encode(&raw),
         grants,
         grants_expire_at: expires_at,
+        edges: nuage.config.edges.clone(),
     })
 }
 
@@ -662,22 +665,36 @@ pub async fn share_manifest(
 }
 
 /// The page a browser gets for a share link.
-pub async fn page() -> Response {
+pub async fn page(State(nuage): State<Arc<Nuage>>) -> Response {
     let mut response = PAGE.into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    // The page runs only its own script, talks only to this server, and shows images only
-    // from blobs it made; the key in the fragment never leaves it.
+    // The page runs only its own script, talks only to this server and its edges, and shows
+    // images only from blobs it made; the key in the fragment never leaves it.
+    let mut connect = String::from("'self'");
+    for e in &nuage.config.edges {
+        connect.push(' ');
+        connect.push_str(&edge_origin(&e.url));
+    }
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; connect-src {connect}; img-src blob:; \
+         style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    );
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; connect-src 'self'; img-src blob:; \
-             style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        ),
+        HeaderValue::from_str(&csp).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'")),
     );
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// `scheme://host[:port]` of an edge URL (a CSP source), without path or quotes.
+fn edge_origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host: String = host.chars().filter(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(*c)).collect();
+    format!("{scheme}://{host}")
 }
 
 /// The page's script.
@@ -692,6 +709,16 @@ pub async fn script() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn edge_origins_are_plain_csp_sources() {
+        assert_eq!(edge_origin("https://edge.example.net/base/"), "https://edge.example.net");
+        assert_eq!(edge_origin("http://127.0.0.1:8421"), "http://127.0.0.1:8421");
+        assert_eq!(
+            edge_origin("http://x.net;script-src 'unsafe-inline'"),
+            "http://x.netscript-srcunsafe-inline"
+        );
+    }
 
     #[test]
     fn dispositions_are_safe() {

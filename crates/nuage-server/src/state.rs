@@ -38,6 +38,9 @@ impl Nuage {
     /// Opens the database (migrating it) and the providers of `config`.
     pub async fn open(config: ServerConfig) -> Result<Nuage> {
         let chunker = config.chunking.chunker()?;
+        for e in &config.edges {
+            e.url.parse::<crate::config::EdgeLink>().map_err(anyhow::Error::msg).context("[[edges]]")?;
+        }
         let seal = config.chunking.seal();
         let url = config.database_url();
         if url.starts_with("sqlite:") {

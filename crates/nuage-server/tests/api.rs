@@ -522,7 +522,7 @@ on_every_backend! {
         }
         assert!(object["put"]["responses"]["413"].is_object(), "quota answer documented");
         assert!(doc["components"]["securitySchemes"]["token"].is_object());
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 25);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 26);
         let health = e.call("GET", "/healthz", "", &[], vec![]).await;
         assert_eq!((health.status, health.json()["status"].as_str()), (StatusCode::OK, Some("ok")));
         e.alice("PUT", "/v1/buckets/box", vec![]).await;
