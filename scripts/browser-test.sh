@@ -6,8 +6,10 @@
 #
 # Installs what is missing: Debian's chromium (apt, when root) and playwright-core (npm, in
 # $NUAGE_TOOLS_DIR/playwright, default ~/.cache/nuage-tools). Runs `nuage serve` on SQLite +
-# a local folder in a temporary directory on loopback, makes a PNG, uploads it to both
-# buckets with the CLI, shares it, and runs tests/browser/share.mjs on the two links.
+# a local folder in a temporary directory on loopback, with a `nuage edge` in front of it,
+# makes a PNG, uploads it to both buckets with the CLI, shares it, and runs
+# tests/browser/share.mjs on the two links; the end-to-end page must read its chunks through
+# the edge.
 # Screenshots and the saved files stay in $NUAGE_ARTIFACTS (default ${TMPDIR:-/tmp}/nuage-artifacts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +41,9 @@ fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/nuage-browser.XXXXXX")
 SERVER_PID=
+EDGE_PID=
 cleanup() {
+    [[ -n $EDGE_PID ]] && kill "$EDGE_PID" 2>/dev/null && wait "$EDGE_PID" 2>/dev/null || true
     [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
     rm -rf "$WORK"
 }
@@ -53,7 +57,9 @@ nu() { "$NUAGE" --config "$WORK/nuage.toml" "$@"; }
 
 mkfifo "$WORK/out"
 # The binary itself, not the `nu` function: $! must be the server's pid for the cleanup.
-"$NUAGE" --config "$WORK/nuage.toml" serve >"$WORK/out" 2>"$WORK/serve.log" &
+EDGE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+EDGE=http://127.0.0.1:$EDGE_PORT
+"$NUAGE" --config "$WORK/nuage.toml" serve --edge "$EDGE" >"$WORK/out" 2>"$WORK/serve.log" &
 SERVER_PID=$!
 exec 3<"$WORK/out"
 URL=
@@ -62,6 +68,10 @@ while read -r -t 30 line <&3; do
 done
 [[ -n $URL ]] || { cat "$WORK/serve.log" >&2; die "nuage serve did not start"; }
 log "nuage serving on $URL"
+"$NUAGE" edge --origin "$URL" --listen "127.0.0.1:$EDGE_PORT" --cache-dir "$WORK/edge" >/dev/null 2>"$WORK/edge.log" &
+EDGE_PID=$!
+for _ in $(seq 200); do curl -sf -o /dev/null "$EDGE/healthz" && break; sleep 0.05; done
+curl -sf -o /dev/null "$EDGE/healthz" || { cat "$WORK/edge.log" >&2; die "nuage edge did not start"; }
 
 echo 'browser test password' | nu admin account create alice --password-stdin >/dev/null
 echo 'browser test password' | nu login --server "$URL" --account alice --password-stdin >/dev/null
@@ -96,4 +106,9 @@ log "links: $NORMAL and ${E2E%%#*}#k=…"
 
 PLAYWRIGHT_CORE_DIR=$PW_DIR CHROMIUM=$CHROMIUM \
     node tests/browser/share.mjs "$WORK/photo.png" "$ARTIFACTS" "normal=$NORMAL" "e2e=$E2E"
+# The end-to-end page read the chunks through the edge (a normal link streams from the server).
+sent=$(curl -sf "$EDGE/metrics" | awk '$1 == "nuage_edge_sent_bytes_total" { print $2 }')
+size=$(stat -c %s "$WORK/photo.png")
+(( sent >= size )) || die "the edge sent $sent bytes, less than the file ($size): the page did not read through it"
+log "the end-to-end page read $sent bytes of chunks through the edge"
 log "screenshots: $ARTIFACTS/normal.png, $ARTIFACTS/e2e.png"

@@ -36,7 +36,7 @@ pub struct EdgeKeys {
     http: reqwest::Client,
     verifier: RwLock<(GrantVerifier, usize)>,
     last_reload: Mutex<Option<Instant>>,
-    memo: Mutex<HashMap<Box<str>, Grant>>,
+    memo: RwLock<HashMap<Box<str>, Grant>>,
 }
 
 impl EdgeKeys {
@@ -47,7 +47,7 @@ impl EdgeKeys {
             http,
             verifier: RwLock::new((GrantVerifier::default(), 0)),
             last_reload: Mutex::new(None),
-            memo: Mutex::default(),
+            memo: RwLock::default(),
         }
     }
 
@@ -68,7 +68,7 @@ impl EdgeKeys {
         let n = keys.len();
         *self.verifier.write().expect("keys lock") = (GrantVerifier::new(keys), n);
         // A key may have been withdrawn: forget what it verified.
-        self.memo.lock().expect("memo lock").clear();
+        self.memo.write().expect("memo lock").clear();
         Ok(n)
     }
 
@@ -79,7 +79,7 @@ impl EdgeKeys {
 
     /// Checks a grant to read the chunk `address`: a chunk grant, or a share's chunk grant.
     pub async fn check(&self, text: &str, address: &Address, now_ms: i64) -> Result<Grant, GrantError> {
-        if let Some(g) = self.memo.lock().expect("memo lock").get(text).copied() {
+        if let Some(g) = self.memo.read().expect("memo lock").get(text).copied() {
             return allows(g, address, now_ms);
         }
         let mut result = self.verify(text, address, now_ms);
@@ -94,7 +94,7 @@ impl EdgeKeys {
             }
         }
         if let Ok(g) = result {
-            let mut memo = self.memo.lock().expect("memo lock");
+            let mut memo = self.memo.write().expect("memo lock");
             if memo.len() >= MEMO_MAX {
                 memo.clear();
             }
