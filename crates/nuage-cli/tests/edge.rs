@@ -167,7 +167,16 @@ fn downloads_go_through_the_edge_of_the_region_and_come_back_from_its_cache() {
     assert_eq!(metric(&s.server.url, SERVER_SENT), sent);
     println!("{chunks} chunks: served again from memory, then from disk after a restart, 0 fetches");
 
-    // A share link of an end-to-end bucket reads through the edges too.
+    // Share links read through the edges too: a normal bucket's (all hits now)...
+    let url =
+        s.d.ok(&["share", "docs/big.bin"]).lines().find(|l| l.contains("/s/")).unwrap().trim().to_owned();
+    let (hits, fetches) = (metric(&eu.url, MEMORY_HITS), metric(&eu.url, ORIGIN_FETCHES));
+    let dest = s.d.path("shared-big.bin");
+    s.d.ok(&["--region", "eu", "get", &url, dest.to_str().unwrap()]);
+    assert!(std::fs::read(&dest).unwrap() == big);
+    assert_eq!(metric(&eu.url, MEMORY_HITS) - hits, chunks);
+    assert_eq!(metric(&eu.url, ORIGIN_FETCHES), fetches);
+    // ...and an end-to-end bucket's.
     s.d.ok(&["key", "init"]);
     s.d.ok(&["bucket", "create", "vault", "--e2e"]);
     let secret = data(2_500_000, 8);

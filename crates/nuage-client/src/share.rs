@@ -8,7 +8,8 @@
 //! object, with the file key from the link's fragment instead.
 //!
 //! A share link of a normal bucket is streamed from `/s/{token}/content` and checked
-//! against the whole-file BLAKE3 that `/s/{token}/info` gives.
+//! against the whole-file BLAKE3 that `/s/{token}/info` gives; when the server lists edges,
+//! it is read through its (plain) manifest instead, like an end-to-end one.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -364,9 +365,9 @@ async fn write_verified<B: AsRef<[u8]>>(
 
 /// Downloads what the share link `link` (whose [`link_info`] is `info`) points at into
 /// `dest` (a file path), verifying it: against the whole-file hash for a normal bucket,
-/// chunk by chunk and as a whole for an end-to-end one. No account is needed. The chunks of
-/// an end-to-end object come through the server's edges when it lists some, nearest first
-/// (`region`'s first).
+/// chunk by chunk and as a whole for an end-to-end one. No account is needed. When the
+/// server lists edges, the chunks come through them, nearest first (`region`'s first), and
+/// are opened here.
 pub async fn download_share(
     link: &ShareUrl,
     info: &LinkInfo,
@@ -402,6 +403,14 @@ pub async fn download_share(
             Client::json(with_grant(client.raw_request(Method::GET, &at("manifest")))).await?;
         let manifest = e2e::open_manifest(&file_key, &decode_b64(&view.manifest)?)
             .map_err(|e| ClientError::Key(e.to_string()))?;
+        return client.write_from_chunks(&manifest, &view, dest, progress).await;
+    }
+    // A normal link reads through the edges when the server lists some.
+    if !client.edge_list().await?.is_empty() {
+        let view: ManifestView =
+            Client::json(with_grant(client.raw_request(Method::GET, &at("manifest")))).await?;
+        let manifest = Manifest::decode(&decode_b64(&view.manifest)?)
+            .map_err(|e| ClientError::Protocol(format!("manifest: {e}")))?;
         return client.write_from_chunks(&manifest, &view, dest, progress).await;
     }
     let hash: [u8; 32] = info

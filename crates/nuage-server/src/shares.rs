@@ -7,9 +7,13 @@
 //! - opens `/s/{token}` in a browser: a small page ([`PAGE`], [`SCRIPT`]) that shows the name
 //!   and size, displays an image inline and saves the file;
 //! - `GET /s/{token}/content` (normal bucket): the plaintext, streamed, with `Range`;
-//! - `GET /s/{token}/manifest` (end-to-end bucket): the sealed manifest and a grant per chunk;
-//!   the file key travels in the URL fragment (`#k=`), which browsers never send, and the
-//!   page or `nuage get URL` opens the manifest and the chunks on the device.
+//! - `GET /s/{token}/manifest`: the manifest and a grant per chunk, with the server's edges,
+//!   so the chunks can come from an edge. For an end-to-end bucket the manifest is sealed and
+//!   the file key travels in the URL fragment (`#k=`), which browsers never send; the page
+//!   or `nuage get URL` opens it on the device. For a normal bucket it is the plain manifest:
+//!   it holds the keys of this version's chunks only, which open nothing but the plaintext
+//!   the link gives anyway (`nuage get URL` reads through edges this way; the page streams
+//!   `content`, since a browser cannot inflate zstd chunks).
 //!
 //! Each `content` or `manifest` request is one download: it is counted by one conditional
 //! `UPDATE` before anything is sent, so the limit holds under any race. Revocation, expiry
@@ -632,13 +636,12 @@ fn content_disposition(name: &str) -> String {
     format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
-/// The sealed manifest of a shared version of an end-to-end bucket, with a grant per chunk;
-/// counts one download.
+/// The manifest of a shared version (sealed, for an end-to-end bucket), with a grant per chunk
+/// and the edges; counts one download.
 #[utoipa::path(get, path = "/s/{token}/manifest", tag = "shares", params(("token" = String, Path), GrantQuery),
     responses((status = 200, body = ManifestView),
         (status = 401, description = "`share_password_required`", body = ErrorBody),
         (status = 404, description = "`share_not_found`", body = ErrorBody),
-        (status = 409, description = "`not_end_to_end`", body = ErrorBody),
         (status = 410, description = "`share_revoked`, `share_expired`, `share_exhausted`", body = ErrorBody)))]
 pub async fn share_manifest(
     State(nuage): State<Arc<Nuage>>,
@@ -646,16 +649,7 @@ pub async fn share_manifest(
     Query(query): Query<GrantQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (share, bucket, version) = resolve(&nuage, &token).await?;
-    if bucket.policy.e2e_key_id.is_none() {
-        // A plain manifest holds the chunk keys: a link of a normal bucket gives the
-        // plaintext through `content` only.
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_end_to_end",
-            "this link's bucket is not end-to-end encrypted: GET /s/{token}/content",
-        ));
-    }
+    let (share, _bucket, version) = resolve(&nuage, &token).await?;
     admit(&nuage, &share, &headers, &query).await?;
     let view =
         manifest_view(&nuage, &version, Operation::GetShare, share.id as u64, share.expires_at).await?;
