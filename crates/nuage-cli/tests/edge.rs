@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -220,16 +219,57 @@ async fn a_download_survives_its_edge_dying_midway() {
     drop(eu);
 }
 
+/// The head of one HTTP request (request line and headers), or `None` at end of stream.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
+async fn respond(stream: &mut tokio::net::TcpStream, status: u16, body: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let _ = stream.write_all(head.as_bytes()).await;
+    let _ = stream.write_all(body).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_edge_that_never_answers_costs_one_timeout() {
+async fn an_edge_that_stops_answering_costs_one_timeout() {
     let s = setup();
-    // The eu port accepts connections (the kernel's backlog) and never answers.
-    let _black_hole = std::net::TcpListener::bind(("127.0.0.1", s.ports[0])).unwrap();
+    // On the eu port: an "edge" whose health probe is fine and which never answers a chunk.
+    let stalled = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", s.ports[0])).await.unwrap();
+    let counter = stalled.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                while let Some(head) = read_head(&mut stream).await {
+                    if head.starts_with("GET /healthz") {
+                        respond(&mut stream, 200, b"{}").await;
+                        return;
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    // Hold the connection, never answer.
+                    std::future::pending::<()>().await;
+                }
+            });
+        }
+    });
     let us = s.edge("us", &[]);
     s.d.ok(&["bucket", "create", "docs"]);
-    let big = data(12_000_000, 10);
-    let chunks = s.put("docs", "big.bin", &big) as u64;
-    let client = s.client().with_region(Some("eu".into()));
+    let big = data(20_000_000, 10);
+    let chunks = s.put("docs", "big.bin", &big);
+    let timeout = Duration::from_secs(2);
+    let client = s.client().with_region(Some("eu".into())).with_edge_read_timeout(timeout);
     let dest = s.d.path("got.bin");
     let started = Instant::now();
     client
@@ -238,10 +278,17 @@ async fn an_edge_that_never_answers_costs_one_timeout() {
         .unwrap();
     let took = started.elapsed();
     assert!(std::fs::read(&dest).unwrap() == big);
-    assert_eq!(metric(&us.url, ORIGIN_FETCHES), chunks, "every chunk came through the us edge");
-    let timeout = nuage_client::edges::EDGE_TIMEOUT;
-    assert!(took < 2 * timeout, "{took:?}: more than one timeout ({timeout:?})");
-    println!("silent eu edge: {chunks} chunks through us in {took:?} (timeout {timeout:?})");
+    let asked = stalled.load(Ordering::SeqCst);
+    assert!(asked >= 1, "the stalled edge was tried first (its region)");
+    assert!(
+        asked <= nuage_client::share::FETCHES_IN_FLIGHT,
+        "{asked} chunk requests went to the stalled edge: only those in flight when it stalled"
+    );
+    assert_eq!(metric(&us.url, ORIGIN_FETCHES) as usize, chunks, "every chunk came through the us edge");
+    assert!(took < 2 * timeout + Duration::from_secs(2), "{took:?}: more than one timeout ({timeout:?})");
+    println!(
+        "stalled eu edge: {asked} requests waited {timeout:?} once; {chunks} chunks through us; {took:?} in all"
+    );
 }
 
 #[test]
@@ -418,5 +465,87 @@ async fn a_thousand_concurrent_misses_make_one_provider_fetch() {
         "1000 concurrent requests: {misses} misses ({waits} waited on the one fetch), {} memory hits",
         1000 - misses
     );
-    assert!(Path::new(&s.d.path("edge-eu")).exists());
+    // A share link's grants never read the providers: only the origin can tell whether the
+    // link was revoked.
+    let other = data(150_000, 15);
+    s.put("docs", "other.bin", &other);
+    let link =
+        s.d.ok(&["share", "docs/other.bin"]).lines().find(|l| l.contains("/s/")).unwrap().trim().to_owned();
+    let dest = s.d.path("other.bin");
+    s.d.ok(&["--region", "eu", "get", &link, dest.to_str().unwrap()]);
+    assert!(std::fs::read(&dest).unwrap() == other);
+    assert_eq!(metric(&eu.url, PROVIDER_FETCHES), 1, "no provider read for a share's chunk");
+    assert_eq!(metric(&eu.url, ORIGIN_FETCHES), 1, "the share's chunk came from the origin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_waiting_misses_share_one_origin_fetch() {
+    let s = setup();
+    // The edge's origin is a stub in front of the server: it passes the grant keys on, and
+    // holds the one chunk fetch until every request has reached the edge.
+    let release = Arc::new(tokio::sync::Notify::new());
+    let fetches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stub = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stub_url = format!("http://{}", stub.local_addr().unwrap());
+    let (server, r, f) = (s.server.url.clone(), release.clone(), fetches.clone());
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        loop {
+            let (mut stream, _) = stub.accept().await.unwrap();
+            let (server, release, fetches, http) = (server.clone(), r.clone(), f.clone(), http.clone());
+            tokio::spawn(async move {
+                let Some(head) = read_head(&mut stream).await else { return };
+                let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                let mut request = http.get(format!("{server}{path}"));
+                if path.starts_with("/v1/chunks/") {
+                    fetches.fetch_add(1, Ordering::SeqCst);
+                    release.notified().await;
+                    let grant = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("x-nuage-grant: "))
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned();
+                    request = request.header("x-nuage-grant", grant);
+                }
+                let answer = request.send().await.unwrap();
+                let status = answer.status().as_u16();
+                respond(&mut stream, status, &answer.bytes().await.unwrap()).await;
+            });
+        }
+    });
+    let listen = format!("127.0.0.1:{}", s.ports[0]);
+    let cache = s.d.path("edge-eu");
+    let eu = s.d.edge(&["--origin", &stub_url, "--listen", &listen, "--cache-dir", cache.to_str().unwrap()]);
+    s.d.ok(&["bucket", "create", "docs"]);
+    let one = data(300_000, 14);
+    s.put("docs", "one.bin", &one);
+    let (grants, _) = s.client().block_manifest("docs", "one.bin");
+    let (address, grant) = grants[0].clone();
+    let url = format!("{}/chunks/{}", eu.url, address.to_hex());
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let requests: Vec<_> = (0..1000)
+        .map(|_| {
+            let (http, url, grant) = (http.clone(), url.clone(), grant.clone());
+            tokio::spawn(async move {
+                let r = http.get(url).header("x-nuage-grant", grant).send().await.unwrap();
+                assert_eq!(r.status(), 200);
+                r.bytes().await.unwrap()
+            })
+        })
+        .collect();
+    // Every request is a miss waiting on the fetch the stub holds.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&eu.url, "nuage_edge_misses_total") < 1000 {
+        assert!(Instant::now() < deadline, "the 1000 requests never all reached the edge");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    release.notify_one();
+    for r in futures::future::join_all(requests).await {
+        address.verify(&r.unwrap()).unwrap();
+    }
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "one fetch from the origin for 1000 waiting misses");
+    assert_eq!(metric(&eu.url, "nuage_edge_coalesced_waits_total"), 999);
+    assert_eq!(metric(&eu.url, ORIGIN_FETCHES), 1);
+    println!("1000 requests waiting on one cold chunk: 1 origin fetch, 999 coalesced waits");
 }

@@ -260,6 +260,7 @@ pub struct Client {
     base: String,
     token: Option<String>,
     region: Option<String>,
+    edge_read_timeout: Duration,
     /// The server's edges, ranked the first time a transfer needs them.
     edges: std::sync::Arc<tokio::sync::OnceCell<Option<std::sync::Arc<crate::edges::Edges>>>>,
 }
@@ -273,8 +274,16 @@ impl Client {
             base: base.trim_end_matches('/').to_owned(),
             token,
             region: None,
+            edge_read_timeout: crate::edges::EDGE_READ_TIMEOUT,
             edges: Default::default(),
         })
+    }
+
+    /// Sets how long a chunk request to an edge may go without progress before the edge is
+    /// given up for a while (default [`crate::edges::EDGE_READ_TIMEOUT`]).
+    pub fn with_edge_read_timeout(mut self, timeout: Duration) -> Client {
+        self.edge_read_timeout = timeout;
+        self
     }
 
     /// Sets the client's region: edges of that region are tried first.
@@ -302,7 +311,7 @@ impl Client {
         }
         self.edges
             .get_or_init(|| async {
-                match crate::edges::Edges::rank(list, self.region.as_deref()).await {
+                match crate::edges::Edges::rank(list, self.region.as_deref(), self.edge_read_timeout).await {
                     Ok(e) => Some(std::sync::Arc::new(e)),
                     Err(e) => {
                         tracing::warn!("edges: {e}; reading from the server");

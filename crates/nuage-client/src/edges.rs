@@ -6,9 +6,11 @@
 //! `GET /healthz` probe; an edge that does not answer the probe healthy is left out.
 //!
 //! A chunk is asked of the best edge still in favour, then the next, then the origin. An
-//! edge that fails (no answer within [`EDGE_TIMEOUT`], a 5xx, bytes that are not the chunk)
-//! is avoided for [`AVOID_FOR`]: a dead edge costs one timeout per transfer, not one per
-//! chunk. An edge that refuses (403, 404, 410) is not blamed: the origin gives the answer
+//! edge that fails (no connection within [`EDGE_TIMEOUT`], no progress within the read
+//! timeout, [`EDGE_READ_TIMEOUT`] by default, a 5xx, bytes that are not the chunk) is
+//! avoided for [`AVOID_FOR`]: a dead edge costs one timeout per transfer, not one per
+//! chunk. The read timeout is long enough for an edge to fetch a cold chunk before it
+//! answers. An edge that refuses (403, 404, 410) is not blamed: the origin gives the answer
 //! that counts.
 
 use std::sync::Mutex;
@@ -20,8 +22,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{ClientError, ClientResult};
 
-/// How long an edge may take to answer (connection, then each read).
+/// How long an edge may take to accept a connection, and to answer its health probe.
 pub const EDGE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a chunk request may go without progress (an edge answers a miss once it has
+/// fetched and verified the chunk).
+pub const EDGE_READ_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a failed edge is avoided.
 pub const AVOID_FOR: Duration = Duration::from_secs(300);
 
@@ -49,10 +54,15 @@ pub struct Edges {
 }
 
 impl Edges {
-    /// Probes `edges` and ranks the healthy ones.
-    pub async fn rank(edges: &[EdgeInfo], region: Option<&str>) -> ClientResult<Edges> {
+    /// Probes `edges` and ranks the healthy ones; chunk requests time out after
+    /// `read_timeout` without progress.
+    pub async fn rank(
+        edges: &[EdgeInfo],
+        region: Option<&str>,
+        read_timeout: Duration,
+    ) -> ClientResult<Edges> {
         let http =
-            reqwest::Client::builder().connect_timeout(EDGE_TIMEOUT).read_timeout(EDGE_TIMEOUT).build()?;
+            reqwest::Client::builder().connect_timeout(EDGE_TIMEOUT).read_timeout(read_timeout).build()?;
         let probes = edges.iter().map(|e| {
             let http = &http;
             async move {

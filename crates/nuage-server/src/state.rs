@@ -36,10 +36,12 @@ pub struct Nuage {
 
 impl Nuage {
     /// Opens the database (migrating it) and the providers of `config`.
-    pub async fn open(config: ServerConfig) -> Result<Nuage> {
+    pub async fn open(mut config: ServerConfig) -> Result<Nuage> {
         let chunker = config.chunking.chunker()?;
-        for e in &config.edges {
-            e.url.parse::<crate::config::EdgeLink>().map_err(anyhow::Error::msg).context("[[edges]]")?;
+        for e in &mut config.edges {
+            let parsed =
+                e.url.parse::<crate::config::EdgeLink>().map_err(anyhow::Error::msg).context("[[edges]]")?;
+            e.url = parsed.url; // normalized: no trailing '/'
         }
         let seal = config.chunking.seal();
         let url = config.database_url();

@@ -16,8 +16,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use nuage_core::Address;
@@ -40,21 +40,24 @@ impl<V> Clock<V> {
         Some(v)
     }
 
-    /// Adds an entry (replacing any), then evicts until the set holds at most `capacity`
-    /// bytes; returns the evicted entries.
+    /// Makes room for `size` bytes within `capacity`, then adds the entry (replacing any);
+    /// returns the entries evicted. An entry larger than `capacity` is not added: it comes
+    /// back as evicted. The new entry is never the one evicted to make its own room.
     fn insert(&mut self, address: Address, value: V, size: u64, capacity: u64) -> Vec<(Address, V)> {
-        if let Some((_, old, _)) = self.map.insert(address, (value, size, false)) {
-            self.bytes -= old;
-        } else {
-            self.ring.push_back(address);
+        if size > capacity {
+            return vec![(address, value)];
         }
-        self.bytes += size;
+        if let Some((_, old, _)) = self.map.remove(&address) {
+            self.bytes -= old;
+        }
         let mut evicted = Vec::new();
-        while self.bytes > capacity {
+        // Ends: each turn drops a stale slot, clears a reference bit, or evicts; with the
+        // map empty, bytes is 0 and the entry fits.
+        while self.bytes + size > capacity {
             let Some(a) = self.ring.pop_front() else { break };
             match self.map.get_mut(&a) {
-                None => {} // removed earlier
-                Some((_, _, referenced)) if *referenced && a != address => {
+                None => {} // a slot whose entry was removed or re-added
+                Some((_, _, referenced)) if *referenced => {
                     *referenced = false;
                     self.ring.push_back(a);
                 }
@@ -65,14 +68,28 @@ impl<V> Clock<V> {
                 }
             }
         }
+        self.map.insert(address, (value, size, false));
+        self.ring.push_back(address);
+        self.bytes += size;
+        self.compact();
         evicted
     }
 
     fn remove(&mut self, address: &Address) -> Option<V> {
         let (v, s, _) = self.map.remove(address)?;
         self.bytes -= s;
-        // The ring slot is skipped when the hand reaches it.
+        self.compact();
         Some(v)
+    }
+
+    /// Drops stale and repeated ring slots once they outnumber the entries, so the ring
+    /// stays within twice the map whatever the churn.
+    fn compact(&mut self) {
+        if self.ring.len() > 2 * self.map.len() + 16 {
+            let mut seen = std::collections::HashSet::with_capacity(self.map.len());
+            let map = &self.map;
+            self.ring.retain(|a| map.contains_key(a) && seen.insert(*a));
+        }
     }
 }
 
@@ -98,16 +115,51 @@ pub struct CacheCounters {
     pub disk_write_errors: AtomicU64,
 }
 
+/// The disk tier. Every change to it (rename into place, delete, index) happens under its
+/// index lock, on a blocking thread, so the index and the folder never disagree for long.
+#[derive(Debug)]
+struct DiskTier {
+    index: Mutex<Clock<()>>,
+    capacity: u64,
+    root: PathBuf,
+}
+
+impl DiskTier {
+    fn path_of(&self, address: &Address) -> PathBuf {
+        let hex = address.to_hex();
+        self.root.join("chunks").join(&hex[..2]).join(hex)
+    }
+
+    /// Renames the written temp file into place and indexes it; evicts what no longer fits.
+    /// Returns how many entries were evicted.
+    fn commit(&self, address: Address, tmp: &Path, size: u64) -> std::io::Result<u64> {
+        let path = self.path_of(&address);
+        let mut index = self.index.lock().expect("disk index");
+        std::fs::create_dir_all(path.parent().expect("two levels"))?;
+        std::fs::rename(tmp, &path)?;
+        let evicted = index.insert(address, (), size, self.capacity);
+        for (gone, ()) in &evicted {
+            let _ = std::fs::remove_file(self.path_of(gone));
+        }
+        Ok(evicted.len() as u64)
+    }
+
+    /// Forgets an entry and deletes its file.
+    fn drop_entry(&self, address: &Address) {
+        let mut index = self.index.lock().expect("disk index");
+        index.remove(address);
+        let _ = std::fs::remove_file(self.path_of(address));
+    }
+}
+
 /// The two tiers.
 #[derive(Debug)]
 pub struct HybridCache {
     memory: Vec<Mutex<Clock<Bytes>>>,
     memory_capacity: u64,
-    disk: Mutex<Clock<()>>,
-    disk_capacity: u64,
-    root: PathBuf,
+    disk: Arc<DiskTier>,
     /// The counters.
-    pub counters: CacheCounters,
+    pub counters: Arc<CacheCounters>,
 }
 
 fn shard_of(address: &Address) -> usize {
@@ -126,14 +178,7 @@ impl HybridCache {
             std::fs::remove_dir_all(&tmp)?;
         }
         std::fs::create_dir_all(&tmp)?;
-        let cache = HybridCache {
-            memory: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            memory_capacity: memory_bytes / SHARDS as u64,
-            disk: Mutex::default(),
-            disk_capacity: disk_bytes,
-            root: root.to_owned(),
-            counters: CacheCounters::default(),
-        };
+        let disk = DiskTier { index: Mutex::default(), capacity: disk_bytes, root: root.to_owned() };
         let mut found = Vec::new();
         for dir in std::fs::read_dir(&chunks)? {
             let dir = dir?;
@@ -150,19 +195,20 @@ impl HybridCache {
                 }
             }
         }
-        let mut disk = cache.disk.lock().expect("disk index");
-        for (a, size) in found {
-            for (gone, ()) in disk.insert(a, (), size, cache.disk_capacity) {
-                let _ = std::fs::remove_file(cache.path_of(&gone));
+        {
+            let mut index = disk.index.lock().expect("disk index");
+            for (a, size) in found {
+                for (gone, ()) in index.insert(a, (), size, disk.capacity) {
+                    let _ = std::fs::remove_file(disk.path_of(&gone));
+                }
             }
         }
-        drop(disk);
-        Ok(cache)
-    }
-
-    fn path_of(&self, address: &Address) -> PathBuf {
-        let hex = address.to_hex();
-        self.root.join("chunks").join(&hex[..2]).join(hex)
+        Ok(HybridCache {
+            memory: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            memory_capacity: memory_bytes / SHARDS as u64,
+            disk: Arc::new(disk),
+            counters: Arc::default(),
+        })
     }
 
     /// A memory hit, if any (no I/O).
@@ -170,16 +216,20 @@ impl HybridCache {
         self.memory[shard_of(address)].lock().expect("memory shard").touch(address).cloned()
     }
 
+    /// Whether the disk tier has an entry for `address` (no I/O).
+    pub fn on_disk(&self, address: &Address) -> bool {
+        self.disk.index.lock().expect("disk index").map.contains_key(address)
+    }
+
     /// Looks in memory, then on disk (verifying what it reads).
     pub async fn get(&self, address: &Address) -> Option<Hit> {
         if let Some(b) = self.get_memory(address) {
             return Some(Hit::Memory(b));
         }
-        self.disk.lock().expect("disk index").touch(address)?;
-        let path = self.path_of(address);
-        let a = *address;
+        self.disk.index.lock().expect("disk index").touch(address)?;
+        let (disk, a) = (self.disk.clone(), *address);
         let read = tokio::task::spawn_blocking(move || {
-            let bytes = std::fs::read(&path)?;
+            let bytes = std::fs::read(disk.path_of(&a))?;
             Ok::<_, std::io::Error>(a.verify(&bytes).is_ok().then_some(bytes))
         })
         .await
@@ -188,32 +238,24 @@ impl HybridCache {
             Ok(Some(bytes)) => {
                 let bytes = Bytes::from(bytes);
                 self.put_memory(*address, bytes.clone());
-                Some(Hit::Disk(bytes))
+                return Some(Hit::Disk(bytes));
             }
             Ok(None) => {
                 self.counters.verification_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("edge cache: chunk {address} changed on disk; dropped");
-                self.drop_disk(address).await;
-                None
             }
-            Err(e) => {
-                tracing::warn!("edge cache: reading chunk {address}: {e}; dropped");
-                self.drop_disk(address).await;
-                None
-            }
+            Err(e) => tracing::warn!("edge cache: reading chunk {address}: {e}; dropped"),
         }
+        let (disk, a) = (self.disk.clone(), *address);
+        let _ = tokio::task::spawn_blocking(move || disk.drop_entry(&a)).await;
+        None
     }
 
-    async fn drop_disk(&self, address: &Address) {
-        self.disk.lock().expect("disk index").remove(address);
-        let _ = tokio::fs::remove_file(self.path_of(address)).await;
-    }
-
-    /// Puts verified bytes in memory.
-    pub fn put_memory(&self, address: Address, bytes: Bytes) {
+    /// Puts verified bytes in memory; returns whether the memory tier kept them.
+    pub fn put_memory(&self, address: Address, bytes: Bytes) -> bool {
         let size = bytes.len() as u64;
         if size > self.memory_capacity {
-            return;
+            return false;
         }
         let evicted = self.memory[shard_of(&address)].lock().expect("memory shard").insert(
             address,
@@ -222,45 +264,44 @@ impl HybridCache {
             self.memory_capacity,
         );
         self.counters.memory_evictions.fetch_add(evicted.len() as u64, Ordering::Relaxed);
+        true
     }
 
     /// Writes verified bytes to disk (temp file, fsync, rename), then indexes them and
-    /// evicts what no longer fits. Blocking I/O runs on a blocking thread.
+    /// evicts what no longer fits, on a blocking thread.
     pub async fn put_disk(&self, address: Address, bytes: Bytes) {
         let size = bytes.len() as u64;
-        if size > self.disk_capacity || self.disk.lock().expect("disk index").map.contains_key(&address) {
+        if size > self.disk.capacity || self.on_disk(&address) {
             return;
         }
-        let tmp = self.root.join("tmp").join(format!("{}.{:016x}", address.to_hex(), rand::random::<u64>()));
-        let path = self.path_of(&address);
+        let (disk, counters) = (self.disk.clone(), self.counters.clone());
         let written = tokio::task::spawn_blocking(move || {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_data()?;
-            std::fs::create_dir_all(path.parent().expect("two levels"))?;
-            std::fs::rename(&tmp, &path).inspect_err(|_| {
+            let tmp =
+                disk.root.join("tmp").join(format!("{}.{:016x}", address.to_hex(), rand::random::<u64>()));
+            let result = (|| {
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(&bytes)?;
+                f.sync_data()?;
+                disk.commit(address, &tmp, size)
+            })();
+            if result.is_err() {
                 let _ = std::fs::remove_file(&tmp);
-            })
+            }
+            result.map(|evicted| counters.disk_evictions.fetch_add(evicted, Ordering::Relaxed))
         })
         .await
         .unwrap_or_else(|e| Err(std::io::Error::other(e)));
         if let Err(e) = written {
             self.counters.disk_write_errors.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("edge cache: writing chunk {address}: {e}");
-            return;
-        }
-        let evicted = self.disk.lock().expect("disk index").insert(address, (), size, self.disk_capacity);
-        self.counters.disk_evictions.fetch_add(evicted.len() as u64, Ordering::Relaxed);
-        for (gone, ()) in evicted {
-            let _ = tokio::fs::remove_file(self.path_of(&gone)).await;
         }
     }
 
     /// Bytes and entries held: `(memory bytes, disk bytes, disk entries)`.
     pub fn usage(&self) -> (u64, u64, u64) {
         let memory = self.memory.iter().map(|s| s.lock().expect("memory shard").bytes).sum();
-        let disk = self.disk.lock().expect("disk index");
+        let disk = self.disk.index.lock().expect("disk index");
         (memory, disk.bytes, disk.map.len() as u64)
     }
 }
@@ -289,6 +330,28 @@ mod tests {
         assert_eq!(gone.iter().map(|(x, _)| *x).collect::<Vec<_>>(), vec![b]);
         assert_eq!(c.bytes, 80);
         assert!(c.map.contains_key(&a) && c.map.contains_key(&d));
+        // Everything used since the hand passed: the new entry still stays.
+        c.touch(&a);
+        c.touch(&d);
+        let e = Address::of(b"e");
+        let gone = c.insert(e, (), 40, 100);
+        assert_eq!(gone.len(), 1);
+        assert!(c.map.contains_key(&e), "the entry just added is never the one evicted");
+        // Too large to ever fit: refused, handed back.
+        assert_eq!(c.insert(Address::of(b"huge"), (), 101, 100).len(), 1);
+        assert_eq!(c.bytes, 80);
+    }
+
+    #[test]
+    fn the_ring_stays_bounded_under_churn() {
+        let mut c: Clock<()> = Clock::default();
+        let a = Address::of(b"a");
+        for _ in 0..10_000 {
+            c.insert(a, (), 10, 100);
+            c.remove(&a);
+        }
+        assert!(c.ring.len() <= 16, "{}", c.ring.len());
+        assert_eq!((c.map.len(), c.bytes), (0, 0));
     }
 
     #[tokio::test]
@@ -308,7 +371,7 @@ mod tests {
         assert!(matches!(cache.get(&a).await, Some(Hit::Disk(x)) if x == bytes));
         assert!(matches!(cache.get(&a).await, Some(Hit::Memory(x)) if x == bytes));
         // Flip one byte of b's file.
-        let path = cache.path_of(&b);
+        let path = cache.disk.path_of(&b);
         let mut raw = std::fs::read(&path).unwrap();
         raw[100] ^= 1;
         std::fs::write(&path, raw).unwrap();

@@ -9,6 +9,7 @@
 //! a remembered grant is only ever accepted for what it says.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,9 @@ pub struct EdgeKeys {
     verifier: RwLock<(GrantVerifier, usize)>,
     last_reload: Mutex<Option<Instant>>,
     memo: RwLock<HashMap<Box<str>, Grant>>,
+    /// Bumped by every reload: a grant verified with keys older than the memory's is not
+    /// remembered.
+    generation: AtomicU64,
 }
 
 impl EdgeKeys {
@@ -48,6 +52,7 @@ impl EdgeKeys {
             verifier: RwLock::new((GrantVerifier::default(), 0)),
             last_reload: Mutex::new(None),
             memo: RwLock::default(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -55,7 +60,9 @@ impl EdgeKeys {
     pub async fn reload(&self) -> anyhow::Result<usize> {
         *self.last_reload.lock().expect("reload lock") = Some(Instant::now());
         let response = self.http.get(&self.url).timeout(Duration::from_secs(10)).send().await?;
-        let views: Vec<KeyView> = response.error_for_status()?.json().await?;
+        let body =
+            super::read_capped(response.error_for_status()?, 1 << 20).await.map_err(anyhow::Error::msg)?;
+        let views: Vec<KeyView> = serde_json::from_slice(&body)?;
         let mut keys = Vec::new();
         for v in views {
             let raw = URL_SAFE_NO_PAD
@@ -67,8 +74,11 @@ impl EdgeKeys {
         }
         let n = keys.len();
         *self.verifier.write().expect("keys lock") = (GrantVerifier::new(keys), n);
-        // A key may have been withdrawn: forget what it verified.
-        self.memo.write().expect("memo lock").clear();
+        // A key may have been withdrawn: forget what it verified, and (under the same lock)
+        // make grants verified before now unfit to be remembered.
+        let mut memo = self.memo.write().expect("memo lock");
+        memo.clear();
+        self.generation.fetch_add(1, Ordering::SeqCst);
         Ok(n)
     }
 
@@ -82,7 +92,8 @@ impl EdgeKeys {
         if let Some(g) = self.memo.read().expect("memo lock").get(text).copied() {
             return allows(g, address, now_ms);
         }
-        let mut result = self.verify(text, address, now_ms);
+        let generation = self.generation.load(Ordering::SeqCst);
+        let result = self.verify(text, address, now_ms);
         if result == Err(GrantError::Forged) {
             let due =
                 self.last_reload.lock().expect("reload lock").is_none_or(|t| t.elapsed() >= RELOAD_EVERY);
@@ -90,11 +101,14 @@ impl EdgeKeys {
                 if let Err(e) = self.reload().await {
                     tracing::warn!("edge: reloading grant keys: {e:#}");
                 }
-                result = self.verify(text, address, now_ms);
+                return self.verify(text, address, now_ms);
             }
         }
         if let Ok(g) = result {
             let mut memo = self.memo.write().expect("memo lock");
+            if self.generation.load(Ordering::SeqCst) != generation {
+                return result; // keys changed meanwhile: answer, do not remember
+            }
             if memo.len() >= MEMO_MAX {
                 memo.clear();
             }

@@ -32,6 +32,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use nuage_blob::{ChunkStore, Placement, Provider, ProviderConfig};
 use nuage_core::Address;
+use nuage_core::grant::{Grant, Operation};
 use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
@@ -62,6 +63,10 @@ pub struct EdgeConfig {
     /// Read-only settings of the providers: misses are fetched from them directly, and from
     /// the origin only when none answers. Empty: every miss goes to the origin.
     pub providers: Vec<ProviderConfig>,
+    /// Accept an `http://` origin that is not on loopback (default false): the grant keys
+    /// would then travel unauthenticated, and whoever sits on the path could make the edge
+    /// accept grants of their own.
+    pub allow_http_origin: bool,
 }
 
 impl Default for EdgeConfig {
@@ -75,6 +80,7 @@ impl Default for EdgeConfig {
             region: None,
             keys_refresh_secs: 60,
             providers: Vec::new(),
+            allow_http_origin: false,
         }
     }
 }
@@ -188,7 +194,13 @@ impl Edge {
     pub async fn open(config: EdgeConfig) -> Result<Arc<Edge>> {
         anyhow::ensure!(
             config.origin.starts_with("http://") || config.origin.starts_with("https://"),
-            "the edge needs its link server: --origin http://HOST:PORT"
+            "the edge needs its link server: --origin https://HOST[:PORT]"
+        );
+        anyhow::ensure!(
+            !config.origin.starts_with("http://") || loopback(&config.origin) || config.allow_http_origin,
+            "the origin {} is plain http off this machine: the edge fetches the keys that decide which \
+             grants it accepts from there; use https, or set allow_http_origin = true",
+            config.origin
         );
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -251,71 +263,100 @@ impl Edge {
     }
 
     /// The chunk: from the cache, from a fetch already in flight, or from a new fetch.
-    async fn chunk(self: &Arc<Self>, address: Address, grant: &str) -> Result<Bytes, FetchError> {
-        match self.cache.get(&address).await {
-            Some(Hit::Memory(b)) => {
-                add(&self.metrics.memory_hits, 1);
-                return Ok(b);
-            }
-            Some(Hit::Disk(b)) => {
-                add(&self.metrics.disk_hits, 1);
-                return Ok(b);
-            }
-            None => {}
-        }
-        let fetch = {
-            let mut inflight = self.inflight.lock().expect("inflight lock");
-            // A fetch that finished since the lookup above put its bytes in memory before
-            // leaving this map: look again under the lock, so no miss is fetched twice.
-            if let Some(b) = self.cache.get_memory(&address) {
-                add(&self.metrics.memory_hits, 1);
-                return Ok(b);
-            }
-            add(&self.metrics.misses, 1);
-            match inflight.get(&address) {
-                Some(f) => {
-                    add(&self.metrics.coalesced, 1);
-                    f.clone()
+    async fn chunk(
+        self: &Arc<Self>,
+        address: Address,
+        grant: &Grant,
+        text: &str,
+    ) -> Result<Bytes, FetchError> {
+        loop {
+            match self.cache.get(&address).await {
+                Some(Hit::Memory(b)) => {
+                    add(&self.metrics.memory_hits, 1);
+                    return Ok(b);
                 }
-                None => {
-                    let edge = self.clone();
-                    let grant = grant.to_owned();
-                    // The fetch runs on its own task: a requester that goes away does not
-                    // cancel it for the others.
-                    let task = tokio::spawn(async move {
-                        let result = edge.fetch(&address, &grant).await;
-                        if let Ok(bytes) = &result {
-                            edge.cache.put_memory(address, bytes.clone());
-                            let (e, b) = (edge.clone(), bytes.clone());
-                            edge.disk_writes.spawn(async move { e.cache.put_disk(address, b).await });
-                        } else {
-                            add(&edge.metrics.fetch_errors, 1);
-                        }
-                        edge.inflight.lock().expect("inflight lock").remove(&address);
-                        result
-                    });
-                    let f = async move {
-                        task.await.unwrap_or_else(|e| {
-                            Err(FetchError {
-                                status: StatusCode::INTERNAL_SERVER_ERROR,
-                                code: "internal",
-                                message: format!("fetch task: {e}"),
-                            })
-                        })
+                Some(Hit::Disk(b)) => {
+                    add(&self.metrics.disk_hits, 1);
+                    return Ok(b);
+                }
+                None => {}
+            }
+            let (fetch, leader) = {
+                let mut inflight = self.inflight.lock().expect("inflight lock");
+                // A fetch leaves this map only once its bytes are in memory or on disk: look
+                // again under the lock, so no miss is fetched twice.
+                if let Some(b) = self.cache.get_memory(&address) {
+                    add(&self.metrics.memory_hits, 1);
+                    return Ok(b);
+                }
+                if self.cache.on_disk(&address) {
+                    continue; // read it from there
+                }
+                add(&self.metrics.misses, 1);
+                match inflight.get(&address) {
+                    Some(f) => {
+                        add(&self.metrics.coalesced, 1);
+                        (f.clone(), false)
                     }
-                    .boxed()
-                    .shared();
-                    inflight.insert(address, f.clone());
-                    f
+                    None => {
+                        let f = self.spawn_fetch(address, *grant, text.to_owned());
+                        inflight.insert(address, f.clone());
+                        (f, true)
+                    }
                 }
-            }
-        };
-        fetch.await
+            };
+            return match fetch.await {
+                // The fetch was made with another request's grant, which the origin
+                // refused: this request's own grant gets its own answer.
+                Err(e) if !leader && matches!(e.status.as_u16(), 403 | 410) => {
+                    self.fetch(&address, grant, text).await
+                }
+                other => other,
+            };
+        }
     }
 
-    /// Fetches a chunk from the providers, else from the origin; verified.
-    async fn fetch(&self, address: &Address, grant: &str) -> Result<Bytes, FetchError> {
-        if let Some(store) = &self.store {
+    /// Starts the fetch of a miss on its own task (a requester that goes away does not
+    /// cancel it for the others); it leaves the in-flight map when it ends, even by a panic.
+    fn spawn_fetch(self: &Arc<Self>, address: Address, grant: Grant, text: String) -> SharedFetch {
+        struct Leave(Arc<Edge>, Address);
+        impl Drop for Leave {
+            fn drop(&mut self) {
+                self.0.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.1);
+            }
+        }
+        let edge = self.clone();
+        let task = tokio::spawn(async move {
+            let _leave = Leave(edge.clone(), address);
+            let result = edge.fetch(&address, &grant, &text).await;
+            match &result {
+                Ok(bytes) if edge.cache.put_memory(address, bytes.clone()) => {
+                    let (e, b) = (edge.clone(), bytes.clone());
+                    edge.disk_writes.spawn(async move { e.cache.put_disk(address, b).await });
+                }
+                // Not kept in memory: stay in flight until it is on disk.
+                Ok(bytes) => edge.cache.put_disk(address, bytes.clone()).await,
+                Err(_) => add(&edge.metrics.fetch_errors, 1),
+            }
+            result
+        });
+        async move {
+            task.await.unwrap_or_else(|e| {
+                Err(FetchError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    code: "internal",
+                    message: format!("fetch task: {e}"),
+                })
+            })
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// Fetches a chunk, verified: from the providers (unless the grant is a share link's,
+    /// whose revocation only the origin can check), else from the origin.
+    async fn fetch(&self, address: &Address, grant: &Grant, text: &str) -> Result<Bytes, FetchError> {
+        if let Some(store) = self.store.as_ref().filter(|_| grant.op != Operation::GetShare) {
             add(&self.metrics.fetches_providers, 1);
             match store.get(address, &[]).await {
                 Ok(read) => {
@@ -335,14 +376,15 @@ impl Edge {
         let response = self
             .http
             .get(&url)
-            .header(GRANT_HEADER, grant)
+            .header(GRANT_HEADER, text)
             .timeout(Duration::from_secs(60))
             .send()
             .await
             .map_err(|e| unavailable(format!("the origin did not answer: {e}")))?;
         let status = response.status();
         if !status.is_success() {
-            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            let body = read_capped(response, 64 << 10).await.unwrap_or_default();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let code = body["error"]["code"].as_str().unwrap_or("");
             let message = body["error"]["message"].as_str().unwrap_or("").to_owned();
             return Err(match (status.as_u16(), known_code(code)) {
@@ -350,8 +392,9 @@ impl Edge {
                 _ => unavailable(format!("the origin answered {status}: {code} {message}")),
             });
         }
-        let bytes =
-            response.bytes().await.map_err(|e| unavailable(format!("reading from the origin: {e}")))?;
+        let bytes = read_capped(response, MAX_STORED_CHUNK)
+            .await
+            .map_err(|e| unavailable(format!("reading from the origin: {e}")))?;
         if address.verify(&bytes).is_err() {
             add(&self.metrics.fetch_verification_failures, 1);
             return Err(unavailable(format!("the origin sent bytes that are not chunk {address}")));
@@ -465,6 +508,38 @@ impl Edge {
     }
 }
 
+/// Whether an `http://` URL names this machine.
+fn loopback(url: &str) -> bool {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    host == "localhost"
+        || host == "[::1]"
+        || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The largest stored chunk: the largest plaintext chunk and its header and tag.
+const MAX_STORED_CHUNK: usize =
+    nuage_core::chunk::MAX_CHUNK_LEN + nuage_core::chunk::HEADER_LEN + nuage_core::chunk::TAG_LEN + 64;
+
+/// A response body of at most `cap` bytes (more is an error, read no further).
+pub(crate) async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Bytes, String> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(format!("a body of {:?} bytes, more than {cap}", response.content_length()));
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(part) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + part.len() > cap {
+            return Err(format!("a body of more than {cap} bytes"));
+        }
+        body.extend_from_slice(&part);
+    }
+    Ok(body.freeze())
+}
+
 /// The error codes of the origin's chunk endpoint an edge passes on as they are.
 fn known_code(code: &str) -> Option<&'static str> {
     [
@@ -549,11 +624,14 @@ async fn serve_chunk(
             format!("a chunk read needs a grant in {GRANT_HEADER} or ?grant="),
         ));
     };
-    if let Err(e) = edge.keys.check(grant, &address, nuage_meta::now_ms()).await {
-        add(&edge.metrics.grants_refused, 1);
-        return Err(grant_refused(e));
-    }
-    let bytes = edge.chunk(address, grant).await?;
+    let checked = match edge.keys.check(grant, &address, nuage_meta::now_ms()).await {
+        Ok(g) => g,
+        Err(e) => {
+            add(&edge.metrics.grants_refused, 1);
+            return Err(grant_refused(e));
+        }
+    };
+    let bytes = edge.chunk(address, &checked, grant).await?;
     let size = bytes.len() as u64;
     let (status, body, content_range) =
         match range::parse(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), size) {
@@ -649,5 +727,15 @@ mod tests {
             toml::from_str("origin = 'http://o'\ncache_size = '2GiB'\nmemory = 1024").unwrap();
         assert_eq!((c.cache_size, c.memory), (Size(2 << 30), Size(1024)));
         assert!(toml::from_str::<EdgeConfig>("orign = 'x'").is_err());
+        for (url, local) in [
+            ("http://127.0.0.1:8420", true),
+            ("http://localhost:1/x", true),
+            ("http://[::1]:8420", true),
+            ("http://127.0.0.1.evil.net:80", false),
+            ("http://10.0.0.1:8420", false),
+            ("http://origin.example.net", false),
+        ] {
+            assert_eq!(loopback(url), local, "{url}");
+        }
     }
 }

@@ -111,7 +111,9 @@ async function chunk(view, address, entry) {
   for (const edge of view.edges || []) {
     if (failedEdges.has(edge.url)) continue;
     try {
-      const c = await fetch(edge.url + "/chunks/" + address + "?grant=" + grant);
+      // An edge that accepts and never answers costs one wait, then is skipped.
+      const c = await fetch(edge.url + "/chunks/" + address + "?grant=" + grant,
+                            { signal: AbortSignal.timeout(20000) });
       if (c.ok) return await openChunk(new Uint8Array(await c.arrayBuffer()), entry);
       if (c.status >= 500) failedEdges.add(edge.url);
     } catch (e) {
