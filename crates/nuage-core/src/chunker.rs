@@ -129,7 +129,6 @@ impl<R: Read> Chunker<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use rand::{RngCore, SeedableRng, rngs::StdRng};
 
     fn random(len: usize, seed: u64) -> Vec<u8> {
@@ -222,20 +221,35 @@ mod tests {
         assert!(changed >= 1);
     }
 
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(16))]
-        #[test]
-        fn insertion_anywhere_keeps_distant_chunks(len in 200_000usize..600_000, at_frac in 0.0f64..1.0, ins in proptest::collection::vec(any::<u8>(), 1..200), seed in any::<u64>()) {
-            let config = ChunkerConfig { min_size: 2048, avg_size: 8192, max_size: 32768 };
-            let data = random(len, seed);
-            let at = (len as f64 * at_frac) as usize;
+    /// An insertion anywhere changes the chunk around it, and the boundaries fall back in
+    /// step soon after. How soon is not a fixed number: the chunk after the edit starts
+    /// elsewhere, so its minimum-size skip can step over an old cut point and the change
+    /// runs on for another chunk or two (a proptest that claimed "at most 3" failed on a
+    /// case with 4). Over 200 seeded cases: the bytes always come back whole, 3 chunks or
+    /// fewer change in at least 95% of them, and never more than 8.
+    #[test]
+    fn insertions_anywhere_keep_distant_chunks() {
+        let config = ChunkerConfig { min_size: 2048, avg_size: 8192, max_size: 32768 };
+        let mut over_3 = 0;
+        let mut worst = 0;
+        for case in 0..200u64 {
+            let r = random(24, 1000 + case);
+            let word = |i: usize| u64::from_le_bytes(r[i..i + 8].try_into().unwrap());
+            let len = 200_000 + (word(0) % 400_000) as usize;
+            let at = (word(8) % len as u64) as usize;
+            let ins = random(1 + (word(16) % 199) as usize, case);
+            let data = random(len, case);
             let mut edited = data.clone();
             edited.splice(at..at, ins);
             let before: std::collections::HashSet<_> = chunks(&data, config).into_iter().collect();
             let after = chunks(&edited, config);
-            prop_assert_eq!(after.concat(), edited);
+            assert_eq!(after.concat(), edited, "case {case}");
             let changed = after.iter().filter(|c| !before.contains(*c)).count();
-            prop_assert!(changed <= 3, "{} chunks changed", changed);
+            assert!(changed >= 1, "case {case}: an insertion changes the chunk around it");
+            over_3 += usize::from(changed > 3);
+            worst = worst.max(changed);
         }
+        assert!(over_3 <= 10, "{over_3} of 200 cases changed more than 3 chunks");
+        assert!(worst <= 8, "a case changed {worst} chunks");
     }
 }
