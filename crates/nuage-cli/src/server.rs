@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use nuage_meta::Meta;
-use nuage_server::{Nuage, ServerConfig, auth};
+use nuage_meta::{Meta, WorkerState};
+use nuage_server::{Nuage, ServerConfig, auth, workers};
 
 use crate::Cli;
 use crate::local::config;
@@ -31,6 +31,13 @@ pub enum Admin {
     /// Manage accounts.
     #[command(subcommand)]
     Account(AccountCmd),
+    /// The background workers (passes, progress and ETA, what they found) and the
+    /// placements by provider and state, from the database.
+    Status,
+    /// Read every placement back now (one whole pass), verify it, record what is bad.
+    Scrub,
+    /// Bring every chunk back to its policy now (one whole pass), from good copies.
+    Repair,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,8 +165,18 @@ pub async fn admin(cli: &Cli, cmd: &Admin) -> Result<()> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating {}", config.data_dir.display()))?;
     }
+    let cmd = match cmd {
+        Admin::Account(cmd) => cmd,
+        Admin::Scrub => return pass(cli, config, workers::Kind::Scrub).await,
+        Admin::Repair => return pass(cli, config, workers::Kind::Repair).await,
+        Admin::Status => {
+            let meta = Meta::open(&url).await.with_context(|| format!("opening {}", redacted(&url)))?;
+            status(cli, &meta).await?;
+            meta.close().await;
+            return Ok(());
+        }
+    };
     let meta = Meta::open(&url).await.with_context(|| format!("opening {}", redacted(&url)))?;
-    let Admin::Account(cmd) = cmd;
     match cmd {
         AccountCmd::Create { name, quota, password_stdin } => {
             nuage_server::check_bucket(name).map_err(|_| {
@@ -216,6 +233,106 @@ pub async fn admin(cli: &Cli, cmd: &Admin) -> Result<()> {
         }
     }
     meta.close().await;
+    Ok(())
+}
+
+/// `nuage admin status`: the workers, the placements by state.
+async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
+    let workers = meta.worker_states().await?;
+    let placements = meta.placement_counts().await?;
+    let now = nuage_meta::now_ms();
+    // Addresses are uniform hashes: the cursor's first two bytes say how far a pass is.
+    let current = |w: &WorkerState| {
+        w.cursor.map(|c| {
+            let done = (f64::from(u16::from_be_bytes([c[0], c[1]])) + 1.0) / 65_536.0;
+            let elapsed = (now - w.pass_started_at.unwrap_or(now)).max(0) as f64 / 1000.0;
+            (done, elapsed * (1.0 - done) / done)
+        })
+    };
+    if cli.json {
+        let workers: Vec<_> = workers
+            .iter()
+            .map(|w| {
+                serde_json::json!({
+                    "name": w.name, "passes": w.passes, "last_pass_at": w.last_pass_at,
+                    "last_pass_found": w.last_pass_found,
+                    "current": current(w).map(|(done, eta)| serde_json::json!({
+                        "progress": done, "eta_secs": eta.round(), "chunks": w.chunks, "bytes": w.bytes, "found": w.found,
+                    })),
+                })
+            })
+            .collect();
+        let placements: Vec<_> = placements
+            .iter()
+            .map(|(provider, state, count)| serde_json::json!({"provider": provider, "state": state, "count": count}))
+            .collect();
+        println!("{}", serde_json::json!({"workers": workers, "placements": placements}));
+        return Ok(());
+    }
+    println!("workers:");
+    if workers.is_empty() {
+        println!("  none has run yet");
+    }
+    for w in &workers {
+        let last = match (w.last_pass_at, w.last_pass_found) {
+            (Some(at), Some(found)) => format!("last pass ended {}, found {found}", crate::remote::utc(at)),
+            _ => "no pass finished yet".to_owned(),
+        };
+        let now_line = match current(w) {
+            Some((done, eta)) => format!(
+                "; pass under way: {:.0}% ({} chunks, {:.1} MB, {} found so far), about {:.0} s left",
+                done * 100.0,
+                w.chunks,
+                crate::remote::mb(w.bytes as u64),
+                w.found,
+                eta
+            ),
+            None => String::new(),
+        };
+        println!("  {:<8} {} passes; {last}{now_line}", w.name, w.passes);
+    }
+    println!("placements:");
+    for (provider, state, count) in &placements {
+        println!("  {provider:<12} {state:<8} {count}");
+    }
+    Ok(())
+}
+
+/// `nuage admin scrub` / `repair`: one whole pass now, with a progress bar.
+async fn pass(cli: &Cli, config: ServerConfig, kind: workers::Kind) -> Result<()> {
+    let nuage = Nuage::open(config).await?;
+    let bar = crate::remote::bar(cli, 65_536);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {percent}% ETA {eta}").expect("valid template"),
+    );
+    let report = workers::run_pass(&nuage, kind, false, |w| {
+        if let Some(c) = w.cursor {
+            bar.set_position(u64::from(u16::from_be_bytes([c[0], c[1]])) + 1);
+        }
+    })
+    .await?;
+    bar.finish_and_clear();
+    if cli.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let what = match kind {
+            workers::Kind::Scrub => "bad placements",
+            workers::Kind::Repair => "copies written",
+        };
+        println!(
+            "{}: {} chunks, {:.1} MB read in {:.1} s; {} {what}, {} skipped (provider did not answer)",
+            report.worker,
+            report.chunks,
+            crate::remote::mb(report.bytes),
+            report.seconds,
+            report.found,
+            report.skipped
+        );
+        for l in &report.listed {
+            println!("  {l}");
+        }
+    }
+    nuage.meta.close().await;
     Ok(())
 }
 

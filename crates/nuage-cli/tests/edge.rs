@@ -31,11 +31,7 @@ fn setup() -> Setup {
         "--edge",
         &format!("http://127.0.0.1:{}=us", ports[1]),
     ]);
-    let created =
-        d.ok_with(&["--json", "admin", "account", "create", "alice", "--password-stdin"], "s3cret\n");
-    let token =
-        serde_json::from_str::<serde_json::Value>(&created).unwrap()["token"].as_str().unwrap().to_owned();
-    d.ok_with(&["--server", &server.url, "login", "--account", "alice", "--password-stdin"], "s3cret\n");
+    let token = d.alice(&server);
     Setup { d, server, token, ports }
 }
 

@@ -35,6 +35,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0003_shares_and_e2e.sql"),
         include_str!("../migrations/postgres/0003_shares_and_e2e.sql"),
     ),
+    (
+        include_str!("../migrations/sqlite/0004_workers.sql"),
+        include_str!("../migrations/postgres/0004_workers.sql"),
+    ),
 ];
 
 /// The metadata store: a connection pool and what differs between the two backends.

@@ -12,6 +12,7 @@ mod error;
 mod namespace;
 mod shares;
 mod uploads;
+mod workers;
 
 pub use accounts::{Account, AccountSecrets, ProviderRecord, Token};
 pub use db::{Backend, Meta, now_ms};
@@ -22,3 +23,4 @@ pub use namespace::{
 };
 pub use shares::{NewShare, Share, ShareState};
 pub use uploads::{DeclaredChunk, GrantKey, UploadSession};
+pub use workers::{ChunkPlacements, WorkerState};

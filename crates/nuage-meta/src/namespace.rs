@@ -896,15 +896,19 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
         chunks.sort_by_key(|c| c.address);
         for c in chunks {
             let count = refs.get(&c.address).copied().unwrap_or(0);
+            // `replicas`: the most copies any bucket referencing the chunk asks for.
             sqlx::query(
-                "INSERT INTO chunks (address, stored_size, refcount, created_at) VALUES ($1, $2, $3, $4) \
+                "INSERT INTO chunks (address, stored_size, refcount, created_at, replicas) \
+                 VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (address) DO UPDATE SET refcount = chunks.refcount + excluded.refcount, \
-                 unreferenced_since = NULL",
+                 unreferenced_since = NULL, replicas = CASE WHEN excluded.replicas > chunks.replicas \
+                 THEN excluded.replicas ELSE chunks.replicas END",
             )
             .bind(c.address.to_vec())
             .bind(i64::from(c.stored_size))
             .bind(count)
             .bind(now)
+            .bind(i64::from(bucket.policy.replicas))
             .execute(&mut *conn)
             .await?;
             for p in &c.providers {

@@ -92,11 +92,11 @@ async fn migrations_are_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("meta.db").display());
     let first = Meta::open(&url).await.unwrap();
-    assert_eq!(first.schema_version().await.unwrap(), 3);
+    assert_eq!(first.schema_version().await.unwrap(), 4);
     first.create_account("a", None, None, [1; 32]).await.unwrap();
     first.close().await;
     let again = Meta::open(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 3);
+    assert_eq!(again.schema_version().await.unwrap(), 4);
     assert_eq!(again.account_by_name("a").await.unwrap().name, "a");
 }
 
@@ -142,6 +142,58 @@ async fn buckets_belong_to_one_account() {
         assert_eq!(m.account(a.id).await.unwrap().used_bytes, 0);
         assert_eq!(m.chunk_totals().await.unwrap(), (0, 1), "the chunk lost its reference");
         assert!(matches!(m.delete_bucket(a.id, "photos").await, Err(Error::BucketNotFound)));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn workers_page_the_index_in_address_order_and_keep_their_state() {
+    each_backend(|m| async move {
+        let a = m.create_account("alice", None, None, [1; 32]).await.unwrap();
+        let two = BucketPolicy { replicas: 2, write_quorum: 1, ..policy(0) };
+        let bucket = m.create_bucket(a.id, "b", two).await.unwrap();
+        let parts: Vec<Vec<u8>> = (0..25u8).map(|i| vec![i; 10 + usize::from(i)]).collect();
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        m.put_version(&bucket, "k", &content(&refs), &none(), None).await.unwrap();
+        // Pages of 10, in address order, every chunk once, with its placements and copies.
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = m.chunks_after(cursor, 10).await.unwrap();
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.address);
+            for c in &page {
+                assert_eq!(c.placements, vec![("local".to_owned(), "stored".to_owned())]);
+                assert_eq!((c.replicas, c.refcount), (2, 1));
+            }
+            seen.extend(page.iter().map(|c| c.address));
+        }
+        assert_eq!(seen.len(), 25);
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "address order");
+        // Placement states, counted by provider.
+        m.set_placement(&seen[3], "local", "corrupt", false).await.unwrap();
+        m.set_placement(&seen[3], "other", "stored", true).await.unwrap();
+        m.set_placement(&[9; 32], "local", "stored", true).await.unwrap(); // not in the index: ignored
+        let counts = m.placement_counts().await.unwrap();
+        assert_eq!(
+            counts,
+            vec![
+                ("local".to_owned(), "corrupt".to_owned(), 1),
+                ("local".to_owned(), "stored".to_owned(), 24),
+                ("other".to_owned(), "stored".to_owned(), 1)
+            ]
+        );
+        // A worker's state survives, cursor included.
+        assert_eq!(m.worker_state("scrub").await.unwrap().passes, 0);
+        let mut w = m.worker_state("scrub").await.unwrap();
+        (w.cursor, w.passes, w.found, w.pass_started_at) = (Some(seen[7]), 3, 2, Some(1234));
+        m.save_worker_state(&w).await.unwrap();
+        let back = m.worker_state("scrub").await.unwrap();
+        assert_eq!(
+            (back.cursor, back.passes, back.found, back.pass_started_at),
+            (Some(seen[7]), 3, 2, Some(1234))
+        );
+        assert_eq!(m.chunks_after(back.cursor, 100).await.unwrap().len(), 25 - 8, "resumes after the cursor");
     })
     .await;
 }

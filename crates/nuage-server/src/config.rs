@@ -33,6 +33,28 @@ pub struct ServerConfig {
     pub grants: GrantsConfig,
     /// Edge caches clients may read chunks through (`nuage edge`), listed at `/v1/edges`.
     pub edges: Vec<EdgeLink>,
+    /// Background workers (scrub, repair).
+    pub workers: WorkersConfig,
+}
+
+/// Background workers: when they run and how fast.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkersConfig {
+    /// Seconds from the start of one scrub pass to the start of the next (default 604800, a
+    /// week); 0 turns the background scrub off (`nuage admin scrub` still runs one).
+    pub scrub_every_secs: u64,
+    /// Bytes per second a scrub reads from the providers (default 50 MB/s).
+    pub scrub_bytes_per_sec: u64,
+    /// Seconds from the start of one repair pass to the start of the next (default 3600);
+    /// 0 turns the background repair off.
+    pub repair_every_secs: u64,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        WorkersConfig { scrub_every_secs: 604_800, scrub_bytes_per_sec: 50_000_000, repair_every_secs: 3600 }
+    }
 }
 
 /// An edge cache, as clients reach it.
@@ -74,6 +96,7 @@ impl Default for ServerConfig {
             chunking: ChunkingConfig::default(),
             grants: GrantsConfig::default(),
             edges: Vec::new(),
+            workers: WorkersConfig::default(),
         }
     }
 }

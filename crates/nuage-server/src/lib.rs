@@ -20,6 +20,7 @@ mod replicas;
 mod shares;
 mod state;
 mod uploads;
+pub mod workers;
 
 use std::sync::Arc;
 
@@ -42,9 +43,17 @@ pub async fn serve(nuage: Arc<Nuage>) -> Result<()> {
     serve_on(nuage, listener).await
 }
 
-/// Like [`serve`], on a listener already bound.
+/// Like [`serve`], on a listener already bound. The housekeeping (grant key rotation,
+/// expired upload sessions) and the background workers run while it serves.
 pub async fn serve_on(nuage: Arc<Nuage>, listener: tokio::net::TcpListener) -> Result<()> {
-    axum::serve(listener, router(nuage)).with_graceful_shutdown(shutdown()).await.context("serving")
+    let mut background = workers::spawn(&nuage);
+    background.push(nuage.spawn_housekeeping());
+    let served =
+        axum::serve(listener, router(nuage)).with_graceful_shutdown(shutdown()).await.context("serving");
+    for task in background {
+        task.abort();
+    }
+    served
 }
 
 async fn shutdown() {

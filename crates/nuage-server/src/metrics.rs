@@ -6,6 +6,8 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::workers::{Kind, WorkerCounters};
+
 /// The server's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -24,6 +26,10 @@ pub struct Metrics {
     pub stored_bytes_written: AtomicU64,
     /// Uploads that ended without a version (error, disconnect, quota).
     pub uploads_aborted: AtomicU64,
+    /// The scrub worker's counters.
+    pub scrub: WorkerCounters,
+    /// The repair worker's counters.
+    pub repair: WorkerCounters,
 }
 
 /// Adds `n` to a counter.
@@ -32,6 +38,14 @@ pub fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl Metrics {
+    /// The counters of one worker.
+    pub fn worker(&self, kind: Kind) -> &WorkerCounters {
+        match kind {
+            Kind::Scrub => &self.scrub,
+            Kind::Repair => &self.repair,
+        }
+    }
+
     /// Counts one answered request.
     pub fn request(&self, method: &str, status: u16) {
         let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
@@ -67,6 +81,19 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 c.load(Ordering::Relaxed)
             );
+        }
+        for (name, help, field) in [
+            ("nuage_worker_chunks_total", "Chunks the background workers went through", 0),
+            ("nuage_worker_bytes_total", "Stored bytes the workers read", 1),
+            ("nuage_worker_found_total", "Bad placements found (scrub), copies written (repair)", 2),
+            ("nuage_worker_passes_total", "Complete passes", 3),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for kind in [Kind::Scrub, Kind::Repair] {
+                let w = self.worker(kind);
+                let c = [&w.chunks, &w.bytes, &w.found, &w.passes][field];
+                let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", kind.name(), c.load(Ordering::Relaxed));
+            }
         }
         out
     }

@@ -75,6 +75,18 @@ impl Deployment {
         spawn_until(c, "nuage edge serving on ")
     }
 
+    /// Creates the account `alice` (password `s3cret`), logs in to `server` as her, and
+    /// returns her admin token.
+    pub fn alice(&self, server: &Server) -> String {
+        let created =
+            self.ok_with(&["--json", "admin", "account", "create", "alice", "--password-stdin"], "s3cret\n");
+        self.ok_with(
+            &["--server", &server.url, "login", "--account", "alice", "--password-stdin"],
+            "s3cret\n",
+        );
+        serde_json::from_str::<serde_json::Value>(&created).unwrap()["token"].as_str().unwrap().to_owned()
+    }
+
     /// Runs `nuage ARGS` with `stdin`, returns its output.
     pub fn run(&self, args: &[&str], stdin: &str) -> Output {
         self.run_env(args, stdin, &[])

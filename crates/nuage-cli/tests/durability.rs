@@ -1,0 +1,147 @@
+//! Durability end to end: the real `nuage serve` on SQLite with two local folders as
+//! providers, its scrub and repair driven by `nuage admin`, and damage done by hand to the
+//! providers' files.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A deployment with two folder providers, `a` and `b`, and two copies of every chunk; the
+/// background repair off, the background scrub every `scrub_every_secs` (0: off).
+fn two_folders(scrub_every_secs: u64) -> Deployment {
+    let d = Deployment::new("");
+    let extra = format!(
+        "[buckets]\nreplicas = 2\n[workers]\nscrub_every_secs = {scrub_every_secs}\nrepair_every_secs = 0\n\
+         [[providers]]\nname = \"a\"\nscheme = \"fs\"\nroot = {:?}\n\
+         [[providers]]\nname = \"b\"\nscheme = \"fs\"\nroot = {:?}\n",
+        d.path("a"),
+        d.path("b"),
+    );
+    let config = std::fs::read_to_string(d.path("nuage.toml")).unwrap() + &extra;
+    std::fs::write(d.path("nuage.toml"), config).unwrap();
+    d
+}
+
+/// The chunk files of a folder provider: (address, path).
+fn chunk_files(root: &std::path::Path) -> Vec<(String, std::path::PathBuf)> {
+    let mut out = Vec::new();
+    for fan in std::fs::read_dir(root.join("ch")).unwrap() {
+        for f in std::fs::read_dir(fan.unwrap().path()).unwrap() {
+            let f = f.unwrap();
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.len() == 64 {
+                out.push((name, f.path()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn json(d: &Deployment, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&d.ok(&all)).unwrap()
+}
+
+fn listed(report: &serde_json::Value) -> BTreeSet<String> {
+    report["listed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn bit_rot_is_never_served_found_by_scrub_and_fixed_by_repair() {
+    let d = two_folders(0);
+    let server = d.serve();
+    d.alice(&server);
+    d.ok(&["bucket", "create", "docs"]);
+    let src = d.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..60 {
+        std::fs::write(src.join(format!("f{i:02}")), data(100_000, 100 + i)).unwrap();
+    }
+    d.ok(&["put", src.to_str().unwrap(), "docs/set"]);
+    let on_a = chunk_files(&d.path("a"));
+    assert_eq!(on_a.len(), 60, "one chunk per file, on both providers");
+    assert_eq!(chunk_files(&d.path("b")).len(), 60);
+
+    // Rot: one flipped byte in 50 of the 60 files of provider a.
+    let mut rotten = BTreeSet::new();
+    for (address, path) in on_a.iter().take(50) {
+        let mut raw = std::fs::read(path).unwrap();
+        let mid = raw.len() / 2;
+        raw[mid] ^= 0x01;
+        std::fs::write(path, raw).unwrap();
+        rotten.insert(format!("{address}@a"));
+    }
+
+    // Every read is still right: the bad copies are detected and the good ones read.
+    let out = d.path("out");
+    d.ok(&["get", "docs/set", out.to_str().unwrap()]);
+    assert_eq!(tree(&out), tree(&src), "no read returned bad bytes");
+
+    // Scrub finds exactly those 50.
+    let scrub = json(&d, &["admin", "scrub"]);
+    assert_eq!(scrub["chunks"], 60);
+    assert_eq!(scrub["found"], 50);
+    assert_eq!(listed(&scrub), rotten, "scrub names the 50 rotten copies, and only them");
+    let status = json(&d, &["admin", "status"]);
+    let count = |provider: &str, state: &str| {
+        status["placements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["provider"] == provider && p["state"] == state)
+            .map_or(0, |p| p["count"].as_i64().unwrap())
+    };
+    assert_eq!((count("a", "corrupt"), count("a", "stored"), count("b", "stored")), (50, 10, 60));
+
+    // Repair rewrites those 50 from b; a second scrub finds nothing.
+    let repair = json(&d, &["admin", "repair"]);
+    assert_eq!(repair["found"], 50);
+    assert_eq!(listed(&repair), rotten);
+    let again = json(&d, &["admin", "scrub"]);
+    assert_eq!(again["found"], 0);
+    for (address, path) in chunk_files(&d.path("a")) {
+        assert_eq!(nuage_core::Address::of(&std::fs::read(path).unwrap()).to_hex(), address);
+    }
+    println!(
+        "50 rotten copies of 60: reads right, scrub found {}, repair wrote {}, then 0",
+        scrub["found"], repair["found"]
+    );
+}
+
+#[test]
+fn a_lost_copy_is_restored_and_the_background_scrub_reports_in_status() {
+    // The background scrub runs as soon as the server starts (it never ran), then hourly.
+    let d = two_folders(3600);
+    let server = d.serve();
+    d.alice(&server);
+    d.ok(&["bucket", "create", "docs"]);
+    let file = d.path("one.bin");
+    std::fs::write(&file, data(300_000, 7)).unwrap();
+    d.ok(&["put", file.to_str().unwrap(), "docs/one.bin"]);
+    // A copy vanishes from b.
+    let (address, path) = chunk_files(&d.path("b")).remove(0);
+    std::fs::remove_file(path).unwrap();
+    let scrub = json(&d, &["admin", "scrub"]);
+    assert_eq!(listed(&scrub), BTreeSet::from([format!("{address}@b")]));
+    let repair = json(&d, &["admin", "repair"]);
+    assert_eq!(listed(&repair), BTreeSet::from([format!("{address}@b")]));
+    assert_eq!(chunk_files(&d.path("b")).len(), 1);
+    // The background worker's pass shows in the status, from the database.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = json(&d, &["admin", "status"]);
+        let scrub = status["workers"].as_array().unwrap().iter().find(|w| w["name"] == "scrub").cloned();
+        if let Some(w) = scrub.filter(|w| w["passes"].as_i64() >= Some(1)) {
+            break w;
+        }
+        assert!(Instant::now() < deadline, "the background scrub never finished a pass: {status}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status["last_pass_at"].as_i64().is_some());
+    drop(server);
+}

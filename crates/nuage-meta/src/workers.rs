@@ -1,0 +1,198 @@
+//! What the background workers (scrub, repair) read and write: their persisted state, the
+//! chunk index page by page with each chunk's placements, and placement states.
+//!
+//! A placement's `state` is `stored` (written, or verified by the last scrub), `corrupt`
+//! (the provider's bytes do not hash to the address) or `missing` (the provider does not
+//! have it); `verified_at` is when a scrub last read it whole and found it good.
+
+use sqlx::Row;
+
+use crate::{Meta, Result, now_ms};
+
+/// A worker's persisted state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerState {
+    /// `scrub`, `repair`.
+    pub name: String,
+    /// The last chunk address done in the current pass; `None` between passes.
+    pub cursor: Option<[u8; 32]>,
+    /// Passes completed.
+    pub passes: i64,
+    /// When the current (or last) pass started, Unix ms.
+    pub pass_started_at: Option<i64>,
+    /// When the last complete pass ended, Unix ms.
+    pub last_pass_at: Option<i64>,
+    /// Chunks done in the current pass.
+    pub chunks: i64,
+    /// Stored bytes read in the current pass.
+    pub bytes: i64,
+    /// Problems found (scrub) or fixed (repair) in the current pass.
+    pub found: i64,
+    /// The same, for the last complete pass.
+    pub last_pass_found: Option<i64>,
+    /// Last save, Unix ms.
+    pub updated_at: i64,
+}
+
+/// A chunk of the index with its placements: `(provider, state)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkPlacements {
+    /// Address.
+    pub address: [u8; 32],
+    /// Stored size.
+    pub stored_size: u32,
+    /// Copies it should have.
+    pub replicas: u32,
+    /// Versions referencing it.
+    pub refcount: i64,
+    /// Where it is, and in what state.
+    pub placements: Vec<(String, String)>,
+}
+
+fn address(bytes: Vec<u8>) -> Result<[u8; 32]> {
+    bytes.try_into().map_err(|_| crate::Error::Corrupt("a chunk address that is not 32 bytes".into()))
+}
+
+impl Meta {
+    /// The state of worker `name` (all zero if it never ran).
+    pub async fn worker_state(&self, name: &str) -> Result<WorkerState> {
+        Ok(self
+            .worker_states()
+            .await?
+            .into_iter()
+            .find(|w| w.name == name)
+            .unwrap_or(WorkerState { name: name.to_owned(), ..WorkerState::default() }))
+    }
+
+    /// Every worker's state, by name.
+    pub async fn worker_states(&self) -> Result<Vec<WorkerState>> {
+        let rows = sqlx::query(
+            "SELECT name, cursor, passes, pass_started_at, last_pass_at, chunks, bytes, found, \
+             last_pass_found, updated_at FROM workers ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(WorkerState {
+                    name: r.try_get(0)?,
+                    cursor: r.try_get::<Option<Vec<u8>>, _>(1)?.map(address).transpose()?,
+                    passes: r.try_get(2)?,
+                    pass_started_at: r.try_get(3)?,
+                    last_pass_at: r.try_get(4)?,
+                    chunks: r.try_get(5)?,
+                    bytes: r.try_get(6)?,
+                    found: r.try_get(7)?,
+                    last_pass_found: r.try_get(8)?,
+                    updated_at: r.try_get(9)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Saves a worker's state (its `updated_at` becomes now).
+    pub async fn save_worker_state(&self, w: &WorkerState) -> Result<()> {
+        let _w = self.write_guard().await;
+        sqlx::query(
+            "INSERT INTO workers (name, cursor, passes, pass_started_at, last_pass_at, chunks, bytes, found, \
+             last_pass_found, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor, passes = excluded.passes, \
+             pass_started_at = excluded.pass_started_at, last_pass_at = excluded.last_pass_at, \
+             chunks = excluded.chunks, bytes = excluded.bytes, found = excluded.found, \
+             last_pass_found = excluded.last_pass_found, updated_at = excluded.updated_at",
+        )
+        .bind(&w.name)
+        .bind(w.cursor.map(|c| c.to_vec()))
+        .bind(w.passes)
+        .bind(w.pass_started_at)
+        .bind(w.last_pass_at)
+        .bind(w.chunks)
+        .bind(w.bytes)
+        .bind(w.found)
+        .bind(w.last_pass_found)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` chunks of the index after `after`, in address order, with their
+    /// placements.
+    pub async fn chunks_after(&self, after: Option<[u8; 32]>, limit: usize) -> Result<Vec<ChunkPlacements>> {
+        let after = after.map(|a| a.to_vec()).unwrap_or_default();
+        let rows = sqlx::query(
+            "SELECT address, stored_size, replicas, refcount FROM chunks WHERE address > $1 \
+             ORDER BY address LIMIT $2",
+        )
+        .bind(&after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut chunks = Vec::with_capacity(rows.len());
+        for r in &rows {
+            chunks.push(ChunkPlacements {
+                address: address(r.try_get(0)?)?,
+                stored_size: r.try_get::<i64, _>(1)? as u32,
+                replicas: r.try_get::<i64, _>(2)?.max(1) as u32,
+                refcount: r.try_get(3)?,
+                placements: Vec::new(),
+            });
+        }
+        let Some(last) = chunks.last().map(|c| c.address.to_vec()) else { return Ok(chunks) };
+        let rows = sqlx::query(
+            "SELECT address, provider, state FROM placements WHERE address > $1 AND address <= $2 \
+             ORDER BY address, provider",
+        )
+        .bind(&after)
+        .bind(&last)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut i = 0;
+        for r in &rows {
+            let a = address(r.try_get(0)?)?;
+            while i < chunks.len() && chunks[i].address < a {
+                i += 1;
+            }
+            if let Some(c) = chunks.get_mut(i).filter(|c| c.address == a) {
+                c.placements.push((r.try_get(1)?, r.try_get(2)?));
+            }
+        }
+        Ok(chunks)
+    }
+
+    /// Sets the state of a placement (adding it if missing) of a chunk still in the index;
+    /// `verified` records that its bytes were just read and found good.
+    pub async fn set_placement(
+        &self,
+        address: &[u8; 32],
+        provider: &str,
+        state: &str,
+        verified: bool,
+    ) -> Result<()> {
+        let _w = self.write_guard().await;
+        let verified_at = verified.then(now_ms);
+        sqlx::query(
+            "INSERT INTO placements (address, provider, state, verified_at) SELECT $1, $2, $3, $4 \
+             WHERE EXISTS (SELECT 1 FROM chunks WHERE address = $1) \
+             ON CONFLICT (address, provider) DO UPDATE SET state = excluded.state, \
+             verified_at = COALESCE(excluded.verified_at, placements.verified_at)",
+        )
+        .bind(address.to_vec())
+        .bind(provider)
+        .bind(state)
+        .bind(verified_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Placements by provider and state: `(provider, state, count)`.
+    pub async fn placement_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        let rows = sqlx::query(
+            "SELECT provider, state, COUNT(*) FROM placements GROUP BY provider, state ORDER BY provider, state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+    }
+}

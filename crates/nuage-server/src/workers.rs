@@ -1,0 +1,327 @@
+//! Background workers, one pattern for all: a worker walks the chunk index in address order,
+//! a batch at a time, does its work on each chunk, and saves its cursor after every batch
+//! (the `workers` table), so a restart resumes the pass where it stopped. Its state shows in
+//! `nuage admin status` and its counters at `/metrics`.
+//!
+//! - **Scrub** reads every placement back at a set pace (`[workers] scrub_bytes_per_sec`),
+//!   checks the bytes against the address, and records the placement as `stored` (with the
+//!   time it was verified), `corrupt` or `missing`. A provider that does not answer is
+//!   skipped, not blamed.
+//! - **Repair** brings each chunk back to its policy: a bad placement is rewritten from a
+//!   good copy, and a chunk with fewer good copies than its `replicas` gets new ones on the
+//!   next providers of its ranking; every copy it writes is read back and verified first.
+//!
+//! `nuage admin scrub` / `repair` run one whole pass now, without touching the background
+//! worker's cursor.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nuage_core::Address;
+use nuage_meta::{ChunkPlacements, WorkerState, now_ms};
+use serde::Serialize;
+
+use crate::state::Nuage;
+
+/// Chunks per batch (and per cursor save).
+const BATCH: usize = 256;
+/// Addresses listed in a pass report at most.
+const LISTED: usize = 1000;
+
+/// Which worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Verify every placement.
+    Scrub,
+    /// Restore every chunk to its policy.
+    Repair,
+}
+
+impl Kind {
+    /// Its name, in the `workers` table and at `/metrics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Scrub => "scrub",
+            Kind::Repair => "repair",
+        }
+    }
+}
+
+/// Counters of one worker, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    /// Chunks done.
+    pub chunks: AtomicU64,
+    /// Stored bytes read.
+    pub bytes: AtomicU64,
+    /// Problems found (scrub) or fixed (repair).
+    pub found: AtomicU64,
+    /// Complete passes.
+    pub passes: AtomicU64,
+}
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PassReport {
+    /// `scrub` or `repair`.
+    pub worker: &'static str,
+    /// Chunks visited.
+    pub chunks: u64,
+    /// Stored bytes read.
+    pub bytes: u64,
+    /// Scrub: placements found corrupt or missing. Repair: copies written.
+    pub found: u64,
+    /// Placements a provider did not answer for (nothing concluded).
+    pub skipped: u64,
+    /// Scrub: `address@provider` of the bad placements; repair: of the copies written
+    /// (the first 1000).
+    pub listed: Vec<String>,
+    /// Seconds the pass took.
+    pub seconds: f64,
+}
+
+#[derive(Debug, Default)]
+struct Outcome {
+    bytes: u64,
+    found: u64,
+    skipped: u64,
+    listed: Vec<String>,
+}
+
+fn place(address: &Address, provider: &str) -> String {
+    format!("{}@{provider}", address.to_hex())
+}
+
+/// Reads every placement of `c` back and records what it found.
+async fn scrub_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<Outcome> {
+    let address = Address::from_bytes(c.address);
+    let mut out = Outcome::default();
+    for (name, _) in &c.placements {
+        let Some(p) = nuage.store.provider(name) else { continue }; // no longer configured
+        let state = match p.get_raw(&address).await {
+            Ok(Some(bytes)) => {
+                out.bytes += bytes.len() as u64;
+                if address.verify(&bytes).is_ok() { "stored" } else { "corrupt" }
+            }
+            Ok(None) => "missing",
+            Err(e) => {
+                tracing::warn!("scrub: chunk {address} on {name}: {e}");
+                out.skipped += 1;
+                continue;
+            }
+        };
+        nuage.meta.set_placement(&c.address, name, state, state == "stored").await?;
+        if state != "stored" {
+            tracing::warn!("scrub: chunk {address} is {state} on {name}");
+            out.found += 1;
+            out.listed.push(place(&address, name));
+        }
+    }
+    Ok(out)
+}
+
+/// Rewrites the bad placements of `c` and adds copies up to its `replicas`, from a verified
+/// copy.
+async fn repair_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<Outcome> {
+    let address = Address::from_bytes(c.address);
+    let mut out = Outcome::default();
+    let configured = |name: &str| nuage.store.provider(name).is_some();
+    let good: Vec<&str> = c
+        .placements
+        .iter()
+        .filter(|(n, s)| s == "stored" && configured(n))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let bad: Vec<&str> = c
+        .placements
+        .iter()
+        .filter(|(n, s)| s != "stored" && configured(n))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let wanted = (c.replicas as usize).min(nuage.store.providers().len());
+    let short = wanted.saturating_sub(good.len() + bad.len());
+    if bad.is_empty() && short == 0 {
+        return Ok(out);
+    }
+    let read = match nuage.store.get(&address, &good).await {
+        Ok(read) => read,
+        Err(e) => {
+            tracing::warn!("repair: no good copy of chunk {address} to repair from: {e}");
+            out.skipped += 1;
+            return Ok(out);
+        }
+    };
+    out.bytes += read.bytes.len() as u64;
+    // Rewrite the bad ones, then add new ones on the next providers of the ranking.
+    let mut targets: Vec<(&str, bool)> = bad.iter().map(|n| (*n, true)).collect();
+    for p in nuage.store.ranking(&address) {
+        if targets.len() >= bad.len() + short {
+            break;
+        }
+        let name = p.name();
+        if !p.is_down() && !good.contains(&name) && !bad.contains(&name) && name != read.provider {
+            targets.push((name, false));
+        }
+    }
+    for (name, rewrite) in targets {
+        let p = nuage.store.provider(name).expect("configured");
+        let written = async {
+            if rewrite {
+                // A damaged object of the right size would be taken for the chunk.
+                p.delete(&address).await?;
+            }
+            p.put(&address, read.bytes.clone()).await?;
+            p.sync().await?;
+            match p.get_raw(&address).await? {
+                Some(b) if address.verify(&b).is_ok() => Ok(()),
+                _ => Err(nuage_blob::Error::Corrupt { provider: name.to_owned(), address }),
+            }
+        }
+        .await;
+        match written {
+            Ok(()) => {
+                nuage.meta.set_placement(&c.address, name, "stored", true).await?;
+                out.found += 1;
+                out.listed.push(place(&address, name));
+            }
+            Err(e) => {
+                tracing::warn!("repair: writing chunk {address} to {name}: {e}");
+                out.skipped += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Spaces the work so that it reads about `rate` bytes per second.
+#[derive(Debug)]
+struct Pace {
+    rate: Option<u64>,
+    started: Instant,
+    bytes: u64,
+}
+
+impl Pace {
+    async fn account(&mut self, bytes: u64) {
+        let Some(rate) = self.rate.filter(|r| *r > 0) else { return };
+        self.bytes += bytes;
+        let due = Duration::from_secs_f64(self.bytes as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Runs one pass of `kind` to its end. With `persist`, it resumes the worker's saved pass (or
+/// starts a new one) and saves its cursor after every batch; without, it walks the whole
+/// index on its own. `progress` sees the state after every batch.
+pub async fn run_pass(
+    nuage: &Nuage,
+    kind: Kind,
+    persist: bool,
+    progress: impl Fn(&WorkerState),
+) -> nuage_meta::Result<PassReport> {
+    let started = Instant::now();
+    let mut state = if persist {
+        nuage.meta.worker_state(kind.name()).await?
+    } else {
+        WorkerState { name: kind.name().to_owned(), ..WorkerState::default() }
+    };
+    if state.cursor.is_none() {
+        state.pass_started_at = Some(now_ms());
+        (state.chunks, state.bytes, state.found) = (0, 0, 0);
+    }
+    let rate = match kind {
+        Kind::Scrub => Some(nuage.config.workers.scrub_bytes_per_sec),
+        Kind::Repair => None,
+    };
+    let mut pace = Pace { rate, started: Instant::now(), bytes: 0 };
+    let counters = nuage.metrics.worker(kind);
+    let mut report = PassReport { worker: kind.name(), ..PassReport::default() };
+    loop {
+        let page = nuage.meta.chunks_after(state.cursor, BATCH).await?;
+        let Some(last) = page.last().map(|c| c.address) else { break };
+        for c in &page {
+            let o = match kind {
+                Kind::Scrub => scrub_chunk(nuage, c).await?,
+                Kind::Repair => repair_chunk(nuage, c).await?,
+            };
+            state.chunks += 1;
+            state.bytes += o.bytes as i64;
+            state.found += o.found as i64;
+            report.chunks += 1;
+            report.bytes += o.bytes;
+            report.found += o.found;
+            report.skipped += o.skipped;
+            let room = LISTED.saturating_sub(report.listed.len());
+            report.listed.extend(o.listed.into_iter().take(room));
+            counters.chunks.fetch_add(1, Ordering::Relaxed);
+            counters.bytes.fetch_add(o.bytes, Ordering::Relaxed);
+            counters.found.fetch_add(o.found, Ordering::Relaxed);
+            pace.account(o.bytes).await;
+        }
+        state.cursor = Some(last);
+        if persist {
+            nuage.meta.save_worker_state(&state).await?;
+        }
+        progress(&state);
+    }
+    state.cursor = None;
+    state.passes += 1;
+    state.last_pass_at = Some(now_ms());
+    state.last_pass_found = Some(state.found);
+    if persist {
+        nuage.meta.save_worker_state(&state).await?;
+    }
+    counters.passes.fetch_add(1, Ordering::Relaxed);
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Starts the background workers whose period is not 0. A pass interrupted by a restart
+/// resumes at once; otherwise a pass starts one period after the last one started.
+pub fn spawn(nuage: &Arc<Nuage>) -> Vec<tokio::task::JoinHandle<()>> {
+    let w = nuage.config.workers;
+    [(Kind::Scrub, w.scrub_every_secs), (Kind::Repair, w.repair_every_secs)]
+        .into_iter()
+        .filter(|(_, every)| *every > 0)
+        .map(|(kind, every)| {
+            let nuage = nuage.clone();
+            let every_ms = i64::try_from(every.saturating_mul(1000)).unwrap_or(i64::MAX);
+            tokio::spawn(async move {
+                loop {
+                    let wait = match nuage.meta.worker_state(kind.name()).await {
+                        Ok(s) if s.cursor.is_some() => 0,
+                        Ok(s) => {
+                            s.pass_started_at.map_or(0, |t| (t.saturating_add(every_ms) - now_ms()).max(0))
+                        }
+                        Err(e) => {
+                            tracing::warn!("{}: reading its state: {e}", kind.name());
+                            60_000
+                        }
+                    };
+                    if wait > 0 {
+                        tokio::time::sleep(Duration::from_millis(wait.min(60_000) as u64)).await;
+                        continue;
+                    }
+                    match run_pass(&nuage, kind, true, |_| {}).await {
+                        Ok(r) => tracing::info!(
+                            "{}: pass done: {} chunks, {} bytes, {} found, {} skipped, {:.1} s",
+                            kind.name(),
+                            r.chunks,
+                            r.bytes,
+                            r.found,
+                            r.skipped,
+                            r.seconds
+                        ),
+                        Err(e) => {
+                            tracing::warn!("{}: {e}; trying again in a minute", kind.name());
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
