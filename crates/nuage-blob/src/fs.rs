@@ -86,11 +86,22 @@ impl FsWriter {
     /// Stores `bytes` under `address` unless a file of the same size is there already.
     /// Durable only after a later [`FsWriter::sync`].
     pub(crate) async fn put(&self, address: &Address, bytes: Bytes) -> io::Result<PutOutcome> {
+        self.write(address, bytes, false).await
+    }
+
+    /// Like [`FsWriter::put`], but writes even over a file of the right size (repair of a
+    /// damaged copy): the new file takes the old one's name in one rename, so a crash
+    /// leaves one or the other, never neither.
+    pub(crate) async fn replace(&self, address: &Address, bytes: Bytes) -> io::Result<PutOutcome> {
+        self.write(address, bytes, true).await
+    }
+
+    async fn write(&self, address: &Address, bytes: Bytes, replace: bool) -> io::Result<PutOutcome> {
         let path = self.root.join(address.object_key());
         let n = self.temp_names.fetch_add(1, Ordering::Relaxed);
         let tmp = path.with_file_name(format!(".{address}.{}.{n}.tmp", std::process::id()));
         let len = bytes.len() as u64;
-        let outcome = tokio::task::spawn_blocking(move || write_chunk(&path, &tmp, &bytes))
+        let outcome = tokio::task::spawn_blocking(move || write_chunk(&path, &tmp, &bytes, replace))
             .await
             .map_err(io::Error::other)??;
         // Counted after the file is in place, found present included: a sync that starts
@@ -132,8 +143,9 @@ impl FsWriter {
     }
 }
 
-fn write_chunk(path: &Path, tmp: &Path, bytes: &[u8]) -> io::Result<PutOutcome> {
+fn write_chunk(path: &Path, tmp: &Path, bytes: &[u8], replace: bool) -> io::Result<PutOutcome> {
     match std::fs::metadata(path) {
+        Ok(_) if replace => {}
         Ok(m) if m.len() == bytes.len() as u64 => return Ok(PutOutcome::AlreadyPresent),
         Ok(m) => tracing::warn!(
             path = %path.display(),

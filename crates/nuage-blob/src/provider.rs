@@ -145,6 +145,19 @@ impl Provider {
         self.track(result).map(|_| PutOutcome::Written)
     }
 
+    /// Stores a chunk under its address even where the provider has an object of that name
+    /// (the repair of a damaged copy). The write replaces the old object atomically: a
+    /// temp file renamed over it on a local folder (durable after [`Provider::sync`]), one
+    /// PUT on an object store.
+    pub async fn put_replace(&self, address: &Address, bytes: Bytes) -> Result<()> {
+        if let Some(fs) = &self.inner.fs {
+            let result = fs.replace(address, bytes).await.map_err(|e| io_error("write", e));
+            return self.track(result).map(|_| ());
+        }
+        let result = self.inner.op.write(&address.object_key(), bytes).await;
+        self.track(result).map(|_| ())
+    }
+
     /// Makes every put that returned before this call durable: one batched filesystem sync
     /// for a local folder (shared with concurrent callers), nothing for object stores, whose
     /// puts are durable when acknowledged. Call it before committing anything that references

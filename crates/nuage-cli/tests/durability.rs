@@ -114,26 +114,25 @@ fn bit_rot_is_never_served_found_by_scrub_and_fixed_by_repair() {
 }
 
 #[test]
-fn a_lost_copy_is_restored_and_the_background_scrub_reports_in_status() {
-    // The background scrub runs as soon as the server starts (it never ran), then hourly.
-    let d = two_folders(3600);
+fn a_lost_copy_is_found_by_the_background_scrub_and_restored() {
+    let d = two_folders(0);
     let server = d.serve();
     d.alice(&server);
     d.ok(&["bucket", "create", "docs"]);
     let file = d.path("one.bin");
     std::fs::write(&file, data(300_000, 7)).unwrap();
     d.ok(&["put", file.to_str().unwrap(), "docs/one.bin"]);
-    // A copy vanishes from b.
+    // A copy vanishes from b; the server restarts with its background scrub on: it never
+    // ran, so a pass starts at once.
     let (address, path) = chunk_files(&d.path("b")).remove(0);
     std::fs::remove_file(path).unwrap();
-    let scrub = json(&d, &["admin", "scrub"]);
-    assert_eq!(listed(&scrub), BTreeSet::from([format!("{address}@b")]));
-    let repair = json(&d, &["admin", "repair"]);
-    assert_eq!(listed(&repair), BTreeSet::from([format!("{address}@b")]));
-    assert_eq!(chunk_files(&d.path("b")).len(), 1);
-    // The background worker's pass shows in the status, from the database.
+    drop(server);
+    let config = std::fs::read_to_string(d.path("nuage.toml")).unwrap();
+    std::fs::write(d.path("nuage.toml"), config.replace("scrub_every_secs = 0", "scrub_every_secs = 3600"))
+        .unwrap();
+    let _server = d.serve();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
+    let scrub = loop {
         let status = json(&d, &["admin", "status"]);
         let scrub = status["workers"].as_array().unwrap().iter().find(|w| w["name"] == "scrub").cloned();
         if let Some(w) = scrub.filter(|w| w["passes"].as_i64() >= Some(1)) {
@@ -142,6 +141,43 @@ fn a_lost_copy_is_restored_and_the_background_scrub_reports_in_status() {
         assert!(Instant::now() < deadline, "the background scrub never finished a pass: {status}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    assert!(status["last_pass_at"].as_i64().is_some());
-    drop(server);
+    assert_eq!(scrub["last_pass_found"], 1, "the background pass found the lost copy: {scrub}");
+    let repair = json(&d, &["admin", "repair"]);
+    assert_eq!(listed(&repair), BTreeSet::from([format!("{address}@b")]));
+    let on_b: Vec<String> = chunk_files(&d.path("b")).into_iter().map(|(a, _)| a).collect();
+    assert_eq!(on_b, vec![address], "the copy is back on b");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_recorded_bad_but_intact_is_never_rewritten() {
+    let d = two_folders(0);
+    let server = d.serve();
+    d.alice(&server);
+    d.ok(&["bucket", "create", "docs"]);
+    let file = d.path("one.bin");
+    std::fs::write(&file, data(200_000, 8)).unwrap();
+    d.ok(&["put", file.to_str().unwrap(), "docs/one.bin"]);
+    let (address, path) = chunk_files(&d.path("a")).remove(0);
+    let before = std::fs::metadata(&path).unwrap();
+    // As a scrub would record it while provider a was away: missing, though the file is there.
+    let meta = nuage_meta::Meta::open(&format!("sqlite:{}", d.path("data/meta.db").display())).await.unwrap();
+    let raw: [u8; 32] = hex::decode(&address).unwrap().try_into().unwrap();
+    assert!(meta.change_placement(&raw, "a", "stored", "missing", false).await.unwrap());
+    meta.close().await;
+    let repair = json(&d, &["admin", "repair"]);
+    assert_eq!(repair["found"], 0, "no copy written: {repair}");
+    let after = std::fs::metadata(&path).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (before.ino(), before.mtime_nsec()),
+        (after.ino(), after.mtime_nsec()),
+        "the file was left as it was"
+    );
+    let status = json(&d, &["admin", "status"]);
+    let a_stored = status["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["provider"] == "a" && p["state"] == "stored");
+    assert!(a_stored, "recorded stored again: {status}");
 }

@@ -576,7 +576,9 @@ impl Meta {
     }
 
     /// Records that `providers` now hold a chunk of the index (a replica made after the
-    /// commit that referenced it). A chunk no longer in the index is left alone.
+    /// commit that referenced it). A chunk no longer in the index is left alone, and so is a
+    /// placement already recorded: a write that found an object there may not have replaced
+    /// a damaged one, so only scrub and repair change a placement's state.
     pub async fn add_placements(&self, address: &[u8; 32], providers: &[String]) -> Result<()> {
         let _w = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
@@ -584,7 +586,7 @@ impl Meta {
             sqlx::query(
                 "INSERT INTO placements (address, provider, state) SELECT $1, $2, 'stored' \
                  WHERE EXISTS (SELECT 1 FROM chunks WHERE address = $1) \
-                 ON CONFLICT (address, provider) DO UPDATE SET state = 'stored'",
+                 ON CONFLICT (address, provider) DO NOTHING",
             )
             .bind(address.to_vec())
             .bind(p)
@@ -912,9 +914,10 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
             .execute(&mut *conn)
             .await?;
             for p in &c.providers {
+                // A placement already recorded keeps its state (see `add_placements`).
                 sqlx::query(
                     "INSERT INTO placements (address, provider, state) VALUES ($1, $2, 'stored') \
-                     ON CONFLICT (address, provider) DO UPDATE SET state = 'stored'",
+                     ON CONFLICT (address, provider) DO NOTHING",
                 )
                 .bind(c.address.to_vec())
                 .bind(p)

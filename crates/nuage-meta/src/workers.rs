@@ -160,27 +160,45 @@ impl Meta {
         Ok(chunks)
     }
 
-    /// Sets the state of a placement (adding it if missing) of a chunk still in the index;
-    /// `verified` records that its bytes were just read and found good.
-    pub async fn set_placement(
+    /// Moves a placement from state `from` to `to` (`verified`: its bytes were just read
+    /// and found good) and says whether it did: a placement whose state changed since the
+    /// caller read it is left alone, so two workers never undo each other's findings.
+    pub async fn change_placement(
         &self,
         address: &[u8; 32],
         provider: &str,
-        state: &str,
+        from: &str,
+        to: &str,
         verified: bool,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let _w = self.write_guard().await;
-        let verified_at = verified.then(now_ms);
+        let changed = sqlx::query(
+            "UPDATE placements SET state = $1, verified_at = COALESCE($2, verified_at) \
+             WHERE address = $3 AND provider = $4 AND state = $5",
+        )
+        .bind(to)
+        .bind(verified.then(now_ms))
+        .bind(address.to_vec())
+        .bind(provider)
+        .bind(from)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed > 0)
+    }
+
+    /// Records a copy just written and verified (repair): a new placement, or one whose
+    /// state becomes `stored`.
+    pub async fn record_verified_copy(&self, address: &[u8; 32], provider: &str) -> Result<()> {
+        let _w = self.write_guard().await;
         sqlx::query(
-            "INSERT INTO placements (address, provider, state, verified_at) SELECT $1, $2, $3, $4 \
+            "INSERT INTO placements (address, provider, state, verified_at) SELECT $1, $2, 'stored', $3 \
              WHERE EXISTS (SELECT 1 FROM chunks WHERE address = $1) \
-             ON CONFLICT (address, provider) DO UPDATE SET state = excluded.state, \
-             verified_at = COALESCE(excluded.verified_at, placements.verified_at)",
+             ON CONFLICT (address, provider) DO UPDATE SET state = 'stored', verified_at = excluded.verified_at",
         )
         .bind(address.to_vec())
         .bind(provider)
-        .bind(state)
-        .bind(verified_at)
+        .bind(now_ms())
         .execute(&self.pool)
         .await?;
         Ok(())

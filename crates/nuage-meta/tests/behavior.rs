@@ -171,9 +171,11 @@ async fn workers_page_the_index_in_address_order_and_keep_their_state() {
         assert_eq!(seen.len(), 25);
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "address order");
         // Placement states, counted by provider.
-        m.set_placement(&seen[3], "local", "corrupt", false).await.unwrap();
-        m.set_placement(&seen[3], "other", "stored", true).await.unwrap();
-        m.set_placement(&[9; 32], "local", "stored", true).await.unwrap(); // not in the index: ignored
+        assert!(m.change_placement(&seen[3], "local", "stored", "corrupt", false).await.unwrap());
+        // Changed since it was read: left alone.
+        assert!(!m.change_placement(&seen[3], "local", "stored", "missing", false).await.unwrap());
+        m.record_verified_copy(&seen[3], "other").await.unwrap();
+        m.record_verified_copy(&[9; 32], "local").await.unwrap(); // not in the index: ignored
         let counts = m.placement_counts().await.unwrap();
         assert_eq!(
             counts,

@@ -49,11 +49,18 @@ pub struct WorkersConfig {
     /// Seconds from the start of one repair pass to the start of the next (default 3600);
     /// 0 turns the background repair off.
     pub repair_every_secs: u64,
+    /// Bytes per second a repair reads and writes (default 50 MB/s).
+    pub repair_bytes_per_sec: u64,
 }
 
 impl Default for WorkersConfig {
     fn default() -> Self {
-        WorkersConfig { scrub_every_secs: 604_800, scrub_bytes_per_sec: 50_000_000, repair_every_secs: 3600 }
+        WorkersConfig {
+            scrub_every_secs: 604_800,
+            scrub_bytes_per_sec: 50_000_000,
+            repair_every_secs: 3600,
+            repair_bytes_per_sec: 50_000_000,
+        }
     }
 }
 

@@ -7,9 +7,14 @@
 //!   checks the bytes against the address, and records the placement as `stored` (with the
 //!   time it was verified), `corrupt` or `missing`. A provider that does not answer is
 //!   skipped, not blamed.
-//! - **Repair** brings each chunk back to its policy: a bad placement is rewritten from a
-//!   good copy, and a chunk with fewer good copies than its `replicas` gets new ones on the
-//!   next providers of its ranking; every copy it writes is read back and verified first.
+//! - **Repair** brings each chunk back to its policy, at its own pace: a placement recorded
+//!   bad is read again, and if it is bad indeed, overwritten (one atomic write, never a
+//!   delete) with a verified copy; a chunk with fewer good copies than its `replicas` gets
+//!   new ones on the next providers of its ranking. Every copy it writes is synced, read
+//!   back and verified before it is recorded.
+//!
+//! Placement states change only from the state the worker read (compare and set), so a
+//! scrub and a repair running at once, or two servers' workers, never undo each other.
 //!
 //! `nuage admin scrub` / `repair` run one whole pass now, without touching the background
 //! worker's cursor.
@@ -93,11 +98,12 @@ fn place(address: &Address, provider: &str) -> String {
     format!("{}@{provider}", address.to_hex())
 }
 
-/// Reads every placement of `c` back and records what it found.
+/// Reads every placement of `c` back and records what it found (unless another worker
+/// changed the placement meanwhile).
 async fn scrub_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<Outcome> {
     let address = Address::from_bytes(c.address);
     let mut out = Outcome::default();
-    for (name, _) in &c.placements {
+    for (name, seen) in &c.placements {
         let Some(p) = nuage.store.provider(name) else { continue }; // no longer configured
         let state = match p.get_raw(&address).await {
             Ok(Some(bytes)) => {
@@ -111,7 +117,7 @@ async fn scrub_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<O
                 continue;
             }
         };
-        nuage.meta.set_placement(&c.address, name, state, state == "stored").await?;
+        nuage.meta.change_placement(&c.address, name, seen, state, state == "stored").await?;
         if state != "stored" {
             tracing::warn!("scrub: chunk {address} is {state} on {name}");
             out.found += 1;
@@ -121,8 +127,10 @@ async fn scrub_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<O
     Ok(out)
 }
 
-/// Rewrites the bad placements of `c` and adds copies up to its `replicas`, from a verified
-/// copy.
+/// Brings `c` back to its policy: a placement recorded bad is read again and, if it is bad
+/// indeed, overwritten with a verified copy; copies are added up to its `replicas`. Nothing
+/// is ever deleted: a bad object is replaced in one atomic write, and an object found good
+/// is only recorded so.
 async fn repair_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<Outcome> {
     let address = Address::from_bytes(c.address);
     let mut out = Outcome::default();
@@ -133,14 +141,26 @@ async fn repair_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<
         .filter(|(n, s)| s == "stored" && configured(n))
         .map(|(n, _)| n.as_str())
         .collect();
-    let bad: Vec<&str> = c
-        .placements
-        .iter()
-        .filter(|(n, s)| s != "stored" && configured(n))
-        .map(|(n, _)| n.as_str())
-        .collect();
     let wanted = (c.replicas as usize).min(nuage.store.providers().len());
-    let short = wanted.saturating_sub(good.len() + bad.len());
+    let mut bad = Vec::new();
+    let mut healthy = good.len();
+    for (name, seen) in c.placements.iter().filter(|(n, s)| s != "stored" && configured(n)) {
+        let p = nuage.store.provider(name).expect("configured");
+        match p.get_raw(&address).await {
+            // Recorded bad, found good (a provider that was away, a copy made since): record it.
+            Ok(Some(bytes)) if address.verify(&bytes).is_ok() => {
+                out.bytes += bytes.len() as u64;
+                nuage.meta.change_placement(&c.address, name, seen, "stored", true).await?;
+                healthy += 1;
+            }
+            Ok(_) => bad.push(name.as_str()),
+            Err(e) => {
+                tracing::warn!("repair: chunk {address} on {name}: {e}; left for later");
+                out.skipped += 1;
+            }
+        }
+    }
+    let short = wanted.saturating_sub(healthy + bad.len());
     if bad.is_empty() && short == 0 {
         return Ok(out);
     }
@@ -153,25 +173,20 @@ async fn repair_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<
         }
     };
     out.bytes += read.bytes.len() as u64;
-    // Rewrite the bad ones, then add new ones on the next providers of the ranking.
-    let mut targets: Vec<(&str, bool)> = bad.iter().map(|n| (*n, true)).collect();
+    let known: Vec<&str> = c.placements.iter().map(|(n, _)| n.as_str()).collect();
+    let mut targets: Vec<&str> = bad.iter().copied().filter(|n| *n != read.provider).collect();
     for p in nuage.store.ranking(&address) {
         if targets.len() >= bad.len() + short {
             break;
         }
-        let name = p.name();
-        if !p.is_down() && !good.contains(&name) && !bad.contains(&name) && name != read.provider {
-            targets.push((name, false));
+        if !p.is_down() && !known.contains(&p.name()) && p.name() != read.provider {
+            targets.push(p.name());
         }
     }
-    for (name, rewrite) in targets {
+    for name in targets {
         let p = nuage.store.provider(name).expect("configured");
         let written = async {
-            if rewrite {
-                // A damaged object of the right size would be taken for the chunk.
-                p.delete(&address).await?;
-            }
-            p.put(&address, read.bytes.clone()).await?;
+            p.put_replace(&address, read.bytes.clone()).await?;
             p.sync().await?;
             match p.get_raw(&address).await? {
                 Some(b) if address.verify(&b).is_ok() => Ok(()),
@@ -181,7 +196,8 @@ async fn repair_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<
         .await;
         match written {
             Ok(()) => {
-                nuage.meta.set_placement(&c.address, name, "stored", true).await?;
+                nuage.meta.record_verified_copy(&c.address, name).await?;
+                out.bytes += read.bytes.len() as u64;
                 out.found += 1;
                 out.listed.push(place(&address, name));
             }
@@ -194,21 +210,32 @@ async fn repair_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<
     Ok(out)
 }
 
-/// Spaces the work so that it reads about `rate` bytes per second.
+/// Spaces the work so that it moves about `rate` bytes per second: a token bucket holding
+/// at most one second's worth, so a slow stretch is not made up by a burst.
 #[derive(Debug)]
 struct Pace {
-    rate: Option<u64>,
-    started: Instant,
-    bytes: u64,
+    rate: u64,
+    tokens: f64,
+    at: Instant,
 }
 
 impl Pace {
+    fn new(rate: u64) -> Pace {
+        Pace { rate, tokens: rate as f64, at: Instant::now() }
+    }
+
     async fn account(&mut self, bytes: u64) {
-        let Some(rate) = self.rate.filter(|r| *r > 0) else { return };
-        self.bytes += bytes;
-        let due = Duration::from_secs_f64(self.bytes as f64 / rate as f64);
-        if let Some(wait) = due.checked_sub(self.started.elapsed()) {
-            tokio::time::sleep(wait).await;
+        if self.rate == 0 {
+            return;
+        }
+        let rate = self.rate as f64;
+        self.tokens = (self.tokens + self.at.elapsed().as_secs_f64() * rate).min(rate);
+        self.at = Instant::now();
+        self.tokens -= bytes as f64;
+        if self.tokens < 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(-self.tokens / rate)).await;
+            self.tokens = 0.0;
+            self.at = Instant::now();
         }
     }
 }
@@ -232,11 +259,10 @@ pub async fn run_pass(
         state.pass_started_at = Some(now_ms());
         (state.chunks, state.bytes, state.found) = (0, 0, 0);
     }
-    let rate = match kind {
-        Kind::Scrub => Some(nuage.config.workers.scrub_bytes_per_sec),
-        Kind::Repair => None,
-    };
-    let mut pace = Pace { rate, started: Instant::now(), bytes: 0 };
+    let mut pace = Pace::new(match kind {
+        Kind::Scrub => nuage.config.workers.scrub_bytes_per_sec,
+        Kind::Repair => nuage.config.workers.repair_bytes_per_sec,
+    });
     let counters = nuage.metrics.worker(kind);
     let mut report = PassReport { worker: kind.name(), ..PassReport::default() };
     loop {

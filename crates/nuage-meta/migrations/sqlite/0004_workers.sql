@@ -14,8 +14,11 @@ CREATE TABLE workers (
     last_pass_found BIGINT,
     updated_at BIGINT NOT NULL
 );
--- Copies each chunk should have: the most any bucket that referenced it asked for.
+-- Copies each chunk should have: the most any bucket that referenced it asked for (set at
+-- commit). Chunks stored before this schema get the most any bucket asks for, or the copies
+-- they have if more: never fewer than their buckets want, at worst a copy too many.
 ALTER TABLE chunks ADD COLUMN replicas BIGINT NOT NULL DEFAULT 1;
-UPDATE chunks SET replicas = (SELECT COUNT(*) FROM placements p WHERE p.address = chunks.address)
-    WHERE EXISTS (SELECT 1 FROM placements p WHERE p.address = chunks.address);
+UPDATE chunks SET replicas = MAX(
+    (SELECT COUNT(*) FROM placements p WHERE p.address = chunks.address),
+    COALESCE((SELECT MAX(replicas) FROM buckets), 1));
 CREATE INDEX placements_by_state ON placements (state, provider);
