@@ -138,6 +138,45 @@ impl FsWriter {
     }
 
     /// Filesystem syncs made so far.
+    /// Removes temporary files older than `age`: those of writes a crash cut short (a write
+    /// renames its file within moments, and OpenDAL's own writes keep theirs in `.tmp/`).
+    /// Returns how many it removed.
+    pub(crate) async fn sweep_temporary(&self, age: std::time::Duration) -> io::Result<u64> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut removed = 0;
+            let mut folders = vec![root.join(".tmp")];
+            match std::fs::read_dir(root.join(Address::OBJECT_PREFIX)) {
+                Ok(fans) => folders.extend(fans.filter_map(|f| f.ok()).map(|f| f.path())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            for folder in folders {
+                let entries = match std::fs::read_dir(&folder) {
+                    Ok(e) => e,
+                    Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                for e in entries.filter_map(|e| e.ok()) {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let temporary =
+                        folder.ends_with(".tmp") || (name.starts_with('.') && name.ends_with(".tmp"));
+                    let old = e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+                    if temporary && old.is_some_and(|o| o >= age) && e.file_type().is_ok_and(|t| t.is_file())
+                    {
+                        std::fs::remove_file(e.path())?;
+                        removed += 1;
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
     pub(crate) fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
     }

@@ -267,6 +267,19 @@ impl Provider {
             .try_filter_map(|entry| async move { Ok(Address::from_object_key(entry.path())) }))
     }
 
+    /// Removes temporary files older than `age` that interrupted writes left in a local
+    /// folder (nothing to do on the other providers, whose writes are atomic). Returns how
+    /// many.
+    pub async fn sweep_temporary(&self, age: std::time::Duration) -> Result<u64> {
+        match &self.inner.fs {
+            Some(fs) => fs.sweep_temporary(age).await.map_err(|e| Error::Provider {
+                provider: self.name().to_owned(),
+                source: io_error("sweep", e),
+            }),
+            None => Ok(0),
+        }
+    }
+
     pub(crate) fn record_corruption(&self) {
         self.inner.health.record_failure();
     }

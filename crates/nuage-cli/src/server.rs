@@ -38,6 +38,10 @@ pub enum Admin {
     Scrub,
     /// Bring every chunk back to its policy now (one whole pass), from good copies.
     Repair,
+    /// Collect garbage now (one whole pass): delete from every provider the chunks no
+    /// version has referenced for `[workers] gc_grace_secs`, and the chunk objects of
+    /// uploads that never committed, except those an upload in progress leases.
+    Gc,
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,6 +173,7 @@ pub async fn admin(cli: &Cli, cmd: &Admin) -> Result<()> {
         Admin::Account(cmd) => cmd,
         Admin::Scrub => return pass(cli, config, workers::Kind::Scrub).await,
         Admin::Repair => return pass(cli, config, workers::Kind::Repair).await,
+        Admin::Gc => return pass(cli, config, workers::Kind::Gc).await,
         Admin::Status => {
             let meta = Meta::open(&url).await.with_context(|| format!("opening {}", redacted(&url)))?;
             status(cli, &meta).await?;
@@ -240,6 +245,8 @@ pub async fn admin(cli: &Cli, cmd: &Admin) -> Result<()> {
 async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
     let workers = meta.worker_states().await?;
     let placements = meta.placement_counts().await?;
+    let (uploads, leased) = meta.lease_count().await?;
+    let deletions = meta.deletions().await?.len();
     let now = nuage_meta::now_ms();
     // Addresses are uniform hashes: the cursor's first two bytes say how far a pass is.
     let current = |w: &WorkerState| {
@@ -266,7 +273,8 @@ async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
             .iter()
             .map(|(provider, state, count)| serde_json::json!({"provider": provider, "state": state, "count": count}))
             .collect();
-        println!("{}", serde_json::json!({"workers": workers, "placements": placements}));
+        let gc = serde_json::json!({"leased_chunks": leased, "leasing_uploads": uploads, "deletions_under_way": deletions});
+        println!("{}", serde_json::json!({"workers": workers, "placements": placements, "gc": gc}));
         return Ok(());
     }
     println!("workers:");
@@ -291,6 +299,7 @@ async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
         };
         println!("  {:<8} {} passes; {last}{now_line}", w.name, w.passes);
     }
+    println!("gc: {leased} chunks leased by {uploads} uploads in progress, {deletions} deletions under way");
     println!("placements:");
     for (provider, state, count) in &placements {
         println!("  {provider:<12} {state:<8} {count}");
@@ -318,9 +327,11 @@ async fn pass(cli: &Cli, config: ServerConfig, kind: workers::Kind) -> Result<()
         let what = match kind {
             workers::Kind::Scrub => "bad placements",
             workers::Kind::Repair => "copies written",
+            workers::Kind::Gc => "chunks deleted",
         };
+        let verb = if kind == workers::Kind::Gc { "freed" } else { "read" };
         println!(
-            "{}: {} chunks, {:.1} MB read in {:.1} s; {} {what}, {} skipped (provider did not answer)",
+            "{}: {} chunks, {:.1} MB {verb} in {:.1} s; {} {what}, {} skipped (provider did not answer)",
             report.worker,
             report.chunks,
             crate::remote::mb(report.bytes),

@@ -39,6 +39,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0004_workers.sql"),
         include_str!("../migrations/postgres/0004_workers.sql"),
     ),
+    (include_str!("../migrations/sqlite/0005_gc.sql"), include_str!("../migrations/postgres/0005_gc.sql")),
 ];
 
 /// The metadata store: a connection pool and what differs between the two backends.
@@ -77,9 +78,11 @@ impl Meta {
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // FULL: a commit is on disk (WAL fsynced) before it is acknowledged.
+                            // The busy timeout first: switching to WAL takes a lock too, and
+                            // another process (the server, under `nuage admin`) may hold it.
                             conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                                "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                                 PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
                             )
                             .await?;
                             Ok(())

@@ -9,6 +9,7 @@
 mod accounts;
 mod db;
 mod error;
+mod gc;
 mod namespace;
 mod shares;
 mod uploads;
@@ -17,6 +18,7 @@ mod workers;
 pub use accounts::{Account, AccountSecrets, ProviderRecord, Token};
 pub use db::{Backend, Meta, now_ms};
 pub use error::{Error, Result};
+pub use gc::DeletionDone;
 pub use namespace::{
     Bucket, BucketPolicy, Change, ChunkInfo, ChunkRef, Committed, EtagCondition, ListEntry, Listing,
     NewVersion, Precondition, Version,

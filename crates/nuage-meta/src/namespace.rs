@@ -128,6 +128,9 @@ pub struct NewVersion {
     pub manifest: Vec<u8>,
     /// Every distinct chunk of the manifest, with its placements.
     pub chunks: Vec<ChunkRef>,
+    /// The holder of the chunk leases the upload took ([`Meta::lease_chunks`]), or the id
+    /// of the smart upload's session: the commit drops them, in its transaction.
+    pub lease_holder: Option<String>,
 }
 
 /// What a write did.
@@ -781,6 +784,11 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
     let content = content.as_ref().map(|(n, r)| (n, r));
     let account_id = bucket.account_id;
     let seq = next_seq(conn, account_id).await?;
+    // The version's chunks are referenced once this commits: their leases may go with it.
+    // (A replay drops them too: the retry that leased them has nothing more to commit.)
+    if let Some(holder) = content.as_ref().and_then(|(n, _)| n.lease_holder.as_deref()) {
+        crate::gc::release_on(conn, holder).await?;
+    }
     if let Some(idem) = idempotency_key {
         let prior = sqlx::query(
             "SELECT bucket_id, key, version_id FROM uploads WHERE account_id = $1 AND idempotency_key = $2",

@@ -135,10 +135,18 @@ impl Meta {
         Ok(())
     }
 
-    /// Adds chunks to what a session declared (a chunk declared twice is kept once).
-    pub async fn declare_upload_chunks(&self, session_id: &str, chunks: &[DeclaredChunk]) -> Result<()> {
+    /// Adds chunks to what a session declared (a chunk declared twice is kept once). A
+    /// declared chunk is leased to the session until it expires (see `gc.rs`); returns those
+    /// of `chunks` being deleted right now, which the caller must wait out before it counts
+    /// them as held.
+    pub async fn declare_upload_chunks(
+        &self,
+        session_id: &str,
+        chunks: &[DeclaredChunk],
+    ) -> Result<Vec<[u8; 32]>> {
         let _w = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
+        crate::gc::gc_lock(&mut tx, self.backend(), false).await?;
         for batch in chunks.chunks(300) {
             let rows: Vec<String> =
                 (0..batch.len()).map(|i| format!("($1, ${}, ${})", 2 * i + 2, 2 * i + 3)).collect();
@@ -153,8 +161,10 @@ impl Meta {
             }
             query.execute(&mut *tx).await?;
         }
+        let addresses: Vec<[u8; 32]> = chunks.iter().map(|c| c.address).collect();
+        let deleting = crate::gc::deleting_on(&mut tx, &addresses).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(deleting)
     }
 
     /// The session with this id, if the account owns it.

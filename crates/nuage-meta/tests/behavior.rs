@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nuage_core::{ConvergenceSecret, Manifest, ManifestEntry, SealOptions, chunk};
-use nuage_meta::{BucketPolicy, ChunkRef, Error, EtagCondition, ListEntry, Meta, NewVersion, Precondition};
+use nuage_meta::{
+    BucketPolicy, ChunkRef, DeclaredChunk, DeletionDone, Error, EtagCondition, ListEntry, Meta, NewVersion,
+    Precondition, UploadSession, now_ms,
+};
 use sqlx::Connection;
 
 /// Runs `test` against every configured backend.
@@ -76,6 +79,7 @@ fn content(parts: &[&[u8]]) -> NewVersion {
         content_type: Some("text/plain".into()),
         manifest: Manifest { entries, size, hash }.encode(),
         chunks,
+        lease_holder: None,
     }
 }
 
@@ -92,11 +96,11 @@ async fn migrations_are_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("meta.db").display());
     let first = Meta::open(&url).await.unwrap();
-    assert_eq!(first.schema_version().await.unwrap(), 4);
+    assert_eq!(first.schema_version().await.unwrap(), 5);
     first.create_account("a", None, None, [1; 32]).await.unwrap();
     first.close().await;
     let again = Meta::open(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 4);
+    assert_eq!(again.schema_version().await.unwrap(), 5);
     assert_eq!(again.account_by_name("a").await.unwrap().name, "a");
 }
 
@@ -393,6 +397,87 @@ async fn concurrent_writes_refused_for_their_own_reasons_leave_the_others_whole(
         let seqs: Vec<i64> = m.changes(a.id, 0, 100).await.unwrap().iter().map(|c| c.seq).collect();
         assert_eq!(seqs, (1..=11).collect::<Vec<_>>(), "no gap from the refused writes or the replays");
         assert_eq!(m.account(a.id).await.unwrap().change_seq, 11);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn leases_and_deletions_exclude_each_other() {
+    each_backend(|m| async move {
+        let a = m.create_account("alice", None, None, [1; 32]).await.unwrap();
+        let bucket = m.create_bucket(a.id, "b", policy(1)).await.unwrap();
+        let x = content(&[b"shared"]);
+        let addr = x.chunks[0].address;
+        let later = now_ms() + 3_600_000;
+        // v1 references the chunk; v2 (other content) prunes v1: the chunk is unreferenced.
+        m.put_version(&bucket, "k", &x, &none(), None).await.unwrap();
+        m.put_version(&bucket, "k", &content(&[b"other"]), &none(), None).await.unwrap();
+        assert_eq!(m.unreferenced_chunks(None, i64::MAX, 10).await.unwrap().len(), 1);
+        assert!(m.unreferenced_chunks(None, 0, 10).await.unwrap().is_empty(), "inside the grace period");
+        assert!(m.start_deletions(&[addr], 0).await.unwrap().is_empty(), "inside the grace period");
+
+        // An upload leases it first: the collector leaves it alone, the commit drops the lease.
+        assert!(m.lease_chunks("up-1", &[addr], later).await.unwrap().is_empty());
+        assert_eq!(m.lease_count().await.unwrap(), (1, 1));
+        assert!(m.start_deletions(&[addr], i64::MAX).await.unwrap().is_empty(), "leased");
+        let again = NewVersion { lease_holder: Some("up-1".into()), ..x.clone() };
+        m.put_version(&bucket, "k", &again, &none(), None).await.unwrap();
+        assert_eq!(m.lease_count().await.unwrap(), (0, 0), "the commit dropped the lease");
+        assert!(m.start_deletions(&[addr], i64::MAX).await.unwrap().is_empty(), "referenced again");
+
+        // Unreferenced again, the collector comes first: a writer is told, and waits.
+        m.put_version(&bucket, "k", &content(&[b"third"]), &none(), None).await.unwrap();
+        assert_eq!(m.start_deletions(&[addr], i64::MAX).await.unwrap(), vec![addr]);
+        assert!(m.start_deletions(&[addr], i64::MAX).await.unwrap().is_empty(), "under way already");
+        assert_eq!(m.lease_chunks("up-2", &[addr], later).await.unwrap(), vec![addr]);
+        assert_eq!(m.deleting(&[addr, [7; 32]]).await.unwrap(), vec![addr]);
+        assert_eq!(m.deletions().await.unwrap(), vec![addr]);
+        let everywhere = DeletionDone { address: addr, everywhere: true, deleted_from: vec!["local".into()] };
+        m.finish_deletions(&[everywhere]).await.unwrap();
+        assert!(m.deleting(&[addr]).await.unwrap().is_empty());
+        assert!(m.chunk(&addr).await.unwrap().is_none(), "out of the index");
+        assert_eq!(m.unindexed(&[addr, [7; 32]]).await.unwrap(), vec![addr, [7; 32]]);
+        // The writer leases again, now with nothing in the way, and the lease protects the
+        // chunk as a stray (on a provider, not in the index) until it expires.
+        assert!(m.lease_chunks("up-2", &[addr], later).await.unwrap().is_empty());
+        assert!(m.start_deletions(&[addr], i64::MAX).await.unwrap().is_empty(), "leased stray");
+        assert!(m.lease_chunks("up-2", &[addr], now_ms() - 1).await.unwrap().is_empty());
+        assert_eq!(m.start_deletions(&[addr], i64::MAX).await.unwrap(), vec![addr], "the lease expired");
+        // A deletion given up (a provider did not answer) frees the chunk for writers again.
+        let partial = DeletionDone { address: addr, everywhere: false, deleted_from: vec![] };
+        m.finish_deletions(&[partial]).await.unwrap();
+        assert!(m.deleting(&[addr]).await.unwrap().is_empty());
+
+        // A live upload session's declared chunks are its leases; an expired one's are not.
+        let session = |id: &str, expires_at| UploadSession {
+            id: id.into(),
+            account_id: a.id,
+            bucket_id: bucket.id,
+            key: "k".into(),
+            created_at: now_ms(),
+            expires_at,
+        };
+        let stray = [9; 32];
+        let decl = [DeclaredChunk { address: stray, stored_size: 10 }];
+        m.create_upload_session(&session("up_live", later)).await.unwrap();
+        assert!(m.declare_upload_chunks("up_live", &decl).await.unwrap().is_empty());
+        assert!(
+            m.start_deletions(&[stray], i64::MAX).await.unwrap().is_empty(),
+            "declared by a live session"
+        );
+        m.create_upload_session(&session("up_dead", now_ms() - 1)).await.unwrap();
+        let other = [10; 32];
+        m.declare_upload_chunks("up_dead", &[DeclaredChunk { address: other, stored_size: 10 }])
+            .await
+            .unwrap();
+        assert_eq!(m.start_deletions(&[stray, other], i64::MAX).await.unwrap(), vec![other]);
+        // A session declaring a chunk being deleted is told so.
+        assert_eq!(
+            m.declare_upload_chunks("up_live", &[DeclaredChunk { address: other, stored_size: 10 }])
+                .await
+                .unwrap(),
+            vec![other]
+        );
     })
     .await;
 }

@@ -51,6 +51,20 @@ pub struct WorkersConfig {
     pub repair_every_secs: u64,
     /// Bytes per second a repair reads and writes (default 50 MB/s).
     pub repair_bytes_per_sec: u64,
+    /// Seconds from the start of one garbage collection to the start of the next (default
+    /// 86400, a day); 0 turns the background collector off (`nuage admin gc` still runs one).
+    pub gc_every_secs: u64,
+    /// Seconds a chunk stays after the last version referencing it is gone, before the
+    /// collector deletes it from every provider (default 86400).
+    pub gc_grace_secs: u64,
+    /// Chunks per second the collector deletes at most (default 200).
+    pub gc_deletes_per_sec: u64,
+    /// Seconds an upload may take from storing its first chunk to its commit (default
+    /// 21600, six hours). Its chunks are leased for that long, and the collector never
+    /// deletes a leased chunk; an upload that takes longer is refused at its commit
+    /// (`upload_lease_expired`). The leases of an upload cut short by a crash last that long
+    /// too, unless a retry with the same idempotency key commits. At least 120.
+    pub upload_lease_secs: u64,
 }
 
 impl Default for WorkersConfig {
@@ -60,6 +74,10 @@ impl Default for WorkersConfig {
             scrub_bytes_per_sec: 50_000_000,
             repair_every_secs: 3600,
             repair_bytes_per_sec: 50_000_000,
+            gc_every_secs: 86_400,
+            gc_grace_secs: 86_400,
+            gc_deletes_per_sec: 200,
+            upload_lease_secs: 21_600,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod edge;
 mod error;
 pub mod grants;
+mod leases;
 mod metrics;
 mod names;
 mod objects;

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub scrub: WorkerCounters,
     /// The repair worker's counters.
     pub repair: WorkerCounters,
+    /// The garbage collector's counters.
+    pub gc: WorkerCounters,
 }
 
 /// Adds `n` to a counter.
@@ -43,6 +45,7 @@ impl Metrics {
         match kind {
             Kind::Scrub => &self.scrub,
             Kind::Repair => &self.repair,
+            Kind::Gc => &self.gc,
         }
     }
 
@@ -84,12 +87,16 @@ impl Metrics {
         }
         for (name, help, field) in [
             ("nuage_worker_chunks_total", "Chunks the background workers went through", 0),
-            ("nuage_worker_bytes_total", "Stored bytes the workers read", 1),
-            ("nuage_worker_found_total", "Bad placements found (scrub), copies written (repair)", 2),
+            ("nuage_worker_bytes_total", "Stored bytes the workers read (gc: deleted)", 1),
+            (
+                "nuage_worker_found_total",
+                "Bad placements found (scrub), copies written (repair), chunks deleted (gc)",
+                2,
+            ),
             ("nuage_worker_passes_total", "Complete passes", 3),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for kind in [Kind::Scrub, Kind::Repair] {
+            for kind in Kind::ALL {
                 let w = self.worker(kind);
                 let c = [&w.chunks, &w.bytes, &w.found, &w.passes][field];
                 let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", kind.name(), c.load(Ordering::Relaxed));

@@ -224,7 +224,11 @@ pub async fn put(
     let pipeline =
         Pipeline { chunker: nuage.chunker, seal: nuage.seal, secret: ConvergenceSecret::from_bytes(secret) };
 
-    let stored = store_body(&nuage, pipeline, bucket_placement(&bucket), body, room).await;
+    let holder = crate::leases::holder(caller.account_id, idempotency_key.as_deref());
+    let lease_expires_at = crate::leases::lease_until(&nuage);
+    let stored =
+        store_body(&nuage, pipeline, bucket_placement(&bucket), body, room, (&holder, lease_expires_at))
+            .await;
     let (manifest, chunks) = match stored {
         Ok(s) => s,
         Err(e) => {
@@ -255,7 +259,12 @@ pub async fn put(
         content_type,
         manifest: manifest.encode(),
         chunks,
+        lease_holder: Some(holder),
     };
+    if let Err(e) = crate::leases::check_in_time(lease_expires_at) {
+        add(&nuage.metrics.uploads_aborted, 1);
+        return Err(e);
+    }
     let committed =
         match nuage.meta.put_version(&bucket, &key, &new, &precondition, idempotency_key.as_deref()).await {
             Ok(c) => c,
@@ -307,14 +316,16 @@ impl<E: Into<ApiError>> From<E> for StoreError {
 }
 
 /// Streams `body` through the pipeline on a blocking thread (two, with `run_parallel`)
-/// and stores each new chunk on the async side, [`PUTS_IN_FLIGHT`] at a time. Returns the
-/// manifest and the chunk references for the commit.
+/// and stores each new chunk on the async side, [`PUTS_IN_FLIGHT`] at a time, each leased
+/// to `lease.0` until `lease.1` before it is stored (the chunks sealed meanwhile share one
+/// lease transaction). Returns the manifest and the chunk references for the commit.
 async fn store_body(
     nuage: &Arc<Nuage>,
     pipeline: Pipeline,
     placement: Placement,
     body: Body,
     room: u64,
+    lease: (&str, i64),
 ) -> Result<(Manifest, Vec<ChunkRef>), StoreError> {
     let exceeded = Arc::new(AtomicBool::new(false));
     let reader = SyncIoBridge::new(StreamReader::new(body.into_data_stream().map_err(io::Error::other)));
@@ -343,14 +354,28 @@ async fn store_body(
         Ok(())
     };
     let mut seen = std::collections::HashSet::new();
-    while let Some(sealed) = rx.recv().await {
-        bytes_in += u64::from(sealed.plain_len);
-        if !seen.insert(sealed.address) {
-            continue; // the same chunk twice in one body
+    let mut batch = Vec::with_capacity(PUTS_IN_FLIGHT);
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(sealed) = next.take() {
+            bytes_in += u64::from(sealed.plain_len);
+            if seen.insert(sealed.address) {
+                batch.push(sealed); // else the same chunk twice in one body
+            }
+            if batch.len() < PUTS_IN_FLIGHT {
+                next = rx.try_recv().ok();
+            }
         }
-        puts.push(store(StoredChunk::from(sealed)));
-        while puts.len() >= PUTS_IN_FLIGHT {
-            record(puts.next().await.expect("non-empty"))?;
+        if batch.is_empty() {
+            continue;
+        }
+        let addresses: Vec<[u8; 32]> = batch.iter().map(|s| *s.address.as_bytes()).collect();
+        crate::leases::lease(nuage, lease.0, &addresses, lease.1).await?;
+        for sealed in batch.drain(..) {
+            puts.push(store(StoredChunk::from(sealed)));
+            while puts.len() >= PUTS_IN_FLIGHT {
+                record(puts.next().await.expect("non-empty"))?;
+            }
         }
     }
     while let Some(done) = puts.next().await {

@@ -38,6 +38,9 @@ impl Nuage {
     /// Opens the database (migrating it) and the providers of `config`.
     pub async fn open(mut config: ServerConfig) -> Result<Nuage> {
         let chunker = config.chunking.chunker()?;
+        if config.workers.upload_lease_secs < 120 {
+            anyhow::bail!("[workers] upload_lease_secs is at least 120 (an upload needs time to commit)");
+        }
         for e in &mut config.edges {
             let parsed =
                 e.url.parse::<crate::config::EdgeLink>().map_err(anyhow::Error::msg).context("[[edges]]")?;

@@ -221,7 +221,10 @@ async fn declare(
     direct: bool,
     declared: &[DeclaredChunk],
 ) -> ApiResult<Vec<UploadTarget>> {
-    nuage.meta.declare_upload_chunks(&session.id, declared).await?;
+    // Declared chunks are the session's leases; one the collector is deleting now is
+    // waited out, then counts as not held (and is sent again).
+    let deleting = nuage.meta.declare_upload_chunks(&session.id, declared).await?;
+    crate::leases::wait_out_deletions(nuage, &deleting).await?;
     let addresses: Vec<[u8; 32]> = declared.iter().map(|c| c.address).collect();
     let held = nuage.meta.held_chunks(&addresses).await?;
     let mut targets = Vec::new();
@@ -429,7 +432,9 @@ pub async fn commit(
         let v = nuage.meta.version(&bucket, &session.key, version_id).await?;
         return Ok(put_answer(&bucket, v, true));
     }
-    if now_ms() >= session.expires_at {
+    // The session's chunks are leased until it expires: a commit too close to that could
+    // race the collector.
+    if now_ms().saturating_add(crate::leases::LEASE_MARGIN_MS) >= session.expires_at {
         return Err(expired());
     }
     let invalid = |m: String| ApiError::bad_request("manifest_invalid", m);
@@ -556,7 +561,14 @@ pub async fn commit(
             )));
         }
     }
-    let new = NewVersion { size, etag, content_type: req.content_type, manifest: raw, chunks };
+    let new = NewVersion {
+        size,
+        etag,
+        content_type: req.content_type,
+        manifest: raw,
+        chunks,
+        lease_holder: Some(session.id.clone()),
+    };
     let committed = nuage
         .meta
         .put_version(&bucket, &session.key, &new, &precondition(&headers), Some(&idempotency_key))

@@ -12,6 +12,11 @@
 //!   delete) with a verified copy; a chunk with fewer good copies than its `replicas` gets
 //!   new ones on the next providers of its ranking. Every copy it writes is synced, read
 //!   back and verified before it is recorded.
+//! - **GC** (the collector) deletes from every provider the chunks no version has referenced
+//!   for `[workers] gc_grace_secs`, then the chunk objects the index does not know (uploads
+//!   that never committed), at `gc_deletes_per_sec`. It never deletes a chunk an upload has
+//!   leased (see `leases.rs` and `nuage-meta`'s `gc.rs`), and it records each deletion before
+//!   it starts, so one a crash interrupts is finished first by the next pass.
 //!
 //! Placement states change only from the state the worker read (compare and set), so a
 //! scrub and a repair running at once, or two servers' workers, never undo each other.
@@ -23,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use nuage_core::Address;
 use nuage_meta::{ChunkPlacements, WorkerState, now_ms};
 use serde::Serialize;
@@ -41,14 +47,20 @@ pub enum Kind {
     Scrub,
     /// Restore every chunk to its policy.
     Repair,
+    /// Delete chunks nothing references.
+    Gc,
 }
 
 impl Kind {
+    /// Every worker.
+    pub const ALL: [Kind; 3] = [Kind::Scrub, Kind::Repair, Kind::Gc];
+
     /// Its name, in the `workers` table and at `/metrics`.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Scrub => "scrub",
             Kind::Repair => "repair",
+            Kind::Gc => "gc",
         }
     }
 }
@@ -210,6 +222,116 @@ async fn repair_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<
     Ok(out)
 }
 
+/// Deletes chunks whose deletion has started ([`nuage_meta::Meta::start_deletions`]) from
+/// every provider, a few at once and at the collector's pace, then ends their deletions: a
+/// chunk deleted everywhere leaves the index; one a provider did not delete (down, or an
+/// error) keeps its other placements forgotten and waits for a later pass.
+async fn delete_everywhere(
+    nuage: &Nuage,
+    doomed: &[[u8; 32]],
+    sizes: &std::collections::HashMap<[u8; 32], u32>,
+    pace: &mut Pace,
+) -> nuage_meta::Result<Outcome> {
+    let mut out = Outcome::default();
+    let mut done = Vec::with_capacity(doomed.len());
+    for group in doomed.chunks(16) {
+        let results = futures::future::join_all(group.iter().map(|a| async move {
+            let address = Address::from_bytes(*a);
+            let mut deleted_from = Vec::new();
+            let mut everywhere = true;
+            for p in nuage.store.providers() {
+                if p.is_down() {
+                    everywhere = false;
+                    continue;
+                }
+                match p.delete(&address).await {
+                    Ok(()) => deleted_from.push(p.name().to_owned()),
+                    Err(e) => {
+                        tracing::warn!("gc: deleting chunk {address} from {}: {e}", p.name());
+                        everywhere = false;
+                    }
+                }
+            }
+            nuage_meta::DeletionDone { address: *a, everywhere, deleted_from }
+        }))
+        .await;
+        for d in results {
+            if d.everywhere {
+                out.found += 1;
+                out.bytes += u64::from(sizes.get(&d.address).copied().unwrap_or(0));
+                if out.listed.len() < LISTED {
+                    out.listed.push(Address::from_bytes(d.address).to_hex());
+                }
+            } else {
+                out.skipped += 1;
+            }
+            done.push(d);
+        }
+        pace.account(group.len() as u64).await;
+    }
+    nuage.meta.finish_deletions(&done).await?;
+    Ok(out)
+}
+
+/// The collector's work after its walk of the index: deletions a crash interrupted are
+/// finished first (by the caller); then every provider is listed and each chunk object the
+/// index does not know, and that no upload leases, is deleted; then temporary files older
+/// than an hour (writes a crash cut short) are removed from local folders.
+async fn collect_strays(nuage: &Nuage, pace: &mut Pace) -> nuage_meta::Result<Outcome> {
+    let mut out = Outcome::default();
+    let none = std::collections::HashMap::new();
+    for p in nuage.store.providers() {
+        if p.is_down() {
+            out.skipped += 1;
+            continue;
+        }
+        let listing = match p.list().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("gc: listing {}: {e}", p.name());
+                out.skipped += 1;
+                continue;
+            }
+        };
+        let mut listing = std::pin::pin!(listing.chunks(BATCH));
+        while let Some(batch) = listing.next().await {
+            let mut addresses = Vec::with_capacity(batch.len());
+            for a in batch {
+                match a {
+                    Ok(a) => addresses.push(*a.as_bytes()),
+                    Err(e) => {
+                        tracing::warn!("gc: listing {}: {e}", p.name());
+                        out.skipped += 1;
+                    }
+                }
+            }
+            let strays = nuage.meta.unindexed(&addresses).await?;
+            if strays.is_empty() {
+                continue;
+            }
+            let doomed = nuage.meta.start_deletions(&strays, i64::MAX).await?;
+            let o = delete_everywhere(nuage, &doomed, &none, pace).await?;
+            out.add(o);
+        }
+        match p.sweep_temporary(Duration::from_secs(3600)).await {
+            Ok(n) if n > 0 => tracing::info!("gc: removed {n} stale temporary files from {}", p.name()),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("gc: temporary files of {}: {e}", p.name()),
+        }
+    }
+    Ok(out)
+}
+
+impl Outcome {
+    fn add(&mut self, o: Outcome) {
+        self.bytes += o.bytes;
+        self.found += o.found;
+        self.skipped += o.skipped;
+        let room = LISTED.saturating_sub(self.listed.len());
+        self.listed.extend(o.listed.into_iter().take(room));
+    }
+}
+
 /// Spaces the work so that it moves about `rate` bytes per second: a token bucket holding
 /// at most one second's worth, so a slow stretch is not made up by a burst.
 #[derive(Debug)]
@@ -259,39 +381,70 @@ pub async fn run_pass(
         state.pass_started_at = Some(now_ms());
         (state.chunks, state.bytes, state.found) = (0, 0, 0);
     }
+    let w = &nuage.config.workers;
     let mut pace = Pace::new(match kind {
-        Kind::Scrub => nuage.config.workers.scrub_bytes_per_sec,
-        Kind::Repair => nuage.config.workers.repair_bytes_per_sec,
+        Kind::Scrub => w.scrub_bytes_per_sec,
+        Kind::Repair => w.repair_bytes_per_sec,
+        Kind::Gc => w.gc_deletes_per_sec,
     });
     let counters = nuage.metrics.worker(kind);
     let mut report = PassReport { worker: kind.name(), ..PassReport::default() };
+    let mut count = |state: &mut WorkerState, chunks: u64, o: Outcome| {
+        state.chunks += chunks as i64;
+        state.bytes += o.bytes as i64;
+        state.found += o.found as i64;
+        report.chunks += chunks;
+        report.bytes += o.bytes;
+        report.found += o.found;
+        report.skipped += o.skipped;
+        let room = LISTED.saturating_sub(report.listed.len());
+        report.listed.extend(o.listed.into_iter().take(room));
+        counters.chunks.fetch_add(chunks, Ordering::Relaxed);
+        counters.bytes.fetch_add(o.bytes, Ordering::Relaxed);
+        counters.found.fetch_add(o.found, Ordering::Relaxed);
+    };
+    // The collector deletes what nothing has referenced since before the grace period.
+    let cutoff =
+        now_ms().saturating_sub(i64::try_from(w.gc_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX));
+    if kind == Kind::Gc {
+        // Deletions a crash interrupted: nobody may rely on those chunks, finish them first.
+        let interrupted = nuage.meta.deletions().await?;
+        let n = interrupted.len() as u64;
+        let o = delete_everywhere(nuage, &interrupted, &std::collections::HashMap::new(), &mut pace).await?;
+        count(&mut state, n, o);
+    }
     loop {
-        let page = nuage.meta.chunks_after(state.cursor, BATCH).await?;
+        let page = match kind {
+            Kind::Gc => nuage.meta.unreferenced_chunks(state.cursor, cutoff, BATCH).await?,
+            _ => nuage.meta.chunks_after(state.cursor, BATCH).await?,
+        };
         let Some(last) = page.last().map(|c| c.address) else { break };
-        for c in &page {
+        if kind == Kind::Gc {
+            let addresses: Vec<[u8; 32]> = page.iter().map(|c| c.address).collect();
+            let sizes = page.iter().map(|c| (c.address, c.stored_size)).collect();
+            let doomed = nuage.meta.start_deletions(&addresses, cutoff).await?;
+            let o = delete_everywhere(nuage, &doomed, &sizes, &mut pace).await?;
+            count(&mut state, page.len() as u64, o);
+        }
+        for c in page.iter().filter(|_| kind != Kind::Gc) {
             let o = match kind {
                 Kind::Scrub => scrub_chunk(nuage, c).await?,
-                Kind::Repair => repair_chunk(nuage, c).await?,
+                _ => repair_chunk(nuage, c).await?,
             };
-            state.chunks += 1;
-            state.bytes += o.bytes as i64;
-            state.found += o.found as i64;
-            report.chunks += 1;
-            report.bytes += o.bytes;
-            report.found += o.found;
-            report.skipped += o.skipped;
-            let room = LISTED.saturating_sub(report.listed.len());
-            report.listed.extend(o.listed.into_iter().take(room));
-            counters.chunks.fetch_add(1, Ordering::Relaxed);
-            counters.bytes.fetch_add(o.bytes, Ordering::Relaxed);
-            counters.found.fetch_add(o.found, Ordering::Relaxed);
-            pace.account(o.bytes).await;
+            let bytes = o.bytes;
+            count(&mut state, 1, o);
+            pace.account(bytes).await;
         }
         state.cursor = Some(last);
         if persist {
             nuage.meta.save_worker_state(&state).await?;
         }
         progress(&state);
+    }
+    if kind == Kind::Gc {
+        // Not resumable: a listing is cheap next to deleting, and a restart lists again.
+        let o = collect_strays(nuage, &mut pace).await?;
+        count(&mut state, 0, o);
     }
     state.cursor = None;
     state.passes += 1;
@@ -309,7 +462,7 @@ pub async fn run_pass(
 /// resumes at once; otherwise a pass starts one period after the last one started.
 pub fn spawn(nuage: &Arc<Nuage>) -> Vec<tokio::task::JoinHandle<()>> {
     let w = nuage.config.workers;
-    [(Kind::Scrub, w.scrub_every_secs), (Kind::Repair, w.repair_every_secs)]
+    [(Kind::Scrub, w.scrub_every_secs), (Kind::Repair, w.repair_every_secs), (Kind::Gc, w.gc_every_secs)]
         .into_iter()
         .filter(|(_, every)| *every > 0)
         .map(|(kind, every)| {

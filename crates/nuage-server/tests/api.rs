@@ -43,10 +43,15 @@ impl Answer {
 /// The environments every test runs in: SQLite always; PostgreSQL (a fresh database) when
 /// `NUAGE_TEST_PG_URL` is set, required when `NUAGE_TEST_REQUIRE` names `postgres`.
 async fn envs() -> Vec<Env> {
-    let mut out = vec![env(None).await];
+    envs_with("").await
+}
+
+/// [`envs`], with more configuration (TOML sections) for the server.
+async fn envs_with(extra: &str) -> Vec<Env> {
+    let mut out = vec![env(None, extra).await];
     let required = std::env::var("NUAGE_TEST_REQUIRE").unwrap_or_default().contains("postgres");
     match std::env::var("NUAGE_TEST_PG_URL").ok().filter(|u| !u.is_empty()) {
-        Some(base) => out.push(env(Some(fresh_pg_database(&base).await)).await),
+        Some(base) => out.push(env(Some(fresh_pg_database(&base).await), extra).await),
         None => assert!(!required, "NUAGE_TEST_REQUIRE names postgres but NUAGE_TEST_PG_URL is not set"),
     }
     out
@@ -77,10 +82,10 @@ macro_rules! on_every_backend {
     };
 }
 
-async fn env(database_url: Option<String>) -> Env {
+async fn env(database_url: Option<String>, extra: &str) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let mut config: ServerConfig = toml::from_str(&format!(
-        "data_dir = {:?}\n[chunking]\nmin_size = 16384\navg_size = 65536\nmax_size = 262144",
+        "data_dir = {:?}\n[chunking]\nmin_size = 16384\navg_size = 65536\nmax_size = 262144\n{extra}",
         dir.path()
     ))
     .unwrap();
@@ -1170,4 +1175,83 @@ root = {local:?}
     }
     let get = e.alice("GET", "/v1/buckets/smart/objects/direct.bin", vec![]).await;
     assert!(get.status == StatusCode::OK && get.body == body);
+}
+
+/// Every chunk address a provider holds.
+async fn listed(p: &nuage_blob::Provider) -> std::collections::BTreeSet<nuage_core::Address> {
+    use futures::TryStreamExt;
+    p.list().await.unwrap().try_collect().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_deletes_what_nothing_references_and_never_what_an_upload_is_using() {
+    use nuage_server::workers::{Kind, run_pass};
+    for e in envs_with("[workers]\ngc_grace_secs = 0").await {
+        let policy = br#"{"keep_versions": 1}"#.to_vec();
+        let json = [("content-type", "application/json")];
+        assert_eq!(e.call("PUT", "/v1/buckets/smart", &e.alice, &json, policy).await.status, StatusCode::CREATED);
+        let provider = e.nuage.store.providers()[0].clone();
+        let (a, b) = (data(300_000, 1), data(200_000, 2));
+        assert_eq!(
+            e.alice("PUT", "/v1/buckets/smart/objects/a.bin", a.clone()).await.status,
+            StatusCode::CREATED
+        );
+        assert_eq!(
+            e.alice("PUT", "/v1/buckets/smart/objects/b.bin", b.clone()).await.status,
+            StatusCode::CREATED
+        );
+        let a_chunks: std::collections::BTreeSet<_> =
+            e.seal_like_a_device(&a).await.chunks.into_keys().collect();
+        let b_chunks: std::collections::BTreeSet<_> =
+            e.seal_like_a_device(&b).await.chunks.into_keys().collect();
+        assert!(a_chunks.len() >= 3 && a_chunks.is_disjoint(&b_chunks), "{} chunks", a_chunks.len());
+        // Nothing is garbage yet.
+        let report = run_pass(&e.nuage, Kind::Gc, false, |_| {}).await.unwrap();
+        assert_eq!(report.found, 0);
+        // The delete's tombstone prunes a.bin's only version: its chunks lose their last
+        // reference. And a stray: a chunk stored by an upload that never committed.
+        assert_eq!(
+            e.alice("DELETE", "/v1/buckets/smart/objects/a.bin", vec![]).await.status,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(e.nuage.meta.unreferenced_chunks(None, i64::MAX, 100).await.unwrap().len(), a_chunks.len());
+        let stray = nuage_blob::StoredChunk::verify(
+            nuage_core::Address::of(b"stray"),
+            bytes::Bytes::from_static(b"stray"),
+        )
+        .unwrap();
+        provider.put(&stray.address(), stray.bytes().clone()).await.unwrap();
+
+        // A smart upload of a.bin's content starts: the index still holds its chunks, so the
+        // device is asked for none of them...
+        let sealed = e.seal_like_a_device(&a).await;
+        let start = e.start_upload("again.bin", &sealed).await.json();
+        assert_eq!(start["missing"].as_array().unwrap().len(), 0, "held by the index");
+        // ...and the collector, running between that answer and the commit, leaves them.
+        let report = run_pass(&e.nuage, Kind::Gc, false, |_| {}).await.unwrap();
+        assert_eq!(
+            (report.found, report.listed.clone()),
+            (1, vec![stray.address().to_hex()]),
+            "only the stray"
+        );
+        let held = listed(&provider).await;
+        assert!(a_chunks.is_subset(&held) && b_chunks.is_subset(&held) && !held.contains(&stray.address()));
+        let done = e.commit_upload(start["upload_id"].as_str().unwrap(), &sealed.manifest).await;
+        assert_eq!(done.status, StatusCode::CREATED, "{:?}", done.json());
+        let get = e.alice("GET", "/v1/buckets/smart/objects/again.bin", vec![]).await;
+        assert!(get.status == StatusCode::OK && get.body == a, "reads back whole");
+
+        // Once nothing references them, every chunk goes, from the provider and the index.
+        for key in ["again.bin", "b.bin"] {
+            let d = e.alice("DELETE", &format!("/v1/buckets/smart/objects/{key}"), vec![]).await;
+            assert_eq!(d.status, StatusCode::NO_CONTENT);
+        }
+        let totals = e.nuage.meta.chunk_totals().await.unwrap();
+        let report = run_pass(&e.nuage, Kind::Gc, false, |_| {}).await.unwrap();
+        assert_eq!(report.found as usize, a_chunks.len() + b_chunks.len(), "{totals:?} {report:?}");
+        assert!(listed(&provider).await.is_empty(), "nothing left on the provider");
+        assert_eq!(e.nuage.meta.chunk_totals().await.unwrap(), (0, 0), "nothing left in the index");
+        assert_eq!(run_pass(&e.nuage, Kind::Gc, false, |_| {}).await.unwrap().found, 0, "idempotent");
+        assert_eq!(e.nuage.meta.worker_state("gc").await.unwrap().passes, 0, "a one-off pass keeps no state");
+    }
 }

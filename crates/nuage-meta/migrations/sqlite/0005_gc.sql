@@ -1,0 +1,20 @@
+-- nuage metadata, schema 5 (SQLite). Keep in step with ../postgres/0005_gc.sql.
+-- Garbage collection. A writer leases every chunk it is about to rely on (one it writes, or
+-- one it finds already stored) before it relies on it, and the commit that references the
+-- chunks drops the lease; the collector never deletes a chunk under a live lease or declared
+-- by a live upload session. `holder` names the upload (its idempotency key, or a random id).
+CREATE TABLE chunk_leases (
+    address BLOB NOT NULL,
+    holder TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (address, holder)
+);
+CREATE INDEX chunk_leases_by_holder ON chunk_leases (holder);
+CREATE INDEX upload_session_chunks_by_address ON upload_session_chunks (address);
+-- Chunks the collector is deleting from the providers. A writer that meets one waits until
+-- its row is gone (deleted everywhere, or given up) before it writes or trusts the chunk.
+CREATE TABLE chunk_deletions (
+    address BLOB PRIMARY KEY,
+    started_at BIGINT NOT NULL
+);
+CREATE INDEX chunks_unreferenced ON chunks (refcount, unreferenced_since);

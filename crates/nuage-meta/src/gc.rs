@@ -1,0 +1,328 @@
+//! What garbage collection reads and writes: chunk leases, the chunks being deleted, and
+//! the candidates for deletion.
+//!
+//! **The protocol.** A writer leases every chunk it is about to rely on, the ones it writes
+//! and the ones it finds already stored, *before* it relies on them ([`Meta::lease_chunks`];
+//! a smart upload's declared chunks are its leases, [`Meta::declare_upload_chunks`]), and the
+//! commit that references them drops the lease in its own transaction. The collector starts
+//! a deletion ([`Meta::start_deletions`]) only for a chunk that no version references since
+//! before the grace period, that no live lease or live upload session holds, and records it
+//! in `chunk_deletions` before it deletes anything. Leasing and starting deletions exclude
+//! each other (SQLite has one writer; on PostgreSQL leases take a shared advisory lock and
+//! the collector an exclusive one), so either the lease comes first and the chunk is not
+//! deleted, or the deletion comes first and the writer is told: it must wait until the
+//! deletion ends ([`Meta::deleting`]) and then write the chunk again rather than trust a copy
+//! that is going away.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::{AnyConnection, Row};
+
+use crate::db::{Backend, now_ms};
+use crate::workers::ChunkPlacements;
+use crate::{Error, Meta, Result};
+
+/// The advisory lock (PostgreSQL) that leases take shared and the collector exclusive.
+const GC_LOCK: i64 = 0x6e75_6167_655f_6763; // "nuage_gc"
+
+/// Bound parameters per statement, far below both backends' limits.
+const PER_STATEMENT: usize = 300;
+
+fn address(bytes: Vec<u8>) -> Result<[u8; 32]> {
+    bytes.try_into().map_err(|_| Error::Corrupt("a chunk address that is not 32 bytes".into()))
+}
+
+/// `$first, $first+1, …` for `n` parameters.
+fn marks(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Of `addresses`, those `sql` (with `{in}` for the list, and `$1` bound to `first`) selects.
+async fn select_in(
+    conn: &mut AnyConnection,
+    sql: &str,
+    first: Option<i64>,
+    addresses: &[[u8; 32]],
+) -> Result<HashSet<[u8; 32]>> {
+    let mut found = HashSet::new();
+    let offset = usize::from(first.is_some()) + 1;
+    for batch in addresses.chunks(PER_STATEMENT) {
+        let text = sql.replace("{in}", &marks(offset, batch.len()));
+        let mut q = sqlx::query(&text);
+        if let Some(v) = first {
+            q = q.bind(v);
+        }
+        for a in batch {
+            q = q.bind(a.to_vec());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            found.insert(address(row.try_get(0)?)?);
+        }
+    }
+    Ok(found)
+}
+
+/// Takes the collector's lock: shared for writers, exclusive for the collector. A no-op on
+/// SQLite, whose writers are serialized.
+pub(crate) async fn gc_lock(conn: &mut AnyConnection, backend: Backend, exclusive: bool) -> Result<()> {
+    if backend == Backend::Postgres {
+        let f = if exclusive { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" };
+        sqlx::query(&format!("SELECT 1 FROM (SELECT {f}($1)) AS l"))
+            .bind(GC_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Of `addresses`, those being deleted now, read inside a transaction that holds the lock.
+pub(crate) async fn deleting_on(conn: &mut AnyConnection, addresses: &[[u8; 32]]) -> Result<Vec<[u8; 32]>> {
+    let found =
+        select_in(conn, "SELECT address FROM chunk_deletions WHERE address IN ({in})", None, addresses)
+            .await?;
+    Ok(addresses.iter().filter(|a| found.contains(*a)).copied().collect())
+}
+
+/// Drops the leases of `holder` (inside the commit that references its chunks): its rows
+/// in `chunk_leases`, or, for a smart upload's session id, the chunks the session declared
+/// (a replayed commit does not need them: it answers from the idempotency record).
+pub(crate) async fn release_on(conn: &mut AnyConnection, holder: &str) -> Result<()> {
+    sqlx::query("DELETE FROM chunk_leases WHERE holder = $1").bind(holder).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM upload_session_chunks WHERE session_id = $1")
+        .bind(holder)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// How a deletion ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletionDone {
+    /// The chunk.
+    pub address: [u8; 32],
+    /// Deleted from every provider: the chunk leaves the index. Otherwise the deletion is
+    /// given up for now (a provider did not answer) and only the placements in `deleted_from`
+    /// are forgotten; a later pass tries again.
+    pub everywhere: bool,
+    /// Providers it was deleted from.
+    pub deleted_from: Vec<String>,
+}
+
+impl Meta {
+    /// Leases `addresses` to `holder` until `expires_at` (Unix ms), and returns those of them
+    /// being deleted right now: the caller must not write or trust those before
+    /// [`Meta::deleting`] stops naming them, and must then lease them again.
+    pub async fn lease_chunks(
+        &self,
+        holder: &str,
+        addresses: &[[u8; 32]],
+        expires_at: i64,
+    ) -> Result<Vec<[u8; 32]>> {
+        if addresses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        gc_lock(&mut tx, self.backend(), false).await?;
+        // The write first: on SQLite it takes the write lock, so the read below sees every
+        // deletion committed before it.
+        for batch in addresses.chunks(PER_STATEMENT / 2) {
+            let rows: Vec<String> = (0..batch.len()).map(|i| format!("(${}, $1, $2)", i + 3)).collect();
+            let sql = format!(
+                "INSERT INTO chunk_leases (address, holder, expires_at) VALUES {} \
+                 ON CONFLICT (address, holder) DO UPDATE SET expires_at = excluded.expires_at",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(holder).bind(expires_at);
+            for a in batch {
+                q = q.bind(a.to_vec());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let deleting = deleting_on(&mut tx, addresses).await?;
+        tx.commit().await?;
+        Ok(deleting)
+    }
+
+    /// Of `addresses`, those being deleted now.
+    pub async fn deleting(&self, addresses: &[[u8; 32]]) -> Result<Vec<[u8; 32]>> {
+        let mut conn = self.pool.acquire().await?;
+        deleting_on(&mut conn, addresses).await
+    }
+
+    /// Up to `limit` chunks after `after`, in address order, that no version has referenced
+    /// since `cutoff` (Unix ms) or earlier, with their placements.
+    pub async fn unreferenced_chunks(
+        &self,
+        after: Option<[u8; 32]>,
+        cutoff: i64,
+        limit: usize,
+    ) -> Result<Vec<ChunkPlacements>> {
+        let after = after.map(|a| a.to_vec()).unwrap_or_default();
+        let rows = sqlx::query(
+            "SELECT address, stored_size, replicas FROM chunks WHERE refcount = 0 \
+             AND COALESCE(unreferenced_since, created_at) <= $1 AND address > $2 ORDER BY address LIMIT $3",
+        )
+        .bind(cutoff)
+        .bind(&after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut chunks = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let address = address(r.try_get(0)?)?;
+            let placements =
+                sqlx::query("SELECT provider, state FROM placements WHERE address = $1 ORDER BY provider")
+                    .bind(address.to_vec())
+                    .fetch_all(&self.pool)
+                    .await?
+                    .iter()
+                    .map(|p| Ok((p.try_get(0)?, p.try_get(1)?)))
+                    .collect::<Result<_>>()?;
+            chunks.push(ChunkPlacements {
+                address,
+                stored_size: r.try_get::<i64, _>(1)? as u32,
+                replicas: r.try_get::<i64, _>(2)?.max(1) as u32,
+                refcount: 0,
+                placements,
+            });
+        }
+        Ok(chunks)
+    }
+
+    /// Of `addresses` (found on a provider), those the chunk index does not know.
+    pub async fn unindexed(&self, addresses: &[[u8; 32]]) -> Result<Vec<[u8; 32]>> {
+        let mut conn = self.pool.acquire().await?;
+        let known =
+            select_in(&mut conn, "SELECT address FROM chunks WHERE address IN ({in})", None, addresses)
+                .await?;
+        Ok(addresses.iter().filter(|a| !known.contains(*a)).copied().collect())
+    }
+
+    /// Starts deleting those of `addresses` that nobody may rely on: not referenced by any
+    /// version (and unreferenced since `cutoff`, Unix ms, or earlier) or not in the index at all,
+    /// under no live lease, declared by no live upload session, and not being deleted
+    /// already. Returns them, in address order. Expired leases are dropped on the way.
+    pub async fn start_deletions(&self, addresses: &[[u8; 32]], cutoff: i64) -> Result<Vec<[u8; 32]>> {
+        let mut sorted = addresses.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        gc_lock(&mut tx, self.backend(), true).await?;
+        let now = now_ms();
+        // The write first (see `lease_chunks`).
+        sqlx::query("DELETE FROM chunk_leases WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
+        let leased = select_in(
+            &mut tx,
+            "SELECT address FROM chunk_leases WHERE expires_at > $1 AND address IN ({in})",
+            Some(now),
+            &sorted,
+        )
+        .await?;
+        let declared = select_in(
+            &mut tx,
+            "SELECT c.address FROM upload_session_chunks c JOIN upload_sessions s ON s.id = c.session_id \
+             WHERE s.expires_at > $1 AND c.address IN ({in})",
+            Some(now),
+            &sorted,
+        )
+        .await?;
+        let busy =
+            select_in(&mut tx, "SELECT address FROM chunk_deletions WHERE address IN ({in})", None, &sorted)
+                .await?;
+        let mut indexed: HashMap<[u8; 32], bool> = HashMap::new();
+        for batch in sorted.chunks(PER_STATEMENT) {
+            let sql = format!(
+                "SELECT address, refcount, COALESCE(unreferenced_since, created_at) FROM chunks \
+                 WHERE address IN ({})",
+                marks(1, batch.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for a in batch {
+                q = q.bind(a.to_vec());
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                let unused = row.try_get::<i64, _>(1)? == 0 && row.try_get::<i64, _>(2)? <= cutoff;
+                indexed.insert(address(row.try_get(0)?)?, unused);
+            }
+        }
+        let doomed: Vec<[u8; 32]> = sorted
+            .into_iter()
+            .filter(|a| {
+                !leased.contains(a)
+                    && !declared.contains(a)
+                    && !busy.contains(a)
+                    && indexed.get(a).copied().unwrap_or(true)
+            })
+            .collect();
+        for a in &doomed {
+            sqlx::query("INSERT INTO chunk_deletions (address, started_at) VALUES ($1, $2)")
+                .bind(a.to_vec())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(doomed)
+    }
+
+    /// Ends deletions started by [`Meta::start_deletions`], in one transaction.
+    pub async fn finish_deletions(&self, done: &[DeletionDone]) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        for d in done {
+            let a = d.address.to_vec();
+            if d.everywhere {
+                // Never referenced meanwhile (nobody may commit a chunk being deleted): the
+                // refcount test only guards against a bug turning into a dangling reference.
+                sqlx::query(
+                    "DELETE FROM placements WHERE address = $1 \
+                     AND EXISTS (SELECT 1 FROM chunks WHERE address = $1 AND refcount = 0)",
+                )
+                .bind(&a)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM chunks WHERE address = $1 AND refcount = 0")
+                    .bind(&a)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                for p in &d.deleted_from {
+                    sqlx::query("DELETE FROM placements WHERE address = $1 AND provider = $2")
+                        .bind(&a)
+                        .bind(p)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            sqlx::query("DELETE FROM chunk_deletions WHERE address = $1").bind(&a).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every deletion under way: after a crash, those it interrupted, to finish first.
+    pub async fn deletions(&self) -> Result<Vec<[u8; 32]>> {
+        sqlx::query("SELECT address FROM chunk_deletions ORDER BY address")
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(|r| address(r.try_get(0)?))
+            .collect()
+    }
+
+    /// Live leases and the chunks they hold (for `nuage admin status` and tests).
+    pub async fn lease_count(&self) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT COUNT(DISTINCT holder), COUNT(DISTINCT address) FROM chunk_leases WHERE expires_at > $1",
+        )
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+}
