@@ -280,14 +280,18 @@ impl ChunkStore {
 
     /// Checks a chunk a device sent straight to a provider (a presigned PUT): the first
     /// provider of the ranking whose object has `size` bytes that hash to the address. An
-    /// object that does not verify is deleted, so that the device can send it again and no
-    /// later put mistakes it for the chunk; it does not count against the provider's health
-    /// (a device, not the provider, put it there).
+    /// object whose bytes do not hash to the address is deleted, so that the device can send
+    /// it again and no later put mistakes it for the chunk; it does not count against the
+    /// provider's health (a device, not the provider, put it there). An object that is the
+    /// chunk but not of the declared size is left alone: the declaration is wrong, not the
+    /// object, which another upload may be relying on.
     pub async fn verify_uploaded(&self, address: &Address, size: u64) -> Result<Option<String>> {
         for p in self.ranking(address) {
             match p.get_raw(address).await {
-                Ok(Some(bytes)) if bytes.len() as u64 == size && address.verify(&bytes).is_ok() => {
-                    return Ok(Some(p.name().to_owned()));
+                Ok(Some(bytes)) if address.verify(&bytes).is_ok() => {
+                    if bytes.len() as u64 == size {
+                        return Ok(Some(p.name().to_owned()));
+                    }
                 }
                 Ok(Some(_)) => p.delete(address).await?,
                 Ok(None) => {}

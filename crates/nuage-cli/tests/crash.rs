@@ -3,7 +3,8 @@
 //! with SIGKILL at random moments while four clients upload, overwrite and delete; after
 //! every restart the state is checked against what the clients were told.
 //!
-//! `NUAGE_TEST_KILLS` sets the number of kills (default 100), `NUAGE_TEST_SEED` the seed.
+//! `NUAGE_TEST_KILLS` sets the number of kills (default 100), `NUAGE_TEST_SEED` the seed;
+//! with `NUAGE_TEST_PG_URL`, the same runs on PostgreSQL.
 
 mod common;
 
@@ -193,23 +194,40 @@ fn files(root: &std::path::Path) -> (BTreeSet<String>, usize) {
     (chunks, temporary)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_at_random_moments_loses_nothing_acknowledged_and_leaves_no_garbage() {
-    let kills: usize = env("NUAGE_TEST_KILLS").map_or(100, |v| v.parse().unwrap());
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_nothing_acknowledged_and_leaves_no_garbage() {
+    let kills = env("NUAGE_TEST_KILLS").map_or(100, |v| v.parse().unwrap());
+    runtime().block_on(crash_run(None, kills));
+}
+
+/// The same on PostgreSQL (its leases and deletions exclude each other by an advisory lock,
+/// not by SQLite's one writer), with fewer kills (`NUAGE_TEST_PG_KILLS`, default 30).
+#[test]
+fn kill_9_on_postgres() {
+    let required = env("NUAGE_TEST_REQUIRE").unwrap_or_default().contains("postgres");
+    let Some(pg) = env("NUAGE_TEST_PG_URL") else {
+        assert!(!required, "NUAGE_TEST_REQUIRE names postgres but NUAGE_TEST_PG_URL is not set");
+        return;
+    };
+    let kills = env("NUAGE_TEST_PG_KILLS").map_or(30, |v| v.parse().unwrap());
+    let url = fresh_pg_database(&pg);
+    runtime().block_on(crash_run(Some(url), kills));
+}
+
+async fn crash_run(database_url: Option<String>, kills: usize) {
     let seed: u64 = env("NUAGE_TEST_SEED").map_or_else(rand::random, |v| v.parse().unwrap());
-    println!("seed {seed} (NUAGE_TEST_SEED), {kills} kills");
+    let backend = if database_url.is_some() { "PostgreSQL" } else { "SQLite" };
+    println!("{backend}: seed {seed} (NUAGE_TEST_SEED), {kills} kills");
     let mut rng = StdRng::seed_from_u64(seed);
-    let d = Deployment::new("");
-    let extra = format!(
+    let database = database_url.as_ref().map(|u| format!("database_url = {u:?}\n")).unwrap_or_default();
+    let d = Deployment::new(&database).with_two_folders(
         "[buckets]\nreplicas = 2\n[workers]\nscrub_every_secs = 0\nrepair_every_secs = 0\n\
-         gc_every_secs = 1\ngc_grace_secs = 0\n\
-         [[providers]]\nname = \"a\"\nscheme = \"fs\"\nroot = {:?}\n\
-         [[providers]]\nname = \"b\"\nscheme = \"fs\"\nroot = {:?}\n",
-        d.path("a"),
-        d.path("b"),
+         gc_every_secs = 1\ngc_grace_secs = 0",
     );
-    let config = std::fs::read_to_string(d.path("nuage.toml")).unwrap() + &extra;
-    std::fs::write(d.path("nuage.toml"), config).unwrap();
     let created: serde_json::Value =
         serde_json::from_str(&d.ok(&["--json", "admin", "account", "create", "alice"])).unwrap();
     let token = created["token"].as_str().unwrap().to_owned();
@@ -279,14 +297,19 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged_and_leaves_no_garba
             // Every copy of every chunk of the index is on its provider and intact.
             let scrub: serde_json::Value =
                 serde_json::from_str(&d.ok(&["--json", "admin", "scrub"])).unwrap();
-            assert_eq!(scrub["found"], 0, "round {round}: {scrub}");
+            if scrub["found"] != 0 {
+                let url = database_url
+                    .clone()
+                    .unwrap_or_else(|| format!("sqlite:{}", d.path("data/meta.db").display()));
+                panic!("round {round}: {scrub}\n{}", diagnose(&url, &scrub).await);
+            }
         }
     }
 
     // The collector, with no upload in progress and no grace: nothing but referenced chunks
     // is left on either provider, and every referenced chunk is on both.
     let gc: serde_json::Value = serde_json::from_str(&d.ok(&["--json", "admin", "gc"])).unwrap();
-    let url = format!("sqlite:{}", d.path("data/meta.db").display());
+    let url = database_url.unwrap_or_else(|| format!("sqlite:{}", d.path("data/meta.db").display()));
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
     let referenced: BTreeSet<String> =
@@ -300,7 +323,7 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged_and_leaves_no_garba
     let unreferenced: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM chunks WHERE refcount = 0").fetch_one(&pool).await.unwrap();
     pool.close().await;
-    assert_eq!(unreferenced, 0, "the index keeps no unreferenced chunk");
+    assert_eq!(unreferenced, 0, "the index keeps no unreferenced chunk; gc: {gc}");
     let mut temporary = 0;
     for provider in ["a", "b"] {
         let (on_disk, tmp) = files(&d.path(provider));
@@ -310,11 +333,54 @@ async fn kill_9_at_random_moments_loses_nothing_acknowledged_and_leaves_no_garba
     let scrub: serde_json::Value = serde_json::from_str(&d.ok(&["--json", "admin", "scrub"])).unwrap();
     assert_eq!(scrub["found"], 0, "{scrub}");
     println!(
-        "{kills} kills; {acked_total} operations acknowledged, {in_flight} in flight at a kill and sent again \
+        "{backend}: {kills} kills; {acked_total} operations acknowledged, {in_flight} in flight at a kill and sent again \
          ({committed_before_kill} had committed before the kill, replayed once); {read} version reads identical; \
          final gc deleted {} chunks; {} chunks referenced, on both providers; {temporary} temporary files of \
          interrupted writes left (removed after an hour)",
         gc["found"],
         referenced.len()
     );
+}
+
+/// What the database says of the chunks a scrub found bad: for a failure's message.
+async fn diagnose(url: &str, scrub: &serde_json::Value) -> String {
+    use sqlx::Row;
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let mut out = String::new();
+    for l in scrub["listed"].as_array().unwrap() {
+        let hex_address = l.as_str().unwrap().split('@').next().unwrap();
+        let a = hex::decode(hex_address).unwrap();
+        let row = sqlx::query(
+            "SELECT refcount, COALESCE(unreferenced_since, -1), created_at FROM chunks WHERE address = $1",
+        )
+        .bind(a.clone())
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        let deleting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunk_deletions WHERE address = $1")
+            .bind(a.clone())
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let leases: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM chunk_leases WHERE address = $1")
+            .bind(a)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let row = row.map(|r| (r.get::<i64, _>(0), r.get::<i64, _>(1), r.get::<i64, _>(2)));
+        out += &format!(
+            "{l}: (refcount, unreferenced_since, created_at) {row:?}, deleting {deleting}, leases {leases}\n"
+        );
+    }
+    let workers: Vec<(String, Option<String>)> = sqlx::query("SELECT name, owner FROM workers")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    out += &format!("workers: {workers:?}");
+    pool.close().await;
+    out
 }

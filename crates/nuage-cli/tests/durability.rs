@@ -12,17 +12,9 @@ use common::*;
 /// A deployment with two folder providers, `a` and `b`, and two copies of every chunk; the
 /// background repair off, the background scrub every `scrub_every_secs` (0: off).
 fn two_folders(scrub_every_secs: u64) -> Deployment {
-    let d = Deployment::new("");
-    let extra = format!(
-        "[buckets]\nreplicas = 2\n[workers]\nscrub_every_secs = {scrub_every_secs}\nrepair_every_secs = 0\n\
-         [[providers]]\nname = \"a\"\nscheme = \"fs\"\nroot = {:?}\n\
-         [[providers]]\nname = \"b\"\nscheme = \"fs\"\nroot = {:?}\n",
-        d.path("a"),
-        d.path("b"),
-    );
-    let config = std::fs::read_to_string(d.path("nuage.toml")).unwrap() + &extra;
-    std::fs::write(d.path("nuage.toml"), config).unwrap();
-    d
+    Deployment::new("").with_two_folders(&format!(
+        "[buckets]\nreplicas = 2\n[workers]\nscrub_every_secs = {scrub_every_secs}\nrepair_every_secs = 0"
+    ))
 }
 
 /// The chunk files of a folder provider: (address, path).

@@ -176,24 +176,6 @@ fn sqlite_and_a_local_folder() {
 }
 
 /// Creates an empty PostgreSQL database for one test and returns its URL.
-fn fresh_pg_database(base: &str) -> String {
-    let name = format!("nuage_e2e_{}_{}", std::process::id(), rand_suffix());
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        use sqlx::Connection;
-        sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(base).await.expect("connecting to PostgreSQL");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
-    });
-    let (server, _) = base.rsplit_once('/').unwrap();
-    format!("{server}/{name}")
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-        % 1_000_000_007
-}
-
 #[test]
 fn postgres_and_s3_and_azure_blob() {
     let required = env("NUAGE_TEST_REQUIRE").unwrap_or_default().contains("postgres");

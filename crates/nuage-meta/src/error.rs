@@ -54,6 +54,10 @@ pub enum Error {
         /// Latest version this program knows.
         known: i64,
     },
+    /// The upload's chunk leases ran out before its commit (it took longer than a lease
+    /// lasts): the collector may have deleted its chunks, so nothing was committed.
+    #[error("the upload's chunk leases expired before its commit")]
+    LeaseLost,
     /// The transaction this write was committed with (SQLite's group commit) failed; the
     /// write was not made.
     #[error("the grouped commit failed: {0}")]

@@ -12,7 +12,10 @@
 //! the collector an exclusive one), so either the lease comes first and the chunk is not
 //! deleted, or the deletion comes first and the writer is told: it must wait until the
 //! deletion ends ([`Meta::deleting`]) and then write the chunk again rather than trust a copy
-//! that is going away.
+//! that is going away. The commit checks, under the same lock, that its leases still exist
+//! (the collector drops expired ones before it looks): an upload slower than its lease is
+//! refused rather than allowed to reference a chunk that may be gone. One collector works
+//! at a time ([`Meta::claim_collector`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -83,6 +86,57 @@ pub(crate) async fn deleting_on(conn: &mut AnyConnection, addresses: &[[u8; 32]]
     Ok(addresses.iter().filter(|a| found.contains(*a)).copied().collect())
 }
 
+/// Whether every one of `addresses` is still leased to `holder` (a row of its own in
+/// `chunk_leases`, or a declaration of the session `holder`), read under the collector's
+/// lock inside the commit that will reference them. The collector drops expired leases
+/// before it starts any deletion, so a lease that still exists means no deletion of that
+/// chunk has started, whatever the clocks of the machines say.
+pub(crate) async fn still_leased_on(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    holder: &str,
+    addresses: &[[u8; 32]],
+) -> Result<bool> {
+    gc_lock(conn, backend, false).await?;
+    let holder_id = Some(holder);
+    let leased = select_in_text(
+        conn,
+        "SELECT address FROM chunk_leases WHERE holder = $1 AND address IN ({in})",
+        holder_id,
+        addresses,
+    )
+    .await?;
+    let declared = select_in_text(
+        conn,
+        "SELECT address FROM upload_session_chunks WHERE session_id = $1 AND address IN ({in})",
+        holder_id,
+        addresses,
+    )
+    .await?;
+    Ok(addresses.iter().all(|a| leased.contains(a) || declared.contains(a)))
+}
+
+/// [`select_in`] with a text first parameter.
+async fn select_in_text(
+    conn: &mut AnyConnection,
+    sql: &str,
+    first: Option<&str>,
+    addresses: &[[u8; 32]],
+) -> Result<HashSet<[u8; 32]>> {
+    let mut found = HashSet::new();
+    for batch in addresses.chunks(PER_STATEMENT) {
+        let text = sql.replace("{in}", &marks(2, batch.len()));
+        let mut q = sqlx::query(&text).bind(first.map(str::to_owned));
+        for a in batch {
+            q = q.bind(a.to_vec());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            found.insert(address(row.try_get(0)?)?);
+        }
+    }
+    Ok(found)
+}
+
 /// Drops the leases of `holder` (inside the commit that references its chunks): its rows
 /// in `chunk_leases`, or, for a smart upload's session id, the chunks the session declared
 /// (a replayed commit does not need them: it answers from the idempotency record).
@@ -122,7 +176,31 @@ impl Meta {
             return Ok(Vec::new());
         }
         let _w = self.write_guard().await;
-        let mut tx = self.pool.begin().await?;
+        let sqlite = self.backend() == Backend::Sqlite;
+        let mut conn = self.pool.acquire().await?;
+        // A lease need not survive a power cut: on SQLite its holder is in the same
+        // machine and dies with it, and a later commit's fsync covers the lease's WAL frames
+        // anyway. So this transaction does not wait for its own fsync (the upload path's
+        // only extra write).
+        if sqlite {
+            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+        }
+        let result = self.lease_on(&mut conn, holder, addresses, expires_at).await;
+        if sqlite && sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await.is_err() {
+            // Never hand a connection that would not fsync its commits back to the pool.
+            drop(conn.detach());
+        }
+        result
+    }
+
+    async fn lease_on(
+        &self,
+        conn: &mut AnyConnection,
+        holder: &str,
+        addresses: &[[u8; 32]],
+        expires_at: i64,
+    ) -> Result<Vec<[u8; 32]>> {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         gc_lock(&mut tx, self.backend(), false).await?;
         // The write first: on SQLite it takes the write lock, so the read below sees every
         // deletion committed before it.
@@ -158,36 +236,13 @@ impl Meta {
         cutoff: i64,
         limit: usize,
     ) -> Result<Vec<ChunkPlacements>> {
-        let after = after.map(|a| a.to_vec()).unwrap_or_default();
-        let rows = sqlx::query(
-            "SELECT address, stored_size, replicas FROM chunks WHERE refcount = 0 \
-             AND COALESCE(unreferenced_since, created_at) <= $1 AND address > $2 ORDER BY address LIMIT $3",
+        self.chunk_page(
+            "AND refcount = 0 AND COALESCE(unreferenced_since, created_at) <= $3",
+            Some(cutoff),
+            after,
+            limit,
         )
-        .bind(cutoff)
-        .bind(&after)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut chunks = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let address = address(r.try_get(0)?)?;
-            let placements =
-                sqlx::query("SELECT provider, state FROM placements WHERE address = $1 ORDER BY provider")
-                    .bind(address.to_vec())
-                    .fetch_all(&self.pool)
-                    .await?
-                    .iter()
-                    .map(|p| Ok((p.try_get(0)?, p.try_get(1)?)))
-                    .collect::<Result<_>>()?;
-            chunks.push(ChunkPlacements {
-                address,
-                stored_size: r.try_get::<i64, _>(1)? as u32,
-                replicas: r.try_get::<i64, _>(2)?.max(1) as u32,
-                refcount: 0,
-                placements,
-            });
-        }
-        Ok(chunks)
+        .await
     }
 
     /// Of `addresses` (found on a provider), those the chunk index does not know.
@@ -211,20 +266,24 @@ impl Meta {
         let mut tx = self.pool.begin().await?;
         gc_lock(&mut tx, self.backend(), true).await?;
         let now = now_ms();
-        // The write first (see `lease_chunks`).
+        // The writes first (see `lease_chunks`): expired leases and the declarations of
+        // expired sessions go, so that any lease row left protects its chunk (the commit
+        // relies on that, see `still_leased_on`).
         sqlx::query("DELETE FROM chunk_leases WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
-        let leased = select_in(
-            &mut tx,
-            "SELECT address FROM chunk_leases WHERE expires_at > $1 AND address IN ({in})",
-            Some(now),
-            &sorted,
+        sqlx::query(
+            "DELETE FROM upload_session_chunks WHERE session_id IN \
+             (SELECT id FROM upload_sessions WHERE expires_at <= $1)",
         )
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
+        let leased =
+            select_in(&mut tx, "SELECT address FROM chunk_leases WHERE address IN ({in})", None, &sorted)
+                .await?;
         let declared = select_in(
             &mut tx,
-            "SELECT c.address FROM upload_session_chunks c JOIN upload_sessions s ON s.id = c.session_id \
-             WHERE s.expires_at > $1 AND c.address IN ({in})",
-            Some(now),
+            "SELECT address FROM upload_session_chunks WHERE address IN ({in})",
+            None,
             &sorted,
         )
         .await?;
@@ -313,6 +372,78 @@ impl Meta {
             .into_iter()
             .map(|r| address(r.try_get(0)?))
             .collect()
+    }
+
+    /// Drops the leases of `holder` (an upload attempt that failed).
+    pub async fn release_leases(&self, holder: &str) -> Result<()> {
+        let _w = self.write_guard().await;
+        let mut conn = self.pool.acquire().await?;
+        release_on(&mut conn, holder).await
+    }
+
+    /// Drops expired leases (housekeeping, for when the collector does not run); returns
+    /// how many.
+    pub async fn drop_expired_leases(&self) -> Result<u64> {
+        let _w = self.write_guard().await;
+        let done = sqlx::query("DELETE FROM chunk_leases WHERE expires_at <= $1")
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Makes `owner` the one collector until `until` (Unix ms), if no other is: none has
+    /// claimed it, its claim has run out, or `is_gone(other)` says that process is dead. A
+    /// collector renews its claim before every group of deletions and stops when it lost it,
+    /// so two never work at once, and one that finds deletions left by another may finish
+    /// them. Returns whether `owner` holds it now.
+    pub async fn claim_collector(
+        &self,
+        owner: &str,
+        until: i64,
+        is_gone: impl Fn(&str) -> bool,
+    ) -> Result<bool> {
+        let _w = self.write_guard().await;
+        let now = now_ms();
+        sqlx::query("INSERT INTO workers (name, updated_at) VALUES ('gc', $1) ON CONFLICT (name) DO NOTHING")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let row = sqlx::query("SELECT owner, owner_until FROM workers WHERE name = 'gc'")
+            .fetch_one(&self.pool)
+            .await?;
+        let (current, current_until): (Option<String>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+        let free = match &current {
+            None => true,
+            Some(o) if o == owner => true,
+            Some(o) => current_until.is_none_or(|u| u < now) || is_gone(o),
+        };
+        if !free {
+            return Ok(false);
+        }
+        // Compare and set: another claimant that read the same row loses.
+        let changed = sqlx::query(
+            "UPDATE workers SET owner = $1, owner_until = $2 WHERE name = 'gc' \
+             AND COALESCE(owner, '') = $3 AND COALESCE(owner_until, 0) = $4",
+        )
+        .bind(owner)
+        .bind(until)
+        .bind(current.unwrap_or_default())
+        .bind(current_until.unwrap_or(0))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(changed == 1)
+    }
+
+    /// Gives up `owner`'s claim on the collector, if it holds it.
+    pub async fn release_collector(&self, owner: &str) -> Result<()> {
+        let _w = self.write_guard().await;
+        sqlx::query("UPDATE workers SET owner = NULL, owner_until = NULL WHERE name = 'gc' AND owner = $1")
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Live leases and the chunks they hold (for `nuage admin status` and tests).

@@ -784,11 +784,7 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
     let content = content.as_ref().map(|(n, r)| (n, r));
     let account_id = bucket.account_id;
     let seq = next_seq(conn, account_id).await?;
-    // The version's chunks are referenced once this commits: their leases may go with it.
-    // (A replay drops them too: the retry that leased them has nothing more to commit.)
-    if let Some(holder) = content.as_ref().and_then(|(n, _)| n.lease_holder.as_deref()) {
-        crate::gc::release_on(conn, holder).await?;
-    }
+    let holder = content.as_ref().and_then(|(n, _)| n.lease_holder.as_deref());
     if let Some(idem) = idempotency_key {
         let prior = sqlx::query(
             "SELECT bucket_id, key, version_id FROM uploads WHERE account_id = $1 AND idempotency_key = $2",
@@ -811,8 +807,20 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
             if version.tombstone != content.is_none() {
                 return Err(Error::IdempotencyConflict); // a PUT's key reused by a DELETE, or back
             }
+            if let Some(holder) = holder {
+                crate::gc::release_on(conn, holder).await?; // nothing more to commit
+            }
             return Ok(Committed { version, replayed: true, pruned: vec![] });
         }
+    }
+    if let (Some(holder), Some((new, _))) = (holder, &content) {
+        // The chunks are referenced once this commits, and their leases go with it; but
+        // only if the leases still hold: else a collector may have deleted them.
+        let addresses: Vec<[u8; 32]> = new.chunks.iter().map(|c| c.address).collect();
+        if !crate::gc::still_leased_on(conn, backend, holder, &addresses).await? {
+            return Err(Error::LeaseLost);
+        }
+        crate::gc::release_on(conn, holder).await?;
     }
     let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM buckets WHERE id = $1")
         .bind(bucket.id)

@@ -117,19 +117,33 @@ impl Meta {
     }
 
     /// Up to `limit` chunks of the index after `after`, in address order, with their
-    /// placements.
+    /// placements. Chunks being deleted are left out: their copies are going away on purpose
+    /// (or are gone, if the collector that deletes them stopped midway), which is nothing
+    /// for a scrub to report or a repair to undo.
     pub async fn chunks_after(&self, after: Option<[u8; 32]>, limit: usize) -> Result<Vec<ChunkPlacements>> {
+        self.chunk_page("AND address NOT IN (SELECT address FROM chunk_deletions)", None, after, limit).await
+    }
+
+    /// Up to `limit` chunks after `after`, in address order, that also meet `condition` (SQL,
+    /// whose `$3` is `value`), with their placements.
+    pub(crate) async fn chunk_page(
+        &self,
+        condition: &str,
+        value: Option<i64>,
+        after: Option<[u8; 32]>,
+        limit: usize,
+    ) -> Result<Vec<ChunkPlacements>> {
         let after = after.map(|a| a.to_vec()).unwrap_or_default();
-        let rows = sqlx::query(
-            "SELECT address, stored_size, replicas, refcount FROM chunks WHERE address > $1 \
-             ORDER BY address LIMIT $2",
-        )
-        .bind(&after)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut chunks = Vec::with_capacity(rows.len());
-        for r in &rows {
+        let sql = format!(
+            "SELECT address, stored_size, replicas, refcount FROM chunks WHERE address > $1 {condition} \
+             ORDER BY address LIMIT $2"
+        );
+        let mut q = sqlx::query(&sql).bind(&after).bind(limit as i64);
+        if let Some(v) = value {
+            q = q.bind(v);
+        }
+        let mut chunks = Vec::new();
+        for r in &q.fetch_all(&self.pool).await? {
             chunks.push(ChunkPlacements {
                 address: address(r.try_get(0)?)?,
                 stored_size: r.try_get::<i64, _>(1)? as u32,
@@ -138,23 +152,24 @@ impl Meta {
                 placements: Vec::new(),
             });
         }
-        let Some(last) = chunks.last().map(|c| c.address.to_vec()) else { return Ok(chunks) };
-        let rows = sqlx::query(
-            "SELECT address, provider, state FROM placements WHERE address > $1 AND address <= $2 \
-             ORDER BY address, provider",
-        )
-        .bind(&after)
-        .bind(&last)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut i = 0;
-        for r in &rows {
-            let a = address(r.try_get(0)?)?;
-            while i < chunks.len() && chunks[i].address < a {
-                i += 1;
+        // The placements of exactly those chunks (a page of a sparse selection may span
+        // most of the index), a few hundred addresses per query.
+        let at: std::collections::HashMap<[u8; 32], usize> =
+            chunks.iter().enumerate().map(|(i, c)| (c.address, i)).collect();
+        for batch in chunks.iter().map(|c| c.address).collect::<Vec<_>>().chunks(256) {
+            let marks: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT address, provider, state FROM placements WHERE address IN ({}) ORDER BY address, provider",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for a in batch {
+                q = q.bind(a.to_vec());
             }
-            if let Some(c) = chunks.get_mut(i).filter(|c| c.address == a) {
-                c.placements.push((r.try_get(1)?, r.try_get(2)?));
+            for r in &q.fetch_all(&self.pool).await? {
+                if let Some(&i) = at.get(&address(r.try_get(0)?)?) {
+                    chunks[i].placements.push((r.try_get(1)?, r.try_get(2)?));
+                }
             }
         }
         Ok(chunks)

@@ -432,6 +432,7 @@ async fn leases_and_deletions_exclude_each_other() {
         assert_eq!(m.lease_chunks("up-2", &[addr], later).await.unwrap(), vec![addr]);
         assert_eq!(m.deleting(&[addr, [7; 32]]).await.unwrap(), vec![addr]);
         assert_eq!(m.deletions().await.unwrap(), vec![addr]);
+        assert!(m.chunks_after(None, 100).await.unwrap().iter().all(|c| c.address != addr), "not scrubbed");
         let everywhere = DeletionDone { address: addr, everywhere: true, deleted_from: vec!["local".into()] };
         m.finish_deletions(&[everywhere]).await.unwrap();
         assert!(m.deleting(&[addr]).await.unwrap().is_empty());
@@ -471,6 +472,27 @@ async fn leases_and_deletions_exclude_each_other() {
             .await
             .unwrap();
         assert_eq!(m.start_deletions(&[stray, other], i64::MAX).await.unwrap(), vec![other]);
+        // A commit whose leases ran out, and were dropped by the collector, is refused and
+        // changes nothing: its chunks may be gone.
+        let late = NewVersion { lease_holder: Some("up-3".into()), ..content(&[b"late"]) };
+        let late_addr = late.chunks[0].address;
+        assert!(m.lease_chunks("up-3", &[late_addr], now_ms() - 1).await.unwrap().is_empty());
+        assert_eq!(m.start_deletions(&[late_addr], i64::MAX).await.unwrap(), vec![late_addr]);
+        assert!(matches!(m.put_version(&bucket, "late", &late, &none(), None).await, Err(Error::LeaseLost)));
+        assert!(matches!(m.head(&bucket, "late").await, Err(Error::ObjectNotFound)));
+
+        // One collector at a time: a claim holds until it runs out, its process is gone, or
+        // it is released.
+        assert!(m.claim_collector("h:1:a", later, |_| false).await.unwrap());
+        assert!(m.claim_collector("h:1:a", later, |_| false).await.unwrap(), "renewed");
+        assert!(!m.claim_collector("h:2:b", later, |_| false).await.unwrap(), "held by another");
+        assert!(m.claim_collector("h:2:b", later, |o| o == "h:1:a").await.unwrap(), "its process is gone");
+        m.release_collector("h:1:a").await.unwrap(); // not the holder: no effect
+        assert!(!m.claim_collector("h:3:c", later, |_| false).await.unwrap());
+        m.release_collector("h:2:b").await.unwrap();
+        assert!(m.claim_collector("h:3:c", now_ms() - 1, |_| false).await.unwrap());
+        assert!(m.claim_collector("h:4:d", later, |_| false).await.unwrap(), "the claim ran out");
+
         // A session declaring a chunk being deleted is told so.
         assert_eq!(
             m.declare_upload_chunks("up_live", &[DeclaredChunk { address: other, stored_size: 10 }])

@@ -63,7 +63,7 @@ pub struct WorkersConfig {
     /// 21600, six hours). Its chunks are leased for that long, and the collector never
     /// deletes a leased chunk; an upload that takes longer is refused at its commit
     /// (`upload_lease_expired`). The leases of an upload cut short by a crash last that long
-    /// too, unless a retry with the same idempotency key commits. At least 120.
+    /// too, keeping its chunks from the collector. At least 120.
     pub upload_lease_secs: u64,
 }
 

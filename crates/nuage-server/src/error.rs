@@ -117,6 +117,12 @@ impl From<nuage_meta::Error> for ApiError {
                 "idempotency_key_reused",
                 "this Idempotency-Key was used for another bucket or key",
             ),
+            E::LeaseLost => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upload_lease_expired",
+                "the upload took longer than its chunk leases last ([workers] upload_lease_secs); nothing was \
+                 committed, send it again",
+            ),
             e if e.is_temporary() => {
                 tracing::warn!("database busy: {e}");
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the metadata store is busy; retry")

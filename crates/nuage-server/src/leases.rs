@@ -11,20 +11,29 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::Nuage;
 
 /// How long a writer waits for deletions of its chunks to end before it gives up (`503`).
-/// A deletion is a few provider calls; only a collector stopped midway (its server
-/// crashed) leaves one for longer, until a collector resumes it.
+/// The collector ends its deletions 16 chunks at a time, each a few provider calls; only a
+/// collector stopped midway leaves some for longer, until another claims the collector and
+/// finishes them (at once on the same machine, else when its claim runs out).
 const DELETION_WAIT: Duration = Duration::from_secs(30);
 
-/// Time a commit keeps in hand before its leases run out: it refuses beyond that.
-pub(crate) const LEASE_MARGIN_MS: i64 = 60_000;
-
 /// The holder name of a simple upload's leases: its idempotency key when it has one, so
-/// that a retry after a crash commits, and drops, the leases of the attempt it replaces.
-pub(crate) fn holder(account_id: i64, idempotency_key: Option<&str>) -> String {
+/// that the retry of an attempt cut short by a crash drops the leases that attempt took
+/// when it commits (or finds the first attempt's commit); a random name otherwise.
+pub(crate) fn holder(account_id: i64, idempotency_key: Option<&str>) -> Holder {
     match idempotency_key {
-        Some(k) => format!("put:{account_id}:{k}"),
-        None => format!("put:{}", hex::encode(rand::random::<[u8; 16]>())),
+        Some(k) => Holder { name: format!("put:{account_id}:{k}"), shared: true },
+        None => Holder { name: format!("put:{}", hex::encode(rand::random::<[u8; 16]>())), shared: false },
     }
+}
+
+/// Who holds an upload's leases.
+#[derive(Debug, Clone)]
+pub(crate) struct Holder {
+    /// The name in `chunk_leases`.
+    pub name: String,
+    /// Named by an idempotency key: another attempt of the same upload (a retry sent while
+    /// this one still runs) may hold leases under the same name.
+    shared: bool,
 }
 
 /// Until when a lease taken now lasts, Unix ms.
@@ -56,6 +65,10 @@ pub(crate) async fn lease(
 
 /// Waits until none of `addresses` is being deleted.
 pub(crate) async fn wait_out_deletions(nuage: &Nuage, addresses: &[[u8; 32]]) -> ApiResult<()> {
+    if addresses.is_empty() {
+        return Ok(());
+    }
+    crate::metrics::add(&nuage.metrics.deletion_waits, 1);
     let started = Instant::now();
     let mut pause = Duration::from_millis(5);
     let mut left = addresses.to_vec();
@@ -82,15 +95,15 @@ pub(crate) async fn wait_out_deletions(nuage: &Nuage, addresses: &[[u8; 32]]) ->
     }
 }
 
-/// Refuses a commit whose leases have run out, or are about to: the collector may be free
-/// to delete its chunks.
-pub(crate) fn check_in_time(lease_expires_at: i64) -> ApiResult<()> {
-    if now_ms().saturating_add(LEASE_MARGIN_MS) >= lease_expires_at {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "upload_lease_expired",
-            "the upload took longer than [workers] upload_lease_secs; nothing was committed, send it again",
-        ));
+/// Drops the leases of an upload attempt that failed (best effort: they run out anyway).
+/// Leases named by an idempotency key are left to the retry, which drops them at its
+/// commit: dropping them here could take them from a retry running beside this attempt
+/// (whose commit would then be refused, `upload_lease_expired`).
+pub(crate) async fn release(nuage: &Nuage, holder: &Holder) {
+    if holder.shared {
+        return;
     }
-    Ok(())
+    if let Err(e) = nuage.meta.release_leases(&holder.name).await {
+        tracing::warn!("dropping the leases of a failed upload: {e}");
+    }
 }

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub stored_bytes_written: AtomicU64,
     /// Uploads that ended without a version (error, disconnect, quota).
     pub uploads_aborted: AtomicU64,
+    /// Uploads that waited for the collector to finish deleting one of their chunks.
+    pub deletion_waits: AtomicU64,
     /// The scrub worker's counters.
     pub scrub: WorkerCounters,
     /// The repair worker's counters.
@@ -78,6 +80,11 @@ impl Metrics {
                 &self.stored_bytes_written,
             ),
             ("nuage_uploads_aborted_total", "Uploads that made no version", &self.uploads_aborted),
+            (
+                "nuage_gc_deletion_waits_total",
+                "Uploads that waited for a deletion of one of their chunks to end",
+                &self.deletion_waits,
+            ),
         ] {
             let _ = writeln!(
                 out,

@@ -227,11 +227,12 @@ pub async fn put(
     let holder = crate::leases::holder(caller.account_id, idempotency_key.as_deref());
     let lease_expires_at = crate::leases::lease_until(&nuage);
     let stored =
-        store_body(&nuage, pipeline, bucket_placement(&bucket), body, room, (&holder, lease_expires_at))
+        store_body(&nuage, pipeline, bucket_placement(&bucket), body, room, (&holder.name, lease_expires_at))
             .await;
     let (manifest, chunks) = match stored {
         Ok(s) => s,
         Err(e) => {
+            crate::leases::release(&nuage, &holder).await;
             add(&nuage.metrics.uploads_aborted, 1);
             return Err(match e {
                 StoreError::Api(e) => e,
@@ -245,11 +246,13 @@ pub async fn put(
         }
     };
     if content_length.is_some_and(|len| len != manifest.size) {
+        crate::leases::release(&nuage, &holder).await;
         add(&nuage.metrics.uploads_aborted, 1);
         return Err(ApiError::bad_request("body_incomplete", "the body does not have Content-Length bytes"));
     }
     // Nothing may reference the chunks before they are durable (docs/durability.md).
     if let Err(e) = nuage.store.sync().await {
+        crate::leases::release(&nuage, &holder).await;
         add(&nuage.metrics.uploads_aborted, 1);
         return Err(e.into());
     }
@@ -259,16 +262,13 @@ pub async fn put(
         content_type,
         manifest: manifest.encode(),
         chunks,
-        lease_holder: Some(holder),
+        lease_holder: Some(holder.name.clone()),
     };
-    if let Err(e) = crate::leases::check_in_time(lease_expires_at) {
-        add(&nuage.metrics.uploads_aborted, 1);
-        return Err(e);
-    }
     let committed =
         match nuage.meta.put_version(&bucket, &key, &new, &precondition, idempotency_key.as_deref()).await {
             Ok(c) => c,
             Err(e) => {
+                crate::leases::release(&nuage, &holder).await;
                 add(&nuage.metrics.uploads_aborted, 1);
                 return Err(e.into());
             }
@@ -369,8 +369,16 @@ async fn store_body(
         if batch.is_empty() {
             continue;
         }
+        // Lease the batch before storing it, while the puts already under way go on.
         let addresses: Vec<[u8; 32]> = batch.iter().map(|s| *s.address.as_bytes()).collect();
-        crate::leases::lease(nuage, lease.0, &addresses, lease.1).await?;
+        let leasing = crate::leases::lease(nuage, lease.0, &addresses, lease.1);
+        tokio::pin!(leasing);
+        loop {
+            tokio::select! {
+                leased = &mut leasing => { leased?; break }
+                Some(done) = puts.next(), if !puts.is_empty() => record(done)?,
+            }
+        }
         for sealed in batch.drain(..) {
             puts.push(store(StoredChunk::from(sealed)));
             while puts.len() >= PUTS_IN_FLIGHT {

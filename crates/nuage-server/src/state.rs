@@ -83,7 +83,7 @@ impl Nuage {
     }
 
     /// Every ten minutes: rotates the grant key when it is due and forgets expired upload
-    /// sessions. Runs until the process ends.
+    /// sessions and chunk leases. Runs until the process ends.
     pub fn spawn_housekeeping(self: &std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {
         let nuage = self.clone();
         tokio::spawn(async move {
@@ -95,6 +95,9 @@ impl Nuage {
                 }
                 if let Err(e) = nuage.meta.drop_upload_sessions_expired_before(nuage_meta::now_ms()).await {
                     tracing::warn!("dropping expired upload sessions: {e}");
+                }
+                if let Err(e) = nuage.meta.drop_expired_leases().await {
+                    tracing::warn!("dropping expired chunk leases: {e}");
                 }
             }
         })

@@ -432,9 +432,9 @@ pub async fn commit(
         let v = nuage.meta.version(&bucket, &session.key, version_id).await?;
         return Ok(put_answer(&bucket, v, true));
     }
-    // The session's chunks are leased until it expires: a commit too close to that could
-    // race the collector.
-    if now_ms().saturating_add(crate::leases::LEASE_MARGIN_MS) >= session.expires_at {
+    // (The session's chunks are leased until it expires; the commit checks again, in its
+    // transaction, that the leases still hold.)
+    if now_ms() >= session.expires_at {
         return Err(expired());
     }
     let invalid = |m: String| ApiError::bad_request("manifest_invalid", m);

@@ -96,6 +96,9 @@ pub struct PassReport {
     pub listed: Vec<String>,
     /// Seconds the pass took.
     pub seconds: f64,
+    /// Why the pass did less than a whole pass, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -222,40 +225,85 @@ async fn repair_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<
     Ok(out)
 }
 
+/// How long a claim on the collector lasts without renewal. A collector renews it before
+/// every group of deletions and stops once it lost it; a group takes at most a few provider
+/// time-outs, far less than this, so a collector whose claim ran out (a stalled process)
+/// has no delete in flight when another takes over and finishes its deletions.
+const CLAIM_MS: i64 = 300_000;
+
+/// The one collector at work ([`nuage_meta::Meta::claim_collector`]), with its pace.
+struct Collector {
+    /// `host:pid:nonce`.
+    owner: String,
+    pace: Pace,
+    /// The claim was lost (another collector took over): stop.
+    lost: bool,
+}
+
+/// This machine's name, to tell whether a claim on the collector is a dead process's here.
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
+}
+
+/// Whether the process that made claim `owner` is known to be gone: it ran on this machine
+/// (same host name) and its pid no longer exists. Elsewhere, only its claim running out
+/// tells.
+fn claim_is_gone(owner: &str) -> bool {
+    let mut parts = owner.split(':');
+    let (Some(h), Some(pid)) = (parts.next(), parts.next()) else { return false };
+    let here = host();
+    !here.is_empty() && h == here && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
+impl Collector {
+    async fn claim(nuage: &Nuage, pace: Pace) -> nuage_meta::Result<Option<Collector>> {
+        let owner = format!("{}:{}:{:08x}", host(), std::process::id(), rand::random::<u32>());
+        let mut c = Collector { owner, pace, lost: false };
+        Ok(c.renew(nuage).await?.then_some(c))
+    }
+
+    async fn renew(&mut self, nuage: &Nuage) -> nuage_meta::Result<bool> {
+        let until = now_ms().saturating_add(CLAIM_MS);
+        let held = nuage.meta.claim_collector(&self.owner, until, claim_is_gone).await?;
+        self.lost |= !held;
+        Ok(held)
+    }
+}
+
 /// Deletes chunks whose deletion has started ([`nuage_meta::Meta::start_deletions`]) from
-/// every provider, a few at once and at the collector's pace, then ends their deletions: a
-/// chunk deleted everywhere leaves the index; one a provider did not delete (down, or an
-/// error) keeps its other placements forgotten and waits for a later pass.
+/// every provider, 16 at a time at the collector's pace, and ends each group's deletions
+/// as soon as it is done (writers may be waiting for them): a chunk deleted everywhere
+/// leaves the index; one that a provider did not delete (down, or an error) has the
+/// placements it was tried on forgotten (a delete that failed may still have happened) and
+/// waits for a later pass. Stops early if the collector lost its claim.
 async fn delete_everywhere(
     nuage: &Nuage,
+    collector: &mut Collector,
     doomed: &[[u8; 32]],
     sizes: &std::collections::HashMap<[u8; 32], u32>,
-    pace: &mut Pace,
 ) -> nuage_meta::Result<Outcome> {
     let mut out = Outcome::default();
-    let mut done = Vec::with_capacity(doomed.len());
     for group in doomed.chunks(16) {
+        if !collector.renew(nuage).await? {
+            tracing::warn!("gc: another collector took over; stopping");
+            break;
+        }
         let results = futures::future::join_all(group.iter().map(|a| async move {
             let address = Address::from_bytes(*a);
-            let mut deleted_from = Vec::new();
-            let mut everywhere = true;
-            for p in nuage.store.providers() {
-                if p.is_down() {
+            let live: Vec<_> = nuage.store.providers().iter().filter(|p| !p.is_down()).collect();
+            let mut everywhere = live.len() == nuage.store.providers().len();
+            let deletes = futures::future::join_all(live.iter().map(|p| p.delete(&address))).await;
+            for (p, r) in live.iter().zip(deletes) {
+                if let Err(e) = r {
+                    tracing::warn!("gc: deleting chunk {address} from {}: {e}", p.name());
                     everywhere = false;
-                    continue;
-                }
-                match p.delete(&address).await {
-                    Ok(()) => deleted_from.push(p.name().to_owned()),
-                    Err(e) => {
-                        tracing::warn!("gc: deleting chunk {address} from {}: {e}", p.name());
-                        everywhere = false;
-                    }
                 }
             }
+            let deleted_from = live.iter().map(|p| p.name().to_owned()).collect();
             nuage_meta::DeletionDone { address: *a, everywhere, deleted_from }
         }))
         .await;
-        for d in results {
+        for d in &results {
             if d.everywhere {
                 out.found += 1;
                 out.bytes += u64::from(sizes.get(&d.address).copied().unwrap_or(0));
@@ -265,19 +313,22 @@ async fn delete_everywhere(
             } else {
                 out.skipped += 1;
             }
-            done.push(d);
         }
-        pace.account(group.len() as u64).await;
+        nuage.meta.finish_deletions(&results).await?;
+        collector.pace.account(group.len() as u64).await;
     }
-    nuage.meta.finish_deletions(&done).await?;
     Ok(out)
 }
 
-/// The collector's work after its walk of the index: deletions a crash interrupted are
-/// finished first (by the caller); then every provider is listed and each chunk object the
-/// index does not know, and that no upload leases, is deleted; then temporary files older
-/// than an hour (writes a crash cut short) are removed from local folders.
-async fn collect_strays(nuage: &Nuage, pace: &mut Pace) -> nuage_meta::Result<Outcome> {
+/// The collector's work after its walk of the index: every provider is listed and each
+/// chunk object the index does not know, and that no upload leases, is deleted; then
+/// temporary files older than an hour (writes a crash cut short) are removed from local
+/// folders.
+async fn collect_strays(
+    nuage: &Nuage,
+    collector: &mut Collector,
+    cutoff: i64,
+) -> nuage_meta::Result<Outcome> {
     let mut out = Outcome::default();
     let none = std::collections::HashMap::new();
     for p in nuage.store.providers() {
@@ -295,6 +346,9 @@ async fn collect_strays(nuage: &Nuage, pace: &mut Pace) -> nuage_meta::Result<Ou
         };
         let mut listing = std::pin::pin!(listing.chunks(BATCH));
         while let Some(batch) = listing.next().await {
+            if collector.lost {
+                return Ok(out);
+            }
             let mut addresses = Vec::with_capacity(batch.len());
             for a in batch {
                 match a {
@@ -309,8 +363,10 @@ async fn collect_strays(nuage: &Nuage, pace: &mut Pace) -> nuage_meta::Result<Ou
             if strays.is_empty() {
                 continue;
             }
-            let doomed = nuage.meta.start_deletions(&strays, i64::MAX).await?;
-            let o = delete_everywhere(nuage, &doomed, &none, pace).await?;
+            // A stray the index has learned of since (a commit meanwhile) is judged by the
+            // same grace period as the rest of the index.
+            let doomed = nuage.meta.start_deletions(&strays, cutoff).await?;
+            let o = delete_everywhere(nuage, collector, &doomed, &none).await?;
             out.add(o);
         }
         match p.sweep_temporary(Duration::from_secs(3600)).await {
@@ -362,6 +418,28 @@ impl Pace {
     }
 }
 
+/// Adds what was done on `chunks` chunks to the pass's state, its report and the counters.
+fn tally(
+    state: &mut WorkerState,
+    report: &mut PassReport,
+    counters: &WorkerCounters,
+    chunks: u64,
+    o: Outcome,
+) {
+    state.chunks += chunks as i64;
+    state.bytes += o.bytes as i64;
+    state.found += o.found as i64;
+    report.chunks += chunks;
+    report.bytes += o.bytes;
+    report.found += o.found;
+    report.skipped += o.skipped;
+    let room = LISTED.saturating_sub(report.listed.len());
+    report.listed.extend(o.listed.into_iter().take(room));
+    counters.chunks.fetch_add(chunks, Ordering::Relaxed);
+    counters.bytes.fetch_add(o.bytes, Ordering::Relaxed);
+    counters.found.fetch_add(o.found, Ordering::Relaxed);
+}
+
 /// Runs one pass of `kind` to its end. With `persist`, it resumes the worker's saved pass (or
 /// starts a new one) and saves its cursor after every batch; without, it walks the whole
 /// index on its own. `progress` sees the state after every batch.
@@ -389,29 +467,23 @@ pub async fn run_pass(
     });
     let counters = nuage.metrics.worker(kind);
     let mut report = PassReport { worker: kind.name(), ..PassReport::default() };
-    let mut count = |state: &mut WorkerState, chunks: u64, o: Outcome| {
-        state.chunks += chunks as i64;
-        state.bytes += o.bytes as i64;
-        state.found += o.found as i64;
-        report.chunks += chunks;
-        report.bytes += o.bytes;
-        report.found += o.found;
-        report.skipped += o.skipped;
-        let room = LISTED.saturating_sub(report.listed.len());
-        report.listed.extend(o.listed.into_iter().take(room));
-        counters.chunks.fetch_add(chunks, Ordering::Relaxed);
-        counters.bytes.fetch_add(o.bytes, Ordering::Relaxed);
-        counters.found.fetch_add(o.found, Ordering::Relaxed);
-    };
     // The collector deletes what nothing has referenced since before the grace period.
     let cutoff =
         now_ms().saturating_sub(i64::try_from(w.gc_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX));
+    let mut collector = None;
     if kind == Kind::Gc {
-        // Deletions a crash interrupted: nobody may rely on those chunks, finish them first.
+        let Some(mut c) = Collector::claim(nuage, pace).await? else {
+            report.note = Some("another collector is at work; nothing done".into());
+            return Ok(report);
+        };
+        // Deletions left by a collector that stopped (this claim means none is at work):
+        // nobody may rely on those chunks, finish them first.
         let interrupted = nuage.meta.deletions().await?;
         let n = interrupted.len() as u64;
-        let o = delete_everywhere(nuage, &interrupted, &std::collections::HashMap::new(), &mut pace).await?;
-        count(&mut state, n, o);
+        let o = delete_everywhere(nuage, &mut c, &interrupted, &std::collections::HashMap::new()).await?;
+        tally(&mut state, &mut report, counters, n, o);
+        pace = Pace::new(0);
+        collector = Some(c);
     }
     loop {
         let page = match kind {
@@ -419,12 +491,15 @@ pub async fn run_pass(
             _ => nuage.meta.chunks_after(state.cursor, BATCH).await?,
         };
         let Some(last) = page.last().map(|c| c.address) else { break };
-        if kind == Kind::Gc {
+        if let Some(c) = collector.as_mut() {
+            if c.lost {
+                break;
+            }
             let addresses: Vec<[u8; 32]> = page.iter().map(|c| c.address).collect();
             let sizes = page.iter().map(|c| (c.address, c.stored_size)).collect();
             let doomed = nuage.meta.start_deletions(&addresses, cutoff).await?;
-            let o = delete_everywhere(nuage, &doomed, &sizes, &mut pace).await?;
-            count(&mut state, page.len() as u64, o);
+            let o = delete_everywhere(nuage, c, &doomed, &sizes).await?;
+            tally(&mut state, &mut report, counters, page.len() as u64, o);
         }
         for c in page.iter().filter(|_| kind != Kind::Gc) {
             let o = match kind {
@@ -432,7 +507,7 @@ pub async fn run_pass(
                 _ => repair_chunk(nuage, c).await?,
             };
             let bytes = o.bytes;
-            count(&mut state, 1, o);
+            tally(&mut state, &mut report, counters, 1, o);
             pace.account(bytes).await;
         }
         state.cursor = Some(last);
@@ -441,10 +516,18 @@ pub async fn run_pass(
         }
         progress(&state);
     }
-    if kind == Kind::Gc {
+    if let Some(mut c) = collector {
         // Not resumable: a listing is cheap next to deleting, and a restart lists again.
-        let o = collect_strays(nuage, &mut pace).await?;
-        count(&mut state, 0, o);
+        if !c.lost {
+            let o = collect_strays(nuage, &mut c, cutoff).await?;
+            tally(&mut state, &mut report, counters, 0, o);
+        }
+        nuage.meta.release_collector(&c.owner).await?;
+        if c.lost {
+            // The pass is not complete: the next one resumes from the saved cursor.
+            report.note = Some("another collector took over; stopped".into());
+            return Ok(report);
+        }
     }
     state.cursor = None;
     state.passes += 1;

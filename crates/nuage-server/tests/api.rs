@@ -1189,7 +1189,10 @@ async fn garbage_collection_deletes_what_nothing_references_and_never_what_an_up
     for e in envs_with("[workers]\ngc_grace_secs = 0").await {
         let policy = br#"{"keep_versions": 1}"#.to_vec();
         let json = [("content-type", "application/json")];
-        assert_eq!(e.call("PUT", "/v1/buckets/smart", &e.alice, &json, policy).await.status, StatusCode::CREATED);
+        assert_eq!(
+            e.call("PUT", "/v1/buckets/smart", &e.alice, &json, policy).await.status,
+            StatusCode::CREATED
+        );
         let provider = e.nuage.store.providers()[0].clone();
         let (a, b) = (data(300_000, 1), data(200_000, 2));
         assert_eq!(
@@ -1214,7 +1217,10 @@ async fn garbage_collection_deletes_what_nothing_references_and_never_what_an_up
             e.alice("DELETE", "/v1/buckets/smart/objects/a.bin", vec![]).await.status,
             StatusCode::NO_CONTENT
         );
-        assert_eq!(e.nuage.meta.unreferenced_chunks(None, i64::MAX, 100).await.unwrap().len(), a_chunks.len());
+        assert_eq!(
+            e.nuage.meta.unreferenced_chunks(None, i64::MAX, 100).await.unwrap().len(),
+            a_chunks.len()
+        );
         let stray = nuage_blob::StoredChunk::verify(
             nuage_core::Address::of(b"stray"),
             bytes::Bytes::from_static(b"stray"),
@@ -1252,6 +1258,46 @@ async fn garbage_collection_deletes_what_nothing_references_and_never_what_an_up
         assert!(listed(&provider).await.is_empty(), "nothing left on the provider");
         assert_eq!(e.nuage.meta.chunk_totals().await.unwrap(), (0, 0), "nothing left in the index");
         assert_eq!(run_pass(&e.nuage, Kind::Gc, false, |_| {}).await.unwrap().found, 0, "idempotent");
+
+        // A collector that stopped between recording deletions and making them: an upload of
+        // that content waits, the next collector finishes the deletions, then the upload
+        // writes the chunks again and commits; nothing it references is missing.
+        assert_eq!(
+            e.alice("PUT", "/v1/buckets/smart/objects/c.bin", b.clone()).await.status,
+            StatusCode::CREATED
+        );
+        assert_eq!(
+            e.alice("DELETE", "/v1/buckets/smart/objects/c.bin", vec![]).await.status,
+            StatusCode::NO_CONTENT
+        );
+        let doomed: Vec<[u8; 32]> = b_chunks.iter().map(|a| *a.as_bytes()).collect();
+        assert_eq!(e.nuage.meta.start_deletions(&doomed, i64::MAX).await.unwrap().len(), b_chunks.len());
+        let waits = || e.nuage.metrics.deletion_waits.load(std::sync::atomic::Ordering::Relaxed);
+        let before = waits();
+        let put = {
+            let (app, token, body) = (e.app.clone(), e.alice.clone(), b.clone());
+            tokio::spawn(async move {
+                let req = Request::builder()
+                    .method("PUT")
+                    .uri("/v1/buckets/smart/objects/d.bin")
+                    .header("authorization", format!("Bearer {token}"))
+                    .body(Body::from(body))
+                    .unwrap();
+                app.oneshot(req).await.unwrap().status()
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while waits() == before {
+            assert!(std::time::Instant::now() < deadline, "the upload never waited for the deletions");
+            tokio::task::yield_now().await;
+        }
+        assert!(!put.is_finished(), "it waits while the deletions are recorded");
+        let report = run_pass(&e.nuage, Kind::Gc, false, |_| {}).await.unwrap();
+        assert_eq!(report.found as usize, b_chunks.len(), "the next collector finished them");
+        assert_eq!(put.await.unwrap(), StatusCode::CREATED);
+        let get = e.alice("GET", "/v1/buckets/smart/objects/d.bin", vec![]).await;
+        assert!(get.status == StatusCode::OK && get.body == b, "written again, reads back whole");
+        assert!(b_chunks.is_subset(&listed(&provider).await));
         assert_eq!(e.nuage.meta.worker_state("gc").await.unwrap().passes, 0, "a one-off pass keeps no state");
     }
 }

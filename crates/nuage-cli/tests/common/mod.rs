@@ -38,6 +38,20 @@ impl Deployment {
         Deployment { dir }
     }
 
+    /// Appends `extra` (TOML: `[buckets]` and `[workers]` settings) and two folder
+    /// providers, `a` and `b`, under the deployment's folder, to its configuration.
+    pub fn with_two_folders(self, extra: &str) -> Deployment {
+        let providers = format!(
+            "{extra}\n[[providers]]\nname = \"a\"\nscheme = \"fs\"\nroot = {:?}\n\
+             [[providers]]\nname = \"b\"\nscheme = \"fs\"\nroot = {:?}\n",
+            self.path("a"),
+            self.path("b"),
+        );
+        let config = std::fs::read_to_string(self.path("nuage.toml")).unwrap() + &providers;
+        std::fs::write(self.path("nuage.toml"), config).unwrap();
+        self
+    }
+
     pub fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }
@@ -189,4 +203,23 @@ pub fn metric(url: &str, name: &str) -> u64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
         .unwrap_or_else(|| panic!("{name} not in /metrics"))
+}
+
+/// Creates an empty database on the PostgreSQL server of `base` and returns its URL.
+pub fn fresh_pg_database(base: &str) -> String {
+    let name = format!("nuage_e2e_{}_{}", std::process::id(), rand_suffix());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(base).await.expect("connecting to PostgreSQL");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.unwrap();
+    });
+    let (server, _) = base.rsplit_once('/').unwrap();
+    format!("{server}/{name}")
+}
+
+pub fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        % 1_000_000_007
 }
