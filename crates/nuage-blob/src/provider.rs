@@ -43,6 +43,8 @@ struct Inner {
     config: ProviderConfig,
     op: Operator,
     health: Health,
+    /// Being drained (or drained): new chunks go elsewhere; reads still come here.
+    draining: std::sync::atomic::AtomicBool,
     /// Writes to a local folder bypass OpenDAL to batch their fsyncs (see `fs.rs`).
     fs: Option<FsWriter>,
 }
@@ -53,7 +55,15 @@ impl Provider {
     pub async fn open(config: ProviderConfig) -> Result<Provider> {
         let (op, root) = build_operator(&config)?;
         let fs = root.map(|root| FsWriter::new(&root));
-        let provider = Provider { inner: Arc::new(Inner { config, op, health: Health::default(), fs }) };
+        let provider = Provider {
+            inner: Arc::new(Inner {
+                config,
+                op,
+                health: Health::default(),
+                draining: Default::default(),
+                fs,
+            }),
+        };
         provider.check().await?;
         Ok(provider)
     }
@@ -77,6 +87,22 @@ impl Provider {
     /// Whether the provider is being skipped after repeated failures.
     pub fn is_down(&self) -> bool {
         self.inner.health.is_down()
+    }
+
+    /// Whether the provider is being drained: placement gives it no new chunk (reads,
+    /// deletes and the moves off it go on).
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Marks the provider as being drained, or not.
+    pub fn set_draining(&self, draining: bool) {
+        self.inner.draining.store(draining, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether new chunks may be placed here: neither down nor draining.
+    pub fn takes_writes(&self) -> bool {
+        !self.is_down() && !self.is_draining()
     }
 
     async fn check(&self) -> Result<()> {

@@ -217,14 +217,16 @@ impl ChunkStore {
     }
 
     /// Stores the chunk on `placement.replicas` distinct providers, in parallel, skipping
-    /// providers that are marked down. Succeeds when at least `write_quorum` of them hold it.
+    /// providers that are marked down or being drained; a provider that fails the write is replaced by the
+    /// next one of the chunk's ranking, so a provider that dies costs a retry, not a copy.
+    /// Succeeds when at least `write_quorum` of them hold it.
     pub async fn put_with(&self, chunk: &StoredChunk, placement: Placement) -> Result<PutReport> {
         self.check_placement(placement)?;
         let address = chunk.address;
-        let targets: Vec<&Provider> =
-            self.ranking(&address).into_iter().filter(|p| !p.is_down()).take(placement.replicas).collect();
+        let healthy: Vec<&Provider> =
+            self.ranking(&address).into_iter().filter(|p| p.takes_writes()).collect();
         let mut report = PutReport::default();
-        if targets.len() < placement.write_quorum {
+        if healthy.len() < placement.write_quorum {
             // Not enough healthy providers: fail now rather than write copies that cannot
             // make a quorum.
             let problems = self
@@ -235,21 +237,27 @@ impl ChunkStore {
                 .collect();
             return Err(Error::QuorumNotMet { address, needed: placement.write_quorum, stored: 0, problems });
         }
-        let results = join_all(targets.iter().map(|p| p.put(&address, chunk.bytes.clone()))).await;
-        for (p, result) in targets.iter().zip(results) {
-            match result {
-                Ok(outcome) => {
-                    report.stored_on.push(p.name().to_owned());
-                    if outcome == PutOutcome::Written {
-                        report.written += 1;
-                        report.bytes_written += chunk.bytes.len() as u64;
+        let mut next = 0;
+        while report.stored_on.len() < placement.replicas && next < healthy.len() {
+            let wanted = placement.replicas - report.stored_on.len();
+            let targets = &healthy[next..(next + wanted).min(healthy.len())];
+            next += targets.len();
+            let results = join_all(targets.iter().map(|p| p.put(&address, chunk.bytes.clone()))).await;
+            for (p, result) in targets.iter().zip(results) {
+                match result {
+                    Ok(outcome) => {
+                        report.stored_on.push(p.name().to_owned());
+                        if outcome == PutOutcome::Written {
+                            report.written += 1;
+                            report.bytes_written += chunk.bytes.len() as u64;
+                        }
                     }
+                    Err(e) => report.problems.push(self.report(problem(
+                        address,
+                        p,
+                        ProblemKind::Unavailable(e.to_string()),
+                    ))),
                 }
-                Err(e) => report.problems.push(self.report(problem(
-                    address,
-                    p,
-                    ProblemKind::Unavailable(e.to_string()),
-                ))),
             }
         }
         if report.stored_on.len() < placement.write_quorum {
@@ -270,7 +278,7 @@ impl ChunkStore {
         address: &Address,
         expire: std::time::Duration,
     ) -> Result<Option<(String, crate::Presigned)>> {
-        for p in self.ranking(address).into_iter().filter(|p| !p.is_down()) {
+        for p in self.ranking(address).into_iter().filter(|p| p.takes_writes()) {
             if let Some(request) = p.presign_put(address, expire).await? {
                 return Ok(Some((p.name().to_owned(), request)));
             }

@@ -42,6 +42,29 @@ pub enum Admin {
     /// version has referenced for `[workers] gc_grace_secs`, and the chunk objects of
     /// uploads that never committed, except those an upload in progress leases.
     Gc,
+    /// The providers: list them, drain one (move all its chunks to the others while the
+    /// server serves), or call a drain off.
+    #[command(subcommand)]
+    Provider(ProviderCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProviderCmd {
+    /// Every provider of the registry, its state and its placements.
+    Ls,
+    /// Start moving every chunk off NAME: the running server stops placing new chunks
+    /// there within two seconds, its migrate worker copies each chunk to another provider,
+    /// verifies the copy, then deletes the old one; progress in `nuage admin status`. The
+    /// state becomes `drained` when nothing is left.
+    Drain {
+        /// Provider name.
+        name: String,
+    },
+    /// Make NAME take new chunks again (calls a drain off; what moved stays moved).
+    Activate {
+        /// Provider name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,6 +197,12 @@ pub async fn admin(cli: &Cli, cmd: &Admin) -> Result<()> {
         Admin::Scrub => return pass(cli, config, workers::Kind::Scrub).await,
         Admin::Repair => return pass(cli, config, workers::Kind::Repair).await,
         Admin::Gc => return pass(cli, config, workers::Kind::Gc).await,
+        Admin::Provider(cmd) => {
+            let meta = Meta::open(&url).await.with_context(|| format!("opening {}", redacted(&url)))?;
+            let done = provider(cli, &config, &meta, cmd).await;
+            meta.close().await;
+            return done;
+        }
         Admin::Status => {
             let meta = Meta::open(&url).await.with_context(|| format!("opening {}", redacted(&url)))?;
             status(cli, &meta).await?;
@@ -241,10 +270,61 @@ pub async fn admin(cli: &Cli, cmd: &Admin) -> Result<()> {
     Ok(())
 }
 
+/// `nuage admin provider …`.
+async fn provider(cli: &Cli, config: &ServerConfig, meta: &Meta, cmd: &ProviderCmd) -> Result<()> {
+    let registry = meta.providers().await?;
+    let known = |name: &str| -> Result<()> {
+        if registry.iter().any(|p| p.name == name) {
+            Ok(())
+        } else {
+            let names: Vec<&str> = registry.iter().map(|p| p.name.as_str()).collect();
+            anyhow::bail!("no provider {name} (the server knows: {})", names.join(", "))
+        }
+    };
+    match cmd {
+        ProviderCmd::Ls => {
+            let counts = meta.placement_counts().await?;
+            let held =
+                |name: &str| counts.iter().filter(|(p, _, _)| p == name).map(|(_, _, n)| n).sum::<i64>();
+            if cli.json {
+                let list: Vec<_> = registry
+                    .iter()
+                    .map(|p| serde_json::json!({"name": p.name, "scheme": p.scheme, "state": p.state, "placements": held(&p.name)}))
+                    .collect();
+                println!("{}", serde_json::json!(list));
+            } else {
+                for p in &registry {
+                    println!("{:<12} {:<7} {:<9} {} placements", p.name, p.scheme, p.state, held(&p.name));
+                }
+            }
+        }
+        ProviderCmd::Drain { name } => {
+            known(name)?;
+            // The others must be able to hold every bucket's copies.
+            let others = registry.iter().filter(|p| &p.name != name && p.state == "active").count() as i64;
+            let needed = meta.max_bucket_replicas().await?.max(i64::from(config.buckets.replicas));
+            if others < needed {
+                anyhow::bail!(
+                    "cannot drain {name}: {others} other active provider(s), and buckets keep {needed} copies"
+                );
+            }
+            meta.set_provider_state(name, "draining").await?;
+            println!("draining {name}: `nuage admin status` shows the progress");
+        }
+        ProviderCmd::Activate { name } => {
+            known(name)?;
+            meta.set_provider_state(name, "active").await?;
+            println!("{name} takes new chunks again");
+        }
+    }
+    Ok(())
+}
+
 /// `nuage admin status`: the workers, the placements by state.
 async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
     let workers = meta.worker_states().await?;
     let placements = meta.placement_counts().await?;
+    let providers = meta.providers().await?;
     let (uploads, leased) = meta.lease_count().await?;
     let deletions = meta.deletions().await?.len();
     let now = nuage_meta::now_ms();
@@ -274,7 +354,12 @@ async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
             .map(|(provider, state, count)| serde_json::json!({"provider": provider, "state": state, "count": count}))
             .collect();
         let gc = serde_json::json!({"leased_chunks": leased, "leasing_uploads": uploads, "deletions_under_way": deletions});
-        println!("{}", serde_json::json!({"workers": workers, "placements": placements, "gc": gc}));
+        let providers: Vec<_> =
+            providers.iter().map(|p| serde_json::json!({"name": p.name, "state": p.state})).collect();
+        println!(
+            "{}",
+            serde_json::json!({"workers": workers, "placements": placements, "gc": gc, "providers": providers})
+        );
         return Ok(());
     }
     println!("workers:");
@@ -300,6 +385,10 @@ async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
         println!("  {:<8} {} passes; {last}{now_line}", w.name, w.passes);
     }
     println!("gc: {leased} chunks leased by {uploads} uploads in progress, {deletions} deletions under way");
+    println!("providers:");
+    for p in &providers {
+        println!("  {:<12} {}", p.name, p.state);
+    }
     println!("placements:");
     for (provider, state, count) in &placements {
         println!("  {provider:<12} {state:<8} {count}");
@@ -328,6 +417,7 @@ async fn pass(cli: &Cli, config: ServerConfig, kind: workers::Kind) -> Result<()
             workers::Kind::Scrub => "bad placements",
             workers::Kind::Repair => "copies written",
             workers::Kind::Gc => "chunks deleted",
+            workers::Kind::Migrate => "copies moved",
         };
         let verb = if kind == workers::Kind::Gc { "freed" } else { "read" };
         println!(

@@ -62,7 +62,7 @@ pub struct ProviderRecord {
     pub scheme: String,
     /// Region label.
     pub region: Option<String>,
-    /// `active`, `draining`, `read-only` or `down`.
+    /// `active`, `draining` (its chunks are moving to the others) or `drained` (none left).
     pub state: String,
     /// Placement weight.
     pub weight: u32,
@@ -279,6 +279,27 @@ impl Meta {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Sets a provider's state (`active`, `draining`, `drained`); false when the registry
+    /// has no such provider.
+    pub async fn set_provider_state(&self, name: &str, state: &str) -> Result<bool> {
+        let _w = self.write_guard().await;
+        let done = sqlx::query("UPDATE providers SET state = $1, updated_at = $2 WHERE name = $3")
+            .bind(state)
+            .bind(now_ms())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The most copies any bucket asks for (0 with no bucket).
+    pub async fn max_bucket_replicas(&self) -> Result<i64> {
+        let n: Option<i64> = sqlx::query_scalar("SELECT CAST(MAX(replicas) AS BIGINT) FROM buckets")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n.unwrap_or(0))
     }
 
     /// The provider registry, by name.

@@ -152,6 +152,8 @@ pub struct ChunkInfo {
     pub stored_size: u32,
     /// Manifest entries of kept versions that point at it.
     pub refcount: i64,
+    /// Copies it should have.
+    pub replicas: u32,
     /// (provider, state) pairs.
     pub placements: Vec<(String, String)>,
 }
@@ -602,7 +604,7 @@ impl Meta {
 
     /// A chunk of the index, with its placements.
     pub async fn chunk(&self, address: &[u8; 32]) -> Result<Option<ChunkInfo>> {
-        let Some(row) = sqlx::query("SELECT stored_size, refcount FROM chunks WHERE address = $1")
+        let Some(row) = sqlx::query("SELECT stored_size, refcount, replicas FROM chunks WHERE address = $1")
             .bind(address.to_vec())
             .fetch_optional(&self.pool)
             .await?
@@ -620,6 +622,7 @@ impl Meta {
         Ok(Some(ChunkInfo {
             stored_size: row.try_get::<i64, _>(0)? as u32,
             refcount: row.try_get(1)?,
+            replicas: row.try_get::<i64, _>(2)?.max(1) as u32,
             placements,
         }))
     }
@@ -930,9 +933,14 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
             .execute(&mut *conn)
             .await?;
             for p in &c.providers {
-                // A placement already recorded keeps its state (see `add_placements`).
+                // A placement already recorded keeps its state (see `add_placements`). None
+                // is recorded on a provider being drained (a write that started before the
+                // drain and ends after it): the drain walks the placements there once, and
+                // only those committed before it started; the copy is left for the drain's
+                // last sweep, which moves it too.
                 sqlx::query(
-                    "INSERT INTO placements (address, provider, state) VALUES ($1, $2, 'stored') \
+                    "INSERT INTO placements (address, provider, state) SELECT $1, $2, 'stored' \
+                     WHERE NOT EXISTS (SELECT 1 FROM providers WHERE name = $2 AND state <> 'active') \
                      ON CONFLICT (address, provider) DO NOTHING",
                 )
                 .bind(c.address.to_vec())

@@ -219,6 +219,34 @@ impl Meta {
         Ok(())
     }
 
+    /// Up to `limit` chunks after `after`, in address order, with a placement on a provider
+    /// being drained, with their placements (the drain's walk).
+    pub async fn chunks_on_draining(
+        &self,
+        after: Option<[u8; 32]>,
+        limit: usize,
+    ) -> Result<Vec<ChunkPlacements>> {
+        self.chunk_page(
+            "AND address IN (SELECT p.address FROM placements p JOIN providers v ON v.name = p.provider \
+             WHERE v.state = 'draining')",
+            None,
+            after,
+            limit,
+        )
+        .await
+    }
+
+    /// Forgets a placement (its copy was deleted after a move).
+    pub async fn drop_placement(&self, address: &[u8; 32], provider: &str) -> Result<()> {
+        let _w = self.write_guard().await;
+        sqlx::query("DELETE FROM placements WHERE address = $1 AND provider = $2")
+            .bind(address.to_vec())
+            .bind(provider)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Placements by provider and state: `(provider, state, count)`.
     pub async fn placement_counts(&self) -> Result<Vec<(String, String, i64)>> {
         let rows = sqlx::query(

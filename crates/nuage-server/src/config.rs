@@ -59,6 +59,9 @@ pub struct WorkersConfig {
     pub gc_grace_secs: u64,
     /// Chunks per second the collector deletes at most (default 200).
     pub gc_deletes_per_sec: u64,
+    /// Bytes per second a drain reads and writes, moving chunks off a provider (default
+    /// 50 MB/s; 0: as fast as it goes).
+    pub migrate_bytes_per_sec: u64,
     /// Seconds an upload may take from storing its first chunk to its commit (default
     /// 21600, six hours). Its chunks are leased for that long, and the collector never
     /// deletes a leased chunk; an upload that takes longer is refused at its commit
@@ -77,6 +80,7 @@ impl Default for WorkersConfig {
             gc_every_secs: 86_400,
             gc_grace_secs: 86_400,
             gc_deletes_per_sec: 200,
+            migrate_bytes_per_sec: 50_000_000,
             upload_lease_secs: 21_600,
         }
     }

@@ -34,6 +34,8 @@ pub struct Metrics {
     pub repair: WorkerCounters,
     /// The garbage collector's counters.
     pub gc: WorkerCounters,
+    /// The drain's counters.
+    pub migrate: WorkerCounters,
 }
 
 /// Adds `n` to a counter.
@@ -48,6 +50,7 @@ impl Metrics {
             Kind::Scrub => &self.scrub,
             Kind::Repair => &self.repair,
             Kind::Gc => &self.gc,
+            Kind::Migrate => &self.migrate,
         }
     }
 
@@ -97,7 +100,7 @@ impl Metrics {
             ("nuage_worker_bytes_total", "Stored bytes the workers read (gc: deleted)", 1),
             (
                 "nuage_worker_found_total",
-                "Bad placements found (scrub), copies written (repair), chunks deleted (gc)",
+                "Bad placements found (scrub), copies written (repair), chunks deleted (gc), copies moved (migrate)",
                 2,
             ),
             ("nuage_worker_passes_total", "Complete passes", 3),

@@ -69,7 +69,7 @@ impl Nuage {
         meta.register_providers(&records).await?;
         let store = ChunkStore::new(providers, config.buckets.placement()).context("[buckets] placement")?;
         let grants = Grants::load(&meta, config.grants).await.context("loading the grant keys")?;
-        Ok(Nuage {
+        let nuage = Nuage {
             meta,
             store,
             chunker,
@@ -79,7 +79,10 @@ impl Nuage {
             grants,
             replicas: Default::default(),
             unlock_throttle: Default::default(),
-        })
+        };
+        // A provider being drained takes no new chunk from the first request on.
+        crate::workers::refresh_provider_states(&nuage).await?;
+        Ok(nuage)
     }
 
     /// Every ten minutes: rotates the grant key when it is due and forgets expired upload

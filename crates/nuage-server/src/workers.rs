@@ -12,6 +12,9 @@
 //!   delete) with a verified copy; a chunk with fewer good copies than its `replicas` gets
 //!   new ones on the next providers of its ranking. Every copy it writes is synced, read
 //!   back and verified before it is recorded.
+//! - **Migrate** moves every chunk off the providers being drained (`nuage admin provider
+//!   drain`), verifying each new copy before the old one is deleted, at
+//!   `migrate_bytes_per_sec`; new writes avoid those providers, reads still use them.
 //! - **GC** (the collector) deletes from every provider the chunks no version has referenced
 //!   for `[workers] gc_grace_secs`, then the chunk objects the index does not know (uploads
 //!   that never committed), at `gc_deletes_per_sec`. It never deletes a chunk an upload has
@@ -49,11 +52,13 @@ pub enum Kind {
     Repair,
     /// Delete chunks nothing references.
     Gc,
+    /// Move every chunk off the providers being drained.
+    Migrate,
 }
 
 impl Kind {
     /// Every worker.
-    pub const ALL: [Kind; 3] = [Kind::Scrub, Kind::Repair, Kind::Gc];
+    pub const ALL: [Kind; 4] = [Kind::Scrub, Kind::Repair, Kind::Gc, Kind::Migrate];
 
     /// Its name, in the `workers` table and at `/metrics`.
     pub fn name(self) -> &'static str {
@@ -61,6 +66,7 @@ impl Kind {
             Kind::Scrub => "scrub",
             Kind::Repair => "repair",
             Kind::Gc => "gc",
+            Kind::Migrate => "migrate",
         }
     }
 }
@@ -142,6 +148,21 @@ async fn scrub_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<O
     Ok(out)
 }
 
+/// Writes a copy of a chunk to `p` in one atomic write (replacing whatever object is there,
+/// so a damaged one never passes for the chunk), syncs it, reads it back and verifies it.
+async fn write_verified_copy(
+    p: &nuage_blob::Provider,
+    address: &Address,
+    bytes: &bytes::Bytes,
+) -> nuage_blob::Result<()> {
+    p.put_replace(address, bytes.clone()).await?;
+    p.sync().await?;
+    match p.get_raw(address).await? {
+        Some(b) if address.verify(&b).is_ok() => Ok(()),
+        _ => Err(nuage_blob::Error::Corrupt { provider: p.name().to_owned(), address: *address }),
+    }
+}
+
 /// Brings `c` back to its policy: a placement recorded bad is read again and, if it is bad
 /// indeed, overwritten with a verified copy; copies are added up to its `replicas`. Nothing
 /// is ever deleted: a bad object is replaced in one atomic write, and an object found good
@@ -194,22 +215,13 @@ async fn repair_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<
         if targets.len() >= bad.len() + short {
             break;
         }
-        if !p.is_down() && !known.contains(&p.name()) && p.name() != read.provider {
+        if p.takes_writes() && !known.contains(&p.name()) && p.name() != read.provider {
             targets.push(p.name());
         }
     }
     for name in targets {
         let p = nuage.store.provider(name).expect("configured");
-        let written = async {
-            p.put_replace(&address, read.bytes.clone()).await?;
-            p.sync().await?;
-            match p.get_raw(&address).await? {
-                Some(b) if address.verify(&b).is_ok() => Ok(()),
-                _ => Err(nuage_blob::Error::Corrupt { provider: name.to_owned(), address }),
-            }
-        }
-        .await;
-        match written {
+        match write_verified_copy(p, &address, &read.bytes).await {
             Ok(()) => {
                 nuage.meta.record_verified_copy(&c.address, name).await?;
                 out.bytes += read.bytes.len() as u64;
@@ -223,6 +235,145 @@ async fn repair_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<
         }
     }
     Ok(out)
+}
+
+/// Moves `c` off the providers being drained: while it has fewer good copies elsewhere than
+/// its `replicas`, a verified copy is written to the next provider of its ranking that takes
+/// writes, synced, read back and verified, and recorded; only then is the copy on the
+/// draining provider deleted and its placement forgotten. A crash at any point leaves the
+/// chunk with its old copy, or with both: the next pass finishes the move.
+async fn migrate_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<Outcome> {
+    let address = Address::from_bytes(c.address);
+    let mut out = Outcome::default();
+    let draining = |n: &str| nuage.store.provider(n).is_some_and(|p| p.is_draining());
+    let sources: Vec<&str> = c.placements.iter().map(|(n, _)| n.as_str()).filter(|n| draining(n)).collect();
+    if sources.is_empty() {
+        return Ok(out); // the drain was called off
+    }
+    let mut elsewhere: Vec<&str> = c
+        .placements
+        .iter()
+        .filter(|(n, s)| s == "stored" && !draining(n) && nuage.store.provider(n).is_some())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let takers = nuage.store.providers().iter().filter(|p| !p.is_draining()).count();
+    let wanted = (c.replicas as usize).min(takers);
+    if elsewhere.len() < wanted {
+        let hint: Vec<&str> = elsewhere.iter().chain(sources.iter()).copied().collect();
+        let read = match nuage.store.get(&address, &hint).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("migrate: no good copy of chunk {address} to move: {e}");
+                out.skipped += 1;
+                return Ok(out);
+            }
+        };
+        out.bytes += read.bytes.len() as u64;
+        let known: Vec<&str> = c.placements.iter().map(|(n, _)| n.as_str()).collect();
+        for p in nuage.store.ranking(&address) {
+            if elsewhere.len() >= wanted {
+                break;
+            }
+            if !p.takes_writes() || known.contains(&p.name()) {
+                continue;
+            }
+            match write_verified_copy(p, &address, &read.bytes).await {
+                Ok(()) => {
+                    nuage.meta.record_verified_copy(&c.address, p.name()).await?;
+                    out.bytes += read.bytes.len() as u64;
+                    elsewhere.push(p.name());
+                }
+                Err(e) => tracing::warn!("migrate: copying chunk {address} to {}: {e}", p.name()),
+            }
+        }
+        if elsewhere.len() < wanted {
+            tracing::warn!(
+                "migrate: chunk {address} has {} of {wanted} copies off the drained providers",
+                elsewhere.len()
+            );
+            out.skipped += 1;
+            return Ok(out);
+        }
+    }
+    for name in sources {
+        let p = nuage.store.provider(name).expect("configured");
+        match p.delete(&address).await {
+            Ok(()) => {
+                nuage.meta.drop_placement(&c.address, name).await?;
+                out.found += 1;
+                if out.listed.len() < LISTED {
+                    out.listed.push(place(&address, name));
+                }
+            }
+            Err(e) => {
+                tracing::warn!("migrate: deleting chunk {address} from {name}: {e}");
+                out.skipped += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the providers' states from the database (a drain may be started by another
+/// process: `nuage admin provider drain`) into the chunk store, and returns the providers
+/// being drained.
+pub async fn refresh_provider_states(nuage: &Nuage) -> nuage_meta::Result<Vec<String>> {
+    let mut draining = Vec::new();
+    for r in nuage.meta.providers().await? {
+        if let Some(p) = nuage.store.provider(&r.name) {
+            p.set_draining(r.state != "active");
+            if r.state == "draining" {
+                draining.push(r.name);
+            }
+        }
+    }
+    Ok(draining)
+}
+
+/// Ends the drains that a pass found nothing left of: the chunk objects still on a drained
+/// provider that the index knows (copies that writes begun before the servers saw the
+/// drain left there, unrecorded) are moved like the rest, so that the chunk keeps its
+/// copies, and its state becomes `drained`. Objects the index does not know are the
+/// collector's (an upload may still be about to commit them).
+async fn finish_drains(nuage: &Nuage, draining: &[String]) -> nuage_meta::Result<()> {
+    let counts = nuage.meta.placement_counts().await?;
+    for name in draining {
+        if counts.iter().any(|(p, _, n)| p == name && *n > 0) {
+            continue;
+        }
+        let Some(p) = nuage.store.provider(name) else { continue };
+        let listing = match p.list().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!("migrate: listing {name}: {e}");
+                continue;
+            }
+        };
+        let listed: Vec<[u8; 32]> =
+            listing.filter_map(|a| async move { a.ok().map(|a| *a.as_bytes()) }).collect().await;
+        let unknown: std::collections::HashSet<[u8; 32]> =
+            nuage.meta.unindexed(&listed).await?.into_iter().collect();
+        let mut left = 0;
+        for a in listed.iter().filter(|a| !unknown.contains(*a)) {
+            let Some(info) = nuage.meta.chunk(a).await? else { continue }; // collected meanwhile
+            let mut placements = info.placements;
+            placements.retain(|(n, _)| n != name);
+            placements.push((name.clone(), "stored".into()));
+            let c = ChunkPlacements {
+                address: *a,
+                stored_size: info.stored_size,
+                replicas: info.replicas,
+                refcount: info.refcount,
+                placements,
+            };
+            left += migrate_chunk(nuage, &c).await?.skipped;
+        }
+        if left == 0 {
+            nuage.meta.set_provider_state(name, "drained").await?;
+            tracing::info!("migrate: {name} is drained");
+        }
+    }
+    Ok(())
 }
 
 /// How long a claim on the collector lasts without renewal. A collector renews it before
@@ -464,6 +615,7 @@ pub async fn run_pass(
         Kind::Scrub => w.scrub_bytes_per_sec,
         Kind::Repair => w.repair_bytes_per_sec,
         Kind::Gc => w.gc_deletes_per_sec,
+        Kind::Migrate => w.migrate_bytes_per_sec,
     });
     let counters = nuage.metrics.worker(kind);
     let mut report = PassReport { worker: kind.name(), ..PassReport::default() };
@@ -488,6 +640,7 @@ pub async fn run_pass(
     loop {
         let page = match kind {
             Kind::Gc => nuage.meta.unreferenced_chunks(state.cursor, cutoff, BATCH).await?,
+            Kind::Migrate => nuage.meta.chunks_on_draining(state.cursor, BATCH).await?,
             _ => nuage.meta.chunks_after(state.cursor, BATCH).await?,
         };
         let Some(last) = page.last().map(|c| c.address) else { break };
@@ -504,6 +657,7 @@ pub async fn run_pass(
         for c in page.iter().filter(|_| kind != Kind::Gc) {
             let o = match kind {
                 Kind::Scrub => scrub_chunk(nuage, c).await?,
+                Kind::Migrate => migrate_chunk(nuage, c).await?,
                 _ => repair_chunk(nuage, c).await?,
             };
             let bytes = o.bytes;
@@ -541,9 +695,53 @@ pub async fn run_pass(
     Ok(report)
 }
 
-/// Starts the background workers whose period is not 0. A pass interrupted by a restart
-/// resumes at once; otherwise a pass starts one period after the last one started.
+/// Starts the background workers whose period is not 0 (a pass interrupted by a restart
+/// resumes at once; otherwise a pass starts one period after the last one started), and the
+/// drain of providers being drained.
 pub fn spawn(nuage: &Arc<Nuage>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = periodic(nuage);
+    tasks.push(tokio::spawn(drains(nuage.clone())));
+    tasks
+}
+
+/// Every two seconds: the providers' states from the database, so that a drain started by
+/// another process turns new writes away within that time; while a provider is draining,
+/// migrate passes one after another, until one finds nothing left to move.
+async fn drains(nuage: Arc<Nuage>) {
+    loop {
+        match refresh_provider_states(&nuage).await {
+            Ok(draining) if !draining.is_empty() => match run_pass(&nuage, Kind::Migrate, true, |_| {}).await
+            {
+                Ok(r) => {
+                    tracing::info!(
+                        "migrate: pass done: {} chunks, {} bytes, {} moved, {} skipped, {:.1} s",
+                        r.chunks,
+                        r.bytes,
+                        r.found,
+                        r.skipped,
+                        r.seconds
+                    );
+                    if r.found == 0
+                        && r.skipped == 0
+                        && let Err(e) = finish_drains(&nuage, &draining).await
+                    {
+                        tracing::warn!("migrate: {e}");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("migrate: {e}; trying again in ten seconds");
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+            },
+            Ok(_) => {}
+            Err(e) => tracing::warn!("reading the providers' states: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// The workers that run a pass every period (scrub, repair, gc).
+fn periodic(nuage: &Arc<Nuage>) -> Vec<tokio::task::JoinHandle<()>> {
     let w = nuage.config.workers;
     [(Kind::Scrub, w.scrub_every_secs), (Kind::Repair, w.repair_every_secs), (Kind::Gc, w.gc_every_secs)]
         .into_iter()

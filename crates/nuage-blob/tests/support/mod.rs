@@ -105,12 +105,41 @@ pub struct PrivateServer {
     child: Child,
     pub port: u16,
     _dir: tempfile::TempDir,
+    /// How to start it again: program, arguments, what it is.
+    command: (String, Vec<String>, &'static str),
 }
 
 impl PrivateServer {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The folder that holds the server's data (s3s-fs keeps one file per object there).
+    pub fn data_dir(&self) -> PathBuf {
+        self._dir.path().join("data")
+    }
+
+    /// Starts it again on the same port, after [`PrivateServer::kill`], with its data lost:
+    /// an empty bucket or container of the same name, as after a disaster.
+    pub fn restart_empty(&mut self) {
+        self.kill();
+        let data = self._dir.path().join("data");
+        let _ = std::fs::remove_dir_all(&data);
+        let (bin, args, what) = &self.command;
+        if *what == "s3s-fs" {
+            std::fs::create_dir_all(data.join("private")).unwrap();
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.child = spawn(bin, &args, self._dir.path(), what, self.port);
+        if *what == "azurite" {
+            create_container(
+                self.port,
+                &required("NUAGE_TEST_AZBLOB_ACCOUNT_NAME"),
+                &required("NUAGE_TEST_AZBLOB_ACCOUNT_KEY"),
+                "private",
+            );
+        }
     }
 }
 
@@ -170,7 +199,8 @@ pub fn private_s3(name: &str) -> Option<PrivateServer> {
     let child = spawn(&bin, &args, dir.path(), "s3s-fs", port);
     let mut backend = s3_at(name, &format!("http://127.0.0.1:{port}"), "private", None);
     backend.config = backend.config.with_timeout(5);
-    Some(PrivateServer { backend, child, port, _dir: dir })
+    let command = (bin.clone(), args.iter().map(|a| a.to_string()).collect(), "s3s-fs");
+    Some(PrivateServer { backend, child, port, _dir: dir, command })
 }
 
 /// A private Azurite (blob service) with a container, or `None` when the suite is not asked
@@ -204,7 +234,8 @@ pub fn private_azblob(name: &str) -> Option<PrivateServer> {
     create_container(port, &account, &required("NUAGE_TEST_AZBLOB_ACCOUNT_KEY"), "private");
     let mut backend = azblob_at(name, &format!("http://127.0.0.1:{port}/{account}"), "private", None);
     backend.config = backend.config.with_timeout(5);
-    Some(PrivateServer { backend, child, port, _dir: dir })
+    let command = (bin.clone(), args.iter().map(|a| a.to_string()).collect(), "azurite");
+    Some(PrivateServer { backend, child, port, _dir: dir, command })
 }
 
 /// Creates a container with a SharedKey-signed request (OpenDAL has no call for it).

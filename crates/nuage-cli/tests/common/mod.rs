@@ -41,13 +41,16 @@ impl Deployment {
     /// Appends `extra` (TOML: `[buckets]` and `[workers]` settings) and two folder
     /// providers, `a` and `b`, under the deployment's folder, to its configuration.
     pub fn with_two_folders(self, extra: &str) -> Deployment {
-        let providers = format!(
-            "{extra}\n[[providers]]\nname = \"a\"\nscheme = \"fs\"\nroot = {:?}\n\
-             [[providers]]\nname = \"b\"\nscheme = \"fs\"\nroot = {:?}\n",
-            self.path("a"),
-            self.path("b"),
-        );
-        let config = std::fs::read_to_string(self.path("nuage.toml")).unwrap() + &providers;
+        self.with_folders(extra, &["a", "b"])
+    }
+
+    /// Appends `extra` and a folder provider per name, in a folder of that name.
+    pub fn with_folders(self, extra: &str, names: &[&str]) -> Deployment {
+        let mut config = std::fs::read_to_string(self.path("nuage.toml")).unwrap() + extra + "\n";
+        for name in names {
+            config +=
+                &format!("[[providers]]\nname = {name:?}\nscheme = \"fs\"\nroot = {:?}\n", self.path(name));
+        }
         std::fs::write(self.path("nuage.toml"), config).unwrap();
         self
     }
