@@ -300,8 +300,14 @@ async fn provider(cli: &Cli, config: &ServerConfig, meta: &Meta, cmd: &ProviderC
         }
         ProviderCmd::Drain { name } => {
             known(name)?;
-            // The others must be able to hold every bucket's copies.
-            let others = registry.iter().filter(|p| &p.name != name && p.state == "active").count() as i64;
+            // The others (configured here and active) must be able to hold every bucket's
+            // copies. (Drains started at once may still leave too few: the drain then keeps
+            // the chunks it cannot place, it never drops a copy.)
+            let configured: Vec<String> = config.providers().into_iter().map(|p| p.name).collect();
+            let others = registry
+                .iter()
+                .filter(|p| &p.name != name && p.state == "active" && configured.contains(&p.name))
+                .count() as i64;
             let needed = meta.max_bucket_replicas().await?.max(i64::from(config.buckets.replicas));
             if others < needed {
                 anyhow::bail!(

@@ -166,11 +166,11 @@ async fn drain_under_load(d: Deployment, at_least: Duration, left_on_c: impl Fn(
 
     // Nothing left on c: no placement, and (once the collector has taken the copies of
     // uploads that never committed, none here) no chunk file. Every chunk has its two
-    // copies on a and b, and every copy verifies. (Repair runs first all the same: an upload
-    // longer than the drain's last sweep, none here, could leave a chunk a copy short.)
+    // copies on a and b (repair finds nothing to add), and every copy verifies.
     assert_eq!(provider(&d, "c"), ("drained".to_owned(), 0));
     drop(server);
     let repair = json(&d, &["admin", "repair"]);
+    assert_eq!(repair["found"], 0, "the drain itself kept two copies of every chunk: {repair}");
     json(&d, &["admin", "gc"]);
     let scrub = json(&d, &["admin", "scrub"]);
     assert_eq!(scrub["found"], 0, "{scrub}");

@@ -294,6 +294,21 @@ impl Meta {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Marks a draining provider `drained` if no placement is left on it, in one statement
+    /// (a provider activated meanwhile stays active); says whether it did.
+    pub async fn mark_drained(&self, name: &str) -> Result<bool> {
+        let _w = self.write_guard().await;
+        let done = sqlx::query(
+            "UPDATE providers SET state = 'drained', updated_at = $1 WHERE name = $2 AND state = 'draining' \
+             AND NOT EXISTS (SELECT 1 FROM placements WHERE provider = $2)",
+        )
+        .bind(now_ms())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// The most copies any bucket asks for (0 with no bucket).
     pub async fn max_bucket_replicas(&self) -> Result<i64> {
         let n: Option<i64> = sqlx::query_scalar("SELECT CAST(MAX(replicas) AS BIGINT) FROM buckets")

@@ -933,14 +933,9 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
             .execute(&mut *conn)
             .await?;
             for p in &c.providers {
-                // A placement already recorded keeps its state (see `add_placements`). None
-                // is recorded on a provider being drained (a write that started before the
-                // drain and ends after it): the drain walks the placements there once, and
-                // only those committed before it started; the copy is left for the drain's
-                // last sweep, which moves it too.
+                // A placement already recorded keeps its state (see `add_placements`).
                 sqlx::query(
-                    "INSERT INTO placements (address, provider, state) SELECT $1, $2, 'stored' \
-                     WHERE NOT EXISTS (SELECT 1 FROM providers WHERE name = $2 AND state <> 'active') \
+                    "INSERT INTO placements (address, provider, state) VALUES ($1, $2, 'stored') \
                      ON CONFLICT (address, provider) DO NOTHING",
                 )
                 .bind(c.address.to_vec())
@@ -948,6 +943,19 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
                 .execute(&mut *conn)
                 .await?;
             }
+        }
+    }
+    if let Some((new, _)) = &content {
+        // A copy that landed on a drained provider (a write begun before the drain, committed
+        // after it) takes the drain up again, so that it moves too.
+        let mut providers: Vec<&String> = new.chunks.iter().flat_map(|c| &c.providers).collect();
+        providers.sort();
+        providers.dedup();
+        for p in providers {
+            sqlx::query("UPDATE providers SET state = 'draining' WHERE name = $1 AND state = 'drained'")
+                .bind(p)
+                .execute(&mut *conn)
+                .await?;
         }
     }
     let kind = if content.is_some() { "put" } else { "delete" };

@@ -220,7 +220,8 @@ impl Meta {
     }
 
     /// Up to `limit` chunks after `after`, in address order, with a placement on a provider
-    /// being drained, with their placements (the drain's walk).
+    /// being drained (or drained: a late commit may have put one there), with their
+    /// placements (the drain's walk). Chunks being deleted are left out.
     pub async fn chunks_on_draining(
         &self,
         after: Option<[u8; 32]>,
@@ -228,7 +229,7 @@ impl Meta {
     ) -> Result<Vec<ChunkPlacements>> {
         self.chunk_page(
             "AND address IN (SELECT p.address FROM placements p JOIN providers v ON v.name = p.provider \
-             WHERE v.state = 'draining')",
+             WHERE v.state <> 'active') AND address NOT IN (SELECT address FROM chunk_deletions)",
             None,
             after,
             limit,

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use nuage_core::Address;
 use nuage_meta::{ChunkPlacements, WorkerState, now_ms};
 use serde::Serialize;
@@ -250,16 +250,18 @@ async fn migrate_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result
     if sources.is_empty() {
         return Ok(out); // the drain was called off
     }
-    let mut elsewhere: Vec<&str> = c
-        .placements
-        .iter()
-        .filter(|(n, s)| s == "stored" && !draining(n) && nuage.store.provider(n).is_some())
-        .map(|(n, _)| n.as_str())
-        .collect();
-    let takers = nuage.store.providers().iter().filter(|p| !p.is_draining()).count();
-    let wanted = (c.replicas as usize).min(takers);
+    // The copies elsewhere that count: recorded good and found there at their size (a
+    // provider that came back empty still has its placements recorded good until a scrub).
+    let mut elsewhere: Vec<&str> = Vec::new();
+    for (n, s) in &c.placements {
+        let Some(p) = nuage.store.provider(n).filter(|p| s == "stored" && !p.is_draining()) else { continue };
+        if matches!(p.stored_size(&address).await, Ok(Some(size)) if size == u64::from(c.stored_size)) {
+            elsewhere.push(n);
+        }
+    }
+    let wanted = c.replicas as usize;
     if elsewhere.len() < wanted {
-        let hint: Vec<&str> = elsewhere.iter().chain(sources.iter()).copied().collect();
+        let hint: Vec<&str> = sources.iter().chain(elsewhere.iter()).copied().collect();
         let read = match nuage.store.get(&address, &hint).await {
             Ok(r) => r,
             Err(e) => {
@@ -269,12 +271,11 @@ async fn migrate_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result
             }
         };
         out.bytes += read.bytes.len() as u64;
-        let known: Vec<&str> = c.placements.iter().map(|(n, _)| n.as_str()).collect();
         for p in nuage.store.ranking(&address) {
             if elsewhere.len() >= wanted {
                 break;
             }
-            if !p.takes_writes() || known.contains(&p.name()) {
+            if !p.takes_writes() || elsewhere.contains(&p.name()) {
                 continue;
             }
             match write_verified_copy(p, &address, &read.bytes).await {
@@ -287,8 +288,10 @@ async fn migrate_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result
             }
         }
         if elsewhere.len() < wanted {
+            // Never fewer copies than the buckets want: the old copy stays, and so does the
+            // drain, until providers are added or come back.
             tracing::warn!(
-                "migrate: chunk {address} has {} of {wanted} copies off the drained providers",
+                "migrate: chunk {address} has {} of {wanted} copies off the drained providers; kept where it is",
                 elsewhere.len()
             );
             out.skipped += 1;
@@ -315,32 +318,29 @@ async fn migrate_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result
 }
 
 /// Reads the providers' states from the database (a drain may be started by another
-/// process: `nuage admin provider drain`) into the chunk store, and returns the providers
-/// being drained.
-pub async fn refresh_provider_states(nuage: &Nuage) -> nuage_meta::Result<Vec<String>> {
-    let mut draining = Vec::new();
+/// process: `nuage admin provider drain`) into the chunk store; returns the providers that
+/// are not active, with their states (`draining` or `drained`).
+pub async fn refresh_provider_states(nuage: &Nuage) -> nuage_meta::Result<Vec<(String, String)>> {
+    let mut inactive = Vec::new();
     for r in nuage.meta.providers().await? {
         if let Some(p) = nuage.store.provider(&r.name) {
             p.set_draining(r.state != "active");
-            if r.state == "draining" {
-                draining.push(r.name);
+            if r.state != "active" {
+                inactive.push((r.name, r.state));
             }
         }
     }
-    Ok(draining)
+    Ok(inactive)
 }
 
 /// Ends the drains that a pass found nothing left of: the chunk objects still on a drained
-/// provider that the index knows (copies that writes begun before the servers saw the
-/// drain left there, unrecorded) are moved like the rest, so that the chunk keeps its
-/// copies, and its state becomes `drained`. Objects the index does not know are the
-/// collector's (an upload may still be about to commit them).
+/// provider that the index knows (copies a write left there unrecorded) are moved like the
+/// rest, then the provider becomes `drained` if no placement is left on it (in one
+/// statement, so a commit meanwhile keeps it draining). Objects the index does not know are
+/// the collector's (an upload may still be about to commit them). A listing that fails
+/// leaves the drain as it is, for the next pass.
 async fn finish_drains(nuage: &Nuage, draining: &[String]) -> nuage_meta::Result<()> {
-    let counts = nuage.meta.placement_counts().await?;
     for name in draining {
-        if counts.iter().any(|(p, _, n)| p == name && *n > 0) {
-            continue;
-        }
         let Some(p) = nuage.store.provider(name) else { continue };
         let listing = match p.list().await {
             Ok(l) => l,
@@ -349,8 +349,14 @@ async fn finish_drains(nuage: &Nuage, draining: &[String]) -> nuage_meta::Result
                 continue;
             }
         };
-        let listed: Vec<[u8; 32]> =
-            listing.filter_map(|a| async move { a.ok().map(|a| *a.as_bytes()) }).collect().await;
+        let listed: Result<Vec<Address>, _> = listing.try_collect().await;
+        let listed: Vec<[u8; 32]> = match listed {
+            Ok(l) => l.iter().map(|a| *a.as_bytes()).collect(),
+            Err(e) => {
+                tracing::warn!("migrate: listing {name}: {e}");
+                continue;
+            }
+        };
         let unknown: std::collections::HashSet<[u8; 32]> =
             nuage.meta.unindexed(&listed).await?.into_iter().collect();
         let mut left = 0;
@@ -368,8 +374,7 @@ async fn finish_drains(nuage: &Nuage, draining: &[String]) -> nuage_meta::Result
             };
             left += migrate_chunk(nuage, &c).await?.skipped;
         }
-        if left == 0 {
-            nuage.meta.set_provider_state(name, "drained").await?;
+        if left == 0 && nuage.meta.mark_drained(name).await? {
             tracing::info!("migrate: {name} is drained");
         }
     }
@@ -700,29 +705,63 @@ pub async fn run_pass(
 /// drain of providers being drained.
 pub fn spawn(nuage: &Arc<Nuage>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = periodic(nuage);
+    tasks.push(tokio::spawn(provider_states(nuage.clone())));
     tasks.push(tokio::spawn(drains(nuage.clone())));
     tasks
 }
 
-/// Every two seconds: the providers' states from the database, so that a drain started by
-/// another process turns new writes away within that time; while a provider is draining,
-/// migrate passes one after another, until one finds nothing left to move.
+/// Every two seconds, on its own: the providers' states from the database, so that a drain
+/// started by another process turns new writes away within that time, even while a long
+/// migrate pass runs.
+async fn provider_states(nuage: Arc<Nuage>) {
+    loop {
+        if let Err(e) = refresh_provider_states(&nuage).await {
+            tracing::warn!("reading the providers' states: {e}");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// While a provider is draining: migrate passes one after another (every two seconds at
+/// most), and after one that found nothing to move, the end of the drains. While one is
+/// drained: a look every two seconds for a placement a late commit left there.
 async fn drains(nuage: Arc<Nuage>) {
     loop {
         match refresh_provider_states(&nuage).await {
-            Ok(draining) if !draining.is_empty() => match run_pass(&nuage, Kind::Migrate, true, |_| {}).await
+            Ok(inactive) if inactive.iter().all(|(_, s)| s != "draining") && !inactive.is_empty() => {
+                // Drained: a commit that raced the end of the drain may have left a placement
+                // there (PostgreSQL commits overlap); if so, take the drain up again.
+                match nuage.meta.placement_counts().await {
+                    Ok(counts) => {
+                        for (name, _) in &inactive {
+                            if counts.iter().any(|(p, _, n)| p == name && *n > 0)
+                                && let Err(e) = nuage.meta.set_provider_state(name, "draining").await
+                            {
+                                tracing::warn!("migrate: {e}");
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!("migrate: {e}"),
+                }
+            }
+            Ok(inactive) if !inactive.is_empty() => match run_pass(&nuage, Kind::Migrate, true, |_| {}).await
             {
                 Ok(r) => {
-                    tracing::info!(
-                        "migrate: pass done: {} chunks, {} bytes, {} moved, {} skipped, {:.1} s",
-                        r.chunks,
-                        r.bytes,
-                        r.found,
-                        r.skipped,
-                        r.seconds
-                    );
+                    if r.chunks > 0 {
+                        tracing::info!(
+                            "migrate: pass done: {} chunks, {} bytes, {} moved, {} skipped, {:.1} s",
+                            r.chunks,
+                            r.bytes,
+                            r.found,
+                            r.skipped,
+                            r.seconds
+                        );
+                    }
+                    let draining: Vec<String> =
+                        inactive.into_iter().filter(|(_, s)| s == "draining").map(|(n, _)| n).collect();
                     if r.found == 0
                         && r.skipped == 0
+                        && !draining.is_empty()
                         && let Err(e) = finish_drains(&nuage, &draining).await
                     {
                         tracing::warn!("migrate: {e}");
