@@ -266,6 +266,7 @@ async fn crash_run(database_url: Option<String>, kills: usize) {
                 async move { run_client(client, i, r, l).await }
             }));
         let killer = async {
+            // The kill lands at a random moment of the traffic, by design: nothing waits on it.
             tokio::time::sleep(kill_after).await;
             server.child.kill().unwrap(); // SIGKILL
             server.child.wait().unwrap();

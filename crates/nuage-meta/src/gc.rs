@@ -40,11 +40,12 @@ fn marks(first: usize, n: usize) -> String {
     (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
 }
 
-/// Of `addresses`, those `sql` (with `{in}` for the list, and `$1` bound to `first`) selects.
+/// Of `addresses`, those `sql` (with `{in}` for the list, and `$1` bound to `first` when
+/// given) selects.
 async fn select_in(
     conn: &mut AnyConnection,
     sql: &str,
-    first: Option<i64>,
+    first: Option<&str>,
     addresses: &[[u8; 32]],
 ) -> Result<HashSet<[u8; 32]>> {
     let mut found = HashSet::new();
@@ -53,7 +54,7 @@ async fn select_in(
         let text = sql.replace("{in}", &marks(offset, batch.len()));
         let mut q = sqlx::query(&text);
         if let Some(v) = first {
-            q = q.bind(v);
+            q = q.bind(v.to_owned());
         }
         for a in batch {
             q = q.bind(a.to_vec());
@@ -99,14 +100,14 @@ pub(crate) async fn still_leased_on(
 ) -> Result<bool> {
     gc_lock(conn, backend, false).await?;
     let holder_id = Some(holder);
-    let leased = select_in_text(
+    let leased = select_in(
         conn,
         "SELECT address FROM chunk_leases WHERE holder = $1 AND address IN ({in})",
         holder_id,
         addresses,
     )
     .await?;
-    let declared = select_in_text(
+    let declared = select_in(
         conn,
         "SELECT address FROM upload_session_chunks WHERE session_id = $1 AND address IN ({in})",
         holder_id,
@@ -114,27 +115,6 @@ pub(crate) async fn still_leased_on(
     )
     .await?;
     Ok(addresses.iter().all(|a| leased.contains(a) || declared.contains(a)))
-}
-
-/// [`select_in`] with a text first parameter.
-async fn select_in_text(
-    conn: &mut AnyConnection,
-    sql: &str,
-    first: Option<&str>,
-    addresses: &[[u8; 32]],
-) -> Result<HashSet<[u8; 32]>> {
-    let mut found = HashSet::new();
-    for batch in addresses.chunks(PER_STATEMENT) {
-        let text = sql.replace("{in}", &marks(2, batch.len()));
-        let mut q = sqlx::query(&text).bind(first.map(str::to_owned));
-        for a in batch {
-            q = q.bind(a.to_vec());
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            found.insert(address(row.try_get(0)?)?);
-        }
-    }
-    Ok(found)
 }
 
 /// Drops the leases of `holder` (inside the commit that references its chunks): its rows

@@ -232,8 +232,7 @@ pub async fn put(
     let (manifest, chunks) = match stored {
         Ok(s) => s,
         Err(e) => {
-            crate::leases::release(&nuage, &holder).await;
-            add(&nuage.metrics.uploads_aborted, 1);
+            abandon(&nuage, &holder).await;
             return Err(match e {
                 StoreError::Api(e) => e,
                 StoreError::OverQuota => nuage_meta::Error::QuotaExceeded {
@@ -246,14 +245,12 @@ pub async fn put(
         }
     };
     if content_length.is_some_and(|len| len != manifest.size) {
-        crate::leases::release(&nuage, &holder).await;
-        add(&nuage.metrics.uploads_aborted, 1);
+        abandon(&nuage, &holder).await;
         return Err(ApiError::bad_request("body_incomplete", "the body does not have Content-Length bytes"));
     }
     // Nothing may reference the chunks before they are durable (docs/durability.md).
     if let Err(e) = nuage.store.sync().await {
-        crate::leases::release(&nuage, &holder).await;
-        add(&nuage.metrics.uploads_aborted, 1);
+        abandon(&nuage, &holder).await;
         return Err(e.into());
     }
     let new = NewVersion {
@@ -268,8 +265,7 @@ pub async fn put(
         match nuage.meta.put_version(&bucket, &key, &new, &precondition, idempotency_key.as_deref()).await {
             Ok(c) => c,
             Err(e) => {
-                crate::leases::release(&nuage, &holder).await;
-                add(&nuage.metrics.uploads_aborted, 1);
+                abandon(&nuage, &holder).await;
                 return Err(e.into());
             }
         };
@@ -277,6 +273,13 @@ pub async fn put(
         add(&nuage.metrics.versions_committed, 1);
     }
     Ok(put_answer(&bucket, committed.version, committed.replayed))
+}
+
+/// Ends an upload that makes no version: its leases go (see `leases::release`), and it is
+/// counted.
+async fn abandon(nuage: &Nuage, holder: &crate::leases::Holder) {
+    crate::leases::release(nuage, holder).await;
+    add(&nuage.metrics.uploads_aborted, 1);
 }
 
 /// The answer to a `PUT`: `201` for a new version, `200` for a replay.

@@ -539,9 +539,14 @@ impl Outcome {
         self.bytes += o.bytes;
         self.found += o.found;
         self.skipped += o.skipped;
-        let room = LISTED.saturating_sub(self.listed.len());
-        self.listed.extend(o.listed.into_iter().take(room));
+        keep_listed(&mut self.listed, o.listed);
     }
+}
+
+/// Appends `more` to a list of addresses kept for a report, up to [`LISTED`].
+fn keep_listed(list: &mut Vec<String>, more: Vec<String>) {
+    let room = LISTED.saturating_sub(list.len());
+    list.extend(more.into_iter().take(room));
 }
 
 /// Spaces the work so that it moves about `rate` bytes per second: a token bucket holding
@@ -589,8 +594,7 @@ fn tally(
     report.bytes += o.bytes;
     report.found += o.found;
     report.skipped += o.skipped;
-    let room = LISTED.saturating_sub(report.listed.len());
-    report.listed.extend(o.listed.into_iter().take(room));
+    keep_listed(&mut report.listed, o.listed);
     counters.chunks.fetch_add(chunks, Ordering::Relaxed);
     counters.bytes.fetch_add(o.bytes, Ordering::Relaxed);
     counters.found.fetch_add(o.found, Ordering::Relaxed);
@@ -705,18 +709,22 @@ pub async fn run_pass(
 /// drain of providers being drained.
 pub fn spawn(nuage: &Arc<Nuage>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = periodic(nuage);
-    tasks.push(tokio::spawn(provider_states(nuage.clone())));
-    tasks.push(tokio::spawn(drains(nuage.clone())));
+    let (inactive, seen) = tokio::sync::watch::channel(Vec::new());
+    tasks.push(tokio::spawn(provider_states(nuage.clone(), inactive)));
+    tasks.push(tokio::spawn(drains(nuage.clone(), seen)));
     tasks
 }
 
 /// Every two seconds, on its own: the providers' states from the database, so that a drain
 /// started by another process turns new writes away within that time, even while a long
-/// migrate pass runs.
-async fn provider_states(nuage: Arc<Nuage>) {
+/// migrate pass runs; the providers that are not active go to the drain.
+async fn provider_states(nuage: Arc<Nuage>, inactive: tokio::sync::watch::Sender<Vec<(String, String)>>) {
     loop {
-        if let Err(e) = refresh_provider_states(&nuage).await {
-            tracing::warn!("reading the providers' states: {e}");
+        match refresh_provider_states(&nuage).await {
+            Ok(now) => {
+                inactive.send_replace(now);
+            }
+            Err(e) => tracing::warn!("reading the providers' states: {e}"),
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
@@ -725,10 +733,16 @@ async fn provider_states(nuage: Arc<Nuage>) {
 /// While a provider is draining: migrate passes one after another (every two seconds at
 /// most), and after one that found nothing to move, the end of the drains. While one is
 /// drained: a look every two seconds for a placement a late commit left there.
-async fn drains(nuage: Arc<Nuage>) {
+async fn drains(nuage: Arc<Nuage>, mut seen: tokio::sync::watch::Receiver<Vec<(String, String)>>) {
     loop {
-        match refresh_provider_states(&nuage).await {
-            Ok(inactive) if inactive.iter().all(|(_, s)| s != "draining") && !inactive.is_empty() => {
+        // The states as last read, and at least one refresh between two rounds.
+        if seen.changed().await.is_err() {
+            return; // the reader stopped: the server is going down
+        }
+        let inactive = seen.borrow_and_update().clone();
+        match inactive {
+            inactive if inactive.is_empty() => {}
+            inactive if inactive.iter().all(|(_, s)| s != "draining") => {
                 // Drained: a commit that raced the end of the drain may have left a placement
                 // there (PostgreSQL commits overlap); if so, take the drain up again.
                 match nuage.meta.placement_counts().await {
@@ -744,8 +758,7 @@ async fn drains(nuage: Arc<Nuage>) {
                     Err(e) => tracing::warn!("migrate: {e}"),
                 }
             }
-            Ok(inactive) if !inactive.is_empty() => match run_pass(&nuage, Kind::Migrate, true, |_| {}).await
-            {
+            inactive => match run_pass(&nuage, Kind::Migrate, true, |_| {}).await {
                 Ok(r) => {
                     if r.chunks > 0 {
                         tracing::info!(
@@ -772,10 +785,7 @@ async fn drains(nuage: Arc<Nuage>) {
                     tokio::time::sleep(Duration::from_secs(10)).await;
                 }
             },
-            Ok(_) => {}
-            Err(e) => tracing::warn!("reading the providers' states: {e}"),
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
     }
 }
 

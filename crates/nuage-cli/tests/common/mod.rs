@@ -226,3 +226,19 @@ pub fn rand_suffix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
         % 1_000_000_007
 }
+
+/// Waits until `done()` holds, checking it again each time `progress` is notified (the
+/// clients of a load test notify it after every request); fails after two minutes without
+/// it holding.
+pub async fn until(progress: &tokio::sync::Notify, done: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let notified = progress.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable(); // before the check: a notification in between is kept
+        if done() {
+            return;
+        }
+        tokio::time::timeout_at(deadline, notified).await.expect("the clients made no progress");
+    }
+}
