@@ -31,10 +31,11 @@ fn provider(d: &Deployment, name: &str) -> (String, i64) {
 }
 
 const WORKERS: &str = "[buckets]\nreplicas = 2\n[workers]\nscrub_every_secs = 0\nrepair_every_secs = 0\n\
-                       gc_every_secs = 0\ngc_grace_secs = 0\nmigrate_bytes_per_sec = 20000000";
+                       gc_every_secs = 0\ngc_grace_secs = 0\nmigrate_bytes_per_sec = 8000000";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_drains_while_clients_read_and_write_and_no_request_fails() {
+    // At 8 MB/s the drain lasts seconds, long enough for `admin status` to be seen moving.
     let d = Deployment::new("").with_folders(WORKERS, &["a", "b", "c"]);
     let c = d.path("c").join("ch");
     drain_under_load(d, Duration::ZERO, move || walk(&c)).await;
@@ -54,7 +55,7 @@ async fn an_s3_provider_drains_under_load_for_a_minute_and_no_request_fails() {
         secret_access_key.0
     );
     // Slowly, so that most of the minute of traffic runs while chunks move.
-    let workers = WORKERS.replace("migrate_bytes_per_sec = 20000000", "migrate_bytes_per_sec = 1000000");
+    let workers = WORKERS.replace("migrate_bytes_per_sec = 8000000", "migrate_bytes_per_sec = 1000000");
     let d = Deployment::new("").with_folders(&(workers + &c), &["a", "b"]);
     let secs = env("NUAGE_TEST_DRAIN_SECS").map_or(60, |v| v.parse().unwrap());
     // s3s-fs keeps one file per object: the bucket's objects are files under its folder.

@@ -40,6 +40,8 @@ use crate::state::Nuage;
 
 /// Chunks per batch (and per cursor save).
 const BATCH: usize = 256;
+/// A pass saves its cursor after every batch, and within a batch at this interval.
+const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// Addresses listed in a pass report at most.
 const LISTED: usize = 1000;
 
@@ -628,6 +630,7 @@ pub async fn run_pass(
     });
     let counters = nuage.metrics.worker(kind);
     let mut report = PassReport { worker: kind.name(), ..PassReport::default() };
+    let mut saved = Instant::now();
     // The collector deletes what nothing has referenced since before the grace period.
     let cutoff =
         now_ms().saturating_sub(i64::try_from(w.gc_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX));
@@ -671,11 +674,23 @@ pub async fn run_pass(
             };
             let bytes = o.bytes;
             tally(&mut state, &mut report, counters, 1, o);
+            // A batch of large chunks at a slow pace lasts minutes: the cursor is saved at
+            // least every second within one, so `nuage admin status` moves and a restart
+            // resumes after the last chunk done.
+            state.cursor = Some(c.address);
+            if saved.elapsed() >= SAVE_EVERY {
+                if persist {
+                    nuage.meta.save_worker_state(&state).await?;
+                }
+                saved = Instant::now();
+                progress(&state);
+            }
             pace.account(bytes).await;
         }
         state.cursor = Some(last);
         if persist {
             nuage.meta.save_worker_state(&state).await?;
+            saved = Instant::now();
         }
         progress(&state);
     }
