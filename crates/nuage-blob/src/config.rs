@@ -4,10 +4,12 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// A credential: deserialized from configuration, never printed.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+/// A credential: deserialized from configuration, never printed in logs or messages. It is
+/// serialized as it is, for the link server's database, which keeps the settings of the
+/// providers added at run time (`nuage admin provider add`) next to the chunk keys.
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct Secret(pub String);
 
@@ -34,7 +36,7 @@ impl fmt::Debug for Secret {
 /// access_key_id = "..."
 /// secret_access_key = "..."
 /// ```
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct ProviderConfig {
     /// A unique name, used in placements and logs.
     pub name: String,
@@ -84,7 +86,7 @@ impl ProviderConfig {
 }
 
 /// The service behind a provider, selected by `scheme` in TOML.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(tag = "scheme", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ProviderKind {
     /// Process memory: lost on exit. For tests.

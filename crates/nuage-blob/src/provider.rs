@@ -123,6 +123,32 @@ impl Provider {
         }
     }
 
+    /// Writes a small object outside the chunk prefix, reads it back and deletes it: checks
+    /// that the credentials allow what nuage does, before a provider is added at run time.
+    pub async fn check_writable(&self) -> Result<()> {
+        let mut nonce = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| Error::Config("no random source".into()))?;
+        let path = format!("nuage-probe-{:016x}", u64::from_le_bytes(nonce));
+        let probe = Bytes::from_static(b"nuage write probe");
+        let op = &self.inner.op;
+        let result = async {
+            op.write(&path, probe.clone()).await?;
+            let back = op.read(&path).await?.to_bytes();
+            op.delete(&path).await?;
+            Ok::<bool, opendal::Error>(back == probe)
+        }
+        .await;
+        match result {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Config(format!(
+                "provider {}: an object written to {} read back different",
+                self.name(),
+                self.describe()
+            ))),
+            Err(source) => Err(Error::Provider { provider: self.name().to_owned(), source }),
+        }
+    }
+
     fn describe(&self) -> String {
         match &self.inner.config.kind {
             ProviderKind::Memory => "memory".to_owned(),

@@ -2,6 +2,7 @@
 //! reads that fall back across placements and report what they found wrong.
 
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use futures::future::join_all;
@@ -124,10 +125,12 @@ pub struct Read {
     pub problems: Vec<PlacementProblem>,
 }
 
-/// Providers under a placement policy.
+/// Providers under a placement policy. The set may change while the store serves
+/// ([`ChunkStore::add_provider`], [`ChunkStore::remove_provider`]): each operation works on
+/// the set as it was when the operation began. Clones share the set.
 #[derive(Debug, Clone)]
 pub struct ChunkStore {
-    providers: Vec<Provider>,
+    providers: Arc<RwLock<Arc<Vec<Provider>>>>,
     placement: Placement,
     events: broadcast::Sender<PlacementProblem>,
 }
@@ -143,19 +146,46 @@ impl ChunkStore {
         if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
             return Err(Error::Config(format!("provider name {:?} used twice", w[0])));
         }
-        let store = ChunkStore { providers, placement, events: broadcast::channel(1024).0 };
+        let store = ChunkStore {
+            providers: Arc::new(RwLock::new(Arc::new(providers))),
+            placement,
+            events: broadcast::channel(1024).0,
+        };
         store.check_placement(placement)?;
         Ok(store)
     }
 
-    /// The providers, in configuration order.
-    pub fn providers(&self) -> &[Provider] {
-        &self.providers
+    /// The providers now, in the order they were configured or added.
+    pub fn providers(&self) -> Arc<Vec<Provider>> {
+        self.providers.read().expect("provider set lock").clone()
     }
 
     /// The provider with that name.
-    pub fn provider(&self, name: &str) -> Option<&Provider> {
-        self.providers.iter().find(|p| p.name() == name)
+    pub fn provider(&self, name: &str) -> Option<Provider> {
+        self.providers().iter().find(|p| p.name() == name).cloned()
+    }
+
+    /// Adds a provider to the set; an error if one of that name is in it already.
+    pub fn add_provider(&self, provider: Provider) -> Result<()> {
+        let mut set = self.providers.write().expect("provider set lock");
+        if set.iter().any(|p| p.name() == provider.name()) {
+            return Err(Error::Config(format!("provider name {:?} used twice", provider.name())));
+        }
+        let mut next = Vec::clone(&set);
+        next.push(provider);
+        *set = Arc::new(next);
+        Ok(())
+    }
+
+    /// Takes the provider out of the set (operations already under way finish with it);
+    /// returns it, or `None` if the set has none of that name.
+    pub fn remove_provider(&self, name: &str) -> Option<Provider> {
+        let mut set = self.providers.write().expect("provider set lock");
+        let i = set.iter().position(|p| p.name() == name)?;
+        let mut next = Vec::clone(&set);
+        let removed = next.remove(i);
+        *set = Arc::new(next);
+        Some(removed)
     }
 
     /// The placement policy.
@@ -172,9 +202,9 @@ impl ChunkStore {
     /// The providers in this chunk's preference order: weighted rendezvous hashing of the
     /// address, so each chunk has a stable ranking, load spreads by weight, and adding or
     /// removing a provider moves only the chunks it gains or loses.
-    pub fn ranking(&self, address: &Address) -> Vec<&Provider> {
-        let mut scored: Vec<(f64, &Provider)> = self
-            .providers
+    pub fn ranking(&self, address: &Address) -> Vec<Provider> {
+        let providers = self.providers();
+        let mut scored: Vec<(f64, &Provider)> = providers
             .iter()
             .map(|p| {
                 let mut h = blake3::Hasher::new();
@@ -187,7 +217,7 @@ impl ChunkStore {
             })
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        scored.into_iter().map(|(_, p)| p).collect()
+        scored.into_iter().map(|(_, p)| p.clone()).collect()
     }
 
     fn report(&self, problem: PlacementProblem) -> PlacementProblem {
@@ -204,10 +234,10 @@ impl ChunkStore {
     /// before the bucket is created).
     pub fn check_placement(&self, placement: Placement) -> Result<()> {
         let Placement { replicas, write_quorum } = placement;
-        if replicas == 0 || replicas > self.providers.len() {
+        let configured = self.providers().len();
+        if replicas == 0 || replicas > configured {
             return Err(Error::Config(format!(
-                "replicas = {replicas} needs as many distinct providers, {} configured",
-                self.providers.len()
+                "replicas = {replicas} needs as many distinct providers, {configured} configured"
             )));
         }
         if write_quorum == 0 || write_quorum > replicas {
@@ -221,16 +251,28 @@ impl ChunkStore {
     /// next one of the chunk's ranking, so a provider that dies costs a retry, not a copy.
     /// Succeeds when at least `write_quorum` of them hold it.
     pub async fn put_with(&self, chunk: &StoredChunk, placement: Placement) -> Result<PutReport> {
+        self.put_preferring(chunk, placement, &[]).await
+    }
+
+    /// [`ChunkStore::put_with`], trying the providers named in `prefer` (where the chunk
+    /// index says the chunk is) before the others of the ranking: a chunk stored already is
+    /// found where it is, not copied again to the providers its ranking now puts first.
+    pub async fn put_preferring(
+        &self,
+        chunk: &StoredChunk,
+        placement: Placement,
+        prefer: &[String],
+    ) -> Result<PutReport> {
         self.check_placement(placement)?;
         let address = chunk.address;
-        let healthy: Vec<&Provider> =
-            self.ranking(&address).into_iter().filter(|p| p.takes_writes()).collect();
+        let mut ranking = self.ranking(&address);
+        ranking.sort_by_key(|p| !prefer.iter().any(|n| n == p.name())); // stable
+        let healthy: Vec<&Provider> = ranking.iter().filter(|p| p.takes_writes()).collect();
         let mut report = PutReport::default();
         if healthy.len() < placement.write_quorum {
             // Not enough healthy providers: fail now rather than write copies that cannot
             // make a quorum.
-            let problems = self
-                .providers
+            let problems = ranking
                 .iter()
                 .filter(|p| p.is_down())
                 .map(|p| self.report(problem(address, p, ProblemKind::Skipped)))
@@ -313,7 +355,7 @@ impl ChunkStore {
     /// says it is), then the rest in ranking order, healthy ones before those marked down.
     /// Every placement that fails along the way is reported.
     pub async fn get(&self, address: &Address, hint: &[&str]) -> Result<Read> {
-        let mut order: Vec<&Provider> = hint.iter().filter_map(|n| self.provider(n)).collect();
+        let mut order: Vec<Provider> = hint.iter().filter_map(|n| self.provider(n)).collect();
         for p in self.ranking(address) {
             if !order.iter().any(|q| q.name() == p.name()) {
                 order.push(p);
@@ -333,7 +375,7 @@ impl ChunkStore {
                 Ok(None) => ProblemKind::Missing,
                 Err(e) => ProblemKind::Unavailable(e.to_string()),
             };
-            problems.push(self.report(problem(*address, p, kind)));
+            problems.push(self.report(problem(*address, &p, kind)));
         }
         if problems.iter().all(|p| p.kind == ProblemKind::Missing) {
             Err(Error::NotFound { address: *address })
@@ -345,7 +387,7 @@ impl ChunkStore {
     /// Makes every put that returned before this call durable on every provider (see
     /// [`Provider::sync`]). Commit nothing that references chunks before it succeeds.
     pub async fn sync(&self) -> Result<()> {
-        for r in join_all(self.providers.iter().map(Provider::sync)).await {
+        for r in join_all(self.providers().iter().map(Provider::sync)).await {
             r?;
         }
         Ok(())
@@ -353,9 +395,10 @@ impl ChunkStore {
 
     /// The providers that hold the chunk (asking all of them).
     pub async fn locate(&self, address: &Address) -> Result<Vec<String>> {
-        let results = join_all(self.providers.iter().map(|p| p.exists(address))).await;
+        let providers = self.providers();
+        let results = join_all(providers.iter().map(|p| p.exists(address))).await;
         let mut found = Vec::new();
-        for (p, r) in self.providers.iter().zip(results) {
+        for (p, r) in providers.iter().zip(results) {
             if r? {
                 found.push(p.name().to_owned());
             }
@@ -368,8 +411,9 @@ impl ChunkStore {
     /// itself: the address was verified when it was written, the size says the write is
     /// whole.
     pub async fn locate_sized(&self, address: &Address, size: u64) -> Vec<String> {
-        let results = join_all(self.providers.iter().map(|p| p.stored_size(address))).await;
-        self.providers
+        let providers = self.providers();
+        let results = join_all(providers.iter().map(|p| p.stored_size(address))).await;
+        providers
             .iter()
             .zip(results)
             .filter(|(_, r)| matches!(r, Ok(Some(s)) if *s == size))
@@ -379,7 +423,7 @@ impl ChunkStore {
 
     /// Deletes the chunk from every provider.
     pub async fn delete(&self, address: &Address) -> Result<()> {
-        for r in join_all(self.providers.iter().map(|p| p.delete(address))).await {
+        for r in join_all(self.providers().iter().map(|p| p.delete(address))).await {
             r?;
         }
         Ok(())

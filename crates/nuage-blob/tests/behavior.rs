@@ -283,6 +283,47 @@ async fn placement_spreads_by_weight_and_is_stable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn providers_join_and_leave_a_store_and_stored_chunks_are_found_where_they_are() {
+    let backends: Vec<Backend> = ["a", "b", "c"].iter().map(|n| support::memory(n)).collect();
+    let mut providers = Vec::new();
+    for b in &backends {
+        providers.push(open(b).await);
+    }
+    let store = ChunkStore::new(providers[..2].to_vec(), Placement::replicas(2)).unwrap();
+    let chunks: Vec<StoredChunk> = (0..40).map(|i| StoredChunk::from(sealed(2000, 700 + i))).collect();
+    for c in &chunks {
+        store.put(c).await.unwrap();
+    }
+    // c joins: a clone of the store sees it, and it ranks first for some of the chunks
+    // stored already.
+    let view = store.clone();
+    store.add_provider(providers[2].clone()).unwrap();
+    assert!(store.add_provider(providers[2].clone()).is_err(), "one provider per name");
+    assert_eq!(view.providers().iter().map(|p| p.name()).collect::<Vec<_>>(), ["a", "b", "c"]);
+    let moved: Vec<&StoredChunk> =
+        chunks.iter().filter(|c| store.ranking(&c.address())[..2].iter().any(|p| p.name() == "c")).collect();
+    assert!(!moved.is_empty(), "c ranks in the first two for some chunks");
+    // Stored again with where they are: found on a and b, nothing written to c.
+    let there = ["a".to_owned(), "b".to_owned()];
+    for c in &moved {
+        let report = store.put_preferring(c, Placement::replicas(2), &there).await.unwrap();
+        assert_eq!((report.written, report.stored_on.len()), (0, 2), "{report:?}");
+        assert!(!providers[2].exists(&c.address()).await.unwrap());
+    }
+    // Without: the ranking puts a copy on c.
+    let report = store.put(moved[0]).await.unwrap();
+    assert!(report.stored_on.contains(&"c".to_owned()) && report.written == 1, "{report:?}");
+    // c leaves: reads and writes go on without it.
+    assert_eq!(store.remove_provider("c").map(|p| p.name().to_owned()), Some("c".into()));
+    assert!(store.remove_provider("c").is_none());
+    assert_eq!(store.providers().len(), 2);
+    for c in &chunks {
+        assert_eq!(store.get(&c.address(), &[]).await.unwrap().bytes, c.bytes());
+    }
+    assert!(store.put(&StoredChunk::from(sealed(2000, 999))).await.unwrap().stored_on.len() == 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_provider_syncs_and_a_sync_with_nothing_new_does_nothing() {
     for b in support::all("sync") {
         let p = open(&b).await;

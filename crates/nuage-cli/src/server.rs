@@ -65,6 +65,22 @@ pub enum ProviderCmd {
         /// Provider name.
         name: String,
     },
+    /// Add a provider while servers run: FILE holds its settings, the keys of a
+    /// `[[providers]]` table of the configuration (`-` reads them from standard input). The
+    /// provider is checked (reachable, its bucket or container there, an object written, read
+    /// back and deleted) before it is recorded; every server opens it within two seconds and
+    /// places new chunks there. Its settings, credentials included, are kept in the database.
+    Add {
+        /// The settings file.
+        file: std::path::PathBuf,
+    },
+    /// Take a provider out for good, once drained and empty: no placement left, no chunk
+    /// object found on it. Servers stop using it within two seconds; a configuration file
+    /// that still names it is warned about and the provider is not opened.
+    Remove {
+        /// Provider name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,7 +288,10 @@ pub async fn admin(cli: &Cli, cmd: &Admin) -> Result<()> {
 
 /// `nuage admin provider …`.
 async fn provider(cli: &Cli, config: &ServerConfig, meta: &Meta, cmd: &ProviderCmd) -> Result<()> {
-    let registry = meta.providers().await?;
+    let mut registry = meta.providers().await?;
+    registry.retain(|p| p.state != nuage_server::REMOVED);
+    let configured: Vec<nuage_blob::ProviderConfig> = config.providers();
+    let in_config = |name: &str| configured.iter().any(|c| c.name == name);
     let known = |name: &str| -> Result<()> {
         if registry.iter().any(|p| p.name == name) {
             Ok(())
@@ -303,10 +322,11 @@ async fn provider(cli: &Cli, config: &ServerConfig, meta: &Meta, cmd: &ProviderC
             // The others (configured here and active) must be able to hold every bucket's
             // copies. (Drains started at once may still leave too few: the drain then keeps
             // the chunks it cannot place, it never drops a copy.)
-            let configured: Vec<String> = config.providers().into_iter().map(|p| p.name).collect();
             let others = registry
                 .iter()
-                .filter(|p| &p.name != name && p.state == "active" && configured.contains(&p.name))
+                .filter(|p| {
+                    &p.name != name && p.state == "active" && (in_config(&p.name) || p.settings.is_some())
+                })
                 .count() as i64;
             let needed = meta.max_bucket_replicas().await?.max(i64::from(config.buckets.replicas));
             if others < needed {
@@ -322,8 +342,107 @@ async fn provider(cli: &Cli, config: &ServerConfig, meta: &Meta, cmd: &ProviderC
             meta.set_provider_state(name, "active").await?;
             println!("{name} takes new chunks again");
         }
+        ProviderCmd::Add { file } => {
+            let c = provider_settings(file)?;
+            let name = c.name.clone();
+            if matches!(c.kind, nuage_blob::ProviderKind::Memory) {
+                bail!("a memory provider lives and dies with one process: add an fs, s3 or azblob provider");
+            }
+            if in_config(&name) {
+                bail!("provider {name} is in the configuration file already");
+            }
+            if let Some(p) = registry.iter().find(|p| p.name == name) {
+                bail!("a provider named {name} exists already ({})", p.state);
+            }
+            let p = nuage_blob::Provider::open(c.clone())
+                .await
+                .with_context(|| format!("opening provider {name}"))?;
+            p.check_writable().await.with_context(|| format!("writing a test object to provider {name}"))?;
+            let record = nuage_meta::ProviderRecord {
+                name: name.clone(),
+                scheme: c.kind.scheme().to_owned(),
+                region: c.region.clone(),
+                state: "active".into(),
+                weight: c.weight,
+                settings: Some(serde_json::to_string(&c)?),
+            };
+            meta.add_provider(&record).await?;
+            if cli.json {
+                println!("{}", serde_json::json!({"name": name, "scheme": record.scheme, "state": "active"}));
+            } else {
+                println!(
+                    "added {name} ({}): running servers place new chunks there within 2 s",
+                    record.scheme
+                );
+            }
+        }
+        ProviderCmd::Remove { name } => {
+            known(name)?;
+            let r = registry.iter().find(|p| &p.name == name).expect("known");
+            if r.state != "drained" {
+                bail!(
+                    "{name} is {}: only an empty provider is removed; drain it first (`nuage admin provider drain {name}`)",
+                    r.state
+                );
+            }
+            let held: i64 =
+                meta.placement_counts().await?.iter().filter(|(p, _, _)| p == name).map(|(_, _, n)| n).sum();
+            if held > 0 {
+                bail!("{name} still holds {held} placements: let its drain finish");
+            }
+            let settings = match nuage_server::added_at_run_time(r) {
+                Some(c) => c?,
+                None => configured.iter().find(|c| &c.name == name).cloned().with_context(|| {
+                    format!("provider {name} is not in the configuration: cannot look at what it holds")
+                })?,
+            };
+            let p = nuage_blob::Provider::open(settings)
+                .await
+                .with_context(|| format!("opening provider {name}"))?;
+            let objects =
+                futures::TryStreamExt::try_fold(p.list().await?, 0u64, |n, _| async move { Ok(n + 1) })
+                    .await?;
+            if objects > 0 {
+                bail!(
+                    "{name} still holds {objects} chunk objects that no placement records (copies of uploads \
+                     that never committed): `nuage admin gc` deletes them once no upload leases them; then remove again"
+                );
+            }
+            if !meta.remove_provider(name).await? {
+                bail!("{name} took a placement meanwhile (a drain called off?): nothing removed");
+            }
+            if cli.json {
+                println!("{}", serde_json::json!({"name": name, "state": nuage_server::REMOVED}));
+            } else {
+                println!("removed {name}: running servers stop using it within 2 s");
+                if in_config(name) {
+                    println!("take it out of the configuration file too");
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// Reads a provider's settings: the keys of one `[[providers]]` table, or a file with one
+/// such table (`-`: standard input).
+fn provider_settings(file: &std::path::Path) -> Result<nuage_blob::ProviderConfig> {
+    let text = if file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        text
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    #[derive(serde::Deserialize)]
+    struct Tables {
+        providers: Vec<nuage_blob::ProviderConfig>,
+    }
+    match toml::from_str::<Tables>(&text) {
+        Ok(Tables { providers }) if providers.len() == 1 => Ok(providers.into_iter().next().expect("one")),
+        Ok(_) => bail!("{}: one provider at a time", file.display()),
+        Err(_) => toml::from_str(&text).with_context(|| format!("{}: provider settings", file.display())),
+    }
 }
 
 /// `nuage admin status`: the workers, the placements by state.

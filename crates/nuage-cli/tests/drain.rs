@@ -1,8 +1,11 @@
 //! Live migration end to end: the real `nuage serve` over two local folders and a third
-//! provider, two copies of every chunk; the third is drained with `nuage admin provider
-//! drain` while eight clients read and write, and not one request may fail. The third is a
-//! folder in `cargo test`, and a private S3 server (s3s-fs) when the test servers are
-//! configured, with the clients running for `NUAGE_TEST_DRAIN_SECS` (default 60) at least.
+//! provider, two copies of every chunk; while eight clients read and write, a fourth (a
+//! folder) is added with `nuage admin provider add`, the third is drained with `nuage admin
+//! provider drain` and then removed with `nuage admin provider remove`, and not one request
+//! may fail. The third is a folder in `cargo test`, and a private S3 server (s3s-fs) when
+//! the test servers are configured, with the clients running for `NUAGE_TEST_DRAIN_SECS`
+//! (default 60) at least. Then what `add` and `remove` refuse, and that they change nothing
+//! when they do.
 
 mod common;
 #[path = "../../nuage-blob/tests/support/mod.rs"]
@@ -55,12 +58,121 @@ async fn an_s3_provider_drains_under_load_for_a_minute_and_no_request_fails() {
         secret_access_key.0
     );
     // Slowly, so that most of the minute of traffic runs while chunks move.
-    let workers = WORKERS.replace("migrate_bytes_per_sec = 8000000", "migrate_bytes_per_sec = 1000000");
+    let workers = WORKERS.replace("migrate_bytes_per_sec = 8000000", "migrate_bytes_per_sec = 2000000");
     let d = Deployment::new("").with_folders(&(workers + &c), &["a", "b"]);
     let secs = env("NUAGE_TEST_DRAIN_SECS").map_or(60, |v| v.parse().unwrap());
     // s3s-fs keeps one file per object: the bucket's objects are files under its folder.
     let objects = s3.data_dir().join("private").join("ch");
     drain_under_load(d, Duration::from_secs(secs), move || walk(&objects)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn providers_are_added_checked_and_removed_only_when_empty() {
+    let d = Deployment::new("").with_folders(WORKERS, &["a", "b", "c"]);
+    let token = json(&d, &["admin", "account", "create", "alice"])["token"].as_str().unwrap().to_owned();
+    let server = d.serve();
+    let http = reqwest::Client::new();
+    let r = http.put(format!("{}/v1/buckets/data", server.url)).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let put = |i: u32| {
+        let (http, token) = (http.clone(), token.clone());
+        let url = format!("{}/v1/buckets/data/objects/k{i}", server.url);
+        async move {
+            let r = http.put(url).bearer_auth(token).body(data(300_000, i)).send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 201);
+        }
+    };
+    for i in 0..6 {
+        put(i).await;
+    }
+    let fails = |args: &[&str], stdin: &str, expected: &str| {
+        let out = d.run(args, stdin);
+        let said = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success() && said.contains(expected), "{args:?}: {said}");
+    };
+    let names = || -> Vec<String> {
+        let ls = json(&d, &["admin", "provider", "ls"]);
+        ls.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect()
+    };
+
+    // Refused, with nothing recorded: a memory provider, a name of the configuration, an S3
+    // server that does not answer, settings that do not parse.
+    fails(&["admin", "provider", "add", "-"], "name = \"m\"\nscheme = \"memory\"\n", "memory provider");
+    let a = format!("name = \"a\"\nscheme = \"fs\"\nroot = {:?}\n", d.path("elsewhere"));
+    fails(&["admin", "provider", "add", "-"], &a, "in the configuration file already");
+    let dead = format!(
+        "name = \"s3\"\nscheme = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:{}\"\n\
+         access_key_id = \"x\"\nsecret_access_key = \"y\"\ntimeout_secs = 1\n",
+        free_port()
+    );
+    fails(&["admin", "provider", "add", "-"], &dead, "opening provider s3");
+    fails(
+        &["admin", "provider", "add", "-"],
+        "name = \"x\"\nscheme = \"fs\"\nbucket = \"typo\"\n",
+        "provider settings",
+    );
+    assert_eq!(names(), ["a", "b", "c"]);
+
+    // Added: the running server opens it (its /healthz lists it) and places chunks there.
+    add_folder(&d, "d");
+    fails(&["admin", "provider", "add", d.path("d.toml").to_str().unwrap()], "", "exists already");
+    poll("d in the server's providers", async || healthz(&server).await.contains(&"d".to_owned())).await;
+    for i in 6..20 {
+        put(i).await;
+    }
+    assert!(provider(&d, "d").1 > 0, "new chunks go to d too");
+
+    // Removed only drained, and only empty.
+    fails(&["admin", "provider", "remove", "c"], "", "drain it first");
+    d.ok(&["admin", "provider", "drain", "c"]);
+    poll("c drained", async || provider(&d, "c").0 == "drained").await;
+    // A chunk object that no placement records (as an upload that never committed leaves).
+    let a_file = first_file(&d.path("a").join("ch")).expect("a chunk file on a");
+    let stray = d.path("c").join(a_file.strip_prefix(d.path("a")).unwrap());
+    std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    std::fs::copy(&a_file, &stray).unwrap();
+    fails(&["admin", "provider", "remove", "c"], "", "still holds 1 chunk objects");
+    assert_eq!(provider(&d, "c"), ("drained".to_owned(), 0), "a refused removal changes nothing");
+    std::fs::remove_file(&stray).unwrap();
+    d.ok(&["admin", "provider", "remove", "c"]);
+    assert_eq!(names(), ["a", "b", "d"]);
+    poll("c out of the server's providers", async || !healthz(&server).await.contains(&"c".to_owned())).await;
+    fails(&["admin", "provider", "drain", "c"], "", "no provider c");
+    for i in 20..26 {
+        put(i).await;
+    }
+    assert_eq!(walk(&d.path("c").join("ch")), 0, "nothing written to c after its removal");
+
+    // A restart: d comes from the database, c (still in the configuration) is left out, and
+    // every object reads back.
+    drop(server);
+    let server = d.serve();
+    assert_eq!(healthz(&server).await, ["a", "b", "d"]);
+    for i in 0..26 {
+        let r = http
+            .get(format!("{}/v1/buckets/data/objects/k{i}", server.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.bytes().await.unwrap(), data(300_000, i), "k{i}");
+    }
+    let scrub = json(&d, &["admin", "scrub"]);
+    assert_eq!(scrub["found"], 0, "{scrub}");
+}
+
+/// The names of the providers `server` uses, from its `/healthz`.
+async fn healthz(server: &Server) -> Vec<String> {
+    let body: serde_json::Value =
+        reqwest::get(format!("{}/healthz", server.url)).await.unwrap().json().await.unwrap();
+    body["providers"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect()
+}
+
+/// The first file under `dir`, depth first in name order.
+fn first_file(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).ok()?.map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    entries.into_iter().find_map(|e| if e.is_dir() { first_file(&e) } else { Some(e) })
 }
 
 /// Seeds `d` (providers a, b and c), drains c under load for `at_least` (or as long as the
@@ -135,6 +247,12 @@ async fn drain_under_load(d: Deployment, at_least: Duration, left_on_c: impl Fn(
         }));
     }
     until(&progress, || counters[1].load(Ordering::Relaxed) >= 8).await;
+    // A folder added while the server runs takes new chunks within seconds.
+    add_folder(&d, "d");
+    poll("a chunk placed on d", async || provider(&d, "d").1 > 0).await;
+    let refused = d.run(&["admin", "provider", "remove", "c"], "");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && said.contains("drain it first"), "an active provider stays: {said}");
     let started = Instant::now();
     d.ok(&["admin", "provider", "drain", "c"]);
     draining.store(true, Ordering::Relaxed);
@@ -149,12 +267,16 @@ async fn drain_under_load(d: Deployment, at_least: Duration, left_on_c: impl Fn(
         let migrate = status["workers"].as_array().unwrap().iter().find(|w| w["name"] == "migrate").cloned();
         saw_progress |=
             migrate.is_some_and(|w| w["current"]["progress"].is_number() || w["passes"].as_i64() > Some(0));
-        assert!(started.elapsed() < Duration::from_secs(120), "the drain did not end: {status}");
+        assert!(started.elapsed() < Duration::from_secs(180), "the drain did not end: {status}");
         // The state is another process's (the server's, read through the CLI): polled, at a
         // pace that leaves the 2 cores to the server and the clients.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let took = started.elapsed();
+    // Drained, and empty: taken out while the clients go on.
+    d.ok(&["admin", "provider", "remove", "c"]);
+    let ls = json(&d, &["admin", "provider", "ls"]);
+    assert!(ls.as_array().unwrap().iter().all(|p| p["name"] != "c"), "{ls}");
     // The load runs for `at_least` in all (the issue's minute of traffic), a duration, not a
     // wait for something to happen.
     tokio::time::sleep(at_least.saturating_sub(took)).await;
@@ -168,10 +290,9 @@ async fn drain_under_load(d: Deployment, at_least: Duration, left_on_c: impl Fn(
     assert!(reads_during > 0 && writes_during > 0, "traffic ran during the drain");
     assert!(saw_progress, "admin status showed the drain");
 
-    // Nothing left on c: no placement, and (once the collector has taken the copies of
-    // uploads that never committed, none here) no chunk file. Every chunk has its two
-    // copies on a and b (repair finds nothing to add), and every copy verifies.
-    assert_eq!(provider(&d, "c"), ("drained".to_owned(), 0));
+    // Nothing left on c: no placement (the removal checked it), no chunk file. Every chunk
+    // has its two copies on a, b and d (repair finds nothing to add), and every copy
+    // verifies. The configuration still names c: the workers run without it.
     drop(server);
     let repair = json(&d, &["admin", "repair"]);
     assert_eq!(repair["found"], 0, "the drain itself kept two copies of every chunk: {repair}");
@@ -183,6 +304,7 @@ async fn drain_under_load(d: Deployment, at_least: Duration, left_on_c: impl Fn(
         status["placements"].as_array().unwrap().iter().map(|p| p["count"].as_i64().unwrap()).sum();
     assert_eq!(stored, 2 * scrub["chunks"].as_i64().unwrap(), "two copies of every chunk: {status}");
     assert_eq!(left_on_c(), 0, "no chunk object left on c");
+    // A restart opens d from the database and leaves c out.
     let server = d.serve();
     for (k, h) in known.lock().await.iter() {
         let r = http
@@ -201,6 +323,25 @@ async fn drain_under_load(d: Deployment, at_least: Duration, left_on_c: impl Fn(
         repair["found"],
         scrub["chunks"]
     );
+}
+
+/// Adds a folder provider `name` (in a folder of that name) with `nuage admin provider add`.
+fn add_folder(d: &Deployment, name: &str) {
+    let settings = d.path(&format!("{name}.toml"));
+    std::fs::write(&settings, format!("name = {name:?}\nscheme = \"fs\"\nroot = {:?}\n", d.path(name)))
+        .unwrap();
+    d.ok(&["admin", "provider", "add", settings.to_str().unwrap()]);
+}
+
+/// Waits until `done()` holds, for what another process (the server) does: checked every
+/// 200 ms, a pace that leaves the 2 cores to the server and its clients; fails after two
+/// minutes.
+async fn poll(what: &str, done: impl AsyncFn() -> bool) {
+    let started = Instant::now();
+    while !done().await {
+        assert!(started.elapsed() < Duration::from_secs(120), "never seen: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Files under `dir` (0 if it does not exist).

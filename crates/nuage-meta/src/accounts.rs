@@ -66,6 +66,9 @@ pub struct ProviderRecord {
     pub state: String,
     /// Placement weight.
     pub weight: u32,
+    /// The settings of a provider added at run time (`nuage admin provider add`), as JSON;
+    /// `None` for a provider of the configuration file.
+    pub settings: Option<String>,
 }
 
 const ACCOUNT_COLUMNS: &str = "id, name, quota_bytes, used_bytes, change_seq";
@@ -281,16 +284,56 @@ impl Meta {
         Ok(())
     }
 
+    /// Adds a provider at run time, active, with its settings; a name that was removed
+    /// before may be added again. [`Error::ProviderExists`] if the registry has one of that
+    /// name in any other state.
+    pub async fn add_provider(&self, p: &ProviderRecord) -> Result<()> {
+        let _w = self.write_guard().await;
+        let done = sqlx::query(
+            "INSERT INTO providers (name, scheme, region, state, weight, updated_at, settings) \
+             VALUES ($1, $2, $3, 'active', $4, $5, $6) ON CONFLICT (name) DO UPDATE SET \
+             scheme = excluded.scheme, region = excluded.region, state = 'active', weight = excluded.weight, \
+             updated_at = excluded.updated_at, settings = excluded.settings WHERE providers.state = 'removed'",
+        )
+        .bind(&p.name)
+        .bind(&p.scheme)
+        .bind(p.region.clone())
+        .bind(i64::from(p.weight))
+        .bind(now_ms())
+        .bind(p.settings.clone())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 { Ok(()) } else { Err(Error::ProviderExists(p.name.clone())) }
+    }
+
+    /// Takes a drained provider out, in one statement that checks that no placement is left
+    /// on it: its row stays, in state `removed`, without its settings. False (and nothing
+    /// changed) when it is not drained or a placement points there.
+    pub async fn remove_provider(&self, name: &str) -> Result<bool> {
+        let _w = self.write_guard().await;
+        let done = sqlx::query(
+            "UPDATE providers SET state = 'removed', settings = NULL, updated_at = $1 WHERE name = $2 \
+             AND state = 'drained' AND NOT EXISTS (SELECT 1 FROM placements WHERE provider = $2)",
+        )
+        .bind(now_ms())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Sets a provider's state (`active`, `draining`, `drained`); false when the registry
-    /// has no such provider.
+    /// has no such provider (or only a removed one).
     pub async fn set_provider_state(&self, name: &str, state: &str) -> Result<bool> {
         let _w = self.write_guard().await;
-        let done = sqlx::query("UPDATE providers SET state = $1, updated_at = $2 WHERE name = $3")
-            .bind(state)
-            .bind(now_ms())
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE providers SET state = $1, updated_at = $2 WHERE name = $3 AND state <> 'removed'",
+        )
+        .bind(state)
+        .bind(now_ms())
+        .bind(name)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -319,9 +362,10 @@ impl Meta {
 
     /// The provider registry, by name.
     pub async fn providers(&self) -> Result<Vec<ProviderRecord>> {
-        let rows = sqlx::query("SELECT name, scheme, region, state, weight FROM providers ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT name, scheme, region, state, weight, settings FROM providers ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 Ok(ProviderRecord {
@@ -330,6 +374,7 @@ impl Meta {
                     region: r.try_get(2)?,
                     state: r.try_get(3)?,
                     weight: r.try_get::<i64, _>(4)? as u32,
+                    settings: r.try_get(5)?,
                 })
             })
             .collect()

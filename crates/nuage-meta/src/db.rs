@@ -40,6 +40,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/postgres/0004_workers.sql"),
     ),
     (include_str!("../migrations/sqlite/0005_gc.sql"), include_str!("../migrations/postgres/0005_gc.sql")),
+    (
+        include_str!("../migrations/sqlite/0006_provider_settings.sql"),
+        include_str!("../migrations/postgres/0006_provider_settings.sql"),
+    ),
 ];
 
 /// The metadata store: a connection pool and what differs between the two backends.

@@ -6,6 +6,9 @@ pub enum Error {
     /// An account with this name exists.
     #[error("account {0} already exists")]
     AccountExists(String),
+    /// The provider registry has a provider of this name.
+    #[error("a provider named {0} exists already")]
+    ProviderExists(String),
     /// No such account.
     #[error("no such account")]
     AccountNotFound,

@@ -234,6 +234,29 @@ impl Meta {
         Ok(addresses.iter().filter(|a| !known.contains(*a)).copied().collect())
     }
 
+    /// The providers the index records a good copy of each of `addresses` on (addresses it
+    /// does not know are absent). A writer about to store chunks it may have already asks
+    /// first, so that it finds them where they are instead of copying them to the first
+    /// providers of their ranking (which moves when providers are added).
+    pub async fn stored_on(&self, addresses: &[[u8; 32]]) -> Result<HashMap<[u8; 32], Vec<String>>> {
+        let mut conn = self.pool.acquire().await?;
+        let mut found: HashMap<[u8; 32], Vec<String>> = HashMap::new();
+        for batch in addresses.chunks(PER_STATEMENT) {
+            let text = format!(
+                "SELECT address, provider FROM placements WHERE state = 'stored' AND address IN ({})",
+                marks(1, batch.len())
+            );
+            let mut q = sqlx::query(&text);
+            for a in batch {
+                q = q.bind(a.to_vec());
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                found.entry(address(row.try_get(0)?)?).or_default().push(row.try_get(1)?);
+            }
+        }
+        Ok(found)
+    }
+
     /// Starts deleting those of `addresses` that nobody may rely on: not referenced by any
     /// version (and unreferenced since `cutoff`, Unix ms, or earlier) or not in the index at all,
     /// under no live lease, declared by no live upload session, and not being deleted

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nuage_core::{ConvergenceSecret, Manifest, ManifestEntry, SealOptions, chunk};
 use nuage_meta::{
     BucketPolicy, ChunkRef, DeclaredChunk, DeletionDone, Error, EtagCondition, ListEntry, Meta, NewVersion,
-    Precondition, UploadSession, now_ms,
+    Precondition, ProviderRecord, UploadSession, now_ms,
 };
 use sqlx::Connection;
 
@@ -96,11 +96,11 @@ async fn migrations_are_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("meta.db").display());
     let first = Meta::open(&url).await.unwrap();
-    assert_eq!(first.schema_version().await.unwrap(), 5);
+    assert_eq!(first.schema_version().await.unwrap(), 6);
     first.create_account("a", None, None, [1; 32]).await.unwrap();
     first.close().await;
     let again = Meta::open(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 5);
+    assert_eq!(again.schema_version().await.unwrap(), 6);
     assert_eq!(again.account_by_name("a").await.unwrap().name, "a");
 }
 
@@ -500,6 +500,55 @@ async fn leases_and_deletions_exclude_each_other() {
                 .unwrap(),
             vec![other]
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn providers_added_at_run_time_are_removed_only_drained_and_empty() {
+    each_backend(|m| async move {
+        let record = |name: &str, settings: Option<&str>| ProviderRecord {
+            name: name.into(),
+            scheme: "fs".into(),
+            region: None,
+            state: "active".into(),
+            weight: 1,
+            settings: settings.map(str::to_owned),
+        };
+        m.register_providers(&[record("local", None)]).await.unwrap();
+        m.add_provider(&record("added", Some("{\"v\":1}"))).await.unwrap();
+        for taken in ["local", "added"] {
+            assert!(matches!(
+                m.add_provider(&record(taken, Some("{}"))).await,
+                Err(Error::ProviderExists(n)) if n == taken
+            ));
+        }
+        let state = |list: Vec<ProviderRecord>, name: &str| {
+            let p = list.into_iter().find(|p| p.name == name).unwrap();
+            (p.state, p.settings)
+        };
+        assert_eq!(state(m.providers().await.unwrap(), "added"), ("active".into(), Some("{\"v\":1}".into())));
+
+        // A chunk placed on it: not removable while active, draining, or drained with the
+        // placement still there.
+        let a = m.create_account("alice", None, None, [1; 32]).await.unwrap();
+        let bucket = m.create_bucket(a.id, "b", policy(0)).await.unwrap();
+        let new = content(&[b"on added"]);
+        let address = new.chunks[0].address;
+        m.put_version(&bucket, "k", &new, &none(), None).await.unwrap();
+        m.add_placements(&address, &["added".to_owned()]).await.unwrap();
+        assert!(!m.remove_provider("added").await.unwrap(), "active");
+        assert!(m.set_provider_state("added", "draining").await.unwrap());
+        assert!(!m.remove_provider("added").await.unwrap(), "draining");
+        assert!(!m.mark_drained("added").await.unwrap(), "a placement is left");
+        m.drop_placement(&address, "added").await.unwrap();
+        assert!(m.mark_drained("added").await.unwrap());
+        assert!(m.remove_provider("added").await.unwrap());
+        assert_eq!(state(m.providers().await.unwrap(), "added"), ("removed".into(), None));
+        // Removed: its state no longer moves, and the name may be added again, active.
+        assert!(!m.set_provider_state("added", "active").await.unwrap());
+        m.add_provider(&record("added", Some("{\"v\":2}"))).await.unwrap();
+        assert_eq!(state(m.providers().await.unwrap(), "added"), ("active".into(), Some("{\"v\":2}".into())));
     })
     .await;
 }

@@ -81,6 +81,9 @@ impl From<nuage_meta::Error> for ApiError {
             E::AccountExists(n) => {
                 ApiError::new(StatusCode::CONFLICT, "account_exists", format!("account {n} exists"))
             }
+            E::ProviderExists(n) => {
+                ApiError::new(StatusCode::CONFLICT, "provider_exists", format!("a provider named {n} exists"))
+            }
             E::AccountNotFound => {
                 ApiError::new(StatusCode::NOT_FOUND, "account_not_found", "no such account")
             }

@@ -33,7 +33,7 @@ pub use error::{ApiError, ApiResult};
 pub use metrics::Metrics;
 pub use names::{MAX_KEY_BYTES, check_bucket, check_key};
 pub use objects::VERSION_HEADER;
-pub use state::Nuage;
+pub use state::{Nuage, REMOVED, added_at_run_time};
 
 /// Serves the API on `config.listen` until the process gets SIGINT or SIGTERM, then
 /// finishes the requests in flight.

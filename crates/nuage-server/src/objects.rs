@@ -340,8 +340,8 @@ async fn store_body(
     let mut refs: HashMap<Address, ChunkRef> = HashMap::new();
     let mut puts = FuturesUnordered::new();
     let mut bytes_in = 0u64;
-    let store = |chunk: StoredChunk| async move {
-        let report = nuage.store.put_with(&chunk, placement).await;
+    let store = |chunk: StoredChunk, prefer: Vec<String>| async move {
+        let report = nuage.store.put_preferring(&chunk, placement, &prefer).await;
         (chunk.address(), chunk.bytes().len(), report)
     };
     let mut record = |(address, len, report): (Address, usize, nuage_blob::Result<nuage_blob::PutReport>)|
@@ -382,8 +382,11 @@ async fn store_body(
                 Some(done) = puts.next(), if !puts.is_empty() => record(done)?,
             }
         }
+        // Chunks stored already are looked for where the index has them.
+        let mut stored_on = nuage.meta.stored_on(&addresses).await.map_err(ApiError::from)?;
         for sealed in batch.drain(..) {
-            puts.push(store(StoredChunk::from(sealed)));
+            let prefer = stored_on.remove(sealed.address.as_bytes()).unwrap_or_default();
+            puts.push(store(StoredChunk::from(sealed), prefer));
             while puts.len() >= PUTS_IN_FLIGHT {
                 record(puts.next().await.expect("non-empty"))?;
             }

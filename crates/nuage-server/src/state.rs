@@ -11,6 +11,16 @@ use crate::config::ServerConfig;
 use crate::grants::Grants;
 use crate::metrics::Metrics;
 
+/// The state of a provider taken out by `nuage admin provider remove`.
+pub const REMOVED: &str = "removed";
+
+/// The settings of a provider added with `nuage admin provider add`, unless it was removed
+/// since; `None` for the providers of the configuration file.
+pub fn added_at_run_time(r: &ProviderRecord) -> Option<Result<nuage_blob::ProviderConfig>> {
+    let settings = r.settings.as_deref().filter(|_| r.state != REMOVED)?;
+    Some(serde_json::from_str(settings).with_context(|| format!("the settings of provider {}", r.name)))
+}
+
 /// The link server's state.
 #[derive(Debug)]
 pub struct Nuage {
@@ -53,20 +63,48 @@ impl Nuage {
                 .with_context(|| format!("creating {}", config.data_dir.display()))?;
         }
         let meta = Meta::open(&url).await.context("opening the metadata database")?;
+        let registry = meta.providers().await?;
         let mut providers = Vec::new();
         let mut records = Vec::new();
         for c in config.providers() {
+            match registry.iter().find(|r| r.name == c.name) {
+                Some(r) if r.settings.is_some() => anyhow::bail!(
+                    "provider {} is both in the configuration and added with `nuage admin provider add`: \
+                     take it out of the configuration",
+                    c.name
+                ),
+                Some(r) if r.state == REMOVED => {
+                    tracing::warn!(
+                        "provider {} was removed (`nuage admin provider remove`): not opened; \
+                         take it out of the configuration",
+                        c.name
+                    );
+                    continue;
+                }
+                _ => {}
+            }
             records.push(ProviderRecord {
                 name: c.name.clone(),
                 scheme: c.kind.scheme().to_owned(),
                 region: c.region.clone(),
                 state: "active".into(),
                 weight: c.weight,
+                settings: None,
             });
             let name = c.name.clone();
             providers.push(Provider::open(c).await.with_context(|| format!("opening provider {name}"))?);
         }
         meta.register_providers(&records).await?;
+        for r in &registry {
+            if let Some(c) = added_at_run_time(r) {
+                let c = c?;
+                providers.push(
+                    Provider::open(c)
+                        .await
+                        .with_context(|| format!("opening provider {} (added at run time)", r.name))?,
+                );
+            }
+        }
         let store = ChunkStore::new(providers, config.buckets.placement()).context("[buckets] placement")?;
         let grants = Grants::load(&meta, config.grants).await.context("loading the grant keys")?;
         let nuage = Nuage {

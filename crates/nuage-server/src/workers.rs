@@ -32,6 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
+use nuage_blob::Provider;
 use nuage_core::Address;
 use nuage_meta::{ChunkPlacements, WorkerState, now_ms};
 use serde::Serialize;
@@ -183,7 +184,7 @@ async fn repair_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<
     let mut bad = Vec::new();
     let mut healthy = good.len();
     for (name, seen) in c.placements.iter().filter(|(n, s)| s != "stored" && configured(n)) {
-        let p = nuage.store.provider(name).expect("configured");
+        let Some(p) = nuage.store.provider(name) else { continue }; // removed meanwhile
         match p.get_raw(&address).await {
             // Recorded bad, found good (a provider that was away, a copy made since): record it.
             Ok(Some(bytes)) if address.verify(&bytes).is_ok() => {
@@ -213,7 +214,8 @@ async fn repair_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<
     out.bytes += read.bytes.len() as u64;
     let known: Vec<&str> = c.placements.iter().map(|(n, _)| n.as_str()).collect();
     let mut targets: Vec<&str> = bad.iter().copied().filter(|n| *n != read.provider).collect();
-    for p in nuage.store.ranking(&address) {
+    let ranking = nuage.store.ranking(&address);
+    for p in &ranking {
         if targets.len() >= bad.len() + short {
             break;
         }
@@ -222,8 +224,8 @@ async fn repair_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<
         }
     }
     for name in targets {
-        let p = nuage.store.provider(name).expect("configured");
-        match write_verified_copy(p, &address, &read.bytes).await {
+        let Some(p) = nuage.store.provider(name) else { continue }; // removed meanwhile
+        match write_verified_copy(&p, &address, &read.bytes).await {
             Ok(()) => {
                 nuage.meta.record_verified_copy(&c.address, name).await?;
                 out.bytes += read.bytes.len() as u64;
@@ -273,7 +275,8 @@ async fn migrate_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result
             }
         };
         out.bytes += read.bytes.len() as u64;
-        for p in nuage.store.ranking(&address) {
+        let ranking = nuage.store.ranking(&address);
+        for p in &ranking {
             if elsewhere.len() >= wanted {
                 break;
             }
@@ -301,7 +304,7 @@ async fn migrate_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result
         }
     }
     for name in sources {
-        let p = nuage.store.provider(name).expect("configured");
+        let Some(p) = nuage.store.provider(name) else { continue }; // removed meanwhile
         match p.delete(&address).await {
             Ok(()) => {
                 nuage.meta.drop_placement(&c.address, name).await?;
@@ -322,9 +325,38 @@ async fn migrate_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result
 /// Reads the providers' states from the database (a drain may be started by another
 /// process: `nuage admin provider drain`) into the chunk store; returns the providers that
 /// are not active, with their states (`draining` or `drained`).
+///
+/// The provider set follows the registry too: a provider added at run time (`nuage admin
+/// provider add`) is opened and joins the store, one removed (`nuage admin provider
+/// remove`) leaves it. A provider that fails to open is tried again on the next refresh.
 pub async fn refresh_provider_states(nuage: &Nuage) -> nuage_meta::Result<Vec<(String, String)>> {
     let mut inactive = Vec::new();
     for r in nuage.meta.providers().await? {
+        if r.state == crate::state::REMOVED {
+            if nuage.store.remove_provider(&r.name).is_some() {
+                tracing::info!("provider {} removed", r.name);
+            }
+            continue;
+        }
+        if let Some(config) = crate::state::added_at_run_time(&r) {
+            match config {
+                Ok(c) if nuage.store.provider(&r.name).is_none_or(|p| *p.config() != c) => {
+                    match Provider::open(c).await {
+                        Ok(p) => {
+                            p.set_draining(r.state != "active");
+                            // Settings changed (removed and added again): the new ones.
+                            nuage.store.remove_provider(&r.name);
+                            if nuage.store.add_provider(p).is_ok() {
+                                tracing::info!("provider {} added", r.name);
+                            }
+                        }
+                        Err(e) => tracing::warn!("opening provider {} (added at run time): {e}", r.name),
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("{e:#}"),
+            }
+        }
         if let Some(p) = nuage.store.provider(&r.name) {
             p.set_draining(r.state != "active");
             if r.state != "active" {
@@ -448,8 +480,9 @@ async fn delete_everywhere(
         }
         let results = futures::future::join_all(group.iter().map(|a| async move {
             let address = Address::from_bytes(*a);
-            let live: Vec<_> = nuage.store.providers().iter().filter(|p| !p.is_down()).collect();
-            let mut everywhere = live.len() == nuage.store.providers().len();
+            let providers = nuage.store.providers();
+            let live: Vec<_> = providers.iter().filter(|p| !p.is_down()).collect();
+            let mut everywhere = live.len() == providers.len();
             let deletes = futures::future::join_all(live.iter().map(|p| p.delete(&address))).await;
             for (p, r) in live.iter().zip(deletes) {
                 if let Err(e) = r {
@@ -489,7 +522,7 @@ async fn collect_strays(
 ) -> nuage_meta::Result<Outcome> {
     let mut out = Outcome::default();
     let none = std::collections::HashMap::new();
-    for p in nuage.store.providers() {
+    for p in nuage.store.providers().iter() {
         if p.is_down() {
             out.skipped += 1;
             continue;
@@ -669,7 +702,15 @@ pub async fn run_pass(
         for c in page.iter().filter(|_| kind != Kind::Gc) {
             let o = match kind {
                 Kind::Scrub => scrub_chunk(nuage, c).await?,
-                Kind::Migrate => migrate_chunk(nuage, c).await?,
+                // The page was read when its batch began, minutes ago at a slow pace: the
+                // copies writes have placed since count.
+                Kind::Migrate => match nuage.meta.chunk(&c.address).await? {
+                    Some(now) => {
+                        migrate_chunk(nuage, &ChunkPlacements { placements: now.placements, ..c.clone() })
+                            .await?
+                    }
+                    None => Outcome::default(), // collected meanwhile
+                },
                 _ => repair_chunk(nuage, c).await?,
             };
             let bytes = o.bytes;

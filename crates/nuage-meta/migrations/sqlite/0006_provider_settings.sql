@@ -1,0 +1,7 @@
+-- nuage metadata, schema 6 (SQLite). Keep in step with ../postgres/0006_provider_settings.sql.
+-- Providers added at run time (`nuage admin provider add`): their settings (the provider's
+-- TOML table as JSON, credentials included) are kept here, where every server of the
+-- deployment reads them; providers of the configuration file keep NULL. A provider taken
+-- out (`nuage admin provider remove`, only once drained and empty) keeps its row in state
+-- 'removed', so that a configuration file still naming it does not bring it back.
+ALTER TABLE providers ADD COLUMN settings TEXT;
