@@ -40,7 +40,8 @@ impl fmt::Debug for Secret {
 pub struct ProviderConfig {
     /// A unique name, used in placements and logs.
     pub name: String,
-    /// Where the provider is (informational for now; edges and placement will use it).
+    /// Where the provider is: for S3, the signing region (default `us-east-1`); for the
+    /// others a label (informational for now).
     #[serde(default)]
     pub region: Option<String>,
     /// Relative share of new chunks this provider receives (default 1).
@@ -102,9 +103,6 @@ pub enum ProviderKind {
         bucket: String,
         /// Service URL, e.g. `https://s3.eu-west-3.amazonaws.com` or `http://127.0.0.1:9000`.
         endpoint: String,
-        /// Signing region (default `us-east-1`).
-        #[serde(default = "default_region")]
-        region: String,
         /// Access key id.
         access_key_id: String,
         /// Secret access key.
@@ -128,10 +126,6 @@ pub enum ProviderKind {
         #[serde(default)]
         root: Option<String>,
     },
-}
-
-fn default_region() -> String {
-    "us-east-1".to_owned()
 }
 
 impl ProviderKind {
@@ -193,6 +187,45 @@ mod tests {
         assert_eq!(f.providers[1].weight, 2);
         let printed = format!("{:?}", f.providers);
         assert!(!printed.contains("very-secret") && !printed.contains("a2V5"), "{printed}");
+    }
+
+    #[test]
+    fn the_s3_region_is_the_provider_region_and_settings_survive_a_json_round_trip() {
+        let f: File = toml::from_str(
+            r#"
+            [[providers]]
+            name = "s3"
+            scheme = "s3"
+            bucket = "b"
+            endpoint = "https://s3.eu-west-3.amazonaws.com"
+            region = "eu-west-3"
+            access_key_id = "ak"
+            secret_access_key = "very-secret"
+            root = "nuage/"
+
+            [[providers]]
+            name = "az"
+            scheme = "azblob"
+            container = "c"
+            endpoint = "http://127.0.0.1:10000/devstoreaccount1"
+            account_name = "devstoreaccount1"
+            account_key = "a2V5"
+            weight = 3
+            timeout_secs = 5
+
+            [[providers]]
+            name = "local"
+            scheme = "fs"
+            root = "/srv/nuage"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(f.providers[0].region.as_deref(), Some("eu-west-3"));
+        for p in &f.providers {
+            let json = serde_json::to_string(p).unwrap();
+            let back: ProviderConfig = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{json}: {e}"));
+            assert_eq!(&back, p);
+        }
     }
 
     #[test]

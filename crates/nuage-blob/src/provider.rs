@@ -372,11 +372,11 @@ fn build_operator(config: &ProviderConfig) -> Result<(Operator, Option<std::path
             // filesystem so that rename is atomic.
             Operator::new(services::Fs::default().root(&root).atomic_write_dir(&format!("{root}/.tmp")))
         }
-        ProviderKind::S3 { bucket, endpoint, region, access_key_id, secret_access_key, root } => {
+        ProviderKind::S3 { bucket, endpoint, access_key_id, secret_access_key, root } => {
             let mut b = services::S3::default()
                 .bucket(bucket)
                 .endpoint(endpoint)
-                .region(region)
+                .region(config.region.as_deref().unwrap_or("us-east-1"))
                 .access_key_id(access_key_id)
                 .secret_access_key(&secret_access_key.0)
                 .disable_config_load()

@@ -343,7 +343,12 @@ async fn provider(cli: &Cli, config: &ServerConfig, meta: &Meta, cmd: &ProviderC
             println!("{name} takes new chunks again");
         }
         ProviderCmd::Add { file } => {
-            let c = provider_settings(file)?;
+            let mut c = provider_settings(file)?;
+            if let nuage_blob::ProviderKind::Fs { root } = &mut c.kind {
+                // Every server resolves it alike, whatever its working directory.
+                *root =
+                    std::path::absolute(&*root).with_context(|| format!("the folder {}", root.display()))?;
+            }
             let name = c.name.clone();
             if matches!(c.kind, nuage_blob::ProviderKind::Memory) {
                 bail!("a memory provider lives and dies with one process: add an fs, s3 or azblob provider");
@@ -399,17 +404,33 @@ async fn provider(cli: &Cli, config: &ServerConfig, meta: &Meta, cmd: &ProviderC
             let p = nuage_blob::Provider::open(settings)
                 .await
                 .with_context(|| format!("opening provider {name}"))?;
-            let objects =
-                futures::TryStreamExt::try_fold(p.list().await?, 0u64, |n, _| async move { Ok(n + 1) })
-                    .await?;
-            if objects > 0 {
+            let listed: Vec<nuage_core::Address> =
+                futures::TryStreamExt::try_collect(p.list().await?).await?;
+            if !listed.is_empty() {
+                let listed: Vec<[u8; 32]> = listed.iter().map(|a| *a.as_bytes()).collect();
+                let unknown = meta.unindexed(&listed).await?.len();
+                let known = listed.len() - unknown;
+                if known > 0 {
+                    bail!(
+                        "{name} still holds {known} chunk objects of the index (copies a write left there \
+                         unrecorded): `nuage admin provider drain {name}` again moves them; then remove again"
+                    );
+                }
                 bail!(
-                    "{name} still holds {objects} chunk objects that no placement records (copies of uploads \
+                    "{name} still holds {unknown} chunk objects the index does not know (copies of uploads \
                      that never committed): `nuage admin gc` deletes them once no upload leases them; then remove again"
                 );
             }
-            if !meta.remove_provider(name).await? {
-                bail!("{name} took a placement meanwhile (a drain called off?): nothing removed");
+            match meta.remove_provider(name).await? {
+                nuage_meta::Removal::Removed => {}
+                nuage_meta::Removal::NotDrained => bail!("{name} is no longer drained: nothing removed"),
+                nuage_meta::Removal::PlacementsLeft(n) => {
+                    bail!("{name} took {n} placements meanwhile: nothing removed; let its drain finish")
+                }
+                nuage_meta::Removal::UploadsPending(n) => bail!(
+                    "{n} uploads that began before {name} was drained may still commit chunks there: \
+                     nothing removed; try again once they end (within `upload_lease_secs` at most)"
+                ),
             }
             if cli.json {
                 println!("{}", serde_json::json!({"name": name, "state": nuage_server::REMOVED}));
@@ -438,10 +459,15 @@ fn provider_settings(file: &std::path::Path) -> Result<nuage_blob::ProviderConfi
     struct Tables {
         providers: Vec<nuage_blob::ProviderConfig>,
     }
-    match toml::from_str::<Tables>(&text) {
-        Ok(Tables { providers }) if providers.len() == 1 => Ok(providers.into_iter().next().expect("one")),
-        Ok(_) => bail!("{}: one provider at a time", file.display()),
-        Err(_) => toml::from_str(&text).with_context(|| format!("{}: provider settings", file.display())),
+    if text.contains("[[providers]]") {
+        let Tables { providers } =
+            toml::from_str(&text).with_context(|| format!("{}: provider settings", file.display()))?;
+        match <[_; 1]>::try_from(providers) {
+            Ok([p]) => Ok(p),
+            Err(_) => bail!("{}: one provider at a time", file.display()),
+        }
+    } else {
+        toml::from_str(&text).with_context(|| format!("{}: provider settings", file.display()))
     }
 }
 
@@ -523,7 +549,7 @@ async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
 
 /// `nuage admin scrub` / `repair`: one whole pass now, with a progress bar.
 async fn pass(cli: &Cli, config: ServerConfig, kind: workers::Kind) -> Result<()> {
-    let nuage = Nuage::open(config).await?;
+    let nuage = Arc::new(Nuage::open(config).await?);
     let bar = crate::remote::bar(cli, 65_536);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {percent}% ETA {eta}").expect("valid template"),

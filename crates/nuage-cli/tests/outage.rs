@@ -23,9 +23,10 @@ fn provider_toml(c: &ProviderConfig) -> String {
     let head = format!("[[providers]]\nname = {:?}\ntimeout_secs = {}\n", c.name, c.timeout_secs);
     head + &match &c.kind {
         ProviderKind::Fs { root } => format!("scheme = \"fs\"\nroot = {root:?}\n"),
-        ProviderKind::S3 { bucket, endpoint, region, access_key_id, secret_access_key, .. } => format!(
-            "scheme = \"s3\"\nbucket = {bucket:?}\nendpoint = {endpoint:?}\nregion = {region:?}\n\
+        ProviderKind::S3 { bucket, endpoint, access_key_id, secret_access_key, .. } => format!(
+            "scheme = \"s3\"\nbucket = {bucket:?}\nendpoint = {endpoint:?}\nregion = {:?}\n\
              access_key_id = {access_key_id:?}\nsecret_access_key = {:?}\n",
+            c.region.as_deref().unwrap_or("us-east-1"),
             secret_access_key.0
         ),
         ProviderKind::Azblob { container, endpoint, account_name, account_key, .. } => format!(

@@ -53,8 +53,22 @@ pub struct Token {
     pub revoked_at: Option<i64>,
 }
 
-/// A provider as recorded in the registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What [`Meta::remove_provider`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The provider is `removed`.
+    Removed,
+    /// Refused: the provider is not `drained` (or not in the registry).
+    NotDrained,
+    /// Refused: placements are left on it.
+    PlacementsLeft(i64),
+    /// Refused: uploads that began before the provider was drained may still commit.
+    UploadsPending(i64),
+}
+
+/// A provider as recorded in the registry. Its `Debug` leaves the settings out (they hold
+/// credentials).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ProviderRecord {
     /// Unique name.
     pub name: String,
@@ -69,6 +83,19 @@ pub struct ProviderRecord {
     /// The settings of a provider added at run time (`nuage admin provider add`), as JSON;
     /// `None` for a provider of the configuration file.
     pub settings: Option<String>,
+}
+
+impl std::fmt::Debug for ProviderRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderRecord")
+            .field("name", &self.name)
+            .field("scheme", &self.scheme)
+            .field("region", &self.region)
+            .field("state", &self.state)
+            .field("weight", &self.weight)
+            .field("settings", &self.settings.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 const ACCOUNT_COLUMNS: &str = "id, name, quota_bytes, used_bytes, change_seq";
@@ -307,19 +334,54 @@ impl Meta {
     }
 
     /// Takes a drained provider out, in one statement that checks that no placement is left
-    /// on it: its row stays, in state `removed`, without its settings. False (and nothing
-    /// changed) when it is not drained or a placement points there.
-    pub async fn remove_provider(&self, name: &str) -> Result<bool> {
+    /// on it and that no upload that began before it became drained (and so may have
+    /// written there) can still commit: no live lease taken before, no live upload session
+    /// opened before. Its row stays, in state `removed`, without its settings. When refused,
+    /// nothing changes and the answer says why.
+    pub async fn remove_provider(&self, name: &str) -> Result<Removal> {
         let _w = self.write_guard().await;
+        let now = now_ms();
         let done = sqlx::query(
             "UPDATE providers SET state = 'removed', settings = NULL, updated_at = $1 WHERE name = $2 \
-             AND state = 'drained' AND NOT EXISTS (SELECT 1 FROM placements WHERE provider = $2)",
+             AND state = 'drained' AND NOT EXISTS (SELECT 1 FROM placements WHERE provider = $2) \
+             AND NOT EXISTS (SELECT 1 FROM chunk_leases WHERE expires_at > $1 AND leased_at < providers.updated_at) \
+             AND NOT EXISTS (SELECT 1 FROM upload_sessions WHERE expires_at > $1 AND created_at < providers.updated_at)",
         )
-        .bind(now_ms())
+        .bind(now)
         .bind(name)
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 1 {
+            return Ok(Removal::Removed);
+        }
+        let Some(row) = sqlx::query("SELECT state, updated_at FROM providers WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(Removal::NotDrained);
+        };
+        let (state, drained_at): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+        if state != "drained" {
+            return Ok(Removal::NotDrained);
+        }
+        let placements: i64 =
+            sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM placements WHERE provider = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?;
+        if placements > 0 {
+            return Ok(Removal::PlacementsLeft(placements));
+        }
+        let uploads: i64 = sqlx::query_scalar(
+            "SELECT CAST((SELECT COUNT(DISTINCT holder) FROM chunk_leases WHERE expires_at > $1 AND leased_at < $2) \
+             + (SELECT COUNT(*) FROM upload_sessions WHERE expires_at > $1 AND created_at < $2) AS BIGINT)",
+        )
+        .bind(now)
+        .bind(drained_at)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Removal::UploadsPending(uploads))
     }
 
     /// Sets a provider's state (`active`, `draining`, `drained`); false when the registry

@@ -185,13 +185,13 @@ impl Meta {
         // The write first: on SQLite it takes the write lock, so the read below sees every
         // deletion committed before it.
         for batch in addresses.chunks(PER_STATEMENT / 2) {
-            let rows: Vec<String> = (0..batch.len()).map(|i| format!("(${}, $1, $2)", i + 3)).collect();
+            let rows: Vec<String> = (0..batch.len()).map(|i| format!("(${}, $1, $2, $3)", i + 4)).collect();
             let sql = format!(
-                "INSERT INTO chunk_leases (address, holder, expires_at) VALUES {} \
+                "INSERT INTO chunk_leases (address, holder, expires_at, leased_at) VALUES {} \
                  ON CONFLICT (address, holder) DO UPDATE SET expires_at = excluded.expires_at",
                 rows.join(", ")
             );
-            let mut q = sqlx::query(&sql).bind(holder).bind(expires_at);
+            let mut q = sqlx::query(&sql).bind(holder).bind(expires_at).bind(now_ms());
             for a in batch {
                 q = q.bind(a.to_vec());
             }

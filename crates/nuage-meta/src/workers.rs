@@ -229,7 +229,7 @@ impl Meta {
     ) -> Result<Vec<ChunkPlacements>> {
         self.chunk_page(
             "AND address IN (SELECT p.address FROM placements p JOIN providers v ON v.name = p.provider \
-             WHERE v.state <> 'active') AND address NOT IN (SELECT address FROM chunk_deletions)",
+             WHERE v.state IN ('draining', 'drained')) AND address NOT IN (SELECT address FROM chunk_deletions)",
             None,
             after,
             limit,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nuage_core::{ConvergenceSecret, Manifest, ManifestEntry, SealOptions, chunk};
 use nuage_meta::{
     BucketPolicy, ChunkRef, DeclaredChunk, DeletionDone, Error, EtagCondition, ListEntry, Meta, NewVersion,
-    Precondition, ProviderRecord, UploadSession, now_ms,
+    Precondition, ProviderRecord, Removal, UploadSession, now_ms,
 };
 use sqlx::Connection;
 
@@ -80,6 +80,14 @@ fn content(parts: &[&[u8]]) -> NewVersion {
         manifest: Manifest { entries, size, hash }.encode(),
         chunks,
         lease_holder: None,
+    }
+}
+
+/// Returns once the millisecond clock has moved on (timestamps taken before and after differ).
+fn next_ms() {
+    let t = now_ms();
+    while now_ms() == t {
+        std::hint::spin_loop();
     }
 }
 
@@ -537,13 +545,26 @@ async fn providers_added_at_run_time_are_removed_only_drained_and_empty() {
         let address = new.chunks[0].address;
         m.put_version(&bucket, "k", &new, &none(), None).await.unwrap();
         m.add_placements(&address, &["added".to_owned()]).await.unwrap();
-        assert!(!m.remove_provider("added").await.unwrap(), "active");
+        assert_eq!(m.remove_provider("added").await.unwrap(), Removal::NotDrained, "active");
         assert!(m.set_provider_state("added", "draining").await.unwrap());
-        assert!(!m.remove_provider("added").await.unwrap(), "draining");
+        assert_eq!(m.remove_provider("added").await.unwrap(), Removal::NotDrained, "draining");
         assert!(!m.mark_drained("added").await.unwrap(), "a placement is left");
+        // An upload that began before the drain ended holds a lease; one that began after
+        // (leased once the provider is drained) does not count.
+        let before = now_ms() + 600_000;
+        m.lease_chunks("put:early", &[[9; 32]], before).await.unwrap();
         m.drop_placement(&address, "added").await.unwrap();
+        next_ms();
         assert!(m.mark_drained("added").await.unwrap());
-        assert!(m.remove_provider("added").await.unwrap());
+        // A placement a late commit put there after the drain: refused.
+        m.add_placements(&address, &["added".to_owned()]).await.unwrap();
+        assert_eq!(m.remove_provider("added").await.unwrap(), Removal::PlacementsLeft(1));
+        m.drop_placement(&address, "added").await.unwrap();
+        assert_eq!(m.remove_provider("added").await.unwrap(), Removal::UploadsPending(1));
+        m.release_leases("put:early").await.unwrap();
+        next_ms();
+        m.lease_chunks("put:late", &[[9; 32]], before).await.unwrap();
+        assert_eq!(m.remove_provider("added").await.unwrap(), Removal::Removed);
         assert_eq!(state(m.providers().await.unwrap(), "added"), ("removed".into(), None));
         // Removed: its state no longer moves, and the name may be added again, active.
         assert!(!m.set_provider_state("added", "active").await.unwrap());

@@ -95,14 +95,17 @@ impl Nuage {
             providers.push(Provider::open(c).await.with_context(|| format!("opening provider {name}"))?);
         }
         meta.register_providers(&records).await?;
+        // A provider added at run time that does not open is left to the state refresh, which
+        // tries again every two seconds: one bad entry does not keep every server down.
         for r in &registry {
-            if let Some(c) = added_at_run_time(r) {
-                let c = c?;
-                providers.push(
-                    Provider::open(c)
-                        .await
-                        .with_context(|| format!("opening provider {} (added at run time)", r.name))?,
-                );
+            let opened = match added_at_run_time(r) {
+                None => continue,
+                Some(Ok(c)) => Provider::open(c).await.map_err(anyhow::Error::from),
+                Some(Err(e)) => Err(e),
+            };
+            match opened {
+                Ok(p) => providers.push(p),
+                Err(e) => tracing::warn!("opening provider {} (added at run time): {e:#}", r.name),
             }
         }
         let store = ChunkStore::new(providers, config.buckets.placement()).context("[buckets] placement")?;

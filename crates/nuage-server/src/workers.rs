@@ -41,6 +41,8 @@ use crate::state::Nuage;
 
 /// Chunks per batch (and per cursor save).
 const BATCH: usize = 256;
+/// Chunks a scrub, repair or migrate pass works on at once.
+const IN_FLIGHT: usize = 4;
 /// A pass saves its cursor after every batch, and within a batch at this interval.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// Addresses listed in a pass report at most.
@@ -614,6 +616,23 @@ impl Pace {
     }
 }
 
+/// One chunk's step of a scrub, repair or migrate pass.
+async fn one_chunk(nuage: &Nuage, kind: Kind, c: &ChunkPlacements) -> nuage_meta::Result<Outcome> {
+    match kind {
+        Kind::Scrub => scrub_chunk(nuage, c).await,
+        Kind::Repair => repair_chunk(nuage, c).await,
+        // The page was read when its batch began, minutes ago at a slow pace: the copies
+        // writes have placed since count.
+        Kind::Migrate => match nuage.meta.chunk(&c.address).await? {
+            Some(now) => {
+                migrate_chunk(nuage, &ChunkPlacements { placements: now.placements, ..c.clone() }).await
+            }
+            None => Ok(Outcome::default()), // collected meanwhile
+        },
+        Kind::Gc => unreachable!("the collector works by batch"),
+    }
+}
+
 /// Adds what was done on `chunks` chunks to the pass's state, its report and the counters.
 fn tally(
     state: &mut WorkerState,
@@ -639,7 +658,7 @@ fn tally(
 /// starts a new one) and saves its cursor after every batch; without, it walks the whole
 /// index on its own. `progress` sees the state after every batch.
 pub async fn run_pass(
-    nuage: &Nuage,
+    nuage: &Arc<Nuage>,
     kind: Kind,
     persist: bool,
     progress: impl Fn(&WorkerState),
@@ -699,34 +718,42 @@ pub async fn run_pass(
             let o = delete_everywhere(nuage, c, &doomed, &sizes).await?;
             tally(&mut state, &mut report, counters, page.len() as u64, o);
         }
-        for c in page.iter().filter(|_| kind != Kind::Gc) {
-            let o = match kind {
-                Kind::Scrub => scrub_chunk(nuage, c).await?,
-                // The page was read when its batch began, minutes ago at a slow pace: the
-                // copies writes have placed since count.
-                Kind::Migrate => match nuage.meta.chunk(&c.address).await? {
-                    Some(now) => {
-                        migrate_chunk(nuage, &ChunkPlacements { placements: now.placements, ..c.clone() })
-                            .await?
-                    }
-                    None => Outcome::default(), // collected meanwhile
-                },
-                _ => repair_chunk(nuage, c).await?,
-            };
-            let bytes = o.bytes;
-            tally(&mut state, &mut report, counters, 1, o);
-            // A batch of large chunks at a slow pace lasts minutes: the cursor is saved at
-            // least every second within one, so `nuage admin status` moves and a restart
-            // resumes after the last chunk done.
-            state.cursor = Some(c.address);
-            if saved.elapsed() >= SAVE_EVERY {
-                if persist {
-                    nuage.meta.save_worker_state(&state).await?;
+        if kind != Kind::Gc {
+            // IN_FLIGHT chunks at a time, each in a task of its own (a task waiting for the
+            // database or a provider never holds up the others, nor the pace's sleep them);
+            // outcomes are tallied, and the cursor moved, in address order, so that a saved
+            // cursor never passes a chunk not done.
+            let mut results: Vec<Option<Outcome>> = page.iter().map(|_| None).collect();
+            let (mut spawned, mut tallied) = (0, 0);
+            let mut tasks = tokio::task::JoinSet::new();
+            loop {
+                while tasks.len() < IN_FLIGHT && spawned < page.len() {
+                    let (nuage, c, i) = (nuage.clone(), page[spawned].clone(), spawned);
+                    tasks.spawn(async move { (i, one_chunk(&nuage, kind, &c).await) });
+                    spawned += 1;
                 }
-                saved = Instant::now();
-                progress(&state);
+                let Some(joined) = tasks.join_next().await else { break };
+                let (i, outcome) = joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+                let o = outcome?;
+                let bytes = o.bytes;
+                results[i] = Some(o);
+                while let Some(o) = results.get_mut(tallied).and_then(Option::take) {
+                    tally(&mut state, &mut report, counters, 1, o);
+                    state.cursor = Some(page[tallied].address);
+                    tallied += 1;
+                }
+                // A batch of large chunks at a slow pace lasts minutes: the cursor is saved
+                // at least every second within one, so `nuage admin status` moves and a
+                // restart resumes after the chunks done.
+                if saved.elapsed() >= SAVE_EVERY {
+                    if persist {
+                        nuage.meta.save_worker_state(&state).await?;
+                    }
+                    saved = Instant::now();
+                    progress(&state);
+                }
+                pace.account(bytes).await;
             }
-            pace.account(bytes).await;
         }
         state.cursor = Some(last);
         if persist {

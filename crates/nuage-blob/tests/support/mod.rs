@@ -52,12 +52,12 @@ fn s3_at(name: &str, endpoint: &str, bucket: &str, root: Option<String>) -> Back
     let kind = ProviderKind::S3 {
         bucket: bucket.to_owned(),
         endpoint: endpoint.to_owned(),
-        region: env("NUAGE_TEST_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
         access_key_id: required("NUAGE_TEST_S3_ACCESS_KEY"),
         secret_access_key: Secret(required("NUAGE_TEST_S3_SECRET_KEY")),
         root,
     };
-    Backend { config: ProviderConfig::new(name, kind), _dir: None }
+    let config = ProviderConfig { region: env("NUAGE_TEST_S3_REGION"), ..ProviderConfig::new(name, kind) };
+    Backend { config, _dir: None }
 }
 
 pub fn azblob(name: &str, test: &str) -> Option<Backend> {

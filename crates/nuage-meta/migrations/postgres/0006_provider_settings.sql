@@ -5,3 +5,7 @@
 -- out (`nuage admin provider remove`, only once drained and empty) keeps its row in state
 -- 'removed', so that a configuration file still naming it does not bring it back.
 ALTER TABLE providers ADD COLUMN settings TEXT;
+-- When a lease was first taken (Unix ms): a provider is removed only once no upload that
+-- began before it was drained (and so may have written there) can still commit. Leases of
+-- before this schema count as old.
+ALTER TABLE chunk_leases ADD COLUMN leased_at BIGINT NOT NULL DEFAULT 0;
