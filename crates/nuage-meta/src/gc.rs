@@ -242,16 +242,18 @@ impl Meta {
         let mut conn = self.pool.acquire().await?;
         let mut found: HashMap<[u8; 32], Vec<String>> = HashMap::new();
         for batch in addresses.chunks(PER_STATEMENT) {
-            let text = format!(
-                "SELECT address, provider FROM placements WHERE state = 'stored' AND address IN ({})",
-                marks(1, batch.len())
-            );
+            // By address only: with the state in the WHERE clause, SQLite walks the
+            // (state, provider) index, every stored placement, for each upload batch.
+            let text =
+                format!("SELECT address, provider, state FROM placements WHERE address IN ({})", marks(1, batch.len()));
             let mut q = sqlx::query(&text);
             for a in batch {
                 q = q.bind(a.to_vec());
             }
             for row in q.fetch_all(&mut *conn).await? {
-                found.entry(address(row.try_get(0)?)?).or_default().push(row.try_get(1)?);
+                if row.try_get::<String, _>(2)? == "stored" {
+                    found.entry(address(row.try_get(0)?)?).or_default().push(row.try_get(1)?);
+                }
             }
         }
         Ok(found)
