@@ -147,17 +147,35 @@ async fn providers_are_added_checked_and_removed_only_when_empty() {
     drop(server);
     let server = d.serve();
     assert_eq!(healthz(&server).await, ["a", "b", "d"]);
-    for i in 0..26 {
-        let r = http
-            .get(format!("{}/v1/buckets/data/objects/k{i}", server.url))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.bytes().await.unwrap(), data(300_000, i), "k{i}");
-    }
+    reads_back(&http, &server, &token, 0..26).await;
     let scrub = json(&d, &["admin", "scrub"]);
     assert_eq!(scrub["found"], 0, "{scrub}");
+
+    // A provider added at run time that does not open (its folder replaced by a file) keeps
+    // no server from starting: it serves with the others, and every object still reads.
+    add_folder(&d, "e");
+    poll("e in the server's providers", async || healthz(&server).await.contains(&"e".to_owned())).await;
+    for i in 26..32 {
+        let url = format!("{}/v1/buckets/data/objects/k{i}", server.url);
+        let r = http.put(url).bearer_auth(&token).body(data(300_000, i)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+    }
+    assert!(provider(&d, "e").1 > 0, "new chunks go to e too");
+    drop(server);
+    std::fs::rename(d.path("e"), d.path("e.away")).unwrap();
+    std::fs::write(d.path("e"), b"not a folder").unwrap();
+    let server = d.serve();
+    assert_eq!(healthz(&server).await, ["a", "b", "d"]);
+    reads_back(&http, &server, &token, 0..32).await;
+}
+
+/// Objects `k{i}` for `i` in `keys` read back as they were written.
+async fn reads_back(http: &reqwest::Client, server: &Server, token: &str, keys: std::ops::Range<u32>) {
+    for i in keys {
+        let url = format!("{}/v1/buckets/data/objects/k{i}", server.url);
+        let r = http.get(url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(r.bytes().await.unwrap(), data(300_000, i), "k{i}");
+    }
 }
 
 /// The names of the providers `server` uses, from its `/healthz`.

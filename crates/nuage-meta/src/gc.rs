@@ -244,8 +244,10 @@ impl Meta {
         for batch in addresses.chunks(PER_STATEMENT) {
             // By address only: with the state in the WHERE clause, SQLite walks the
             // (state, provider) index, every stored placement, for each upload batch.
-            let text =
-                format!("SELECT address, provider, state FROM placements WHERE address IN ({})", marks(1, batch.len()));
+            let text = format!(
+                "SELECT address, provider, state FROM placements WHERE address IN ({})",
+                marks(1, batch.len())
+            );
             let mut q = sqlx::query(&text);
             for a in batch {
                 q = q.bind(a.to_vec());

@@ -42,6 +42,9 @@ pub struct Nuage {
     pub replicas: crate::replicas::Replicas,
     /// Wrong share-link passwords, to space out guesses.
     pub unlock_throttle: crate::shares::UnlockThrottle,
+    /// Providers added at run time that failed to open, and when: tried again after a
+    /// while, not on every refresh of the registry.
+    pub(crate) open_failures: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Nuage {
@@ -120,6 +123,7 @@ impl Nuage {
             grants,
             replicas: Default::default(),
             unlock_throttle: Default::default(),
+            open_failures: Default::default(),
         };
         // A provider being drained takes no new chunk from the first request on.
         crate::workers::refresh_provider_states(&nuage).await?;

@@ -45,6 +45,10 @@ const BATCH: usize = 256;
 const IN_FLIGHT: usize = 4;
 /// A pass saves its cursor after every batch, and within a batch at this interval.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// How long the registry refresh waits for a provider added at run time to open.
+const OPEN_WITHIN: Duration = Duration::from_secs(5);
+/// How long a provider added at run time that failed to open is left before another try.
+const REOPEN_AFTER: Duration = Duration::from_secs(30);
 /// Addresses listed in a pass report at most.
 const LISTED: usize = 1000;
 
@@ -341,9 +345,21 @@ pub async fn refresh_provider_states(nuage: &Nuage) -> nuage_meta::Result<Vec<(S
             continue;
         }
         if let Some(config) = crate::state::added_at_run_time(&r) {
+            let failed_lately = |name: &str| {
+                let failures = nuage.open_failures.lock().expect("open failures lock");
+                failures.get(name).is_some_and(|at| at.elapsed() < REOPEN_AFTER)
+            };
             match config {
-                Ok(c) if nuage.store.provider(&r.name).is_none_or(|p| *p.config() != c) => {
-                    match Provider::open(c).await {
+                Ok(c)
+                    if nuage.store.provider(&r.name).is_none_or(|p| *p.config() != c)
+                        && !failed_lately(&r.name) =>
+                {
+                    // Bounded: the states of the others wait for this.
+                    let opened = match tokio::time::timeout(OPEN_WITHIN, Provider::open(c)).await {
+                        Ok(opened) => opened.map_err(|e| e.to_string()),
+                        Err(_) => Err(format!("no answer within {} s", OPEN_WITHIN.as_secs())),
+                    };
+                    match opened {
                         Ok(p) => {
                             p.set_draining(r.state != "active");
                             // Settings changed (removed and added again): the new ones.
@@ -351,8 +367,20 @@ pub async fn refresh_provider_states(nuage: &Nuage) -> nuage_meta::Result<Vec<(S
                             if nuage.store.add_provider(p).is_ok() {
                                 tracing::info!("provider {} added", r.name);
                             }
+                            nuage.open_failures.lock().expect("open failures lock").remove(&r.name);
                         }
-                        Err(e) => tracing::warn!("opening provider {} (added at run time): {e}", r.name),
+                        Err(e) => {
+                            tracing::warn!(
+                                "opening provider {} (added at run time): {e}; trying again in {} s",
+                                r.name,
+                                REOPEN_AFTER.as_secs()
+                            );
+                            nuage
+                                .open_failures
+                                .lock()
+                                .expect("open failures lock")
+                                .insert(r.name.clone(), Instant::now());
+                        }
                     }
                 }
                 Ok(_) => {}
