@@ -428,8 +428,11 @@ async fn provider(cli: &Cli, config: &ServerConfig, meta: &Meta, cmd: &ProviderC
                     bail!("{name} took {n} placements meanwhile: nothing removed; let its drain finish")
                 }
                 nuage_meta::Removal::UploadsPending(n) => bail!(
-                    "{n} uploads that began before {name} was drained may still commit chunks there: \
-                     nothing removed; try again once they end (within `upload_lease_secs` at most)"
+                    "{n} uploads that began before {name} was drained (or within {} s after) may still commit \
+                     chunks there: nothing removed; try again once they end (a simple upload within \
+                     `[workers] upload_lease_secs`, a smart one when it commits or its session expires, \
+                     `[grants] upload_ttl_secs`)",
+                    nuage_meta::CLOCK_MARGIN_MS / 1000
                 ),
             }
             if cli.json {

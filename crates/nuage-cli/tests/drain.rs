@@ -292,6 +292,7 @@ async fn drain_under_load(d: Deployment, at_least: Duration, left_on_c: impl Fn(
     let took = started.elapsed();
     // Drained, and empty: taken out while the clients go on, once the uploads that began
     // before the drain ended (and might have written to c) are over.
+    let drained = Instant::now();
     poll("c removed", async || {
         let out = d.run(&["admin", "provider", "remove", "c"], "");
         let said = String::from_utf8_lossy(&out.stderr);
@@ -299,11 +300,13 @@ async fn drain_under_load(d: Deployment, at_least: Duration, left_on_c: impl Fn(
         out.status.success()
     })
     .await;
+    let removed_after = drained.elapsed();
     let ls = json(&d, &["admin", "provider", "ls"]);
     assert!(ls.as_array().unwrap().iter().all(|p| p["name"] != "c"), "{ls}");
     // The load runs for `at_least` in all (the issue's minute of traffic), a duration, not a
     // wait for something to happen.
-    tokio::time::sleep(at_least.saturating_sub(took)).await;
+    tokio::time::sleep(at_least.saturating_sub(started.elapsed())).await;
+    let ran = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     for c in clients {
         c.await.unwrap();
@@ -340,12 +343,10 @@ async fn drain_under_load(d: Deployment, at_least: Duration, left_on_c: impl Fn(
         assert_eq!(blake3::hash(&r.bytes().await.unwrap()), *h, "{k}");
     }
     println!(
-        "drain of c ({on_c} copies at the start) took {took:.1?}, clients ran {:.1?}: {reads} reads \
-         ({reads_during} after the drain began), {writes} writes ({writes_during} after), 0 failed; repair then \
-         wrote {} copies; {} chunks verified, 2 copies each, none on c",
-        took.max(at_least),
-        repair["found"],
-        scrub["chunks"]
+        "drain of c ({on_c} copies at the start) took {took:.1?}, c removed {removed_after:.1?} after, clients \
+         ran {ran:.1?} from the drain's start: {reads} reads ({reads_during} after the drain began), {writes} writes \
+         ({writes_during} after), 0 failed; repair then wrote {} copies; {} chunks verified, 2 copies each, none on c",
+        repair["found"], scrub["chunks"]
     );
 }
 

@@ -53,6 +53,10 @@ pub struct Token {
     pub revoked_at: Option<i64>,
 }
 
+/// How much later than a provider became drained an upload must have begun not to hold up
+/// its removal (Unix ms).
+pub const CLOCK_MARGIN_MS: i64 = 10_000;
+
 /// What [`Meta::remove_provider`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Removal {
@@ -336,19 +340,23 @@ impl Meta {
     /// Takes a drained provider out, in one statement that checks that no placement is left
     /// on it and that no upload that began before it became drained (and so may have
     /// written there) can still commit: no live lease taken before, no live upload session
-    /// opened before. Its row stays, in state `removed`, without its settings. When refused,
-    /// nothing changes and the answer says why.
+    /// with chunks declared and not committed opened before ("before" with a margin of
+    /// [`CLOCK_MARGIN_MS`]: the times come from several servers' clocks, and a server sees a
+    /// drain up to a few seconds late). Its row stays, in state `removed`, without its
+    /// settings. When refused, nothing changes and the answer says why.
     pub async fn remove_provider(&self, name: &str) -> Result<Removal> {
         let _w = self.write_guard().await;
         let now = now_ms();
         let done = sqlx::query(
             "UPDATE providers SET state = 'removed', settings = NULL, updated_at = $1 WHERE name = $2 \
              AND state = 'drained' AND NOT EXISTS (SELECT 1 FROM placements WHERE provider = $2) \
-             AND NOT EXISTS (SELECT 1 FROM chunk_leases WHERE expires_at > $1 AND leased_at < providers.updated_at) \
-             AND NOT EXISTS (SELECT 1 FROM upload_sessions WHERE expires_at > $1 AND created_at < providers.updated_at)",
+             AND NOT EXISTS (SELECT 1 FROM chunk_leases WHERE expires_at > $1 AND leased_at < providers.updated_at + $3) \
+             AND NOT EXISTS (SELECT 1 FROM upload_sessions s WHERE s.expires_at > $1 AND s.created_at < providers.updated_at + $3 \
+                 AND EXISTS (SELECT 1 FROM upload_session_chunks d WHERE d.session_id = s.id))",
         )
         .bind(now)
         .bind(name)
+        .bind(CLOCK_MARGIN_MS)
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 1 {
@@ -375,10 +383,11 @@ impl Meta {
         }
         let uploads: i64 = sqlx::query_scalar(
             "SELECT CAST((SELECT COUNT(DISTINCT holder) FROM chunk_leases WHERE expires_at > $1 AND leased_at < $2) \
-             + (SELECT COUNT(*) FROM upload_sessions WHERE expires_at > $1 AND created_at < $2) AS BIGINT)",
+             + (SELECT COUNT(*) FROM upload_sessions s WHERE s.expires_at > $1 AND s.created_at < $2 \
+                 AND EXISTS (SELECT 1 FROM upload_session_chunks d WHERE d.session_id = s.id)) AS BIGINT)",
         )
         .bind(now)
-        .bind(drained_at)
+        .bind(drained_at + CLOCK_MARGIN_MS)
         .fetch_one(&self.pool)
         .await?;
         Ok(Removal::UploadsPending(uploads))

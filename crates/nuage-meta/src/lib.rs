@@ -15,7 +15,7 @@ mod shares;
 mod uploads;
 mod workers;
 
-pub use accounts::{Account, AccountSecrets, ProviderRecord, Removal, Token};
+pub use accounts::{Account, AccountSecrets, CLOCK_MARGIN_MS, ProviderRecord, Removal, Token};
 pub use db::{Backend, Meta, now_ms};
 pub use error::{Error, Result};
 pub use gc::DeletionDone;

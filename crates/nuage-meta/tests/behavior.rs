@@ -83,14 +83,6 @@ fn content(parts: &[&[u8]]) -> NewVersion {
     }
 }
 
-/// Returns once the millisecond clock has moved on (timestamps taken before and after differ).
-fn next_ms() {
-    let t = now_ms();
-    while now_ms() == t {
-        std::hint::spin_loop();
-    }
-}
-
 fn policy(keep_versions: u32) -> BucketPolicy {
     BucketPolicy { replicas: 1, write_quorum: 1, keep_versions, e2e_key_id: None, direct_upload: false }
 }
@@ -554,7 +546,6 @@ async fn providers_added_at_run_time_are_removed_only_drained_and_empty() {
         let before = now_ms() + 600_000;
         m.lease_chunks("put:early", &[[9; 32]], before).await.unwrap();
         m.drop_placement(&address, "added").await.unwrap();
-        next_ms();
         assert!(m.mark_drained("added").await.unwrap());
         // A placement a late commit put there after the drain: refused.
         m.add_placements(&address, &["added".to_owned()]).await.unwrap();
@@ -562,8 +553,29 @@ async fn providers_added_at_run_time_are_removed_only_drained_and_empty() {
         m.drop_placement(&address, "added").await.unwrap();
         assert_eq!(m.remove_provider("added").await.unwrap(), Removal::UploadsPending(1));
         m.release_leases("put:early").await.unwrap();
-        next_ms();
+        // A lease taken just after counts too (the margin for clocks and late views), and so
+        // does a smart upload's session opened before with chunks declared; not one opened
+        // past the margin, nor one whose commit dropped its declarations.
         m.lease_chunks("put:late", &[[9; 32]], before).await.unwrap();
+        let session = |id: &str, created_at| UploadSession {
+            id: id.into(),
+            account_id: a.id,
+            bucket_id: bucket.id,
+            key: "k".into(),
+            created_at,
+            expires_at: before,
+        };
+        let declared = [DeclaredChunk { address: [9; 32], stored_size: 10 }];
+        for (id, created_at) in
+            [("up_old", now_ms() - 1000), ("up_new", now_ms() + 2 * nuage_meta::CLOCK_MARGIN_MS)]
+        {
+            m.create_upload_session(&session(id, created_at)).await.unwrap();
+            m.declare_upload_chunks(id, &declared).await.unwrap();
+        }
+        assert_eq!(m.remove_provider("added").await.unwrap(), Removal::UploadsPending(2));
+        m.release_leases("put:late").await.unwrap();
+        assert_eq!(m.remove_provider("added").await.unwrap(), Removal::UploadsPending(1));
+        m.release_leases("up_old").await.unwrap(); // its commit
         assert_eq!(m.remove_provider("added").await.unwrap(), Removal::Removed);
         assert_eq!(state(m.providers().await.unwrap(), "added"), ("removed".into(), None));
         // Removed: its state no longer moves, and the name may be added again, active.

@@ -99,16 +99,20 @@ impl Nuage {
         }
         meta.register_providers(&records).await?;
         // A provider added at run time that does not open is left to the state refresh, which
-        // tries again every two seconds: one bad entry does not keep every server down.
+        // tries again later: one bad entry does not keep every server down.
+        let mut open_failures = std::collections::HashMap::new();
         for r in &registry {
             let opened = match added_at_run_time(r) {
                 None => continue,
-                Some(Ok(c)) => Provider::open(c).await.map_err(anyhow::Error::from),
-                Some(Err(e)) => Err(e),
+                Some(Ok(c)) => crate::workers::open_bounded(c).await,
+                Some(Err(e)) => Err(format!("{e:#}")),
             };
             match opened {
                 Ok(p) => providers.push(p),
-                Err(e) => tracing::warn!("opening provider {} (added at run time): {e:#}", r.name),
+                Err(e) => {
+                    tracing::warn!("opening provider {} (added at run time): {e}", r.name);
+                    open_failures.insert(r.name.clone(), std::time::Instant::now());
+                }
             }
         }
         let store = ChunkStore::new(providers, config.buckets.placement()).context("[buckets] placement")?;
@@ -123,7 +127,7 @@ impl Nuage {
             grants,
             replicas: Default::default(),
             unlock_throttle: Default::default(),
-            open_failures: Default::default(),
+            open_failures: std::sync::Mutex::new(open_failures),
         };
         // A provider being drained takes no new chunk from the first request on.
         crate::workers::refresh_provider_states(&nuage).await?;

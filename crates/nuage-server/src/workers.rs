@@ -339,6 +339,7 @@ pub async fn refresh_provider_states(nuage: &Nuage) -> nuage_meta::Result<Vec<(S
     let mut inactive = Vec::new();
     for r in nuage.meta.providers().await? {
         if r.state == crate::state::REMOVED {
+            nuage.open_failures.lock().expect("open failures lock").remove(&r.name);
             if nuage.store.remove_provider(&r.name).is_some() {
                 tracing::info!("provider {} removed", r.name);
             }
@@ -349,42 +350,35 @@ pub async fn refresh_provider_states(nuage: &Nuage) -> nuage_meta::Result<Vec<(S
                 let failures = nuage.open_failures.lock().expect("open failures lock");
                 failures.get(name).is_some_and(|at| at.elapsed() < REOPEN_AFTER)
             };
-            match config {
-                Ok(c)
-                    if nuage.store.provider(&r.name).is_none_or(|p| *p.config() != c)
-                        && !failed_lately(&r.name) =>
-                {
-                    // Bounded: the states of the others wait for this.
-                    let opened = match tokio::time::timeout(OPEN_WITHIN, Provider::open(c)).await {
-                        Ok(opened) => opened.map_err(|e| e.to_string()),
-                        Err(_) => Err(format!("no answer within {} s", OPEN_WITHIN.as_secs())),
-                    };
-                    match opened {
-                        Ok(p) => {
-                            p.set_draining(r.state != "active");
-                            // Settings changed (removed and added again): the new ones.
-                            nuage.store.remove_provider(&r.name);
-                            if nuage.store.add_provider(p).is_ok() {
-                                tracing::info!("provider {} added", r.name);
-                            }
-                            nuage.open_failures.lock().expect("open failures lock").remove(&r.name);
+            let current = match &config {
+                Ok(c) => nuage.store.provider(&r.name).is_some_and(|p| p.config() == c),
+                Err(_) => false,
+            };
+            if !current && !failed_lately(&r.name) {
+                let opened = match config {
+                    Ok(c) => open_bounded(c).await,
+                    Err(e) => Err(format!("{e:#}")),
+                };
+                match opened {
+                    Ok(p) => {
+                        p.set_draining(r.state != "active");
+                        // Settings changed (removed and added again): the new ones.
+                        nuage.store.remove_provider(&r.name);
+                        if nuage.store.add_provider(p).is_ok() {
+                            tracing::info!("provider {} added", r.name);
                         }
-                        Err(e) => {
-                            tracing::warn!(
-                                "opening provider {} (added at run time): {e}; trying again in {} s",
-                                r.name,
-                                REOPEN_AFTER.as_secs()
-                            );
-                            nuage
-                                .open_failures
-                                .lock()
-                                .expect("open failures lock")
-                                .insert(r.name.clone(), Instant::now());
-                        }
+                        nuage.open_failures.lock().expect("open failures lock").remove(&r.name);
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "opening provider {} (added at run time): {e}; trying again in {} s",
+                            r.name,
+                            REOPEN_AFTER.as_secs()
+                        );
+                        let mut failures = nuage.open_failures.lock().expect("open failures lock");
+                        failures.insert(r.name.clone(), Instant::now());
                     }
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("{e:#}"),
             }
         }
         if let Some(p) = nuage.store.provider(&r.name) {
@@ -395,6 +389,15 @@ pub async fn refresh_provider_states(nuage: &Nuage) -> nuage_meta::Result<Vec<(S
         }
     }
     Ok(inactive)
+}
+
+/// Opens a provider added at run time, within [`OPEN_WITHIN`]: the registry's refresh (and
+/// so the states of the others) waits for it.
+pub(crate) async fn open_bounded(c: nuage_blob::ProviderConfig) -> Result<Provider, String> {
+    match tokio::time::timeout(OPEN_WITHIN, Provider::open(c)).await {
+        Ok(opened) => opened.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {} s", OPEN_WITHIN.as_secs())),
+    }
 }
 
 /// Ends the drains that a pass found nothing left of: the chunk objects still on a drained
