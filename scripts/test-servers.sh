@@ -27,7 +27,9 @@
 #                       default: $HOME/.cache/nuage-tools
 #   NUAGE_S3_PORT       default 9514
 #   NUAGE_AZURITE_PORT  default 10500
-#   NUAGE_PG_PORT       default 55432
+#   NUAGE_PG_PORT       default 15432
+#   (The defaults are below Linux's ephemeral range, 32768-60999: a port in it can be taken
+#   at any moment as the local end of some connection, and a listener then fails to bind.)
 #
 # Exported by `env` (read by the Rust test suites):
 #   NUAGE_TEST_S3_ENDPOINT, NUAGE_TEST_S3_BUCKET, NUAGE_TEST_S3_REGION,
@@ -57,7 +59,7 @@ TOOLS=${TOOLS%/}
 
 S3_PORT=${NUAGE_S3_PORT:-9514}
 AZ_PORT=${NUAGE_AZURITE_PORT:-10500}
-PG_PORT=${NUAGE_PG_PORT:-55432}
+PG_PORT=${NUAGE_PG_PORT:-15432}
 HOST=127.0.0.1
 
 READY_TIMEOUT=30 # seconds to wait for a server to answer
