@@ -36,10 +36,10 @@ run_restic() { warm; local t0; t0=$(now); restic backup -q "$DATA" > /dev/null; 
 
 wait_for_deleted_inodes
 
-n1=$(run_nuage first); n1_size=$(size "$SCRATCH/nuage/chunks")
+n1=$(run_nuage first); n1_size=$(size "$SCRATCH/nuage/ingest")
 r1=$(run_restic); r1_size=$(size "$SCRATCH/restic")
 bash "$MAKE" modA "$DATA" >&2
-n2=$(run_nuage second); n2_size=$(size "$SCRATCH/nuage/chunks")
+n2=$(run_nuage second); n2_size=$(size "$SCRATCH/nuage/ingest")
 r2=$(run_restic); r2_size=$(size "$SCRATCH/restic")
 
 mbps() { echo "$bytes / $1 / 1000000" | bc -l; }

@@ -334,13 +334,13 @@ impl ChunkStore {
     /// it again and no later put mistakes it for the chunk; it does not count against the
     /// provider's health (a device, not the provider, put it there). An object that is the
     /// chunk but not of the declared size is left alone: the declaration is wrong, not the
-    /// object, which another upload may be relying on.
-    pub async fn verify_uploaded(&self, address: &Address, size: u64) -> Result<Option<String>> {
+    /// object, which another upload may be relying on. Returns the provider and the bytes.
+    pub async fn verify_uploaded(&self, address: &Address, size: u64) -> Result<Option<(String, Bytes)>> {
         for p in self.ranking(address) {
             match p.get_raw(address).await {
                 Ok(Some(bytes)) if address.verify(&bytes).is_ok() => {
                     if bytes.len() as u64 == size {
-                        return Ok(Some(p.name().to_owned()));
+                        return Ok(Some((p.name().to_owned(), bytes)));
                     }
                 }
                 Ok(Some(_)) => p.delete(address).await?,

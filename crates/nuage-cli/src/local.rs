@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use nuage_blob::{ChunkStore, Provider};
+use nuage_blob::{ChunkStore, Provider, ProviderConfig, ProviderKind};
 use nuage_client::{IngestStats, Snapshot};
 use nuage_core::ConvergenceSecret;
 use nuage_core::pipeline::Pipeline;
@@ -51,9 +51,30 @@ fn secret(data_dir: &Path) -> Result<ConvergenceSecret> {
     }
 }
 
+/// The providers `ingest` and `restore` write to and read from: by default a folder of their
+/// own, `<data_dir>/ingest`, never the server's `<data_dir>/chunks`. A server's collector
+/// deletes the chunk objects its index does not know, and an ingest's are such objects:
+/// sharing a root with `nuage serve` would hand them to it. So providers named in the
+/// configuration are refused when that configuration also names a server's database.
+fn ingest_providers(config: &ServerConfig) -> Result<Vec<ProviderConfig>> {
+    if config.providers.is_empty() {
+        let root = config.data_dir.join("ingest");
+        return Ok(vec![ProviderConfig::new("local", ProviderKind::Fs { root })]);
+    }
+    let server_db = config.database_url.is_some() || config.data_dir.join("meta.db").exists();
+    if server_db {
+        bail!(
+            "the configuration's providers belong to a nuage server (it names a database), whose \
+             garbage collector deletes chunks that no version references, as ingested chunks are; \
+             give ingest a configuration of its own, with other providers"
+        );
+    }
+    Ok(config.providers.clone())
+}
+
 async fn open_store(config: &ServerConfig) -> Result<ChunkStore> {
     let mut providers = Vec::new();
-    for c in config.providers() {
+    for c in ingest_providers(config)? {
         let name = c.name.clone();
         providers.push(Provider::open(c).await.with_context(|| format!("opening provider {name}"))?);
     }

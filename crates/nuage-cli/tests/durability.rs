@@ -173,3 +173,37 @@ async fn a_copy_recorded_bad_but_intact_is_never_rewritten() {
         .any(|p| p["provider"] == "a" && p["state"] == "stored");
     assert!(a_stored, "recorded stored again: {status}");
 }
+
+#[test]
+fn ingested_chunks_never_reach_the_collector() {
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..5 {
+        std::fs::write(src.path().join(format!("f{i}")), data(50_000, 300 + i)).unwrap();
+    }
+    let src = src.path().to_str().unwrap();
+
+    // By default, ingest keeps a folder of its own beside the server's.
+    let d = Deployment::new("");
+    d.ok(&["ingest", src]);
+    assert_eq!(chunk_files(&d.path("data/ingest")).len(), 5);
+    assert!(!d.path("data/chunks").exists(), "nothing in the server's folder");
+
+    // Providers named in a configuration that a server uses (it has a database) are refused.
+    let d = two_folders(0);
+    d.ok(&["ingest", src]); // no server has used it yet
+    let strays = chunk_files(&d.path("a"));
+    assert_eq!(strays.len(), 5);
+    let server = d.serve();
+    d.alice(&server);
+    let refused = d.run(&["ingest", src], "");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("belong to a nuage server"));
+
+    // And the collector deletes no object it has not seen for the grace period (a day by
+    // default), whatever the index says: two passes find the strays and delete none.
+    for _ in 0..2 {
+        let gc = json(&d, &["admin", "gc"]);
+        assert_eq!(gc["found"].as_u64(), Some(0), "{gc}");
+    }
+    assert_eq!(chunk_files(&d.path("a")), strays);
+}

@@ -37,6 +37,8 @@ pub const BATCH_BYTES: u64 = 32 << 20;
 pub const CHUNKS_IN_FLIGHT: usize = 8;
 /// Sealed chunks queued between the sealing thread and the sender.
 const QUEUE: usize = 8;
+/// The header that carries a chunk's key to the server (normal buckets only).
+const CHUNK_KEY_HEADER: &str = "x-nuage-chunk-key";
 
 #[derive(Debug, Deserialize)]
 struct Settings {
@@ -106,6 +108,9 @@ struct Upload<'a> {
     chunks_sent: usize,
     plain_done: u64,
     progress: Progress,
+    /// A normal bucket's chunks go to the server with their keys, which it opens them with
+    /// to check the manifest; an end-to-end bucket's keys never leave the device.
+    send_keys: bool,
 }
 
 impl Upload<'_> {
@@ -165,13 +170,16 @@ impl Upload<'_> {
             let chunk = by_address.remove(&address).ok_or_else(|| {
                 ClientError::Protocol(format!("the server asked for chunk {address}, not in this batch"))
             })?;
-            sends.push((t, Bytes::from(chunk.bytes)));
+            // Only to this server (a relative URL), never to a provider's presigned URL.
+            let key = (self.send_keys && t.url.starts_with('/'))
+                .then(|| URL_SAFE_NO_PAD.encode(chunk.key.as_bytes()));
+            sends.push((t, key, Bytes::from(chunk.bytes)));
         }
         self.chunks_sent += sends.len();
-        self.bytes_sent += sends.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+        self.bytes_sent += sends.iter().map(|(_, _, b)| b.len() as u64).sum::<u64>();
         let client = self.client;
         futures::stream::iter(sends)
-            .map(|(t, bytes)| async move { client.send_chunk(&t, bytes).await })
+            .map(|(t, key, bytes)| async move { client.send_chunk(&t, key.as_deref(), bytes).await })
             .buffer_unordered(CHUNKS_IN_FLIGHT)
             .collect::<Vec<_>>()
             .await
@@ -251,6 +259,7 @@ impl Client {
             chunks_sent: 0,
             plain_done: 0,
             progress,
+            send_keys: content_key.is_none(),
         };
         let sent: ClientResult<()> = async {
             while let Some(chunk) = rx.recv().await {
@@ -260,6 +269,28 @@ impl Client {
         }
         .await;
         drop(rx); // unblocks the sealing thread if the sender stopped early
+        let outcome = self.finish_upload(&mut upload, sealer, sent, content_key, path, size).await;
+        if outcome.is_err()
+            && let Some(id) = &upload.session
+        {
+            // A session that will not commit gives back the quota its chunks hold, now
+            // rather than when it expires. Best effort: it expires anyway.
+            if let Ok(answer) = self.request(Method::DELETE, &format!("/v1/uploads/{id}")).send().await {
+                let _ = Self::check(answer).await;
+            }
+        }
+        outcome
+    }
+
+    async fn finish_upload(
+        &self,
+        upload: &mut Upload<'_>,
+        sealer: tokio::task::JoinHandle<ClientResult<Manifest>>,
+        sent: ClientResult<()>,
+        content_key: Option<&ContentKey>,
+        path: &Path,
+        size: u64,
+    ) -> ClientResult<SmartPutResult> {
         let manifest = sealer.await.map_err(|e| ClientError::Protocol(format!("sealing thread: {e}")))?;
         sent?;
         let manifest = manifest?;
@@ -296,7 +327,7 @@ impl Client {
         })
     }
 
-    async fn send_chunk(&self, target: &Target, bytes: Bytes) -> ClientResult<()> {
+    async fn send_chunk(&self, target: &Target, chunk_key: Option<&str>, bytes: Bytes) -> ClientResult<()> {
         let url = if target.url.starts_with('/') {
             format!("{}{}", self.base(), target.url)
         } else {
@@ -308,6 +339,9 @@ impl Client {
             let mut r = self.raw_request(method.clone(), &url).body(bytes.clone());
             for (k, v) in &target.headers {
                 r = r.header(k, v);
+            }
+            if let Some(key) = chunk_key {
+                r = r.header(CHUNK_KEY_HEADER, key);
             }
             async move { Self::check(r.send().await?).await.map(|_| ()) }
         })

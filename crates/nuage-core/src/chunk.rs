@@ -88,6 +88,14 @@ impl ChunkKey {
         &self.0
     }
 
+    /// A one-way fingerprint of the key, which the server keeps to check that a manifest
+    /// gives a chunk the key it was opened with, without keeping the key itself.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_derive_key("nuage 2026-12 chunk key fingerprint");
+        h.update(&self.0);
+        *h.finalize().as_bytes()
+    }
+
     fn aead(&self) -> LessSafeKey {
         // AES_256_GCM takes any 32-byte key; this cannot fail.
         LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.0).expect("32-byte AES-256 key"))
@@ -267,11 +275,23 @@ impl ChunkHeader {
 /// The caller checks the address of `stored` first ([`Address::verify`]) when it fetched the
 /// bytes from somewhere untrusted; this function checks the tag and the length.
 pub fn open(stored: &[u8], key: &ChunkKey, plain_len: u32) -> Result<Vec<u8>> {
-    let header = ChunkHeader::parse(stored)?;
     let plain_len = plain_len as usize;
     if plain_len > MAX_CHUNK_LEN {
         return Err(Error::LengthMismatch { expected: plain_len as u64, actual: 0 });
     }
+    let plaintext = open_within(stored, key, plain_len)?;
+    if plaintext.len() != plain_len {
+        return Err(Error::LengthMismatch { expected: plain_len as u64, actual: plaintext.len() as u64 });
+    }
+    Ok(plaintext)
+}
+
+/// Decrypts a stored chunk whose plaintext length is not known, refusing one longer than
+/// `max_len` (capped at [`MAX_CHUNK_LEN`]): how the server learns what a chunk a device sent
+/// holds, with the key the device gave.
+pub fn open_within(stored: &[u8], key: &ChunkKey, max_len: usize) -> Result<Vec<u8>> {
+    let header = ChunkHeader::parse(stored)?;
+    let plain_len = max_len.min(MAX_CHUNK_LEN);
     let mut body = stored[HEADER_LEN..].to_vec();
     let payload_len = key
         .aead()
@@ -291,7 +311,7 @@ pub fn open(stored: &[u8], key: &ChunkKey, plain_len: u32) -> Result<Vec<u8>> {
     } else {
         body
     };
-    if plaintext.len() != plain_len {
+    if plaintext.len() > plain_len {
         return Err(Error::LengthMismatch { expected: plain_len as u64, actual: plaintext.len() as u64 });
     }
     Ok(plaintext)

@@ -44,6 +44,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0006_provider_settings.sql"),
         include_str!("../migrations/postgres/0006_provider_settings.sql"),
     ),
+    (
+        include_str!("../migrations/sqlite/0007_quota_and_chunk_owners.sql"),
+        include_str!("../migrations/postgres/0007_quota_and_chunk_owners.sql"),
+    ),
 ];
 
 /// The metadata store: a connection pool and what differs between the two backends.

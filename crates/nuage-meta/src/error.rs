@@ -27,6 +27,12 @@ pub enum Error {
     /// No upload session with that id for this account.
     #[error("no such upload")]
     UploadNotFound,
+    /// An upload declared more chunks, or more stored bytes, than one upload may.
+    #[error("upload too large: {0}")]
+    UploadTooLarge(String),
+    /// A chunk sent to an upload session that did not declare it (at that size).
+    #[error("the upload did not declare this chunk")]
+    ChunkNotDeclared,
     /// No share link with that token or id (for this account).
     #[error("no such share link")]
     ShareNotFound,

@@ -42,7 +42,7 @@ fn marks(first: usize, n: usize) -> String {
 
 /// Of `addresses`, those `sql` (with `{in}` for the list, and `$1` bound to `first` when
 /// given) selects.
-async fn select_in(
+pub(crate) async fn select_in(
     conn: &mut AnyConnection,
     sql: &str,
     first: Option<&str>,
@@ -122,6 +122,7 @@ pub(crate) async fn still_leased_on(
 /// (a replayed commit does not need them: it answers from the idempotency record).
 pub(crate) async fn release_on(conn: &mut AnyConnection, holder: &str) -> Result<()> {
     sqlx::query("DELETE FROM chunk_leases WHERE holder = $1").bind(holder).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM quota_holds WHERE holder = $1").bind(holder).execute(&mut *conn).await?;
     sqlx::query("DELETE FROM upload_session_chunks WHERE session_id = $1")
         .bind(holder)
         .execute(&mut *conn)
@@ -146,11 +147,17 @@ impl Meta {
     /// Leases `addresses` to `holder` until `expires_at` (Unix ms), and returns those of them
     /// being deleted right now: the caller must not write or trust those before
     /// [`Meta::deleting`] stops naming them, and must then lease them again.
+    ///
+    /// With `hold` (account id, bytes), the same transaction first adds the bytes to the
+    /// holder's quota hold (see `quota_holds`), and the whole call is refused with
+    /// [`Error::QuotaExceeded`], changing nothing, when they do not fit: how an upload
+    /// reserves its room before its bytes reach a provider.
     pub async fn lease_chunks(
         &self,
         holder: &str,
         addresses: &[[u8; 32]],
         expires_at: i64,
+        hold: Option<(i64, u64)>,
     ) -> Result<Vec<[u8; 32]>> {
         if addresses.is_empty() {
             return Ok(Vec::new());
@@ -165,7 +172,7 @@ impl Meta {
         if sqlite {
             sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
         }
-        let result = self.lease_on(&mut conn, holder, addresses, expires_at).await;
+        let result = self.lease_on(&mut conn, holder, addresses, expires_at, hold).await;
         if sqlite && sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await.is_err() {
             // Never hand a connection that would not fsync its commits back to the pool.
             drop(conn.detach());
@@ -179,8 +186,13 @@ impl Meta {
         holder: &str,
         addresses: &[[u8; 32]],
         expires_at: i64,
+        hold: Option<(i64, u64)>,
     ) -> Result<Vec<[u8; 32]>> {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        // The account's row before the collector's lock, in the order commits take them.
+        if let Some((account_id, bytes)) = hold {
+            crate::namespace::hold_on(&mut tx, self.backend(), account_id, holder, bytes, expires_at).await?;
+        }
         gc_lock(&mut tx, self.backend(), false).await?;
         // The write first: on SQLite it takes the write lock, so the read below sees every
         // deletion committed before it.
@@ -234,6 +246,59 @@ impl Meta {
         Ok(addresses.iter().filter(|a| !known.contains(*a)).copied().collect())
     }
 
+    /// Records that `strays` (chunk objects found on a provider, unknown to the index) were
+    /// seen now, and returns those first seen `grace_ms` ago or earlier: the only strays old
+    /// enough to delete.
+    pub async fn sight_strays(&self, strays: &[[u8; 32]], grace_ms: i64) -> Result<Vec<[u8; 32]>> {
+        if strays.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        for batch in strays.chunks(PER_STATEMENT / 2) {
+            let rows: Vec<String> = (0..batch.len()).map(|i| format!("(${}, $1, $1)", i + 2)).collect();
+            let sql = format!(
+                "INSERT INTO stray_sightings (address, first_seen, last_seen) VALUES {} \
+                 ON CONFLICT (address) DO UPDATE SET last_seen = excluded.last_seen",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(now);
+            for a in batch {
+                q = q.bind(a.to_vec());
+            }
+            q.execute(&mut *tx).await?;
+        }
+        let mut aged = Vec::new();
+        for batch in strays.chunks(PER_STATEMENT) {
+            let text = format!(
+                "SELECT address FROM stray_sightings WHERE first_seen <= $1 AND address IN ({})",
+                marks(2, batch.len())
+            );
+            let mut q = sqlx::query(&text).bind(now.saturating_sub(grace_ms.max(0)));
+            for a in batch {
+                q = q.bind(a.to_vec());
+            }
+            for row in q.fetch_all(&mut *tx).await? {
+                aged.push(address(row.try_get(0)?)?);
+            }
+        }
+        tx.commit().await?;
+        aged.sort_unstable();
+        Ok(aged)
+    }
+
+    /// Forgets the strays no pass has seen since `before` (Unix ms): gone from the providers,
+    /// or indexed since.
+    pub async fn forget_strays_unseen_since(&self, before: i64) -> Result<u64> {
+        let _w = self.write_guard().await;
+        let done = sqlx::query("DELETE FROM stray_sightings WHERE last_seen < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The providers the index records a good copy of each of `addresses` on (addresses it
     /// does not know are absent). A writer about to store chunks it may have already asks
     /// first, so that it finds them where they are instead of copying them to the first
@@ -277,6 +342,7 @@ impl Meta {
         // expired sessions go, so that any lease row left protects its chunk (the commit
         // relies on that, see `still_leased_on`).
         sqlx::query("DELETE FROM chunk_leases WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM quota_holds WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
         sqlx::query(
             "DELETE FROM upload_session_chunks WHERE session_id IN \
              (SELECT id FROM upload_sessions WHERE expires_at <= $1)",
@@ -356,6 +422,15 @@ impl Meta {
                     .bind(&a)
                     .execute(&mut *tx)
                     .await?;
+                // Gone from every provider: no account holds it any more, and one that
+                // wants it again sends it again.
+                sqlx::query(
+                    "DELETE FROM chunk_owners WHERE address = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM chunks WHERE address = $1)",
+                )
+                .bind(&a)
+                .execute(&mut *tx)
+                .await?;
             } else {
                 for p in &d.deleted_from {
                     sqlx::query("DELETE FROM placements WHERE address = $1 AND provider = $2")
@@ -366,6 +441,12 @@ impl Meta {
                 }
             }
             sqlx::query("DELETE FROM chunk_deletions WHERE address = $1").bind(&a).execute(&mut *tx).await?;
+            if d.everywhere {
+                sqlx::query("DELETE FROM stray_sightings WHERE address = $1")
+                    .bind(&a)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -392,10 +473,12 @@ impl Meta {
     /// how many.
     pub async fn drop_expired_leases(&self) -> Result<u64> {
         let _w = self.write_guard().await;
+        let now = now_ms();
         let done = sqlx::query("DELETE FROM chunk_leases WHERE expires_at <= $1")
-            .bind(now_ms())
+            .bind(now)
             .execute(&self.pool)
             .await?;
+        sqlx::query("DELETE FROM quota_holds WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
 

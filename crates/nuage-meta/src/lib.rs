@@ -21,8 +21,8 @@ pub use error::{Error, Result};
 pub use gc::DeletionDone;
 pub use namespace::{
     Bucket, BucketPolicy, Change, ChunkInfo, ChunkRef, Committed, EtagCondition, ListEntry, Listing,
-    NewVersion, Precondition, Version,
+    NewVersion, Opened, Precondition, Version,
 };
 pub use shares::{NewShare, Share, ShareState};
-pub use uploads::{DeclaredChunk, GrantKey, UploadSession};
+pub use uploads::{DeclareLimits, DeclaredChunk, GrantKey, SessionChunk, UploadSession};
 pub use workers::{ChunkPlacements, WorkerState};

@@ -113,6 +113,20 @@ pub struct ChunkRef {
     pub stored_size: u32,
     /// Providers that acknowledged it.
     pub providers: Vec<String>,
+    /// What opening it told the server (none for an end-to-end chunk). The commit records
+    /// the chunk as the account's (`chunk_owners`) with it.
+    pub opened: Option<Opened>,
+}
+
+/// What the server learnt by opening a chunk with the key it was given: the chunk's
+/// plaintext length and the BLAKE3 hash of that key. A manifest entry of the chunk must
+/// say the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// Plaintext length.
+    pub plain_len: u32,
+    /// BLAKE3 of the chunk key.
+    pub key_hash: [u8; 32],
 }
 
 /// A version to commit.
@@ -126,7 +140,8 @@ pub struct NewVersion {
     pub content_type: Option<String>,
     /// The encoded manifest (nuMF).
     pub manifest: Vec<u8>,
-    /// Every distinct chunk of the manifest, with its placements.
+    /// Every distinct chunk of the manifest, with its placements. The version is charged
+    /// the sum of their stored sizes against the account's quota.
     pub chunks: Vec<ChunkRef>,
     /// The holder of the chunk leases the upload took ([`Meta::lease_chunks`]), or the id
     /// of the smart upload's session: the commit drops them, in its transaction.
@@ -650,6 +665,70 @@ async fn next_seq(conn: &mut AnyConnection, account_id: i64) -> Result<i64> {
         .ok_or(Error::AccountNotFound)
 }
 
+/// The account's `used_bytes` and quota.
+pub(crate) async fn account_usage(conn: &mut AnyConnection, account_id: i64) -> Result<(u64, Option<u64>)> {
+    let row = sqlx::query("SELECT used_bytes, quota_bytes FROM accounts WHERE id = $1")
+        .bind(account_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(Error::AccountNotFound)?;
+    Ok((row.try_get::<i64, _>(0)?.max(0) as u64, row.try_get::<Option<i64>, _>(1)?.map(|q| q.max(0) as u64)))
+}
+
+/// The bytes the account's live quota holds keep, other than `except`'s.
+pub(crate) async fn holds_on(conn: &mut AnyConnection, account_id: i64, except: Option<&str>) -> Result<u64> {
+    let held: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM quota_holds \
+         WHERE account_id = $1 AND expires_at > $2 AND holder <> $3",
+    )
+    .bind(account_id)
+    .bind(now_ms())
+    .bind(except.unwrap_or(""))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(held.max(0) as u64)
+}
+
+/// Adds `bytes` to the quota hold of `holder` (made if absent, lasting until `expires_at`),
+/// refused with [`Error::QuotaExceeded`] when the account's usage and live holds would then
+/// pass its quota. Takes the account's row lock first on PostgreSQL, so two uploads of one
+/// account cannot both take the last room. The caller's transaction rolls back on a refusal.
+pub(crate) async fn hold_on(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    account_id: i64,
+    holder: &str,
+    bytes: u64,
+    expires_at: i64,
+) -> Result<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+            .bind(account_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let (used, quota) = account_usage(conn, account_id).await?;
+    if let Some(quota) = quota {
+        let held = holds_on(conn, account_id, None).await?;
+        if used.saturating_add(held).saturating_add(bytes) > quota {
+            return Err(Error::QuotaExceeded { used: used.saturating_add(held), quota, needed: bytes });
+        }
+    }
+    sqlx::query(
+        "INSERT INTO quota_holds (holder, account_id, bytes, expires_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (holder) DO UPDATE SET bytes = quota_holds.bytes + excluded.bytes, \
+         expires_at = CASE WHEN excluded.expires_at > quota_holds.expires_at \
+         THEN excluded.expires_at ELSE quota_holds.expires_at END",
+    )
+    .bind(holder)
+    .bind(account_id)
+    .bind(bytes as i64)
+    .bind(expires_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// ` FOR UPDATE OF table` on PostgreSQL; nothing on SQLite, whose writers are serialized.
 fn for_update_of(backend: Backend, table: &str) -> String {
     match backend {
@@ -696,11 +775,11 @@ async fn record_change(
 async fn drop_versions(conn: &mut AnyConnection, account_id: i64, ids: &[i64]) -> Result<()> {
     let now = now_ms();
     for &id in ids {
-        let row = sqlx::query("SELECT size, manifest FROM versions WHERE id = $1")
+        let row = sqlx::query("SELECT charged, manifest FROM versions WHERE id = $1")
             .bind(id)
             .fetch_one(&mut *conn)
             .await?;
-        let size: i64 = row.try_get(0)?;
+        let charged: i64 = row.try_get(0)?;
         let manifest: Option<Vec<u8>> = row.try_get(1)?;
         if let Some(m) = manifest {
             for (address, count) in references(&m)? {
@@ -716,7 +795,7 @@ async fn drop_versions(conn: &mut AnyConnection, account_id: i64, ids: &[i64]) -
             }
         }
         sqlx::query("UPDATE accounts SET used_bytes = used_bytes - $1 WHERE id = $2")
-            .bind(size)
+            .bind(charged)
             .bind(account_id)
             .execute(&mut *conn)
             .await?;
@@ -857,19 +936,25 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
         return Err(Error::ObjectNotFound);
     }
     let size = content.as_ref().map_or(0, |(n, _)| n.size);
-    if size > 0 {
-        let row = sqlx::query("SELECT used_bytes, quota_bytes FROM accounts WHERE id = $1")
-            .bind(account_id)
-            .fetch_one(&mut *conn)
-            .await?;
-        let used = row.try_get::<i64, _>(0)? as u64;
-        if let Some(quota) = row.try_get::<Option<i64>, _>(1)?.map(|q| q as u64)
-            && used.saturating_add(size) > quota
-        {
-            return Err(Error::QuotaExceeded { used, quota, needed: size });
+    // The version is charged what it stores: the stored size of its distinct chunks.
+    let charged: u64 =
+        content.as_ref().map_or(0, |(n, _)| n.chunks.iter().map(|c| u64::from(c.stored_size)).sum());
+    if charged > 0 {
+        // The upload's own hold (dropped above with its leases) becomes this charge; the
+        // holds of other uploads under way keep their room.
+        let (used, quota) = account_usage(conn, account_id).await?;
+        if let Some(quota) = quota {
+            let others = holds_on(conn, account_id, holder).await?;
+            if used.saturating_add(others).saturating_add(charged) > quota {
+                return Err(Error::QuotaExceeded {
+                    used: used.saturating_add(others),
+                    quota,
+                    needed: charged,
+                });
+            }
         }
         sqlx::query("UPDATE accounts SET used_bytes = used_bytes + $1 WHERE id = $2")
-            .bind(size as i64)
+            .bind(charged as i64)
             .bind(account_id)
             .execute(&mut *conn)
             .await?;
@@ -887,15 +972,16 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
     let now = now_ms();
     let row = match &content {
         Some((new, _)) => sqlx::query(
-            "INSERT INTO versions (object_id, tombstone, size, etag, content_type, manifest, created_at) \
-             VALUES ($1, 0, $2, $3, $4, $5, $6) RETURNING id",
+            "INSERT INTO versions (object_id, tombstone, size, etag, content_type, manifest, created_at, charged) \
+             VALUES ($1, 0, $2, $3, $4, $5, $6, $7) RETURNING id",
         )
         .bind(object_id)
         .bind(new.size as i64)
         .bind(new.etag.to_vec())
         .bind(new.content_type.clone())
         .bind(new.manifest.clone())
-        .bind(now),
+        .bind(now)
+        .bind(charged as i64),
         None => sqlx::query(
             "INSERT INTO versions (object_id, tombstone, size, created_at) VALUES ($1, 1, 0, $2) RETURNING id",
         )
@@ -930,6 +1016,17 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
             .bind(count)
             .bind(now)
             .bind(i64::from(bucket.policy.replicas))
+            .execute(&mut *conn)
+            .await?;
+            // The account holds this chunk now: it may skip sending it next time.
+            sqlx::query(
+                "INSERT INTO chunk_owners (account_id, address, plain_len, key_hash) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (account_id, address) DO NOTHING",
+            )
+            .bind(account_id)
+            .bind(c.address.to_vec())
+            .bind(c.opened.map(|o| i64::from(o.plain_len)))
+            .bind(c.opened.map(|o| o.key_hash.to_vec()))
             .execute(&mut *conn)
             .await?;
             for p in &c.providers {

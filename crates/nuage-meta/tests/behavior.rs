@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use nuage_core::{ConvergenceSecret, Manifest, ManifestEntry, SealOptions, chunk};
 use nuage_meta::{
-    BucketPolicy, ChunkRef, DeclaredChunk, DeletionDone, Error, EtagCondition, ListEntry, Meta, NewVersion,
-    Precondition, ProviderRecord, Removal, UploadSession, now_ms,
+    BucketPolicy, ChunkRef, DeclareLimits, DeclaredChunk, DeletionDone, Error, EtagCondition, ListEntry,
+    Meta, NewVersion, Opened, Precondition, ProviderRecord, Removal, UploadSession, now_ms,
 };
 use sqlx::Connection;
 
@@ -69,6 +69,7 @@ fn content(parts: &[&[u8]]) -> NewVersion {
                 address: *sealed.address.as_bytes(),
                 stored_size: sealed.bytes.len() as u32,
                 providers: vec!["local".into()],
+                opened: Some(Opened { plain_len: sealed.plain_len, key_hash: sealed.key.fingerprint() }),
             });
         }
     }
@@ -83,8 +84,19 @@ fn content(parts: &[&[u8]]) -> NewVersion {
     }
 }
 
+/// What a version is charged against the quota: the stored size of its distinct chunks.
+fn charged(new: &NewVersion) -> u64 {
+    new.chunks.iter().map(|c| u64::from(c.stored_size)).sum()
+}
+
 fn policy(keep_versions: u32) -> BucketPolicy {
     BucketPolicy { replicas: 1, write_quorum: 1, keep_versions, e2e_key_id: None, direct_upload: false }
+}
+
+const LIMITS: DeclareLimits = DeclareLimits { max_chunks: 1000, max_bytes: 1 << 30 };
+
+fn rand_scope() -> i64 {
+    (rand::random::<u64>() >> 1) as i64
 }
 
 fn none() -> Precondition {
@@ -96,11 +108,11 @@ async fn migrations_are_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("meta.db").display());
     let first = Meta::open(&url).await.unwrap();
-    assert_eq!(first.schema_version().await.unwrap(), 6);
+    assert_eq!(first.schema_version().await.unwrap(), 7);
     first.create_account("a", None, None, [1; 32]).await.unwrap();
     first.close().await;
     let again = Meta::open(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 6);
+    assert_eq!(again.schema_version().await.unwrap(), 7);
     assert_eq!(again.account_by_name("a").await.unwrap().name, "a");
 }
 
@@ -209,11 +221,16 @@ async fn versions_references_and_tombstones() {
     each_backend(|m| async move {
         let a = m.create_account("alice", None, None, [1; 32]).await.unwrap();
         let bucket = m.create_bucket(a.id, "b", policy(2)).await.unwrap();
-        let v1 = m.put_version(&bucket, "k", &content(&[b"one", b"shared"]), &none(), None).await.unwrap();
-        let v2 = m.put_version(&bucket, "k", &content(&[b"two", b"shared"]), &none(), None).await.unwrap();
+        let (c1, c2, c3) =
+            (content(&[b"one", b"shared"]), content(&[b"two", b"shared"]), content(&[b"three"]));
+        let v1 = m.put_version(&bucket, "k", &c1, &none(), None).await.unwrap();
+        let v2 = m.put_version(&bucket, "k", &c2, &none(), None).await.unwrap();
         assert!(v2.version.id > v1.version.id);
         assert_eq!(m.head(&bucket, "k").await.unwrap(), v2.version);
-        assert_eq!(m.account(a.id).await.unwrap().used_bytes, 18);
+        // Charged on stored bytes, per version: each chunk stored is its plaintext (too
+        // short to compress) and the format's 36 bytes.
+        assert_eq!(charged(&c1), 3 + 6 + 2 * 36);
+        assert_eq!(m.account(a.id).await.unwrap().used_bytes, charged(&c1) + charged(&c2));
         assert_eq!(m.chunk_totals().await.unwrap(), (4, 0));
         let shared = chunk::seal(&ConvergenceSecret::from_bytes([7; 32]), b"shared", &SealOptions::default());
         let info = m.chunk(shared.address.as_bytes()).await.unwrap().unwrap();
@@ -223,11 +240,11 @@ async fn versions_references_and_tombstones() {
         assert_eq!(manifest.size, 9);
 
         // keep_versions = 2: the third version pushes the first out.
-        let v3 = m.put_version(&bucket, "k", &content(&[b"three"]), &none(), None).await.unwrap();
+        let v3 = m.put_version(&bucket, "k", &c3, &none(), None).await.unwrap();
         assert_eq!(v3.pruned, vec![v1.version.id]);
         let ids: Vec<i64> = m.versions(&bucket, "k").await.unwrap().iter().map(|v| v.id).collect();
         assert_eq!(ids, vec![v3.version.id, v2.version.id]);
-        assert_eq!(m.account(a.id).await.unwrap().used_bytes, 9 + 5);
+        assert_eq!(m.account(a.id).await.unwrap().used_bytes, charged(&c2) + charged(&c3));
         assert_eq!(m.chunk_totals().await.unwrap(), (3, 1), "'one' has no reference left");
 
         let del = m.delete_object(&bucket, "k", &none(), None).await.unwrap();
@@ -244,14 +261,16 @@ async fn versions_references_and_tombstones() {
 #[tokio::test]
 async fn quota_preconditions_and_idempotency_change_nothing_when_refused() {
     each_backend(|m| async move {
-        let a = m.create_account("alice", None, Some(10), [1; 32]).await.unwrap();
+        // Room for the first version (8 + 36 stored bytes) and two of 1 + 36.
+        let a = m.create_account("alice", None, Some(44 + 2 * 37), [1; 32]).await.unwrap();
         let bucket = m.create_bucket(a.id, "b", policy(0)).await.unwrap();
         let first =
             m.put_version(&bucket, "k", &content(&[b"12345678"]), &none(), Some("req-1")).await.unwrap();
         let before = (m.account(a.id).await.unwrap(), m.chunk_totals().await.unwrap());
 
-        let big = m.put_version(&bucket, "k", &content(&[b"abc"]), &none(), None).await;
-        assert!(matches!(big, Err(Error::QuotaExceeded { used: 8, quota: 10, needed: 3 })), "{big:?}");
+        let incompressible: Vec<u8> = (0..80).collect();
+        let big = m.put_version(&bucket, "k", &content(&[&incompressible]), &none(), None).await;
+        assert!(matches!(big, Err(Error::QuotaExceeded { used: 44, quota: 118, needed: 116 })), "{big:?}");
 
         let etag = first.version.etag.unwrap();
         let stale = Precondition { if_match: Some(EtagCondition::OneOf(vec![[0; 32]])), ..none() };
@@ -283,6 +302,132 @@ async fn quota_preconditions_and_idempotency_change_nothing_when_refused() {
             m.put_version(&bucket, "fresh", &content(&[b"2"]), &create_only, None).await,
             Ok(c) if !c.replayed
         ));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_hold_their_room_before_storing_and_chunks_belong_to_accounts() {
+    each_backend(|m| async move {
+        let a = m.create_account("alice", None, Some(1000), [1; 32]).await.unwrap();
+        let b = m.create_account("bob", None, None, [2; 32]).await.unwrap();
+        let bucket = m.create_bucket(a.id, "b", policy(0)).await.unwrap();
+        let later = now_ms() + 60_000;
+        let c1 = content(&[b"first file"]);
+        let c1_addresses: Vec<[u8; 32]> = c1.chunks.iter().map(|c| c.address).collect();
+        m.lease_chunks("put:1", &c1_addresses, later, Some((a.id, charged(&c1)))).await.unwrap();
+        m.lease_chunks("put:2", &[[2; 32]], later, Some((a.id, 900))).await.unwrap();
+        let refused = m.lease_chunks("put:3", &[[3; 32]], later, Some((a.id, 100))).await;
+        assert!(
+            matches!(refused, Err(Error::QuotaExceeded { used: 946, quota: 1000, needed: 100 })),
+            "{refused:?}"
+        );
+        assert_eq!(
+            m.start_deletions(&[[3; 32]], i64::MAX).await.unwrap(),
+            vec![[3; 32]],
+            "the refused call took no lease either"
+        );
+
+        // The commit turns its hold into usage; a released hold gives its room back; an
+        // expired one counts for nothing.
+        let c1 = NewVersion { lease_holder: Some("put:1".into()), ..c1 };
+        m.put_version(&bucket, "one", &c1, &none(), None).await.unwrap();
+        assert_eq!(m.account(a.id).await.unwrap().used_bytes, 46);
+        m.release_leases("put:2").await.unwrap();
+        m.lease_chunks("put:4", &[[4; 32]], now_ms() - 1, Some((a.id, 900))).await.unwrap();
+        m.lease_chunks("put:5", &[[5; 32]], later, Some((a.id, 900))).await.unwrap();
+        m.release_leases("put:5").await.unwrap();
+
+        // Concurrent holds never pass the quota together: 954 bytes of room, 20 × 100.
+        let tries: Vec<_> = (0..20)
+            .map(|i| {
+                let m = m.clone();
+                tokio::spawn(async move {
+                    m.lease_chunks(&format!("t{i}"), &[[6; 32]], later, Some((a.id, 100))).await.is_ok()
+                })
+            })
+            .collect();
+        let mut held = 0;
+        for t in tries {
+            held += usize::from(t.await.unwrap());
+        }
+        assert_eq!(held, 9);
+        for i in 0..20 {
+            m.release_leases(&format!("t{i}")).await.unwrap();
+        }
+
+        // A smart upload declares within its limits and the room, holds each chunk's bytes
+        // when they arrive, and only then does the account hold the chunk.
+        let c2 = content(&[b"second file"]);
+        let chunk = c2.chunks[0].clone();
+        let s = UploadSession {
+            id: "up_quota".into(),
+            account_id: a.id,
+            bucket_id: bucket.id,
+            key: "two".into(),
+            created_at: now_ms(),
+            expires_at: later,
+            scope: rand_scope(),
+        };
+        m.create_upload_session(&s).await.unwrap();
+        assert_eq!(m.upload_session_by_scope(s.scope).await.unwrap(), s);
+        let decl = DeclaredChunk { address: chunk.address, stored_size: chunk.stored_size };
+        let big = DeclaredChunk { address: [7; 32], stored_size: 955 };
+        let one = DeclareLimits { max_chunks: 1, max_bytes: 1 << 30 };
+        assert!(matches!(m.declare_upload_chunks(&s, &[decl, decl], one).await, Ok(_)), "one distinct chunk");
+        assert!(matches!(m.declare_upload_chunks(&s, &[big], one).await, Err(Error::UploadTooLarge(_))));
+        assert!(matches!(
+            m.declare_upload_chunks(&s, &[big], LIMITS).await,
+            Err(Error::QuotaExceeded { .. })
+        ));
+        assert_eq!(m.upload_session_chunks(&s.id).await.unwrap().len(), 1, "refusals declare nothing");
+
+        let opened = chunk.opened;
+        assert!(matches!(m.record_sent_chunk(&s, &[8; 32], 10, None).await, Err(Error::ChunkNotDeclared)));
+        assert!(matches!(
+            m.record_sent_chunk(&s, &chunk.address, chunk.stored_size + 1, opened).await,
+            Err(Error::ChunkNotDeclared)
+        ));
+        // Another upload takes all the room but 10 bytes: the chunk's 47 no longer fit.
+        m.lease_chunks("put:6", &[[6; 32]], later, Some((a.id, 1000 - 46 - 10))).await.unwrap();
+        assert!(matches!(
+            m.record_sent_chunk(&s, &chunk.address, chunk.stored_size, opened).await,
+            Err(Error::QuotaExceeded { .. })
+        ));
+        assert!(!m.upload_session_chunks(&s.id).await.unwrap()[&chunk.address].sent);
+        assert!(m.owned_chunks(a.id, &[chunk.address]).await.unwrap().is_empty());
+        m.release_leases("put:6").await.unwrap();
+        for _ in 0..2 {
+            m.record_sent_chunk(&s, &chunk.address, chunk.stored_size, opened).await.unwrap();
+        }
+        let sent = m.upload_session_chunks(&s.id).await.unwrap()[&chunk.address];
+        assert!(sent.sent && sent.opened == opened);
+        assert_eq!(m.owned_chunks(a.id, &[chunk.address]).await.unwrap()[&chunk.address], opened);
+        assert!(m.owned_chunks(b.id, &[chunk.address]).await.unwrap().is_empty(), "alice's, not bob's");
+        // Sent twice, held once: 46 used + 47 held leaves exactly 907.
+        m.lease_chunks("put:7", &[[6; 32]], later, Some((a.id, 907))).await.unwrap();
+        m.release_leases("put:7").await.unwrap();
+
+        let c2 = NewVersion { lease_holder: Some(s.id.clone()), ..c2 };
+        m.put_version(&bucket, "two", &c2, &none(), Some("upload:up_quota")).await.unwrap();
+        assert_eq!(m.account(a.id).await.unwrap().used_bytes, 46 + 47);
+        m.lease_chunks("put:8", &[[6; 32]], later, Some((a.id, 907))).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn strays_are_old_enough_to_delete_only_once_seen_for_the_grace_period() {
+    each_backend(|m| async move {
+        let (x, y) = ([21; 32], [22; 32]);
+        let day = 86_400_000;
+        assert!(m.sight_strays(&[x, y], day).await.unwrap().is_empty(), "first seen now");
+        assert!(m.sight_strays(&[x], day).await.unwrap().is_empty(), "seen again, still young");
+        assert_eq!(m.sight_strays(&[x, y], 0).await.unwrap(), vec![x, y], "no grace period");
+        // Sightings a pass did not renew are forgotten, and only those.
+        assert_eq!(m.forget_strays_unseen_since(0).await.unwrap(), 0);
+        assert_eq!(m.forget_strays_unseen_since(i64::MAX).await.unwrap(), 2);
+        assert!(m.sight_strays(&[x], day).await.unwrap().is_empty(), "young again");
     })
     .await;
 }
@@ -333,11 +478,13 @@ async fn concurrent_writes_to_one_key_all_commit_and_references_add_up() {
         let a = m.create_account("alice", None, None, [1; 32]).await.unwrap();
         let bucket = m.create_bucket(a.id, "b", policy(0)).await.unwrap();
         let mut tasks = Vec::new();
+        let mut charges = 0;
         for i in 0..8u8 {
             let (m, bucket) = (m.clone(), bucket.clone());
+            let new = content(&[&[i; 100], b"common"]);
+            charges += charged(&new);
             tasks.push(tokio::spawn(async move {
-                let body = [i; 100];
-                m.put_version(&bucket, "k", &content(&[&body, b"common"]), &none(), None).await.unwrap()
+                m.put_version(&bucket, "k", &new, &none(), None).await.unwrap()
             }));
         }
         let mut ids = Vec::new();
@@ -348,7 +495,7 @@ async fn concurrent_writes_to_one_key_all_commit_and_references_add_up() {
         assert_eq!(head.id, *ids.iter().max().unwrap(), "the last commit wins");
         assert_eq!(m.versions(&bucket, "k").await.unwrap().len(), 8);
         assert_eq!(m.chunk_totals().await.unwrap(), (16, 0));
-        assert_eq!(m.account(a.id).await.unwrap().used_bytes, 8 * 106);
+        assert_eq!(m.account(a.id).await.unwrap().used_bytes, charges);
         let seqs: Vec<i64> = m.changes(a.id, 0, 100).await.unwrap().iter().map(|c| c.seq).collect();
         assert_eq!(seqs, (1..=9).collect::<Vec<_>>(), "one change per write, no gap");
     })
@@ -417,7 +564,7 @@ async fn leases_and_deletions_exclude_each_other() {
         assert!(m.start_deletions(&[addr], 0).await.unwrap().is_empty(), "inside the grace period");
 
         // An upload leases it first: the collector leaves it alone, the commit drops the lease.
-        assert!(m.lease_chunks("up-1", &[addr], later).await.unwrap().is_empty());
+        assert!(m.lease_chunks("up-1", &[addr], later, None).await.unwrap().is_empty());
         assert_eq!(m.lease_count().await.unwrap(), (1, 1));
         assert!(m.start_deletions(&[addr], i64::MAX).await.unwrap().is_empty(), "leased");
         let again = NewVersion { lease_holder: Some("up-1".into()), ..x.clone() };
@@ -429,7 +576,7 @@ async fn leases_and_deletions_exclude_each_other() {
         m.put_version(&bucket, "k", &content(&[b"third"]), &none(), None).await.unwrap();
         assert_eq!(m.start_deletions(&[addr], i64::MAX).await.unwrap(), vec![addr]);
         assert!(m.start_deletions(&[addr], i64::MAX).await.unwrap().is_empty(), "under way already");
-        assert_eq!(m.lease_chunks("up-2", &[addr], later).await.unwrap(), vec![addr]);
+        assert_eq!(m.lease_chunks("up-2", &[addr], later, None).await.unwrap(), vec![addr]);
         assert_eq!(m.deleting(&[addr, [7; 32]]).await.unwrap(), vec![addr]);
         assert_eq!(m.deletions().await.unwrap(), vec![addr]);
         assert!(m.chunks_after(None, 100).await.unwrap().iter().all(|c| c.address != addr), "not scrubbed");
@@ -440,9 +587,9 @@ async fn leases_and_deletions_exclude_each_other() {
         assert_eq!(m.unindexed(&[addr, [7; 32]]).await.unwrap(), vec![addr, [7; 32]]);
         // The writer leases again, now with nothing in the way, and the lease protects the
         // chunk as a stray (on a provider, not in the index) until it expires.
-        assert!(m.lease_chunks("up-2", &[addr], later).await.unwrap().is_empty());
+        assert!(m.lease_chunks("up-2", &[addr], later, None).await.unwrap().is_empty());
         assert!(m.start_deletions(&[addr], i64::MAX).await.unwrap().is_empty(), "leased stray");
-        assert!(m.lease_chunks("up-2", &[addr], now_ms() - 1).await.unwrap().is_empty());
+        assert!(m.lease_chunks("up-2", &[addr], now_ms() - 1, None).await.unwrap().is_empty());
         assert_eq!(m.start_deletions(&[addr], i64::MAX).await.unwrap(), vec![addr], "the lease expired");
         // A deletion given up (a provider did not answer) frees the chunk for writers again.
         let partial = DeletionDone { address: addr, everywhere: false, deleted_from: vec![] };
@@ -457,18 +604,21 @@ async fn leases_and_deletions_exclude_each_other() {
             key: "k".into(),
             created_at: now_ms(),
             expires_at,
+            scope: rand_scope(),
         };
         let stray = [9; 32];
         let decl = [DeclaredChunk { address: stray, stored_size: 10 }];
-        m.create_upload_session(&session("up_live", later)).await.unwrap();
-        assert!(m.declare_upload_chunks("up_live", &decl).await.unwrap().is_empty());
+        let live = session("up_live", later);
+        m.create_upload_session(&live).await.unwrap();
+        assert!(m.declare_upload_chunks(&live, &decl, LIMITS).await.unwrap().is_empty());
         assert!(
             m.start_deletions(&[stray], i64::MAX).await.unwrap().is_empty(),
             "declared by a live session"
         );
-        m.create_upload_session(&session("up_dead", now_ms() - 1)).await.unwrap();
+        let dead = session("up_dead", now_ms() - 1);
+        m.create_upload_session(&dead).await.unwrap();
         let other = [10; 32];
-        m.declare_upload_chunks("up_dead", &[DeclaredChunk { address: other, stored_size: 10 }])
+        m.declare_upload_chunks(&dead, &[DeclaredChunk { address: other, stored_size: 10 }], LIMITS)
             .await
             .unwrap();
         assert_eq!(m.start_deletions(&[stray, other], i64::MAX).await.unwrap(), vec![other]);
@@ -476,7 +626,7 @@ async fn leases_and_deletions_exclude_each_other() {
         // changes nothing: its chunks may be gone.
         let late = NewVersion { lease_holder: Some("up-3".into()), ..content(&[b"late"]) };
         let late_addr = late.chunks[0].address;
-        assert!(m.lease_chunks("up-3", &[late_addr], now_ms() - 1).await.unwrap().is_empty());
+        assert!(m.lease_chunks("up-3", &[late_addr], now_ms() - 1, None).await.unwrap().is_empty());
         assert_eq!(m.start_deletions(&[late_addr], i64::MAX).await.unwrap(), vec![late_addr]);
         assert!(matches!(m.put_version(&bucket, "late", &late, &none(), None).await, Err(Error::LeaseLost)));
         assert!(matches!(m.head(&bucket, "late").await, Err(Error::ObjectNotFound)));
@@ -495,7 +645,7 @@ async fn leases_and_deletions_exclude_each_other() {
 
         // A session declaring a chunk being deleted is told so.
         assert_eq!(
-            m.declare_upload_chunks("up_live", &[DeclaredChunk { address: other, stored_size: 10 }])
+            m.declare_upload_chunks(&live, &[DeclaredChunk { address: other, stored_size: 10 }], LIMITS)
                 .await
                 .unwrap(),
             vec![other]
@@ -544,7 +694,7 @@ async fn providers_added_at_run_time_are_removed_only_drained_and_empty() {
         // An upload that began before the drain ended holds a lease; one that began after
         // (leased once the provider is drained) does not count.
         let before = now_ms() + 600_000;
-        m.lease_chunks("put:early", &[[9; 32]], before).await.unwrap();
+        m.lease_chunks("put:early", &[[9; 32]], before, None).await.unwrap();
         m.drop_placement(&address, "added").await.unwrap();
         assert!(m.mark_drained("added").await.unwrap());
         // A placement a late commit put there after the drain: refused.
@@ -556,7 +706,7 @@ async fn providers_added_at_run_time_are_removed_only_drained_and_empty() {
         // A lease taken just after counts too (the margin for clocks and late views), and so
         // does a smart upload's session opened before with chunks declared; not one opened
         // past the margin, nor one whose commit dropped its declarations.
-        m.lease_chunks("put:late", &[[9; 32]], before).await.unwrap();
+        m.lease_chunks("put:late", &[[9; 32]], before, None).await.unwrap();
         let session = |id: &str, created_at| UploadSession {
             id: id.into(),
             account_id: a.id,
@@ -564,13 +714,15 @@ async fn providers_added_at_run_time_are_removed_only_drained_and_empty() {
             key: "k".into(),
             created_at,
             expires_at: before,
+            scope: rand_scope(),
         };
         let declared = [DeclaredChunk { address: [9; 32], stored_size: 10 }];
         for (id, created_at) in
             [("up_old", now_ms() - 1000), ("up_new", now_ms() + 2 * nuage_meta::CLOCK_MARGIN_MS)]
         {
-            m.create_upload_session(&session(id, created_at)).await.unwrap();
-            m.declare_upload_chunks(id, &declared).await.unwrap();
+            let s = session(id, created_at);
+            m.create_upload_session(&s).await.unwrap();
+            m.declare_upload_chunks(&s, &declared, LIMITS).await.unwrap();
         }
         assert_eq!(m.remove_provider("added").await.unwrap(), Removal::UploadsPending(2));
         m.release_leases("put:late").await.unwrap();

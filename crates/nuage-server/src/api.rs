@@ -39,6 +39,7 @@ pub fn router(nuage: Arc<Nuage>) -> Router {
         .route("/v1/buckets/{bucket}/versions/{*key}", get(objects::versions))
         .route("/v1/uploads/settings", get(uploads::settings))
         .route("/v1/uploads", post(uploads::start))
+        .route("/v1/uploads/{id}", delete(uploads::abort))
         .route("/v1/uploads/{id}/chunks", post(uploads::more_chunks))
         .route("/v1/uploads/{id}/commit", post(uploads::commit))
         .route("/v1/chunks/{address}", put(uploads::put_chunk).get(shares::get_chunk))

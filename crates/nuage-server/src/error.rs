@@ -105,10 +105,18 @@ impl From<nuage_meta::Error> for ApiError {
                 "no such upload session (it may have expired); start the upload again",
             ),
             E::ShareNotFound => ApiError::new(StatusCode::NOT_FOUND, "share_not_found", "no such share link"),
+            E::UploadTooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large", m),
+            E::ChunkNotDeclared => ApiError::new(
+                StatusCode::CONFLICT,
+                "chunk_not_declared",
+                "this upload did not declare this chunk at this size; declare it first",
+            ),
             E::QuotaExceeded { used, quota, needed } => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "quota_exceeded",
-                format!("the account uses {used} of its {quota} bytes; this write needs {needed} more"),
+                format!(
+                    "the account uses or holds {used} of its {quota} stored bytes; this write needs {needed} more"
+                ),
             ),
             E::PreconditionFailed => ApiError::new(
                 StatusCode::PRECONDITION_FAILED,

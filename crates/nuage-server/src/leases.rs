@@ -43,18 +43,29 @@ pub(crate) fn lease_until(nuage: &Nuage) -> i64 {
     )
 }
 
-/// Leases `addresses` to `holder` until `expires_at`, waiting out any deletion of them under
-/// way: when this returns, no collector deletes them before the lease ends, and any copy
-/// found on a provider is one to trust.
+/// The leases an upload takes: whose, until when, and the account whose quota its chunks'
+/// room is held on (none: the account has no quota, nothing to hold).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lease<'a> {
+    pub holder: &'a str,
+    pub expires_at: i64,
+    pub hold_for: Option<i64>,
+}
+
+/// Leases `addresses` to the holder and holds `bytes` of quota room for them, waiting out
+/// any deletion of them under way: when this returns, no collector deletes them before the
+/// lease ends, any copy found on a provider is one to trust, and the bytes fit in the
+/// account's quota (else `413 quota_exceeded`, and nothing was taken).
 pub(crate) async fn lease(
     nuage: &Nuage,
-    holder: &str,
+    lease: &Lease<'_>,
     addresses: &[[u8; 32]],
-    expires_at: i64,
+    bytes: u64,
 ) -> ApiResult<()> {
     let mut todo = addresses.to_vec();
+    let mut hold = lease.hold_for.map(|account| (account, bytes));
     loop {
-        let deleting = nuage.meta.lease_chunks(holder, &todo, expires_at).await?;
+        let deleting = nuage.meta.lease_chunks(lease.holder, &todo, lease.expires_at, hold.take()).await?;
         if deleting.is_empty() {
             return Ok(());
         }

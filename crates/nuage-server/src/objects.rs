@@ -7,9 +7,8 @@
 //! chunks being stored; a download holds [`CHUNKS_AHEAD`] chunks.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Json;
 use axum::body::Body;
@@ -22,7 +21,7 @@ use futures::{StreamExt, TryStreamExt};
 use nuage_blob::{Placement, StoredChunk};
 use nuage_core::pipeline::{Pipeline, PipelineError};
 use nuage_core::{Address, ConvergenceSecret, Manifest, ManifestEntry, SealedChunk, chunk};
-use nuage_meta::{Bucket, ChunkRef, EtagCondition, ListEntry, NewVersion, Precondition, Version};
+use nuage_meta::{Bucket, ChunkRef, EtagCondition, ListEntry, NewVersion, Opened, Precondition, Version};
 use serde::{Deserialize, Serialize};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 use utoipa::{IntoParams, ToSchema};
@@ -114,26 +113,6 @@ fn precondition_failed() -> ApiError {
     nuage_meta::Error::PreconditionFailed.into()
 }
 
-/// A reader that fails once more than `left` bytes come through, setting `exceeded`:
-/// how a body without `Content-Length` is held to the quota while it streams.
-struct Limited<R> {
-    inner: R,
-    left: u64,
-    exceeded: Arc<AtomicBool>,
-}
-
-impl<R: Read> Read for Limited<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n as u64 > self.left {
-            self.exceeded.store(true, Ordering::Relaxed);
-            return Err(io::Error::other("the body exceeds the account's quota"));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
 pub(crate) fn bucket_placement(bucket: &Bucket) -> Placement {
     Placement::replicas(bucket.policy.replicas as usize).with_quorum(bucket.policy.write_quorum as usize)
 }
@@ -213,35 +192,25 @@ pub async fn put(
     let content_length: Option<u64> =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let account = nuage.meta.account(caller.account_id).await?;
-    let room = account.quota_bytes.map_or(u64::MAX, |q| q.saturating_sub(account.used_bytes));
-    if let (Some(len), Some(quota)) = (content_length, account.quota_bytes)
-        && len > room
-    {
-        return Err(nuage_meta::Error::QuotaExceeded { used: account.used_bytes, quota, needed: len }.into());
-    }
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let secret = nuage.meta.account_secrets(caller.account_id).await?.convergence_secret;
     let pipeline =
         Pipeline { chunker: nuage.chunker, seal: nuage.seal, secret: ConvergenceSecret::from_bytes(secret) };
 
     let holder = crate::leases::holder(caller.account_id, idempotency_key.as_deref());
-    let lease_expires_at = crate::leases::lease_until(&nuage);
-    let stored =
-        store_body(&nuage, pipeline, bucket_placement(&bucket), body, room, (&holder.name, lease_expires_at))
-            .await;
+    let lease = crate::leases::Lease {
+        holder: &holder.name,
+        expires_at: crate::leases::lease_until(&nuage),
+        // The quota is charged on stored bytes, which only sealing tells: each batch of
+        // chunks holds its room before it is stored (an account without a quota holds none).
+        hold_for: account.quota_bytes.map(|_| caller.account_id),
+    };
+    let stored = store_body(&nuage, pipeline, bucket_placement(&bucket), body, lease).await;
     let (manifest, chunks) = match stored {
         Ok(s) => s,
         Err(e) => {
             abandon(&nuage, &holder).await;
-            return Err(match e {
-                StoreError::Api(e) => e,
-                StoreError::OverQuota => nuage_meta::Error::QuotaExceeded {
-                    used: account.used_bytes,
-                    quota: account.quota_bytes.unwrap_or(0),
-                    needed: room.saturating_add(1),
-                }
-                .into(),
-            });
+            return Err(e);
         }
     };
     if content_length.is_some_and(|len| len != manifest.size) {
@@ -307,45 +276,37 @@ fn set(response: &mut Response, name: impl header::IntoHeaderName, value: &str) 
     }
 }
 
-enum StoreError {
-    Api(ApiError),
-    OverQuota,
-}
-
-impl<E: Into<ApiError>> From<E> for StoreError {
-    fn from(e: E) -> Self {
-        StoreError::Api(e.into())
-    }
-}
-
 /// Streams `body` through the pipeline on a blocking thread (two, with `run_parallel`)
 /// and stores each new chunk on the async side, [`PUTS_IN_FLIGHT`] at a time, each leased
-/// to `lease.0` until `lease.1` before it is stored (the chunks sealed meanwhile share one
-/// lease transaction). Returns the manifest and the chunk references for the commit.
+/// (and its room held, see [`crate::leases::Lease`]) before it is stored: the chunks sealed
+/// meanwhile share one lease transaction. Returns the manifest and the chunk references for
+/// the commit.
 async fn store_body(
     nuage: &Arc<Nuage>,
     pipeline: Pipeline,
     placement: Placement,
     body: Body,
-    room: u64,
-    lease: (&str, i64),
-) -> Result<(Manifest, Vec<ChunkRef>), StoreError> {
-    let exceeded = Arc::new(AtomicBool::new(false));
+    lease: crate::leases::Lease<'_>,
+) -> ApiResult<(Manifest, Vec<ChunkRef>)> {
     let reader = SyncIoBridge::new(StreamReader::new(body.into_data_stream().map_err(io::Error::other)));
-    let limited = Limited { inner: reader, left: room, exceeded: exceeded.clone() };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<SealedChunk>(4);
     let cutting = tokio::task::spawn_blocking(move || {
-        pipeline.run_parallel(limited, |sealed| tx.blocking_send(sealed).map_err(|_| ()))
+        pipeline.run_parallel(reader, |sealed| tx.blocking_send(sealed).map_err(|_| ()))
     });
     let mut refs: HashMap<Address, ChunkRef> = HashMap::new();
     let mut puts = FuturesUnordered::new();
     let mut bytes_in = 0u64;
-    let store = |chunk: StoredChunk, prefer: Vec<String>| async move {
+    let store = |chunk: StoredChunk, opened: Opened, prefer: Vec<String>| async move {
         let report = nuage.store.put_preferring(&chunk, placement, &prefer).await;
-        (chunk.address(), chunk.bytes().len(), report)
+        (chunk.address(), chunk.bytes().len(), opened, report)
     };
-    let mut record = |(address, len, report): (Address, usize, nuage_blob::Result<nuage_blob::PutReport>)|
-     -> Result<(), StoreError> {
+    let mut record = |(address, len, opened, report): (
+        Address,
+        usize,
+        Opened,
+        nuage_blob::Result<nuage_blob::PutReport>,
+    )|
+     -> ApiResult<()> {
         let report = report?;
         if report.written > 0 {
             add(&nuage.metrics.chunks_written, 1);
@@ -353,7 +314,15 @@ async fn store_body(
             add(&nuage.metrics.chunks_deduplicated, 1);
         }
         add(&nuage.metrics.stored_bytes_written, report.bytes_written);
-        refs.insert(address, ChunkRef { address: *address.as_bytes(), stored_size: len as u32, providers: report.stored_on });
+        refs.insert(
+            address,
+            ChunkRef {
+                address: *address.as_bytes(),
+                stored_size: len as u32,
+                providers: report.stored_on,
+                opened: Some(opened),
+            },
+        );
         Ok(())
     };
     let mut seen = std::collections::HashSet::new();
@@ -374,7 +343,8 @@ async fn store_body(
         }
         // Lease the batch before storing it, while the puts already under way go on.
         let addresses: Vec<[u8; 32]> = batch.iter().map(|s| *s.address.as_bytes()).collect();
-        let leasing = crate::leases::lease(nuage, lease.0, &addresses, lease.1);
+        let bytes: u64 = batch.iter().map(|s| s.bytes.len() as u64).sum();
+        let leasing = crate::leases::lease(nuage, &lease, &addresses, bytes);
         tokio::pin!(leasing);
         loop {
             tokio::select! {
@@ -386,7 +356,8 @@ async fn store_body(
         let mut stored_on = nuage.meta.stored_on(&addresses).await.map_err(ApiError::from)?;
         for sealed in batch.drain(..) {
             let prefer = stored_on.remove(sealed.address.as_bytes()).unwrap_or_default();
-            puts.push(store(StoredChunk::from(sealed), prefer));
+            let opened = Opened { plain_len: sealed.plain_len, key_hash: sealed.key.fingerprint() };
+            puts.push(store(StoredChunk::from(sealed), opened, prefer));
             while puts.len() >= PUTS_IN_FLIGHT {
                 record(puts.next().await.expect("non-empty"))?;
             }
@@ -398,20 +369,17 @@ async fn store_body(
     add(&nuage.metrics.bytes_in, bytes_in);
     let manifest = match cutting.await {
         Ok(Ok(m)) => m,
-        Ok(Err(PipelineError::Read(_))) if exceeded.load(Ordering::Relaxed) => {
-            return Err(StoreError::OverQuota);
-        }
         Ok(Err(PipelineError::Read(e))) => {
             tracing::debug!("upload body: {e}");
-            return Err(StoreError::Api(ApiError::bad_request(
+            return Err(ApiError::bad_request(
                 "body_incomplete",
                 "the request body ended early or could not be read",
-            )));
+            ));
         }
         Ok(Err(PipelineError::Sink(()))) => {
-            return Err(StoreError::Api(ApiError::internal("upload", "the store side stopped early")));
+            return Err(ApiError::internal("upload", "the store side stopped early"));
         }
-        Err(e) => return Err(StoreError::Api(ApiError::internal("upload pipeline", e))),
+        Err(e) => return Err(ApiError::internal("upload pipeline", e)),
     };
     Ok((manifest, refs.into_values().collect()))
 }

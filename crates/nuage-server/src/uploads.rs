@@ -26,10 +26,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use futures::StreamExt;
 use nuage_blob::StoredChunk;
-use nuage_core::chunk::{Compression, MAX_CHUNK_LEN};
+use nuage_core::chunk::{self, ChunkKey, Compression, MAX_CHUNK_LEN};
 use nuage_core::grant::{GrantError, Operation};
 use nuage_core::{Address, Manifest, e2e};
-use nuage_meta::{ChunkRef, DeclaredChunk, NewVersion, UploadSession, now_ms};
+use nuage_meta::{Bucket, ChunkRef, DeclareLimits, DeclaredChunk, NewVersion, Opened, UploadSession, now_ms};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -44,6 +44,11 @@ use crate::objects::{bucket_placement, precondition, put_answer};
 pub const GRANT_HEADER: &str = "x-nuage-grant";
 /// Most chunks one request may declare (a 4 TiB file at the 1 MiB average).
 const MAX_CHUNKS: usize = 4 << 20;
+/// Most distinct chunks one upload session may declare, over all its requests.
+const MAX_SESSION_CHUNKS: u64 = 8 << 20;
+/// Most stored bytes one upload session may declare: S3's largest object, 5 TiB (an
+/// account's quota bounds it further).
+const MAX_SESSION_BYTES: u64 = 5 << 40;
 /// The largest stored chunk: the largest plaintext chunk, plus header and tag, plus zstd's
 /// worst-case growth (a chunk that does not shrink is stored uncompressed anyway).
 const MAX_STORED: u64 = MAX_CHUNK_LEN as u64 + 1024;
@@ -159,19 +164,10 @@ pub async fn start(
     check_key(&req.key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &req.bucket).await?;
     let declared = parse_declared(&req.chunks)?;
-    if let Some(size) = req.size {
-        let account = nuage.meta.account(caller.account_id).await?;
-        if let Some(quota) = account.quota_bytes
-            && account.used_bytes.saturating_add(size) > quota
-        {
-            return Err(
-                nuage_meta::Error::QuotaExceeded { used: account.used_bytes, quota, needed: size }.into()
-            );
-        }
-    }
     let now = now_ms();
     let session = UploadSession {
         id: format!("up_{}", hex::encode(rand::random::<[u8; 16]>())),
+        scope: (rand::random::<u64>() >> 1) as i64,
         account_id: caller.account_id,
         bucket_id: bucket.id,
         key: req.key,
@@ -180,7 +176,7 @@ pub async fn start(
             .saturating_add(i64::try_from(nuage.config.grants.upload_ttl_secs * 1000).unwrap_or(i64::MAX)),
     };
     nuage.meta.create_upload_session(&session).await?;
-    let missing = declare(&nuage, &session, bucket.policy.direct_upload, &declared).await?;
+    let missing = declare(&nuage, &session, &bucket, &declared).await?;
     let answer = UploadStarted { upload_id: session.id, expires_at: session.expires_at, missing };
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
@@ -212,25 +208,59 @@ fn parse_declared(chunks: &[ChunkDecl]) -> ApiResult<Vec<DeclaredChunk>> {
     Ok(declared)
 }
 
-/// Records `declared` in the session and answers a target for each chunk the index lacks:
-/// a presigned PUT straight to a provider when the bucket allows it (`direct`) and a
-/// provider can presign, else this server's `PUT /v1/chunks/{address}` under a grant.
+/// Records `declared` in the session and answers a target for each chunk the account must
+/// send: a presigned PUT straight to a provider when the bucket allows it and a provider
+/// can presign, else this server's `PUT /v1/chunks/{address}` under a grant.
+///
+/// An account skips only the chunks it holds itself (`chunk_owners`: it sent them, or the
+/// server sealed them for it) and that are still stored. A chunk the index holds for
+/// another account is asked for like one nobody has, so that an address alone neither
+/// lets an account reference someone else's chunk nor tells it that the chunk exists.
 async fn declare(
     nuage: &Nuage,
     session: &UploadSession,
-    direct: bool,
+    bucket: &Bucket,
     declared: &[DeclaredChunk],
 ) -> ApiResult<Vec<UploadTarget>> {
+    let limits = DeclareLimits { max_chunks: MAX_SESSION_CHUNKS, max_bytes: MAX_SESSION_BYTES };
     // Declared chunks are the session's leases; one the collector is deleting now is
     // waited out, then counts as not held (and is sent again).
-    let deleting = nuage.meta.declare_upload_chunks(&session.id, declared).await?;
+    let deleting = nuage.meta.declare_upload_chunks(session, declared, limits).await?;
     crate::leases::wait_out_deletions(nuage, &deleting).await?;
     let addresses: Vec<[u8; 32]> = declared.iter().map(|c| c.address).collect();
+    let owned = nuage.meta.owned_chunks(session.account_id, &addresses).await?;
     let held = nuage.meta.held_chunks(&addresses).await?;
+    // Chunks the account sent before that no commit took up yet (an upload cut short, run
+    // again): still on a provider at their size, they need not be sent twice.
+    let unindexed: Vec<DeclaredChunk> = declared
+        .iter()
+        .filter(|c| owned.contains_key(&c.address) && !held.contains_key(&c.address))
+        .copied()
+        .collect();
+    let mut found = std::collections::HashSet::new();
+    let mut lookups = futures::stream::iter(unindexed)
+        .map(|c| {
+            let store = nuage.store.clone();
+            async move {
+                let located =
+                    store.locate_sized(&Address::from_bytes(c.address), u64::from(c.stored_size)).await;
+                (c.address, !located.is_empty())
+            }
+        })
+        .buffer_unordered(16);
+    while let Some((address, on_a_provider)) = lookups.next().await {
+        if on_a_provider {
+            found.insert(address);
+        }
+    }
+    drop(lookups);
     let mut targets = Vec::new();
-    for c in declared.iter().filter(|c| !held.contains_key(&c.address)) {
+    for c in declared {
+        if owned.contains_key(&c.address) && (held.contains_key(&c.address) || found.contains(&c.address)) {
+            continue;
+        }
         let address = Address::from_bytes(c.address);
-        if direct {
+        if bucket.policy.direct_upload {
             let ttl = std::time::Duration::from_millis(nuage.grants.ttl().max(0) as u64);
             if let Some((_, request)) = nuage.store.presign_put(&address, ttl).await? {
                 targets.push(UploadTarget {
@@ -243,12 +273,8 @@ async fn declare(
                 continue;
             }
         }
-        let (grant, expires_at) = nuage.grants.sign(
-            Operation::PutChunk,
-            address,
-            session.bucket_id as u64,
-            u64::from(c.stored_size),
-        );
+        let (grant, expires_at) =
+            nuage.grants.sign(Operation::PutChunk, address, session.scope as u64, u64::from(c.stored_size));
         targets.push(UploadTarget {
             address: address.to_hex(),
             method: "PUT".into(),
@@ -298,12 +324,40 @@ pub async fn more_chunks(
     if now_ms() >= session.expires_at {
         return Err(expired());
     }
-    let direct = nuage.meta.bucket_by_id(session.bucket_id).await?.policy.direct_upload;
-    Ok(Json(MoreTargets { missing: declare(&nuage, &session, direct, &declared).await? }))
+    let bucket = nuage.meta.bucket_by_id(session.bucket_id).await?;
+    Ok(Json(MoreTargets { missing: declare(&nuage, &session, &bucket, &declared).await? }))
 }
 
 fn expired() -> ApiError {
     ApiError::new(StatusCode::GONE, "upload_expired", "this upload session has expired; start again")
+}
+
+/// Aborts a smart upload that will not commit: the room its chunks held in the quota is
+/// given back at once, and it can no longer commit.
+#[utoipa::path(delete, path = "/v1/uploads/{id}", tag = "uploads", security(("token" = [])),
+    params(("id" = String, Path)),
+    responses(
+        (status = 204, description = "Aborted (or expired already)"),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "`upload_not_found`", body = ErrorBody),
+        (status = 409, description = "`upload_committed`", body = ErrorBody),
+    ))]
+pub async fn abort(
+    State(nuage): State<Arc<Nuage>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let session = nuage.meta.upload_session(caller.account_id, &id).await?;
+    if nuage.meta.idempotent_write(caller.account_id, &format!("upload:{}", session.id)).await?.is_some() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "upload_committed",
+            "this upload was committed; delete the object or version instead",
+        ));
+    }
+    nuage.meta.abort_upload_session(&session).await?;
+    add(&nuage.metrics.uploads_aborted, 1);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The answer to a chunk upload.
@@ -374,7 +428,20 @@ pub async fn put_chunk(
             "the bytes do not hash to the address; nothing was stored",
         )
     })?;
-    let bucket = nuage.meta.bucket_by_id(grant.scope as i64).await?;
+    // The grant names the session that asked for this chunk.
+    let session = match nuage.meta.upload_session_by_scope(grant.scope as i64).await {
+        Ok(s) if now_ms() < s.expires_at => s,
+        Ok(_) | Err(nuage_meta::Error::UploadNotFound) => return Err(expired()),
+        Err(e) => return Err(e.into()),
+    };
+    let bucket = nuage.meta.bucket_by_id(session.bucket_id).await?;
+    let opened = match bucket.policy.e2e_key_id {
+        // The server cannot open an end-to-end chunk: it is held at its stored size.
+        Some(_) => None,
+        None => Some(open_sent(&nuage, &headers, &chunk).await?),
+    };
+    // The room first, then the bytes: a chunk that does not fit is never stored.
+    nuage.meta.record_sent_chunk(&session, address.as_bytes(), chunk.bytes().len() as u32, opened).await?;
     let report = nuage.store.put_with(&chunk, bucket_placement(&bucket)).await?;
     // The commit that will reference it only checks that it exists: make it durable now.
     nuage.store.sync().await?;
@@ -386,6 +453,40 @@ pub async fn put_chunk(
     }
     let answer = ChunkStored { address: address.to_hex(), stored_on: report.stored_on };
     Ok((StatusCode::CREATED, Json(answer)).into_response())
+}
+
+/// The header that carries, with a chunk of a normal bucket, the key that opens it.
+pub const CHUNK_KEY_HEADER: &str = "x-nuage-chunk-key";
+
+/// Opens a chunk sent for a normal bucket with the key the device gave in
+/// [`CHUNK_KEY_HEADER`]: what the chunk holds is then known, and the commit checks the
+/// manifest against it (lengths, keys) instead of taking the device's word.
+async fn open_sent(nuage: &Nuage, headers: &HeaderMap, chunk: &StoredChunk) -> ApiResult<Opened> {
+    let key = headers
+        .get(CHUNK_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| URL_SAFE_NO_PAD.decode(v.trim_end_matches('=')).ok())
+        .and_then(|v| <[u8; 32]>::try_from(v).ok())
+        .map(ChunkKey::from_bytes)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "chunk_key_missing",
+                format!("a chunk of a normal bucket is sent with its key, base64url, in {CHUNK_KEY_HEADER}"),
+            )
+        })?;
+    let bytes = chunk.bytes().clone();
+    let max = nuage.chunker.max_size;
+    let plain = tokio::task::spawn_blocking(move || chunk::open_within(&bytes, &key, max).map(|p| p.len()))
+        .await
+        .map_err(|e| ApiError::internal("opening a chunk", e))?;
+    match plain {
+        Ok(len) if len > 0 => Ok(Opened { plain_len: len as u32, key_hash: key.fingerprint() }),
+        _ => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "chunk_key_mismatch",
+            "the chunk does not open with the key sent with it; nothing was stored",
+        )),
+    }
 }
 
 /// The end of a smart upload.
@@ -441,13 +542,16 @@ pub async fn commit(
     let raw = URL_SAFE_NO_PAD
         .decode(req.manifest.trim_end_matches('='))
         .map_err(|e| invalid(format!("base64: {e}")))?;
+    let mut entries = Vec::new(); // of a plain manifest, checked against the chunks below
     let (size, etag, addresses) = match bucket.policy.e2e_key_id {
         None if e2e::is_sealed(&raw) => {
             return Err(invalid("a sealed manifest belongs in an end-to-end bucket".into()));
         }
         None => {
             let m = Manifest::decode(&raw).map_err(|e| invalid(e.to_string()))?;
-            (m.size, m.hash, m.entries.iter().map(|e| *e.address.as_bytes()).collect::<Vec<_>>())
+            let addresses = m.entries.iter().map(|e| *e.address.as_bytes()).collect::<Vec<_>>();
+            entries = m.entries;
+            (m.size, m.hash, addresses)
         }
         Some(key_id) => {
             if !e2e::is_sealed(&raw) {
@@ -474,13 +578,7 @@ pub async fn commit(
             (h.size, *blake3::hash(&raw).as_bytes(), h.addresses.iter().map(|a| *a.as_bytes()).collect())
         }
     };
-    let declared: HashMap<[u8; 32], u32> = nuage
-        .meta
-        .upload_session_chunks(&session.id)
-        .await?
-        .iter()
-        .map(|c| (c.address, c.stored_size))
-        .collect();
+    let declared = nuage.meta.upload_session_chunks(&session.id).await?;
     let mut distinct = addresses.clone();
     distinct.sort_unstable();
     distinct.dedup();
@@ -490,52 +588,77 @@ pub async fn commit(
             format!("chunk {} was not declared when the upload started", hex::encode(a)),
         ));
     }
+    // Each chunk must be one this session sent, or one the account holds already (see
+    // `declare`); in a direct bucket, one found on a provider where the device put it.
+    let owned = nuage.meta.owned_chunks(caller.account_id, &distinct).await?;
     let held = nuage.meta.held_chunks(&distinct).await?;
-    let mut chunks = Vec::with_capacity(distinct.len());
-    let mut missing = 0usize;
-    let unknown: Vec<([u8; 32], u32)> =
-        distinct.iter().filter(|a| !held.contains_key(*a)).map(|a| (*a, declared[a])).collect();
-    let mut found = Vec::with_capacity(unknown.len());
-    // A chunk the index lacks was sent by this upload. Through this server, it was checked on
-    // arrival: its size on the providers is enough. Straight to a provider (a direct bucket),
-    // nobody has checked it: read it back and verify it against its address.
     let direct = bucket.policy.direct_upload;
-    let mut lookups = futures::stream::iter(unknown)
-        .map(|(address, size)| {
-            let store = nuage.store.clone();
+    let keys: HashMap<[u8; 32], ChunkKey> = entries.iter().map(|e| (*e.address.as_bytes(), e.key)).collect();
+    let mut lookups = futures::stream::iter(distinct.iter().copied())
+        .map(|address| {
+            let (store, c) = (nuage.store.clone(), declared[&address]);
+            let proof = if c.sent { Some(c.opened) } else { owned.get(&address).copied() };
+            let held = held.get(&address).cloned();
+            let (key, max) = (keys.get(&address).copied(), nuage.chunker.max_size);
             async move {
                 let a = Address::from_bytes(address);
-                let providers = if direct {
-                    match store.verify_uploaded(&a, u64::from(size)).await {
-                        Ok(Some(provider)) => vec![provider],
-                        Ok(None) => Vec::new(),
+                let size = u64::from(c.stored_size);
+                let found = match (proof, held) {
+                    (Some(opened), Some((stored_size, providers))) => Some((stored_size, providers, opened)),
+                    // Sent (or held) but not in the index: its size on the providers is
+                    // enough, its bytes were checked on arrival.
+                    (Some(opened), None) => {
+                        let providers = store.locate_sized(&a, size).await;
+                        (!providers.is_empty()).then_some((c.stored_size, providers, opened))
+                    }
+                    // Straight to a provider, nobody has checked it: read it back, verify it
+                    // against its address, and open it with the manifest's key.
+                    (None, _) if direct => match store.verify_uploaded(&a, size).await {
+                        Ok(Some((provider, bytes))) => {
+                            let opened = match key {
+                                None => None, // end to end: the server cannot open it
+                                Some(key) => chunk::open_within(&bytes, &key, max).ok().map(|p| Opened {
+                                    plain_len: p.len() as u32,
+                                    key_hash: key.fingerprint(),
+                                }),
+                            };
+                            Some((c.stored_size, vec![provider], opened))
+                        }
+                        Ok(None) => None,
                         Err(e) => {
                             tracing::warn!("checking chunk {a}: {e}");
-                            Vec::new()
+                            None
                         }
-                    }
-                } else {
-                    store.locate_sized(&a, u64::from(size)).await
+                    },
+                    (None, _) => None,
                 };
-                (address, size, providers)
+                (address, found)
             }
         })
         .buffer_unordered(16);
-    while let Some(f) = lookups.next().await {
-        found.push(f);
-    }
-    drop(lookups);
+    let mut chunks = Vec::with_capacity(distinct.len());
+    let mut opened_by: HashMap<[u8; 32], Option<Opened>> = HashMap::with_capacity(distinct.len());
+    let mut missing = 0usize;
     let mut under_replicated = Vec::new();
-    for (address, stored_size, providers) in found {
-        if providers.is_empty() {
+    let mut short = Vec::new();
+    while let Some((address, found)) = lookups.next().await {
+        let Some((stored_size, providers, opened)) = found else {
             missing += 1;
+            continue;
+        };
+        opened_by.insert(address, opened);
+        let chunk = ChunkRef { address, stored_size, providers, opened };
+        if chunk.providers.len() >= bucket.policy.replicas as usize {
+            chunks.push(chunk);
+        } else if direct && !declared[&address].sent && !owned.contains_key(&address) {
+            // Sent straight to one provider: the other copies follow in the background.
+            under_replicated.push(Address::from_bytes(address));
+            chunks.push(chunk);
         } else {
-            if providers.len() < bucket.policy.replicas as usize {
-                under_replicated.push(Address::from_bytes(address));
-            }
-            chunks.push(ChunkRef { address, stored_size, providers });
+            short.push(chunk);
         }
     }
+    drop(lookups);
     if missing > 0 {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -543,12 +666,50 @@ pub async fn commit(
             format!("{missing} chunk(s) of the manifest are not stored yet; send them, then commit again"),
         ));
     }
-    for (address, (stored_size, providers)) in held {
-        chunks.push(ChunkRef { address, stored_size, providers });
+    // Held with fewer copies than this bucket asks for: the missing ones are made now.
+    let placement = bucket_placement(&bucket);
+    let mut completing = futures::stream::iter(short)
+        .map(|mut c| {
+            let nuage = nuage.clone();
+            async move {
+                c.providers =
+                    nuage.complete_copies(&Address::from_bytes(c.address), &c.providers, placement).await?;
+                ApiResult::Ok(c)
+            }
+        })
+        .buffer_unordered(8);
+    let mut completed = false;
+    while let Some(c) = completing.next().await {
+        chunks.push(c?);
+        completed = true;
+    }
+    drop(completing);
+    if completed {
+        nuage.store.sync().await?; // durable before the commit references them
+    }
+    // A plain manifest must say what its chunks hold: each entry the length the chunk
+    // opened to, with the key it opened with. (The version's size, the sum of the entries,
+    // is then what a download will stream.)
+    for (i, e) in entries.iter().enumerate() {
+        match opened_by.get(e.address.as_bytes()).copied().flatten() {
+            Some(o) if o.plain_len == e.plain_len && o.key_hash == e.key.fingerprint() => {}
+            Some(o) if o.plain_len != e.plain_len => {
+                return Err(invalid(format!(
+                    "entry {i} says chunk {} holds {} bytes; it holds {}",
+                    e.address, e.plain_len, o.plain_len
+                )));
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "entry {i}: chunk {} does not open with the key it gives",
+                    e.address
+                )));
+            }
+        }
     }
     if bucket.policy.e2e_key_id.is_some() {
-        // The size of a sealed manifest is the device's word, and the quota is charged on
-        // it: it must be what the chunks hold. End-to-end chunks are stored uncompressed, so
+        // The size of a sealed manifest is the device's word, and downloads stream it: it
+        // must be what the chunks hold. End-to-end chunks are stored uncompressed, so
         // each holds its stored size less the format's overhead.
         let stored: HashMap<[u8; 32], u32> = chunks.iter().map(|c| (c.address, c.stored_size)).collect();
         let held_plain: u64 = addresses

@@ -555,8 +555,11 @@ async fn collect_strays(
 ) -> nuage_meta::Result<Outcome> {
     let mut out = Outcome::default();
     let none = std::collections::HashMap::new();
+    let pass_started = now_ms();
+    let mut listed_all = true;
     for p in nuage.store.providers().iter() {
         if p.is_down() {
+            listed_all = false;
             out.skipped += 1;
             continue;
         }
@@ -565,6 +568,7 @@ async fn collect_strays(
             Err(e) => {
                 tracing::warn!("gc: listing {}: {e}", p.name());
                 out.skipped += 1;
+                listed_all = false;
                 continue;
             }
         };
@@ -587,9 +591,14 @@ async fn collect_strays(
             if strays.is_empty() {
                 continue;
             }
-            // A stray the index has learned of since (a commit meanwhile) is judged by the
-            // same grace period as the rest of the index.
-            let doomed = nuage.meta.start_deletions(&strays, cutoff).await?;
+            // Whatever the index says, an object is deleted only once it has been seen for
+            // the grace period (a provider's listing does not tell its age). A stray the
+            // index has learned of since (a commit meanwhile) is judged by the same grace
+            // period as the rest of the index.
+            let grace_ms =
+                i64::try_from(nuage.config.workers.gc_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+            let aged = nuage.meta.sight_strays(&strays, grace_ms).await?;
+            let doomed = nuage.meta.start_deletions(&aged, cutoff).await?;
             let o = delete_everywhere(nuage, collector, &doomed, &none).await?;
             out.add(o);
         }
@@ -598,6 +607,10 @@ async fn collect_strays(
             Ok(_) => {}
             Err(e) => tracing::warn!("gc: temporary files of {}: {e}", p.name()),
         }
+    }
+    if listed_all && !collector.lost {
+        // Seen on no provider this pass: gone, or indexed since.
+        nuage.meta.forget_strays_unseen_since(pass_started).await?;
     }
     Ok(out)
 }

@@ -17,6 +17,9 @@ struct Env {
     alice: String,
     alice_id: i64,
     bob: String,
+    /// The keys of the chunks sealed for normal buckets, as a device remembers them to send
+    /// them with the chunks.
+    keys: std::sync::Mutex<std::collections::HashMap<nuage_core::Address, nuage_core::chunk::ChunkKey>>,
     _dir: tempfile::TempDir,
 }
 
@@ -99,7 +102,15 @@ async fn env(database_url: Option<String>, extra: &str) -> Env {
     let b = nuage.meta.create_account("bob", None, None, [2; 32]).await.unwrap();
     let alice = nuage_server::issue_token(&nuage, a.id, "test").await.unwrap().token;
     let bob = nuage_server::issue_token(&nuage, b.id, "test").await.unwrap().token;
-    Env { app: nuage_server::router(nuage.clone()), nuage, alice, alice_id: a.id, bob, _dir: dir }
+    Env {
+        app: nuage_server::router(nuage.clone()),
+        nuage,
+        alice,
+        alice_id: a.id,
+        bob,
+        keys: Default::default(),
+        _dir: dir,
+    }
 }
 
 impl Env {
@@ -369,6 +380,10 @@ on_every_backend! {
             )
         };
         assert_eq!(small().await.status, StatusCode::CREATED);
+        // Charged what it stores: random bytes do not compress, so the plaintext and the
+        // format's 36 bytes per chunk (16 KiB to 256 KiB chunks here).
+        let used = e.used().await;
+        assert!((60_000 + 36..=60_000 + 4 * 36).contains(&used), "{used}");
         // A retry of that upload is answered as the first time, although a second copy would not
         // fit in the quota any more.
         let retry = small().await;
@@ -387,9 +402,132 @@ on_every_backend! {
             (streamed.status, streamed.code().as_str()),
             (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded")
         );
-        assert_eq!(e.used().await, 60_000);
+        assert_eq!(e.used().await, used);
         assert_eq!(e.versions("big").await, 0);
         assert_eq!(e.nuage.meta.chunk_totals().await.unwrap(), chunks_before);
+    }
+}
+
+/// Chunk files on the server's local provider.
+fn chunk_files(e: &Env) -> usize {
+    fn walk(p: &std::path::Path) -> usize {
+        std::fs::read_dir(p)
+            .map_or(0, |d| d.flatten().map(|f| if f.path().is_dir() { walk(&f.path()) } else { 1 }).sum())
+    }
+    walk(&e._dir.path().join("chunks"))
+}
+
+on_every_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    fn concurrent_uploads_hold_their_room_before_any_byte_is_stored(e) {
+        e.alice("PUT", "/v1/buckets/box", vec![]).await;
+        // Room for ten 10 KB objects (10,036 bytes stored each), not eleven.
+        e.nuage.meta.set_quota(e.alice_id, Some(10 * 10_036 + 5_000)).await.unwrap();
+        let before = chunk_files(&e);
+        let puts: Vec<_> = (0..60u32)
+            .map(|i| {
+                let req = Request::put(format!("/v1/buckets/box/objects/o{i}"))
+                    .header("authorization", format!("Bearer {}", e.alice))
+                    .body(Body::from(data(10_000, 100 + i)))
+                    .unwrap();
+                let app = e.app.clone();
+                tokio::spawn(async move { app.oneshot(req).await.unwrap().status() })
+            })
+            .collect();
+        let (mut made, mut refused) = (0, 0);
+        for p in puts {
+            match p.await.unwrap() {
+                StatusCode::CREATED => made += 1,
+                StatusCode::PAYLOAD_TOO_LARGE => refused += 1,
+                s => panic!("unexpected {s}"),
+            }
+        }
+        assert_eq!((made, refused), (10, 50), "exactly what fits is made");
+        assert_eq!(e.used().await, 10 * 10_036);
+        // A refused upload never reached a provider: one chunk file per object made.
+        assert_eq!(chunk_files(&e) - before, 10);
+    }
+}
+
+on_every_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    fn smart_uploads_are_charged_what_they_store_and_prove_every_chunk(e) {
+        assert_eq!(e.alice("PUT", "/v1/buckets/smart", vec![]).await.status, StatusCode::CREATED);
+        let body = data(600_000, 41);
+        let sealed = e.seal_like_a_device(&body).await;
+        let stored: u64 = sealed.chunks.values().map(|c| c.len() as u64).sum();
+        assert!(sealed.chunks.len() >= 3);
+
+        // The device's word on lengths is checked against what the chunks open to: a
+        // manifest claiming 1 byte per chunk is refused, and so is one with a wrong key.
+        let mut lying = sealed.manifest.clone();
+        for entry in &mut lying.entries {
+            entry.plain_len = 1;
+        }
+        lying.size = lying.entries.len() as u64;
+        let lie = e.smart_put("smart", "lie.bin", &sealed, &lying.encode()).await;
+        assert_eq!((lie.status, lie.code().as_str()), (StatusCode::BAD_REQUEST, "manifest_invalid"), "{:?}", lie.json());
+        let mut wrong_key = sealed.manifest.clone();
+        wrong_key.entries[0].key = nuage_core::chunk::ChunkKey::from_bytes([9; 32]);
+        let wrong = e.smart_put("smart", "lie.bin", &sealed, &wrong_key.encode()).await;
+        assert_eq!((wrong.status, wrong.code().as_str()), (StatusCode::BAD_REQUEST, "manifest_invalid"));
+        assert_eq!(e.versions_in("smart", "lie.bin").await, 0);
+        let good = e.smart_put("smart", "good.bin", &sealed, &sealed.manifest.encode()).await;
+        assert_eq!(good.status, StatusCode::CREATED, "{:?}", good.json());
+        assert_eq!(e.used().await, stored, "charged the stored bytes");
+        assert!(e.alice("GET", "/v1/buckets/smart/objects/good.bin", vec![]).await.body == body);
+
+        // A chunk sent without its key, or with another key, is refused and not stored.
+        let body2 = data(300_000, 42);
+        let sealed2 = e.seal_like_a_device(&body2).await;
+        let started = e.start_upload("two.bin", &sealed2).await.json();
+        let t = &started["missing"][0];
+        let a: nuage_core::Address = t["address"].as_str().unwrap().parse().unwrap();
+        let grant = t["headers"]["x-nuage-grant"].as_str().unwrap();
+        let path = format!("/v1/chunks/{}", a.to_hex());
+        let bytes = sealed2.chunks[&a].clone();
+        let no_key = e.call("PUT", &path, "", &[("x-nuage-grant", grant)], bytes.clone()).await;
+        assert_eq!((no_key.status, no_key.code().as_str()), (StatusCode::BAD_REQUEST, "chunk_key_missing"));
+        let other = "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk"; // [9; 32]
+        let bad_key = e.call("PUT", &path, "", &[("x-nuage-grant", grant), ("x-nuage-chunk-key", other)], bytes).await;
+        assert_eq!((bad_key.status, bad_key.code().as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "chunk_key_mismatch"));
+        assert!(e.nuage.store.locate(&a).await.unwrap().is_empty(), "nothing stored");
+
+        // Quota: a start without `size` is held to the room too, on what it declares.
+        e.nuage.meta.set_quota(e.alice_id, Some(stored + 100_000)).await.unwrap();
+        let big = e.start_upload("big.bin", &e.seal_like_a_device(&data(300_000, 43)).await).await;
+        assert_eq!((big.status, big.code().as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"));
+        // Room shrinks between the declaration and the bytes (another upload holds it): the
+        // chunk that no longer fits is refused before it is stored.
+        e.nuage.meta.set_quota(e.alice_id, Some(stored + 400_000)).await.unwrap();
+        let sealed3 = e.seal_like_a_device(&data(300_000, 44)).await;
+        let started3 = e.start_upload("three.bin", &sealed3).await;
+        assert_eq!(started3.status, StatusCode::CREATED, "{:?}", started3.json());
+        e.nuage.meta.set_quota(e.alice_id, Some(stored + 1_000)).await.unwrap();
+        let t = &started3.json()["missing"][0];
+        let a3: nuage_core::Address = t["address"].as_str().unwrap().parse().unwrap();
+        let late = e.put_chunk(&a3, t["headers"]["x-nuage-grant"].as_str().unwrap(), sealed3.chunks[&a3].clone()).await;
+        assert_eq!((late.status, late.code().as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"));
+        assert!(e.nuage.store.locate(&a3).await.unwrap().is_empty(), "nothing stored");
+        assert_eq!(e.used().await, stored);
+
+        // Bob learnt Alice's chunk addresses: declaring them gets him targets as for any
+        // chunk nobody has (nothing tells him they exist), and his commit without the bytes
+        // is refused.
+        let addresses: Vec<_> = sealed.chunks.iter().map(|(a, b)| serde_json::json!({"address": a.to_hex(), "size": b.len()})).collect();
+        let json = [("content-type", "application/json")];
+        let req = serde_json::json!({"bucket": "mine", "key": "stolen", "chunks": addresses});
+        assert_eq!(e.call("PUT", "/v1/buckets/mine", &e.bob, &[], vec![]).await.status, StatusCode::CREATED);
+        let bobs = e.call("POST", "/v1/uploads", &e.bob, &json, req.to_string().into_bytes()).await;
+        assert_eq!(bobs.status, StatusCode::CREATED);
+        let targets = bobs.json()["missing"].as_array().unwrap().len();
+        assert_eq!(targets, sealed.chunks.len(), "every chunk asked for");
+        use base64::Engine;
+        let m = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed.manifest.encode());
+        let commit = serde_json::json!({"manifest": m});
+        let id = bobs.json()["upload_id"].as_str().unwrap().to_owned();
+        let stolen = e.call("POST", &format!("/v1/uploads/{id}/commit"), &e.bob, &json, commit.to_string().into_bytes()).await;
+        assert_eq!((stolen.status, stolen.code().as_str()), (StatusCode::CONFLICT, "chunks_missing"));
     }
 }
 
@@ -480,7 +618,7 @@ on_every_backend! {
         assert_eq!(e.versions("doc").await, 2, "keep_versions = 2 pruned the first");
         let gone = e.alice("GET", &format!("/v1/buckets/box/objects/doc?version={v1}"), vec![]).await;
         assert_eq!(gone.status, StatusCode::NOT_FOUND);
-        assert_eq!(e.used().await, 8);
+        assert_eq!(e.used().await, (3 + 36) + (5 + 36), "the stored bytes of the two kept versions");
 
         let del = e.alice("DELETE", "/v1/buckets/box/objects/doc", vec![]).await;
         assert_eq!(del.status, StatusCode::NO_CONTENT);
@@ -527,7 +665,7 @@ on_every_backend! {
         }
         assert!(object["put"]["responses"]["413"].is_object(), "quota answer documented");
         assert!(doc["components"]["securitySchemes"]["token"].is_object());
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 26);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 27);
         let health = e.call("GET", "/healthz", "", &[], vec![]).await;
         assert_eq!((health.status, health.json()["status"].as_str()), (StatusCode::OK, Some("ok")));
         e.alice("PUT", "/v1/buckets/box", vec![]).await;
@@ -580,6 +718,9 @@ impl Env {
         let mut chunks = std::collections::HashMap::new();
         let manifest = pipeline
             .run(body, |c| -> Result<(), ()> {
+                if key.is_none() {
+                    self.keys.lock().unwrap().insert(c.address, c.key);
+                }
                 chunks.insert(c.address, c.bytes);
                 Ok(())
             })
@@ -626,9 +767,20 @@ impl Env {
         .await
     }
 
+    /// Sends a chunk as the device does: with its key when it was sealed for a normal bucket.
     async fn put_chunk(&self, address: &nuage_core::Address, grant: &str, bytes: Vec<u8>) -> Answer {
-        let headers: Vec<(&str, &str)> =
+        use base64::Engine;
+        let key = self
+            .keys
+            .lock()
+            .unwrap()
+            .get(address)
+            .map(|k| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k.as_bytes()));
+        let mut headers: Vec<(&str, &str)> =
             if grant.is_empty() { vec![] } else { vec![("x-nuage-grant", grant)] };
+        if let Some(k) = &key {
+            headers.push(("x-nuage-chunk-key", k));
+        }
         self.call("PUT", &format!("/v1/chunks/{}", address.to_hex()), "", &headers, bytes).await
     }
 
@@ -749,12 +901,13 @@ on_every_backend! {
         };
         let ((a, grant_a), (b, _)) = (target(0), target(1));
         let bytes_a = sealed.chunks[&a].clone();
-        let bucket_id = e.nuage.meta.bucket(e.alice_id, "smart").await.unwrap().id as u64;
+        let id = started["upload_id"].as_str().unwrap();
+        let scope = e.nuage.meta.upload_session(e.alice_id, id).await.unwrap().scope as u64;
         let base = Grant {
             op: Operation::PutChunk,
             key_id: 0,
             address: a,
-            scope: bucket_id,
+            scope,
             max_size: bytes_a.len() as u64,
             expires_at: nuage_meta::now_ms() + 60_000,
         };
@@ -838,7 +991,17 @@ impl Env {
                 .await;
             assert_eq!(put.status, StatusCode::CREATED);
         }
-        self.commit_raw(started["upload_id"].as_str().unwrap(), manifest).await
+        let id = started["upload_id"].as_str().unwrap();
+        let done = self.commit_raw(id, manifest).await;
+        if !done.status.is_success() {
+            // As the client does: a session that cannot commit is aborted, and gives back
+            // the room its chunks held.
+            let aborted = self.alice("DELETE", &format!("/v1/uploads/{id}"), vec![]).await;
+            assert_eq!(aborted.status, StatusCode::NO_CONTENT, "{:?}", aborted.json());
+            let again = self.commit_raw(id, manifest).await;
+            assert_eq!((again.status, again.code().as_str()), (StatusCode::GONE, "upload_expired"));
+        }
+        done
     }
 }
 
@@ -1108,6 +1271,7 @@ root = {local:?}
         alice: alice.clone(),
         alice_id: a.id,
         bob: alice,
+        keys: Default::default(),
         _dir: dir,
     };
 
@@ -1299,5 +1463,45 @@ async fn garbage_collection_deletes_what_nothing_references_and_never_what_an_up
         assert!(get.status == StatusCode::OK && get.body == b, "written again, reads back whole");
         assert!(b_chunks.is_subset(&listed(&provider).await));
         assert_eq!(e.nuage.meta.worker_state("gc").await.unwrap().passes, 0, "a one-off pass keeps no state");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_held_with_fewer_copies_gets_its_new_buckets_copies_before_the_commit_answers() {
+    let folders = tempfile::tempdir().unwrap();
+    let provider = |n: &str| {
+        format!("[[providers]]\nname = {n:?}\nscheme = \"fs\"\nroot = {:?}\n", folders.path().join(n))
+    };
+    let extra = provider("a") + &provider("b");
+    for e in envs_with(&extra).await {
+        let json = [("content-type", "application/json")];
+        for (name, replicas) in [("one", 1), ("two", 2)] {
+            let policy = serde_json::json!({"replicas": replicas}).to_string().into_bytes();
+            let made = e.call("PUT", &format!("/v1/buckets/{name}"), &e.alice, &json, policy).await;
+            assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.json());
+        }
+        let sealed = e.seal_like_a_device(&data(500_000, 61 + e.alice_id as u32)).await;
+        let first = e.smart_put("one", "f", &sealed, &sealed.manifest.encode()).await;
+        assert_eq!(first.status, StatusCode::CREATED);
+        let nuage = e.nuage.clone();
+        let copies = |a: nuage_core::Address| {
+            let nuage = nuage.clone();
+            async move { nuage.meta.chunk(a.as_bytes()).await.unwrap().unwrap().placements.len() }
+        };
+        for a in sealed.chunks.keys() {
+            assert_eq!(copies(*a).await, 1, "one copy in a bucket of one replica");
+        }
+        // The same file into a bucket of two: nothing to send, and the commit answers only
+        // once every chunk has its two copies.
+        let started = e.start_upload_in("two", "f", &sealed).await.json();
+        assert_eq!(started["missing"].as_array().unwrap().len(), 0, "the account holds every chunk");
+        let done = e.commit_raw(started["upload_id"].as_str().unwrap(), &sealed.manifest.encode()).await;
+        assert_eq!(done.status, StatusCode::CREATED, "{:?}", done.json());
+        for a in sealed.chunks.keys() {
+            assert_eq!(copies(*a).await, 2, "both copies, recorded");
+            for p in e.nuage.store.providers().iter() {
+                assert!(p.get_raw(a).await.unwrap().is_some(), "on {}", p.name());
+            }
+        }
     }
 }
