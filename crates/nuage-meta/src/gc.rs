@@ -246,10 +246,15 @@ impl Meta {
         Ok(addresses.iter().filter(|a| !known.contains(*a)).copied().collect())
     }
 
-    /// Records that `strays` (chunk objects found on a provider, unknown to the index) were
-    /// seen now, and returns those first seen `grace_ms` ago or earlier: the only strays old
-    /// enough to delete.
-    pub async fn sight_strays(&self, strays: &[[u8; 32]], grace_ms: i64) -> Result<Vec<[u8; 32]>> {
+    /// Records that `strays` (chunk objects found on `provider`, unknown to the index) were
+    /// seen now, and returns those first seen there `grace_ms` ago or earlier: the only strays
+    /// old enough to delete.
+    pub async fn sight_strays(
+        &self,
+        provider: &str,
+        strays: &[[u8; 32]],
+        grace_ms: i64,
+    ) -> Result<Vec<[u8; 32]>> {
         if strays.is_empty() {
             return Ok(Vec::new());
         }
@@ -257,13 +262,13 @@ impl Meta {
         let mut tx = self.pool.begin().await?;
         let now = now_ms();
         for batch in strays.chunks(PER_STATEMENT / 2) {
-            let rows: Vec<String> = (0..batch.len()).map(|i| format!("(${}, $1, $1)", i + 2)).collect();
+            let rows: Vec<String> = (0..batch.len()).map(|i| format!("($2, ${}, $1, $1)", i + 3)).collect();
             let sql = format!(
-                "INSERT INTO stray_sightings (address, first_seen, last_seen) VALUES {} \
-                 ON CONFLICT (address) DO UPDATE SET last_seen = excluded.last_seen",
+                "INSERT INTO stray_sightings (provider, address, first_seen, last_seen) VALUES {} \
+                 ON CONFLICT (provider, address) DO UPDATE SET last_seen = excluded.last_seen",
                 rows.join(", ")
             );
-            let mut q = sqlx::query(&sql).bind(now);
+            let mut q = sqlx::query(&sql).bind(now).bind(provider);
             for a in batch {
                 q = q.bind(a.to_vec());
             }
@@ -272,10 +277,10 @@ impl Meta {
         let mut aged = Vec::new();
         for batch in strays.chunks(PER_STATEMENT) {
             let text = format!(
-                "SELECT address FROM stray_sightings WHERE first_seen <= $1 AND address IN ({})",
-                marks(2, batch.len())
+                "SELECT address FROM stray_sightings WHERE first_seen <= $1 AND provider = $2 AND address IN ({})",
+                marks(3, batch.len())
             );
-            let mut q = sqlx::query(&text).bind(now.saturating_sub(grace_ms.max(0)));
+            let mut q = sqlx::query(&text).bind(now.saturating_sub(grace_ms.max(0))).bind(provider);
             for a in batch {
                 q = q.bind(a.to_vec());
             }
@@ -288,11 +293,12 @@ impl Meta {
         Ok(aged)
     }
 
-    /// Forgets the strays no pass has seen since `before` (Unix ms): gone from the providers,
-    /// or indexed since.
-    pub async fn forget_strays_unseen_since(&self, before: i64) -> Result<u64> {
+    /// Forgets the strays of `provider` that no whole listing of it has seen since `before`
+    /// (Unix ms): gone from it, or indexed since.
+    pub async fn forget_strays_unseen_since(&self, provider: &str, before: i64) -> Result<u64> {
         let _w = self.write_guard().await;
-        let done = sqlx::query("DELETE FROM stray_sightings WHERE last_seen < $1")
+        let done = sqlx::query("DELETE FROM stray_sightings WHERE provider = $1 AND last_seen < $2")
+            .bind(provider)
             .bind(before)
             .execute(&self.pool)
             .await?;
@@ -342,7 +348,6 @@ impl Meta {
         // expired sessions go, so that any lease row left protects its chunk (the commit
         // relies on that, see `still_leased_on`).
         sqlx::query("DELETE FROM chunk_leases WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
-        sqlx::query("DELETE FROM quota_holds WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
         sqlx::query(
             "DELETE FROM upload_session_chunks WHERE session_id IN \
              (SELECT id FROM upload_sessions WHERE expires_at <= $1)",
@@ -467,6 +472,17 @@ impl Meta {
         let _w = self.write_guard().await;
         let mut conn = self.pool.acquire().await?;
         release_on(&mut conn, holder).await
+    }
+
+    /// The chunks leased to `holder`.
+    pub async fn leased_by(&self, holder: &str) -> Result<Vec<[u8; 32]>> {
+        sqlx::query_scalar::<_, Vec<u8>>("SELECT address FROM chunk_leases WHERE holder = $1")
+            .bind(holder)
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(address)
+            .collect()
     }
 
     /// Drops expired leases (housekeeping, for when the collector does not run); returns

@@ -12,6 +12,7 @@ mod error;
 mod gc;
 mod namespace;
 mod shares;
+mod throttle;
 mod uploads;
 mod workers;
 
@@ -24,5 +25,6 @@ pub use namespace::{
     NewVersion, Opened, Precondition, Version,
 };
 pub use shares::{NewShare, Share, ShareState};
+pub use throttle::{Attempt, FREE_ATTEMPTS, MAX_IN_FLIGHT};
 pub use uploads::{DeclareLimits, DeclaredChunk, GrantKey, SessionChunk, UploadSession};
 pub use workers::{ChunkPlacements, WorkerState};

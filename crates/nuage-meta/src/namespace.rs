@@ -716,7 +716,9 @@ pub(crate) async fn hold_on(
     }
     sqlx::query(
         "INSERT INTO quota_holds (holder, account_id, bytes, expires_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (holder) DO UPDATE SET bytes = quota_holds.bytes + excluded.bytes, \
+         ON CONFLICT (holder) DO UPDATE SET \
+         bytes = CASE WHEN quota_holds.expires_at > $5 THEN quota_holds.bytes + excluded.bytes \
+         ELSE excluded.bytes END, \
          expires_at = CASE WHEN excluded.expires_at > quota_holds.expires_at \
          THEN excluded.expires_at ELSE quota_holds.expires_at END",
     )
@@ -724,6 +726,7 @@ pub(crate) async fn hold_on(
     .bind(account_id)
     .bind(bytes as i64)
     .bind(expires_at)
+    .bind(now_ms())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -888,6 +891,11 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
             let version = version_on(conn, bucket.id, key, v).await?;
             if version.tombstone != content.is_none() {
                 return Err(Error::IdempotencyConflict); // a PUT's key reused by a DELETE, or back
+            }
+            if let Some((new, _)) = &content
+                && version.etag != Some(new.etag)
+            {
+                return Err(Error::IdempotencyConflict); // the same key for another body
             }
             if let Some(holder) = holder {
                 crate::gc::release_on(conn, holder).await?; // nothing more to commit

@@ -350,6 +350,16 @@ impl Meta {
         Ok(())
     }
 
+    /// Holds `bytes` of the account's room for the session (a chunk it will send straight to
+    /// a provider), refused with [`Error::QuotaExceeded`] when they do not fit.
+    pub async fn hold_for_session(&self, session: &UploadSession, bytes: u64) -> Result<()> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        hold_on(&mut tx, self.backend(), session.account_id, &session.id, bytes, session.expires_at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Of `addresses`, those the account holds (it sent them, or the server sealed them for
     /// it), with what opening them told the server.
     pub async fn owned_chunks(

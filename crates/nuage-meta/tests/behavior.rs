@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use nuage_core::{ConvergenceSecret, Manifest, ManifestEntry, SealOptions, chunk};
 use nuage_meta::{
-    BucketPolicy, ChunkRef, DeclareLimits, DeclaredChunk, DeletionDone, Error, EtagCondition, ListEntry,
-    Meta, NewVersion, Opened, Precondition, ProviderRecord, Removal, UploadSession, now_ms,
+    Attempt, BucketPolicy, ChunkRef, DeclareLimits, DeclaredChunk, DeletionDone, Error, EtagCondition,
+    FREE_ATTEMPTS, ListEntry, Meta, NewVersion, Opened, Precondition, ProviderRecord, Removal, UploadSession,
+    now_ms,
 };
 use sqlx::Connection;
 
@@ -374,7 +375,7 @@ async fn uploads_hold_their_room_before_storing_and_chunks_belong_to_accounts() 
         let decl = DeclaredChunk { address: chunk.address, stored_size: chunk.stored_size };
         let big = DeclaredChunk { address: [7; 32], stored_size: 955 };
         let one = DeclareLimits { max_chunks: 1, max_bytes: 1 << 30 };
-        assert!(matches!(m.declare_upload_chunks(&s, &[decl, decl], one).await, Ok(_)), "one distinct chunk");
+        assert!(m.declare_upload_chunks(&s, &[decl, decl], one).await.is_ok(), "one distinct chunk");
         assert!(matches!(m.declare_upload_chunks(&s, &[big], one).await, Err(Error::UploadTooLarge(_))));
         assert!(matches!(
             m.declare_upload_chunks(&s, &[big], LIMITS).await,
@@ -421,15 +422,69 @@ async fn strays_are_old_enough_to_delete_only_once_seen_for_the_grace_period() {
     each_backend(|m| async move {
         let (x, y) = ([21; 32], [22; 32]);
         let day = 86_400_000;
-        assert!(m.sight_strays(&[x, y], day).await.unwrap().is_empty(), "first seen now");
-        assert!(m.sight_strays(&[x], day).await.unwrap().is_empty(), "seen again, still young");
-        assert_eq!(m.sight_strays(&[x, y], 0).await.unwrap(), vec![x, y], "no grace period");
-        // Sightings a pass did not renew are forgotten, and only those.
-        assert_eq!(m.forget_strays_unseen_since(0).await.unwrap(), 0);
-        assert_eq!(m.forget_strays_unseen_since(i64::MAX).await.unwrap(), 2);
-        assert!(m.sight_strays(&[x], day).await.unwrap().is_empty(), "young again");
+        assert!(m.sight_strays("a", &[x, y], day).await.unwrap().is_empty(), "first seen now");
+        assert!(m.sight_strays("a", &[x], day).await.unwrap().is_empty(), "seen again, still young");
+        assert_eq!(m.sight_strays("a", &[x, y], 0).await.unwrap(), vec![x, y], "no grace period");
+        // Per provider: seen on b only now, young there.
+        assert!(m.sight_strays("b", &[x], 1).await.unwrap().is_empty());
+        // Sightings a whole listing did not renew are forgotten, and only those of its provider.
+        assert_eq!(m.forget_strays_unseen_since("a", 0).await.unwrap(), 0);
+        assert_eq!(m.forget_strays_unseen_since("a", i64::MAX).await.unwrap(), 2);
+        assert!(m.sight_strays("a", &[x], day).await.unwrap().is_empty(), "young again");
+        assert_eq!(m.forget_strays_unseen_since("b", i64::MAX).await.unwrap(), 1);
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_attempts_are_counted_before_the_check_across_servers() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut urls = vec![format!("sqlite:{}", dir.path().join("meta.db").display())];
+    if let Some(base) = std::env::var("NUAGE_TEST_PG_URL").ok().filter(|u| !u.is_empty()) {
+        urls.push(fresh_pg_database(&base).await);
+    }
+    for url in urls {
+        // Two servers of one deployment: two handles on one database.
+        let servers = [Arc::new(Meta::open(&url).await.unwrap()), Arc::new(Meta::open(&url).await.unwrap())];
+        let guesses: Vec<_> = (0..40)
+            .map(|i| {
+                let m = servers[i % 2].clone();
+                tokio::spawn(async move {
+                    let go = m.begin_attempt("share:1").await.unwrap() == Attempt::Go;
+                    if go {
+                        m.end_attempt("share:1", false).await.unwrap(); // a wrong password
+                    }
+                    go
+                })
+            })
+            .collect();
+        let mut checked = 0;
+        for g in guesses {
+            checked += i64::from(g.await.unwrap());
+        }
+        assert!((1..=FREE_ATTEMPTS).contains(&checked), "{checked} of 40 guesses checked");
+        // Guessing on, one at a time: exactly the free attempts are ever checked.
+        while servers[1].begin_attempt("share:1").await.unwrap() == Attempt::Go {
+            servers[1].end_attempt("share:1", false).await.unwrap();
+            checked += 1;
+        }
+        assert_eq!(checked, FREE_ATTEMPTS);
+        assert!(matches!(servers[0].begin_attempt("share:1").await.unwrap(), Attempt::Wait(s) if s >= 1));
+
+        // At most two checked at once; a right password forgives the failures.
+        let m = &servers[0];
+        assert_eq!(m.begin_attempt("login:x").await.unwrap(), Attempt::Go);
+        assert_eq!(servers[1].begin_attempt("login:x").await.unwrap(), Attempt::Go);
+        assert_eq!(m.begin_attempt("login:x").await.unwrap(), Attempt::Wait(1), "two in flight");
+        m.end_attempt("login:x", false).await.unwrap();
+        m.end_attempt("login:x", true).await.unwrap();
+        for _ in 0..FREE_ATTEMPTS {
+            assert_eq!(m.begin_attempt("login:x").await.unwrap(), Attempt::Go, "forgiven");
+            m.end_attempt("login:x", false).await.unwrap();
+        }
+        assert!(matches!(m.begin_attempt("login:x").await.unwrap(), Attempt::Wait(_)));
+        assert_eq!(m.drop_idle_attempts(now_ms() - 3_600_000).await.unwrap(), 0, "both still matter");
+    }
 }
 
 #[tokio::test]

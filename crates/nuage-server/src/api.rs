@@ -176,6 +176,7 @@ pub struct NewToken {
 #[utoipa::path(post, path = "/v1/login", tag = "accounts", request_body = Login, responses(
     (status = 200, description = "A new token", body = NewToken),
     (status = 401, description = "`invalid_credentials`", body = ErrorBody),
+    (status = 429, description = "`login_throttled`, with `Retry-After`", body = ErrorBody),
 ))]
 async fn login(State(nuage): State<Arc<Nuage>>, body: Option<Json<Login>>) -> ApiResult<Json<NewToken>> {
     let Some(Json(login)) = body else {
@@ -197,10 +198,9 @@ async fn login(State(nuage): State<Arc<Nuage>>, body: Option<Json<Login>>) -> Ap
     // account names exist.
     let known = phc.is_some();
     let phc = phc.unwrap_or_else(|| auth::unmatchable_hash().to_owned());
-    let password = login.password;
-    let ok = tokio::task::spawn_blocking(move || auth::verify_password(&password, &phc))
-        .await
-        .map_err(|e| ApiError::internal("password check", e))?;
+    // Throttled per name, known or not, so that the throttle does not tell which exist.
+    let subject = format!("login:{}", &blake3::hash(login.account.as_bytes()).to_hex()[..32]);
+    let ok = auth::checked_attempt(&nuage, &subject, "login_throttled", login.password, phc).await?;
     let Some(account) = account.filter(|_| ok && known) else {
         return Err(refused());
     };

@@ -51,6 +51,32 @@ pub fn unmatchable_hash() -> &'static str {
     })
 }
 
+/// Checks `password` against `phc` as one attempt on `subject` (see `nuage_meta`'s
+/// `throttle.rs`): counted before the check, refused with `429 {code}` and `Retry-After`
+/// while the subject waits out its failures or has its most attempts in flight.
+pub(crate) async fn checked_attempt(
+    nuage: &Nuage,
+    subject: &str,
+    code: &'static str,
+    password: String,
+    phc: String,
+) -> Result<bool, ApiError> {
+    if let nuage_meta::Attempt::Wait(secs) = nuage.meta.begin_attempt(subject).await? {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            code,
+            format!("too many wrong passwords; try again in {secs} s"),
+        );
+        e.retry_after = Some(secs);
+        return Err(e);
+    }
+    let checked = tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await;
+    let ok = matches!(checked, Ok(true));
+    nuage.meta.end_attempt(subject, ok).await?;
+    checked.map_err(|e| ApiError::internal("checking a password", e))?;
+    Ok(ok)
+}
+
 /// Whether `password` matches the PHC string.
 pub fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())

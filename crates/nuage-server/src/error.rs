@@ -126,7 +126,7 @@ impl From<nuage_meta::Error> for ApiError {
             E::IdempotencyConflict => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
-                "this Idempotency-Key was used for another bucket or key",
+                "this Idempotency-Key was used for another bucket, key or body",
             ),
             E::LeaseLost => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -67,6 +67,14 @@ impl From<Version> for VersionView {
     }
 }
 
+fn unix_secs(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+fn system_time(secs: i64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64)
+}
+
 fn quoted(etag: &[u8; 32]) -> String {
     format!("\"{}\"", hex::encode(etag))
 }
@@ -173,9 +181,23 @@ pub async fn put(
         if version.tombstone {
             return Err(nuage_meta::Error::IdempotencyConflict.into()); // the key of a DELETE
         }
-        // Read the body to its end (and drop it) so the client sees a clean exchange.
+        // The same key with another body is another request (the IETF Idempotency-Key
+        // draft: 422): the body is read to its end and hashed, never stored.
         let mut rest = body.into_data_stream();
-        while let Some(Ok(_)) = rest.next().await {}
+        let mut hasher = blake3::Hasher::new();
+        let mut read = 0u64;
+        while let Some(part) = rest.next().await {
+            let Ok(part) = part else { break };
+            read += part.len() as u64;
+            hasher.update(&part);
+        }
+        if read != version.size || Some(*hasher.finalize().as_bytes()) != version.etag {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used for a request with another body",
+            ));
+        }
         return Ok(put_answer(&bucket, version, true));
     }
     if precondition != Precondition::default() {
@@ -467,20 +489,52 @@ pub async fn serve_version(
             "this version is a delete marker",
         ));
     };
+    // RFC 9110 §13.2.2: If-Match, else If-Unmodified-Since; then If-None-Match, else
+    // If-Modified-Since; then If-Range. Dates are compared at one-second precision.
     let conditions = precondition(headers);
-    if conditions.if_match.as_ref().is_some_and(|c| !c.matches(Some(&etag))) {
-        return Err(precondition_failed());
+    let modified = version.created_at.max(0) / 1000; // whole seconds, as Last-Modified says
+    let date = |name: header::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .map(unix_secs)
+    };
+    match &conditions.if_match {
+        Some(c) if !c.matches(Some(&etag)) => return Err(precondition_failed()),
+        Some(_) => {}
+        None if date(header::IF_UNMODIFIED_SINCE).is_some_and(|since| modified > since) => {
+            return Err(precondition_failed());
+        }
+        None => {}
     }
     let mut response = Response::new(Body::empty());
+    let last_modified = httpdate::fmt_http_date(system_time(modified));
     set(&mut response, header::ETAG, &quoted(&etag));
+    set(&mut response, header::LAST_MODIFIED, &last_modified);
     set(&mut response, VERSION_HEADER, &version.id.to_string());
     set(&mut response, header::ACCEPT_RANGES, "bytes");
-    if conditions.if_none_match.as_ref().is_some_and(|c| c.matches(Some(&etag))) {
+    let not_modified = match &conditions.if_none_match {
+        Some(c) => c.matches(Some(&etag)),
+        None => date(header::IF_MODIFIED_SINCE).is_some_and(|since| modified <= since),
+    };
+    if not_modified {
+        // No body; its Content-Length, if any, must be the 200's (RFC 9110 §8.6), never the
+        // `0` a layer would write for an empty body.
         *response.status_mut() = StatusCode::NOT_MODIFIED;
+        set(&mut response, header::CONTENT_LENGTH, &version.size.to_string());
         return Ok(response);
     }
     let size = version.size;
-    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    // A Range is honoured only if If-Range (when sent) names this version: its strong ETag,
+    // or exactly its Last-Modified date. Otherwise the whole object is sent, so a resumed
+    // download never splices two versions.
+    let same_version = match headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(v) if v.trim_start().starts_with('"') => v.trim() == quoted(&etag),
+        Some(v) => v.trim() == last_modified,
+    };
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| same_version);
     let (start, end) = match range::parse(range_header, size) {
         RangeRequest::Full => (0, size),
         RangeRequest::Partial { start, end } => {

@@ -522,80 +522,25 @@ pub async fn unlock(
 ) -> ApiResult<Json<Unlocked>> {
     let (share, _, _) = resolve(&nuage, &token).await?;
     usable(&share)?;
-    // Checked before the password, so that guesses during the wait cost no Argon2 either.
-    if let Some(secs) = nuage.unlock_throttle.wait(share.id) {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "share_unlock_throttled",
-            format!("too many wrong passwords for this link; try again in {secs} s"),
-        );
-        e.retry_after = Some(secs);
-        return Err(e);
-    }
+    // Counted before the password is checked (every server of the deployment sees the
+    // count), so guesses sent at once cannot all pass, and those refused cost no Argon2.
+    let subject = format!("share:{}", share.id);
     let given = body.map(|b| b.0.password).unwrap_or_default();
     let phc = share.password_hash.clone().unwrap_or_else(|| auth::unmatchable_hash().to_owned());
-    let matches = tokio::task::spawn_blocking(move || auth::verify_password(&given, &phc))
-        .await
-        .map_err(|e| ApiError::internal("checking a password", e))?;
-    if !matches || share.password_hash.is_none() {
-        nuage.unlock_throttle.failed(share.id);
+    let matches = crate::auth::checked_attempt(&nuage, &subject, "share_unlock_throttled", given, phc)
+        .await?
+        && share.password_hash.is_some();
+    if !matches {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "share_password_wrong",
             "wrong password for this link",
         ));
     }
-    nuage.unlock_throttle.succeeded(share.id);
     let until = share.expires_at.unwrap_or(i64::MAX).min(now_ms().saturating_add(nuage.grants.ttl()));
     let grant =
         nuage.grants.sign_until(Operation::GetShare, unlock_address(&share), share.id as u64, 0, until);
     Ok(Json(Unlocked { grant, expires_at: until }))
-}
-
-/// Wrong passwords per share link: after [`FREE_ATTEMPTS`] in a row, each further attempt
-/// waits 5 s, doubling up to 5 min, so that guessing a link's password online is slow. Kept
-/// in memory, per server: a restart forgives, and each server of a shared deployment counts
-/// on its own.
-#[derive(Debug, Default)]
-pub struct UnlockThrottle {
-    failures: std::sync::Mutex<std::collections::HashMap<i64, (u32, std::time::Instant)>>,
-}
-
-/// Wrong passwords allowed in a row before attempts are spaced out.
-pub const FREE_ATTEMPTS: u32 = 5;
-
-impl UnlockThrottle {
-    fn delay(failures: u32) -> std::time::Duration {
-        let doublings = failures.saturating_sub(FREE_ATTEMPTS).min(6);
-        std::time::Duration::from_secs((5u64 << doublings).min(300))
-    }
-
-    /// Seconds to wait before the next attempt on this link, if it must wait.
-    pub fn wait(&self, share: i64) -> Option<u64> {
-        let map = self.failures.lock().expect("unlock throttle");
-        let (n, at) = map.get(&share)?;
-        if *n < FREE_ATTEMPTS {
-            return None;
-        }
-        let left = Self::delay(*n).checked_sub(at.elapsed())?;
-        Some(left.as_secs().max(1))
-    }
-
-    /// Counts a wrong password.
-    pub fn failed(&self, share: i64) {
-        let mut map = self.failures.lock().expect("unlock throttle");
-        if map.len() >= 100_000 {
-            // Bounded memory: forget links with no failure for an hour.
-            map.retain(|_, (_, at)| at.elapsed() < std::time::Duration::from_secs(3600));
-        }
-        let e = map.entry(share).or_insert((0, std::time::Instant::now()));
-        *e = (e.0.saturating_add(1), std::time::Instant::now());
-    }
-
-    /// Forgets the failures of a link once its password was given.
-    pub fn succeeded(&self, share: i64) {
-        self.failures.lock().expect("unlock throttle").remove(&share);
-    }
 }
 
 /// The plaintext of a shared version of a normal bucket; counts one download.

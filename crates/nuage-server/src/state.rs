@@ -41,7 +41,6 @@ pub struct Nuage {
     /// Chunks waiting for the rest of their replicas (direct uploads).
     pub replicas: crate::replicas::Replicas,
     /// Wrong share-link passwords, to space out guesses.
-    pub unlock_throttle: crate::shares::UnlockThrottle,
     /// Providers added at run time that failed to open, and when: tried again after a
     /// while, not on every refresh of the registry.
     pub(crate) open_failures: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -126,7 +125,6 @@ impl Nuage {
             metrics: Metrics::default(),
             grants,
             replicas: Default::default(),
-            unlock_throttle: Default::default(),
             open_failures: std::sync::Mutex::new(open_failures),
         };
         // A provider being drained takes no new chunk from the first request on.
@@ -150,6 +148,9 @@ impl Nuage {
                 }
                 if let Err(e) = nuage.meta.drop_expired_leases().await {
                     tracing::warn!("dropping expired chunk leases: {e}");
+                }
+                if let Err(e) = nuage.meta.drop_idle_attempts(nuage_meta::now_ms() - 3_600_000).await {
+                    tracing::warn!("dropping idle password attempts: {e}");
                 }
             }
         })

@@ -254,15 +254,26 @@ async fn declare(
         }
     }
     drop(lookups);
+    // A presigned URL writes the provider's object with no check until the commit: only for
+    // a chunk the index does not know, never over a copy someone relies on. (So in a direct
+    // bucket the kind of target tells whether the server knows an address; addresses are
+    // unguessable without the plaintext and the account's convergence secret.)
+    let unknown: std::collections::HashSet<[u8; 32]> = if bucket.policy.direct_upload {
+        nuage.meta.unindexed(&addresses).await?.into_iter().collect()
+    } else {
+        Default::default()
+    };
     let mut targets = Vec::new();
     for c in declared {
         if owned.contains_key(&c.address) && (held.contains_key(&c.address) || found.contains(&c.address)) {
             continue;
         }
         let address = Address::from_bytes(c.address);
-        if bucket.policy.direct_upload {
+        if unknown.contains(&c.address) {
             let ttl = std::time::Duration::from_millis(nuage.grants.ttl().max(0) as u64);
             if let Some((_, request)) = nuage.store.presign_put(&address, ttl).await? {
+                // Its bytes never pass through this server: its room is held now.
+                nuage.meta.hold_for_session(session, u64::from(c.stored_size)).await?;
                 targets.push(UploadTarget {
                     address: address.to_hex(),
                     method: request.method,
@@ -355,7 +366,17 @@ pub async fn abort(
             "this upload was committed; delete the object or version instead",
         ));
     }
+    let sent: Vec<[u8; 32]> = nuage
+        .meta
+        .upload_session_chunks(&session.id)
+        .await?
+        .into_iter()
+        .filter(|(_, c)| c.sent)
+        .map(|(a, _)| a)
+        .collect();
     nuage.meta.abort_upload_session(&session).await?;
+    // What it sent goes now, with the room it held.
+    crate::leases::discard(&nuage, &sent).await;
     add(&nuage.metrics.uploads_aborted, 1);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -666,6 +687,26 @@ pub async fn commit(
             format!("{missing} chunk(s) of the manifest are not stored yet; send them, then commit again"),
         ));
     }
+    // A plain manifest must say what its chunks hold: each entry the length the chunk
+    // opened to, with the key it opened with. (The version's size, the sum of the entries,
+    // is then what a download will stream.)
+    for (i, e) in entries.iter().enumerate() {
+        match opened_by.get(e.address.as_bytes()).copied().flatten() {
+            Some(o) if o.plain_len == e.plain_len && o.key_hash == e.key.fingerprint() => {}
+            Some(o) if o.plain_len != e.plain_len => {
+                return Err(invalid(format!(
+                    "entry {i} says chunk {} holds {} bytes; it holds {}",
+                    e.address, e.plain_len, o.plain_len
+                )));
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "entry {i}: chunk {} does not open with the key it gives",
+                    e.address
+                )));
+            }
+        }
+    }
     // Held with fewer copies than this bucket asks for: the missing ones are made now.
     let placement = bucket_placement(&bucket);
     let mut completing = futures::stream::iter(short)
@@ -686,26 +727,6 @@ pub async fn commit(
     drop(completing);
     if completed {
         nuage.store.sync().await?; // durable before the commit references them
-    }
-    // A plain manifest must say what its chunks hold: each entry the length the chunk
-    // opened to, with the key it opened with. (The version's size, the sum of the entries,
-    // is then what a download will stream.)
-    for (i, e) in entries.iter().enumerate() {
-        match opened_by.get(e.address.as_bytes()).copied().flatten() {
-            Some(o) if o.plain_len == e.plain_len && o.key_hash == e.key.fingerprint() => {}
-            Some(o) if o.plain_len != e.plain_len => {
-                return Err(invalid(format!(
-                    "entry {i} says chunk {} holds {} bytes; it holds {}",
-                    e.address, e.plain_len, o.plain_len
-                )));
-            }
-            _ => {
-                return Err(invalid(format!(
-                    "entry {i}: chunk {} does not open with the key it gives",
-                    e.address
-                )));
-            }
-        }
     }
     if bucket.policy.e2e_key_id.is_some() {
         // The size of a sealed manifest is the device's word, and downloads stream it: it

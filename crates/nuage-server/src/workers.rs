@@ -511,22 +511,7 @@ async fn delete_everywhere(
             tracing::warn!("gc: another collector took over; stopping");
             break;
         }
-        let results = futures::future::join_all(group.iter().map(|a| async move {
-            let address = Address::from_bytes(*a);
-            let providers = nuage.store.providers();
-            let live: Vec<_> = providers.iter().filter(|p| !p.is_down()).collect();
-            let mut everywhere = live.len() == providers.len();
-            let deletes = futures::future::join_all(live.iter().map(|p| p.delete(&address))).await;
-            for (p, r) in live.iter().zip(deletes) {
-                if let Err(e) = r {
-                    tracing::warn!("gc: deleting chunk {address} from {}: {e}", p.name());
-                    everywhere = false;
-                }
-            }
-            let deleted_from = live.iter().map(|p| p.name().to_owned()).collect();
-            nuage_meta::DeletionDone { address: *a, everywhere, deleted_from }
-        }))
-        .await;
+        let results = delete_from_providers(nuage, group).await;
         for d in &results {
             if d.everywhere {
                 out.found += 1;
@@ -544,6 +529,30 @@ async fn delete_everywhere(
     Ok(out)
 }
 
+/// Deletes `addresses` (whose deletion [`nuage_meta::Meta::start_deletions`] started) from
+/// every provider that answers, and says how each ended, for `finish_deletions`.
+pub(crate) async fn delete_from_providers(
+    nuage: &Nuage,
+    addresses: &[[u8; 32]],
+) -> Vec<nuage_meta::DeletionDone> {
+    futures::future::join_all(addresses.iter().map(|a| async move {
+        let address = Address::from_bytes(*a);
+        let providers = nuage.store.providers();
+        let live: Vec<_> = providers.iter().filter(|p| !p.is_down()).collect();
+        let mut everywhere = live.len() == providers.len();
+        let deletes = futures::future::join_all(live.iter().map(|p| p.delete(&address))).await;
+        for (p, r) in live.iter().zip(deletes) {
+            if let Err(e) = r {
+                tracing::warn!("gc: deleting chunk {address} from {}: {e}", p.name());
+                everywhere = false;
+            }
+        }
+        let deleted_from = live.iter().map(|p| p.name().to_owned()).collect();
+        nuage_meta::DeletionDone { address: *a, everywhere, deleted_from }
+    }))
+    .await
+}
+
 /// The collector's work after its walk of the index: every provider is listed and each
 /// chunk object the index does not know, and that no upload leases, is deleted; then
 /// temporary files older than an hour (writes a crash cut short) are removed from local
@@ -555,11 +564,8 @@ async fn collect_strays(
 ) -> nuage_meta::Result<Outcome> {
     let mut out = Outcome::default();
     let none = std::collections::HashMap::new();
-    let pass_started = now_ms();
-    let mut listed_all = true;
     for p in nuage.store.providers().iter() {
         if p.is_down() {
-            listed_all = false;
             out.skipped += 1;
             continue;
         }
@@ -568,10 +574,11 @@ async fn collect_strays(
             Err(e) => {
                 tracing::warn!("gc: listing {}: {e}", p.name());
                 out.skipped += 1;
-                listed_all = false;
                 continue;
             }
         };
+        let listed_from = now_ms();
+        let mut listed_whole = true;
         let mut listing = std::pin::pin!(listing.chunks(BATCH));
         while let Some(batch) = listing.next().await {
             if collector.lost {
@@ -584,6 +591,7 @@ async fn collect_strays(
                     Err(e) => {
                         tracing::warn!("gc: listing {}: {e}", p.name());
                         out.skipped += 1;
+                        listed_whole = false;
                     }
                 }
             }
@@ -597,20 +605,20 @@ async fn collect_strays(
             // period as the rest of the index.
             let grace_ms =
                 i64::try_from(nuage.config.workers.gc_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-            let aged = nuage.meta.sight_strays(&strays, grace_ms).await?;
+            let aged = nuage.meta.sight_strays(p.name(), &strays, grace_ms).await?;
             let doomed = nuage.meta.start_deletions(&aged, cutoff).await?;
             let o = delete_everywhere(nuage, collector, &doomed, &none).await?;
             out.add(o);
+        }
+        if listed_whole {
+            // Not seen on this provider in a whole listing: gone, or indexed since.
+            nuage.meta.forget_strays_unseen_since(p.name(), listed_from).await?;
         }
         match p.sweep_temporary(Duration::from_secs(3600)).await {
             Ok(n) if n > 0 => tracing::info!("gc: removed {n} stale temporary files from {}", p.name()),
             Ok(_) => {}
             Err(e) => tracing::warn!("gc: temporary files of {}: {e}", p.name()),
         }
-    }
-    if listed_all && !collector.lost {
-        // Seen on no provider this pass: gone, or indexed since.
-        nuage.meta.forget_strays_unseen_since(pass_started).await?;
     }
     Ok(out)
 }

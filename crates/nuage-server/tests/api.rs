@@ -391,6 +391,7 @@ on_every_backend! {
         let big = e.alice("PUT", "/v1/buckets/box/objects/big", data(50_000, 3)).await;
         assert_eq!((big.status, big.code().as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"));
         let chunks_before = e.nuage.meta.chunk_totals().await.unwrap();
+        let files_before = chunk_files(&e);
         // Streamed without Content-Length: refused while it streams.
         let parts: Vec<Result<Vec<u8>, std::io::Error>> = (0..10).map(|i| Ok(data(10_000, 10 + i))).collect();
         let req = Request::put("/v1/buckets/box/objects/big")
@@ -405,6 +406,7 @@ on_every_backend! {
         assert_eq!(e.used().await, used);
         assert_eq!(e.versions("big").await, 0);
         assert_eq!(e.nuage.meta.chunk_totals().await.unwrap(), chunks_before);
+        assert_eq!(chunk_files(&e), files_before, "what a refused upload stored is deleted");
     }
 }
 
@@ -472,6 +474,9 @@ on_every_backend! {
         let wrong = e.smart_put("smart", "lie.bin", &sealed, &wrong_key.encode()).await;
         assert_eq!((wrong.status, wrong.code().as_str()), (StatusCode::BAD_REQUEST, "manifest_invalid"));
         assert_eq!(e.versions_in("smart", "lie.bin").await, 0);
+        for a in sealed.chunks.keys() {
+            assert!(e.nuage.store.locate(a).await.unwrap().is_empty(), "an aborted upload's chunks are deleted");
+        }
         let good = e.smart_put("smart", "good.bin", &sealed, &sealed.manifest.encode()).await;
         assert_eq!(good.status, StatusCode::CREATED, "{:?}", good.json());
         assert_eq!(e.used().await, stored, "charged the stored bytes");
@@ -1156,7 +1161,9 @@ on_every_backend! {
         let (small, _) = e2e::seal_manifest(&key, &lying);
         let quota_dodge = e.smart_put("vault", "doc.bin", &sealed, &small).await;
         assert_eq!((quota_dodge.status, quota_dodge.code().as_str()), (StatusCode::BAD_REQUEST, "manifest_invalid"), "the size is what the chunks hold");
-        let misplaced = e.smart_put("smart", "doc.bin", &sealed, &sealed_manifest).await;
+        // (Its chunks would not even be taken: a normal bucket's come with their keys.)
+        let into_normal = e.start_upload_in("smart", "doc.bin", &sealed).await.json();
+        let misplaced = e.commit_raw(into_normal["upload_id"].as_str().unwrap(), &sealed_manifest).await;
         assert_eq!((misplaced.status, misplaced.code().as_str()), (StatusCode::BAD_REQUEST, "manifest_invalid"));
         assert_eq!(e.versions_in("vault", "doc.bin").await + e.versions_in("smart", "doc.bin").await, 0);
         let done = e.smart_put("vault", "doc.bin", &sealed, &sealed_manifest).await;
@@ -1468,19 +1475,24 @@ async fn garbage_collection_deletes_what_nothing_references_and_never_what_an_up
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunk_held_with_fewer_copies_gets_its_new_buckets_copies_before_the_commit_answers() {
-    let folders = tempfile::tempdir().unwrap();
-    let provider = |n: &str| {
-        format!("[[providers]]\nname = {n:?}\nscheme = \"fs\"\nroot = {:?}\n", folders.path().join(n))
-    };
-    let extra = provider("a") + &provider("b");
-    for e in envs_with(&extra).await {
+    let mut databases = vec![None];
+    if let Some(base) = std::env::var("NUAGE_TEST_PG_URL").ok().filter(|u| !u.is_empty()) {
+        databases.push(Some(fresh_pg_database(&base).await));
+    }
+    for database in databases {
+        // Two folders of its own per backend: what one run left would be found by the next.
+        let folders = tempfile::tempdir().unwrap();
+        let provider = |n: &str| {
+            format!("[[providers]]\nname = {n:?}\nscheme = \"fs\"\nroot = {:?}\n", folders.path().join(n))
+        };
+        let e = env(database, &(provider("a") + &provider("b"))).await;
         let json = [("content-type", "application/json")];
         for (name, replicas) in [("one", 1), ("two", 2)] {
             let policy = serde_json::json!({"replicas": replicas}).to_string().into_bytes();
             let made = e.call("PUT", &format!("/v1/buckets/{name}"), &e.alice, &json, policy).await;
             assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.json());
         }
-        let sealed = e.seal_like_a_device(&data(500_000, 61 + e.alice_id as u32)).await;
+        let sealed = e.seal_like_a_device(&data(500_000, 61)).await;
         let first = e.smart_put("one", "f", &sealed, &sealed.manifest.encode()).await;
         assert_eq!(first.status, StatusCode::CREATED);
         let nuage = e.nuage.clone();
@@ -1504,4 +1516,100 @@ async fn a_chunk_held_with_fewer_copies_gets_its_new_buckets_copies_before_the_c
             }
         }
     }
+}
+
+on_every_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    fn password_guesses_sent_at_once_are_counted_before_they_are_checked(e) {
+        assert_eq!(e.alice("PUT", "/v1/buckets/box", vec![]).await.status, StatusCode::CREATED);
+        assert_eq!(e.alice("PUT", "/v1/buckets/box/objects/a", b"secret".to_vec()).await.status, StatusCode::CREATED);
+        let (_, path) = e.share(serde_json::json!({"bucket": "box", "key": "a", "password": "right one"})).await;
+        let unlock = format!("{path}/unlock");
+        let guesses: Vec<_> = (0..40)
+            .map(|i| {
+                let app = e.app.clone();
+                let req = Request::post(unlock.clone())
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::json!({"password": format!("guess {i}")}).to_string()))
+                    .unwrap();
+                tokio::spawn(async move { app.oneshot(req).await.unwrap().status() })
+            })
+            .collect();
+        let (mut wrong, mut throttled) = (0, 0);
+        for g in guesses {
+            match g.await.unwrap() {
+                StatusCode::FORBIDDEN => wrong += 1,
+                StatusCode::TOO_MANY_REQUESTS => throttled += 1,
+                s => panic!("unexpected {s}"),
+            }
+        }
+        assert!(wrong <= nuage_meta::FREE_ATTEMPTS && wrong + throttled == 40, "{wrong} guesses checked");
+
+        // Logins: per name, known or not, the same answers.
+        for name in ["alice", "nobody"] {
+            let login = |password: &str| {
+                e.json_call("POST", "/v1/login", "", serde_json::json!({"account": name, "password": password}))
+            };
+            for _ in 0..nuage_meta::FREE_ATTEMPTS {
+                assert_eq!(login("wrong").await.code(), "invalid_credentials", "{name}");
+            }
+            let slowed = login("pw").await;
+            assert_eq!((slowed.status, slowed.code().as_str()), (StatusCode::TOO_MANY_REQUESTS, "login_throttled"), "{name}");
+            assert!(slowed.header("retry-after").parse::<u64>().unwrap() >= 1);
+        }
+    }
+}
+
+on_every_backend! {
+    #[tokio::test]
+    fn conditional_reads_and_resumed_ranges_never_splice_two_versions(e) {
+        assert_eq!(e.alice("PUT", "/v1/buckets/box", vec![]).await.status, StatusCode::CREATED);
+        let (one, two) = (data(200_000, 71), data(200_000, 72));
+        assert_eq!(put_f(&e, one.clone(), "v1").await.status, StatusCode::CREATED);
+        let first = e.alice("GET", "/v1/buckets/box/objects/f", vec![]).await;
+        let (etag1, modified) = (first.header("etag").to_owned(), first.header("last-modified").to_owned());
+        assert!(httpdate::parse_http_date(&modified).is_ok(), "{modified:?}");
+
+        // Not modified: 304 without a body length, for GET and HEAD alike.
+        for method in ["GET", "HEAD"] {
+            for h in [("if-modified-since", modified.as_str()), ("if-none-match", etag1.as_str())] {
+                let r = get_f(&e, method, &[h]).await;
+                assert_eq!(r.status, StatusCode::NOT_MODIFIED, "{method} {h:?}");
+                // No body, and a length only if it is the 200's (RFC 9110 §8.6).
+                assert!(r.body.is_empty(), "{method} {h:?}");
+                assert!(["", "200000"].contains(&r.header("content-length")), "{method} {h:?}");
+            }
+        }
+        let long_ago = "Sun, 06 Nov 1994 08:49:37 GMT";
+        assert_eq!(get_f(&e, "GET", &[("if-modified-since", long_ago)]).await.status, StatusCode::OK);
+        assert_eq!(get_f(&e, "GET", &[("if-unmodified-since", long_ago)]).await.code(), "precondition_failed");
+        assert_eq!(get_f(&e, "GET", &[("if-unmodified-since", &modified)]).await.status, StatusCode::OK);
+
+        // A resumed download: the range is honoured while If-Range names the version...
+        let range = ("range", "bytes=100000-");
+        let part = get_f(&e, "GET", &[range, ("if-range", &etag1)]).await;
+        assert!(part.status == StatusCode::PARTIAL_CONTENT && part.body == one[100_000..]);
+        let by_date = get_f(&e, "GET", &[range, ("if-range", &modified)]).await;
+        assert_eq!(by_date.status, StatusCode::PARTIAL_CONTENT);
+        let weak = get_f(&e, "GET", &[range, ("if-range", &format!("W/{etag1}"))]).await;
+        assert_eq!(weak.status, StatusCode::OK, "a weak validator never matches");
+        // ...and after an overwrite, the whole new version comes instead of its tail.
+        assert_eq!(put_f(&e, two.clone(), "v2").await.status, StatusCode::CREATED);
+        let resumed = get_f(&e, "GET", &[range, ("if-range", &etag1)]).await;
+        assert!(resumed.status == StatusCode::OK && resumed.body == two, "no splice of two versions");
+
+        // The same Idempotency-Key with another body is another request.
+        let reused = put_f(&e, one.clone(), "v2").await;
+        assert_eq!((reused.status, reused.code().as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"));
+        assert_eq!(put_f(&e, two, "v2").await.status, StatusCode::OK, "the same body is a replay");
+        assert_eq!(e.versions("f").await, 2);
+    }
+}
+
+async fn put_f(e: &Env, body: Vec<u8>, idempotency_key: &str) -> Answer {
+    e.call("PUT", "/v1/buckets/box/objects/f", &e.alice, &[("idempotency-key", idempotency_key)], body).await
+}
+
+async fn get_f(e: &Env, method: &str, headers: &[(&str, &str)]) -> Answer {
+    e.call(method, "/v1/buckets/box/objects/f", &e.alice, headers, vec![]).await
 }

@@ -42,12 +42,28 @@ ALTER TABLE upload_sessions ADD COLUMN declared_count BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE upload_session_chunks ADD COLUMN sent BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE upload_session_chunks ADD COLUMN plain_len BIGINT;
 ALTER TABLE upload_session_chunks ADD COLUMN key_hash BLOB;
--- Chunk objects the collector found on a provider that the index does not know, since when.
+-- Chunk objects the collector found on a provider that the index does not know, since when,
+-- per provider (a provider that cannot be listed for a while keeps its own sightings).
 -- A stray is deleted only once it has been seen for the grace period: its age is not known
 -- otherwise (a provider's listing does not say it), and an object the index does not know
 -- may be a write in flight that no lease names yet. A sighting not renewed by a pass goes.
 CREATE TABLE stray_sightings (
-    address BLOB PRIMARY KEY,
+    provider TEXT NOT NULL,
+    address BLOB NOT NULL,
     first_seen BIGINT NOT NULL,
-    last_seen BIGINT NOT NULL
+    last_seen BIGINT NOT NULL,
+    PRIMARY KEY (provider, address)
+);
+CREATE INDEX stray_sightings_by_address ON stray_sightings (address);
+-- Password attempts per subject (`share:<id>` for a share link, `login:<hash of the name>`
+-- for a login), counted before the password is checked, so that every server of a
+-- deployment sees the same count: after 5 failures in a row an attempt waits until
+-- `blocked_until` (5 s, doubling up to 5 min), and at most 2 are checked at once. An
+-- attempt in flight for longer than 30 s (its server died) no longer counts as one.
+CREATE TABLE password_attempts (
+    subject TEXT PRIMARY KEY,
+    failures BIGINT NOT NULL,
+    in_flight BIGINT NOT NULL,
+    blocked_until BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
 );
