@@ -30,6 +30,9 @@ pub enum Error {
     /// An upload declared more chunks, or more stored bytes, than one upload may.
     #[error("upload too large: {0}")]
     UploadTooLarge(String),
+    /// Aborting an upload session that has committed.
+    #[error("the upload was committed")]
+    UploadCommitted,
     /// A chunk sent to an upload session that did not declare it (at that size).
     #[error("the upload did not declare this chunk")]
     ChunkNotDeclared,

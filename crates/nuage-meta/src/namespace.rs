@@ -904,6 +904,9 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
         }
     }
     if let (Some(holder), Some((new, _))) = (holder, &content) {
+        // A smart upload's session row first: its abort locks it too, so the two never
+        // both succeed.
+        crate::uploads::lock_session(conn, backend, holder).await?;
         // The chunks are referenced once this commits, and their leases go with it; but
         // only if the leases still hold: else a collector may have deleted them.
         let addresses: Vec<[u8; 32]> = new.chunks.iter().map(|c| c.address).collect();

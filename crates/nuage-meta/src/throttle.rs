@@ -96,8 +96,8 @@ impl Meta {
     pub async fn end_attempt(&self, subject: &str, succeeded: bool) -> Result<()> {
         let _w = self.write_guard().await;
         let sql = if succeeded {
-            "UPDATE password_attempts SET in_flight = 0, failures = 0, blocked_until = 0, updated_at = $2 \
-             WHERE subject = $1"
+            "UPDATE password_attempts SET in_flight = CASE WHEN in_flight > 0 THEN in_flight - 1 ELSE 0 END, \
+             failures = 0, blocked_until = 0, updated_at = $2 WHERE subject = $1"
         } else {
             "UPDATE password_attempts SET in_flight = CASE WHEN in_flight > 0 THEN in_flight - 1 ELSE 0 END, \
              updated_at = $2 WHERE subject = $1"

@@ -88,6 +88,17 @@ fn array32(v: Vec<u8>, what: &str) -> Result<[u8; 32]> {
     v.try_into().map_err(|_| Error::Corrupt(format!("{what} is not 32 bytes")))
 }
 
+/// Locks the row of session `id` (PostgreSQL; SQLite's writers are serialized), if it is one.
+pub(crate) async fn lock_session(conn: &mut sqlx::AnyConnection, backend: Backend, id: &str) -> Result<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT id FROM upload_sessions WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 const SESSION_COLUMNS: &str = "id, account_id, bucket_id, key, created_at, expires_at, scope";
 
 fn session(row: &AnyRow) -> Result<UploadSession> {
@@ -272,12 +283,33 @@ impl Meta {
     }
 
     /// Ends a session that will not commit: its declarations (its chunk leases) and its
-    /// quota hold go at once, and it can no longer commit. The chunks it sent stay the
-    /// account's: on a provider until the collector takes them as strays, they need not be
-    /// sent again by an upload that runs before then.
-    pub async fn abort_upload_session(&self, session: &UploadSession) -> Result<()> {
+    /// quota hold go at once, and it can no longer commit. Returns the chunks it declared,
+    /// for the caller to delete those nothing else relies on. Refused with
+    /// [`Error::UploadCommitted`] once the session has committed; the session's row is
+    /// locked first, so an abort and a commit of one session never both succeed.
+    pub async fn abort_upload_session(&self, session: &UploadSession) -> Result<Vec<[u8; 32]>> {
         let _w = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
+        lock_session(&mut tx, self.backend(), &session.id).await?;
+        let committed: Option<i64> = sqlx::query_scalar(
+            "SELECT version_id FROM uploads WHERE account_id = $1 AND idempotency_key = $2",
+        )
+        .bind(session.account_id)
+        .bind(format!("upload:{}", session.id))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if committed.is_some() {
+            return Err(Error::UploadCommitted);
+        }
+        let declared: Vec<[u8; 32]> = sqlx::query_scalar::<_, Vec<u8>>(
+            "SELECT address FROM upload_session_chunks WHERE session_id = $1",
+        )
+        .bind(&session.id)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|a| array32(a, "chunk address"))
+        .collect::<Result<_>>()?;
         crate::gc::release_on(&mut tx, &session.id).await?;
         sqlx::query("UPDATE upload_sessions SET expires_at = $1 WHERE id = $2 AND expires_at > $1")
             .bind(now_ms())
@@ -285,7 +317,7 @@ impl Meta {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(declared)
     }
 
     /// Records that a declared chunk's bytes reached the server in `session`, before they
@@ -311,21 +343,25 @@ impl Meta {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(Error::ChunkNotDeclared)?;
-        if row.try_get::<i64, _>(1)? != 0 {
+        let sent: i64 = row.try_get(1)?;
+        if sent == 1 {
             return Ok(());
         }
         if row.try_get::<i64, _>(0)? != i64::from(stored_size) {
             return Err(Error::ChunkNotDeclared);
         }
-        hold_on(
-            &mut tx,
-            self.backend(),
-            session.account_id,
-            &session.id,
-            u64::from(stored_size),
-            session.expires_at,
-        )
-        .await?;
+        if sent == 0 {
+            // (2: held already, for a presigned URL)
+            hold_on(
+                &mut tx,
+                self.backend(),
+                session.account_id,
+                &session.id,
+                u64::from(stored_size),
+                session.expires_at,
+            )
+            .await?;
+        }
         sqlx::query(
             "UPDATE upload_session_chunks SET sent = 1, plain_len = $1, key_hash = $2 \
              WHERE session_id = $3 AND address = $4",
@@ -350,12 +386,31 @@ impl Meta {
         Ok(())
     }
 
-    /// Holds `bytes` of the account's room for the session (a chunk it will send straight to
-    /// a provider), refused with [`Error::QuotaExceeded`] when they do not fit.
-    pub async fn hold_for_session(&self, session: &UploadSession, bytes: u64) -> Result<()> {
+    /// Holds the room of a declared chunk that the device will send straight to a provider
+    /// (a presigned URL), once however often it is declared; refused with
+    /// [`Error::QuotaExceeded`], changing nothing, when it does not fit.
+    pub async fn hold_for_session(&self, session: &UploadSession, address: &[u8; 32]) -> Result<()> {
         let _w = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
-        hold_on(&mut tx, self.backend(), session.account_id, &session.id, bytes, session.expires_at).await?;
+        let size: Option<i64> = sqlx::query_scalar(
+            "UPDATE upload_session_chunks SET sent = 2 WHERE session_id = $1 AND address = $2 AND sent = 0 \
+             RETURNING stored_size",
+        )
+        .bind(&session.id)
+        .bind(address.to_vec())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(size) = size {
+            hold_on(
+                &mut tx,
+                self.backend(),
+                session.account_id,
+                &session.id,
+                size.max(0) as u64,
+                session.expires_at,
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -425,7 +480,7 @@ impl Meta {
                 array32(row.try_get(0)?, "chunk address")?,
                 SessionChunk {
                     stored_size: row.try_get::<i64, _>(1)? as u32,
-                    sent: row.try_get::<i64, _>(2)? != 0,
+                    sent: row.try_get::<i64, _>(2)? == 1,
                     opened: opened(row, 3)?,
                 },
             ))

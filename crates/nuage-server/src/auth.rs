@@ -55,7 +55,7 @@ pub fn unmatchable_hash() -> &'static str {
 /// `throttle.rs`): counted before the check, refused with `429 {code}` and `Retry-After`
 /// while the subject waits out its failures or has its most attempts in flight.
 pub(crate) async fn checked_attempt(
-    nuage: &Nuage,
+    nuage: &Arc<Nuage>,
     subject: &str,
     code: &'static str,
     password: String,
@@ -70,11 +70,17 @@ pub(crate) async fn checked_attempt(
         e.retry_after = Some(secs);
         return Err(e);
     }
-    let checked = tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await;
-    let ok = matches!(checked, Ok(true));
-    nuage.meta.end_attempt(subject, ok).await?;
-    checked.map_err(|e| ApiError::internal("checking a password", e))?;
-    Ok(ok)
+    // The check and the end of the attempt in a task of their own, awaited: a client that
+    // goes away cannot leave the attempt in flight.
+    let (n, subject) = (nuage.clone(), subject.to_owned());
+    let task = tokio::spawn(async move {
+        let checked = tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await;
+        let ok = matches!(checked, Ok(true));
+        n.meta.end_attempt(&subject, ok).await?;
+        checked.map_err(|e| ApiError::internal("checking a password", e))?;
+        Ok::<_, ApiError>(ok)
+    });
+    task.await.map_err(|e| ApiError::internal("checking a password", e))?
 }
 
 /// Whether `password` matches the PHC string.

@@ -105,6 +105,11 @@ impl From<nuage_meta::Error> for ApiError {
                 "no such upload session (it may have expired); start the upload again",
             ),
             E::ShareNotFound => ApiError::new(StatusCode::NOT_FOUND, "share_not_found", "no such share link"),
+            E::UploadCommitted => ApiError::new(
+                StatusCode::CONFLICT,
+                "upload_committed",
+                "this upload was committed; delete the object or version instead",
+            ),
             E::UploadTooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large", m),
             E::ChunkNotDeclared => ApiError::new(
                 StatusCode::CONFLICT,

@@ -112,7 +112,7 @@ pub(crate) async fn wait_out_deletions(nuage: &Nuage, addresses: &[[u8; 32]]) ->
 /// Leases named by an idempotency key are left to the retry, which drops them at its
 /// commit: dropping them here could take them from a retry running beside this attempt
 /// (whose commit would then be refused, `upload_lease_expired`).
-pub(crate) async fn release(nuage: &Nuage, holder: &Holder) {
+pub(crate) async fn release(nuage: &std::sync::Arc<Nuage>, holder: &Holder) {
     if holder.shared {
         return;
     }
@@ -123,28 +123,28 @@ pub(crate) async fn release(nuage: &Nuage, holder: &Holder) {
     }
     // The chunks it stored go with the room they held.
     match leased {
-        Ok(addresses) => discard(nuage, &addresses).await,
+        Ok(addresses) => discard(nuage, addresses).await,
         Err(e) => tracing::warn!("listing the leases of a failed upload: {e}"),
     }
 }
 
 /// Deletes at once, from every provider, those of `addresses` that an upload which will not
 /// commit wrote (its leases or declarations dropped first) and that nothing else may rely
-/// on: unknown to the index, under no other lease or live session. So a refused or aborted
-/// upload leaves nothing stored that its account's quota no longer counts. Best effort: what
-/// is left (a provider down) is a stray for the collector.
-pub(crate) async fn discard(nuage: &Nuage, addresses: &[[u8; 32]]) {
+/// on (`workers::discard_now`), so that a refused or aborted upload leaves nothing stored
+/// that its account's quota no longer counts. In a task of its own, awaited: a client that
+/// goes away does not cut it short. Best effort: what is left (a provider down, a collector
+/// at work) is a stray for the collector.
+pub(crate) async fn discard(nuage: &std::sync::Arc<Nuage>, addresses: Vec<[u8; 32]>) {
     if addresses.is_empty() {
         return;
     }
-    let outcome = async {
-        let unindexed = nuage.meta.unindexed(addresses).await?;
-        // Cutoff 0: a chunk the index learned of meanwhile is never taken here.
-        let doomed = nuage.meta.start_deletions(&unindexed, 0).await?;
-        let done = crate::workers::delete_from_providers(nuage, &doomed).await;
-        nuage.meta.finish_deletions(&done).await
-    };
-    if let Err(e) = outcome.await {
-        tracing::warn!("deleting the chunks of an upload that failed: {e}; left to the collector");
+    let n = nuage.clone();
+    let task = tokio::spawn(async move { crate::workers::discard_now(&n, &addresses).await });
+    match task.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!("deleting the chunks of an upload that failed: {e}; left to the collector")
+        }
+        Err(e) => tracing::warn!("deleting the chunks of an upload that failed: {e}"),
     }
 }

@@ -80,14 +80,17 @@ fn quoted(etag: &[u8; 32]) -> String {
 }
 
 /// Parses an `If-Match` / `If-None-Match` value: `*` or a list of entity tags. Tags that are
-/// not nuage's (64 hex digits) can match nothing and are dropped.
+/// not nuage's (64 hex digits) can match nothing and are dropped. `If-Match` compares
+/// strongly (RFC 9110 §13.1.1): a weak tag never matches it; `If-None-Match` weakly.
 fn etag_condition(headers: &HeaderMap, name: header::HeaderName) -> Option<EtagCondition> {
+    let strong = name == header::IF_MATCH;
     let value = headers.get(name)?.to_str().unwrap_or("");
     if value.trim() == "*" {
         return Some(EtagCondition::Any);
     }
     let tags = value
         .split(',')
+        .filter(|t| !(strong && t.trim().starts_with("W/")))
         .filter_map(|t| {
             let t = t.trim().trim_start_matches("W/").trim_matches('"');
             let mut out = [0u8; 32];
@@ -186,12 +189,21 @@ pub async fn put(
         let mut rest = body.into_data_stream();
         let mut hasher = blake3::Hasher::new();
         let mut read = 0u64;
-        while let Some(part) = rest.next().await {
-            let Ok(part) = part else { break };
+        let longer = |n: u64| n > version.size;
+        let mut differs = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n != version.size);
+        while !differs && let Some(part) = rest.next().await {
+            let part = part.map_err(|_| {
+                ApiError::bad_request("body_incomplete", "the request body ended early or could not be read")
+            })?;
             read += part.len() as u64;
+            differs = longer(read); // no need to read on: it is not the same body
             hasher.update(&part);
         }
-        if read != version.size || Some(*hasher.finalize().as_bytes()) != version.etag {
+        if differs || read != version.size || Some(*hasher.finalize().as_bytes()) != version.etag {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
@@ -268,7 +280,7 @@ pub async fn put(
 
 /// Ends an upload that makes no version: its leases go (see `leases::release`), and it is
 /// counted.
-async fn abandon(nuage: &Nuage, holder: &crate::leases::Holder) {
+async fn abandon(nuage: &Arc<Nuage>, holder: &crate::leases::Holder) {
     crate::leases::release(nuage, holder).await;
     add(&nuage.metrics.uploads_aborted, 1);
 }
@@ -425,7 +437,7 @@ pub struct VersionQuery {
     responses(
         (status = 200, description = "The content; headers `ETag`, `x-nuage-version`, `Content-Type`", content_type = "application/octet-stream"),
         (status = 206, description = "The range, with `Content-Range`"),
-        (status = 304, description = "`If-None-Match` matched"),
+        (status = 304, description = "`If-None-Match` matched, or not modified since `If-Modified-Since`"),
         (status = 404, description = "`bucket_not_found`, `object_not_found`", body = ErrorBody),
         (status = 412, description = "`precondition_failed`", body = ErrorBody),
         (status = 416, description = "`range_not_satisfiable`, with `Content-Range: bytes */SIZE`", body = ErrorBody),
@@ -442,7 +454,7 @@ pub async fn get(
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
     refuse_e2e(&bucket)?;
     let version = version_or_head(&nuage, &bucket, &key, query.version).await?;
-    serve_version(&nuage, &version, &method, &headers).await
+    serve_version(&nuage, &version, query.version.is_some(), &method, &headers).await
 }
 
 /// The version `id` of the key, or (`None`) its current version.
@@ -479,6 +491,7 @@ pub fn refuse_e2e(bucket: &Bucket) -> ApiResult<()> {
 pub async fn serve_version(
     nuage: &Arc<Nuage>,
     version: &Version,
+    pinned: bool,
     method: &Method,
     headers: &HeaderMap,
 ) -> ApiResult<Response> {
@@ -527,12 +540,14 @@ pub async fn serve_version(
     }
     let size = version.size;
     // A Range is honoured only if If-Range (when sent) names this version: its strong ETag,
-    // or exactly its Last-Modified date. Otherwise the whole object is sent, so a resumed
-    // download never splices two versions.
+    // or, for a request pinned to one version (`pinned`: its id, a share link), exactly its
+    // Last-Modified date; two versions of a key made within one second share that date, so
+    // it is no strong validator of "the current one". Otherwise the whole object is sent, so
+    // a resumed download never splices two versions.
     let same_version = match headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
         None => true,
         Some(v) if v.trim_start().starts_with('"') => v.trim() == quoted(&etag),
-        Some(v) => v.trim() == last_modified,
+        Some(v) => pinned && v.trim() == last_modified,
     };
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| same_version);
     let (start, end) = match range::parse(range_header, size) {

@@ -564,7 +564,8 @@ pub async fn content(
     } else {
         admit(&nuage, &share, &headers, &query).await?;
     }
-    let mut response = serve_version(&nuage, &version, &method, &headers).await?;
+    // A link names one version: its Last-Modified is a strong validator.
+    let mut response = serve_version(&nuage, &version, true, &method, &headers).await?;
     let name = share.key.rsplit('/').next().unwrap_or(&share.key);
     if let Ok(v) = HeaderValue::from_str(&content_disposition(name)) {
         response.headers_mut().insert(header::CONTENT_DISPOSITION, v);

@@ -273,7 +273,7 @@ async fn declare(
             let ttl = std::time::Duration::from_millis(nuage.grants.ttl().max(0) as u64);
             if let Some((_, request)) = nuage.store.presign_put(&address, ttl).await? {
                 // Its bytes never pass through this server: its room is held now.
-                nuage.meta.hold_for_session(session, u64::from(c.stored_size)).await?;
+                nuage.meta.hold_for_session(session, &c.address).await?;
                 targets.push(UploadTarget {
                     address: address.to_hex(),
                     method: request.method,
@@ -359,24 +359,10 @@ pub async fn abort(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let session = nuage.meta.upload_session(caller.account_id, &id).await?;
-    if nuage.meta.idempotent_write(caller.account_id, &format!("upload:{}", session.id)).await?.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "upload_committed",
-            "this upload was committed; delete the object or version instead",
-        ));
-    }
-    let sent: Vec<[u8; 32]> = nuage
-        .meta
-        .upload_session_chunks(&session.id)
-        .await?
-        .into_iter()
-        .filter(|(_, c)| c.sent)
-        .map(|(a, _)| a)
-        .collect();
-    nuage.meta.abort_upload_session(&session).await?;
-    // What it sent goes now, with the room it held.
-    crate::leases::discard(&nuage, &sent).await;
+    let declared = nuage.meta.abort_upload_session(&session).await?;
+    // What it stored goes now, with the room it held (sent through this server or straight
+    // to a provider: only what nothing else relies on).
+    crate::leases::discard(&nuage, declared).await;
     add(&nuage.metrics.uploads_aborted, 1);
     Ok(StatusCode::NO_CONTENT)
 }

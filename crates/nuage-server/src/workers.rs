@@ -553,6 +553,35 @@ pub(crate) async fn delete_from_providers(
     .await
 }
 
+/// Deletes, as the collector would and under its claim, those of `addresses` that an upload
+/// which will not commit stored and that nothing else relies on (unknown to the index, under
+/// no lease, declared by no live session), 16 at a time. Under the claim, so that no pass
+/// of the collector runs meanwhile (a pass finishes the deletions it finds started, and must
+/// never race one in flight); when a collector is at work, nothing is done here, and the
+/// chunks are strays it will find. Returns how many were deleted everywhere.
+pub(crate) async fn discard_now(nuage: &Nuage, addresses: &[[u8; 32]]) -> nuage_meta::Result<u64> {
+    let Some(mut c) = Collector::claim(nuage, Pace::new(0)).await? else {
+        return Ok(0);
+    };
+    let result = async {
+        let unindexed = nuage.meta.unindexed(addresses).await?;
+        let mut found = 0;
+        for group in unindexed.chunks(16) {
+            // Cutoff 0: a chunk the index learned of meanwhile is never taken here.
+            let doomed = nuage.meta.start_deletions(group, 0).await?;
+            found +=
+                delete_everywhere(nuage, &mut c, &doomed, &std::collections::HashMap::new()).await?.found;
+            if c.lost {
+                break;
+            }
+        }
+        Ok(found)
+    }
+    .await;
+    nuage.meta.release_collector(&c.owner).await?;
+    result
+}
+
 /// The collector's work after its walk of the index: every provider is listed and each
 /// chunk object the index does not know, and that no upload leases, is deleted; then
 /// temporary files older than an hour (writes a crash cut short) are removed from local

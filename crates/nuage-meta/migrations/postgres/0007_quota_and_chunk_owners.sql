@@ -37,8 +37,9 @@ ALTER TABLE upload_sessions ADD COLUMN scope BIGINT;
 CREATE UNIQUE INDEX upload_sessions_by_scope ON upload_sessions (scope);
 ALTER TABLE upload_sessions ADD COLUMN declared_bytes BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE upload_sessions ADD COLUMN declared_count BIGINT NOT NULL DEFAULT 0;
--- A declared chunk whose bytes reached the server in this session, with what opening it
--- told (NULL for end-to-end chunks).
+-- A declared chunk whose bytes reached the server in this session (`sent` 1), with what
+-- opening it told (NULL for end-to-end chunks); `sent` 2: its room is held for a presigned
+-- URL, its bytes go straight to a provider.
 ALTER TABLE upload_session_chunks ADD COLUMN sent BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE upload_session_chunks ADD COLUMN plain_len BIGINT;
 ALTER TABLE upload_session_chunks ADD COLUMN key_hash BYTEA;
