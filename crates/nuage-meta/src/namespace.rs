@@ -904,9 +904,11 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
         }
     }
     if let (Some(holder), Some((new, _))) = (holder, &content) {
-        // A smart upload's session row first: its abort locks it too, so the two never
-        // both succeed.
-        crate::uploads::lock_session(conn, backend, holder).await?;
+        // A smart upload's session row first (its id starts `up_`; a simple upload's holder
+        // never does): its abort locks it too, so the two never both succeed.
+        if holder.starts_with("up_") {
+            crate::uploads::lock_session(conn, backend, holder).await?;
+        }
         // The chunks are referenced once this commits, and their leases go with it; but
         // only if the leases still hold: else a collector may have deleted them.
         let addresses: Vec<[u8; 32]> = new.chunks.iter().map(|c| c.address).collect();
@@ -1029,17 +1031,6 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
             .bind(i64::from(bucket.policy.replicas))
             .execute(&mut *conn)
             .await?;
-            // The account holds this chunk now: it may skip sending it next time.
-            sqlx::query(
-                "INSERT INTO chunk_owners (account_id, address, plain_len, key_hash) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (account_id, address) DO NOTHING",
-            )
-            .bind(account_id)
-            .bind(c.address.to_vec())
-            .bind(c.opened.map(|o| i64::from(o.plain_len)))
-            .bind(c.opened.map(|o| o.key_hash.to_vec()))
-            .execute(&mut *conn)
-            .await?;
             for p in &c.providers {
                 // A placement already recorded keeps its state (see `add_placements`).
                 sqlx::query(
@@ -1054,6 +1045,27 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
         }
     }
     if let Some((new, _)) = &content {
+        // The account holds these chunks now: it may skip sending them next time. One
+        // statement per hundred chunks (a small object's commit is a dozen round trips on
+        // PostgreSQL; one more per chunk would show).
+        for batch in new.chunks.chunks(100) {
+            let rows: Vec<String> = (0..batch.len())
+                .map(|i| format!("($1, ${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
+                .collect();
+            let sql = format!(
+                "INSERT INTO chunk_owners (account_id, address, plain_len, key_hash) VALUES {} \
+                 ON CONFLICT (account_id, address) DO NOTHING",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(account_id);
+            for c in batch {
+                q = q
+                    .bind(c.address.to_vec())
+                    .bind(c.opened.map(|o| i64::from(o.plain_len)))
+                    .bind(c.opened.map(|o| o.key_hash.to_vec()));
+            }
+            q.execute(&mut *conn).await?;
+        }
         // A copy that landed on a drained provider (a write begun before the drain, committed
         // after it) takes the drain up again, so that it moves too.
         let mut providers: Vec<&String> = new.chunks.iter().flat_map(|c| &c.providers).collect();
