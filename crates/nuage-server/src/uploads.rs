@@ -102,7 +102,8 @@ pub struct StartUpload {
     pub bucket: String,
     /// Object key.
     pub key: String,
-    /// Plaintext size of the file, checked against the quota now (optional).
+    /// Plaintext size of the file, for information only: the quota is checked on the
+    /// stored sizes of the declared chunks.
     pub size: Option<u64>,
     /// Distinct chunks of the file: all of them, or a first batch (more with
     /// `POST /v1/uploads/{id}/chunks`).
@@ -148,7 +149,7 @@ pub(crate) fn parse_address(text: &str) -> ApiResult<Address> {
         (status = 201, body = UploadStarted),
         (status = 400, description = "`invalid_key`, `invalid_address`, `invalid_chunk_size`, `too_many_chunks`", body = ErrorBody),
         (status = 404, description = "`bucket_not_found`", body = ErrorBody),
-        (status = 413, description = "`quota_exceeded`", body = ErrorBody),
+        (status = 413, description = "`quota_exceeded`, `upload_too_large`", body = ErrorBody),
     ))]
 pub async fn start(
     State(nuage): State<Arc<Nuage>>,
@@ -388,13 +389,17 @@ pub(crate) fn grant_refused(e: GrantError) -> ApiError {
 
 /// Stores one chunk, under a grant from `POST /v1/uploads`.
 #[utoipa::path(put, path = "/v1/chunks/{address}", tag = "uploads",
-    params(("address" = String, Path), ("x-nuage-grant" = String, Header, description = "The grant from the upload target")),
+    params(("address" = String, Path), ("x-nuage-grant" = String, Header, description = "The grant from the upload target"),
+        ("x-nuage-chunk-key" = Option<String>, Header, description = "The chunk's key, base64url: required for a normal bucket, never sent for an end-to-end one")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
         (status = 201, body = ChunkStored),
+        (status = 400, description = "`chunk_key_missing`", body = ErrorBody),
         (status = 403, description = "`grant_missing`, `grant_forged`, `grant_expired`, `grant_wrong_operation`, `grant_wrong_address`", body = ErrorBody),
-        (status = 413, description = "`grant_size_exceeded`", body = ErrorBody),
-        (status = 422, description = "`chunk_address_mismatch`", body = ErrorBody),
+        (status = 409, description = "`chunk_not_declared`", body = ErrorBody),
+        (status = 410, description = "`upload_expired`", body = ErrorBody),
+        (status = 413, description = "`grant_size_exceeded`, `quota_exceeded`", body = ErrorBody),
+        (status = 422, description = "`chunk_address_mismatch`, `chunk_key_mismatch`", body = ErrorBody),
         (status = 503, description = "`storage_unavailable`", body = ErrorBody),
     ))]
 pub async fn put_chunk(
