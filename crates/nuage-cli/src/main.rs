@@ -97,6 +97,8 @@ enum Command {
     },
     /// List the snapshots.
     Snapshots,
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /v1/openapi.json` serves).
+    Openapi,
 }
 
 /// Exit codes, documented in docs/cli.md.
@@ -145,6 +147,9 @@ async fn main() -> ExitCode {
         Command::Ingest { path, full } => local::ingest(&cli, path, *full).await,
         Command::Restore { snapshot, dest } => local::restore(&cli, snapshot, dest).await,
         Command::Snapshots => local::snapshots(&cli),
+        Command::Openapi => serde_json::to_string_pretty(&nuage_server::openapi_document())
+            .map(|doc| println!("{doc}"))
+            .map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -483,6 +483,47 @@ pub struct GetArgs {
     /// A version id (from `nuage versions`).
     #[arg(long)]
     version: Option<i64>,
+    /// Overwrite files that exist with other content (a file that already has the object's
+    /// content is left as it is, without this).
+    #[arg(long)]
+    force: bool,
+}
+
+/// One file of a `get`: the key, where it goes, the version (none: the current one), its
+/// size (0 when not known) and content hash.
+struct Fetch {
+    key: String,
+    dest: PathBuf,
+    version: Option<i64>,
+    size: u64,
+    etag: Option<String>,
+}
+
+/// Whether the file at `path` already holds `size` bytes hashing to `etag` (BLAKE3, hex).
+async fn holds(path: &Path, size: u64, etag: Option<&str>) -> bool {
+    let (path, etag) = (path.to_owned(), etag.map(str::to_owned));
+    tokio::task::spawn_blocking(move || -> bool {
+        let Some(etag) = etag else { return false };
+        if std::fs::metadata(&path).map(|m| m.len()).ok() != Some(size) {
+            return false;
+        }
+        let mut hasher = blake3::Hasher::new();
+        std::fs::File::open(&path).and_then(|f| hasher.update_reader(f).map(|_| ())).is_ok()
+            && hasher.finalize().to_hex().as_str() == etag
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// Where the file of `relative` (a key, or the part of one after the prefix) goes under
+/// `root`: refused when it would not be a plain path inside it, whatever the server sent.
+fn local_path(root: &Path, relative: &str) -> Result<PathBuf> {
+    nuage_core::key::local_path(root, relative).with_context(|| {
+        format!(
+            "the key {relative:?} cannot be written as a file inside {}: nothing was written",
+            root.display()
+        )
+    })
 }
 
 pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
@@ -513,19 +554,19 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
         }
     };
     let started = Instant::now();
-    let jobs: Vec<(String, PathBuf, Option<i64>, u64)> = match single {
+    let jobs: Vec<Fetch> = match single {
         Some(v) => {
             let name = key.rsplit('/').next().unwrap_or(key);
             let dest = match &args.path {
-                Some(p) if p.is_dir() => p.join(name),
+                Some(p) if p.is_dir() => local_path(p, name)?,
                 Some(p) => p.clone(),
-                None => PathBuf::from(name),
+                None => local_path(Path::new(""), name)?,
             };
-            let size = match args.version {
-                Some(_) => 0,
-                None => v.size,
+            let (size, etag) = match args.version {
+                Some(_) => (0, None),
+                None => (v.size, v.etag.clone()),
             };
-            vec![(key.to_owned(), dest, args.version, size)]
+            vec![Fetch { key: key.to_owned(), dest, version: args.version, size, etag }]
         }
         None => {
             let prefix =
@@ -542,19 +583,49 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
             objects
                 .into_iter()
                 .map(|o| {
-                    let rel = &o.key[prefix.len()..];
-                    (o.key.clone(), root.join(rel), Some(o.version), o.size)
+                    let dest = local_path(&root, &o.key[prefix.len()..])?;
+                    Ok(Fetch {
+                        key: o.key.clone(),
+                        dest,
+                        version: Some(o.version),
+                        size: o.size,
+                        etag: o.etag.clone(),
+                    })
                 })
-                .collect()
+                .collect::<Result<_>>()?
         }
     };
+    // A file that exists is left alone when it has the object's content already (a folder
+    // fetched again after an interruption), and is never overwritten otherwise unless --force.
+    let mut unchanged = 0usize;
+    let mut differ = Vec::new();
+    let mut wanted = Vec::new();
+    for job in jobs {
+        if job.dest.exists() {
+            if holds(&job.dest, job.size, job.etag.as_deref()).await {
+                unchanged += 1;
+                continue;
+            }
+            if !args.force {
+                differ.push(job.dest.display().to_string());
+            }
+        }
+        wanted.push(job);
+    }
+    if let Some(first) = differ.first() {
+        bail!(
+            "{first}{} exists with other content; nothing was downloaded (--force overwrites)",
+            if differ.len() > 1 { format!(" (and {} more files)", differ.len() - 1) } else { String::new() }
+        );
+    }
+    let jobs = wanted;
     // Through the manifest (chunks from the edges, decrypted here) when the server lists
     // edges or the bucket is end-to-end; else streamed from the server, resumable.
     let through_manifest = sealed_with.is_some() || !client.edge_list().await?.is_empty();
-    let total = jobs.iter().map(|j| j.3).sum();
+    let total = jobs.iter().map(|j| j.size).sum();
     let bar = bar(cli, total);
     let results: Vec<_> = futures::stream::iter(&jobs)
-        .map(|(key, dest, version, _)| {
+        .map(|Fetch { key, dest, version, .. }| {
             let (client, progress, sealed_with) = (&client, file_progress(&bar), sealed_with.as_ref());
             async move {
                 if through_manifest {
@@ -582,15 +653,19 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
             .iter()
             .map(|(p, r)| serde_json::json!({"path": p, "size": r.size, "version": r.version, "etag": r.etag, "resumed_from": r.resumed_from}))
             .collect();
-        println!("{}", serde_json::json!({"files": files, "bytes": bytes, "seconds": secs}));
+        println!(
+            "{}",
+            serde_json::json!({"files": files, "bytes": bytes, "seconds": secs, "unchanged": unchanged})
+        );
     } else {
         if let [(path, _)] = done.as_slice() {
             println!("{}", path.display());
         }
         let sent = bytes - resumed;
         let resumed = if resumed > 0 { format!(", {:.1} MB resumed", mb(resumed)) } else { String::new() };
+        let unchanged = if unchanged > 0 { format!(", {unchanged} unchanged") } else { String::new() };
         println!(
-            "downloaded {} file(s), {:.1} MB in {:.1} s ({:.0} MB/s){resumed}, verified",
+            "downloaded {} file(s), {:.1} MB in {:.1} s ({:.0} MB/s){resumed}, verified{unchanged}",
             done.len(),
             mb(bytes),
             secs,

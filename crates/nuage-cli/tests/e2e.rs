@@ -45,6 +45,24 @@ fn scenario(d: &Deployment, direct: bool) {
     let out = d.path("out");
     d.ok(&["get", "photos/backup", out.to_str().unwrap()]);
     assert!(tree(&src) == tree(&out), "the folder comes back identical");
+    // Fetched again: what is there already is left alone; a file changed since is never
+    // overwritten without --force (nothing at all is downloaded then).
+    let again = d.ok(&["get", "photos/backup", out.to_str().unwrap()]);
+    assert!(again.contains("downloaded 0 file(s)") && again.contains("4 unchanged"), "{again}");
+    std::fs::write(out.join("notes é.md"), b"edited here").unwrap();
+    std::fs::remove_file(out.join("2026/empty")).unwrap();
+    let refused = d.run(&["get", "photos/backup", out.to_str().unwrap()], "");
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("exists with other content") && said.contains("--force"), "{said}");
+    assert!(!out.join("2026/empty").exists(), "a refused get writes nothing");
+    let one = out.join("2026/trip/small.txt");
+    std::fs::write(&one, b"mine").unwrap();
+    let refused = d.run(&["get", "photos/backup/2026/trip/small.txt", one.to_str().unwrap()], "");
+    assert!(!refused.status.success());
+    assert_eq!(std::fs::read(&one).unwrap(), b"mine");
+    d.ok(&["get", "--force", "photos/backup", out.to_str().unwrap()]);
+    assert!(tree(&src) == tree(&out), "--force brings the folder back identical");
 
     // A re-upload of a folder in which 1% of the bytes changed sends at most 2% of them: the
     // smart upload sends only the chunks the server lacks.

@@ -418,12 +418,16 @@ async fn the_edge_checks_every_grant_and_learns_rotated_keys() {
     assert_eq!(r.status(), 200);
 }
 
+/// The thousand requests below come from one address, over as many connections: more than
+/// an edge lets one client hold by default.
+const ONE_CLIENT_MANY_CONNECTIONS: &str = "[http]\nconnections_per_client = 2000\n";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_misses_make_one_provider_fetch() {
     let s = setup();
     // This edge reads the server's chunk folder directly, read-only.
     let toml = format!(
-        "origin = {:?}\nlisten = \"127.0.0.1:{}\"\ncache_dir = {:?}\n\n[[providers]]\nname = \"local\"\nscheme = \"fs\"\nroot = {:?}\n",
+        "origin = {:?}\nlisten = \"127.0.0.1:{}\"\ncache_dir = {:?}\n{ONE_CLIENT_MANY_CONNECTIONS}\n[[providers]]\nname = \"local\"\nscheme = \"fs\"\nroot = {:?}\n",
         s.server.url,
         s.ports[0],
         s.d.path("edge-eu"),
@@ -512,7 +516,18 @@ async fn a_thousand_waiting_misses_share_one_origin_fetch() {
     });
     let listen = format!("127.0.0.1:{}", s.ports[0]);
     let cache = s.d.path("edge-eu");
-    let eu = s.d.edge(&["--origin", &stub_url, "--listen", &listen, "--cache-dir", cache.to_str().unwrap()]);
+    std::fs::write(s.d.path("edge-stub.toml"), ONE_CLIENT_MANY_CONNECTIONS).unwrap();
+    let config = s.d.path("edge-stub.toml");
+    let eu = s.d.edge(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--origin",
+        &stub_url,
+        "--listen",
+        &listen,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
     s.d.ok(&["bucket", "create", "docs"]);
     let one = data(300_000, 14);
     s.put("docs", "one.bin", &one);

@@ -22,6 +22,7 @@ pub mod date;
 pub mod e2e;
 mod error;
 pub mod grant;
+pub mod key;
 pub mod manifest;
 pub mod pipeline;
 pub mod url;

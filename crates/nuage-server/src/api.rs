@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::Router;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
+
+use crate::extract::{Json, Path};
 use nuage_blob::Placement;
 use nuage_meta::{Bucket, BucketPolicy};
 use serde::{Deserialize, Serialize};
@@ -34,7 +36,7 @@ pub fn router(nuage: Arc<Nuage>) -> Router {
         .route("/v1/buckets/{bucket}/objects", get(objects::list))
         .route(
             "/v1/buckets/{bucket}/objects/{*key}",
-            put(objects::put).get(objects::get).delete(objects::delete),
+            put(objects::put).get(objects::get).head(objects::head).delete(objects::delete),
         )
         .route("/v1/buckets/{bucket}/versions/{*key}", get(objects::versions))
         .route("/v1/uploads/settings", get(uploads::settings))
@@ -55,6 +57,7 @@ pub fn router(nuage: Arc<Nuage>) -> Router {
         .route("/v1/grant-keys", get(grant_keys))
         .route("/v1/edges", get(edges))
         .fallback(not_found)
+        .layer(middleware::from_fn(crate::extract::json_errors))
         .layer(middleware::from_fn_with_state(nuage.clone(), count_requests))
         .with_state(nuage)
 }

@@ -35,6 +35,8 @@ pub struct ServerConfig {
     pub edges: Vec<EdgeLink>,
     /// Background workers (scrub, repair).
     pub workers: WorkersConfig,
+    /// Timeouts and the connection cap of the port.
+    pub http: crate::listener::HttpConfig,
 }
 
 /// Background workers: when they run and how fast.
@@ -126,6 +128,7 @@ impl Default for ServerConfig {
             grants: GrantsConfig::default(),
             edges: Vec::new(),
             workers: WorkersConfig::default(),
+            http: crate::listener::HttpConfig::default(),
         }
     }
 }

@@ -58,6 +58,28 @@ impl ApiError {
     }
 }
 
+/// The answer to a request body that could not be read to its end: `408 request_timeout`
+/// when the client sent it too slowly ([`crate::listener::BodyTooSlow`]), `400
+/// body_incomplete` otherwise.
+pub(crate) fn body_error(e: &(dyn std::error::Error + 'static)) -> ApiError {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<crate::listener::BodyTooSlow>() {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("{c}; nothing was stored from this request"),
+            );
+        }
+        // io::Error's own source skips the error it wraps.
+        cause = match c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => c.source(),
+        };
+    }
+    ApiError::bad_request("body_incomplete", "the request body ended early or could not be read")
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };

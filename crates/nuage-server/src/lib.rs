@@ -10,8 +10,10 @@ pub mod auth;
 pub mod config;
 pub mod edge;
 mod error;
+mod extract;
 pub mod grants;
 mod leases;
+pub mod listener;
 mod metrics;
 mod names;
 mod objects;
@@ -30,9 +32,11 @@ use anyhow::{Context, Result};
 pub use api::{NewToken, issue_token, router};
 pub use config::{EdgeLink, ServerConfig};
 pub use error::{ApiError, ApiResult};
+pub use listener::HttpConfig;
 pub use metrics::Metrics;
 pub use names::{MAX_KEY_BYTES, check_bucket, check_key};
 pub use objects::VERSION_HEADER;
+pub use openapi::document as openapi_document;
 pub use state::{Nuage, REMOVED, added_at_run_time};
 
 /// Serves the API on `config.listen` until the process gets SIGINT or SIGTERM, then
@@ -49,8 +53,8 @@ pub async fn serve(nuage: Arc<Nuage>) -> Result<()> {
 pub async fn serve_on(nuage: Arc<Nuage>, listener: tokio::net::TcpListener) -> Result<()> {
     let mut background = workers::spawn(&nuage);
     background.push(nuage.spawn_housekeeping());
-    let served =
-        axum::serve(listener, router(nuage)).with_graceful_shutdown(shutdown()).await.context("serving");
+    let http = nuage.config.http;
+    let served = listener::serve(listener, router(nuage), http, shutdown()).await.context("serving");
     for task in background {
         task.abort();
     }

@@ -10,9 +10,10 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::extract::{Json, Path, Query};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -150,8 +151,8 @@ pub struct PutAnswer {
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses(
-        (status = 201, description = "Version made; headers `ETag`, `x-nuage-version`", body = PutAnswer),
-        (status = 200, description = "Idempotent replay of an earlier request", body = PutAnswer),
+        (status = 201, description = "Version made", body = PutAnswer, headers(("ETag" = String, description = "Quoted BLAKE3 of the content"), ("x-nuage-version" = i64, description = "The version id"))),
+        (status = 200, description = "Idempotent replay of an earlier request", body = PutAnswer, headers(("ETag" = String, description = "Quoted BLAKE3 of the content"), ("x-nuage-version" = i64, description = "The version id"))),
         (status = 400, description = "`invalid_key`, `body_incomplete`, `invalid_idempotency_key`", body = ErrorBody),
         (status = 404, description = "`bucket_not_found`", body = ErrorBody),
         (status = 412, description = "`precondition_failed`", body = ErrorBody),
@@ -166,7 +167,7 @@ pub async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    check_key(&key)?;
+    let key = check_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
     refuse_e2e(&bucket)?;
     let precondition = precondition(&headers);
@@ -196,9 +197,7 @@ pub async fn put(
             .and_then(|v| v.parse::<u64>().ok())
             .is_some_and(|n| n != version.size);
         while !differs && let Some(part) = rest.next().await {
-            let part = part.map_err(|_| {
-                ApiError::bad_request("body_incomplete", "the request body ended early or could not be read")
-            })?;
+            let part = part.map_err(|e| crate::error::body_error(&e))?;
             read += part.len() as u64;
             differs = longer(read); // no need to read on: it is not the same body
             hasher.update(&part);
@@ -405,10 +404,7 @@ async fn store_body(
         Ok(Ok(m)) => m,
         Ok(Err(PipelineError::Read(e))) => {
             tracing::debug!("upload body: {e}");
-            return Err(ApiError::bad_request(
-                "body_incomplete",
-                "the request body ended early or could not be read",
-            ));
+            return Err(crate::error::body_error(&e));
         }
         Ok(Err(PipelineError::Sink(()))) => {
             return Err(ApiError::internal("upload", "the store side stopped early"));
@@ -420,7 +416,7 @@ async fn store_body(
 
 /// `?version=ID` on object reads.
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct VersionQuery {
     /// A version id (default: the current version).
     pub version: Option<i64>,
@@ -435,14 +431,55 @@ pub struct VersionQuery {
         ("If-Match" = Option<String>, Header), ("If-None-Match" = Option<String>, Header),
     ),
     responses(
-        (status = 200, description = "The content; headers `ETag`, `x-nuage-version`, `Content-Type`", content_type = "application/octet-stream"),
-        (status = 206, description = "The range, with `Content-Range`"),
+        (status = 200, description = "The content", content_type = "application/octet-stream", headers(
+            ("ETag" = String, description = "Quoted BLAKE3 of the content"), ("x-nuage-version" = i64, description = "The version id"),
+            ("Last-Modified" = String, description = "When the version was made (HTTP date)"),
+            ("Accept-Ranges" = String, description = "`bytes`"), ("Content-Length" = u64))),
+        (status = 206, description = "The range", content_type = "application/octet-stream", headers(
+            ("Content-Range" = String, description = "`bytes a-b/SIZE`"), ("ETag" = String), ("x-nuage-version" = i64))),
         (status = 304, description = "`If-None-Match` matched, or not modified since `If-Modified-Since`"),
         (status = 404, description = "`bucket_not_found`, `object_not_found`", body = ErrorBody),
         (status = 412, description = "`precondition_failed`", body = ErrorBody),
         (status = 416, description = "`range_not_satisfiable`, with `Content-Range: bytes */SIZE`", body = ErrorBody),
     ))]
 pub async fn get(
+    state: State<Arc<Nuage>>,
+    caller: Caller,
+    method: Method,
+    path: Path<(String, String)>,
+    query: Query<VersionQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    read(state, caller, method, path, query, headers).await
+}
+
+/// The headers a `GET` of the key would answer, without the content.
+#[utoipa::path(head, path = "/v1/buckets/{bucket}/objects/{key}", tag = "objects", security(("token" = [])),
+    params(
+        ("bucket" = String, Path), ("key" = String, Path), VersionQuery,
+        ("If-Match" = Option<String>, Header), ("If-None-Match" = Option<String>, Header),
+    ),
+    responses(
+        (status = 200, description = "The headers of the content", headers(
+            ("ETag" = String, description = "Quoted BLAKE3 of the content"), ("x-nuage-version" = i64, description = "The version id"),
+            ("Last-Modified" = String, description = "When the version was made (HTTP date)"),
+            ("Accept-Ranges" = String, description = "`bytes`"), ("Content-Length" = u64))),
+        (status = 304, description = "`If-None-Match` matched, or not modified since `If-Modified-Since`"),
+        (status = 404, description = "No such bucket, object or version (no body)"),
+        (status = 412, description = "`If-Match` does not hold (no body)"),
+    ))]
+pub async fn head(
+    state: State<Arc<Nuage>>,
+    caller: Caller,
+    method: Method,
+    path: Path<(String, String)>,
+    query: Query<VersionQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    read(state, caller, method, path, query, headers).await
+}
+
+async fn read(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
     method: Method,
@@ -450,7 +487,7 @@ pub async fn get(
     Query(query): Query<VersionQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    check_key(&key)?;
+    let key = check_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
     refuse_e2e(&bucket)?;
     let version = version_or_head(&nuage, &bucket, &key, query.version).await?;
@@ -630,7 +667,7 @@ pub async fn delete(
     Path((bucket, key)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    check_key(&key)?;
+    let key = check_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
     let committed = nuage
         .meta
@@ -643,7 +680,7 @@ pub async fn delete(
 
 /// Listing parameters.
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     #[serde(default)]
     prefix: String,
@@ -685,7 +722,13 @@ pub async fn list(
     };
     let listing = nuage
         .meta
-        .list_objects(&bucket, &q.prefix, q.delimiter.as_deref(), start.as_deref(), q.limit.unwrap_or(1000))
+        .list_objects(
+            &bucket,
+            &nuage_core::key::normalize_prefix(&q.prefix),
+            q.delimiter.as_deref(),
+            start.as_deref(),
+            q.limit.unwrap_or(1000),
+        )
         .await?;
     let mut objects = Vec::new();
     let mut prefixes = Vec::new();
@@ -716,7 +759,7 @@ pub async fn versions(
     caller: Caller,
     Path((bucket, key)): Path<(String, String)>,
 ) -> ApiResult<Json<VersionList>> {
-    check_key(&key)?;
+    let key = check_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
     let versions: Vec<VersionView> =
         nuage.meta.versions(&bucket, &key).await?.into_iter().map(VersionView::from).collect();

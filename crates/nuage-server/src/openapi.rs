@@ -16,9 +16,9 @@ use crate::{api, error, objects, shares, uploads};
     paths(
         api::openapi, api::healthz, api::metrics, api::login, api::account, api::create_token,
         api::list_tokens, api::revoke_token, api::list_buckets, api::create_bucket, api::bucket_info,
-        api::delete_bucket, objects::put, objects::get, objects::delete, objects::list, objects::versions,
+        api::delete_bucket, objects::put, objects::get, objects::head, objects::delete, objects::list, objects::versions,
         api::grant_keys, api::edges, uploads::settings, uploads::start, uploads::more_chunks, uploads::abort, uploads::put_chunk, uploads::commit,
-        shares::create, shares::list, shares::revoke, shares::manifest, shares::get_chunk, shares::info,
+        shares::create, shares::list, shares::revoke, shares::page, shares::manifest, shares::get_chunk, shares::info,
         shares::unlock, shares::content, shares::share_manifest,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
@@ -29,9 +29,39 @@ struct ApiDoc;
 struct BearerToken;
 
 impl Modify for BearerToken {
+    /// Declares the bearer token, and the `401` of every operation that needs one (the
+    /// codes of `auth::Caller`, written once here rather than in every annotation); makes
+    /// the operation ids unique.
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
         if let Some(components) = openapi.components.as_mut() {
             components.add_security_scheme("token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        }
+        let unauthorized = ResponseBuilder::new()
+            .description("`token_missing`, `token_invalid`, `token_expired`, `token_revoked`")
+            .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.head,
+                &mut item.patch,
+            ];
+            for op in operations.into_iter().flatten() {
+                // Handlers of two modules share names (`list`): an id is the tag and the name.
+                if let (Some(id), Some(tag)) = (&op.operation_id, op.tags.as_ref().and_then(|t| t.first())) {
+                    op.operation_id = Some(format!("{tag}_{id}"));
+                }
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    op.responses
+                        .responses
+                        .entry("401".to_owned())
+                        .or_insert_with(|| RefOr::T(unauthorized.clone()));
+                }
+            }
         }
     }
 }

@@ -23,8 +23,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::extract::{Json, Path, Query};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -147,10 +148,10 @@ pub async fn create(
     caller: Caller,
     body: Option<Json<CreateShare>>,
 ) -> ApiResult<(StatusCode, Json<NewShareView>)> {
-    let Some(Json(req)) = body else {
+    let Some(Json(mut req)) = body else {
         return Err(ApiError::bad_request("invalid_request", "send JSON {bucket, key, ...}"));
     };
-    check_key(&req.key)?;
+    req.key = check_key(&req.key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &req.bucket).await?;
     let version = live(version_or_head(&nuage, &bucket, &req.key, req.version).await?)?;
     if req.max_downloads == Some(0) {
@@ -286,7 +287,7 @@ pub async fn manifest(
     Path((bucket, key)): Path<(String, String)>,
     Query(query): Query<VersionQuery>,
 ) -> ApiResult<Json<ManifestView>> {
-    check_key(&key)?;
+    let key = check_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
     let version = live(version_or_head(&nuage, &bucket, &key, query.version).await?)?;
     Ok(Json(manifest_view(&nuage, &version, Operation::GetChunk, bucket.id as u64, None).await?))
@@ -294,6 +295,7 @@ pub async fn manifest(
 
 /// Where a grant may come from: the `x-nuage-grant` header or the `grant` query parameter.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GrantQuery {
     /// A grant, when the header cannot be set (a plain link).
     grant: Option<String>,
@@ -605,6 +607,8 @@ pub async fn share_manifest(
 }
 
 /// The page a browser gets for a share link.
+#[utoipa::path(get, path = "/s/{token}", tag = "shares", params(("token" = String, Path)),
+    responses((status = 200, description = "The share page; its script reads `/s/{token}/info` and the content", content_type = "text/html")))]
 pub async fn page(State(nuage): State<Arc<Nuage>>) -> Response {
     let mut response = PAGE.into_response();
     let h = response.headers_mut();

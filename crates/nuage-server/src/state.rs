@@ -50,6 +50,7 @@ impl Nuage {
     /// Opens the database (migrating it) and the providers of `config`.
     pub async fn open(mut config: ServerConfig) -> Result<Nuage> {
         let chunker = config.chunking.chunker()?;
+        config.http.validate()?;
         if config.workers.upload_lease_secs < 120 {
             anyhow::bail!("[workers] upload_lease_secs is at least 120 (an upload needs time to commit)");
         }

@@ -16,9 +16,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::{Body, to_bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::extract::{Json, Path};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -156,13 +157,13 @@ pub async fn start(
     caller: Caller,
     body: Option<Json<StartUpload>>,
 ) -> ApiResult<Response> {
-    let Some(Json(req)) = body else {
+    let Some(Json(mut req)) = body else {
         return Err(ApiError::bad_request(
             "invalid_request",
             "send JSON {bucket, key, chunks: [{address, size}]}",
         ));
     };
-    check_key(&req.key)?;
+    req.key = check_key(&req.key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &req.bucket).await?;
     let declared = parse_declared(&req.chunks)?;
     let now = now_ms();
@@ -430,7 +431,7 @@ pub async fn put_chunk(
         if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
             too_large()
         } else {
-            ApiError::bad_request("body_incomplete", format!("reading the chunk: {e}"))
+            crate::error::body_error(&e)
         }
     })?;
     let chunk = StoredChunk::verify(address, bytes).map_err(|_| {

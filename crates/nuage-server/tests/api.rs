@@ -665,12 +665,28 @@ on_every_backend! {
         assert_eq!(doc.status, StatusCode::OK);
         let doc = doc.json();
         let object = &doc["paths"]["/v1/buckets/{bucket}/objects/{key}"];
-        for method in ["put", "get", "delete"] {
+        for method in ["put", "get", "head", "delete"] {
             assert!(object[method].is_object(), "{method} documented");
         }
         assert!(object["put"]["responses"]["413"].is_object(), "quota answer documented");
+        assert!(object["get"]["responses"]["200"]["headers"]["ETag"].is_object(), "response headers declared");
         assert!(doc["components"]["securitySchemes"]["token"].is_object());
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 27);
+        assert!(doc["paths"]["/s/{token}"]["get"].is_object(), "the share page is listed");
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 28);
+        // Every operation that needs a token says what a missing one answers; a query
+        // parameter is declared in the query.
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                    assert!(op["responses"]["401"].is_object(), "{method} {path}: no 401");
+                }
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    if p["in"] == "path" {
+                        assert!(path.contains(&format!("{{{}}}", p["name"].as_str().unwrap())), "{method} {path}: {p}");
+                    }
+                }
+            }
+        }
         let health = e.call("GET", "/healthz", "", &[], vec![]).await;
         assert_eq!((health.status, health.json()["status"].as_str()), (StatusCode::OK, Some("ok")));
         e.alice("PUT", "/v1/buckets/box", vec![]).await;
@@ -1622,4 +1638,181 @@ async fn put_f(e: &Env, body: Vec<u8>, idempotency_key: &str) -> Answer {
 
 async fn get_f(e: &Env, method: &str, headers: &[(&str, &str)]) -> Answer {
     e.call(method, "/v1/buckets/box/objects/f", &e.alice, headers, vec![]).await
+}
+
+/// The codes of docs/api.md's error table (and of its edge section).
+fn documented_codes() -> std::collections::BTreeSet<String> {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api.md")).unwrap();
+    let mut codes = std::collections::BTreeSet::new();
+    for line in docs.lines().filter(|l| l.starts_with("| 4") || l.starts_with("| 5")) {
+        if let Some(code) = line.split('|').nth(2).and_then(|c| c.trim().strip_prefix('`')) {
+            codes.insert(code.trim_end_matches('`').to_owned());
+        }
+    }
+    codes
+}
+
+/// The string literals the server's source gives as error codes: the one after a
+/// `StatusCode::…,` or a `bad_request(`, and the `"code":"…"` of a body written by hand.
+fn codes_in_source() -> std::collections::BTreeSet<String> {
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    fn literal_after(text: &str, at: usize) -> Option<String> {
+        let rest = text[at..].trim_start();
+        let rest = rest.strip_prefix('"')?;
+        let end = rest.find('"')?;
+        let code = &rest[..end];
+        (!code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()))
+            .then(|| code.to_owned())
+    }
+    let mut paths = Vec::new();
+    files(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")), &mut paths);
+    let mut codes = std::collections::BTreeSet::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (at, _) in text.match_indices("StatusCode::") {
+            let after = &text[at + "StatusCode::".len()..];
+            let name_len = after.bytes().take_while(|b| b.is_ascii_uppercase() || *b == b'_').count();
+            let after = &after[name_len..];
+            if let Some(rest) = after.trim_start().strip_prefix(',') {
+                codes.extend(literal_after(rest, 0));
+            }
+        }
+        for (at, m) in text.match_indices("bad_request(") {
+            codes.extend(literal_after(&text, at + m.len()));
+        }
+        for (at, m) in text.match_indices(r#"{"error":{"code":"#) {
+            codes.extend(literal_after(&text, at + m.len()));
+        }
+    }
+    codes
+}
+
+#[test]
+fn every_error_code_in_the_source_is_documented() {
+    let documented = documented_codes();
+    let found = codes_in_source();
+    assert!(found.len() > 40, "the scan finds the codes ({found:?})");
+    let missing: Vec<_> = found.difference(&documented).collect();
+    assert!(missing.is_empty(), "codes the server answers that docs/api.md does not list: {missing:?}");
+}
+
+on_every_backend! {
+    /// Every route of the OpenAPI document, sent what a prober sends (an undecodable path
+    /// parameter, a bad query value, a body that is not JSON, a method it does not take):
+    /// each refusal is JSON with a documented code, and an unknown query parameter is
+    /// ignored, never refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    fn every_route_refuses_in_json_with_a_documented_code(e) {
+        let documented = documented_codes();
+        assert_eq!(e.alice("PUT", "/v1/buckets/box", vec![]).await.status, StatusCode::CREATED);
+        let doc = e.call("GET", "/v1/openapi.json", "", &[], vec![]).await.json();
+        let paths = doc["paths"].as_object().expect("paths").clone();
+        assert!(paths.len() > 20, "{}", paths.len());
+        let mut probes = 0;
+        let check = |what: String, a: &Answer| {
+            if a.status.is_client_error() || a.status.is_server_error() {
+                assert!(
+                    a.header("content-type").starts_with("application/json") || a.header("content-type").starts_with("text/html"),
+                    "{what}: {} answered without JSON ({:?})", a.status, a.header("content-type")
+                );
+                // A HEAD answer has no body (RFC 9110), so no code to check.
+                if a.header("content-type").starts_with("application/json") && !what.starts_with("HEAD ") {
+                    let code = a.code();
+                    assert!(documented.contains(&code), "{what}: {} `{code}` is not in docs/api.md", a.status);
+                }
+            }
+        };
+        for (template, ops) in &paths {
+            let with = |param: &str| {
+                let mut out = String::new();
+                let mut rest = template.as_str();
+                while let Some(open) = rest.find('{') {
+                    out.push_str(&rest[..open]);
+                    let close = rest[open..].find('}').unwrap() + open;
+                    let name = &rest[open + 1..close];
+                    out.push_str(if name == "bucket" { "box" } else { param });
+                    rest = &rest[close + 1..];
+                }
+                out.push_str(rest);
+                out
+            };
+            for (method, op) in ops.as_object().unwrap() {
+                let method = method.to_uppercase();
+                if !["GET", "PUT", "POST", "DELETE", "HEAD"].contains(&method.as_str()) {
+                    continue;
+                }
+                // Bad UTF-8 once percent-decoded, in every path parameter.
+                let uri = with("%FF%FE");
+                let a = e.alice(&method, &uri, vec![]).await;
+                check(format!("{method} {uri}"), &a);
+                // A value no query parameter takes, and a parameter no route knows.
+                let uri = format!("{}?version=abc&limit=-x&zzz_unknown=1", with("k"));
+                check(format!("{method} {uri}"), &e.alice(&method, &uri, vec![]).await);
+                let uri = format!("{}?zzz_unknown=1", with("k"));
+                let a = e.alice(&method, &uri, vec![]).await;
+                check(format!("{method} {uri}"), &a);
+                assert_ne!(a.code(), "invalid_query", "{method} {uri}: an unknown parameter is ignored");
+                // A body that is not JSON, to an operation that takes JSON.
+                if op.get("requestBody").is_some() {
+                    let a = e
+                        .call(&method, &with("k"), &e.alice, &[("content-type", "application/json")], b"{not json".to_vec())
+                        .await;
+                    check(format!("{method} {template} with a bad JSON body"), &a);
+                }
+                probes += 3;
+            }
+            // A method no route takes.
+            let a = e.alice("PATCH", &with("k"), vec![]).await;
+            check(format!("PATCH {template}"), &a);
+            assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED, "PATCH {template}");
+            assert_eq!(a.code(), "method_not_allowed");
+            assert!(!a.header("allow").is_empty(), "PATCH {template}: a 405 says what is allowed");
+        }
+        assert!(probes > 60, "{probes}");
+        let a = e.alice("GET", "/v1/nothing-here", vec![]).await;
+        assert_eq!((a.status, a.code().as_str()), (StatusCode::NOT_FOUND, "no_route"));
+        let a = e.alice("GET", "/v1/buckets/box/objects?limit=many", vec![]).await;
+        assert_eq!((a.status, a.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_query"));
+        let a = e.alice("GET", "/v1/buckets/box/objects/%FF", vec![]).await;
+        assert_eq!((a.status, a.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_path"));
+        let a = e.call("POST", "/v1/shares", &e.alice, &[("content-type", "application/json")], b"[1,".to_vec()).await;
+        assert_eq!((a.status, a.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
+    }
+}
+
+on_every_backend! {
+    /// Keys are NFC (one object whatever form the client spelt it in); a key a downloader
+    /// could not write inside its folder, or that hides what it says, is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    fn keys_are_normalized_and_unsafe_ones_refused(e) {
+        assert_eq!(e.alice("PUT", "/v1/buckets/box", vec![]).await.status, StatusCode::CREATED);
+        let nfd = "/v1/buckets/box/objects/cafe%CC%81.txt"; // e + combining acute
+        let nfc = "/v1/buckets/box/objects/caf%C3%A9.txt";
+        assert_eq!(e.alice("PUT", nfd, b"one".to_vec()).await.status, StatusCode::CREATED);
+        let put = e.alice("PUT", nfc, b"two".to_vec()).await;
+        assert_eq!(put.json()["key"], "caf\u{e9}.txt");
+        assert_eq!(e.versions("caf%C3%A9.txt").await, 2, "both forms are one key");
+        assert_eq!(e.alice("GET", nfd, vec![]).await.body, b"two");
+        let listed = e.alice("GET", "/v1/buckets/box/objects?prefix=cafe%CC%81", vec![]).await;
+        assert_eq!(listed.json()["objects"].as_array().map(|o| o.len()), Some(1), "{:?}", listed.json());
+        for bad in ["a%5Cb", "C%3A%2Fx", "a%2F..%20%2Fb", "invoice%E2%80%AEfdp.exe", "zero%E2%80%8Bwidth", "x%2F...%2Fy"] {
+            let a = e.alice("PUT", &format!("/v1/buckets/box/objects/{bad}"), b"x".to_vec()).await;
+            assert_eq!((a.status, a.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_key"), "{bad}");
+        }
+        let start = e
+            .call("POST", "/v1/uploads", &e.alice, &[("content-type", "application/json")],
+                br#"{"bucket":"box","key":"a\\b","chunks":[]}"#.to_vec())
+            .await;
+        assert_eq!(start.code(), "invalid_key");
+        assert_eq!(e.alice("GET", "/v1/buckets/box/objects", vec![]).await.json()["objects"].as_array().unwrap().len(), 1);
+    }
 }

@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::State;
+
+use crate::extract::{Path as UrlPath, Query};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -67,6 +69,8 @@ pub struct EdgeConfig {
     /// would then travel unauthenticated, and whoever sits on the path could make the edge
     /// accept grants of their own.
     pub allow_http_origin: bool,
+    /// Timeouts and the connection cap of the port (`[http]`, as the server's).
+    pub http: crate::listener::HttpConfig,
 }
 
 impl Default for EdgeConfig {
@@ -81,6 +85,7 @@ impl Default for EdgeConfig {
             keys_refresh_secs: 60,
             providers: Vec::new(),
             allow_http_origin: false,
+            http: crate::listener::HttpConfig::default(),
         }
     }
 }
@@ -192,6 +197,7 @@ impl Edge {
     /// Opens the cache (indexing what is on disk) and the providers, and fetches the grant
     /// keys (an origin that does not answer yet is retried when a grant needs it).
     pub async fn open(config: EdgeConfig) -> Result<Arc<Edge>> {
+        config.http.validate()?;
         anyhow::ensure!(
             config.origin.starts_with("http://") || config.origin.starts_with("https://"),
             "the edge needs its link server: --origin https://HOST[:PORT]"
@@ -565,6 +571,7 @@ pub fn router(edge: Arc<Edge>) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "no_route", "an edge serves /chunks/{address}")
         })
+        .layer(axum::middleware::from_fn(crate::extract::json_errors))
         .with_state(edge)
 }
 
@@ -697,12 +704,7 @@ async fn metrics(State(edge): State<Arc<Edge>>) -> impl IntoResponse {
 /// way finish.
 pub async fn serve_on(edge: Arc<Edge>, listener: tokio::net::TcpListener) -> Result<()> {
     let refresh = edge.spawn_key_refresh();
-    // A chunk is one write; do not let Nagle hold its last segment back.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let served = axum::serve(listener, router(edge.clone()))
-        .with_graceful_shutdown(crate::shutdown())
+    let served = crate::listener::serve(listener, router(edge.clone()), edge.config.http, crate::shutdown())
         .await
         .context("serving");
     refresh.abort();
