@@ -151,6 +151,18 @@ fn forget_e2e_record_in(path: &Path, server: &str, bucket: &str) -> Result<()> {
 
 /// The content key, checked against the id an end-to-end bucket was made with.
 pub async fn bucket_key(client: &Client, bucket: &str, id: &str) -> Result<ContentKey> {
+    if passphrase_env().is_none() {
+        let path = key_path()?;
+        if read_key_file(&path)?.is_none() {
+            // A new key (`key init`) could never open what is sealed already: say what can.
+            return Err(anyhow::Error::new(ClientError::Key(format!(
+                "bucket {bucket} is sealed with content key {id}, and this device has no key ({} does \
+                 not exist): copy the key file of the device that made the bucket there, or set \
+                 NUAGE_PASSPHRASE to the passphrase it was made with",
+                path.display()
+            ))));
+        }
+    }
     let key = content_key(client).await?;
     if hex::encode(key.id()) != id {
         return Err(anyhow::Error::new(ClientError::Key(format!(

@@ -102,6 +102,26 @@ enum Command {
 }
 
 /// Exit codes, documented in docs/cli.md.
+/// The message of a failed command: the chain of contexts, except that a server that cannot
+/// be reached is said once, plainly, with what to check.
+fn explain(e: &anyhow::Error) -> String {
+    let unreachable = e.chain().find_map(|c| match c.downcast_ref::<ClientError>() {
+        Some(ClientError::Http(h)) if h.is_connect() || h.is_timeout() => Some(h),
+        _ => None,
+    });
+    let Some(h) = unreachable else { return format!("{e:#}") };
+    let server = h.url().map(|u| u.origin().ascii_serialization()).unwrap_or_else(|| "the server".into());
+    let root = e.chain().last().map(|c| c.to_string()).unwrap_or_default();
+    let doing =
+        e.chain().next().map(|c| c.to_string()).filter(|top| !top.starts_with("talking to the server"));
+    let what = if h.is_timeout() { "did not answer in time" } else { "cannot be reached" };
+    format!(
+        "{}{server} {what} ({root}): is `nuage serve` running at {server}? (the server comes from \
+         --server, NUAGE_SERVER or `nuage login`)",
+        doing.map(|d| format!("{d}: ")).unwrap_or_default()
+    )
+}
+
 fn exit_code(e: &anyhow::Error) -> u8 {
     let Some(c) = e.chain().find_map(|c| c.downcast_ref::<ClientError>()) else { return 1 };
     match c {
@@ -154,7 +174,7 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("nuage: {e:#}");
+            eprintln!("nuage: {}", explain(&e));
             ExitCode::from(exit_code(&e))
         }
     }

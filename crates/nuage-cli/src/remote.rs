@@ -304,6 +304,15 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
         let k = if key.is_empty() || key.ends_with('/') { format!("{key}{name}") } else { key.to_owned() };
         vec![(args.path.clone(), k)]
     };
+    // Keys in their one form (NFC: macOS spells file names decomposed), so that what the
+    // server lists matches what is here; a file name that is no key stops the put first.
+    let files = files
+        .into_iter()
+        .map(|(p, k)| match nuage_core::key::normalize(&k) {
+            Ok(k) => Ok((p, k)),
+            Err(e) => Err(anyhow::anyhow!("{}: cannot be the key {k:?}: {e}; nothing was sent", p.display())),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut total = 0;
     for (p, _) in &files {
         total += std::fs::metadata(p).with_context(|| format!("reading {}", p.display()))?.len();
@@ -547,7 +556,9 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
     } else {
         match client.versions(bucket, key).await {
             Ok(v) if v.first().is_some_and(|v| !v.tombstone) || args.version.is_some() => {
-                v.into_iter().next()
+                // The version asked for, when it is listed (its size and hash are then known).
+                let asked = args.version.and_then(|id| v.iter().position(|x| x.version == id));
+                v.into_iter().nth(asked.unwrap_or(0))
             }
             Ok(_) | Err(ClientError::Api { status: 404, .. }) => None,
             Err(e) => return Err(e.into()),
@@ -563,12 +574,13 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
                 None => local_path(Path::new(""), name)?,
             };
             let (size, etag) = match args.version {
-                Some(_) => (0, None),
-                None => (v.size, v.etag.clone()),
+                Some(id) if id != v.version => (0, None),
+                _ => (v.size, v.etag.clone()),
             };
             vec![Fetch { key: key.to_owned(), dest, version: args.version, size, etag }]
         }
         None => {
+            let key = nuage_core::key::normalize_prefix(key);
             let prefix =
                 if key.is_empty() || key.ends_with('/') { key.to_owned() } else { format!("{key}/") };
             let objects: Vec<ObjectInfo> = client.list_all(bucket, &prefix).await?;
@@ -583,7 +595,10 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
             objects
                 .into_iter()
                 .map(|o| {
-                    let dest = local_path(&root, &o.key[prefix.len()..])?;
+                    let relative = o.key.strip_prefix(&prefix).with_context(|| {
+                        format!("the server listed {:?} under the prefix {prefix:?}", o.key)
+                    })?;
+                    let dest = local_path(&root, relative)?;
                     Ok(Fetch {
                         key: o.key.clone(),
                         dest,
@@ -595,6 +610,12 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
                 .collect::<Result<_>>()?
         }
     };
+    // Two keys may name one file here (`A.txt` and `a.txt` on a case-insensitive disk is
+    // beyond what can be seen from here, but the same path twice is not).
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = jobs.iter().find(|j| !seen.insert(j.dest.clone())) {
+        bail!("two keys would be written to {}; nothing was downloaded", twice.dest.display());
+    }
     // A file that exists is left alone when it has the object's content already (a folder
     // fetched again after an interruption), and is never overwritten otherwise unless --force.
     let mut unchanged = 0usize;
@@ -726,8 +747,11 @@ pub struct RmArgs {
 pub async fn rm(cli: &Cli, args: &RmArgs) -> Result<()> {
     let client = client(cli)?;
     let (bucket, key) = split_target(&args.target)?;
+    // `rm -r b/photos` takes the key `photos` and what is under `photos/`, never `photos2`.
+    let folder = if key.is_empty() || key.ends_with('/') { key.to_owned() } else { format!("{key}/") };
     let keys: Vec<String> = if args.recursive {
-        client.list_all(bucket, key).await?.into_iter().map(|o| o.key).collect()
+        let listed = client.list_all(bucket, key).await?.into_iter().map(|o| o.key);
+        listed.filter(|k| k == key || k.starts_with(&folder)).collect()
     } else {
         if key.is_empty() {
             bail!("{}: which key? (use -r for a whole prefix)", args.target);
@@ -735,7 +759,18 @@ pub async fn rm(cli: &Cli, args: &RmArgs) -> Result<()> {
         vec![key.to_owned()]
     };
     for k in &keys {
-        client.delete(bucket, k).await.with_context(|| format!("deleting {bucket}/{k}"))?;
+        let deleted = client.delete(bucket, k).await;
+        if let Err(ClientError::Api { status: 404, .. }) = &deleted
+            && !args.recursive
+        {
+            let under = client.list(bucket, &folder, Some("/"), None).await;
+            if under.is_ok_and(|l| !l.objects.is_empty() || !l.prefixes.is_empty()) {
+                bail!(
+                    "{bucket}/{k} is no object but a folder: `nuage rm -r {bucket}/{folder}` deletes what is under it"
+                );
+            }
+        }
+        deleted.with_context(|| format!("deleting {bucket}/{k}"))?;
         if !cli.json {
             println!("deleted {bucket}/{k}");
         }

@@ -2,6 +2,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -28,6 +29,10 @@ pub struct ServeArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Admin {
+    /// Create the server's database where `nuage serve` would open it (configuration,
+    /// `--data-dir`, `NUAGE_DATA_DIR`; default ./nuage-data/meta.db) and apply the schema.
+    /// The other admin commands open an existing database only.
+    Init,
     /// Manage accounts.
     #[command(subcommand)]
     Account(AccountCmd),
@@ -135,6 +140,14 @@ fn with_args(cli: &Cli, args: Option<&ServeArgs>) -> Result<ServerConfig> {
 }
 
 /// The database URL without its password, for messages.
+/// The file of a `sqlite:` database URL (none for another database, or one in memory).
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+}
+
 fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
@@ -204,11 +217,31 @@ async fn new_token(meta: &Meta, config: &ServerConfig, account_id: i64, label: &
 pub async fn admin(cli: &Cli, cmd: &Admin) -> Result<()> {
     let config = with_args(cli, None)?;
     let url = config.database_url();
-    if url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    if let Some(path) = sqlite_file(&url) {
+        if matches!(cmd, Admin::Init) {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("creating {}", config.data_dir.display()))?;
+        } else if !path.exists() {
+            bail!(
+                "no database at {}: `nuage admin` works on the database of a server, found as `nuage \
+                 serve` finds it (--config or NUAGE_CONFIG, --data-dir or NUAGE_DATA_DIR, else \
+                 ./nuage-data); run it where the server runs, or point it there. `nuage admin init` \
+                 creates a new one",
+                path.display()
+            );
+        }
     }
     let cmd = match cmd {
+        Admin::Init => {
+            let meta = Meta::open(&url).await.with_context(|| format!("opening {}", redacted(&url)))?;
+            meta.close().await;
+            if cli.json {
+                println!("{}", serde_json::json!({"database": redacted(&url)}));
+            } else {
+                println!("database ready: {}", redacted(&url));
+            }
+            return Ok(());
+        }
         Admin::Account(cmd) => cmd,
         Admin::Scrub => return pass(cli, config, workers::Kind::Scrub).await,
         Admin::Repair => return pass(cli, config, workers::Kind::Repair).await,

@@ -63,6 +63,9 @@ fn scenario(d: &Deployment, direct: bool) {
     assert_eq!(std::fs::read(&one).unwrap(), b"mine");
     d.ok(&["get", "--force", "photos/backup", out.to_str().unwrap()]);
     assert!(tree(&src) == tree(&out), "--force brings the folder back identical");
+    let folder = d.run(&["rm", "photos/backup"], "");
+    let said = String::from_utf8_lossy(&folder.stderr);
+    assert!(!folder.status.success() && said.contains("nuage rm -r photos/backup/"), "{said}");
 
     // A re-upload of a folder in which 1% of the bytes changed sends at most 2% of them: the
     // smart upload sends only the chunks the server lacks.
@@ -302,6 +305,16 @@ fn share_links_and_end_to_end_buckets() {
     let back = d.path("back.bin");
     d.ok(&["get", "vault/secret.bin", back.to_str().unwrap()]);
     assert!(std::fs::read(&back).unwrap() == secret, "the owner reads it back");
+    // Another device without the key is told to bring that key, never to make a new one.
+    let elsewhere = d.path("other-device.key");
+    let out = d.run_env(
+        &["get", "vault/secret.bin", d.path("nope.bin").to_str().unwrap()],
+        "",
+        &[("NUAGE_KEY_FILE", elsewhere.to_str().unwrap())],
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(10), "{said}");
+    assert!(said.contains("copy the key file") && !said.contains("key init"), "{said}");
     let saved: toml::Value =
         toml::from_str(&std::fs::read_to_string(d.path("client.toml")).unwrap()).unwrap();
     let client = Client::new(&server.url, Some(saved["token"].as_str().unwrap().to_owned())).unwrap();
@@ -355,4 +368,62 @@ fn share_links_and_end_to_end_buckets() {
             || e2e::open_manifest(&FileKey::from_bytes(k), &sealed).is_ok()
     });
     assert_eq!(opens.count(), 0, "no 32 bytes the server and its provider hold open the manifest");
+}
+
+/// `nuage admin` finds the server's database as `serve` does and never makes an empty one
+/// in its place: run from the wrong folder, it says where it looked and how to create one.
+#[test]
+fn admin_opens_the_servers_database_and_creates_none_unless_told() {
+    let d = Deployment::new("");
+    let out = d.run(&["admin", "account", "ls"], "");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("no database at") && said.contains("nuage admin init"), "{said}");
+    assert!(!d.path("data").exists(), "nothing was created");
+
+    // With no configuration at all, in a folder that is not the server's.
+    let elsewhere = d.path("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let out = std::process::Command::new(NUAGE)
+        .args(["admin", "status"])
+        .current_dir(&elsewhere)
+        .env_remove("NUAGE_CONFIG")
+        .env_remove("NUAGE_DATA_DIR")
+        .env_remove("NUAGE_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nuage-data/meta.db"));
+    assert!(!elsewhere.join("nuage-data").exists());
+
+    d.ok(&["admin", "init"]);
+    assert!(d.path("data/meta.db").exists());
+    d.ok_with(&["admin", "account", "create", "alice", "--password-stdin"], "pw\n");
+    assert!(d.ok(&["admin", "account", "ls"]).contains("alice"));
+    // The server opens the database admin made, with its account.
+    let server = d.serve();
+    d.ok_with(&["--server", &server.url, "login", "--account", "alice", "--password-stdin"], "pw\n");
+}
+
+/// A server that is not there is said once, with what to check; an address without its
+/// scheme is refused with an example.
+#[test]
+fn an_unreachable_server_and_a_url_without_scheme_are_explained() {
+    let d = Deployment::new("");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let out = d.run(&["--server", &url, "--token", "t", "ls"], "");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{said}");
+    assert!(said.contains(&format!("is `nuage serve` running at {url}?")), "{said}");
+    assert_eq!(said.matches(&url).count(), 2, "the server is named once, and once in the question: {said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+
+    let out = d.run(&["--server", &format!("127.0.0.1:{port}"), "--token", "t", "ls"], "");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(said.contains("not a server URL") && said.contains("http://127.0.0.1:8420"), "{said}");
+    let out = d.run(&["login", "--server", "localhost", "--with-token", "t"], "");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a server URL"));
+    assert!(!d.path("client.toml").exists(), "a refused login saves nothing");
 }

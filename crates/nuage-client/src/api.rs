@@ -57,6 +57,11 @@ pub enum ClientError {
     /// The server answered something this client does not understand.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
+    /// A server address that is not an `http://` or `https://` URL.
+    #[error(
+        "{0:?} is not a server URL: give it with its scheme, e.g. http://127.0.0.1:8420 or https://nuage.example.net"
+    )]
+    ServerUrl(String),
 }
 
 impl ClientError {
@@ -268,6 +273,10 @@ pub struct Client {
 impl Client {
     /// A client of the server at `base` (e.g. `http://127.0.0.1:8420`).
     pub fn new(base: &str, token: Option<String>) -> ClientResult<Client> {
+        let url = reqwest::Url::parse(base).map_err(|_| ClientError::ServerUrl(base.to_owned()))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+            return Err(ClientError::ServerUrl(base.to_owned()));
+        }
         let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build()?;
         Ok(Client {
             http,

@@ -8,9 +8,11 @@
 //! - no control character (NUL included), no backslash;
 //! - no bidirectional control (U+061C, U+200E, U+200F, U+202A..U+202E, U+2066..U+2069),
 //!   which would show a name reversed (`txt.exe` as `exe.txt`), and no invisible character
-//!   (U+00AD, U+180E, U+200B, U+2060..U+2064, U+FEFF); the joiners U+200C and U+200D, which
-//!   emoji sequences and several scripts need, only between two visible characters;
-//! - no segment that is empty, `.` or `..`, nor one made only of dots and spaces (Windows
+//!   (U+00AD, U+034F, U+115F, U+1160, U+180E, U+200B, U+2028, U+2029, U+2060..U+2064,
+//!   U+206A..U+206F, U+3164, U+FEFF, U+FFA0, the tags U+E0000..U+E007F); the joiners U+200C
+//!   and U+200D, which emoji sequences and several scripts need, only between two visible
+//!   characters;
+//! - no segment that is empty, `.` or `..`, nor one made only of dots and white space (Windows
 //!   drops trailing dots and spaces, so `.. ` is `..` there), nor one that starts with a drive
 //!   (`C:`), which would make the rest of the path absolute on Windows.
 //!
@@ -81,7 +83,7 @@ fn segment_problem(segment: &str) -> Result<(), KeyError> {
     if segment.is_empty() || segment == "." || segment == ".." {
         return Err(KeyError("the key has an empty, '.' or '..' path segment"));
     }
-    if segment.chars().all(|c| c == '.' || c == ' ') {
+    if segment.chars().all(|c| c == '.' || c.is_whitespace()) {
         return Err(KeyError("the key has a segment made only of dots and spaces"));
     }
     let b = segment.as_bytes();
@@ -96,7 +98,23 @@ fn is_bidi_control(c: char) -> bool {
 }
 
 fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{00AD}' | '\u{180E}' | '\u{200B}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{180E}'
+            | '\u{200B}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{206A}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{E0000}'..='\u{E007F}'
+    )
 }
 
 fn is_joiner(c: char) -> bool {
@@ -165,6 +183,10 @@ mod tests {
             "zero\u{200B}width",
             "\u{FEFF}bom",
             "soft\u{00AD}hyphen",
+            "tag\u{E0041}",
+            "hangul\u{3164}filler",
+            "a/\u{3000}/b",
+            "a/\u{00A0}./b",
             "\u{200D}start",
             "end\u{200D}",
             "a\u{200D}/b",

@@ -23,7 +23,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 
@@ -46,7 +46,8 @@ pub struct HttpConfig {
     /// Seconds an answer may wait on a client that does not read it before the connection is
     /// closed (default 60).
     pub send_timeout_secs: u64,
-    /// Connections one client address may hold at once (default 256); one more is answered
+    /// Connections one client address (an IPv6 client: its /64) may hold at once (default
+    /// 256); one more is answered
     /// `503 too_many_connections` and closed. Behind a reverse proxy every client has the
     /// proxy's address: raise it there.
     pub connections_per_client: usize,
@@ -67,10 +68,12 @@ impl Default for HttpConfig {
 impl HttpConfig {
     /// Refuses values that would turn a limit off by accident.
     pub fn validate(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(
-            self.header_timeout_secs > 0 && self.body_timeout_secs > 0 && self.send_timeout_secs > 0,
-            "[http]: the timeouts are at least 1 second"
-        );
+        for t in [self.header_timeout_secs, self.body_timeout_secs, self.send_timeout_secs] {
+            anyhow::ensure!(
+                (1..=MAX_TIMEOUT_SECS).contains(&t),
+                "[http]: the timeouts are between 1 second and a day ({MAX_TIMEOUT_SECS})"
+            );
+        }
         anyhow::ensure!(self.connections_per_client > 0, "[http]: connections_per_client is at least 1");
         Ok(())
     }
@@ -101,8 +104,9 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Some(slot) = Slot::take(&open, peer.ip(), config.connections_per_client) else {
-            tokio::spawn(refuse(stream, config));
+        let Some(slot) = Slot::take(&open, client_of(peer.ip()), config.connections_per_client) else {
+            log_refused(peer.ip(), config.connections_per_client);
+            tokio::spawn(refuse(stream));
             continue;
         };
         // A chunk is one write; do not let Nagle hold its last segment back.
@@ -111,7 +115,9 @@ pub async fn serve(
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-            let request = request.map(|body| Body::new(Paced::new(body, config)));
+            let request = request.map(|body| {
+                if body.is_end_stream() { Body::new(body) } else { Body::new(Paced::new(body, config)) }
+            });
             tower::ServiceExt::oneshot(app.clone(), request)
         });
         let connection = hyper::server::conn::http1::Builder::new()
@@ -127,9 +133,19 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Requests in flight get a grace period; a download to a client that reads slowly must
+    // not keep the process from stopping.
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await.is_err() {
+        tracing::warn!("stopping with requests still in flight after {SHUTDOWN_GRACE:?}");
+    }
     Ok(())
 }
+
+/// How long a stopping server waits for the requests in flight.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The longest timeout accepted (a day): more would be no limit, and could overflow a clock.
+const MAX_TIMEOUT_SECS: u64 = 86_400;
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -175,7 +191,7 @@ impl Drop for Slot {
 
 /// The answer to a connection over the address's limit, written without reading the
 /// request (a client may have sent one already: it sees the answer, then the close).
-async fn refuse(mut stream: TcpStream, config: HttpConfig) {
+async fn refuse(mut stream: TcpStream) {
     let body = r#"{"error":{"code":"too_many_connections","message":"this address has too many connections open; close some or retry later"}}"#;
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
@@ -184,9 +200,58 @@ async fn refuse(mut stream: TcpStream, config: HttpConfig) {
     );
     let write = async {
         stream.write_all(answer.as_bytes()).await?;
-        stream.shutdown().await
+        stream.shutdown().await?;
+        // Read what the client sent (a bounded amount, for a second at most) before closing:
+        // a socket closed with unread bytes is reset, and the client might then see the reset
+        // instead of the answer.
+        let mut sink = [0u8; 8192];
+        let mut left = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => left -= n.min(left),
+            }
+        }
+        Ok::<_, io::Error>(())
     };
-    let _ = tokio::time::timeout(secs(config.send_timeout_secs), write).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+/// Logs a refused connection, at most once every 10 seconds (a flood of them must not
+/// flood the log too).
+fn log_refused(ip: IpAddr, max: usize) {
+    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let last = LAST.load(std::sync::atomic::Ordering::Relaxed);
+    if now >= last + 10
+        && LAST
+            .compare_exchange(
+                last,
+                now,
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_ok()
+    {
+        tracing::warn!(
+            "refusing connections from {ip}: it holds {max} already ([http] connections_per_client)"
+        );
+    }
+}
+
+/// The address a connection is counted under: an IPv4 address, or the /64 of an IPv6 one
+/// (one subscriber gets a whole /64, and would otherwise have no limit at all).
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(bits.into())
+            }
+        },
+        v4 => v4,
+    }
 }
 
 /// The error a request body ends with when it came too slowly (see [`HttpConfig`]).
@@ -208,7 +273,8 @@ struct Paced {
     needed: u64,
     /// Bytes the current window brought so far.
     got: u64,
-    deadline: Pin<Box<Sleep>>,
+    /// Armed at the first poll: the time before the handler first reads is not the client's.
+    deadline: Option<Pin<Box<Sleep>>>,
     /// When the last frame was handed out: until the next poll, the handler is busy.
     handed_out: Option<Instant>,
     failed: bool,
@@ -222,7 +288,7 @@ impl Paced {
             window,
             needed: config.body_min_bytes_per_sec.saturating_mul(config.body_timeout_secs).max(1),
             got: 0,
-            deadline: Box::pin(tokio::time::sleep(window)),
+            deadline: None,
             handed_out: None,
             failed: false,
         }
@@ -241,9 +307,11 @@ impl HttpBody for Paced {
         if this.failed {
             return Poll::Ready(None);
         }
+        let window = this.window;
+        let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(window)));
         if let Some(at) = this.handed_out.take() {
-            let deadline = this.deadline.deadline() + at.elapsed();
-            this.deadline.as_mut().reset(deadline);
+            let moved = deadline.deadline() + at.elapsed();
+            deadline.as_mut().reset(moved);
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -251,7 +319,7 @@ impl HttpBody for Paced {
                     this.got += data.len() as u64;
                     if this.got >= this.needed {
                         this.got = 0;
-                        this.deadline.as_mut().reset(Instant::now() + this.window);
+                        deadline.as_mut().reset(Instant::now() + window);
                     }
                 }
                 this.handed_out = Some(Instant::now());
@@ -260,7 +328,7 @@ impl HttpBody for Paced {
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
-                ready!(this.deadline.as_mut().poll(cx));
+                ready!(deadline.as_mut().poll(cx));
                 this.failed = true;
                 Poll::Ready(Some(Err(Box::new(BodyTooSlow { min: this.needed, window: this.window }))))
             }
@@ -357,9 +425,22 @@ mod tests {
             HttpConfig { body_timeout_secs: 0, ..Default::default() },
             HttpConfig { send_timeout_secs: 0, ..Default::default() },
             HttpConfig { connections_per_client: 0, ..Default::default() },
+            HttpConfig { body_timeout_secs: u64::MAX, ..Default::default() },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let a = client_of("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = client_of("2001:db8:1:2:bbbb::9".parse().unwrap());
+        let other = client_of("2001:db8:1:3::1".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, other);
+        let v4: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(client_of(v4), v4);
+        assert_eq!(client_of("::ffff:10.1.2.3".parse().unwrap()), v4);
     }
 
     #[test]

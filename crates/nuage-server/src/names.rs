@@ -26,9 +26,58 @@ pub fn check_key(raw: &str) -> Result<String, ApiError> {
     nuage_core::key::normalize(raw).map_err(|e| ApiError::bad_request("invalid_key", e.to_string()))
 }
 
+/// The key a read or a delete names. Keys stored before the key rules (2026-12-02) may be
+/// in another Unicode form, or break a rule added then (a backslash, a bidirectional
+/// control); they stay readable and deletable by their exact spelling, never writable.
+#[derive(Debug)]
+pub enum ReadKey {
+    /// An NFC key that follows the rules: nothing else to look for.
+    Ready(String),
+    /// A spelling a key stored earlier may have: the NFC form to try first, if there is one,
+    /// then the key as sent.
+    Legacy {
+        /// The key in NFC, when it follows the rules.
+        nfc: Option<String>,
+        /// The key as sent.
+        raw: String,
+        /// The refusal, when the key as sent is not stored either.
+        refused: ApiError,
+    },
+}
+
+/// [`ReadKey`] of `raw`, or `400 invalid_key` when no key, old or new, could be spelt so.
+pub fn read_key(raw: &str) -> Result<ReadKey, ApiError> {
+    let checked = check_key(raw);
+    let old_rules = !raw.is_empty()
+        && raw.len() <= MAX_KEY_BYTES
+        && !raw.chars().any(char::is_control)
+        && !raw.split('/').any(|s| s.is_empty() || s == "." || s == "..");
+    match checked {
+        Ok(key) if key == raw || !old_rules => Ok(ReadKey::Ready(key)),
+        Ok(key) => Ok(ReadKey::Legacy {
+            nfc: Some(key),
+            raw: raw.to_owned(),
+            refused: ApiError::bad_request("invalid_key", "unused"),
+        }),
+        Err(e) if old_rules => Ok(ReadKey::Legacy { nfc: None, raw: raw.to_owned(), refused: e }),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_keys() {
+        assert!(matches!(read_key("a/b"), Ok(ReadKey::Ready(k)) if k == "a/b"));
+        assert!(
+            matches!(read_key("cafe\u{301}"), Ok(ReadKey::Legacy { nfc: Some(k), .. }) if k == "caf\u{e9}")
+        );
+        assert!(matches!(read_key("a\\b"), Ok(ReadKey::Legacy { nfc: None, .. })));
+        assert!(read_key("../x").is_err());
+        assert!(read_key("").is_err());
+    }
 
     #[test]
     fn buckets() {

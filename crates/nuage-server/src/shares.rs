@@ -40,8 +40,8 @@ use crate::Nuage;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::metrics::add;
-use crate::names::check_key;
-use crate::objects::{VersionQuery, serve_version, version_or_head};
+use crate::names::read_key;
+use crate::objects::{VersionQuery, serve_version, stored_key, version_or_head};
 use crate::uploads::{GRANT_HEADER, grant_refused, parse_address};
 
 /// The share page: static HTML; [`SCRIPT`] fills it in.
@@ -151,8 +151,9 @@ pub async fn create(
     let Some(Json(mut req)) = body else {
         return Err(ApiError::bad_request("invalid_request", "send JSON {bucket, key, ...}"));
     };
-    req.key = check_key(&req.key)?;
+    let key = read_key(&req.key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &req.bucket).await?;
+    req.key = stored_key(&nuage, &bucket, key).await?;
     let version = live(version_or_head(&nuage, &bucket, &req.key, req.version).await?)?;
     if req.max_downloads == Some(0) {
         return Err(ApiError::bad_request("invalid_request", "max_downloads must be at least 1"));
@@ -287,8 +288,9 @@ pub async fn manifest(
     Path((bucket, key)): Path<(String, String)>,
     Query(query): Query<VersionQuery>,
 ) -> ApiResult<Json<ManifestView>> {
-    let key = check_key(&key)?;
+    let key = read_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
+    let key = stored_key(&nuage, &bucket, key).await?;
     let version = live(version_or_head(&nuage, &bucket, &key, query.version).await?)?;
     Ok(Json(manifest_view(&nuage, &version, Operation::GetChunk, bucket.id as u64, None).await?))
 }

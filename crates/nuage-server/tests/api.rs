@@ -1816,3 +1816,49 @@ on_every_backend! {
         assert_eq!(e.alice("GET", "/v1/buckets/box/objects", vec![]).await.json()["objects"].as_array().unwrap().len(), 1);
     }
 }
+
+on_every_backend! {
+    /// Keys stored before the key rules (in NFD, or breaking a rule added since) stay
+    /// readable, shareable and deletable by their exact spelling, never writable.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    fn keys_stored_before_the_rules_stay_reachable(e) {
+        assert_eq!(e.alice("PUT", "/v1/buckets/box", vec![]).await.status, StatusCode::CREATED);
+        let bucket = e.nuage.meta.bucket(e.alice_id, "box").await.unwrap();
+        let hash = *blake3::hash(b"").as_bytes();
+        let empty = nuage_core::Manifest { entries: vec![], size: 0, hash };
+        for legacy in ["old\\name.txt", "cafe\u{301}.txt"] {
+            let new = nuage_meta::NewVersion {
+                size: 0,
+                etag: hash,
+                content_type: None,
+                manifest: empty.encode(),
+                chunks: vec![],
+                lease_holder: None,
+            };
+            e.nuage.meta.put_version(&bucket, legacy, &new, &Default::default(), None).await.unwrap();
+        }
+        for spelt in ["old%5Cname.txt", "cafe%CC%81.txt"] {
+            let uri = format!("/v1/buckets/box/objects/{spelt}");
+            assert_eq!(e.alice("GET", &uri, vec![]).await.status, StatusCode::OK, "{spelt}");
+            assert_eq!(e.versions(spelt).await, 1, "{spelt}");
+        }
+        // Writing under the old spelling: refused, or made the NFC key.
+        let a = e.alice("PUT", "/v1/buckets/box/objects/old%5Cname.txt", b"x".to_vec()).await;
+        assert_eq!(a.code(), "invalid_key");
+        let a = e.alice("PUT", "/v1/buckets/box/objects/cafe%CC%81.txt", b"new".to_vec()).await;
+        assert_eq!(a.json()["key"], "caf\u{e9}.txt");
+        // Now the NFC key exists, and is what the decomposed spelling reads.
+        assert_eq!(e.alice("GET", "/v1/buckets/box/objects/cafe%CC%81.txt", vec![]).await.body, b"new");
+        let share = e
+            .call("POST", "/v1/shares", &e.alice, &[("content-type", "application/json")],
+                br#"{"bucket":"box","key":"old\\name.txt"}"#.to_vec())
+            .await;
+        assert_eq!(share.status, StatusCode::CREATED, "{:?}", share.json());
+        let gone = e.alice("DELETE", "/v1/buckets/box/objects/old%5Cname.txt", vec![]).await;
+        assert_eq!(gone.status, StatusCode::NO_CONTENT);
+        let a = e.alice("GET", "/v1/buckets/box/objects/old%5Cname.txt", vec![]).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+        let a = e.alice("GET", "/v1/buckets/box/objects/never%5Cstored", vec![]).await;
+        assert_eq!((a.status, a.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_key"));
+    }
+}

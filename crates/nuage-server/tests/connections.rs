@@ -160,6 +160,14 @@ async fn an_idle_or_trickled_body_is_cut_with_408_and_stores_nothing() {
     let (status, body) = read_answer(&mut fine).await.expect("an answer");
     assert_eq!(status, 201, "{body}");
 
+    // A JSON body that stops: the same answer through the JSON extractor.
+    let mut json = s.connect().await;
+    let head = s.head("POST", "/v1/uploads", "content-type: application/json\r\ncontent-length: 100\r\n");
+    json.write_all(head.as_bytes()).await.unwrap();
+    json.write_all(br#"{"bucket":"#).await.unwrap();
+    let (status, body) = read_answer(&mut json).await.expect("an answer");
+    assert_eq!((status, code(&body).as_str()), (408, "request_timeout"), "{body}");
+
     for (key, want) in [("idle", 404), ("slow", 404), ("fine", 200)] {
         let (status, _) = s.request("GET", &format!("/v1/buckets/files/objects/{key}"), b"").await;
         assert_eq!(status, want, "{key}");
@@ -176,7 +184,13 @@ async fn one_address_holds_at_most_its_connections() {
         assert_eq!(read_answer(&mut c).await.expect("an answer").0, 200);
         held.push(c); // kept alive: each still counts
     }
+    // A client over the limit that sends its request at once still reads the refusal.
     let mut third = s.connect().await;
+    third
+        .write_all(s.head("PUT", "/v1/buckets/files/objects/x", "content-length: 10000\r\n").as_bytes())
+        .await
+        .unwrap();
+    third.write_all(&[b'z'; 10000]).await.unwrap();
     let (status, body) = read_answer(&mut third).await.expect("an answer");
     assert_eq!((status, code(&body).as_str()), (503, "too_many_connections"), "{body}");
     assert!(until_closed(&mut third).await.is_empty());
