@@ -228,6 +228,7 @@ async fn crash_run(database_url: Option<String>, kills: usize) {
         "[buckets]\nreplicas = 2\n[workers]\nscrub_every_secs = 0\nrepair_every_secs = 0\n\
          gc_every_secs = 1\ngc_grace_secs = 0",
     );
+    d.ok(&["admin", "init"]); // before the first serve: admin never makes a database itself
     let created: serde_json::Value =
         serde_json::from_str(&d.ok(&["--json", "admin", "account", "create", "alice"])).unwrap();
     let token = created["token"].as_str().unwrap().to_owned();

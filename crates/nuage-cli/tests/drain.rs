@@ -69,6 +69,7 @@ async fn an_s3_provider_drains_under_load_for_a_minute_and_no_request_fails() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn providers_are_added_checked_and_removed_only_when_empty() {
     let d = Deployment::new("").with_folders(WORKERS, &["a", "b", "c"]);
+    d.ok(&["admin", "init"]); // before the first serve: admin never makes a database itself
     let token = json(&d, &["admin", "account", "create", "alice"])["token"].as_str().unwrap().to_owned();
     let server = d.serve();
     let http = reqwest::Client::new();
@@ -195,6 +196,7 @@ fn first_file(dir: &std::path::Path) -> Option<std::path::PathBuf> {
 /// Seeds `d` (providers a, b and c), drains c under load for `at_least` (or as long as the
 /// drain takes), and checks the outcome; `left_on_c` counts the chunk objects on c.
 async fn drain_under_load(d: Deployment, at_least: Duration, left_on_c: impl Fn() -> usize) {
+    d.ok(&["admin", "init"]); // before the first serve: admin never makes a database itself
     let created = json(&d, &["admin", "account", "create", "alice"]);
     let token = created["token"].as_str().unwrap().to_owned();
     let server = d.serve();

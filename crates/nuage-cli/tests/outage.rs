@@ -59,6 +59,7 @@ impl Site {
         }
         let config = std::fs::read_to_string(d.path("nuage.toml")).unwrap() + &extra;
         std::fs::write(d.path("nuage.toml"), config).unwrap();
+        d.ok(&["admin", "init"]); // before the first serve: admin never makes a database itself
         let created: serde_json::Value =
             serde_json::from_str(&d.ok(&["--json", "admin", "account", "create", "alice"])).unwrap();
         let token = created["token"].as_str().unwrap().to_owned();
