@@ -92,6 +92,35 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Whether a provider refused a write for want of room (a full disk, a storage quota,
+    /// an object store's `507 Insufficient Storage`), as opposed to failing.
+    pub fn is_full(&self) -> bool {
+        match self {
+            Error::Provider { source, .. } => is_full(source),
+            _ => false,
+        }
+    }
+}
+
+/// Whether an OpenDAL error says that the provider is out of room: an I/O error of a full
+/// disk or quota anywhere in its chain, or the answer of an object store that is full.
+pub(crate) fn is_full(e: &opendal::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && (matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+                || matches!(io.raw_os_error(), Some(28 | 122)))
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    // Object stores say it in their answer (MinIO's `XMinioStorageFull`, HTTP 507).
+    let text = e.to_string();
+    text.contains("StorageFull") || text.contains("InsufficientStorage") || text.contains("status: 507")
+}
+
 fn summarize(problems: &[PlacementProblem]) -> String {
     if problems.is_empty() {
         return "no provider could take it".to_owned();

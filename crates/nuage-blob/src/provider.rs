@@ -166,8 +166,9 @@ impl Provider {
                 self.inner.health.record_success();
                 Ok(v)
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                // An answer, not a failure of the provider.
+            Err(e) if e.kind() == ErrorKind::NotFound || crate::error::is_full(&e) => {
+                // An answer (no such object, no room left), not a failure of the provider:
+                // a full provider still serves reads.
                 self.inner.health.record_success();
                 Err(Error::Provider { provider: self.name().to_owned(), source: e })
             }

@@ -88,6 +88,8 @@ pub enum ProblemKind {
     Unavailable(String),
     /// The provider was skipped because it is marked down.
     Skipped,
+    /// The provider has no room for the write (a full disk or storage quota).
+    Full,
 }
 
 impl fmt::Display for ProblemKind {
@@ -97,6 +99,7 @@ impl fmt::Display for ProblemKind {
             ProblemKind::Corrupt => f.write_str("corrupt"),
             ProblemKind::Unavailable(m) => write!(f, "unavailable ({m})"),
             ProblemKind::Skipped => f.write_str("skipped (marked down)"),
+            ProblemKind::Full => f.write_str("full (no room for the write)"),
         }
     }
 }
@@ -294,11 +297,14 @@ impl ChunkStore {
                             report.bytes_written += chunk.bytes.len() as u64;
                         }
                     }
-                    Err(e) => report.problems.push(self.report(problem(
-                        address,
-                        p,
-                        ProblemKind::Unavailable(e.to_string()),
-                    ))),
+                    Err(e) => {
+                        let kind = if e.is_full() {
+                            ProblemKind::Full
+                        } else {
+                            ProblemKind::Unavailable(e.to_string())
+                        };
+                        report.problems.push(self.report(problem(address, p, kind)))
+                    }
                 }
             }
         }

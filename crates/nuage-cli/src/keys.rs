@@ -13,7 +13,7 @@ use nuage_client::{Client, ClientError};
 use nuage_core::e2e::ContentKey;
 
 use crate::Cli;
-use crate::remote::{bar, client, file_progress, mb, saved_path, split_target, utc};
+use crate::remote::{bar, client, file_progress, saved_path, size, split_target, utc};
 
 /// First word of a key file.
 const KEY_FILE_TAG: &str = "nuage-content-key-v1";
@@ -439,9 +439,8 @@ pub async fn get_link(cli: &Cli, url: &str, path: Option<&Path>) -> Result<()> {
     } else {
         println!("{}", dest.display());
         println!(
-            "downloaded {:.1} MB in {:.1} s, verified{}",
-            mb(info.size),
-            secs,
+            "{} downloaded and verified{} in {secs:.1} s",
+            size(info.size),
             if info.e2e { ", decrypted here" } else { "" }
         );
     }

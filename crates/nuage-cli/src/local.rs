@@ -12,6 +12,7 @@ use nuage_core::pipeline::Pipeline;
 use nuage_server::ServerConfig;
 
 use crate::Cli;
+use crate::remote::{rate, size};
 
 /// The configuration, with `--data-dir` applied.
 pub fn config(cli: &Cli) -> Result<ServerConfig> {
@@ -81,10 +82,6 @@ async fn open_store(config: &ServerConfig) -> Result<ChunkStore> {
     Ok(ChunkStore::new(providers, config.buckets.placement())?)
 }
 
-fn mb(bytes: u64) -> f64 {
-    bytes as f64 / 1e6
-}
-
 /// The newest snapshot of `root` (an absolute path), if any.
 fn parent_snapshot(dir: &Path, root: &str) -> Result<Option<(String, Snapshot)>> {
     for name in snapshot_names(dir)?.into_iter().rev() {
@@ -132,12 +129,12 @@ pub async fn ingest(cli: &Cli, path: &Path, full: bool) -> Result<()> {
         if tty {
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             eprint!(
-                "\r{} files, {:.1} MB read ({:.0} MB/s), {} chunks, {:.1} MB new   ",
+                "\r{} files, {} read ({}), {} chunks, {} new   ",
                 s.files,
-                mb(s.bytes_read),
-                mb(s.bytes_read) / secs,
+                size(s.bytes_read),
+                rate(s.bytes_read, secs),
                 s.chunks,
-                mb(s.bytes_written)
+                size(s.bytes_written)
             );
         }
     };
@@ -158,16 +155,15 @@ pub async fn ingest(cli: &Cli, path: &Path, full: bool) -> Result<()> {
         println!("{j}");
     } else {
         println!(
-            "snapshot {name}: {} files ({} unchanged, not read), {:.1} MB read in {:.1} s ({:.0} MB/s); \
-             {} chunks, {} new, {:.1} MB written",
+            "snapshot {name}: {} files ({} unchanged, not read), {} read in {secs:.1} s ({}); \
+             {} chunks, {} new, {} written",
             s.files,
             s.files_unchanged,
-            mb(s.bytes_read),
-            secs,
-            mb(s.bytes_read) / secs.max(1e-9),
+            size(s.bytes_read),
+            rate(s.bytes_read, secs),
             s.chunks,
             s.chunks_new,
-            mb(s.bytes_written)
+            size(s.bytes_written)
         );
     }
     Ok(())
@@ -186,7 +182,7 @@ pub async fn restore(cli: &Cli, snapshot: &str, dest: &Path) -> Result<()> {
     if cli.json {
         println!("{}", serde_json::json!({"files": snap.files.len(), "bytes": bytes}));
     } else {
-        println!("restored {} files, {:.1} MB, into {}", snap.files.len(), mb(bytes), dest.display());
+        println!("restored {} files, {}, into {}", snap.files.len(), size(bytes), dest.display());
     }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //!
 //! - `serve`, `admin …`: run and administer a link server ([`server`]).
 //! - `edge`: run an edge cache in front of one ([`edge`]).
-//! - `login`, `bucket`, `put`, `get`, `ls`, `rm`, `versions`: use one ([`remote`]).
+//! - `login`, `bucket`, `put`, `get`, `ls`, `rm`, `versions`, `restore BUCKET/KEY`,
+//!   `undelete`: use one ([`remote`]).
 //! - `key`, `share`, `get URL`: the end-to-end key and share links ([`keys`]).
 //! - `ingest`, `restore`, `snapshots`: the chunk path straight to providers, with no
 //!   server ([`local`]).
@@ -39,7 +40,11 @@ pub struct Cli {
     /// first (else the nearest by round-trip time).
     #[arg(long, env = "NUAGE_REGION", global = true)]
     region: Option<String>,
-    /// Print results as JSON (and no progress bars).
+    /// How long client commands retry temporary failures (the server down or restarting, a
+    /// connection cut, 502/503/504) before they give up, in seconds; 0 never retries.
+    #[arg(long, env = "NUAGE_RETRY_WINDOW", global = true, default_value_t = 120, value_name = "SECS")]
+    retry_window: u64,
+    /// Print results as JSON (and no progress bars); errors too, on standard error.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -88,12 +93,23 @@ enum Command {
         #[arg(long)]
         full: bool,
     },
-    /// Write the files of a snapshot back under DEST, verifying every chunk.
+    /// Bring back an old or deleted version of BUCKET/KEY as its current version (on the
+    /// server, nothing downloaded); or, given SNAPSHOT DEST, write the files of a snapshot
+    /// back under DEST, verifying every chunk.
     Restore {
-        /// Snapshot name (as printed by `ingest` and `snapshots`) or path.
-        snapshot: String,
-        /// Destination folder.
-        dest: PathBuf,
+        /// BUCKET/KEY, or a snapshot name (as printed by `ingest` and `snapshots`) or path.
+        source: String,
+        /// For a snapshot: the destination folder.
+        dest: Option<PathBuf>,
+        /// The version to bring back (from `nuage versions`); default: the last one before
+        /// the key was deleted.
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Bring back the last version of a deleted BUCKET/KEY (`restore` without `--version`).
+    Undelete {
+        /// BUCKET/KEY.
+        target: String,
     },
     /// List the snapshots.
     Snapshots,
@@ -105,6 +121,13 @@ enum Command {
 /// The message of a failed command: the chain of contexts, except that a server that cannot
 /// be reached is said once, plainly, with what to check.
 fn explain(e: &anyhow::Error) -> String {
+    // Retried until the window was spent: what was being done, and the failure, in words.
+    let gave_up = e.chain().position(|c| {
+        matches!(c.downcast_ref::<ClientError>(), Some(ClientError::GaveUp { .. } | ClientError::Cut { .. }))
+    });
+    if let Some(at) = gave_up {
+        return e.chain().take(at + 1).map(|c| c.to_string()).collect::<Vec<_>>().join(": ");
+    }
     let unreachable = e.chain().find_map(|c| match c.downcast_ref::<ClientError>() {
         Some(ClientError::Http(h)) if h.is_connect() || h.is_timeout() => Some(h),
         _ => None,
@@ -128,10 +151,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         ClientError::Api { status: 404, .. } => 3,
         ClientError::Api { status: 401 | 403, .. } => 4,
         ClientError::Api { status: 409 | 410 | 412 | 422, .. } => 5,
-        ClientError::Api { status: 413, .. } => 6,
-        ClientError::Api { status: 429 | 503, .. } | ClientError::Http(_) => 7,
+        ClientError::Api { status: 413 | 507, .. } => 6,
+        ClientError::Api { status: 429 | 502..=504, .. }
+        | ClientError::Http(_)
+        | ClientError::GaveUp { .. } => 7,
         ClientError::Integrity(_) => 8,
-        ClientError::Interrupted => 9,
+        ClientError::Interrupted | ClientError::Cut { .. } => 9,
         ClientError::Key(_) => 10,
         _ => 1,
     }
@@ -140,16 +165,20 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The server logs what it does; client commands only warn.
-    let default_level =
-        if matches!(cli.command, Command::Serve(_) | Command::Edge(_)) { "info" } else { "warn" };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // The server logs what it does; client commands only warn, in plain lines. Colours only
+    // on a terminal.
+    let daemon = matches!(cli.command, Command::Serve(_) | Command::Edge(_));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if daemon { "info" } else { "warn" }));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if daemon {
+        logs.init();
+    } else {
+        logs.without_time().with_target(false).init();
+    }
     let result = match &cli.command {
         Command::Serve(args) => server::serve(&cli, args).await,
         Command::Edge(args) => edge::edge(&cli, args).await,
@@ -165,7 +194,14 @@ async fn main() -> ExitCode {
         Command::Share(args) => keys::share(&cli, args).await,
         Command::Key(cmd) => keys::key(&cli, cmd).await,
         Command::Ingest { path, full } => local::ingest(&cli, path, *full).await,
-        Command::Restore { snapshot, dest } => local::restore(&cli, snapshot, dest).await,
+        Command::Restore { source, dest: Some(dest), version: None } => {
+            local::restore(&cli, source, dest).await
+        }
+        Command::Restore { dest: Some(_), version: Some(_), .. } => {
+            Err(anyhow::anyhow!("--version is for BUCKET/KEY; a snapshot is restored as SNAPSHOT DEST"))
+        }
+        Command::Restore { source, dest: None, version } => remote::restore(&cli, source, *version).await,
+        Command::Undelete { target } => remote::restore(&cli, target, None).await,
         Command::Snapshots => local::snapshots(&cli),
         Command::Openapi => serde_json::to_string_pretty(&nuage_server::openapi_document())
             .map(|doc| println!("{doc}"))
@@ -174,8 +210,17 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("nuage: {}", explain(&e));
-            ExitCode::from(exit_code(&e))
+            let code = exit_code(&e);
+            if cli.json {
+                let api = e.chain().find_map(|c| c.downcast_ref::<ClientError>()).and_then(ClientError::code);
+                eprintln!(
+                    "{}",
+                    serde_json::json!({"error": {"message": explain(&e), "exit_code": code, "code": api}})
+                );
+            } else {
+                eprintln!("nuage: {}", explain(&e));
+            }
+            ExitCode::from(code)
         }
     }
 }

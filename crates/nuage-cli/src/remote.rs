@@ -78,7 +78,9 @@ pub(crate) fn client(cli: &Cli) -> Result<Client> {
     let server =
         cli.server.clone().or(saved.server).context("no server: run `nuage login --server URL` first")?;
     let token = cli.token.clone().or(saved.token).context("not logged in: run `nuage login` first")?;
-    Ok(Client::new(&server, Some(token))?.with_region(cli.region.clone()))
+    Ok(Client::new(&server, Some(token))?
+        .with_region(cli.region.clone())
+        .with_retry_window(Duration::from_secs(cli.retry_window)))
 }
 
 /// `BUCKET[/KEY]`.
@@ -123,8 +125,27 @@ pub(crate) fn utc(ms: i64) -> String {
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-pub(crate) fn mb(bytes: u64) -> f64 {
-    bytes as f64 / 1e6
+/// Bytes in the one unit system of the CLI (IEC: KiB, MiB, GiB, as the progress bars and
+/// the configuration sizes), e.g. `340 B`, `1.5 MiB`.
+pub(crate) fn size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} B"),
+        _ if value < 10.0 => format!("{value:.2} {}", UNITS[unit]),
+        _ if value < 100.0 => format!("{value:.1} {}", UNITS[unit]),
+        _ => format!("{value:.0} {}", UNITS[unit]),
+    }
+}
+
+/// A transfer rate, bytes over seconds, e.g. `85.3 MiB/s`.
+pub(crate) fn rate(bytes: u64, secs: f64) -> String {
+    format!("{}/s", size((bytes as f64 / secs.max(1e-3)) as u64))
 }
 
 #[derive(Debug, Args)]
@@ -261,9 +282,14 @@ async fn list_buckets(cli: &Cli, client: &Client) -> Result<()> {
     let buckets = client.buckets().await?;
     if cli.json {
         println!("{}", serde_json::to_string(&buckets)?);
+    } else if buckets.is_empty() {
+        println!("no bucket yet: `nuage bucket create NAME` makes one");
     } else {
+        println!("{:<24}  {:>8}  {:>6}  {:<8}  CREATED", "BUCKET", "REPLICAS", "KEEPS", "SEALING");
         for b in buckets {
-            println!("{}", b.name);
+            let keeps = if b.keep_versions == 0 { "all".to_owned() } else { b.keep_versions.to_string() };
+            let sealing = if b.e2e_key_id.is_some() { "e2e" } else { "server" };
+            println!("{:<24}  {:>8}  {keeps:>6}  {sealing:<8}  {}", b.name, b.replicas, utc(b.created_at));
         }
     }
     Ok(())
@@ -353,42 +379,58 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
         std::fs::canonicalize(&args.path).with_context(|| format!("reading {}", args.path.display()))?;
     let mut stamps = PutStamps::load(&cache_dir()?.join("put"), client.base(), bucket, &root, key);
     let bar = bar(cli, total);
-    let results: Vec<_> = futures::stream::iter(&files)
+    // The first failure stops the put: the files not started yet are not tried (a server
+    // that stayed down through the retry window is said once, not once per file).
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<Result<Option<_>>> = futures::stream::iter(&files)
         .map(|(path, key)| {
             let (client, progress, pipeline) = (&client, file_progress(&bar), pipeline.as_ref());
             let sealing = sealing.as_ref();
             let known = existing.get(key.as_str());
-            let stamps = &stamps;
+            let (stamps, stop) = (&stamps, &stop);
             async move {
-                // Taken before the file is read: a change during the upload makes the next
-                // put read it again.
-                let meta =
-                    tokio::fs::metadata(path).await.with_context(|| format!("reading {}", path.display()))?;
-                if let Some(o) = known {
-                    if stamps.unchanged(key, &meta, o.etag.as_deref()) {
-                        progress(o.size);
-                        return Ok((meta, skipped(o)));
-                    }
-                    if sealing.is_none()
-                        && let Some(unchanged) = unchanged(path, o).await?
-                    {
-                        progress(o.size);
-                        return Ok((meta, unchanged));
-                    }
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(None);
                 }
-                match pipeline {
-                    Some(p) => client.smart_put_file(p, sealing, bucket, key, path, progress).await,
-                    None => client.put_file(bucket, key, path, progress).await.map(|put| SmartPutResult {
-                        stored_bytes: put.size,
-                        bytes_sent: put.size,
-                        chunks: 0,
-                        chunks_sent: 0,
-                        unchanged: false,
-                        put,
-                    }),
+                let put = async {
+                    // Taken before the file is read: a change during the upload makes the
+                    // next put read it again.
+                    let meta = tokio::fs::metadata(path)
+                        .await
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    if let Some(o) = known {
+                        if stamps.unchanged(key, &meta, o.etag.as_deref()) {
+                            progress(o.size);
+                            return Ok((meta, skipped(o)));
+                        }
+                        if sealing.is_none()
+                            && let Some(unchanged) = unchanged(path, o).await?
+                        {
+                            progress(o.size);
+                            return Ok((meta, unchanged));
+                        }
+                    }
+                    match pipeline {
+                        Some(p) => client.smart_put_file(p, sealing, bucket, key, path, progress).await,
+                        None => {
+                            client.put_file(bucket, key, path, progress).await.map(|put| SmartPutResult {
+                                stored_bytes: put.size,
+                                bytes_sent: put.size,
+                                chunks: 0,
+                                chunks_sent: 0,
+                                unchanged: false,
+                                put,
+                            })
+                        }
+                    }
+                    .with_context(|| format!("uploading {}", path.display()))
+                    .map(|r| (meta, r))
+                };
+                let put: Result<_> = put.await;
+                if put.is_err() {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
-                .with_context(|| format!("uploading {}", path.display()))
-                .map(|r| (meta, r))
+                put.map(Some)
             }
         })
         .buffer_unordered(FILES_IN_FLIGHT)
@@ -399,10 +441,11 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
     let mut first_error = None;
     for r in results {
         match r {
-            Ok((meta, r)) => {
+            Ok(Some((meta, r))) => {
                 stamps.record(&r.put.key, &meta, &r.put.etag);
                 done.push(r);
             }
+            Ok(None) => {}
             Err(e) => {
                 first_error.get_or_insert(e);
             }
@@ -413,6 +456,14 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
         tracing::warn!("saving {}: {e}", stamps.path().display());
     }
     if let Some(e) = first_error {
+        if files.len() > 1 {
+            let sent = done.iter().filter(|d| !d.unchanged).count();
+            let unchanged = done.len() - sent;
+            return Err(e.context(format!(
+                "stopped after {sent} file(s) sent and {unchanged} unchanged of {} (running the same command again sends the rest)",
+                files.len()
+            )));
+        }
         return Err(e);
     }
     done.sort_by(|a, b| a.put.key.cmp(&b.put.key));
@@ -432,19 +483,19 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
         if done.len() == 1 {
             println!("{bucket}/{} version {}", done[0].put.key, done[0].put.version);
         }
+        let read: u64 = done.iter().filter(|d| !d.unchanged).map(|d| d.put.size).sum();
         println!(
-            "uploaded {} file(s), {:.1} MB in {:.1} s ({:.0} MB/s); {skipped} unchanged, skipped",
+            "{} file(s) sent, {skipped} unchanged; {} in {secs:.1} s ({})",
             done.len() - skipped,
-            mb(total),
-            secs,
-            mb(total) / secs.max(1e-9)
+            size(read),
+            rate(read, secs)
         );
-        if !args.simple {
-            let share = if stored == 0 { 0.0 } else { 100.0 * sent as f64 / stored as f64 };
+        if !args.simple && stored > 0 {
+            let share = 100.0 * sent as f64 / stored as f64;
             println!(
-                "sent {:.1} MB of {:.1} MB of encrypted chunks ({share:.1}%); the server had the rest",
-                mb(sent),
-                mb(stored)
+                "{} of {} of encrypted chunks sent ({share:.1}%); the server had the rest",
+                size(sent),
+                size(stored)
             );
         }
     }
@@ -551,6 +602,7 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
         None => None,
     };
     // One object, unless the key is empty or ends with '/', or names no object but a prefix.
+    let mut deleted = None;
     let single = if key.is_empty() || key.ends_with('/') {
         None
     } else {
@@ -560,7 +612,11 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
                 let asked = args.version.and_then(|id| v.iter().position(|x| x.version == id));
                 v.into_iter().nth(asked.unwrap_or(0))
             }
-            Ok(_) | Err(ClientError::Api { status: 404, .. }) => None,
+            Ok(v) => {
+                deleted = Some(v); // deleted: said below, unless a folder has the name
+                None
+            }
+            Err(ClientError::Api { status: 404, .. }) => None,
             Err(e) => return Err(e.into()),
         }
     };
@@ -585,10 +641,20 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
                 if key.is_empty() || key.ends_with('/') { key.to_owned() } else { format!("{key}/") };
             let objects: Vec<ObjectInfo> = client.list_all(bucket, &prefix).await?;
             if objects.is_empty() {
+                let kept = deleted.as_ref().map_or(0, |v| v.iter().filter(|v| !v.tombstone).count());
+                let message = match deleted.as_ref().and_then(|v| v.first()) {
+                    Some(tombstone) if kept > 0 => format!(
+                        "{bucket}/{key} was deleted on {}; {kept} earlier version(s) are kept: \
+                         `nuage undelete {bucket}/{key}` brings the last one back, \
+                         `nuage versions {bucket}/{key}` lists them (`nuage get --version N` downloads one)",
+                        utc(tombstone.created_at)
+                    ),
+                    _ => format!("no object {bucket}/{key} and nothing under {bucket}/{prefix}"),
+                };
                 return Err(anyhow::Error::new(ClientError::Api {
                     status: 404,
                     code: "object_not_found".into(),
-                    message: format!("no object {bucket}/{key} and nothing under {bucket}/{prefix}"),
+                    message,
                 }));
             }
             let root = args.path.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -683,14 +749,12 @@ pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
             println!("{}", path.display());
         }
         let sent = bytes - resumed;
-        let resumed = if resumed > 0 { format!(", {:.1} MB resumed", mb(resumed)) } else { String::new() };
-        let unchanged = if unchanged > 0 { format!(", {unchanged} unchanged") } else { String::new() };
+        let resumed = if resumed > 0 { format!(", {} of it resumed", size(resumed)) } else { String::new() };
         println!(
-            "downloaded {} file(s), {:.1} MB in {:.1} s ({:.0} MB/s){resumed}, verified{unchanged}",
+            "{} file(s) downloaded and verified, {unchanged} unchanged; {} in {secs:.1} s ({}){resumed}",
             done.len(),
-            mb(bytes),
-            secs,
-            mb(sent) / secs.max(1e-9)
+            size(bytes),
+            rate(sent, secs)
         );
     }
     Ok(())
@@ -710,27 +774,44 @@ pub async fn ls(cli: &Cli, args: &LsArgs) -> Result<()> {
     let Some(target) = &args.target else { return list_buckets(cli, &client).await };
     let (bucket, prefix) = split_target(target)?;
     let delimiter = (!args.recursive).then_some("/");
-    let mut token: Option<String> = None;
-    let mut all_objects = Vec::new();
-    let mut all_prefixes = Vec::new();
-    loop {
-        let page = client.list(bucket, prefix, delimiter, token.as_deref()).await?;
-        all_objects.extend(page.objects);
-        all_prefixes.extend(page.prefixes);
-        match page.next_page_token {
-            Some(t) => token = Some(t),
-            None => break,
+    let all = |prefix: String| {
+        let client = &client;
+        async move {
+            let mut token: Option<String> = None;
+            let (mut objects, mut prefixes) = (Vec::new(), Vec::new());
+            loop {
+                let page = client.list(bucket, &prefix, delimiter, token.as_deref()).await?;
+                objects.extend(page.objects);
+                prefixes.extend(page.prefixes);
+                match page.next_page_token {
+                    Some(t) => token = Some(t),
+                    None => return Ok::<_, ClientError>((objects, prefixes)),
+                }
+            }
         }
+    };
+    let (mut all_objects, mut all_prefixes) = all(prefix.to_owned()).await?;
+    // `ls bucket/photos` of a folder lists what is in it, as `ls` of a directory does.
+    let folder = format!("{prefix}/");
+    if !prefix.is_empty() && all_objects.is_empty() && all_prefixes == [folder.clone()] {
+        (all_objects, all_prefixes) = all(folder).await?;
     }
     if cli.json {
         println!("{}", serde_json::json!({"objects": all_objects, "prefixes": all_prefixes}));
     } else {
-        for p in all_prefixes {
-            println!("{:>12}  {:<10}  {p}", "", "DIR");
+        if all_prefixes.is_empty() && all_objects.is_empty() {
+            println!("nothing under {target}");
+            return Ok(());
         }
-        for o in all_objects {
-            println!("{:>12}  {:<10}  {}", o.size, o.version, o.key);
+        println!("{:>10}  {:<23}  {:>10}  KEY", "SIZE", "MODIFIED", "VERSION");
+        for p in &all_prefixes {
+            println!("{:>10}  {:<23}  {:>10}  {p}", "folder", "", "");
         }
+        for o in &all_objects {
+            println!("{:>10}  {:<23}  {:>10}  {}", size(o.size), utc(o.created_at), o.version, o.key);
+        }
+        let total: u64 = all_objects.iter().map(|o| o.size).sum();
+        println!("{} object(s), {}; {} folder(s)", all_objects.len(), size(total), all_prefixes.len());
     }
     Ok(())
 }
@@ -798,6 +879,51 @@ pub async fn versions(cli: &Cli, args: &VersionsArgs) -> Result<()> {
             let what = if v.tombstone { "(deleted)".to_owned() } else { format!("{} bytes", v.size) };
             println!("{:<10}  {}  {what}", v.version, utc(v.created_at));
         }
+    }
+    Ok(())
+}
+
+/// `nuage restore BUCKET/KEY [--version N]` and `nuage undelete BUCKET/KEY`.
+pub async fn restore(cli: &Cli, target: &str, version: Option<i64>) -> Result<()> {
+    let client = client(cli)?;
+    let (bucket, key) = split_target(target)?;
+    if key.is_empty() {
+        bail!("{target}: which key? (BUCKET/KEY; a snapshot is restored as `nuage restore SNAPSHOT DEST`)");
+    }
+    let versions = client
+        .versions(bucket, key)
+        .await
+        .with_context(|| format!("reading the versions of {bucket}/{key}"))?;
+    let version = match version {
+        Some(v) => v,
+        None => {
+            if versions.first().is_some_and(|v| !v.tombstone) {
+                bail!(
+                    "{bucket}/{key} is not deleted; `nuage restore {bucket}/{key} --version N` brings back an older version (`nuage versions {bucket}/{key}` lists them)"
+                );
+            }
+            match versions.iter().find(|v| !v.tombstone) {
+                Some(v) => v.version,
+                None => bail!("{bucket}/{key} has no kept version to bring back"),
+            }
+        }
+    };
+    let put = client
+        .restore(bucket, key, version)
+        .await
+        .with_context(|| format!("restoring {bucket}/{key} version {version}"))?;
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::json!({"bucket": bucket, "key": put.key, "version": put.version, "restored_from": version, "size": put.size, "etag": put.etag})
+        );
+    } else {
+        println!(
+            "{bucket}/{} version {} is the content of version {version} ({}); nothing was downloaded",
+            put.key,
+            put.version,
+            size(put.size)
+        );
     }
     Ok(())
 }

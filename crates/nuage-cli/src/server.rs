@@ -513,6 +513,7 @@ async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
     let placements = meta.placement_counts().await?;
     let providers = meta.providers().await?;
     let (uploads, leased) = meta.lease_count().await?;
+    let (sessions, declared, session_bytes) = meta.open_session_holds().await?;
     let deletions = meta.deletions().await?.len();
     let now = nuage_meta::now_ms();
     // Addresses are uniform hashes: the cursor's first two bytes say how far a pass is.
@@ -540,7 +541,10 @@ async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
             .iter()
             .map(|(provider, state, count)| serde_json::json!({"provider": provider, "state": state, "count": count}))
             .collect();
-        let gc = serde_json::json!({"leased_chunks": leased, "leasing_uploads": uploads, "deletions_under_way": deletions});
+        let gc = serde_json::json!({
+            "leased_chunks": leased, "leasing_uploads": uploads, "deletions_under_way": deletions,
+            "open_sessions": sessions, "session_chunks": declared, "session_bytes_sent": session_bytes,
+        });
         let providers: Vec<_> =
             providers.iter().map(|p| serde_json::json!({"name": p.name, "state": p.state})).collect();
         println!(
@@ -560,10 +564,10 @@ async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
         };
         let now_line = match current(w) {
             Some((done, eta)) => format!(
-                "; pass under way: {:.0}% ({} chunks, {:.1} MB, {} found so far), about {:.0} s left",
+                "; pass under way: {:.0}% ({} chunks, {}, {} found so far), about {:.0} s left",
                 done * 100.0,
                 w.chunks,
-                crate::remote::mb(w.bytes as u64),
+                crate::remote::size(w.bytes as u64),
                 w.found,
                 eta
             ),
@@ -571,7 +575,11 @@ async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
         };
         println!("  {:<8} {} passes; {last}{now_line}", w.name, w.passes);
     }
-    println!("gc: {leased} chunks leased by {uploads} uploads in progress, {deletions} deletions under way");
+    println!(
+        "gc: {leased} chunks leased by {uploads} simple uploads in progress; {declared} chunks held by \
+         {sessions} open smart-upload sessions ({} sent so far); {deletions} deletions under way",
+        crate::remote::size(session_bytes.max(0) as u64)
+    );
     println!("providers:");
     for p in &providers {
         println!("  {:<12} {}", p.name, p.state);
@@ -608,10 +616,10 @@ async fn pass(cli: &Cli, config: ServerConfig, kind: workers::Kind) -> Result<()
         };
         let verb = if kind == workers::Kind::Gc { "freed" } else { "read" };
         println!(
-            "{}: {} chunks, {:.1} MB {verb} in {:.1} s; {} {what}, {} skipped (provider did not answer)",
+            "{}: {} chunks, {} {verb} in {:.1} s; {} {what}, {} skipped (provider did not answer)",
             report.worker,
             report.chunks,
-            crate::remote::mb(report.bytes),
+            crate::remote::size(report.bytes),
             report.seconds,
             report.found,
             report.skipped

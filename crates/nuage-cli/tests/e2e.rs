@@ -48,7 +48,7 @@ fn scenario(d: &Deployment, direct: bool) {
     // Fetched again: what is there already is left alone; a file changed since is never
     // overwritten without --force (nothing at all is downloaded then).
     let again = d.ok(&["get", "photos/backup", out.to_str().unwrap()]);
-    assert!(again.contains("downloaded 0 file(s)") && again.contains("4 unchanged"), "{again}");
+    assert!(again.contains("0 file(s) downloaded") && again.contains("4 unchanged"), "{again}");
     std::fs::write(out.join("notes é.md"), b"edited here").unwrap();
     std::fs::remove_file(out.join("2026/empty")).unwrap();
     let refused = d.run(&["get", "photos/backup", out.to_str().unwrap()], "");
@@ -66,6 +66,56 @@ fn scenario(d: &Deployment, direct: bool) {
     let folder = d.run(&["rm", "photos/backup"], "");
     let said = String::from_utf8_lossy(&folder.stderr);
     assert!(!folder.status.success() && said.contains("nuage rm -r photos/backup/"), "{said}");
+    // `ls` has headers and sizes people read; the put's summary says what happened.
+    let listing = d.ok(&["ls", "photos/backup"]);
+    assert!(
+        listing.starts_with("      SIZE  MODIFIED")
+            && listing.contains("folder")
+            && listing.contains("KiB  "),
+        "{listing}"
+    );
+    let again = d.ok(&["put", src.to_str().unwrap(), "photos/backup"]);
+    assert!(again.contains("0 file(s) sent, 4 unchanged"), "{again}");
+
+    // A deleted key: `get` says that versions are kept and how to bring one back; `undelete`
+    // does it on the server, `restore --version` takes an older content back.
+    let key = "photos/backup/2026/trip/small.txt";
+    let first =
+        serde_json::from_str::<serde_json::Value>(&d.ok(&["--json", "versions", key])).unwrap()[0]["version"]
+            .as_i64()
+            .unwrap();
+    d.ok(&["rm", key]);
+    let gone = d.run(&["get", key, d.path("gone.txt").to_str().unwrap()], "");
+    let said = String::from_utf8_lossy(&gone.stderr);
+    assert_eq!(gone.status.code(), Some(3), "{said}");
+    assert!(said.contains("was deleted") && said.contains(&format!("nuage undelete {key}")), "{said}");
+    let as_json = d.run(&["--json", "get", key, d.path("gone.txt").to_str().unwrap()], "");
+    let error: serde_json::Value = serde_json::from_slice(&as_json.stderr).expect("--json errors are JSON");
+    assert_eq!(
+        (error["error"]["code"].as_str(), error["error"]["exit_code"].as_u64()),
+        (Some("object_not_found"), Some(3))
+    );
+    let undeleted = d.ok(&["undelete", key]);
+    assert!(
+        undeleted.contains(&format!("content of version {first}"))
+            && undeleted.contains("nothing was downloaded"),
+        "{undeleted}"
+    );
+    let live = d.run(&["undelete", key], "");
+    assert!(
+        String::from_utf8_lossy(&live.stderr).contains("is not deleted"),
+        "undelete of a live key explains"
+    );
+    let fetched = d.path("fetched.txt");
+    d.ok(&["get", key, fetched.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&fetched).unwrap(), b"hello");
+    let newer = d.path("newer.txt");
+    std::fs::write(&newer, b"newer").unwrap();
+    d.ok(&["put", newer.to_str().unwrap(), key]);
+    d.ok(&["restore", key, "--version", &first.to_string()]);
+    d.ok(&["get", "--force", key, fetched.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&fetched).unwrap(), b"hello", "restore --version brought the old content back");
+    assert!(!said.contains('\x1b'), "no colour codes when not on a terminal");
 
     // A re-upload of a folder in which 1% of the bytes changed sends at most 2% of them: the
     // smart upload sends only the chunks the server lacks.

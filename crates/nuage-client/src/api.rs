@@ -16,8 +16,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Attempts of an upload before giving up on temporary failures.
-const PUT_ATTEMPTS: u32 = 4;
+use crate::retry::{Retry, with_retries};
 
 /// What went wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +61,35 @@ pub enum ClientError {
         "{0:?} is not a server URL: give it with its scheme, e.g. http://127.0.0.1:8420 or https://nuage.example.net"
     )]
     ServerUrl(String),
+    /// Temporary failures lasted the whole retry window.
+    #[error("{what}: {cause}; gave up after {waited} of retrying")]
+    GaveUp {
+        /// What was being done.
+        what: String,
+        /// How long the outage had lasted, in words.
+        waited: String,
+        /// The last failure, in words.
+        cause: String,
+        /// The last failure.
+        #[source]
+        source: Box<ClientError>,
+    },
+    /// A download stopped by a failure that outlasted the retry window; what arrived is kept
+    /// and the same call resumes it.
+    #[error(
+        "{what} was cut: {cause} for {waited}; what arrived is kept: run the same command again to resume"
+    )]
+    Cut {
+        /// What was being downloaded.
+        what: String,
+        /// How long the outage had lasted, in words.
+        waited: String,
+        /// The last failure, in words.
+        cause: String,
+        /// Why it stopped.
+        #[source]
+        source: Box<ClientError>,
+    },
 }
 
 impl ClientError {
@@ -73,14 +101,30 @@ impl ClientError {
         }
     }
 
-    /// Whether the same request may succeed later (connection trouble, 503).
+    /// Whether the same request may succeed later (connection trouble, 502, 503, 504).
     pub fn is_temporary(&self) -> bool {
         match self {
-            ClientError::Http(e) => e.is_connect() || e.is_timeout() || e.is_request() || e.is_body(),
-            ClientError::Api { status, .. } => *status == 503,
+            // A body cut short (the connection closed mid-stream) is a decode error with an
+            // I/O error under it; a body that is no JSON has none.
+            ClientError::Http(e) => {
+                e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || (e.is_decode() && cut(e))
+            }
+            ClientError::Api { status, .. } => matches!(status, 502..=504),
             _ => false,
         }
     }
+}
+
+/// Whether an I/O error lies under `e`: the connection, not the content, failed.
+fn cut(e: &reqwest::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.is::<io::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ClientError + '_ {
@@ -266,6 +310,8 @@ pub struct Client {
     token: Option<String>,
     region: Option<String>,
     edge_read_timeout: Duration,
+    /// The retry window, shared by the clones of this client.
+    retry: Arc<Retry>,
     /// The server's edges, ranked the first time a transfer needs them.
     edges: std::sync::Arc<tokio::sync::OnceCell<Option<std::sync::Arc<crate::edges::Edges>>>>,
 }
@@ -284,8 +330,26 @@ impl Client {
             token,
             region: None,
             edge_read_timeout: crate::edges::EDGE_READ_TIMEOUT,
+            retry: Arc::new(Retry::new(crate::retry::RETRY_WINDOW)),
             edges: Default::default(),
         })
+    }
+
+    /// Sets how long temporary failures (the server down or restarting, a connection cut,
+    /// `502`/`503`/`504`) are retried before a call gives up (default
+    /// [`crate::retry::RETRY_WINDOW`]; zero: never retried).
+    pub fn with_retry_window(mut self, window: Duration) -> Client {
+        self.retry = Arc::new(Retry::new(window));
+        self
+    }
+
+    /// The retry window.
+    pub fn retry_window(&self) -> Duration {
+        self.retry.window()
+    }
+
+    pub(crate) fn retry(&self) -> &Retry {
+        &self.retry
     }
 
     /// Sets how long a chunk request to an edge may go without progress before the edge is
@@ -307,7 +371,7 @@ impl Client {
         struct List {
             edges: Vec<crate::edges::EdgeInfo>,
         }
-        Ok(Self::json::<List>(self.request(Method::GET, "/v1/edges")).await?.edges)
+        Ok(self.json::<List>(self.request(Method::GET, "/v1/edges")).await?.edges)
     }
 
     /// The edges of `list`, ranked once per client (`None` when there are none).
@@ -368,14 +432,34 @@ impl Client {
         Err(ClientError::Api { status, code, message })
     }
 
-    pub(crate) async fn json<T: serde::de::DeserializeOwned>(r: RequestBuilder) -> ClientResult<T> {
-        Ok(Self::check(r.send().await?).await?.json().await?)
+    /// Sends a request and turns an error answer into [`ClientError::Api`]; a `GET` or `HEAD`
+    /// is retried on temporary failures (see [`crate::retry`]).
+    pub(crate) async fn send(&self, r: RequestBuilder) -> ClientResult<Response> {
+        let request = r.build()?;
+        if !matches!(*request.method(), Method::GET | Method::HEAD) {
+            return Self::check(self.http.execute(request).await?).await;
+        }
+        let what = format!("reading {}", request.url().path());
+        with_retries(&self.retry, &what, || {
+            let request = request.try_clone();
+            async move {
+                let request = request
+                    .ok_or_else(|| ClientError::Protocol("a request that cannot be repeated".into()))?;
+                Self::check(self.http.execute(request).await?).await
+            }
+        })
+        .await
+    }
+
+    /// [`Client::send`], then the answer's JSON body.
+    pub(crate) async fn json<T: serde::de::DeserializeOwned>(&self, r: RequestBuilder) -> ClientResult<T> {
+        Ok(self.send(r).await?.json().await?)
     }
 
     /// Logs in with a password; returns a new token.
     pub async fn login(&self, account: &str, password: &str, token_name: &str) -> ClientResult<TokenInfo> {
         let body = serde_json::json!({"account": account, "password": password, "token_name": token_name});
-        Self::json(self.request(Method::POST, "/v1/login").json(&body)).await
+        self.json(self.request(Method::POST, "/v1/login").json(&body)).await
     }
 
     /// Revokes the token this client uses.
@@ -386,17 +470,17 @@ impl Client {
 
     /// The account of the token.
     pub async fn account(&self) -> ClientResult<AccountInfo> {
-        Self::json(self.request(Method::GET, "/v1/account")).await
+        self.json(self.request(Method::GET, "/v1/account")).await
     }
 
     /// Creates a bucket.
     pub async fn create_bucket(&self, name: &str, spec: &BucketSpec) -> ClientResult<BucketInfo> {
-        Self::json(self.request(Method::PUT, &format!("/v1/buckets/{}", encode_path(name))).json(spec)).await
+        self.json(self.request(Method::PUT, &format!("/v1/buckets/{}", encode_path(name))).json(spec)).await
     }
 
     /// One bucket.
     pub async fn bucket(&self, name: &str) -> ClientResult<BucketInfo> {
-        Self::json(self.request(Method::GET, &format!("/v1/buckets/{}", encode_path(name)))).await
+        self.json(self.request(Method::GET, &format!("/v1/buckets/{}", encode_path(name)))).await
     }
 
     /// The account's buckets.
@@ -405,7 +489,7 @@ impl Client {
         struct Buckets {
             buckets: Vec<BucketInfo>,
         }
-        Ok(Self::json::<Buckets>(self.request(Method::GET, "/v1/buckets")).await?.buckets)
+        Ok(self.json::<Buckets>(self.request(Method::GET, "/v1/buckets")).await?.buckets)
     }
 
     /// Deletes an empty bucket.
@@ -430,7 +514,7 @@ impl Client {
             .header(header::CONTENT_TYPE, content_type)
             .header("idempotency-key", new_idempotency_key())
             .body(bytes);
-        Self::json(r).await
+        self.json(r).await
     }
 
     /// Uploads a file, streaming it, retrying temporary failures with one idempotency key.
@@ -443,8 +527,10 @@ impl Client {
     ) -> ClientResult<PutResult> {
         let idempotency_key = new_idempotency_key();
         let what = format!("upload of {}", path.display());
-        with_retries(&what, || self.put_file_once(bucket, key, path, &idempotency_key, progress.clone()))
-            .await
+        with_retries(&self.retry, &what, || {
+            self.put_file_once(bucket, key, path, &idempotency_key, progress.clone())
+        })
+        .await
     }
 
     async fn put_file_once(
@@ -471,12 +557,37 @@ impl Client {
             .header(header::CONTENT_LENGTH, len)
             .header("idempotency-key", idempotency_key)
             .body(reqwest::Body::wrap_stream(stream));
-        Self::json(r).await
+        self.json(r).await
     }
 
     /// Downloads an object (or one version) into `dest`, resuming an interrupted download
-    /// of the same version, and checks the whole-file hash before renaming into place.
+    /// of the same version, and checks the whole-file hash before renaming into place. A
+    /// download cut by a temporary failure resumes by itself within the retry window; past
+    /// it, what arrived stays for the next call ([`ClientError::Cut`]).
     pub async fn get_to_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<i64>,
+        dest: &Path,
+        progress: Progress,
+    ) -> ClientResult<GetResult> {
+        let what = format!("the download of {bucket}/{key}");
+        let got: ClientResult<GetResult> = with_retries(&self.retry, &what, || {
+            self.get_to_file_once(bucket, key, version, dest, progress.clone())
+        })
+        .await;
+        match got {
+            Err(ClientError::GaveUp { what, waited, cause, source })
+                if with_suffix(dest, ".nuage-part").exists() =>
+            {
+                Err(ClientError::Cut { what, waited, cause, source })
+            }
+            other => other,
+        }
+    }
+
+    async fn get_to_file_once(
         &self,
         bucket: &str,
         key: &str,
@@ -524,7 +635,7 @@ impl Client {
             Some(r) => r,
             None => {
                 let q = version.map(|v| format!("?version={v}")).unwrap_or_default();
-                let r = Self::check(self.request(Method::GET, &format!("{path}{q}")).send().await?).await?;
+                let r = self.send(self.request(Method::GET, &format!("{path}{q}"))).await?;
                 let etag = r
                     .headers()
                     .get(header::ETAG)
@@ -563,7 +674,14 @@ impl Client {
         let mut done = resumed_from;
         let mut body = response.bytes_stream();
         while let Some(bytes) = body.next().await {
-            let bytes = bytes?;
+            let bytes = match bytes {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    // What arrived is kept for the next attempt.
+                    file.flush().await.map_err(io_err(&part))?;
+                    return Err(e.into());
+                }
+            };
             hasher.update(&bytes);
             file.write_all(&bytes).await.map_err(io_err(&part))?;
             done += bytes.len() as u64;
@@ -579,7 +697,7 @@ impl Client {
 
     /// Downloads an object into memory.
     pub async fn get_bytes(&self, bucket: &str, key: &str) -> ClientResult<Vec<u8>> {
-        let r = Self::check(self.request(Method::GET, &Self::object_path(bucket, key)).send().await?).await?;
+        let r = self.send(self.request(Method::GET, &Self::object_path(bucket, key))).await?;
         Ok(r.bytes().await?.to_vec())
     }
 
@@ -598,8 +716,7 @@ impl Client {
         if let Some(t) = page_token {
             q.push_str(&format!("&page_token={}", encode_query(t)));
         }
-        Self::json(self.request(Method::GET, &format!("/v1/buckets/{}/objects{q}", encode_path(bucket))))
-            .await
+        self.json(self.request(Method::GET, &format!("/v1/buckets/{}/objects{q}", encode_path(bucket)))).await
     }
 
     /// Every object under `prefix` (all pages).
@@ -627,6 +744,21 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("no x-nuage-version".into()))
     }
 
+    /// Makes `version` of a key (an old one, or the last one before a delete) its current
+    /// version again, on the server (a copy of the manifest: nothing is downloaded or sent
+    /// again); retried on temporary failures with one idempotency key.
+    pub async fn restore(&self, bucket: &str, key: &str, version: i64) -> ClientResult<PutResult> {
+        let path = format!("/v1/buckets/{}/versions/{}", encode_path(bucket), encode_path(key));
+        let idempotency_key = new_idempotency_key();
+        let body = serde_json::json!({ "version": version });
+        with_retries(&self.retry, "restoring a version", || {
+            self.json(
+                self.request(Method::POST, &path).header("idempotency-key", &idempotency_key).json(&body),
+            )
+        })
+        .await
+    }
+
     /// Every kept version of a key, newest first.
     pub async fn versions(&self, bucket: &str, key: &str) -> ClientResult<Vec<ObjectInfo>> {
         #[derive(Deserialize)]
@@ -634,29 +766,7 @@ impl Client {
             versions: Vec<ObjectInfo>,
         }
         let path = format!("/v1/buckets/{}/versions/{}", encode_path(bucket), encode_path(key));
-        Ok(Self::json::<Versions>(self.request(Method::GET, &path)).await?.versions)
-    }
-}
-
-/// BLAKE3 of a whole file.
-/// Runs `attempt` until it succeeds, fails for good, or has failed temporarily
-/// [`PUT_ATTEMPTS`] times, with a growing pause between attempts. Only for requests that are
-/// safe to repeat (idempotent by construction or by key).
-pub(crate) async fn with_retries<T, F, Fut>(what: &str, mut attempt: F) -> ClientResult<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ClientResult<T>>,
-{
-    let mut n = 0;
-    loop {
-        n += 1;
-        match attempt().await {
-            Err(e) if e.is_temporary() && n < PUT_ATTEMPTS => {
-                tracing::warn!("{what} failed ({e}); retrying");
-                tokio::time::sleep(Duration::from_millis(200 << n)).await;
-            }
-            other => return other,
-        }
+        Ok(self.json::<Versions>(self.request(Method::GET, &path)).await?.versions)
     }
 }
 

@@ -3,6 +3,7 @@
 //! - [`api`]: the typed SDK of the link server (`Client`), used by the CLI and the tests.
 //! - [`smart`]: smart upload (chunk and seal here, send only what the server lacks).
 //! - [`edges`]: which edge cache to read chunks through.
+//! - [`retry`]: temporary failures retried for a window of time shared by all requests.
 //! - [`share`]: reads through manifests (end-to-end buckets) and share links.
 //! - [`ingest`]: the client-side chunk pipeline over files and folders (read, chunk, seal on
 //!   two threads; store through a [`nuage_blob::ChunkStore`]), and [`snapshot`], the local
@@ -12,6 +13,7 @@
 pub mod api;
 pub mod edges;
 pub mod ingest;
+pub mod retry;
 pub mod share;
 pub mod smart;
 pub mod snapshot;

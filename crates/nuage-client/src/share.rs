@@ -24,10 +24,9 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::api::{
-    Client, ClientError, ClientResult, GetResult, Progress, encode_path, io_err, with_retries, with_suffix,
-};
+use crate::api::{Client, ClientError, ClientResult, GetResult, Progress, encode_path, io_err, with_suffix};
 use crate::edges::EdgeInfo;
+use crate::retry::with_retries;
 
 /// Chunk fetches in flight per download.
 pub const FETCHES_IN_FLIGHT: usize = 8;
@@ -186,7 +185,7 @@ impl Client {
     ) -> ClientResult<ManifestView> {
         let q = version.map(|v| format!("?version={v}")).unwrap_or_default();
         let path = format!("/v1/buckets/{}/manifests/{}{q}", encode_path(bucket), encode_path(key));
-        Self::json(self.request(Method::GET, &path)).await
+        self.json(self.request(Method::GET, &path)).await
     }
 
     /// Downloads an object through its manifest, decrypting it here: the chunks come from
@@ -274,7 +273,7 @@ impl Client {
     /// One stored chunk under a grant, checked against its address.
     async fn fetch_chunk(&self, address: &Address, grant: &str) -> ClientResult<Bytes> {
         let url = format!("{}/v1/chunks/{}", self.base(), address.to_hex());
-        let bytes = with_retries("fetching a chunk", || async {
+        let bytes = with_retries(self.retry(), "fetching a chunk", || async {
             let r = self.raw_request(Method::GET, &url).header("x-nuage-grant", grant).send().await?;
             Ok(Self::check(r).await?.bytes().await?)
         })
@@ -293,7 +292,7 @@ impl Client {
             "max_downloads": spec.max_downloads,
             "password": spec.password,
         });
-        let created: Created = Self::json(self.request(Method::POST, "/v1/shares").json(&body)).await?;
+        let created: Created = self.json(self.request(Method::POST, "/v1/shares").json(&body)).await?;
         let mut url = format!("{}{}", self.base(), created.path);
         if let Some(content_key) = &spec.content_key {
             let file_key = self.file_key(bucket, key, created.share.version, content_key).await?;
@@ -305,7 +304,7 @@ impl Client {
 
     /// The account's share links, newest first.
     pub async fn shares(&self) -> ClientResult<Vec<ShareInfo>> {
-        Ok(Self::json::<Shares>(self.request(Method::GET, "/v1/shares")).await?.shares)
+        Ok(self.json::<Shares>(self.request(Method::GET, "/v1/shares")).await?.shares)
     }
 
     /// Revokes a share link.
@@ -323,7 +322,7 @@ fn decode_b64(text: &str) -> ClientResult<Vec<u8>> {
 /// What the share link points at; nothing is counted.
 pub async fn link_info(link: &ShareUrl) -> ClientResult<LinkInfo> {
     let client = Client::new(&link.base, None)?;
-    Client::json(client.raw_request(Method::GET, &format!("{}/s/{}/info", link.base, link.token))).await
+    client.json(client.raw_request(Method::GET, &format!("{}/s/{}/info", link.base, link.token))).await
 }
 
 /// Writes `bytes` to `dest` through `DEST.nuage-part`, hashing as it goes, and gives the
@@ -384,11 +383,14 @@ pub async fn download_share(
             return Err(ClientError::Key("this link asks for a password".into()));
         }
         (true, Some(p)) => Some(
-            Client::json::<Unlocked>(
-                client.raw_request(Method::POST, &at("unlock")).json(&serde_json::json!({ "password": p })),
-            )
-            .await?
-            .grant,
+            client
+                .json::<Unlocked>(
+                    client
+                        .raw_request(Method::POST, &at("unlock"))
+                        .json(&serde_json::json!({ "password": p })),
+                )
+                .await?
+                .grant,
         ),
     };
     let with_grant = |r: reqwest::RequestBuilder| match &grant {
@@ -400,7 +402,7 @@ pub async fn download_share(
             .file_key
             .ok_or_else(|| ClientError::Key("this end-to-end link lacks its key (the #k= part)".into()))?;
         let view: ManifestView =
-            Client::json(with_grant(client.raw_request(Method::GET, &at("manifest")))).await?;
+            client.json(with_grant(client.raw_request(Method::GET, &at("manifest")))).await?;
         let manifest = e2e::open_manifest(&file_key, &decode_b64(&view.manifest)?)
             .map_err(|e| ClientError::Key(e.to_string()))?;
         return client.write_from_chunks(&manifest, &view, dest, progress).await;
@@ -408,7 +410,7 @@ pub async fn download_share(
     // A normal link reads through the edges when the server lists some.
     if !client.edge_list().await?.is_empty() {
         let view: ManifestView =
-            Client::json(with_grant(client.raw_request(Method::GET, &at("manifest")))).await?;
+            client.json(with_grant(client.raw_request(Method::GET, &at("manifest")))).await?;
         let manifest = Manifest::decode(&decode_b64(&view.manifest)?)
             .map_err(|e| ClientError::Protocol(format!("manifest: {e}")))?;
         return client.write_from_chunks(&manifest, &view, dest, progress).await;

@@ -25,9 +25,8 @@ use nuage_core::{Address, ChunkerConfig, Manifest};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{
-    Client, ClientError, ClientResult, Progress, PutResult, content_type_of, io_err, with_retries,
-};
+use crate::api::{Client, ClientError, ClientResult, Progress, PutResult, content_type_of, io_err};
+use crate::retry::with_retries;
 
 /// Most chunks declared at once.
 pub const BATCH_CHUNKS: usize = 256;
@@ -139,8 +138,8 @@ impl Upload<'_> {
         let missing = match &self.session {
             None => {
                 let body = serde_json::json!({"bucket": self.bucket, "key": self.key, "size": self.size, "chunks": chunks});
-                let started: Started = with_retries("starting an upload", || {
-                    Client::json(self.client.request(Method::POST, "/v1/uploads").json(&body))
+                let started: Started = with_retries(self.client.retry(), "starting an upload", || {
+                    self.client.json(self.client.request(Method::POST, "/v1/uploads").json(&body))
                 })
                 .await?;
                 self.session = Some(started.upload_id);
@@ -149,8 +148,8 @@ impl Upload<'_> {
             Some(id) => {
                 let path = format!("/v1/uploads/{id}/chunks");
                 let body = serde_json::json!({ "chunks": chunks });
-                let more: More = with_retries("declaring chunks", || {
-                    Client::json(self.client.request(Method::POST, &path).json(&body))
+                let more: More = with_retries(self.client.retry(), "declaring chunks", || {
+                    self.client.json(self.client.request(Method::POST, &path).json(&body))
                 })
                 .await?;
                 more.missing
@@ -193,7 +192,7 @@ impl Upload<'_> {
 impl Client {
     /// The chunking and sealing a device must use for smart uploads to this account.
     pub async fn upload_settings(&self) -> ClientResult<Pipeline> {
-        let s: Settings = Self::json(self.request(Method::GET, "/v1/uploads/settings")).await?;
+        let s: Settings = self.json(self.request(Method::GET, "/v1/uploads/settings")).await?;
         let bad = |m: &str| ClientError::Protocol(format!("upload settings: {m}"));
         let secret: [u8; 32] = URL_SAFE_NO_PAD
             .decode(&s.convergence_secret)
@@ -313,8 +312,8 @@ impl Client {
             "content_type": content_type_of(path),
         });
         let commit = format!("/v1/uploads/{session}/commit");
-        let put: PutResult = with_retries("committing an upload", || {
-            Self::json(self.request(Method::POST, &commit).json(&body))
+        let put: PutResult = with_retries(self.retry(), "committing an upload", || {
+            self.json(self.request(Method::POST, &commit).json(&body))
         })
         .await?;
         Ok(SmartPutResult {
@@ -335,7 +334,7 @@ impl Client {
         };
         let method = Method::from_bytes(target.method.as_bytes())
             .map_err(|_| ClientError::Protocol(format!("target method {:?}", target.method)))?;
-        with_retries("sending a chunk", || {
+        with_retries(self.retry(), "sending a chunk", || {
             let mut r = self.raw_request(method.clone(), &url).body(bytes.clone());
             for (k, v) in &target.headers {
                 r = r.header(k, v);

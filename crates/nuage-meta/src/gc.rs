@@ -552,6 +552,23 @@ impl Meta {
         Ok(())
     }
 
+    /// Smart-upload sessions open (not expired, aborted or committed), the distinct chunks
+    /// they declared (which the collector leaves alone while they are open), and the stored
+    /// bytes they have sent so far.
+    pub async fn open_session_holds(&self) -> Result<(i64, i64, i64)> {
+        let row = sqlx::query(
+            "SELECT COUNT(DISTINCT s.id), COUNT(DISTINCT c.address), \
+             CAST(COALESCE(SUM(CASE WHEN c.sent = 1 THEN c.stored_size ELSE 0 END), 0) AS BIGINT) \
+             FROM upload_sessions s LEFT JOIN upload_session_chunks c ON c.session_id = s.id \
+             WHERE s.expires_at > $1 AND NOT EXISTS (SELECT 1 FROM uploads u \
+             WHERE u.account_id = s.account_id AND u.idempotency_key = 'upload:' || s.id)",
+        )
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+    }
+
     /// Live leases and the chunks they hold (for `nuage admin status` and tests).
     pub async fn lease_count(&self) -> Result<(i64, i64)> {
         let row = sqlx::query(

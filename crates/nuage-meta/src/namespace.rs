@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::accounts::is_unique_violation;
 use crate::db::now_ms;
+use crate::uploads::array32;
 use crate::{Backend, Error, Meta, Result};
 
 /// How a bucket stores its objects.
@@ -447,6 +448,74 @@ impl Meta {
         self.write(bucket, key, Some((new, refs)), precondition, idempotency_key).await
     }
 
+    /// Makes the version `source` of `key` (a live version, or an old one behind a tombstone)
+    /// its current version again: a new version with the same manifest, charged as a new
+    /// upload of the same chunks would be, with no byte read or moved. The source must still
+    /// exist when the write commits (checked in its transaction, so a prune or a collector
+    /// racing the restore cannot leave the new version without its chunks).
+    pub async fn restore_version(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        source: i64,
+        precondition: &Precondition,
+        idempotency_key: Option<&str>,
+    ) -> Result<Committed> {
+        let old = self.version(bucket, key, source).await?;
+        let Some(etag) = old.etag.filter(|_| !old.tombstone) else { return Err(Error::ObjectNotFound) };
+        let manifest = self.manifest(old.id).await?;
+        let refs = references(&manifest)?;
+        let addresses: Vec<[u8; 32]> = refs.keys().copied().collect();
+        let mut chunks = Vec::with_capacity(addresses.len());
+        for batch in addresses.chunks(500) {
+            let marks: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT c.address, c.stored_size, p.provider FROM chunks c \
+                 LEFT JOIN placements p ON p.address = c.address AND p.state = 'stored' \
+                 WHERE c.address IN ({})",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for a in batch {
+                query = query.bind(a.to_vec());
+            }
+            let mut found: BTreeMap<[u8; 32], ChunkRef> = BTreeMap::new();
+            for row in query.fetch_all(&self.pool).await? {
+                let address = array32(row.try_get(0)?, "chunk address")?;
+                let stored_size = row.try_get::<i64, _>(1)? as u32;
+                let provider: Option<String> = row.try_get(2)?;
+                let c = found.entry(address).or_insert_with(|| ChunkRef {
+                    address,
+                    stored_size,
+                    providers: Vec::new(),
+                    opened: None,
+                });
+                c.providers.extend(provider);
+            }
+            if found.len() != batch.len() {
+                return Err(Error::Corrupt(format!("version {source} names a chunk the index lacks")));
+            }
+            chunks.extend(found.into_values());
+        }
+        let new = NewVersion {
+            size: old.size,
+            etag,
+            content_type: old.content_type,
+            manifest,
+            chunks,
+            lease_holder: None,
+        };
+        self.write_job(Job {
+            bucket: bucket.clone(),
+            key: key.to_owned(),
+            content: Some((new, refs)),
+            precondition: precondition.clone(),
+            idempotency_key: idempotency_key.map(str::to_owned),
+            source: Some(source),
+        })
+        .await
+    }
+
     /// Deletes `key` by adding a tombstone version; the key must have a live version.
     pub async fn delete_object(
         &self,
@@ -466,13 +535,18 @@ impl Meta {
         precondition: &Precondition,
         idempotency_key: Option<&str>,
     ) -> Result<Committed> {
-        let job = Job {
+        self.write_job(Job {
             bucket: bucket.clone(),
             key: key.to_owned(),
             content: content.map(|(n, r)| (n.clone(), r)),
             precondition: precondition.clone(),
             idempotency_key: idempotency_key.map(str::to_owned),
-        };
+            source: None,
+        })
+        .await
+    }
+
+    async fn write_job(&self, job: Job) -> Result<Committed> {
         if self.backend() == Backend::Postgres {
             // Concurrent transactions, serialized per account by the account row's lock.
             let mut tx = self.pool.begin().await?;
@@ -816,6 +890,8 @@ pub(crate) struct Job {
     content: Option<(NewVersion, BTreeMap<[u8; 32], i64>)>,
     precondition: Precondition,
     idempotency_key: Option<String>,
+    /// The version whose manifest this one copies: it must still exist at the commit.
+    source: Option<i64>,
 }
 
 /// A write waiting for the next group commit, with where to send its outcome.
@@ -863,7 +939,7 @@ async fn commit_batch(pool: &AnyPool, batch: Vec<Pending>) {
 /// idempotency key, checks the bucket, the precondition and the quota, then records the
 /// version, its chunk references and placements, the change, and prunes old versions.
 async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Result<Committed> {
-    let Job { bucket, key, content, precondition, idempotency_key } = job;
+    let Job { bucket, key, content, precondition, idempotency_key, source } = job;
     let key = key.as_str();
     let idempotency_key = idempotency_key.as_deref();
     let content = content.as_ref().map(|(n, r)| (n, r));
@@ -947,6 +1023,19 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
     }
     if content.is_none() && current.is_none() {
         return Err(Error::ObjectNotFound);
+    }
+    if let Some(source) = source {
+        // Under the account's lock (which every prune takes): while the source is here, its
+        // chunks are referenced, and no collector is deleting them.
+        let here: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM versions WHERE id = $1 AND object_id = $2 AND tombstone = 0")
+                .bind(source)
+                .bind(object_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if here.is_none() {
+            return Err(Error::ObjectNotFound);
+        }
     }
     let size = content.as_ref().map_or(0, |(n, _)| n.size);
     // The version is charged what it stores: the stored size of its distinct chunks.

@@ -84,7 +84,7 @@ pub struct UploadSession {
     pub expires_at: i64,
 }
 
-fn array32(v: Vec<u8>, what: &str) -> Result<[u8; 32]> {
+pub(crate) fn array32(v: Vec<u8>, what: &str) -> Result<[u8; 32]> {
     v.try_into().map_err(|_| Error::Corrupt(format!("{what} is not 32 bytes")))
 }
 

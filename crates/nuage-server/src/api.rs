@@ -38,7 +38,7 @@ pub fn router(nuage: Arc<Nuage>) -> Router {
             "/v1/buckets/{bucket}/objects/{*key}",
             put(objects::put).get(objects::get).head(objects::head).delete(objects::delete),
         )
-        .route("/v1/buckets/{bucket}/versions/{*key}", get(objects::versions))
+        .route("/v1/buckets/{bucket}/versions/{*key}", get(objects::versions).post(objects::restore))
         .route("/v1/uploads/settings", get(uploads::settings))
         .route("/v1/uploads", post(uploads::start))
         .route("/v1/uploads/{id}", delete(uploads::abort))

@@ -174,6 +174,17 @@ impl From<nuage_blob::Error> for ApiError {
     fn from(e: nuage_blob::Error) -> Self {
         use nuage_blob::Error as E;
         match e {
+            E::QuorumNotMet { ref problems, .. }
+                if !problems.is_empty()
+                    && problems.iter().all(|p| p.kind == nuage_blob::ProblemKind::Full) =>
+            {
+                tracing::warn!("storage: {e}");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    "the storage providers this write needs are full; nothing was stored (an operator must add room or a provider)",
+                )
+            }
             E::QuorumNotMet { .. } | E::Unavailable { .. } | E::ProviderDown { .. } => {
                 tracing::warn!("storage: {e}");
                 ApiError::new(

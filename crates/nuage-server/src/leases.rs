@@ -18,22 +18,56 @@ const DELETION_WAIT: Duration = Duration::from_secs(30);
 
 /// The holder name of a simple upload's leases: its idempotency key when it has one, so
 /// that the retry of an attempt cut short by a crash drops the leases that attempt took
-/// when it commits (or finds the first attempt's commit); a random name otherwise.
-pub(crate) fn holder(account_id: i64, idempotency_key: Option<&str>) -> Holder {
-    match idempotency_key {
-        Some(k) => Holder { name: format!("put:{account_id}:{k}"), shared: true },
-        None => Holder { name: format!("put:{}", hex::encode(rand::random::<[u8; 16]>())), shared: false },
+/// when it commits (or finds the first attempt's commit); a random name otherwise. The
+/// holder counts as an attempt under way in this process until it is dropped.
+pub(crate) fn holder(nuage: &Nuage, account_id: i64, idempotency_key: Option<&str>) -> Holder {
+    let (name, shared) = match idempotency_key {
+        Some(k) => (format!("put:{account_id}:{k}"), true),
+        None => (format!("put:{}", hex::encode(rand::random::<[u8; 16]>())), false),
+    };
+    if shared {
+        *nuage.attempts.0.lock().unwrap_or_else(|e| e.into_inner()).entry(name.clone()).or_insert(0) += 1;
     }
+    Holder { name, shared, attempts: shared.then(|| nuage.attempts.0.clone()) }
 }
 
+/// Attempts of simple uploads under way in this process, by holder name.
+#[derive(Debug, Default)]
+pub(crate) struct Attempts(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>);
+
 /// Who holds an upload's leases.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Holder {
     /// The name in `chunk_leases`.
     pub name: String,
     /// Named by an idempotency key: another attempt of the same upload (a retry sent while
     /// this one still runs) may hold leases under the same name.
     shared: bool,
+    /// Where this attempt is counted (shared holders only).
+    attempts: Option<std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>>,
+}
+
+impl Holder {
+    /// Whether another attempt with this holder name runs in this process.
+    fn others_running(&self) -> bool {
+        self.attempts.as_ref().is_some_and(|a| {
+            a.lock().unwrap_or_else(|e| e.into_inner()).get(&self.name).is_some_and(|&n| n > 1)
+        })
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        if let Some(attempts) = &self.attempts {
+            let mut map = attempts.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = map.get_mut(&self.name) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&self.name);
+                }
+            }
+        }
+    }
 }
 
 /// Until when a lease taken now lasts, Unix ms.
@@ -108,12 +142,14 @@ pub(crate) async fn wait_out_deletions(nuage: &Nuage, addresses: &[[u8; 32]]) ->
 
 /// Drops the leases and the quota hold of an upload attempt that failed, and deletes the
 /// chunks it stored that nothing else relies on (best effort: leases run out anyway, and the
-/// collector takes what is left).
-/// Leases named by an idempotency key are left to the retry, which drops them at its
-/// commit: dropping them here could take them from a retry running beside this attempt
-/// (whose commit would then be refused, `upload_lease_expired`).
+/// collector takes what is left), so that a failed upload (a full provider, a client gone)
+/// gives its room back now, not when its leases run out.
+/// Leases named by an idempotency key are left to a retry of the same upload running
+/// beside this attempt in this process. A retry running on another server at the same
+/// instant loses them: its commit is refused (`upload_lease_expired`, temporary) and the
+/// client's next retry takes them again.
 pub(crate) async fn release(nuage: &std::sync::Arc<Nuage>, holder: &Holder) {
-    if holder.shared {
+    if holder.shared && holder.others_running() {
         return;
     }
     let leased = nuage.meta.leased_by(&holder.name).await;

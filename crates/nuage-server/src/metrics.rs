@@ -28,6 +28,10 @@ pub struct Metrics {
     pub uploads_aborted: AtomicU64,
     /// Uploads that waited for the collector to finish deleting one of their chunks.
     pub deletion_waits: AtomicU64,
+    /// Copies found missing when read (the read fell back to another copy, or failed).
+    pub read_fallbacks_missing: AtomicU64,
+    /// Copies found corrupt when read.
+    pub read_fallbacks_corrupt: AtomicU64,
     /// The scrub worker's counters.
     pub scrub: WorkerCounters,
     /// The repair worker's counters.
@@ -83,6 +87,16 @@ impl Metrics {
                 &self.stored_bytes_written,
             ),
             ("nuage_uploads_aborted_total", "Uploads that made no version", &self.uploads_aborted),
+            (
+                "nuage_read_copies_missing_total",
+                "Copies found missing when read (the read used another copy)",
+                &self.read_fallbacks_missing,
+            ),
+            (
+                "nuage_read_copies_corrupt_total",
+                "Copies found corrupt when read (the read used another copy)",
+                &self.read_fallbacks_corrupt,
+            ),
             (
                 "nuage_gc_deletion_waits_total",
                 "Uploads that waited for a deletion of one of their chunks to end",

@@ -230,7 +230,7 @@ pub async fn put(
     let pipeline =
         Pipeline { chunker: nuage.chunker, seal: nuage.seal, secret: ConvergenceSecret::from_bytes(secret) };
 
-    let holder = crate::leases::holder(caller.account_id, idempotency_key.as_deref());
+    let holder = crate::leases::holder(&nuage, caller.account_id, idempotency_key.as_deref());
     let lease = crate::leases::Lease {
         holder: &holder.name,
         expires_at: crate::leases::lease_until(&nuage),
@@ -704,6 +704,58 @@ pub async fn delete(
     let mut response = StatusCode::NO_CONTENT.into_response();
     set(&mut response, VERSION_HEADER, &committed.version.id.to_string());
     Ok(response)
+}
+
+/// `POST /v1/buckets/{bucket}/versions/{key}` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// The version to bring back (from the version list); a version behind a tombstone
+    /// undeletes the key.
+    version: i64,
+}
+
+/// Makes an old version of a key (or the last one before it was deleted) its current
+/// version again, as a new version with the same content: a copy of the manifest, no byte
+/// moved. Charged against the quota as an upload of the same content would be.
+#[utoipa::path(post, path = "/v1/buckets/{bucket}/versions/{key}", tag = "objects", security(("token" = [])),
+    params(
+        ("bucket" = String, Path), ("key" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key never makes a second version"),
+        ("If-Match" = Option<String>, Header, description = "Restore only over this current version"),
+    ),
+    request_body = RestoreRequest,
+    responses(
+        (status = 201, description = "Version made", body = PutAnswer, headers(("ETag" = String, description = "Quoted BLAKE3 of the content"), ("x-nuage-version" = i64, description = "The version id"))),
+        (status = 200, description = "Idempotent replay of an earlier request", body = PutAnswer),
+        (status = 400, description = "`invalid_request`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 404, description = "`bucket_not_found`, `object_not_found` (no such version of the key, or a tombstone)", body = ErrorBody),
+        (status = 412, description = "`precondition_failed`", body = ErrorBody),
+        (status = 413, description = "`quota_exceeded`", body = ErrorBody),
+        (status = 422, description = "`idempotency_key_reused`", body = ErrorBody),
+    ))]
+pub async fn restore(
+    State(nuage): State<Arc<Nuage>>,
+    caller: Caller,
+    Path((bucket, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<RestoreRequest>,
+) -> ApiResult<Response> {
+    let key = read_key(&key)?;
+    let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
+    let key = stored_key(&nuage, &bucket, key).await?;
+    let committed = nuage
+        .meta
+        .restore_version(
+            &bucket,
+            &key,
+            body.version,
+            &precondition(&headers),
+            idempotency_key(&headers)?.as_deref(),
+        )
+        .await?;
+    add(&nuage.metrics.versions_committed, 1);
+    Ok(put_answer(&bucket, committed.version, committed.replayed))
 }
 
 /// Listing parameters.

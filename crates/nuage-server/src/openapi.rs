@@ -16,7 +16,7 @@ use crate::{api, error, objects, shares, uploads};
     paths(
         api::openapi, api::healthz, api::metrics, api::login, api::account, api::create_token,
         api::list_tokens, api::revoke_token, api::list_buckets, api::create_bucket, api::bucket_info,
-        api::delete_bucket, objects::put, objects::get, objects::head, objects::delete, objects::list, objects::versions,
+        api::delete_bucket, objects::put, objects::get, objects::head, objects::delete, objects::list, objects::versions, objects::restore,
         api::grant_keys, api::edges, uploads::settings, uploads::start, uploads::more_chunks, uploads::abort, uploads::put_chunk, uploads::commit,
         shares::create, shares::list, shares::revoke, shares::page, shares::manifest, shares::get_chunk, shares::info,
         shares::unlock, shares::content, shares::share_manifest,

@@ -40,7 +40,9 @@ pub struct Nuage {
     pub grants: Grants,
     /// Chunks waiting for the rest of their replicas (direct uploads).
     pub replicas: crate::replicas::Replicas,
-    /// Wrong share-link passwords, to space out guesses.
+    /// Simple uploads under way in this process, by lease holder (an upload and its retries
+    /// share one): a failed attempt drops its leases when no other is running.
+    pub(crate) attempts: crate::leases::Attempts,
     /// Providers added at run time that failed to open, and when: tried again after a
     /// while, not on every refresh of the registry.
     pub(crate) open_failures: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
@@ -124,6 +126,7 @@ impl Nuage {
             seal,
             config,
             metrics: Metrics::default(),
+            attempts: Default::default(),
             grants,
             replicas: Default::default(),
             open_failures: std::sync::Mutex::new(open_failures),

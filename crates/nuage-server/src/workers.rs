@@ -862,6 +862,16 @@ pub async fn run_pass(
     state.last_pass_found = Some(state.found);
     if persist {
         nuage.meta.save_worker_state(&state).await?;
+    } else {
+        // A pass run by hand (`nuage admin scrub`) is recorded under a name of its own, so
+        // that `admin status` shows it and the background worker's next save keeps it.
+        let mut by_hand = nuage.meta.worker_state(&format!("{} (by hand)", kind.name())).await?;
+        by_hand.passes += 1;
+        by_hand.pass_started_at = state.pass_started_at;
+        by_hand.last_pass_at = state.last_pass_at;
+        by_hand.last_pass_found = state.last_pass_found;
+        (by_hand.chunks, by_hand.bytes, by_hand.found) = (state.chunks, state.bytes, state.found);
+        nuage.meta.save_worker_state(&by_hand).await?;
     }
     counters.passes.fetch_add(1, Ordering::Relaxed);
     report.seconds = started.elapsed().as_secs_f64();
@@ -876,7 +886,50 @@ pub fn spawn(nuage: &Arc<Nuage>) -> Vec<tokio::task::JoinHandle<()>> {
     let (inactive, seen) = tokio::sync::watch::channel(Vec::new());
     tasks.push(tokio::spawn(provider_states(nuage.clone(), inactive)));
     tasks.push(tokio::spawn(drains(nuage.clone(), seen)));
+    tasks.push(tokio::spawn(read_problems(nuage.clone())));
     tasks
+}
+
+/// What the chunk store met on reads and writes: a copy missing or corrupt (the read fell
+/// back to another copy, or failed) is logged, counted at `/metrics`, and its placement is
+/// recorded so (from `stored`, compare and set), so that the next repair pass (hourly by
+/// default) rewrites it rather than the weekly scrub finding it first.
+async fn read_problems(nuage: Arc<Nuage>) {
+    use nuage_blob::ProblemKind;
+    let mut events = nuage.store.subscribe();
+    loop {
+        let problem = match events.recv().await {
+            Ok(p) => p,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(
+                    "{n} placement problems were not looked at (too many at once); the scrub finds them"
+                );
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let state = match problem.kind {
+            ProblemKind::Missing => "missing",
+            ProblemKind::Corrupt => "corrupt",
+            _ => continue,
+        };
+        let counter = if state == "missing" {
+            &nuage.metrics.read_fallbacks_missing
+        } else {
+            &nuage.metrics.read_fallbacks_corrupt
+        };
+        crate::metrics::add(counter, 1);
+        let address = problem.address;
+        match nuage.meta.change_placement(address.as_bytes(), &problem.provider, "stored", state, false).await
+        {
+            Ok(true) => tracing::warn!(
+                "chunk {address} is {state} on {}: recorded, the next repair pass rewrites it",
+                problem.provider
+            ),
+            Ok(false) => {} // recorded already, or not a placement the index knows
+            Err(e) => tracing::warn!("chunk {address} is {state} on {}; recording it: {e}", problem.provider),
+        }
+    }
 }
 
 /// Every two seconds, on its own: the providers' states from the database, so that a drain

@@ -660,6 +660,79 @@ on_every_backend! {
 
 on_every_backend! {
     #[tokio::test]
+    fn a_restore_copies_the_manifest_of_an_old_version_and_moves_no_byte(e) {
+        e.alice("PUT", "/v1/buckets/box", vec![]).await;
+        let old = data(300_000, 41);
+        let v1 = e.alice("PUT", "/v1/buckets/box/objects/doc", old.clone()).await.json();
+        e.alice("PUT", "/v1/buckets/box/objects/doc", b"newer".to_vec()).await;
+        e.alice("PUT", "/v1/buckets/box/objects/other", b"other".to_vec()).await;
+        let gone = e.alice("DELETE", "/v1/buckets/box/objects/doc", vec![]).await;
+        let tombstone = gone.header("x-nuage-version").to_owned();
+        let (files, chunks, used) = (chunk_files(&e), e.nuage.meta.chunk_totals().await.unwrap(), e.used().await);
+        let restore = |version: serde_json::Value, headers: Vec<(&'static str, String)>| {
+            let body = serde_json::to_vec(&serde_json::json!({ "version": version })).unwrap();
+            let token = e.alice.clone();
+            let e = &e;
+            async move {
+                let mut h: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+                h.extend(headers.iter().map(|(k, v)| (*k, v.as_str())));
+                e.call("POST", "/v1/buckets/box/versions/doc", &token, &h, body).await
+            }
+        };
+        // A tombstone, another key's version, a version that never was: nothing to restore.
+        let other = e.alice("GET", "/v1/buckets/box/versions/other", vec![]).await.json()["versions"][0]["version"].clone();
+        for v in [serde_json::json!(tombstone.parse::<i64>().unwrap()), other, serde_json::json!(999_999)] {
+            let a = restore(v.clone(), vec![]).await;
+            assert_eq!((a.status, a.code().as_str()), (StatusCode::NOT_FOUND, "object_not_found"), "{v}");
+        }
+        let bad = restore(serde_json::json!("one"), vec![]).await;
+        assert_eq!((bad.status, bad.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_request"));
+        let wrong = restore(v1["version"].clone(), vec![("if-match", format!("\"{}\"", "0".repeat(64)))]).await;
+        assert_eq!(wrong.status, StatusCode::PRECONDITION_FAILED);
+        // Another account: no such bucket.
+        let body = serde_json::to_vec(&serde_json::json!({ "version": v1["version"] })).unwrap();
+        let bob = e.call("POST", "/v1/buckets/box/versions/doc", &e.bob.clone(), &[("content-type", "application/json")], body).await;
+        assert_eq!((bob.status, bob.code().as_str()), (StatusCode::NOT_FOUND, "bucket_not_found"));
+        // The quota counts the restored version as an upload of its chunks would.
+        e.nuage.meta.set_quota(e.alice_id, Some(used + 10)).await.unwrap();
+        let full = restore(v1["version"].clone(), vec![]).await;
+        assert_eq!((full.status, full.code().as_str()), (StatusCode::PAYLOAD_TOO_LARGE, "quota_exceeded"));
+        assert_eq!(e.versions("doc").await, 3, "a refused restore makes nothing");
+        e.nuage.meta.set_quota(e.alice_id, None).await.unwrap();
+
+        let made = restore(v1["version"].clone(), vec![("idempotency-key", "restore-1".into())]).await;
+        assert_eq!(made.status, StatusCode::CREATED);
+        let made = made.json();
+        assert_eq!(made["etag"], v1["etag"]);
+        assert!(made["version"].as_i64() > v1["version"].as_i64());
+        assert_eq!(e.alice("GET", "/v1/buckets/box/objects/doc", vec![]).await.body, old, "undeleted, old content");
+        let (refs, zero) = e.nuage.meta.chunk_totals().await.unwrap();
+        assert_eq!((chunk_files(&e), zero), (files, chunks.1), "no chunk written");
+        assert!(refs > chunks.0, "the new version references the old one's chunks");
+        assert!(e.used().await > used, "charged");
+        let replay = restore(v1["version"].clone(), vec![("idempotency-key", "restore-1".into())]).await;
+        assert_eq!(replay.status, StatusCode::OK);
+        assert_eq!((replay.json()["replayed"].clone(), replay.json()["version"].clone()), (serde_json::json!(true), made["version"].clone()));
+        assert_eq!(e.versions("doc").await, 4, "v1, newer, the tombstone, the restored one");
+        // In a bucket that keeps two versions, the restore prunes the version it copied:
+        // the chunks stay referenced by the new one.
+        let policy = br#"{"keep_versions": 2}"#.to_vec();
+        e.call("PUT", "/v1/buckets/two", &e.alice.clone(), &[("content-type", "application/json")], policy).await;
+        let first = e.alice("PUT", "/v1/buckets/two/objects/k", old.clone()).await.json();
+        e.alice("PUT", "/v1/buckets/two/objects/k", b"second".to_vec()).await;
+        let body = serde_json::to_vec(&serde_json::json!({ "version": first["version"] })).unwrap();
+        let back = e.call("POST", "/v1/buckets/two/versions/k", &e.alice.clone(), &[("content-type", "application/json")], body).await;
+        assert_eq!(back.status, StatusCode::CREATED);
+        assert_eq!(e.versions_in("two", "k").await, 2, "the copied version was pruned");
+        let unreferenced = e.nuage.meta.unreferenced_chunks(None, nuage_meta::now_ms() + 60_000, 1000).await.unwrap();
+        assert!(unreferenced.is_empty(), "the restored version references its chunks");
+        assert_eq!(e.alice("GET", "/v1/buckets/two/objects/k", vec![]).await.body, old);
+        assert_eq!(e.alice("GET", "/v1/buckets/box/objects/doc", vec![]).await.body, old);
+    }
+}
+
+on_every_backend! {
+    #[tokio::test]
     fn openapi_metrics_and_health_need_no_token(e) {
         let doc = e.call("GET", "/v1/openapi.json", "", &[], vec![]).await;
         assert_eq!(doc.status, StatusCode::OK);

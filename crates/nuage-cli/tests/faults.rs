@@ -1,0 +1,253 @@
+//! Faults as a user meets them: the real `nuage serve` killed or restarted under a download
+//! and a folder upload, a full provider, a copy missing on one provider. SQLite and local
+//! folders (the faults are the server's and the providers', not the database's).
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nuage_client::{Client, ClientError};
+
+/// Polls `ready` every few milliseconds until it holds, for at most `within`.
+fn wait_until(within: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn serve_on(d: &Deployment, addr: &str) -> Server {
+    d.serve_with(&["--listen", addr])
+}
+
+/// A download whose server is killed and started again mid-stream goes on by itself from
+/// where it stopped; one whose server stays down past the retry window stops with
+/// `ClientError::Cut`, keeps what arrived, and the next call resumes it.
+#[test]
+fn a_download_cut_mid_stream_resumes_by_itself() {
+    let d = Deployment::new("");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let server = serve_on(&d, &addr);
+    let token = d.alice(&server);
+    let content = data(24_000_000, 77);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let client = Client::new(&server.url, Some(token.clone())).unwrap();
+    runtime.block_on(async {
+        client.create_bucket("films", &Default::default()).await.unwrap();
+        client.put_bytes("films", "long.mkv", content.clone(), "video/x-matroska").await.unwrap();
+    });
+
+    // The progress callback holds the download at its first bytes while the server is
+    // killed and started again on the same port.
+    let mut server = Some(server);
+    for (restart, window) in [(true, Duration::from_secs(60)), (false, Duration::from_millis(1500))] {
+        let dest = d.path(if restart { "long-1.mkv" } else { "long-2.mkv" });
+        let (arrived, hold) = (mpsc::channel::<()>(), mpsc::channel::<()>());
+        let (arrived_tx, hold_rx) = (std::sync::Mutex::new(Some(arrived.0)), std::sync::Mutex::new(hold.1));
+        let progress = Arc::new(move |done: u64| {
+            if done > 0
+                && let Some(tx) = arrived_tx.lock().unwrap().take()
+            {
+                tx.send(()).unwrap();
+                hold_rx.lock().unwrap().recv().unwrap();
+            }
+            true
+        });
+        let client =
+            Client::new(&format!("http://{addr}"), Some(token.clone())).unwrap().with_retry_window(window);
+        let download = {
+            let dest = dest.clone();
+            runtime.spawn(async move { client.get_to_file("films", "long.mkv", None, &dest, progress).await })
+        };
+        arrived.1.recv_timeout(Duration::from_secs(30)).expect("the download started");
+        drop(server.take()); // SIGKILL, and waited for
+        if restart {
+            server = Some(serve_on(&d, &addr));
+        }
+        hold.0.send(()).unwrap();
+        let got = runtime.block_on(download).unwrap();
+        if restart {
+            let got = got.expect("the download went on after the restart");
+            assert!(got.resumed_from > 0, "it resumed rather than started over: {got:?}");
+            assert!(std::fs::read(&dest).unwrap() == content, "and the file is whole");
+        } else {
+            let e = got.expect_err("the server stayed down");
+            assert!(matches!(e, ClientError::Cut { .. }), "{e:?}");
+            let said = e.to_string();
+            assert!(
+                said.contains("run the same command again") && said.contains("cannot be reached"),
+                "{said}"
+            );
+            let part = d.path("long-2.mkv.nuage-part");
+            assert!(part.exists() && !dest.exists(), "what arrived is kept, under the part's name only");
+            server = Some(serve_on(&d, &addr));
+            let client = Client::new(&format!("http://{addr}"), Some(token.clone())).unwrap();
+            let again = runtime
+                .block_on(client.get_to_file(
+                    "films",
+                    "long.mkv",
+                    None,
+                    &dest,
+                    nuage_client::api::no_progress(),
+                ))
+                .unwrap();
+            assert!(again.resumed_from > 0, "{again:?}");
+            assert!(std::fs::read(&dest).unwrap() == content);
+        }
+    }
+}
+
+/// A folder upload whose server dies midway waits the retry window, says so once, stops
+/// with one message and exit code 7; run again once the server is back, it sends only the
+/// rest.
+#[test]
+fn a_folder_put_against_a_dead_server_stops_once_with_one_message() {
+    let d = Deployment::new("");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let server = serve_on(&d, &addr);
+    d.alice(&server);
+    d.ok(&["bucket", "create", "docs"]);
+    let src = d.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..3000 {
+        std::fs::write(src.join(format!("f{i:04}.txt")), data(600, i)).unwrap();
+    }
+    let mut put = d.command();
+    put.env("NUAGE_RETRY_WINDOW", "3")
+        .args(["put", src.to_str().unwrap(), "docs/src"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = put.spawn().unwrap();
+    wait_until(Duration::from_secs(60), "files committed", || {
+        metric(&server.url, "nuage_versions_committed_total") >= 20
+    });
+    drop(server);
+    let killed = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let took = killed.elapsed();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(7), "{said}");
+    assert_eq!(said.matches("retrying for up to 3.0 s").count(), 1, "the outage is said once: {said}");
+    assert!(said.contains("gave up after") && said.contains("stopped after"), "{said}");
+    assert!(said.lines().count() <= 4, "a few lines, not one per file: {said}");
+    assert!(took < Duration::from_secs(30), "it stopped after the window, not per file: {took:?}");
+
+    let server = serve_on(&d, &addr);
+    let again: serde_json::Value =
+        serde_json::from_str(&d.ok(&["--json", "put", src.to_str().unwrap(), "docs/src"])).unwrap();
+    let unchanged = again["unchanged"].as_u64().unwrap();
+    assert!(unchanged >= 20, "what went up before is not sent again: {again}");
+    let listed: serde_json::Value = serde_json::from_str(&d.ok(&["--json", "ls", "-r", "docs/src"])).unwrap();
+    assert_eq!(listed["objects"].as_array().unwrap().len(), 3000);
+    drop(server);
+}
+
+/// The server in a mount namespace of its own whose only provider is a small tmpfs: a write
+/// that does not fit is refused with `507 insufficient_storage` (not "retry later"), and
+/// what the failed upload had stored is given back at once, so that a smaller upload fits
+/// right after (smart and simple).
+#[test]
+fn a_full_provider_answers_insufficient_storage_and_keeps_nothing() {
+    let d = Deployment::new("[chunking]\nmin_size = 65536\navg_size = 131072\nmax_size = 524288\n")
+        .with_folders("", &["small"]);
+    std::fs::create_dir_all(d.path("small")).unwrap();
+    let mut serve = Command::new("unshare");
+    serve
+        .args(["-Urm", "--", "sh", "-c", "mount -t tmpfs -o size=6m tmpfs \"$0\" && exec \"$@\""])
+        .arg(d.path("small"))
+        .arg(NUAGE)
+        .arg("--config")
+        .arg(d.path("nuage.toml"))
+        .arg("serve")
+        .env_remove("NUAGE_DATA_DIR")
+        .env_remove("NUAGE_DATABASE_URL")
+        .env_remove("NUAGE_LISTEN");
+    let server = spawn_until(serve, "nuage serving on ");
+    d.alice(&server);
+    d.ok(&["bucket", "create", "box"]);
+    for (mode, fits) in [(None, 3_000_000), (Some("--simple"), 2_000_000)] {
+        let big = d.path("big.bin");
+        std::fs::write(&big, data(10_000_000, fits as u32)).unwrap();
+        let mut args = vec!["put"];
+        args.extend(mode);
+        args.extend([big.to_str().unwrap(), "box/big.bin"]);
+        let out = d.run_env(&args, "", &[("NUAGE_RETRY_WINDOW", "5")]);
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(6), "{mode:?}: {said}");
+        assert!(said.contains("insufficient_storage") && said.contains("full"), "{mode:?}: {said}");
+        let small = d.path("small.bin");
+        std::fs::write(&small, data(fits, 5 + fits as u32)).unwrap();
+        let target = format!("box/fits-{fits}.bin");
+        let mut args = vec!["put"];
+        args.extend(mode);
+        args.extend([small.to_str().unwrap(), &target]);
+        let out = d.run(&args, "");
+        assert!(
+            out.status.success(),
+            "{mode:?}: the failed upload gave its room back: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    drop(server);
+}
+
+/// A copy missing on one provider: reads fall back to the other copy, and the server logs
+/// it, counts it at /metrics and records the placement `missing`, which the next repair
+/// pass (here `nuage admin repair`) rewrites.
+#[test]
+fn a_read_that_falls_back_marks_the_placement_for_repair() {
+    let d = Deployment::new("[chunking]\nmin_size = 65536\navg_size = 131072\nmax_size = 524288\n")
+        .with_two_folders("[buckets]\nreplicas = 2\nwrite_quorum = 2\n");
+    let server = d.serve();
+    d.alice(&server);
+    d.ok(&["bucket", "create", "box"]);
+    let file = d.path("x.bin");
+    let content = data(4_000_000, 3);
+    std::fs::write(&file, &content).unwrap();
+    d.ok(&["put", file.to_str().unwrap(), "box/x.bin"]);
+    // Every chunk file of provider `a` goes.
+    let mut removed = 0;
+    let mut stack = vec![d.path("a")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if path.is_dir() {
+                stack.push(path);
+            } else if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                std::fs::remove_file(&path).unwrap();
+                removed += 1;
+            }
+        }
+    }
+    assert!(removed > 10, "{removed} chunk files");
+    let back = d.path("x-back.bin");
+    d.ok(&["get", "box/x.bin", back.to_str().unwrap()]);
+    assert!(std::fs::read(&back).unwrap() == content, "the read fell back to b");
+    assert!(metric(&server.url, "nuage_read_copies_missing_total") > 0);
+    let missing_on_a = || {
+        let status: serde_json::Value = serde_json::from_str(&d.ok(&["--json", "admin", "status"])).unwrap();
+        status["placements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["provider"] == "a" && p["state"] == "missing")
+            .and_then(|p| p["count"].as_i64())
+            .unwrap_or(0)
+    };
+    wait_until(Duration::from_secs(10), "placements on a recorded missing", || missing_on_a() > 0);
+    drop(server);
+    let repaired = d.ok(&["--json", "admin", "repair"]);
+    let repaired: serde_json::Value = serde_json::from_str(&repaired).unwrap();
+    assert!(repaired["found"].as_u64().unwrap() > 0, "{repaired}");
+    assert_eq!(missing_on_a(), 0);
+    let status: serde_json::Value = serde_json::from_str(&d.ok(&["--json", "admin", "status"])).unwrap();
+    let by_hand =
+        status["workers"].as_array().unwrap().iter().find(|w| w["name"] == "repair (by hand)").cloned();
+    assert!(by_hand.is_some_and(|w| w["passes"] == 1), "the pass by hand is recorded: {status}");
+}
