@@ -608,11 +608,8 @@ pub async fn serve_version(
     // Last-Modified date; two versions of a key made within one second share that date, so
     // it is no strong validator of "the current one". Otherwise the whole object is sent, so
     // a resumed download never splices two versions.
-    let same_version = match headers.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
-        None => true,
-        Some(v) if v.trim_start().starts_with('"') => v.trim() == quoted(&etag),
-        Some(v) => pinned && v.trim() == last_modified,
-    };
+    let if_range = headers.get(header::IF_RANGE).map(|v| v.to_str().unwrap_or("\u{0}"));
+    let same_version = range::if_range_allows(if_range, &quoted(&etag), &last_modified, pinned);
     let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| same_version);
     let (start, end) = match range::parse(range_header, size) {
         RangeRequest::Full => (0, size),

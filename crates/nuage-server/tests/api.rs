@@ -1935,3 +1935,139 @@ on_every_backend! {
         assert_eq!((a.status, a.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_key"));
     }
 }
+
+/// A damage done to a manifest before a device commits it.
+#[derive(Debug, Clone)]
+enum Damage {
+    /// Flips one bit of the encoding.
+    Flip(usize, u8),
+    /// Cuts the encoding.
+    Cut(usize),
+    /// Inserts bytes into the encoding.
+    Insert(usize, Vec<u8>),
+    /// Sets one entry's plaintext length (and the total, so that it still decodes).
+    Length(usize, u32),
+    /// Swaps two entries.
+    Swap(usize, usize),
+    /// Repeats one entry (and grows the total).
+    Repeat(usize),
+    /// Drops one entry (and shrinks the total).
+    Drop(usize),
+    /// Gives one entry another entry's key.
+    Key(usize, usize),
+    /// Points one entry at an address nobody declared.
+    Stranger(usize, [u8; 32]),
+}
+
+fn damage() -> impl proptest::strategy::Strategy<Value = Damage> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (any::<usize>(), 0u8..8).prop_map(|(i, b)| Damage::Flip(i, b)),
+        any::<usize>().prop_map(Damage::Cut),
+        (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..80))
+            .prop_map(|(i, b)| Damage::Insert(i, b)),
+        (any::<usize>(), prop_oneof![Just(1u32), 1u32..300_000, Just(u32::MAX)])
+            .prop_map(|(i, n)| Damage::Length(i, n)),
+        (any::<usize>(), any::<usize>()).prop_map(|(i, j)| Damage::Swap(i, j)),
+        any::<usize>().prop_map(Damage::Repeat),
+        any::<usize>().prop_map(Damage::Drop),
+        (any::<usize>(), any::<usize>()).prop_map(|(i, j)| Damage::Key(i, j)),
+        (any::<usize>(), any::<[u8; 32]>()).prop_map(|(i, a)| Damage::Stranger(i, a)),
+    ]
+}
+
+fn damaged(m: &nuage_core::Manifest, d: &Damage) -> Vec<u8> {
+    let mut m = m.clone();
+    let n = m.entries.len();
+    match d {
+        Damage::Flip(i, bit) => {
+            let mut raw = m.encode();
+            let at = i % raw.len();
+            raw[at] ^= 1 << bit;
+            return raw;
+        }
+        Damage::Cut(i) => {
+            let mut raw = m.encode();
+            raw.truncate(i % raw.len());
+            return raw;
+        }
+        Damage::Insert(i, bytes) => {
+            let mut raw = m.encode();
+            let at = i % (raw.len() + 1);
+            raw.splice(at..at, bytes.iter().copied());
+            return raw;
+        }
+        Damage::Length(i, len) => m.entries[i % n].plain_len = *len,
+        Damage::Swap(i, j) => m.entries.swap(i % n, j % n),
+        Damage::Repeat(i) => {
+            let e = m.entries[i % n];
+            m.entries.insert(i % n, e);
+        }
+        Damage::Drop(i) => {
+            m.entries.remove(i % n);
+        }
+        Damage::Key(i, j) => m.entries[i % n].key = m.entries[j % n].key,
+        Damage::Stranger(i, a) => m.entries[i % n].address = nuage_core::Address::from_bytes(*a),
+    }
+    m.size = m.entries.iter().map(|e| u64::from(e.plain_len)).sum();
+    m.encode()
+}
+
+/// Manifests on commit: a device may send any bytes as its manifest. From a real one,
+/// random damage is refused with a 4xx and a documented code, changing nothing, or (a
+/// reordering, a repeat, a drop: what some other file would be) commits a version whose
+/// every entry is what its chunk holds, so that a download streams exactly the size the
+/// version says. Never a 5xx, never a version that claims bytes its chunks do not hold.
+#[test]
+fn any_manifest_a_device_commits_is_refused_cleanly_or_true_to_its_chunks() {
+    use proptest::test_runner::{Config, TestRunner};
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let e = runtime.block_on(env(None, ""));
+    let codes = documented_codes();
+    let (sealed, original) = runtime.block_on(async {
+        e.alice("PUT", "/v1/buckets/smart", vec![]).await;
+        let body = data(400_000, 99);
+        let sealed = e.seal_like_a_device(&body).await;
+        assert!(sealed.manifest.entries.len() >= 4, "several chunks to damage");
+        let first = e.smart_put("smart", "original", &sealed, &sealed.manifest.encode()).await;
+        assert_eq!(first.status, StatusCode::CREATED);
+        (sealed, body)
+    });
+    let cases = std::env::var("NUAGE_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(96);
+    let mut runner = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    runner
+        .run(&damage(), |d| {
+            let raw = damaged(&sealed.manifest, &d);
+            let key = format!("k{}", n.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+            runtime.block_on(async {
+                let used = e.used().await;
+                let answer = e.smart_put("smart", &key, &sealed, &raw).await;
+                let status = answer.status;
+                proptest::prop_assert!(!status.is_server_error(), "{d:?}: {status} {:?}", answer.json());
+                if !status.is_success() {
+                    proptest::prop_assert!(status.is_client_error());
+                    let code = answer.code();
+                    proptest::prop_assert!(codes.contains(&code), "{d:?}: undocumented {code}");
+                    proptest::prop_assert_eq!(e.versions_in("smart", &key).await, 0);
+                    proptest::prop_assert_eq!(e.used().await, used, "a refused commit charges nothing");
+                    return Ok(());
+                }
+                // Committed: every entry holds what it says, in the order it says.
+                let m = nuage_core::Manifest::decode(&raw).unwrap();
+                let mut expected = Vec::new();
+                for entry in &m.entries {
+                    let i = sealed.manifest.entries.iter().position(|o| o.address == entry.address).unwrap();
+                    let at: u64 = sealed.manifest.entries[..i].iter().map(|o| u64::from(o.plain_len)).sum();
+                    proptest::prop_assert_eq!(entry.plain_len, sealed.manifest.entries[i].plain_len);
+                    expected.extend_from_slice(&original[at as usize..][..entry.plain_len as usize]);
+                }
+                let got = e.alice("GET", &format!("/v1/buckets/smart/objects/{key}"), vec![]).await;
+                proptest::prop_assert_eq!(got.status, StatusCode::OK);
+                proptest::prop_assert_eq!(got.header("content-length"), m.size.to_string());
+                proptest::prop_assert!(got.body == expected, "{:?}: the content is the entries' chunks", d);
+                Ok(())
+            })
+        })
+        .unwrap();
+}
