@@ -427,7 +427,9 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
                     .map(|r| (meta, r))
                 };
                 let put: Result<_> = put.await;
-                if put.is_err() {
+                if let Err(e) = &put
+                    && stops_the_rest(e)
+                {
                     stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 put.map(Some)
@@ -456,7 +458,7 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
         tracing::warn!("saving {}: {e}", stamps.path().display());
     }
     if let Some(e) = first_error {
-        if files.len() > 1 {
+        if files.len() > 1 && stops_the_rest(&e) {
             let sent = done.iter().filter(|d| !d.unchanged).count();
             let unchanged = done.len() - sent;
             return Err(e.context(format!(
@@ -500,6 +502,18 @@ pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether a failed file stops a folder put (the files not started are not tried): the
+/// server stayed unreachable through the retry window, or its storage is full; any other
+/// failure (a file that cannot be read, a quota refusal) is the file's, and the others go on.
+fn stops_the_rest(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ClientError>(),
+            Some(ClientError::GaveUp { .. } | ClientError::Api { status: 507, .. })
+        )
+    })
 }
 
 /// When `path` has the content of the key's current version `o` (same size, same BLAKE3),

@@ -40,6 +40,7 @@ fn a_download_cut_mid_stream_resumes_by_itself() {
     runtime.block_on(async {
         client.create_bucket("films", &Default::default()).await.unwrap();
         client.put_bytes("films", "long.mkv", content.clone(), "video/x-matroska").await.unwrap();
+        client.put_bytes("films", "short.txt", b"short".to_vec(), "text/plain").await.unwrap();
     });
 
     // The progress callback holds the download at its first bytes while the server is
@@ -60,6 +61,7 @@ fn a_download_cut_mid_stream_resumes_by_itself() {
         });
         let client =
             Client::new(&format!("http://{addr}"), Some(token.clone())).unwrap().with_retry_window(window);
+        let same = client.clone();
         let download = {
             let dest = dest.clone();
             runtime.spawn(async move { client.get_to_file("films", "long.mkv", None, &dest, progress).await })
@@ -85,6 +87,18 @@ fn a_download_cut_mid_stream_resumes_by_itself() {
             );
             let part = d.path("long-2.mkv.nuage-part");
             assert!(part.exists() && !dest.exists(), "what arrived is kept, under the part's name only");
+            // The window is the client's: spent, the next download gives up at once rather
+            // than wait it out again (a folder of files stops once, not once per file).
+            let started = Instant::now();
+            let next = runtime.block_on(same.get_to_file(
+                "films",
+                "short.txt",
+                None,
+                &d.path("short.txt"),
+                nuage_client::api::no_progress(),
+            ));
+            assert!(matches!(next, Err(ClientError::GaveUp { .. })), "{next:?}");
+            assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
             server = Some(serve_on(&d, &addr));
             let client = Client::new(&format!("http://{addr}"), Some(token.clone())).unwrap();
             let again = runtime
@@ -135,6 +149,7 @@ fn a_folder_put_against_a_dead_server_stops_once_with_one_message() {
     assert_eq!(said.matches("retrying for up to 3.0 s").count(), 1, "the outage is said once: {said}");
     assert!(said.contains("gave up after") && said.contains("stopped after"), "{said}");
     assert!(said.lines().count() <= 4, "a few lines, not one per file: {said}");
+    assert!(!said.contains('\x1b'), "no colour codes when standard error is no terminal: {said:?}");
     assert!(took < Duration::from_secs(30), "it stopped after the window, not per file: {took:?}");
 
     let server = serve_on(&d, &addr);

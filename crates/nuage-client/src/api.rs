@@ -628,14 +628,21 @@ impl Client {
                     let hasher = hash_file(&part).await?;
                     return finish(dest, &part, &state_path, state, hasher, have, have).await;
                 }
-                _ => {} // changed or gone: start over
+                // Changed, gone, or the range ignored: start over.
+                StatusCode::PRECONDITION_FAILED | StatusCode::NOT_FOUND | StatusCode::OK => {}
+                // Anything else (a 503 while the server restarts) keeps the part: the error
+                // goes up, temporary or not, and the next attempt resumes.
+                _ => {
+                    Self::check(r).await?;
+                }
             }
         }
         let (response, state) = match response {
             Some(r) => r,
             None => {
                 let q = version.map(|v| format!("?version={v}")).unwrap_or_default();
-                let r = self.send(self.request(Method::GET, &format!("{path}{q}"))).await?;
+                // Not retried here: the caller's loop retries the whole attempt.
+                let r = Self::check(self.request(Method::GET, &format!("{path}{q}")).send().await?).await?;
                 let etag = r
                     .headers()
                     .get(header::ETAG)

@@ -139,7 +139,9 @@ where
                 }
             },
             other => {
-                if !matches!(&other, Err(ClientError::Http(_))) {
+                // Only an answer of the server ends an outage: not a give-up of a nested
+                // call, nor a failure of this device (a file, a hash).
+                if matches!(&other, Ok(_) | Err(ClientError::Api { .. })) {
                     retry.answered();
                 }
                 return other;

@@ -463,39 +463,40 @@ impl Meta {
     ) -> Result<Committed> {
         let old = self.version(bucket, key, source).await?;
         let Some(etag) = old.etag.filter(|_| !old.tombstone) else { return Err(Error::ObjectNotFound) };
+        // The current version already: nothing to make (a second copy would only push the
+        // oldest kept version out).
+        if let Ok(head) = self.head(bucket, key).await
+            && head.id == source
+            && precondition.holds(head.etag.as_ref())
+        {
+            return Ok(Committed { version: head, replayed: true, pruned: vec![] });
+        }
         let manifest = self.manifest(old.id).await?;
         let refs = references(&manifest)?;
         let addresses: Vec<[u8; 32]> = refs.keys().copied().collect();
+        // The chunks as the index has them (their placements stay as they are: none is
+        // recorded again, so a copy a drain removed meanwhile never comes back).
         let mut chunks = Vec::with_capacity(addresses.len());
         for batch in addresses.chunks(500) {
             let marks: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
-            let sql = format!(
-                "SELECT c.address, c.stored_size, p.provider FROM chunks c \
-                 LEFT JOIN placements p ON p.address = c.address AND p.state = 'stored' \
-                 WHERE c.address IN ({})",
-                marks.join(", ")
-            );
+            let sql =
+                format!("SELECT address, stored_size FROM chunks WHERE address IN ({})", marks.join(", "));
             let mut query = sqlx::query(&sql);
             for a in batch {
                 query = query.bind(a.to_vec());
             }
-            let mut found: BTreeMap<[u8; 32], ChunkRef> = BTreeMap::new();
-            for row in query.fetch_all(&self.pool).await? {
-                let address = array32(row.try_get(0)?, "chunk address")?;
-                let stored_size = row.try_get::<i64, _>(1)? as u32;
-                let provider: Option<String> = row.try_get(2)?;
-                let c = found.entry(address).or_insert_with(|| ChunkRef {
-                    address,
-                    stored_size,
+            let rows = query.fetch_all(&self.pool).await?;
+            if rows.len() != batch.len() {
+                return Err(Error::Corrupt(format!("version {source} names a chunk the index lacks")));
+            }
+            for row in rows {
+                chunks.push(ChunkRef {
+                    address: array32(row.try_get(0)?, "chunk address")?,
+                    stored_size: row.try_get::<i64, _>(1)? as u32,
                     providers: Vec::new(),
                     opened: None,
                 });
-                c.providers.extend(provider);
             }
-            if found.len() != batch.len() {
-                return Err(Error::Corrupt(format!("version {source} names a chunk the index lacks")));
-            }
-            chunks.extend(found.into_values());
         }
         let new = NewVersion {
             size: old.size,
@@ -1133,8 +1134,12 @@ async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Resu
             }
         }
     }
-    if let Some((new, _)) = &content {
-        // The account holds these chunks now: it may skip sending them next time. One
+    if let Some((new, _)) = &content
+        && source.is_none()
+    {
+        // The account holds these chunks now: it may skip sending them next time (a restore
+        // adds nothing: it learnt nothing of them, and the upload that stored them recorded
+        // what it did). One
         // statement per hundred chunks (a small object's commit is a dozen round trips on
         // PostgreSQL; one more per chunk would show).
         for batch in new.chunks.chunks(100) {

@@ -28,9 +28,9 @@ pub struct Metrics {
     pub uploads_aborted: AtomicU64,
     /// Uploads that waited for the collector to finish deleting one of their chunks.
     pub deletion_waits: AtomicU64,
-    /// Copies found missing when read (the read fell back to another copy, or failed).
+    /// Copies the index had as stored that a read found missing (recorded for repair).
     pub read_fallbacks_missing: AtomicU64,
-    /// Copies found corrupt when read.
+    /// Copies the index had as stored that a read found corrupt (recorded for repair).
     pub read_fallbacks_corrupt: AtomicU64,
     /// The scrub worker's counters.
     pub scrub: WorkerCounters,

@@ -724,8 +724,8 @@ pub struct RestoreRequest {
     request_body = RestoreRequest,
     responses(
         (status = 201, description = "Version made", body = PutAnswer, headers(("ETag" = String, description = "Quoted BLAKE3 of the content"), ("x-nuage-version" = i64, description = "The version id"))),
-        (status = 200, description = "Idempotent replay of an earlier request", body = PutAnswer),
-        (status = 400, description = "`invalid_request`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 200, description = "Idempotent replay of an earlier request, or the version asked for is the current one already (nothing made)", body = PutAnswer),
+        (status = 400, description = "`invalid_request`, `invalid_key`, `invalid_idempotency_key`", body = ErrorBody),
         (status = 404, description = "`bucket_not_found`, `object_not_found` (no such version of the key, or a tombstone)", body = ErrorBody),
         (status = 412, description = "`precondition_failed`", body = ErrorBody),
         (status = 413, description = "`quota_exceeded`", body = ErrorBody),
@@ -738,9 +738,9 @@ pub async fn restore(
     headers: HeaderMap,
     Json(body): Json<RestoreRequest>,
 ) -> ApiResult<Response> {
-    let key = read_key(&key)?;
+    // A write: the key rules hold (a key stored before them can be read, not restored).
+    let key = crate::names::check_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
-    let key = stored_key(&nuage, &bucket, key).await?;
     let committed = nuage
         .meta
         .restore_version(
@@ -751,7 +751,9 @@ pub async fn restore(
             idempotency_key(&headers)?.as_deref(),
         )
         .await?;
-    add(&nuage.metrics.versions_committed, 1);
+    if !committed.replayed {
+        add(&nuage.metrics.versions_committed, 1);
+    }
     Ok(put_answer(&bucket, committed.version, committed.replayed))
 }
 

@@ -918,14 +918,28 @@ async fn read_problems(nuage: Arc<Nuage>) {
         } else {
             &nuage.metrics.read_fallbacks_corrupt
         };
-        crate::metrics::add(counter, 1);
         let address = problem.address;
+        // A read tries providers in ranking order, and one that never held the chunk (added
+        // since, or weighted up) answers "missing" too: only a placement of the index that
+        // says `stored` is a copy lost. (A read first: no write for the others.)
+        match nuage.meta.held_chunks(&[*address.as_bytes()]).await {
+            Ok(held)
+                if held.get(address.as_bytes()).is_some_and(|(_, on)| on.contains(&problem.provider)) => {}
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!("chunk {address} is {state} on {}; looking it up: {e}", problem.provider);
+                continue;
+            }
+        }
         match nuage.meta.change_placement(address.as_bytes(), &problem.provider, "stored", state, false).await
         {
-            Ok(true) => tracing::warn!(
-                "chunk {address} is {state} on {}: recorded, the next repair pass rewrites it",
-                problem.provider
-            ),
+            Ok(true) => {
+                crate::metrics::add(counter, 1);
+                tracing::warn!(
+                    "chunk {address} is {state} on {}: recorded, the next repair pass rewrites it",
+                    problem.provider
+                )
+            }
             Ok(false) => {} // recorded already, or not a placement the index knows
             Err(e) => tracing::warn!("chunk {address} is {state} on {}; recording it: {e}", problem.provider),
         }

@@ -714,6 +714,9 @@ on_every_backend! {
         assert_eq!(replay.status, StatusCode::OK);
         assert_eq!((replay.json()["replayed"].clone(), replay.json()["version"].clone()), (serde_json::json!(true), made["version"].clone()));
         assert_eq!(e.versions("doc").await, 4, "v1, newer, the tombstone, the restored one");
+        let current = restore(made["version"].clone(), vec![]).await;
+        assert_eq!((current.status, current.json()["version"].clone()), (StatusCode::OK, made["version"].clone()));
+        assert_eq!(e.versions("doc").await, 4, "restoring the current version makes nothing");
         // In a bucket that keeps two versions, the restore prunes the version it copied:
         // the chunks stay referenced by the new one.
         let policy = br#"{"keep_versions": 2}"#.to_vec();
