@@ -914,8 +914,14 @@ on_every_backend! {
             let put = e.put_chunk(&address, grant, sealed.chunks[&address].clone()).await;
             assert_eq!(put.status, StatusCode::CREATED, "{:?}", put.json());
         }
+        // `nuage admin status` counts what the open session holds: its chunks, and the bytes
+        // it has sent.
+        let stored: u64 = sealed.chunks.values().map(|b| b.len() as u64).sum();
+        let holds = e.nuage.meta.open_session_holds().await.unwrap();
+        assert_eq!(holds, (1, sealed.chunks.len() as i64, stored as i64));
         let done = e.commit_upload(&id, &sealed.manifest).await;
         assert_eq!(done.status, StatusCode::CREATED, "{:?}", done.json());
+        assert_eq!(e.nuage.meta.open_session_holds().await.unwrap(), (0, 0, 0), "a committed session holds nothing");
         let version = done.json()["version"].as_i64().unwrap();
         // The same commit again is a replay: same version, nothing new.
         let again = e.commit_upload(&id, &sealed.manifest).await;
