@@ -116,6 +116,59 @@ fn a_download_cut_mid_stream_resumes_by_itself() {
     }
 }
 
+/// A server that stops answering without closing its connections (stopped, hung behind a
+/// proxy) is a timeout, retried like any temporary failure, not a transfer that hangs for
+/// ever: past the window the download stops with what arrived kept, and resumes once the
+/// server runs again.
+#[test]
+fn a_server_that_stops_answering_times_out_into_the_retry_window() {
+    let d = Deployment::new("");
+    let server = d.serve();
+    let token = d.alice(&server);
+    let content = data(24_000_000, 78);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let client = Client::new(&server.url, Some(token.clone())).unwrap();
+    runtime.block_on(async {
+        client.create_bucket("films", &Default::default()).await.unwrap();
+        client.put_bytes("films", "long.mkv", content.clone(), "video/x-matroska").await.unwrap();
+    });
+    let client = client
+        .with_read_timeout(Duration::from_millis(500))
+        .unwrap()
+        .with_retry_window(Duration::from_millis(1500));
+    let (arrived, hold) = (mpsc::channel::<()>(), mpsc::channel::<()>());
+    let (arrived_tx, hold_rx) = (std::sync::Mutex::new(Some(arrived.0)), std::sync::Mutex::new(hold.1));
+    let progress = Arc::new(move |done: u64| {
+        if done > 0
+            && let Some(tx) = arrived_tx.lock().unwrap().take()
+        {
+            tx.send(()).unwrap();
+            hold_rx.lock().unwrap().recv().unwrap();
+        }
+        true
+    });
+    let dest = d.path("long.mkv");
+    let download = {
+        let (client, dest) = (client.clone(), dest.clone());
+        runtime.spawn(async move { client.get_to_file("films", "long.mkv", None, &dest, progress).await })
+    };
+    arrived.1.recv_timeout(Duration::from_secs(30)).expect("the download started");
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+    hold.0.send(()).unwrap();
+    let started = Instant::now();
+    let got = runtime.block_on(download).unwrap();
+    assert!(matches!(got, Err(ClientError::Cut { .. })), "{got:?}");
+    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+    let client = Client::new(&server.url, Some(token)).unwrap();
+    let again = runtime
+        .block_on(client.get_to_file("films", "long.mkv", None, &dest, nuage_client::api::no_progress()))
+        .unwrap();
+    assert!(again.resumed_from > 0, "{again:?}");
+    assert!(std::fs::read(&dest).unwrap() == content);
+}
+
 /// A folder upload whose server dies midway waits the retry window, says so once, stops
 /// with one message and exit code 7; run again once the server is back, it sends only the
 /// rest.

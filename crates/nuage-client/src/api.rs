@@ -18,6 +18,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::retry::{Retry, with_retries};
 
+/// How long a request waits for the server's next byte by default: twice the server's own
+/// send timeout (`[http] send_timeout_secs`, 60 s), so that only a server that stopped
+/// answering trips it.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn http_client(read_timeout: Duration) -> ClientResult<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(read_timeout)
+        .build()?)
+}
+
 /// What went wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -323,9 +335,8 @@ impl Client {
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
             return Err(ClientError::ServerUrl(base.to_owned()));
         }
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build()?;
         Ok(Client {
-            http,
+            http: http_client(READ_TIMEOUT)?,
             base: base.trim_end_matches('/').to_owned(),
             token,
             region: None,
@@ -341,6 +352,14 @@ impl Client {
     pub fn with_retry_window(mut self, window: Duration) -> Client {
         self.retry = Arc::new(Retry::new(window));
         self
+    }
+
+    /// Sets how long a request may wait for the server's next byte before it fails as a
+    /// timeout, a temporary failure (default [`READ_TIMEOUT`]): a server that stops
+    /// answering without closing the connection then enters the retry window.
+    pub fn with_read_timeout(mut self, timeout: Duration) -> ClientResult<Client> {
+        self.http = http_client(timeout)?;
+        Ok(self)
     }
 
     /// The retry window.

@@ -891,6 +891,44 @@ impl Env {
 
 on_every_backend! {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    fn chunks_an_interrupted_upload_sent_are_not_asked_for_again(e) {
+        e.alice("PUT", "/v1/buckets/smart", vec![]).await;
+        let sealed = e.seal_like_a_device(&data(1_500_000, 23)).await;
+        let first = e.start_upload("cut.bin", &sealed).await.json();
+        let targets = first["missing"].as_array().unwrap().clone();
+        assert!(targets.len() >= 4, "{} chunks", targets.len());
+        // The device sends half of them, then dies: no commit, no abort.
+        let mut sent = std::collections::BTreeSet::new();
+        for t in &targets[..targets.len() / 2] {
+            let address: nuage_core::Address = t["address"].as_str().unwrap().parse().unwrap();
+            let put = e.put_chunk(&address, t["headers"]["x-nuage-grant"].as_str().unwrap(), sealed.chunks[&address].clone()).await;
+            assert_eq!(put.status, StatusCode::CREATED);
+            sent.insert(address.to_hex());
+        }
+        // Run again: a new session is asked for the other half only, and commits.
+        let again = e.start_upload("cut.bin", &sealed).await.json();
+        let asked: std::collections::BTreeSet<String> =
+            again["missing"].as_array().unwrap().iter().map(|t| t["address"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(asked.len(), targets.len() - sent.len(), "only what the first attempt did not send");
+        assert!(asked.is_disjoint(&sent));
+        for t in again["missing"].as_array().unwrap() {
+            let address: nuage_core::Address = t["address"].as_str().unwrap().parse().unwrap();
+            let put = e.put_chunk(&address, t["headers"]["x-nuage-grant"].as_str().unwrap(), sealed.chunks[&address].clone()).await;
+            assert_eq!(put.status, StatusCode::CREATED);
+        }
+        let done = e.commit_upload(again["upload_id"].as_str().unwrap(), &sealed.manifest).await;
+        assert_eq!(done.status, StatusCode::CREATED, "{:?}", done.json());
+        // Another account that learnt the addresses is asked for every one of them.
+        let chunks: Vec<_> = sealed.chunks.iter().map(|(a, b)| serde_json::json!({"address": a.to_hex(), "size": b.len()})).collect();
+        e.call("PUT", "/v1/buckets/bobs", &e.bob.clone(), &[], vec![]).await;
+        let req = serde_json::json!({"bucket": "bobs", "key": "cut.bin", "chunks": chunks});
+        let bobs = e.call("POST", "/v1/uploads", &e.bob.clone(), &[("content-type", "application/json")], req.to_string().into_bytes()).await;
+        assert_eq!(bobs.json()["missing"].as_array().unwrap().len(), targets.len());
+    }
+}
+
+on_every_backend! {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     fn smart_upload_sends_only_what_is_missing_and_commits_once(e) {
         assert_eq!(e.alice("PUT", "/v1/buckets/smart", vec![]).await.status, StatusCode::CREATED);
         let body = data(2_000_000, 7);
