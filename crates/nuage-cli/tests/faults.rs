@@ -25,6 +25,37 @@ fn serve_on(d: &Deployment, addr: &str) -> Server {
     d.serve_with(&["--listen", addr])
 }
 
+/// A runtime, a client of `server`, and the bucket `films` with `long.mkv` (24 MB made
+/// from `seed`, returned) and `short.txt`.
+fn films(server: &Server, token: &str, seed: u32) -> (tokio::runtime::Runtime, Client, Vec<u8>) {
+    let content = data(24_000_000, seed);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let client = Client::new(&server.url, Some(token.to_owned())).unwrap();
+    runtime.block_on(async {
+        client.create_bucket("films", &Default::default()).await.unwrap();
+        client.put_bytes("films", "long.mkv", content.clone(), "video/x-matroska").await.unwrap();
+        client.put_bytes("films", "short.txt", b"short".to_vec(), "text/plain").await.unwrap();
+    });
+    (runtime, client, content)
+}
+
+/// A progress callback that holds a download at its first bytes: the first receiver hears
+/// when they arrived, and a send on the second lets the download go on.
+fn held_at_first_bytes() -> (nuage_client::api::Progress, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let (arrived, hold) = (mpsc::channel::<()>(), mpsc::channel::<()>());
+    let (arrived_tx, hold_rx) = (std::sync::Mutex::new(Some(arrived.0)), std::sync::Mutex::new(hold.1));
+    let progress = Arc::new(move |done: u64| {
+        if done > 0
+            && let Some(tx) = arrived_tx.lock().unwrap().take()
+        {
+            tx.send(()).unwrap();
+            hold_rx.lock().unwrap().recv().unwrap();
+        }
+        true
+    });
+    (progress, arrived.1, hold.0)
+}
+
 /// A download whose server is killed and started again mid-stream goes on by itself from
 /// where it stopped; one whose server stays down past the retry window stops with
 /// `ClientError::Cut`, keeps what arrived, and the next call resumes it.
@@ -34,31 +65,14 @@ fn a_download_cut_mid_stream_resumes_by_itself() {
     let addr = format!("127.0.0.1:{}", free_port());
     let server = serve_on(&d, &addr);
     let token = d.alice(&server);
-    let content = data(24_000_000, 77);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let client = Client::new(&server.url, Some(token.clone())).unwrap();
-    runtime.block_on(async {
-        client.create_bucket("films", &Default::default()).await.unwrap();
-        client.put_bytes("films", "long.mkv", content.clone(), "video/x-matroska").await.unwrap();
-        client.put_bytes("films", "short.txt", b"short".to_vec(), "text/plain").await.unwrap();
-    });
+    let (runtime, _, content) = films(&server, &token, 77);
 
     // The progress callback holds the download at its first bytes while the server is
     // killed and started again on the same port.
     let mut server = Some(server);
     for (restart, window) in [(true, Duration::from_secs(60)), (false, Duration::from_millis(1500))] {
         let dest = d.path(if restart { "long-1.mkv" } else { "long-2.mkv" });
-        let (arrived, hold) = (mpsc::channel::<()>(), mpsc::channel::<()>());
-        let (arrived_tx, hold_rx) = (std::sync::Mutex::new(Some(arrived.0)), std::sync::Mutex::new(hold.1));
-        let progress = Arc::new(move |done: u64| {
-            if done > 0
-                && let Some(tx) = arrived_tx.lock().unwrap().take()
-            {
-                tx.send(()).unwrap();
-                hold_rx.lock().unwrap().recv().unwrap();
-            }
-            true
-        });
+        let (progress, arrived, hold) = held_at_first_bytes();
         let client =
             Client::new(&format!("http://{addr}"), Some(token.clone())).unwrap().with_retry_window(window);
         let same = client.clone();
@@ -66,12 +80,12 @@ fn a_download_cut_mid_stream_resumes_by_itself() {
             let dest = dest.clone();
             runtime.spawn(async move { client.get_to_file("films", "long.mkv", None, &dest, progress).await })
         };
-        arrived.1.recv_timeout(Duration::from_secs(30)).expect("the download started");
+        arrived.recv_timeout(Duration::from_secs(30)).expect("the download started");
         drop(server.take()); // SIGKILL, and waited for
         if restart {
             server = Some(serve_on(&d, &addr));
         }
-        hold.0.send(()).unwrap();
+        hold.send(()).unwrap();
         let got = runtime.block_on(download).unwrap();
         if restart {
             let got = got.expect("the download went on after the restart");
@@ -125,37 +139,21 @@ fn a_server_that_stops_answering_times_out_into_the_retry_window() {
     let d = Deployment::new("");
     let server = d.serve();
     let token = d.alice(&server);
-    let content = data(24_000_000, 78);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let client = Client::new(&server.url, Some(token.clone())).unwrap();
-    runtime.block_on(async {
-        client.create_bucket("films", &Default::default()).await.unwrap();
-        client.put_bytes("films", "long.mkv", content.clone(), "video/x-matroska").await.unwrap();
-    });
+    let (runtime, client, content) = films(&server, &token, 78);
     let client = client
         .with_read_timeout(Duration::from_millis(500))
         .unwrap()
         .with_retry_window(Duration::from_millis(1500));
-    let (arrived, hold) = (mpsc::channel::<()>(), mpsc::channel::<()>());
-    let (arrived_tx, hold_rx) = (std::sync::Mutex::new(Some(arrived.0)), std::sync::Mutex::new(hold.1));
-    let progress = Arc::new(move |done: u64| {
-        if done > 0
-            && let Some(tx) = arrived_tx.lock().unwrap().take()
-        {
-            tx.send(()).unwrap();
-            hold_rx.lock().unwrap().recv().unwrap();
-        }
-        true
-    });
+    let (progress, arrived, hold) = held_at_first_bytes();
     let dest = d.path("long.mkv");
     let download = {
         let (client, dest) = (client.clone(), dest.clone());
         runtime.spawn(async move { client.get_to_file("films", "long.mkv", None, &dest, progress).await })
     };
-    arrived.1.recv_timeout(Duration::from_secs(30)).expect("the download started");
+    arrived.recv_timeout(Duration::from_secs(30)).expect("the download started");
     let pid = server.child.id().to_string();
     assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
-    hold.0.send(()).unwrap();
+    hold.send(()).unwrap();
     let started = Instant::now();
     let got = runtime.block_on(download).unwrap();
     assert!(matches!(got, Err(ClientError::Cut { .. })), "{got:?}");

@@ -129,14 +129,19 @@ impl ClientError {
 
 /// Whether an I/O error lies under `e`: the connection, not the content, failed.
 fn cut(e: &reqwest::Error) -> bool {
+    io_cause(e).is_some()
+}
+
+/// The I/O error under `e`, if any.
+pub(crate) fn io_cause(e: &reqwest::Error) -> Option<&io::Error> {
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
-        if c.is::<io::Error>() {
-            return true;
+        if let Some(io) = c.downcast_ref::<io::Error>() {
+            return Some(io);
         }
         cause = c.source();
     }
-    false
+    None
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ClientError + '_ {
@@ -360,11 +365,6 @@ impl Client {
     pub fn with_read_timeout(mut self, timeout: Duration) -> ClientResult<Client> {
         self.http = http_client(timeout)?;
         Ok(self)
-    }
-
-    /// The retry window.
-    pub fn retry_window(&self) -> Duration {
-        self.retry.window()
     }
 
     pub(crate) fn retry(&self) -> &Retry {

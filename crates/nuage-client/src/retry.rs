@@ -44,10 +44,6 @@ impl Retry {
         Retry { window, state: Mutex::new(State::default()) }
     }
 
-    pub(crate) fn window(&self) -> Duration {
-        self.window
-    }
-
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -99,16 +95,7 @@ impl ClientError {
     fn is_refused(&self) -> bool {
         let ClientError::Http(e) = self else { return false };
         e.is_connect()
-            && std::error::Error::source(e)
-                .and_then(|mut s| {
-                    loop {
-                        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-                            break Some(io.kind() == std::io::ErrorKind::ConnectionRefused);
-                        }
-                        s = s.source()?;
-                    }
-                })
-                .unwrap_or(false)
+            && crate::api::io_cause(e).is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
     }
 }
 

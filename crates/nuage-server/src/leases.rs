@@ -28,7 +28,7 @@ pub(crate) fn holder(nuage: &Nuage, account_id: i64, idempotency_key: Option<&st
     if shared {
         *nuage.attempts.0.lock().unwrap_or_else(|e| e.into_inner()).entry(name.clone()).or_insert(0) += 1;
     }
-    Holder { name, shared, attempts: shared.then(|| nuage.attempts.0.clone()) }
+    Holder { name, attempts: shared.then(|| nuage.attempts.0.clone()) }
 }
 
 /// Attempts of simple uploads under way in this process, by holder name.
@@ -40,10 +40,8 @@ pub(crate) struct Attempts(std::sync::Arc<std::sync::Mutex<std::collections::Has
 pub(crate) struct Holder {
     /// The name in `chunk_leases`.
     pub name: String,
-    /// Named by an idempotency key: another attempt of the same upload (a retry sent while
-    /// this one still runs) may hold leases under the same name.
-    shared: bool,
-    /// Where this attempt is counted (shared holders only).
+    /// Where this attempt is counted: only for a holder named by an idempotency key, which
+    /// another attempt of the same upload (a retry sent while this one still runs) may share.
     attempts: Option<std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>>,
 }
 
@@ -149,7 +147,7 @@ pub(crate) async fn wait_out_deletions(nuage: &Nuage, addresses: &[[u8; 32]]) ->
 /// instant loses them: its commit is refused (`upload_lease_expired`, temporary) and the
 /// client's next retry takes them again.
 pub(crate) async fn release(nuage: &std::sync::Arc<Nuage>, holder: &Holder) {
-    if holder.shared && holder.others_running() {
+    if holder.others_running() {
         return;
     }
     let leased = nuage.meta.leased_by(&holder.name).await;
