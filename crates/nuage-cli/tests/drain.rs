@@ -156,10 +156,15 @@ async fn providers_are_added_checked_and_removed_only_when_empty() {
     // no server from starting: it serves with the others, and every object still reads.
     add_folder(&d, "e");
     poll("e in the server's providers", async || healthz(&server).await.contains(&"e".to_owned())).await;
-    for i in 26..32 {
-        let url = format!("{}/v1/buckets/data/objects/k{i}", server.url);
-        let r = http.put(url).bearer_auth(&token).body(data(300_000, i)).send().await.unwrap();
+    // Each chunk's two copies go to two of the four providers by its own ranking: a chunk
+    // misses e half the time, so objects are put until one reaches it (six were not always
+    // enough; forty miss with a chance of 2^-40).
+    let mut end = 26;
+    while end < 26 + 40 && (end < 32 || provider(&d, "e").1 == 0) {
+        let url = format!("{}/v1/buckets/data/objects/k{end}", server.url);
+        let r = http.put(url).bearer_auth(&token).body(data(300_000, end)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 201);
+        end += 1;
     }
     assert!(provider(&d, "e").1 > 0, "new chunks go to e too");
     drop(server);
@@ -167,7 +172,7 @@ async fn providers_are_added_checked_and_removed_only_when_empty() {
     std::fs::write(d.path("e"), b"not a folder").unwrap();
     let server = d.serve();
     assert_eq!(healthz(&server).await, ["a", "b", "d"]);
-    reads_back(&http, &server, &token, 0..32).await;
+    reads_back(&http, &server, &token, 0..end).await;
 }
 
 /// Objects `k{i}` for `i` in `keys` read back as they were written.
