@@ -1,8 +1,8 @@
 //! The error type of nuage-blob.
 
-use nuage_core::Address;
+use std::fmt;
 
-use crate::store::PlacementProblem;
+use nuage_core::Address;
 
 /// What can go wrong when storing or fetching chunks.
 #[derive(Debug, thiserror::Error)]
@@ -130,3 +130,41 @@ fn summarize(problems: &[PlacementProblem]) -> String {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong with one placement of one chunk: the event the repair worker consumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacementProblem {
+    /// The chunk.
+    pub address: Address,
+    /// The provider.
+    pub provider: String,
+    /// What was wrong.
+    pub kind: ProblemKind,
+}
+
+/// The kinds of [`PlacementProblem`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// The provider answered that it does not have the chunk.
+    Missing,
+    /// The provider returned bytes that do not hash to the address.
+    Corrupt,
+    /// The provider failed (unreachable, timed out, refused); the message says how.
+    Unavailable(String),
+    /// The provider was skipped because it is marked down.
+    Skipped,
+    /// The provider has no room for the write (a full disk or storage quota).
+    Full,
+}
+
+impl fmt::Display for ProblemKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProblemKind::Missing => f.write_str("missing"),
+            ProblemKind::Corrupt => f.write_str("corrupt"),
+            ProblemKind::Unavailable(m) => write!(f, "unavailable ({m})"),
+            ProblemKind::Skipped => f.write_str("skipped (marked down)"),
+            ProblemKind::Full => f.write_str("full (no room for the write)"),
+        }
+    }
+}

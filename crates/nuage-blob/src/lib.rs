@@ -11,6 +11,7 @@
 //! address.
 #![deny(missing_docs)]
 
+mod answer;
 mod config;
 mod error;
 mod fs;
@@ -19,7 +20,8 @@ mod provider;
 mod sas;
 mod store;
 
+pub use answer::{Presigned, PutOutcome};
 pub use config::{ProviderConfig, ProviderKind, Secret};
-pub use error::{Error, Result};
-pub use provider::{Presigned, Provider, PutOutcome};
-pub use store::{ChunkStore, Placement, PlacementProblem, ProblemKind, PutReport, Read, StoredChunk};
+pub use error::{Error, PlacementProblem, ProblemKind, Result};
+pub use provider::Provider;
+pub use store::{ChunkStore, Placement, PutReport, Read, StoredChunk};

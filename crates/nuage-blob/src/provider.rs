@@ -10,27 +10,7 @@ use opendal::{ErrorKind, Operator, services};
 
 use crate::fs::FsWriter;
 use crate::health::Health;
-use crate::{Error, ProviderConfig, ProviderKind, Result};
-
-/// What [`Provider::put`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PutOutcome {
-    /// The chunk was written.
-    Written,
-    /// The provider already held the address; nothing was rewritten.
-    AlreadyPresent,
-}
-
-/// A request to a provider signed in advance (see [`Provider::presign_put`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Presigned {
-    /// HTTP method.
-    pub method: String,
-    /// The whole URL, signature included.
-    pub url: String,
-    /// Headers the request must carry.
-    pub headers: Vec<(String, String)>,
-}
+use crate::{Error, Presigned, ProviderConfig, ProviderKind, PutOutcome, Result};
 
 /// One provider of chunk storage: an OpenDAL operator, a name, and a health record.
 #[derive(Debug, Clone)]

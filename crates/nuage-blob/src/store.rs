@@ -1,7 +1,6 @@
 //! Several providers under one placement policy: parallel writes with a quorum, verified
 //! reads that fall back across placements and report what they found wrong.
 
-use std::fmt;
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
@@ -9,7 +8,7 @@ use futures::future::join_all;
 use nuage_core::{Address, SealedChunk};
 use tokio::sync::broadcast;
 
-use crate::{Error, Provider, PutOutcome, Result};
+use crate::{Error, PlacementProblem, ProblemKind, Provider, PutOutcome, Result};
 
 /// How many copies of each chunk to keep, and how many must be written before a put
 /// succeeds.
@@ -63,44 +62,6 @@ impl From<SealedChunk> for StoredChunk {
     /// A chunk sealed in this process: its address was computed from its bytes.
     fn from(sealed: SealedChunk) -> Self {
         StoredChunk { address: sealed.address, bytes: Bytes::from(sealed.bytes) }
-    }
-}
-
-/// What went wrong with one placement of one chunk: the event the repair worker consumes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlacementProblem {
-    /// The chunk.
-    pub address: Address,
-    /// The provider.
-    pub provider: String,
-    /// What was wrong.
-    pub kind: ProblemKind,
-}
-
-/// The kinds of [`PlacementProblem`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProblemKind {
-    /// The provider answered that it does not have the chunk.
-    Missing,
-    /// The provider returned bytes that do not hash to the address.
-    Corrupt,
-    /// The provider failed (unreachable, timed out, refused); the message says how.
-    Unavailable(String),
-    /// The provider was skipped because it is marked down.
-    Skipped,
-    /// The provider has no room for the write (a full disk or storage quota).
-    Full,
-}
-
-impl fmt::Display for ProblemKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProblemKind::Missing => f.write_str("missing"),
-            ProblemKind::Corrupt => f.write_str("corrupt"),
-            ProblemKind::Unavailable(m) => write!(f, "unavailable ({m})"),
-            ProblemKind::Skipped => f.write_str("skipped (marked down)"),
-            ProblemKind::Full => f.write_str("full (no room for the write)"),
-        }
     }
 }
 

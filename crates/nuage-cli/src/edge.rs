@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use nuage_server::edge::{Edge, EdgeConfig, Size};
 
-use crate::Cli;
+use crate::session::Globals;
 
 #[derive(Debug, Args)]
 pub struct EdgeArgs {
@@ -32,7 +32,7 @@ pub struct EdgeArgs {
 }
 
 /// The settings: the `--config` file (TOML, docs/configuration.md) under the flags.
-fn config(cli: &Cli, args: &EdgeArgs) -> Result<EdgeConfig> {
+fn config(cli: &Globals, args: &EdgeArgs) -> Result<EdgeConfig> {
     let mut c = match &cli.config {
         Some(path) => EdgeConfig::load(path)?,
         None => EdgeConfig::default(),
@@ -58,7 +58,7 @@ fn config(cli: &Cli, args: &EdgeArgs) -> Result<EdgeConfig> {
     Ok(c)
 }
 
-pub async fn edge(cli: &Cli, args: &EdgeArgs) -> Result<()> {
+pub async fn edge(cli: &Globals, args: &EdgeArgs) -> Result<()> {
     let config = config(cli, args)?;
     let listen = config.listen;
     let edge = Edge::open(config.clone()).await?;

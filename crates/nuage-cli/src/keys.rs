@@ -12,8 +12,8 @@ use nuage_client::share::{ShareSpec, ShareUrl, download_share};
 use nuage_client::{Client, ClientError};
 use nuage_core::e2e::ContentKey;
 
-use crate::Cli;
-use crate::remote::{bar, client, file_progress, saved_path, size, split_target, utc};
+use crate::session::Globals;
+use crate::session::{bar, client, file_progress, saved_path, size, split_target, utc};
 
 /// First word of a key file.
 const KEY_FILE_TAG: &str = "nuage-content-key-v1";
@@ -188,7 +188,7 @@ pub enum KeyCmd {
     Show,
 }
 
-pub async fn key(cli: &Cli, cmd: &KeyCmd) -> Result<()> {
+pub async fn key(cli: &Globals, cmd: &KeyCmd) -> Result<()> {
     let path = key_path()?;
     match cmd {
         KeyCmd::Init { passphrase } => {
@@ -319,7 +319,7 @@ fn share_password(confirm: bool) -> Result<String> {
     Ok(p)
 }
 
-pub async fn share(cli: &Cli, args: &ShareArgs) -> Result<()> {
+pub async fn share(cli: &Globals, args: &ShareArgs) -> Result<()> {
     let client = client(cli)?;
     match (&args.cmd, &args.target) {
         (Some(ShareCmd::Ls), _) => {
@@ -407,7 +407,7 @@ fn unsafe_name(name: &str) -> String {
 }
 
 /// `nuage get URL [PATH]`: downloads a share link, with no account.
-pub async fn get_link(cli: &Cli, url: &str, path: Option<&Path>) -> Result<()> {
+pub async fn get_link(cli: &Globals, url: &str, path: Option<&Path>) -> Result<()> {
     let link: ShareUrl = url.parse()?;
     let info = nuage_client::share::link_info(&link).await?;
     // The name comes from the server: it may only ever name a file in the chosen folder.

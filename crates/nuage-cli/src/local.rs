@@ -11,11 +11,11 @@ use nuage_core::ConvergenceSecret;
 use nuage_core::pipeline::Pipeline;
 use nuage_server::ServerConfig;
 
-use crate::Cli;
-use crate::remote::{rate, size};
+use crate::session::Globals;
+use crate::session::{rate, size};
 
 /// The configuration, with `--data-dir` applied.
-pub fn config(cli: &Cli) -> Result<ServerConfig> {
+pub fn config(cli: &Globals) -> Result<ServerConfig> {
     let mut config = match &cli.config {
         Some(path) => ServerConfig::load(path)?,
         None => ServerConfig::default(),
@@ -107,7 +107,7 @@ fn snapshot_names(dir: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
-pub async fn ingest(cli: &Cli, path: &Path, full: bool) -> Result<()> {
+pub async fn ingest(cli: &Globals, path: &Path, full: bool) -> Result<()> {
     let config = config(cli)?;
     let snapshots = config.data_dir.join("snapshots");
     let root = std::path::absolute(path)?.to_string_lossy().into_owned();
@@ -169,7 +169,7 @@ pub async fn ingest(cli: &Cli, path: &Path, full: bool) -> Result<()> {
     Ok(())
 }
 
-pub async fn restore(cli: &Cli, snapshot: &str, dest: &Path) -> Result<()> {
+pub async fn restore(cli: &Globals, snapshot: &str, dest: &Path) -> Result<()> {
     let config = config(cli)?;
     let path = if Path::new(snapshot).exists() {
         PathBuf::from(snapshot)
@@ -187,7 +187,7 @@ pub async fn restore(cli: &Cli, snapshot: &str, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-pub fn snapshots(cli: &Cli) -> Result<()> {
+pub fn snapshots(cli: &Globals) -> Result<()> {
     let names = snapshot_names(&config(cli)?.data_dir.join("snapshots"))?;
     if cli.json {
         println!("{}", serde_json::json!(names));

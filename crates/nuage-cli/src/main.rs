@@ -13,40 +13,21 @@ mod keys;
 mod local;
 mod remote;
 mod server;
+mod session;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use nuage_client::ClientError;
+use session::Globals;
 
 /// nuage: a storage cloud that keeps links, with the bytes encrypted on providers you rent.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 pub struct Cli {
-    /// Data folder of the server (and of `ingest`): database, local chunks.
-    #[arg(long, env = "NUAGE_DATA_DIR", global = true)]
-    data_dir: Option<PathBuf>,
-    /// Server configuration file (TOML); see docs/configuration.md.
-    #[arg(long, env = "NUAGE_CONFIG", global = true)]
-    config: Option<PathBuf>,
-    /// Server URL for client commands (default: the one saved by `nuage login`).
-    #[arg(long, env = "NUAGE_SERVER", global = true)]
-    server: Option<String>,
-    /// Token for client commands (default: the one saved by `nuage login`).
-    #[arg(long, env = "NUAGE_TOKEN", global = true, hide_env_values = true)]
-    token: Option<String>,
-    /// This device's region: downloads read through the server's edges of that region
-    /// first (else the nearest by round-trip time).
-    #[arg(long, env = "NUAGE_REGION", global = true)]
-    region: Option<String>,
-    /// How long client commands retry temporary failures (the server down or restarting, a
-    /// connection cut, 502/503/504) before they give up, in seconds; 0 never retries.
-    #[arg(long, env = "NUAGE_RETRY_WINDOW", global = true, default_value_t = 120, value_name = "SECS")]
-    retry_window: u64,
-    /// Print results as JSON (and no progress bars); errors too, on standard error.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    globals: Globals,
     #[command(subcommand)]
     command: Command,
 }
@@ -180,29 +161,31 @@ async fn main() -> ExitCode {
         logs.without_time().with_target(false).init();
     }
     let result = match &cli.command {
-        Command::Serve(args) => server::serve(&cli, args).await,
-        Command::Edge(args) => edge::edge(&cli, args).await,
-        Command::Admin(cmd) => server::admin(&cli, cmd).await,
-        Command::Login(args) => remote::login(&cli, args).await,
-        Command::Logout => remote::logout(&cli).await,
-        Command::Bucket(cmd) => remote::bucket(&cli, cmd).await,
-        Command::Put(args) => remote::put(&cli, args).await,
-        Command::Get(args) => remote::get(&cli, args).await,
-        Command::Ls(args) => remote::ls(&cli, args).await,
-        Command::Rm(args) => remote::rm(&cli, args).await,
-        Command::Versions(args) => remote::versions(&cli, args).await,
-        Command::Share(args) => keys::share(&cli, args).await,
-        Command::Key(cmd) => keys::key(&cli, cmd).await,
-        Command::Ingest { path, full } => local::ingest(&cli, path, *full).await,
+        Command::Serve(args) => server::serve(&cli.globals, args).await,
+        Command::Edge(args) => edge::edge(&cli.globals, args).await,
+        Command::Admin(cmd) => server::admin(&cli.globals, cmd).await,
+        Command::Login(args) => remote::login(&cli.globals, args).await,
+        Command::Logout => remote::logout(&cli.globals).await,
+        Command::Bucket(cmd) => remote::bucket(&cli.globals, cmd).await,
+        Command::Put(args) => remote::put(&cli.globals, args).await,
+        Command::Get(args) => remote::get(&cli.globals, args).await,
+        Command::Ls(args) => remote::ls(&cli.globals, args).await,
+        Command::Rm(args) => remote::rm(&cli.globals, args).await,
+        Command::Versions(args) => remote::versions(&cli.globals, args).await,
+        Command::Share(args) => keys::share(&cli.globals, args).await,
+        Command::Key(cmd) => keys::key(&cli.globals, cmd).await,
+        Command::Ingest { path, full } => local::ingest(&cli.globals, path, *full).await,
         Command::Restore { source, dest: Some(dest), version: None } => {
-            local::restore(&cli, source, dest).await
+            local::restore(&cli.globals, source, dest).await
         }
         Command::Restore { dest: Some(_), version: Some(_), .. } => {
             Err(anyhow::anyhow!("--version is for BUCKET/KEY; a snapshot is restored as SNAPSHOT DEST"))
         }
-        Command::Restore { source, dest: None, version } => remote::restore(&cli, source, *version).await,
-        Command::Undelete { target } => remote::restore(&cli, target, None).await,
-        Command::Snapshots => local::snapshots(&cli),
+        Command::Restore { source, dest: None, version } => {
+            remote::restore(&cli.globals, source, *version).await
+        }
+        Command::Undelete { target } => remote::restore(&cli.globals, target, None).await,
+        Command::Snapshots => local::snapshots(&cli.globals),
         Command::Openapi => serde_json::to_string_pretty(&nuage_server::openapi_document())
             .map(|doc| println!("{doc}"))
             .map_err(Into::into),
@@ -211,7 +194,7 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let code = exit_code(&e);
-            if cli.json {
+            if cli.globals.json {
                 let api = e.chain().find_map(|c| c.downcast_ref::<ClientError>()).and_then(ClientError::code);
                 eprintln!(
                     "{}",

@@ -4,149 +4,22 @@
 use std::collections::HashMap;
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
-use nuage_client::api::{BucketSpec, ObjectInfo, Progress, PutResult};
+use nuage_client::api::{BucketSpec, ObjectInfo, PutResult};
 use nuage_client::stamps::PutStamps;
 use nuage_client::{Client, ClientError, SmartPutResult};
-use serde::{Deserialize, Serialize};
 
-use crate::Cli;
+use crate::session::{
+    Globals, Saved, bar, client, file_progress, load_saved, rate, size, split_target, store_saved, user_dir,
+    utc,
+};
 
 /// Files transferred at once by `put` and `get` of a folder.
 const FILES_IN_FLIGHT: usize = 8;
-
-/// What `nuage login` saves: `$NUAGE_CLIENT_CONFIG`, else `$XDG_CONFIG_HOME/nuage/client.toml`,
-/// else `~/.config/nuage/client.toml` (mode 0600).
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Saved {
-    server: Option<String>,
-    token: Option<String>,
-}
-
-pub(crate) fn saved_path() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("NUAGE_CLIENT_CONFIG").filter(|p| !p.is_empty()) {
-        return Ok(p.into());
-    }
-    Ok(user_dir("XDG_CONFIG_HOME", ".config")?.join("client.toml"))
-}
-
-/// nuage's folder under `$XDG_VAR`, else under `~/HOME_SUB`.
-fn user_dir(xdg_var: &str, home_sub: &str) -> Result<PathBuf> {
-    let base = match std::env::var_os(xdg_var).filter(|p| !p.is_empty()) {
-        Some(x) => PathBuf::from(x),
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(home_sub),
-    };
-    Ok(base.join("nuage"))
-}
-
-fn load_saved() -> Result<Saved> {
-    let path = saved_path()?;
-    match std::fs::read_to_string(&path) {
-        Ok(t) => toml::from_str(&t).with_context(|| format!("parsing {}", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Saved::default()),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-}
-
-fn store_saved(saved: &Saved) -> Result<PathBuf> {
-    use std::io::Write;
-    let path = saved_path()?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("toml.tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(toml::to_string(saved)?.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(path)
-}
-
-/// A client from `--server`/`--token` (or their variables), else from the saved login.
-pub(crate) fn client(cli: &Cli) -> Result<Client> {
-    let saved = load_saved()?;
-    let server =
-        cli.server.clone().or(saved.server).context("no server: run `nuage login --server URL` first")?;
-    let token = cli.token.clone().or(saved.token).context("not logged in: run `nuage login` first")?;
-    Ok(Client::new(&server, Some(token))?
-        .with_region(cli.region.clone())
-        .with_retry_window(Duration::from_secs(cli.retry_window)))
-}
-
-/// `BUCKET[/KEY]`.
-pub(crate) fn split_target(target: &str) -> Result<(&str, &str)> {
-    let target = target.strip_prefix("nuage://").unwrap_or(target);
-    let (bucket, key) = target.split_once('/').unwrap_or((target, ""));
-    if bucket.is_empty() {
-        bail!("{target:?}: expected BUCKET/KEY");
-    }
-    Ok((bucket, key))
-}
-
-pub(crate) fn bar(cli: &Cli, total: u64) -> ProgressBar {
-    if cli.json || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {msg}")
-            .expect("valid template"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
-}
-
-/// A progress callback that adds each file's bytes to a shared bar.
-pub(crate) fn file_progress(bar: &ProgressBar) -> Progress {
-    let bar = bar.clone();
-    let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    Arc::new(move |done| {
-        let before = last.swap(done, std::sync::atomic::Ordering::Relaxed);
-        bar.inc(done.saturating_sub(before));
-        true
-    })
-}
-
-/// Unix milliseconds as `YYYY-MM-DD hh:mm:ss UTC`.
-pub(crate) fn utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (year, month, day) = nuage_core::date::civil(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Bytes in the one unit system of the CLI (IEC: KiB, MiB, GiB, as the progress bars and
-/// the configuration sizes), e.g. `340 B`, `1.5 MiB`.
-pub(crate) fn size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    match unit {
-        0 => format!("{bytes} B"),
-        _ if value < 10.0 => format!("{value:.2} {}", UNITS[unit]),
-        _ if value < 100.0 => format!("{value:.1} {}", UNITS[unit]),
-        _ => format!("{value:.0} {}", UNITS[unit]),
-    }
-}
-
-/// A transfer rate, bytes over seconds, e.g. `85.3 MiB/s`.
-pub(crate) fn rate(bytes: u64, secs: f64) -> String {
-    format!("{}/s", size((bytes as f64 / secs.max(1e-3)) as u64))
-}
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
@@ -161,7 +34,7 @@ pub struct LoginArgs {
     with_token: Option<String>,
 }
 
-pub async fn login(cli: &Cli, args: &LoginArgs) -> Result<()> {
+pub async fn login(cli: &Globals, args: &LoginArgs) -> Result<()> {
     let saved = load_saved()?;
     let server = cli.server.clone().or(saved.server).context("which server? pass --server URL")?;
     let token = match (&args.with_token, &args.account) {
@@ -190,7 +63,7 @@ pub async fn login(cli: &Cli, args: &LoginArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn logout(cli: &Cli) -> Result<()> {
+pub async fn logout(cli: &Globals) -> Result<()> {
     let client = client(cli)?;
     match client.logout().await {
         Ok(()) | Err(ClientError::Api { status: 401, .. }) => {}
@@ -236,7 +109,7 @@ pub enum BucketCmd {
     },
 }
 
-pub async fn bucket(cli: &Cli, cmd: &BucketCmd) -> Result<()> {
+pub async fn bucket(cli: &Globals, cmd: &BucketCmd) -> Result<()> {
     let client = client(cli)?;
     match cmd {
         BucketCmd::Create { name, replicas, write_quorum, keep_versions, e2e, direct_upload } => {
@@ -278,7 +151,7 @@ pub async fn bucket(cli: &Cli, cmd: &BucketCmd) -> Result<()> {
     Ok(())
 }
 
-async fn list_buckets(cli: &Cli, client: &Client) -> Result<()> {
+async fn list_buckets(cli: &Globals, client: &Client) -> Result<()> {
     let buckets = client.buckets().await?;
     if cli.json {
         println!("{}", serde_json::to_string(&buckets)?);
@@ -312,7 +185,7 @@ pub struct PutArgs {
     force: bool,
 }
 
-pub async fn put(cli: &Cli, args: &PutArgs) -> Result<()> {
+pub async fn put(cli: &Globals, args: &PutArgs) -> Result<()> {
     let client = client(cli)?;
     let (bucket, key) = split_target(&args.target)?;
     let meta = std::fs::metadata(&args.path).with_context(|| format!("reading {}", args.path.display()))?;
@@ -600,7 +473,7 @@ fn local_path(root: &Path, relative: &str) -> Result<PathBuf> {
     })
 }
 
-pub async fn get(cli: &Cli, args: &GetArgs) -> Result<()> {
+pub async fn get(cli: &Globals, args: &GetArgs) -> Result<()> {
     if args.source.starts_with("http://") || args.source.starts_with("https://") {
         if args.version.is_some() {
             bail!("a share link gives the version it was made for; --version does not apply");
@@ -783,7 +656,7 @@ pub struct LsArgs {
     recursive: bool,
 }
 
-pub async fn ls(cli: &Cli, args: &LsArgs) -> Result<()> {
+pub async fn ls(cli: &Globals, args: &LsArgs) -> Result<()> {
     let client = client(cli)?;
     let Some(target) = &args.target else { return list_buckets(cli, &client).await };
     let (bucket, prefix) = split_target(target)?;
@@ -839,7 +712,7 @@ pub struct RmArgs {
     recursive: bool,
 }
 
-pub async fn rm(cli: &Cli, args: &RmArgs) -> Result<()> {
+pub async fn rm(cli: &Globals, args: &RmArgs) -> Result<()> {
     let client = client(cli)?;
     let (bucket, key) = split_target(&args.target)?;
     // `rm -r b/photos` takes the key `photos` and what is under `photos/`, never `photos2`.
@@ -882,7 +755,7 @@ pub struct VersionsArgs {
     target: String,
 }
 
-pub async fn versions(cli: &Cli, args: &VersionsArgs) -> Result<()> {
+pub async fn versions(cli: &Globals, args: &VersionsArgs) -> Result<()> {
     let client = client(cli)?;
     let (bucket, key) = split_target(&args.target)?;
     let versions = client.versions(bucket, key).await?;
@@ -898,7 +771,7 @@ pub async fn versions(cli: &Cli, args: &VersionsArgs) -> Result<()> {
 }
 
 /// `nuage restore BUCKET/KEY [--version N]` and `nuage undelete BUCKET/KEY`.
-pub async fn restore(cli: &Cli, target: &str, version: Option<i64>) -> Result<()> {
+pub async fn restore(cli: &Globals, target: &str, version: Option<i64>) -> Result<()> {
     let client = client(cli)?;
     let (bucket, key) = split_target(target)?;
     if key.is_empty() {

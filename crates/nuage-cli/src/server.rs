@@ -10,8 +10,8 @@ use clap::{Args, Subcommand};
 use nuage_meta::{Meta, WorkerState};
 use nuage_server::{Nuage, ServerConfig, auth, workers};
 
-use crate::Cli;
 use crate::local::config;
+use crate::session::Globals;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -125,7 +125,7 @@ pub enum AccountCmd {
     },
 }
 
-fn with_args(cli: &Cli, args: Option<&ServeArgs>) -> Result<ServerConfig> {
+fn with_args(cli: &Globals, args: Option<&ServeArgs>) -> Result<ServerConfig> {
     let mut c = config(cli)?;
     if let Some(a) = args {
         if let Some(l) = a.listen {
@@ -159,7 +159,7 @@ fn redacted(url: &str) -> String {
     }
 }
 
-pub async fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
+pub async fn serve(cli: &Globals, args: &ServeArgs) -> Result<()> {
     let config = with_args(cli, Some(args))?;
     let url = config.database_url();
     let nuage = Arc::new(Nuage::open(config).await?);
@@ -214,7 +214,7 @@ async fn new_token(meta: &Meta, config: &ServerConfig, account_id: i64, label: &
     Ok(text)
 }
 
-pub async fn admin(cli: &Cli, cmd: &Admin) -> Result<()> {
+pub async fn admin(cli: &Globals, cmd: &Admin) -> Result<()> {
     let config = with_args(cli, None)?;
     let url = config.database_url();
     if let Some(path) = sqlite_file(&url) {
@@ -320,7 +320,7 @@ pub async fn admin(cli: &Cli, cmd: &Admin) -> Result<()> {
 }
 
 /// `nuage admin provider …`.
-async fn provider(cli: &Cli, config: &ServerConfig, meta: &Meta, cmd: &ProviderCmd) -> Result<()> {
+async fn provider(cli: &Globals, config: &ServerConfig, meta: &Meta, cmd: &ProviderCmd) -> Result<()> {
     let mut registry = meta.providers().await?;
     registry.retain(|p| p.state != nuage_server::REMOVED);
     let configured: Vec<nuage_blob::ProviderConfig> = config.providers();
@@ -508,7 +508,7 @@ fn provider_settings(file: &std::path::Path) -> Result<nuage_blob::ProviderConfi
 }
 
 /// `nuage admin status`: the workers, the placements by state.
-async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
+async fn status(cli: &Globals, meta: &Meta) -> Result<()> {
     let workers = meta.worker_states().await?;
     let placements = meta.placement_counts().await?;
     let providers = meta.providers().await?;
@@ -559,7 +559,7 @@ async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
     }
     for w in &workers {
         let last = match (w.last_pass_at, w.last_pass_found) {
-            (Some(at), Some(found)) => format!("last pass ended {}, found {found}", crate::remote::utc(at)),
+            (Some(at), Some(found)) => format!("last pass ended {}, found {found}", crate::session::utc(at)),
             _ => "no pass finished yet".to_owned(),
         };
         let now_line = match current(w) {
@@ -567,7 +567,7 @@ async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
                 "; pass under way: {:.0}% ({} chunks, {}, {} found so far), about {:.0} s left",
                 done * 100.0,
                 w.chunks,
-                crate::remote::size(w.bytes as u64),
+                crate::session::size(w.bytes as u64),
                 w.found,
                 eta
             ),
@@ -578,7 +578,7 @@ async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
     println!(
         "gc: {leased} chunks leased by {uploads} simple uploads in progress; {declared} chunks held by \
          {sessions} open smart-upload sessions ({} sent so far); {deletions} deletions under way",
-        crate::remote::size(session_bytes.max(0) as u64)
+        crate::session::size(session_bytes.max(0) as u64)
     );
     println!("providers:");
     for p in &providers {
@@ -592,9 +592,9 @@ async fn status(cli: &Cli, meta: &Meta) -> Result<()> {
 }
 
 /// `nuage admin scrub` / `repair`: one whole pass now, with a progress bar.
-async fn pass(cli: &Cli, config: ServerConfig, kind: workers::Kind) -> Result<()> {
+async fn pass(cli: &Globals, config: ServerConfig, kind: workers::Kind) -> Result<()> {
     let nuage = Arc::new(Nuage::open(config).await?);
-    let bar = crate::remote::bar(cli, 65_536);
+    let bar = crate::session::bar(cli, 65_536);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:30} {percent}% ETA {eta}").expect("valid template"),
     );
@@ -619,7 +619,7 @@ async fn pass(cli: &Cli, config: ServerConfig, kind: workers::Kind) -> Result<()
             "{}: {} chunks, {} {verb} in {:.1} s; {} {what}, {} skipped (provider did not answer)",
             report.worker,
             report.chunks,
-            crate::remote::size(report.bytes),
+            crate::session::size(report.bytes),
             report.seconds,
             report.found,
             report.skipped

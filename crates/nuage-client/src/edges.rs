@@ -20,7 +20,7 @@ use bytes::Bytes;
 use nuage_core::Address;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{ClientError, ClientResult};
+use crate::error::{ClientError, ClientResult};
 
 /// How long an edge may take to accept a connection, and to answer its health probe.
 pub const EDGE_TIMEOUT: Duration = Duration::from_secs(3);

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod edges;
+mod error;
 pub mod ingest;
 pub mod retry;
 pub mod share;
@@ -19,7 +20,8 @@ pub mod smart;
 pub mod snapshot;
 pub mod stamps;
 
-pub use api::{Client, ClientError, ClientResult};
+pub use api::Client;
+pub use error::{ClientError, ClientResult};
 pub use ingest::{IngestError, IngestStats, Ingested, ingest, restore, walk};
 pub use smart::SmartPutResult;
 pub use snapshot::{Snapshot, SnapshotFile};

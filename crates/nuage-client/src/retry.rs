@@ -16,7 +16,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::api::{ClientError, ClientResult};
+use crate::error::{ClientError, ClientResult};
 
 /// How long temporary failures are retried by default.
 pub const RETRY_WINDOW: Duration = Duration::from_secs(120);
@@ -95,7 +95,7 @@ impl ClientError {
     fn is_refused(&self) -> bool {
         let ClientError::Http(e) = self else { return false };
         e.is_connect()
-            && crate::api::io_cause(e).is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+            && crate::error::io_cause(e).is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
     }
 }
 

@@ -24,8 +24,9 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::api::{Client, ClientError, ClientResult, GetResult, Progress, encode_path, io_err, with_suffix};
+use crate::api::{Client, GetResult, Progress, encode_path, with_suffix};
 use crate::edges::EdgeInfo;
+use crate::error::{ClientError, ClientResult, io_err};
 use crate::retry::with_retries;
 
 /// Chunk fetches in flight per download.

@@ -25,7 +25,8 @@ use nuage_core::{Address, ChunkerConfig, Manifest};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Client, ClientError, ClientResult, Progress, PutResult, content_type_of, io_err};
+use crate::api::{Client, Progress, PutResult, content_type_of};
+use crate::error::{ClientError, ClientResult, io_err};
 use crate::retry::with_retries;
 
 /// Most chunks declared at once.

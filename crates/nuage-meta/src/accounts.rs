@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::db::now_ms;
+use crate::sql::{is_unique_violation, now_ms};
 use crate::{Error, Meta, Result};
 
 /// An account: the unit of ownership, quota and change sequence.
@@ -126,11 +126,6 @@ fn token(row: &AnyRow) -> Result<Token> {
 }
 
 const TOKEN_COLUMNS: &str = "id, account_id, name, created_at, expires_at, revoked_at";
-
-/// Whether an error is a unique-constraint violation (SQLite 2067/1555, PostgreSQL 23505).
-pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("2067" | "1555" | "23505")))
-}
 
 impl Meta {
     /// Creates an account with its convergence secret and, optionally, a password hash

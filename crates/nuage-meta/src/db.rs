@@ -1,24 +1,15 @@
 //! Opening the database (SQLite or PostgreSQL, one code path through sqlx's `Any` driver)
 //! and applying the schema migrations.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::sql::{Backend, now_ms};
+use crate::write::Pending;
 use crate::{Error, Result};
-
-/// Which database is behind a [`Meta`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// The embedded default, a file in the data dir (WAL).
-    Sqlite,
-    /// A shared PostgreSQL server.
-    Postgres,
-}
 
 /// Schema migrations, in order. Each backend has its own SQL text for the same schema;
 /// version `n` is the `n`-th entry.
@@ -61,7 +52,7 @@ pub struct Meta {
     pub(crate) write_lock: Option<Arc<Mutex<()>>>,
     /// Version writes waiting to be committed together (SQLite's group commit; see
     /// `namespace::write`).
-    pub(crate) pending: Arc<std::sync::Mutex<Vec<crate::namespace::Pending>>>,
+    pub(crate) pending: Arc<std::sync::Mutex<Vec<Pending>>>,
 }
 
 impl Meta {
@@ -169,9 +160,4 @@ impl Meta {
             None => None,
         }
     }
-}
-
-/// Now, in Unix milliseconds (the time unit of every column).
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -17,118 +17,15 @@
 //! refused rather than allowed to reference a chunk that may be gone. One collector works
 //! at a time ([`Meta::claim_collector`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
 
-use crate::db::{Backend, now_ms};
+use crate::sql::{
+    Backend, PER_STATEMENT, address, deleting_on, gc_lock, marks, now_ms, release_on, select_in,
+};
 use crate::workers::ChunkPlacements;
-use crate::{Error, Meta, Result};
-
-/// The advisory lock (PostgreSQL) that leases take shared and the collector exclusive.
-const GC_LOCK: i64 = 0x6e75_6167_655f_6763; // "nuage_gc"
-
-/// Bound parameters per statement, far below both backends' limits.
-const PER_STATEMENT: usize = 300;
-
-fn address(bytes: Vec<u8>) -> Result<[u8; 32]> {
-    bytes.try_into().map_err(|_| Error::Corrupt("a chunk address that is not 32 bytes".into()))
-}
-
-/// `$first, $first+1, …` for `n` parameters.
-fn marks(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
-}
-
-/// Of `addresses`, those `sql` (with `{in}` for the list, and `$1` bound to `first` when
-/// given) selects.
-pub(crate) async fn select_in(
-    conn: &mut AnyConnection,
-    sql: &str,
-    first: Option<&str>,
-    addresses: &[[u8; 32]],
-) -> Result<HashSet<[u8; 32]>> {
-    let mut found = HashSet::new();
-    let offset = usize::from(first.is_some()) + 1;
-    for batch in addresses.chunks(PER_STATEMENT) {
-        let text = sql.replace("{in}", &marks(offset, batch.len()));
-        let mut q = sqlx::query(&text);
-        if let Some(v) = first {
-            q = q.bind(v.to_owned());
-        }
-        for a in batch {
-            q = q.bind(a.to_vec());
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            found.insert(address(row.try_get(0)?)?);
-        }
-    }
-    Ok(found)
-}
-
-/// Takes the collector's lock: shared for writers, exclusive for the collector. A no-op on
-/// SQLite, whose writers are serialized.
-pub(crate) async fn gc_lock(conn: &mut AnyConnection, backend: Backend, exclusive: bool) -> Result<()> {
-    if backend == Backend::Postgres {
-        let f = if exclusive { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" };
-        sqlx::query(&format!("SELECT 1 FROM (SELECT {f}($1)) AS l"))
-            .bind(GC_LOCK)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
-}
-
-/// Of `addresses`, those being deleted now, read inside a transaction that holds the lock.
-pub(crate) async fn deleting_on(conn: &mut AnyConnection, addresses: &[[u8; 32]]) -> Result<Vec<[u8; 32]>> {
-    let found =
-        select_in(conn, "SELECT address FROM chunk_deletions WHERE address IN ({in})", None, addresses)
-            .await?;
-    Ok(addresses.iter().filter(|a| found.contains(*a)).copied().collect())
-}
-
-/// Whether every one of `addresses` is still leased to `holder` (a row of its own in
-/// `chunk_leases`, or a declaration of the session `holder`), read under the collector's
-/// lock inside the commit that will reference them. The collector drops expired leases
-/// before it starts any deletion, so a lease that still exists means no deletion of that
-/// chunk has started, whatever the clocks of the machines say.
-pub(crate) async fn still_leased_on(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    holder: &str,
-    addresses: &[[u8; 32]],
-) -> Result<bool> {
-    gc_lock(conn, backend, false).await?;
-    let holder_id = Some(holder);
-    let leased = select_in(
-        conn,
-        "SELECT address FROM chunk_leases WHERE holder = $1 AND address IN ({in})",
-        holder_id,
-        addresses,
-    )
-    .await?;
-    let declared = select_in(
-        conn,
-        "SELECT address FROM upload_session_chunks WHERE session_id = $1 AND address IN ({in})",
-        holder_id,
-        addresses,
-    )
-    .await?;
-    Ok(addresses.iter().all(|a| leased.contains(a) || declared.contains(a)))
-}
-
-/// Drops the leases of `holder` (inside the commit that references its chunks): its rows
-/// in `chunk_leases`, or, for a smart upload's session id, the chunks the session declared
-/// (a replayed commit does not need them: it answers from the idempotency record).
-pub(crate) async fn release_on(conn: &mut AnyConnection, holder: &str) -> Result<()> {
-    sqlx::query("DELETE FROM chunk_leases WHERE holder = $1").bind(holder).execute(&mut *conn).await?;
-    sqlx::query("DELETE FROM quota_holds WHERE holder = $1").bind(holder).execute(&mut *conn).await?;
-    sqlx::query("DELETE FROM upload_session_chunks WHERE session_id = $1")
-        .bind(holder)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
+use crate::{Meta, Result};
 
 /// How a deletion ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,7 +88,7 @@ impl Meta {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         // The account's row before the collector's lock, in the order commits take them.
         if let Some((account_id, bytes)) = hold {
-            crate::namespace::hold_on(&mut tx, self.backend(), account_id, holder, bytes, expires_at).await?;
+            crate::write::hold_on(&mut tx, self.backend(), account_id, holder, bytes, expires_at).await?;
         }
         gc_lock(&mut tx, self.backend(), false).await?;
         // The write first: on SQLite it takes the write lock, so the read below sees every

@@ -10,21 +10,25 @@ mod accounts;
 mod db;
 mod error;
 mod gc;
+mod model;
 mod namespace;
 mod shares;
+mod sql;
 mod throttle;
 mod uploads;
 mod workers;
+mod write;
 
 pub use accounts::{Account, AccountSecrets, CLOCK_MARGIN_MS, ProviderRecord, Removal, Token};
-pub use db::{Backend, Meta, now_ms};
+pub use db::Meta;
 pub use error::{Error, Result};
 pub use gc::DeletionDone;
-pub use namespace::{
+pub use model::{
     Bucket, BucketPolicy, Change, ChunkInfo, ChunkRef, Committed, EtagCondition, ListEntry, Listing,
     NewVersion, Opened, Precondition, Version,
 };
 pub use shares::{NewShare, Share, ShareState};
+pub use sql::{Backend, now_ms};
 pub use throttle::{Attempt, FREE_ATTEMPTS, MAX_IN_FLIGHT};
 pub use uploads::{DeclareLimits, DeclaredChunk, GrantKey, SessionChunk, UploadSession};
 pub use workers::{ChunkPlacements, WorkerState};

@@ -7,7 +7,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::db::now_ms;
+use crate::sql::now_ms;
 use crate::{Error, Meta, Result};
 
 /// A share link, as stored (the token itself is never stored).

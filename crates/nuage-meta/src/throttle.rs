@@ -8,7 +8,7 @@
 
 use sqlx::Row;
 
-use crate::db::{Backend, now_ms};
+use crate::sql::{Backend, now_ms};
 use crate::{Meta, Result};
 
 /// Failures in a row before attempts are spaced out.

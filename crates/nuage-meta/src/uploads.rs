@@ -6,8 +6,9 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::db::now_ms;
-use crate::namespace::{Opened, account_usage, hold_on, holds_on};
+use crate::model::Opened;
+use crate::sql::{array32, lock_session, now_ms};
+use crate::write::{account_usage, hold_on, holds_on};
 use crate::{Backend, Error, Meta, Result};
 
 /// An Ed25519 key that signs grants.
@@ -82,21 +83,6 @@ pub struct UploadSession {
     pub created_at: i64,
     /// After this the session can no longer commit, Unix ms.
     pub expires_at: i64,
-}
-
-pub(crate) fn array32(v: Vec<u8>, what: &str) -> Result<[u8; 32]> {
-    v.try_into().map_err(|_| Error::Corrupt(format!("{what} is not 32 bytes")))
-}
-
-/// Locks the row of session `id` (PostgreSQL; SQLite's writers are serialized), if it is one.
-pub(crate) async fn lock_session(conn: &mut sqlx::AnyConnection, backend: Backend, id: &str) -> Result<()> {
-    if backend == Backend::Postgres {
-        sqlx::query("SELECT id FROM upload_sessions WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
 }
 
 const SESSION_COLUMNS: &str = "id, account_id, bucket_id, key, created_at, expires_at, scope";
@@ -222,9 +208,9 @@ impl Meta {
                 .execute(&mut *tx)
                 .await?;
         }
-        crate::gc::gc_lock(&mut tx, self.backend(), false).await?;
+        crate::sql::gc_lock(&mut tx, self.backend(), false).await?;
         let addresses: Vec<[u8; 32]> = chunks.iter().map(|c| c.address).collect();
-        let known = crate::gc::select_in(
+        let known = crate::sql::select_in(
             &mut tx,
             "SELECT address FROM upload_session_chunks WHERE session_id = $1 AND address IN ({in})",
             Some(&session.id),
@@ -277,7 +263,7 @@ impl Meta {
             .bind(&session.id)
             .execute(&mut *tx)
             .await?;
-        let deleting = crate::gc::deleting_on(&mut tx, &addresses).await?;
+        let deleting = crate::sql::deleting_on(&mut tx, &addresses).await?;
         tx.commit().await?;
         Ok(deleting)
     }
@@ -310,7 +296,7 @@ impl Meta {
         .into_iter()
         .map(|a| array32(a, "chunk address"))
         .collect::<Result<_>>()?;
-        crate::gc::release_on(&mut tx, &session.id).await?;
+        crate::sql::release_on(&mut tx, &session.id).await?;
         sqlx::query("UPDATE upload_sessions SET expires_at = $1 WHERE id = $2 AND expires_at > $1")
             .bind(now_ms())
             .bind(&session.id)

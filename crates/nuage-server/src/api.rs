@@ -1,14 +1,11 @@
-//! The router and the handlers of accounts, tokens and buckets; objects are in
-//! [`crate::objects`].
+//! The handlers of accounts, tokens, buckets and the service endpoints (health, metrics,
+//! grant keys, edges); the routes are in [`crate::routes`].
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
 
 use crate::extract::{Json, Path};
 use nuage_blob::Placement;
@@ -16,58 +13,10 @@ use nuage_meta::{Bucket, BucketPolicy};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::Nuage;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::names::check_bucket;
-use crate::{Nuage, objects, shares, uploads};
-
-/// The whole HTTP API.
-pub fn router(nuage: Arc<Nuage>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/v1/openapi.json", get(openapi))
-        .route("/v1/login", post(login))
-        .route("/v1/account", get(account))
-        .route("/v1/tokens", get(list_tokens).post(create_token))
-        .route("/v1/tokens/{id}", delete(revoke_token))
-        .route("/v1/buckets", get(list_buckets))
-        .route("/v1/buckets/{bucket}", put(create_bucket).delete(delete_bucket).get(bucket_info))
-        .route("/v1/buckets/{bucket}/objects", get(objects::list))
-        .route(
-            "/v1/buckets/{bucket}/objects/{*key}",
-            put(objects::put).get(objects::get).head(objects::head).delete(objects::delete),
-        )
-        .route("/v1/buckets/{bucket}/versions/{*key}", get(objects::versions).post(objects::restore))
-        .route("/v1/uploads/settings", get(uploads::settings))
-        .route("/v1/uploads", post(uploads::start))
-        .route("/v1/uploads/{id}", delete(uploads::abort))
-        .route("/v1/uploads/{id}/chunks", post(uploads::more_chunks))
-        .route("/v1/uploads/{id}/commit", post(uploads::commit))
-        .route("/v1/chunks/{address}", put(uploads::put_chunk).get(shares::get_chunk))
-        .route("/v1/buckets/{bucket}/manifests/{*key}", get(shares::manifest))
-        .route("/v1/shares", get(shares::list).post(shares::create))
-        .route("/v1/shares/{id}", delete(shares::revoke))
-        .route("/s/{token}", get(shares::page))
-        .route("/s/{token}/info", get(shares::info))
-        .route("/s/{token}/unlock", post(shares::unlock))
-        .route("/s/{token}/content", get(shares::content))
-        .route("/s/{token}/manifest", get(shares::share_manifest))
-        .route("/assets/share.js", get(shares::script))
-        .route("/v1/grant-keys", get(grant_keys))
-        .route("/v1/edges", get(edges))
-        .fallback(not_found)
-        .layer(middleware::from_fn(crate::extract::json_errors))
-        .layer(middleware::from_fn_with_state(nuage.clone(), count_requests))
-        .with_state(nuage)
-}
-
-async fn count_requests(State(nuage): State<Arc<Nuage>>, request: Request, next: Next) -> Response {
-    let method = request.method().as_str().to_owned();
-    let response = next.run(request).await;
-    nuage.metrics.request(&method, response.status().as_u16());
-    response
-}
 
 /// A key that verifies grants.
 #[derive(Debug, Serialize, ToSchema)]
@@ -83,7 +32,7 @@ pub struct GrantKeyView {
 /// The public keys that verify grants (for edges); no authentication needed.
 #[utoipa::path(get, path = "/v1/grant-keys", tag = "uploads",
     responses((status = 200, body = Vec<GrantKeyView>)))]
-async fn grant_keys(State(nuage): State<Arc<Nuage>>) -> Json<Vec<GrantKeyView>> {
+pub(crate) async fn grant_keys(State(nuage): State<Arc<Nuage>>) -> Json<Vec<GrantKeyView>> {
     use base64::Engine;
     Json(
         nuage
@@ -108,19 +57,8 @@ pub struct EdgeList {
 
 /// The edge caches this server knows (`[[edges]]`); no authentication needed.
 #[utoipa::path(get, path = "/v1/edges", tag = "service", responses((status = 200, body = EdgeList)))]
-async fn edges(State(nuage): State<Arc<Nuage>>) -> Json<EdgeList> {
+pub(crate) async fn edges(State(nuage): State<Arc<Nuage>>) -> Json<EdgeList> {
     Json(EdgeList { edges: nuage.config.edges.clone() })
-}
-
-async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no_route", "no such endpoint; see docs/api.md")
-}
-
-/// The OpenAPI document of this API, generated from the handlers' annotations.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "service",
-    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::openapi::document())
 }
 
 /// Health: the database answers; which providers are up.
@@ -128,7 +66,7 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     (status = 200, description = "`{\"status\": \"ok\", \"providers\": [{\"name\", \"up\"}]}`"),
     (status = 503, description = "The database does not answer"),
 ))]
-async fn healthz(State(nuage): State<Arc<Nuage>>) -> Response {
+pub(crate) async fn healthz(State(nuage): State<Arc<Nuage>>) -> Response {
     let db = nuage.meta.schema_version().await.is_ok();
     let providers: Vec<_> = nuage
         .store
@@ -149,7 +87,7 @@ async fn healthz(State(nuage): State<Arc<Nuage>>) -> Response {
 /// Prometheus counters.
 #[utoipa::path(get, path = "/metrics", tag = "service",
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-async fn metrics(State(nuage): State<Arc<Nuage>>) -> impl IntoResponse {
+pub(crate) async fn metrics(State(nuage): State<Arc<Nuage>>) -> impl IntoResponse {
     ([("content-type", "text/plain; version=0.0.4")], nuage.metrics.render())
 }
 
@@ -181,7 +119,10 @@ pub struct NewToken {
     (status = 401, description = "`invalid_credentials`", body = ErrorBody),
     (status = 429, description = "`login_throttled`, with `Retry-After`", body = ErrorBody),
 ))]
-async fn login(State(nuage): State<Arc<Nuage>>, body: Option<Json<Login>>) -> ApiResult<Json<NewToken>> {
+pub(crate) async fn login(
+    State(nuage): State<Arc<Nuage>>,
+    body: Option<Json<Login>>,
+) -> ApiResult<Json<NewToken>> {
     let Some(Json(login)) = body else {
         return Err(ApiError::bad_request("invalid_request", "send JSON {\"account\": …, \"password\": …}"));
     };
@@ -234,7 +175,7 @@ pub struct AccountView {
 #[utoipa::path(get, path = "/v1/account", tag = "accounts", security(("token" = [])), responses(
     (status = 200, body = AccountView), (status = 401, body = ErrorBody),
 ))]
-async fn account(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiResult<Json<AccountView>> {
+pub(crate) async fn account(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiResult<Json<AccountView>> {
     let a = nuage.meta.account(caller.account_id).await?;
     Ok(Json(AccountView {
         name: a.name,
@@ -257,7 +198,7 @@ pub struct TokenRequest {
     request_body(content = Option<TokenRequest>), responses(
     (status = 201, body = NewToken), (status = 401, body = ErrorBody),
 ))]
-async fn create_token(
+pub(crate) async fn create_token(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
     body: Option<Json<TokenRequest>>,
@@ -288,7 +229,10 @@ pub struct TokenList {
 #[utoipa::path(get, path = "/v1/tokens", tag = "accounts", security(("token" = [])), responses(
     (status = 200, body = TokenList), (status = 401, body = ErrorBody),
 ))]
-async fn list_tokens(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiResult<Json<TokenList>> {
+pub(crate) async fn list_tokens(
+    State(nuage): State<Arc<Nuage>>,
+    caller: Caller,
+) -> ApiResult<Json<TokenList>> {
     let tokens = nuage
         .meta
         .tokens(caller.account_id)
@@ -311,7 +255,7 @@ async fn list_tokens(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiResu
     params(("id" = String, Path, description = "Token id, or `current`")), responses(
     (status = 204, description = "Revoked"), (status = 404, description = "`token_not_found`", body = ErrorBody),
 ))]
-async fn revoke_token(
+pub(crate) async fn revoke_token(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
     Path(id): Path<String>,
@@ -368,7 +312,10 @@ pub struct BucketList {
 #[utoipa::path(get, path = "/v1/buckets", tag = "buckets", security(("token" = [])), responses(
     (status = 200, body = BucketList), (status = 401, body = ErrorBody),
 ))]
-async fn list_buckets(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiResult<Json<BucketList>> {
+pub(crate) async fn list_buckets(
+    State(nuage): State<Arc<Nuage>>,
+    caller: Caller,
+) -> ApiResult<Json<BucketList>> {
     let buckets = nuage.meta.buckets(caller.account_id).await?.into_iter().map(BucketView::from).collect();
     Ok(Json(BucketList { buckets }))
 }
@@ -396,7 +343,7 @@ pub struct BucketRequest {
     (status = 400, description = "`invalid_bucket_name`, `invalid_placement`, `invalid_key_id`", body = ErrorBody),
     (status = 409, description = "`bucket_exists`", body = ErrorBody),
 ))]
-async fn create_bucket(
+pub(crate) async fn create_bucket(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
     Path(name): Path<String>,
@@ -443,7 +390,7 @@ async fn create_bucket(
     params(("bucket" = String, Path)), responses(
     (status = 200, body = BucketView), (status = 404, description = "`bucket_not_found`", body = ErrorBody),
 ))]
-async fn bucket_info(
+pub(crate) async fn bucket_info(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
     Path(name): Path<String>,
@@ -458,7 +405,7 @@ async fn bucket_info(
     (status = 404, description = "`bucket_not_found`", body = ErrorBody),
     (status = 409, description = "`bucket_not_empty`", body = ErrorBody),
 ))]
-async fn delete_bucket(
+pub(crate) async fn delete_bucket(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
     Path(name): Path<String>,

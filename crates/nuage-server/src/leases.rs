@@ -31,10 +31,6 @@ pub(crate) fn holder(nuage: &Nuage, account_id: i64, idempotency_key: Option<&st
     Holder { name, attempts: shared.then(|| nuage.attempts.0.clone()) }
 }
 
-/// Attempts of simple uploads under way in this process, by holder name.
-#[derive(Debug, Default)]
-pub(crate) struct Attempts(std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>);
-
 /// Who holds an upload's leases.
 #[derive(Debug)]
 pub(crate) struct Holder {

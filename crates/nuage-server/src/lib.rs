@@ -19,7 +19,9 @@ mod names;
 mod objects;
 mod openapi;
 mod range;
+mod registry;
 mod replicas;
+mod routes;
 mod shares;
 mod state;
 mod uploads;
@@ -29,7 +31,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-pub use api::{NewToken, issue_token, router};
+pub use api::{NewToken, issue_token};
 pub use config::{EdgeLink, ServerConfig};
 pub use error::{ApiError, ApiResult};
 pub use listener::HttpConfig;
@@ -37,7 +39,9 @@ pub use metrics::Metrics;
 pub use names::{MAX_KEY_BYTES, check_bucket, check_key};
 pub use objects::VERSION_HEADER;
 pub use openapi::document as openapi_document;
-pub use state::{Nuage, REMOVED, added_at_run_time};
+pub use registry::{REMOVED, added_at_run_time};
+pub use routes::router;
+pub use state::Nuage;
 
 /// Serves the API on `config.listen` until the process gets SIGINT or SIGTERM, then
 /// finishes the requests in flight.
@@ -54,26 +58,10 @@ pub async fn serve_on(nuage: Arc<Nuage>, listener: tokio::net::TcpListener) -> R
     let mut background = workers::spawn(&nuage);
     background.push(nuage.spawn_housekeeping());
     let http = nuage.config.http;
-    let served = listener::serve(listener, router(nuage), http, shutdown()).await.context("serving");
+    let served =
+        listener::serve(listener, router(nuage), http, listener::shutdown_signal()).await.context("serving");
     for task in background {
         task.abort();
     }
     served
-}
-
-async fn shutdown() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return ctrl_c.await.unwrap_or(()),
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -6,8 +6,6 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::workers::{Kind, WorkerCounters};
-
 /// The server's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -128,4 +126,45 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Which worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Verify every placement.
+    Scrub,
+    /// Restore every chunk to its policy.
+    Repair,
+    /// Delete chunks nothing references.
+    Gc,
+    /// Move every chunk off the providers being drained.
+    Migrate,
+}
+
+impl Kind {
+    /// Every worker.
+    pub const ALL: [Kind; 4] = [Kind::Scrub, Kind::Repair, Kind::Gc, Kind::Migrate];
+
+    /// Its name, in the `workers` table and at `/metrics`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Scrub => "scrub",
+            Kind::Repair => "repair",
+            Kind::Gc => "gc",
+            Kind::Migrate => "migrate",
+        }
+    }
+}
+
+/// Counters of one worker, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct WorkerCounters {
+    /// Chunks done.
+    pub chunks: AtomicU64,
+    /// Stored bytes read.
+    pub bytes: AtomicU64,
+    /// Problems found (scrub) or fixed (repair).
+    pub found: AtomicU64,
+    /// Complete passes.
+    pub passes: AtomicU64,
 }

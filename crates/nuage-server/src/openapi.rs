@@ -4,6 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::extract::Json;
 use crate::{api, error, objects, shares, uploads};
 
 #[derive(OpenApi)]
@@ -14,7 +15,7 @@ use crate::{api, error, objects, shares, uploads};
                        Error codes: docs/api.md."
     ),
     paths(
-        api::openapi, api::healthz, api::metrics, api::login, api::account, api::create_token,
+        openapi, api::healthz, api::metrics, api::login, api::account, api::create_token,
         api::list_tokens, api::revoke_token, api::list_buckets, api::create_bucket, api::bucket_info,
         api::delete_bucket, objects::put, objects::get, objects::head, objects::delete, objects::list, objects::versions, objects::restore,
         api::grant_keys, api::edges, uploads::settings, uploads::start, uploads::more_chunks, uploads::abort, uploads::put_chunk, uploads::commit,
@@ -69,4 +70,11 @@ impl Modify for BearerToken {
 /// The document.
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// The OpenAPI document of this API, generated from the handlers' annotations.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "service",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json")))]
+pub(crate) async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(document())
 }

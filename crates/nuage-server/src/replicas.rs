@@ -11,25 +11,8 @@
 
 use nuage_blob::{Placement, StoredChunk};
 use nuage_core::Address;
-use tokio::sync::Mutex;
 
 use crate::Nuage;
-
-/// Chunks waiting for their other replicas.
-#[derive(Debug, Default)]
-pub struct Replicas {
-    queue: std::sync::Mutex<Vec<(Address, Placement)>>,
-    /// Held while a batch is replicated: one batch at a time, and [`Replicas::drain`] returns
-    /// only when every chunk queued before it has been handled.
-    running: Mutex<()>,
-}
-
-impl Replicas {
-    /// Queues chunks for replication under `placement`.
-    pub fn push(&self, chunks: impl IntoIterator<Item = Address>, placement: Placement) {
-        self.queue.lock().expect("replica queue").extend(chunks.into_iter().map(|a| (a, placement)));
-    }
-}
 
 impl Nuage {
     /// Makes the replicas of every queued chunk, then returns. A chunk whose copies cannot

@@ -28,15 +28,16 @@
 //! worker's cursor.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use nuage_blob::Provider;
 use nuage_core::Address;
 use nuage_meta::{ChunkPlacements, WorkerState, now_ms};
 use serde::Serialize;
 
+pub use crate::metrics::{Kind, WorkerCounters};
+pub use crate::registry::refresh_provider_states;
 use crate::state::Nuage;
 
 /// Chunks per batch (and per cursor save).
@@ -45,53 +46,8 @@ const BATCH: usize = 256;
 const IN_FLIGHT: usize = 4;
 /// A pass saves its cursor after every batch, and within a batch at this interval.
 const SAVE_EVERY: Duration = Duration::from_secs(1);
-/// How long the registry refresh waits for a provider added at run time to open.
-const OPEN_WITHIN: Duration = Duration::from_secs(5);
-/// How long a provider added at run time that failed to open is left before another try.
-const REOPEN_AFTER: Duration = Duration::from_secs(30);
 /// Addresses listed in a pass report at most.
 const LISTED: usize = 1000;
-
-/// Which worker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Verify every placement.
-    Scrub,
-    /// Restore every chunk to its policy.
-    Repair,
-    /// Delete chunks nothing references.
-    Gc,
-    /// Move every chunk off the providers being drained.
-    Migrate,
-}
-
-impl Kind {
-    /// Every worker.
-    pub const ALL: [Kind; 4] = [Kind::Scrub, Kind::Repair, Kind::Gc, Kind::Migrate];
-
-    /// Its name, in the `workers` table and at `/metrics`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Scrub => "scrub",
-            Kind::Repair => "repair",
-            Kind::Gc => "gc",
-            Kind::Migrate => "migrate",
-        }
-    }
-}
-
-/// Counters of one worker, for `/metrics`.
-#[derive(Debug, Default)]
-pub struct WorkerCounters {
-    /// Chunks done.
-    pub chunks: AtomicU64,
-    /// Stored bytes read.
-    pub bytes: AtomicU64,
-    /// Problems found (scrub) or fixed (repair).
-    pub found: AtomicU64,
-    /// Complete passes.
-    pub passes: AtomicU64,
-}
 
 /// What a pass did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -326,78 +282,6 @@ async fn migrate_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result
         }
     }
     Ok(out)
-}
-
-/// Reads the providers' states from the database (a drain may be started by another
-/// process: `nuage admin provider drain`) into the chunk store; returns the providers that
-/// are not active, with their states (`draining` or `drained`).
-///
-/// The provider set follows the registry too: a provider added at run time (`nuage admin
-/// provider add`) is opened and joins the store, one removed (`nuage admin provider
-/// remove`) leaves it. A provider that fails to open is tried again on the next refresh.
-pub async fn refresh_provider_states(nuage: &Nuage) -> nuage_meta::Result<Vec<(String, String)>> {
-    let mut inactive = Vec::new();
-    for r in nuage.meta.providers().await? {
-        if r.state == crate::state::REMOVED {
-            nuage.open_failures.lock().expect("open failures lock").remove(&r.name);
-            if nuage.store.remove_provider(&r.name).is_some() {
-                tracing::info!("provider {} removed", r.name);
-            }
-            continue;
-        }
-        if let Some(config) = crate::state::added_at_run_time(&r) {
-            let failed_lately = |name: &str| {
-                let failures = nuage.open_failures.lock().expect("open failures lock");
-                failures.get(name).is_some_and(|at| at.elapsed() < REOPEN_AFTER)
-            };
-            let current = match &config {
-                Ok(c) => nuage.store.provider(&r.name).is_some_and(|p| p.config() == c),
-                Err(_) => false,
-            };
-            if !current && !failed_lately(&r.name) {
-                let opened = match config {
-                    Ok(c) => open_bounded(c).await,
-                    Err(e) => Err(format!("{e:#}")),
-                };
-                match opened {
-                    Ok(p) => {
-                        p.set_draining(r.state != "active");
-                        // Settings changed (removed and added again): the new ones.
-                        nuage.store.remove_provider(&r.name);
-                        if nuage.store.add_provider(p).is_ok() {
-                            tracing::info!("provider {} added", r.name);
-                        }
-                        nuage.open_failures.lock().expect("open failures lock").remove(&r.name);
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            "opening provider {} (added at run time): {e}; trying again in {} s",
-                            r.name,
-                            REOPEN_AFTER.as_secs()
-                        );
-                        let mut failures = nuage.open_failures.lock().expect("open failures lock");
-                        failures.insert(r.name.clone(), Instant::now());
-                    }
-                }
-            }
-        }
-        if let Some(p) = nuage.store.provider(&r.name) {
-            p.set_draining(r.state != "active");
-            if r.state != "active" {
-                inactive.push((r.name, r.state));
-            }
-        }
-    }
-    Ok(inactive)
-}
-
-/// Opens a provider added at run time, within [`OPEN_WITHIN`]: the registry's refresh (and
-/// so the states of the others) waits for it.
-pub(crate) async fn open_bounded(c: nuage_blob::ProviderConfig) -> Result<Provider, String> {
-    match tokio::time::timeout(OPEN_WITHIN, Provider::open(c)).await {
-        Ok(opened) => opened.map_err(|e| e.to_string()),
-        Err(_) => Err(format!("no answer within {} s", OPEN_WITHIN.as_secs())),
-    }
 }
 
 /// Ends the drains that a pass found nothing left of: the chunk objects still on a drained

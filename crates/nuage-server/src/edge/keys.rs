@@ -60,8 +60,9 @@ impl EdgeKeys {
     pub async fn reload(&self) -> anyhow::Result<usize> {
         *self.last_reload.lock().expect("reload lock") = Some(Instant::now());
         let response = self.http.get(&self.url).timeout(Duration::from_secs(10)).send().await?;
-        let body =
-            super::read_capped(response.error_for_status()?, 1 << 20).await.map_err(anyhow::Error::msg)?;
+        let body = super::capped::read_capped(response.error_for_status()?, 1 << 20)
+            .await
+            .map_err(anyhow::Error::msg)?;
         let views: Vec<KeyView> = serde_json::from_slice(&body)?;
         let mut keys = Vec::new();
         for v in views {

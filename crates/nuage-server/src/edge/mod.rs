@@ -11,6 +11,7 @@
 //! `/healthz`, `/metrics`.
 
 pub mod cache;
+mod capped;
 pub mod keys;
 
 use std::collections::HashMap;
@@ -41,6 +42,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::range::{self, RangeRequest};
 use crate::uploads::{GRANT_HEADER, grant_refused, parse_address};
 use cache::{Hit, HybridCache};
+use capped::read_capped;
 use keys::EdgeKeys;
 
 /// An edge's configuration (`nuage edge` flags, or the same keys in TOML).
@@ -531,21 +533,6 @@ fn loopback(url: &str) -> bool {
 const MAX_STORED_CHUNK: usize =
     nuage_core::chunk::MAX_CHUNK_LEN + nuage_core::chunk::HEADER_LEN + nuage_core::chunk::TAG_LEN + 64;
 
-/// A response body of at most `cap` bytes (more is an error, read no further).
-pub(crate) async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Bytes, String> {
-    if response.content_length().is_some_and(|n| n > cap as u64) {
-        return Err(format!("a body of {:?} bytes, more than {cap}", response.content_length()));
-    }
-    let mut body = bytes::BytesMut::new();
-    while let Some(part) = response.chunk().await.map_err(|e| e.to_string())? {
-        if body.len() + part.len() > cap {
-            return Err(format!("a body of more than {cap} bytes"));
-        }
-        body.extend_from_slice(&part);
-    }
-    Ok(body.freeze())
-}
-
 /// The error codes of the origin's chunk endpoint an edge passes on as they are.
 fn known_code(code: &str) -> Option<&'static str> {
     [
@@ -704,9 +691,14 @@ async fn metrics(State(edge): State<Arc<Edge>>) -> impl IntoResponse {
 /// way finish.
 pub async fn serve_on(edge: Arc<Edge>, listener: tokio::net::TcpListener) -> Result<()> {
     let refresh = edge.spawn_key_refresh();
-    let served = crate::listener::serve(listener, router(edge.clone()), edge.config.http, crate::shutdown())
-        .await
-        .context("serving");
+    let served = crate::listener::serve(
+        listener,
+        router(edge.clone()),
+        edge.config.http,
+        crate::listener::shutdown_signal(),
+    )
+    .await
+    .context("serving");
     refresh.abort();
     edge.flush().await;
     served

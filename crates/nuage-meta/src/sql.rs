@@ -1,0 +1,147 @@
+//! SQL pieces that every part of the store shares: which database it is, the clock, parameter
+//! lists, error tests, and the locks and chunk leases that several transactions take.
+
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::{AnyConnection, Row};
+
+use crate::{Error, Result};
+
+/// Which database is behind a [`Meta`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded default, a file in the data dir (WAL).
+    Sqlite,
+    /// A shared PostgreSQL server.
+    Postgres,
+}
+
+/// Now, in Unix milliseconds (the time unit of every column).
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Whether an error is a unique-constraint violation (SQLite 2067/1555, PostgreSQL 23505).
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("2067" | "1555" | "23505")))
+}
+
+pub(crate) fn array32(v: Vec<u8>, what: &str) -> Result<[u8; 32]> {
+    v.try_into().map_err(|_| Error::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+/// Locks the row of session `id` (PostgreSQL; SQLite's writers are serialized), if it is one.
+pub(crate) async fn lock_session(conn: &mut sqlx::AnyConnection, backend: Backend, id: &str) -> Result<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT id FROM upload_sessions WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+/// The advisory lock (PostgreSQL) that leases take shared and the collector exclusive.
+pub(crate) const GC_LOCK: i64 = 0x6e75_6167_655f_6763; // "nuage_gc"
+
+/// Bound parameters per statement, far below both backends' limits.
+pub(crate) const PER_STATEMENT: usize = 300;
+
+pub(crate) fn address(bytes: Vec<u8>) -> Result<[u8; 32]> {
+    bytes.try_into().map_err(|_| Error::Corrupt("a chunk address that is not 32 bytes".into()))
+}
+
+/// `$first, $first+1, …` for `n` parameters.
+pub(crate) fn marks(first: usize, n: usize) -> String {
+    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Of `addresses`, those `sql` (with `{in}` for the list, and `$1` bound to `first` when
+/// given) selects.
+pub(crate) async fn select_in(
+    conn: &mut AnyConnection,
+    sql: &str,
+    first: Option<&str>,
+    addresses: &[[u8; 32]],
+) -> Result<HashSet<[u8; 32]>> {
+    let mut found = HashSet::new();
+    let offset = usize::from(first.is_some()) + 1;
+    for batch in addresses.chunks(PER_STATEMENT) {
+        let text = sql.replace("{in}", &marks(offset, batch.len()));
+        let mut q = sqlx::query(&text);
+        if let Some(v) = first {
+            q = q.bind(v.to_owned());
+        }
+        for a in batch {
+            q = q.bind(a.to_vec());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            found.insert(address(row.try_get(0)?)?);
+        }
+    }
+    Ok(found)
+}
+
+/// Takes the collector's lock: shared for writers, exclusive for the collector. A no-op on
+/// SQLite, whose writers are serialized.
+pub(crate) async fn gc_lock(conn: &mut AnyConnection, backend: Backend, exclusive: bool) -> Result<()> {
+    if backend == Backend::Postgres {
+        let f = if exclusive { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" };
+        sqlx::query(&format!("SELECT 1 FROM (SELECT {f}($1)) AS l"))
+            .bind(GC_LOCK)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Of `addresses`, those being deleted now, read inside a transaction that holds the lock.
+pub(crate) async fn deleting_on(conn: &mut AnyConnection, addresses: &[[u8; 32]]) -> Result<Vec<[u8; 32]>> {
+    let found =
+        select_in(conn, "SELECT address FROM chunk_deletions WHERE address IN ({in})", None, addresses)
+            .await?;
+    Ok(addresses.iter().filter(|a| found.contains(*a)).copied().collect())
+}
+
+/// Whether every one of `addresses` is still leased to `holder` (a row of its own in
+/// `chunk_leases`, or a declaration of the session `holder`), read under the collector's
+/// lock inside the commit that will reference them. The collector drops expired leases
+/// before it starts any deletion, so a lease that still exists means no deletion of that
+/// chunk has started, whatever the clocks of the machines say.
+pub(crate) async fn still_leased_on(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    holder: &str,
+    addresses: &[[u8; 32]],
+) -> Result<bool> {
+    gc_lock(conn, backend, false).await?;
+    let holder_id = Some(holder);
+    let leased = select_in(
+        conn,
+        "SELECT address FROM chunk_leases WHERE holder = $1 AND address IN ({in})",
+        holder_id,
+        addresses,
+    )
+    .await?;
+    let declared = select_in(
+        conn,
+        "SELECT address FROM upload_session_chunks WHERE session_id = $1 AND address IN ({in})",
+        holder_id,
+        addresses,
+    )
+    .await?;
+    Ok(addresses.iter().all(|a| leased.contains(a) || declared.contains(a)))
+}
+
+/// Drops the leases of `holder` (inside the commit that references its chunks): its rows
+/// in `chunk_leases`, or, for a smart upload's session id, the chunks the session declared
+/// (a replayed commit does not need them: it answers from the idempotency record).
+pub(crate) async fn release_on(conn: &mut AnyConnection, holder: &str) -> Result<()> {
+    sqlx::query("DELETE FROM chunk_leases WHERE holder = $1").bind(holder).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM quota_holds WHERE holder = $1").bind(holder).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM upload_session_chunks WHERE session_id = $1")
+        .bind(holder)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

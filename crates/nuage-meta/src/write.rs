@@ -1,0 +1,515 @@
+//! The write path of the namespace: one version written (or deleted, or restored) in one
+//! transaction with its quota check, preconditions, chunk references, change record and
+//! pruning; SQLite's group commit of many such writes in one transaction.
+
+use std::collections::BTreeMap;
+
+use sqlx::{Acquire, AnyConnection, AnyPool, Row};
+use tokio::sync::oneshot;
+
+use crate::model::*;
+use crate::sql::*;
+use crate::{Error, Result};
+
+/// Bumps the account's change sequence (taking its row lock on PostgreSQL) and returns the
+/// new number.
+pub(crate) async fn next_seq(conn: &mut AnyConnection, account_id: i64) -> Result<i64> {
+    sqlx::query_scalar("UPDATE accounts SET change_seq = change_seq + 1 WHERE id = $1 RETURNING change_seq")
+        .bind(account_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(Error::AccountNotFound)
+}
+
+/// The account's `used_bytes` and quota.
+pub(crate) async fn account_usage(conn: &mut AnyConnection, account_id: i64) -> Result<(u64, Option<u64>)> {
+    let row = sqlx::query("SELECT used_bytes, quota_bytes FROM accounts WHERE id = $1")
+        .bind(account_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or(Error::AccountNotFound)?;
+    Ok((row.try_get::<i64, _>(0)?.max(0) as u64, row.try_get::<Option<i64>, _>(1)?.map(|q| q.max(0) as u64)))
+}
+
+/// The bytes the account's live quota holds keep, other than `except`'s.
+pub(crate) async fn holds_on(conn: &mut AnyConnection, account_id: i64, except: Option<&str>) -> Result<u64> {
+    let held: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM quota_holds \
+         WHERE account_id = $1 AND expires_at > $2 AND holder <> $3",
+    )
+    .bind(account_id)
+    .bind(now_ms())
+    .bind(except.unwrap_or(""))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(held.max(0) as u64)
+}
+
+/// Adds `bytes` to the quota hold of `holder` (made if absent, lasting until `expires_at`),
+/// refused with [`Error::QuotaExceeded`] when the account's usage and live holds would then
+/// pass its quota. Takes the account's row lock first on PostgreSQL, so two uploads of one
+/// account cannot both take the last room. The caller's transaction rolls back on a refusal.
+pub(crate) async fn hold_on(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    account_id: i64,
+    holder: &str,
+    bytes: u64,
+    expires_at: i64,
+) -> Result<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+            .bind(account_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let (used, quota) = account_usage(conn, account_id).await?;
+    if let Some(quota) = quota {
+        let held = holds_on(conn, account_id, None).await?;
+        if used.saturating_add(held).saturating_add(bytes) > quota {
+            return Err(Error::QuotaExceeded { used: used.saturating_add(held), quota, needed: bytes });
+        }
+    }
+    sqlx::query(
+        "INSERT INTO quota_holds (holder, account_id, bytes, expires_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (holder) DO UPDATE SET \
+         bytes = CASE WHEN quota_holds.expires_at > $5 THEN quota_holds.bytes + excluded.bytes \
+         ELSE excluded.bytes END, \
+         expires_at = CASE WHEN excluded.expires_at > quota_holds.expires_at \
+         THEN excluded.expires_at ELSE quota_holds.expires_at END",
+    )
+    .bind(holder)
+    .bind(account_id)
+    .bind(bytes as i64)
+    .bind(expires_at)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// ` FOR UPDATE OF table` on PostgreSQL; nothing on SQLite, whose writers are serialized.
+pub(crate) fn for_update_of(backend: Backend, table: &str) -> String {
+    match backend {
+        Backend::Sqlite => String::new(),
+        Backend::Postgres => format!(" FOR UPDATE OF {table}"),
+    }
+}
+
+/// `LIMIT` with no bound before an `OFFSET`: `-1` on SQLite, `ALL` on PostgreSQL.
+pub(crate) fn no_limit(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "LIMIT -1",
+        Backend::Postgres => "LIMIT ALL",
+    }
+}
+
+pub(crate) async fn record_change(
+    conn: &mut AnyConnection,
+    account_id: i64,
+    seq: i64,
+    kind: &str,
+    bucket: &str,
+    key: Option<&str>,
+    version_id: Option<i64>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO changes (account_id, seq, kind, bucket, key, version_id, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(account_id)
+    .bind(seq)
+    .bind(kind)
+    .bind(bucket)
+    .bind(key.map(str::to_owned))
+    .bind(version_id)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes versions: their chunk references, their bytes from the account's usage, their
+/// rows.
+pub(crate) async fn drop_versions(conn: &mut AnyConnection, account_id: i64, ids: &[i64]) -> Result<()> {
+    let now = now_ms();
+    for &id in ids {
+        let row = sqlx::query("SELECT charged, manifest FROM versions WHERE id = $1")
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+        let charged: i64 = row.try_get(0)?;
+        let manifest: Option<Vec<u8>> = row.try_get(1)?;
+        if let Some(m) = manifest {
+            for (address, count) in references(&m)? {
+                sqlx::query(
+                    "UPDATE chunks SET refcount = refcount - $1, unreferenced_since = \
+                     CASE WHEN refcount - $1 = 0 THEN $2 ELSE unreferenced_since END WHERE address = $3",
+                )
+                .bind(count)
+                .bind(now)
+                .bind(address.to_vec())
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+        sqlx::query("UPDATE accounts SET used_bytes = used_bytes - $1 WHERE id = $2")
+            .bind(charged)
+            .bind(account_id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM uploads WHERE version_id = $1").bind(id).execute(&mut *conn).await?;
+        sqlx::query("DELETE FROM versions WHERE id = $1").bind(id).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A version write, owned, so that it can wait in a batch.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub(crate) bucket: Bucket,
+    pub(crate) key: String,
+    pub(crate) content: Option<(NewVersion, BTreeMap<[u8; 32], i64>)>,
+    pub(crate) precondition: Precondition,
+    pub(crate) idempotency_key: Option<String>,
+    /// The version whose manifest this one copies: it must still exist at the commit.
+    pub(crate) source: Option<i64>,
+}
+
+/// A write waiting for the next group commit, with where to send its outcome.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) job: Job,
+    pub(crate) reply: oneshot::Sender<Result<Committed>>,
+}
+
+/// Commits `batch` in one transaction, each write in a savepoint: a write refused for its
+/// own reason (quota, precondition) is rolled back alone; a failure of the commit itself
+/// fails them all.
+pub(crate) async fn commit_batch(pool: &AnyPool, batch: Vec<Pending>) {
+    let mut outcomes: Vec<Result<Committed>> = Vec::with_capacity(batch.len());
+    let result: Result<()> = async {
+        let mut tx = pool.begin().await?;
+        for p in &batch {
+            let mut savepoint = Acquire::begin(&mut tx).await?;
+            let outcome = write_on(&mut savepoint, Backend::Sqlite, &p.job).await;
+            if outcome.is_ok() {
+                savepoint.commit().await?;
+            } else {
+                savepoint.rollback().await?;
+            }
+            outcomes.push(outcome);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    let failure = result.err().map(|e| e.to_string());
+    let mut outcomes = outcomes.into_iter();
+    for p in batch {
+        let outcome = match (&failure, outcomes.next()) {
+            (None, Some(o)) => o,
+            (Some(_), Some(Err(e))) if !matches!(e, Error::Database(_)) => Err(e),
+            (Some(f), _) => Err(Error::Batch(f.clone())),
+            (None, None) => Err(Error::Batch("no outcome".into())),
+        };
+        let _ = p.reply.send(outcome);
+    }
+}
+
+/// One version write inside an open transaction: replays an earlier request with the same
+/// idempotency key, checks the bucket, the precondition and the quota, then records the
+/// version, its chunk references and placements, the change, and prunes old versions.
+pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Result<Committed> {
+    let Job { bucket, key, content, precondition, idempotency_key, source } = job;
+    let key = key.as_str();
+    let idempotency_key = idempotency_key.as_deref();
+    let content = content.as_ref().map(|(n, r)| (n, r));
+    let account_id = bucket.account_id;
+    let seq = next_seq(conn, account_id).await?;
+    let holder = content.as_ref().and_then(|(n, _)| n.lease_holder.as_deref());
+    if let Some(idem) = idempotency_key {
+        let prior = sqlx::query(
+            "SELECT bucket_id, key, version_id FROM uploads WHERE account_id = $1 AND idempotency_key = $2",
+        )
+        .bind(account_id)
+        .bind(idem)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = prior {
+            let (b, k, v): (i64, String, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            if b != bucket.id || k != key {
+                return Err(Error::IdempotencyConflict);
+            }
+            // Nothing changes: give back the sequence number taken above (the row is ours).
+            sqlx::query("UPDATE accounts SET change_seq = change_seq - 1 WHERE id = $1")
+                .bind(account_id)
+                .execute(&mut *conn)
+                .await?;
+            let version = version_on(conn, bucket.id, key, v).await?;
+            if version.tombstone != content.is_none() {
+                return Err(Error::IdempotencyConflict); // a PUT's key reused by a DELETE, or back
+            }
+            if let Some((new, _)) = &content
+                && version.etag != Some(new.etag)
+            {
+                return Err(Error::IdempotencyConflict); // the same key for another body
+            }
+            if let Some(holder) = holder {
+                crate::sql::release_on(conn, holder).await?; // nothing more to commit
+            }
+            return Ok(Committed { version, replayed: true, pruned: vec![] });
+        }
+    }
+    if let (Some(holder), Some((new, _))) = (holder, &content) {
+        // A smart upload's session row first (its id starts `up_`; a simple upload's holder
+        // never does): its abort locks it too, so the two never both succeed.
+        if holder.starts_with("up_") {
+            crate::sql::lock_session(conn, backend, holder).await?;
+        }
+        // The chunks are referenced once this commits, and their leases go with it; but
+        // only if the leases still hold: else a collector may have deleted them.
+        let addresses: Vec<[u8; 32]> = new.chunks.iter().map(|c| c.address).collect();
+        if !crate::sql::still_leased_on(conn, backend, holder, &addresses).await? {
+            return Err(Error::LeaseLost);
+        }
+        crate::sql::release_on(conn, holder).await?;
+    }
+    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM buckets WHERE id = $1")
+        .bind(bucket.id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if exists.is_none() {
+        return Err(Error::BucketNotFound);
+    }
+    let head = sqlx::query(&format!(
+        "SELECT o.id, o.live, v.etag FROM objects o LEFT JOIN versions v ON v.id = o.head_version \
+         WHERE o.bucket_id = $1 AND o.key = $2{}",
+        for_update_of(backend, "o")
+    ))
+    .bind(bucket.id)
+    .bind(key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let (object_id, current) = match &head {
+        Some(row) => {
+            let live = row.try_get::<i64, _>(1)? != 0;
+            let etag: Option<Vec<u8>> = row.try_get(2)?;
+            let etag = etag.and_then(|e| <[u8; 32]>::try_from(e).ok()).filter(|_| live);
+            (Some(row.try_get::<i64, _>(0)?), etag)
+        }
+        None => (None, None),
+    };
+    if !precondition.holds(current.as_ref()) {
+        return Err(Error::PreconditionFailed);
+    }
+    if content.is_none() && current.is_none() {
+        return Err(Error::ObjectNotFound);
+    }
+    if let Some(source) = source {
+        // Under the account's lock (which every prune takes): while the source is here, its
+        // chunks are referenced, and no collector is deleting them.
+        let here: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM versions WHERE id = $1 AND object_id = $2 AND tombstone = 0")
+                .bind(source)
+                .bind(object_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if here.is_none() {
+            return Err(Error::ObjectNotFound);
+        }
+    }
+    let size = content.as_ref().map_or(0, |(n, _)| n.size);
+    // The version is charged what it stores: the stored size of its distinct chunks.
+    let charged: u64 =
+        content.as_ref().map_or(0, |(n, _)| n.chunks.iter().map(|c| u64::from(c.stored_size)).sum());
+    if charged > 0 {
+        // The upload's own hold (dropped above with its leases) becomes this charge; the
+        // holds of other uploads under way keep their room.
+        let (used, quota) = account_usage(conn, account_id).await?;
+        if let Some(quota) = quota {
+            let others = holds_on(conn, account_id, holder).await?;
+            if used.saturating_add(others).saturating_add(charged) > quota {
+                return Err(Error::QuotaExceeded {
+                    used: used.saturating_add(others),
+                    quota,
+                    needed: charged,
+                });
+            }
+        }
+        sqlx::query("UPDATE accounts SET used_bytes = used_bytes + $1 WHERE id = $2")
+            .bind(charged as i64)
+            .bind(account_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    let object_id = match object_id {
+        Some(id) => id,
+        None => {
+            sqlx::query_scalar("INSERT INTO objects (bucket_id, key) VALUES ($1, $2) RETURNING id")
+                .bind(bucket.id)
+                .bind(key)
+                .fetch_one(&mut *conn)
+                .await?
+        }
+    };
+    let now = now_ms();
+    let row = match &content {
+        Some((new, _)) => sqlx::query(
+            "INSERT INTO versions (object_id, tombstone, size, etag, content_type, manifest, created_at, charged) \
+             VALUES ($1, 0, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(object_id)
+        .bind(new.size as i64)
+        .bind(new.etag.to_vec())
+        .bind(new.content_type.clone())
+        .bind(new.manifest.clone())
+        .bind(now)
+        .bind(charged as i64),
+        None => sqlx::query(
+            "INSERT INTO versions (object_id, tombstone, size, created_at) VALUES ($1, 1, 0, $2) RETURNING id",
+        )
+        .bind(object_id)
+        .bind(now),
+    }
+    .fetch_one(&mut *conn)
+    .await?;
+    let version_id: i64 = row.try_get(0)?;
+    sqlx::query("UPDATE objects SET head_version = $1, live = $2 WHERE id = $3")
+        .bind(version_id)
+        .bind(i64::from(content.is_some()))
+        .bind(object_id)
+        .execute(&mut *conn)
+        .await?;
+    if let Some((new, refs)) = &content {
+        // In address order, so that two transactions never lock chunk rows in opposite orders.
+        let mut chunks: Vec<&ChunkRef> = new.chunks.iter().collect();
+        chunks.sort_by_key(|c| c.address);
+        for c in chunks {
+            let count = refs.get(&c.address).copied().unwrap_or(0);
+            // `replicas`: the most copies any bucket referencing the chunk asks for.
+            sqlx::query(
+                "INSERT INTO chunks (address, stored_size, refcount, created_at, replicas) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (address) DO UPDATE SET refcount = chunks.refcount + excluded.refcount, \
+                 unreferenced_since = NULL, replicas = CASE WHEN excluded.replicas > chunks.replicas \
+                 THEN excluded.replicas ELSE chunks.replicas END",
+            )
+            .bind(c.address.to_vec())
+            .bind(i64::from(c.stored_size))
+            .bind(count)
+            .bind(now)
+            .bind(i64::from(bucket.policy.replicas))
+            .execute(&mut *conn)
+            .await?;
+            for p in &c.providers {
+                // A placement already recorded keeps its state (see `add_placements`).
+                sqlx::query(
+                    "INSERT INTO placements (address, provider, state) VALUES ($1, $2, 'stored') \
+                     ON CONFLICT (address, provider) DO NOTHING",
+                )
+                .bind(c.address.to_vec())
+                .bind(p)
+                .execute(&mut *conn)
+                .await?;
+            }
+        }
+    }
+    if let Some((new, _)) = &content
+        && source.is_none()
+    {
+        // The account holds these chunks now: it may skip sending them next time (a restore
+        // adds nothing: it learnt nothing of them, and the upload that stored them recorded
+        // what it did). One
+        // statement per hundred chunks (a small object's commit is a dozen round trips on
+        // PostgreSQL; one more per chunk would show).
+        for batch in new.chunks.chunks(100) {
+            let rows: Vec<String> = (0..batch.len())
+                .map(|i| format!("($1, ${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
+                .collect();
+            let sql = format!(
+                "INSERT INTO chunk_owners (account_id, address, plain_len, key_hash) VALUES {} \
+                 ON CONFLICT (account_id, address) DO NOTHING",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(account_id);
+            for c in batch {
+                q = q
+                    .bind(c.address.to_vec())
+                    .bind(c.opened.map(|o| i64::from(o.plain_len)))
+                    .bind(c.opened.map(|o| o.key_hash.to_vec()));
+            }
+            q.execute(&mut *conn).await?;
+        }
+        // A copy that landed on a drained provider (a write begun before the drain, committed
+        // after it) takes the drain up again, so that it moves too.
+        let mut providers: Vec<&String> = new.chunks.iter().flat_map(|c| &c.providers).collect();
+        providers.sort();
+        providers.dedup();
+        for p in providers {
+            sqlx::query("UPDATE providers SET state = 'draining' WHERE name = $1 AND state = 'drained'")
+                .bind(p)
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
+    let kind = if content.is_some() { "put" } else { "delete" };
+    record_change(conn, account_id, seq, kind, &bucket.name, Some(key), Some(version_id)).await?;
+    if let Some(idem) = idempotency_key {
+        sqlx::query(
+            "INSERT INTO uploads (account_id, idempotency_key, bucket_id, key, version_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(account_id)
+        .bind(idem)
+        .bind(bucket.id)
+        .bind(key)
+        .bind(version_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let mut pruned = Vec::new();
+    if bucket.policy.keep_versions > 0 {
+        pruned = sqlx::query_scalar(
+            "SELECT id FROM versions WHERE object_id = $1 ORDER BY id DESC LIMIT -1 OFFSET $2"
+                .replace("LIMIT -1", no_limit(backend))
+                .as_str(),
+        )
+        .bind(object_id)
+        .bind(i64::from(bucket.policy.keep_versions))
+        .fetch_all(&mut *conn)
+        .await?;
+        drop_versions(conn, account_id, &pruned).await?;
+    }
+    let version = Version {
+        id: version_id,
+        key: key.to_owned(),
+        tombstone: content.is_none(),
+        size,
+        etag: content.as_ref().map(|(n, _)| n.etag),
+        content_type: content.as_ref().and_then(|(n, _)| n.content_type.clone()),
+        created_at: now,
+    };
+    Ok(Committed { version, replayed: false, pruned })
+}
+
+/// One version of a key, tombstones included.
+pub(crate) async fn version_on(
+    conn: &mut AnyConnection,
+    bucket_id: i64,
+    key: &str,
+    id: i64,
+) -> Result<Version> {
+    let row = sqlx::query(&format!(
+        "SELECT {VERSION_COLUMNS} FROM objects o JOIN versions v ON v.object_id = o.id \
+         WHERE o.bucket_id = $1 AND o.key = $2 AND v.id = $3"
+    ))
+    .bind(bucket_id)
+    .bind(key)
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::ObjectNotFound)?;
+    version(&row)
+}
