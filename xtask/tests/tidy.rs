@@ -1,6 +1,7 @@
 //! Tidy tests: rules of the source tree that the compiler does not check. Each failure says
 //! what to change.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
 use xtask::{cycles, modules, rust_files, show, workspace_root};
@@ -55,4 +56,134 @@ fn every_rust_file_starts_with_a_module_doc() {
         "files that do not start with a `//!` comment saying what they hold:\n{}",
         missing.join("\n")
     );
+}
+
+/// The crate graph written in ARCHITECTURE.md ("Which crate may use which"): crate → the
+/// workspace crates it may depend on.
+fn allowed_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let text = fs::read_to_string(workspace_root().join("ARCHITECTURE.md")).unwrap();
+    let section =
+        text.split("### Which crate may use which").nth(1).expect("ARCHITECTURE.md has the section");
+    let block =
+        section.split("```text\n").nth(1).and_then(|b| b.split("```").next()).expect("a ```text block");
+    block
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let (name, deps) =
+                l.split_once(':').unwrap_or_else(|| panic!("`crate: deps` expected, not {l:?}"));
+            (name.trim().to_owned(), deps.split_whitespace().map(str::to_owned).collect())
+        })
+        .collect()
+}
+
+/// The workspace's crates and the workspace crates each depends on (normal and build
+/// dependencies; test-only ones are left out), from `cargo metadata`.
+fn actual_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .current_dir(workspace_root())
+        .output()
+        .expect("running cargo metadata");
+    assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let packages = meta["packages"].as_array().unwrap();
+    let ours: BTreeSet<String> = packages.iter().map(|p| p["name"].as_str().unwrap().to_owned()).collect();
+    packages
+        .iter()
+        .map(|p| {
+            let deps = p["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["kind"].as_str() != Some("dev"))
+                .filter_map(|d| d["name"].as_str())
+                .filter(|n| ours.contains(*n))
+                .map(str::to_owned)
+                .collect();
+            (p["name"].as_str().unwrap().to_owned(), deps)
+        })
+        .collect()
+}
+
+#[test]
+fn crates_depend_only_on_what_architecture_md_allows() {
+    let allowed = allowed_graph();
+    let actual = actual_graph();
+    let mut report = String::new();
+    for (name, deps) in &actual {
+        match allowed.get(name) {
+            None => report.push_str(&format!("{name} is not in the list\n")),
+            Some(ok) => {
+                for d in deps.difference(ok) {
+                    report.push_str(&format!("{name} depends on {d}, which the list does not allow\n"));
+                }
+                for d in ok.difference(deps) {
+                    report.push_str(&format!("{name} is listed with {d}, which it does not depend on\n"));
+                }
+            }
+        }
+    }
+    for name in allowed.keys().filter(|n| !actual.contains_key(*n)) {
+        report.push_str(&format!("{name} is listed but is no crate of the workspace\n"));
+    }
+    assert!(
+        report.is_empty(),
+        "the crate graph and ARCHITECTURE.md (\"Which crate may use which\") differ: change the \
+         dependency or, if the design changed, the list and the rule beside it:\n{report}"
+    );
+}
+
+/// The error codes the server's code writes: the literal after `StatusCode::X,` (the
+/// second argument of `ApiError::new`), the first argument of `bad_request(`, and
+/// `code: "…"` fields.
+fn error_codes_in(code: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let literal_after = |rest: &str| -> Option<String> {
+        let rest = rest.trim_start();
+        let body = rest.strip_prefix('"')?;
+        let end = body.find('"')?;
+        let word = &body[..end];
+        (!word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .then(|| word.to_owned())
+    };
+    for (i, _) in code.match_indices("StatusCode::") {
+        let rest = &code[i + "StatusCode::".len()..];
+        let name_len = rest.bytes().take_while(|b| b.is_ascii_uppercase() || *b == b'_').count();
+        if let Some(after) = rest[name_len..].trim_start().strip_prefix(',')
+            && let Some(w) = literal_after(after)
+        {
+            found.insert(w);
+        }
+    }
+    for marker in ["bad_request(", "code: "] {
+        for (i, _) in code.match_indices(marker) {
+            if let Some(w) = literal_after(&code[i + marker.len()..]) {
+                found.insert(w);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_error_code_the_server_answers_is_in_docs_api_md() {
+    let root = workspace_root();
+    let doc = fs::read_to_string(root.join("docs/api.md")).unwrap();
+    let mut missing = BTreeSet::new();
+    let mut seen = 0;
+    for f in rust_files(&root.join("crates/nuage-server/src")) {
+        for c in error_codes_in(&fs::read_to_string(&f).unwrap()) {
+            seen += 1;
+            if !doc.contains(&format!("`{c}`")) {
+                missing.insert(format!("{c} ({})", f.strip_prefix(&root).unwrap().display()));
+            }
+        }
+    }
+    assert!(seen > 40, "the scan found only {seen} codes: it no longer reads how codes are written");
+    assert!(missing.is_empty(), "error codes the server answers that docs/api.md does not list:\n{}", {
+        let v: Vec<String> = missing.into_iter().collect();
+        v.join("\n")
+    });
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use nuage_meta::{Meta, WorkerState};
+use nuage_meta::{Meta, ProviderState, WorkerState};
 use nuage_server::{Nuage, ServerConfig, auth, workers};
 
 use crate::local::config;
@@ -322,7 +322,7 @@ pub async fn admin(cli: &Globals, cmd: &Admin) -> Result<()> {
 /// `nuage admin provider …`.
 async fn provider(cli: &Globals, config: &ServerConfig, meta: &Meta, cmd: &ProviderCmd) -> Result<()> {
     let mut registry = meta.providers().await?;
-    registry.retain(|p| p.state != nuage_server::REMOVED);
+    registry.retain(|p| p.state != ProviderState::Removed);
     let configured: Vec<nuage_blob::ProviderConfig> = config.providers();
     let in_config = |name: &str| configured.iter().any(|c| c.name == name);
     let known = |name: &str| -> Result<()> {
@@ -341,7 +341,7 @@ async fn provider(cli: &Globals, config: &ServerConfig, meta: &Meta, cmd: &Provi
             if cli.json {
                 let list: Vec<_> = registry
                     .iter()
-                    .map(|p| serde_json::json!({"name": p.name, "scheme": p.scheme, "state": p.state, "placements": held(&p.name)}))
+                    .map(|p| serde_json::json!({"name": p.name, "scheme": p.scheme, "state": p.state.as_str(), "placements": held(&p.name)}))
                     .collect();
                 println!("{}", serde_json::json!(list));
             } else {
@@ -358,7 +358,9 @@ async fn provider(cli: &Globals, config: &ServerConfig, meta: &Meta, cmd: &Provi
             let others = registry
                 .iter()
                 .filter(|p| {
-                    &p.name != name && p.state == "active" && (in_config(&p.name) || p.settings.is_some())
+                    &p.name != name
+                        && p.state == ProviderState::Active
+                        && (in_config(&p.name) || p.settings.is_some())
                 })
                 .count() as i64;
             let needed = meta.max_bucket_replicas().await?.max(i64::from(config.buckets.replicas));
@@ -367,12 +369,12 @@ async fn provider(cli: &Globals, config: &ServerConfig, meta: &Meta, cmd: &Provi
                     "cannot drain {name}: {others} other active provider(s), and buckets keep {needed} copies"
                 );
             }
-            meta.set_provider_state(name, "draining").await?;
+            meta.set_provider_state(name, ProviderState::Draining).await?;
             println!("draining {name}: `nuage admin status` shows the progress");
         }
         ProviderCmd::Activate { name } => {
             known(name)?;
-            meta.set_provider_state(name, "active").await?;
+            meta.set_provider_state(name, ProviderState::Active).await?;
             println!("{name} takes new chunks again");
         }
         ProviderCmd::Add { file } => {
@@ -400,13 +402,16 @@ async fn provider(cli: &Globals, config: &ServerConfig, meta: &Meta, cmd: &Provi
                 name: name.clone(),
                 scheme: c.kind.scheme().to_owned(),
                 region: c.region.clone(),
-                state: "active".into(),
+                state: ProviderState::Active,
                 weight: c.weight,
                 settings: Some(serde_json::to_string(&c)?),
             };
             meta.add_provider(&record).await?;
             if cli.json {
-                println!("{}", serde_json::json!({"name": name, "scheme": record.scheme, "state": "active"}));
+                println!(
+                    "{}",
+                    serde_json::json!({"name": name, "scheme": record.scheme, "state": ProviderState::Active.as_str()})
+                );
             } else {
                 println!(
                     "added {name} ({}): running servers place new chunks there within 2 s",
@@ -417,7 +422,7 @@ async fn provider(cli: &Globals, config: &ServerConfig, meta: &Meta, cmd: &Provi
         ProviderCmd::Remove { name } => {
             known(name)?;
             let r = registry.iter().find(|p| &p.name == name).expect("known");
-            if r.state != "drained" {
+            if r.state != ProviderState::Drained {
                 bail!(
                     "{name} is {}: only an empty provider is removed; drain it first (`nuage admin provider drain {name}`)",
                     r.state
@@ -469,7 +474,7 @@ async fn provider(cli: &Globals, config: &ServerConfig, meta: &Meta, cmd: &Provi
                 ),
             }
             if cli.json {
-                println!("{}", serde_json::json!({"name": name, "state": nuage_server::REMOVED}));
+                println!("{}", serde_json::json!({"name": name, "state": ProviderState::Removed.as_str()}));
             } else {
                 println!("removed {name}: running servers stop using it within 2 s");
                 if in_config(name) {
@@ -539,14 +544,16 @@ async fn status(cli: &Globals, meta: &Meta) -> Result<()> {
             .collect();
         let placements: Vec<_> = placements
             .iter()
-            .map(|(provider, state, count)| serde_json::json!({"provider": provider, "state": state, "count": count}))
+            .map(|(provider, state, count)| serde_json::json!({"provider": provider, "state": state.as_str(), "count": count}))
             .collect();
         let gc = serde_json::json!({
             "leased_chunks": leased, "leasing_uploads": uploads, "deletions_under_way": deletions,
             "open_sessions": sessions, "session_chunks": declared, "session_bytes_sent": session_bytes,
         });
-        let providers: Vec<_> =
-            providers.iter().map(|p| serde_json::json!({"name": p.name, "state": p.state})).collect();
+        let providers: Vec<_> = providers
+            .iter()
+            .map(|p| serde_json::json!({"name": p.name, "state": p.state.as_str()}))
+            .collect();
         println!(
             "{}",
             serde_json::json!({"workers": workers, "placements": placements, "gc": gc, "providers": providers})

@@ -154,7 +154,17 @@ async fn a_copy_recorded_bad_but_intact_is_never_rewritten() {
     // As a scrub would record it while provider a was away: missing, though the file is there.
     let meta = nuage_meta::Meta::open(&format!("sqlite:{}", d.path("data/meta.db").display())).await.unwrap();
     let raw: [u8; 32] = hex::decode(&address).unwrap().try_into().unwrap();
-    assert!(meta.change_placement(&raw, "a", "stored", "missing", false).await.unwrap());
+    assert!(
+        meta.change_placement(
+            &raw,
+            "a",
+            nuage_meta::PlacementState::Stored,
+            nuage_meta::PlacementState::Missing,
+            false
+        )
+        .await
+        .unwrap()
+    );
     meta.close().await;
     let repair = json(&d, &["admin", "repair"]);
     assert_eq!(repair["found"], 0, "no copy written: {repair}");

@@ -411,7 +411,7 @@ impl Client {
         let r = self
             .request(Method::PUT, &Self::object_path(bucket, key))
             .header(header::CONTENT_TYPE, content_type)
-            .header("idempotency-key", new_idempotency_key())
+            .header(nuage_proto::headers::IDEMPOTENCY_KEY, new_idempotency_key())
             .body(bytes);
         self.json(r).await
     }
@@ -550,7 +550,7 @@ impl Client {
                     .ok_or_else(|| ClientError::Protocol("no ETag".into()))?;
                 let version = r
                     .headers()
-                    .get("x-nuage-version")
+                    .get(nuage_proto::headers::VERSION)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse().ok())
                     .ok_or_else(|| ClientError::Protocol("no x-nuage-version".into()))?;
@@ -644,7 +644,7 @@ impl Client {
         let r =
             Self::check(self.request(Method::DELETE, &Self::object_path(bucket, key)).send().await?).await?;
         r.headers()
-            .get("x-nuage-version")
+            .get(nuage_proto::headers::VERSION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| ClientError::Protocol("no x-nuage-version".into()))

@@ -138,7 +138,7 @@ impl Edges {
         let response = self
             .http
             .get(format!("{url}/chunks/{}", address.to_hex()))
-            .header("x-nuage-grant", grant)
+            .header(nuage_proto::headers::GRANT, grant)
             .send()
             .await
             .map_err(|e| (true, e.into()))?;

@@ -275,7 +275,8 @@ impl Client {
     async fn fetch_chunk(&self, address: &Address, grant: &str) -> ClientResult<Bytes> {
         let url = format!("{}/v1/chunks/{}", self.base(), address.to_hex());
         let bytes = with_retries(self.retry(), "fetching a chunk", || async {
-            let r = self.raw_request(Method::GET, &url).header("x-nuage-grant", grant).send().await?;
+            let r =
+                self.raw_request(Method::GET, &url).header(nuage_proto::headers::GRANT, grant).send().await?;
             Ok(Self::check(r).await?.bytes().await?)
         })
         .await?;
@@ -395,7 +396,7 @@ pub async fn download_share(
         ),
     };
     let with_grant = |r: reqwest::RequestBuilder| match &grant {
-        Some(g) => r.header("x-nuage-grant", g),
+        Some(g) => r.header(nuage_proto::headers::GRANT, g),
         None => r,
     };
     if info.e2e {

@@ -38,7 +38,7 @@ pub const CHUNKS_IN_FLIGHT: usize = 8;
 /// Sealed chunks queued between the sealing thread and the sender.
 const QUEUE: usize = 8;
 /// The header that carries a chunk's key to the server (normal buckets only).
-const CHUNK_KEY_HEADER: &str = "x-nuage-chunk-key";
+use nuage_proto::headers::CHUNK_KEY as CHUNK_KEY_HEADER;
 
 #[derive(Debug, Deserialize)]
 struct Settings {

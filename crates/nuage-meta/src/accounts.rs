@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::sql::{is_unique_violation, now_ms};
-use crate::{Error, Meta, Result};
+use crate::{Error, Meta, ProviderState, Result};
 
 /// An account: the unit of ownership, quota and change sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,8 +80,9 @@ pub struct ProviderRecord {
     pub scheme: String,
     /// Region label.
     pub region: Option<String>,
-    /// `active`, `draining` (its chunks are moving to the others) or `drained` (none left).
-    pub state: String,
+    /// Active, draining (its chunks are moving to the others), drained (none left) or
+    /// removed.
+    pub state: ProviderState,
     /// Placement weight.
     pub weight: u32,
     /// The settings of a provider added at run time (`nuage admin provider add`), as JSON;
@@ -300,7 +301,7 @@ impl Meta {
             .bind(&p.name)
             .bind(&p.scheme)
             .bind(p.region.clone())
-            .bind(&p.state)
+            .bind(p.state.as_str())
             .bind(i64::from(p.weight))
             .bind(now_ms())
             .execute(&mut *tx)
@@ -365,7 +366,7 @@ impl Meta {
             return Ok(Removal::NotDrained);
         };
         let (state, drained_at): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
-        if state != "drained" {
+        if state.parse::<ProviderState>()? != ProviderState::Drained {
             return Ok(Removal::NotDrained);
         }
         let placements: i64 =
@@ -388,14 +389,14 @@ impl Meta {
         Ok(Removal::UploadsPending(uploads))
     }
 
-    /// Sets a provider's state (`active`, `draining`, `drained`); false when the registry
-    /// has no such provider (or only a removed one).
-    pub async fn set_provider_state(&self, name: &str, state: &str) -> Result<bool> {
+    /// Sets a provider's state; false when the registry has no such provider (or only a
+    /// removed one).
+    pub async fn set_provider_state(&self, name: &str, state: ProviderState) -> Result<bool> {
         let _w = self.write_guard().await;
         let done = sqlx::query(
             "UPDATE providers SET state = $1, updated_at = $2 WHERE name = $3 AND state <> 'removed'",
         )
-        .bind(state)
+        .bind(state.as_str())
         .bind(now_ms())
         .bind(name)
         .execute(&self.pool)
@@ -438,7 +439,7 @@ impl Meta {
                     name: r.try_get(0)?,
                     scheme: r.try_get(1)?,
                     region: r.try_get(2)?,
-                    state: r.try_get(3)?,
+                    state: r.try_get::<String, _>(3)?.parse()?,
                     weight: r.try_get::<i64, _>(4)? as u32,
                     settings: r.try_get(5)?,
                 })

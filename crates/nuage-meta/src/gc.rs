@@ -25,7 +25,7 @@ use crate::sql::{
     Backend, PER_STATEMENT, address, deleting_on, gc_lock, marks, now_ms, release_on, select_in,
 };
 use crate::workers::ChunkPlacements;
-use crate::{Meta, Result};
+use crate::{Meta, PlacementState, Result};
 
 /// How a deletion ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,7 +221,7 @@ impl Meta {
                 q = q.bind(a.to_vec());
             }
             for row in q.fetch_all(&mut *conn).await? {
-                if row.try_get::<String, _>(2)? == "stored" {
+                if row.try_get::<String, _>(2)?.parse::<PlacementState>()? == PlacementState::Stored {
                     found.entry(address(row.try_get(0)?)?).or_default().push(row.try_get(1)?);
                 }
             }

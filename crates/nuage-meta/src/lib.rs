@@ -14,6 +14,7 @@ mod model;
 mod namespace;
 mod shares;
 mod sql;
+mod states;
 mod throttle;
 mod uploads;
 mod workers;
@@ -29,6 +30,7 @@ pub use model::{
 };
 pub use shares::{NewShare, Share, ShareState};
 pub use sql::{Backend, now_ms};
+pub use states::{ChangeKind, PlacementState, ProviderState};
 pub use throttle::{Attempt, FREE_ATTEMPTS, MAX_IN_FLIGHT};
 pub use uploads::{DeclareLimits, DeclaredChunk, GrantKey, SessionChunk, UploadSession};
 pub use workers::{ChunkPlacements, WorkerState};

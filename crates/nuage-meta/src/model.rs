@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::{Error, Result};
+use crate::{ChangeKind, Error, PlacementState, Result};
 
 /// How a bucket stores its objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +162,7 @@ pub struct ChunkInfo {
     /// Copies it should have.
     pub replicas: u32,
     /// (provider, state) pairs.
-    pub placements: Vec<(String, String)>,
+    pub placements: Vec<(String, PlacementState)>,
 }
 
 /// One entry of a listing.
@@ -188,8 +188,8 @@ pub struct Listing {
 pub struct Change {
     /// Sequence number, per account, increasing.
     pub seq: i64,
-    /// `put`, `delete`, `bucket-create`, `bucket-delete`.
-    pub kind: String,
+    /// What changed.
+    pub kind: ChangeKind,
     /// Bucket name.
     pub bucket: String,
     /// Key, for object changes.

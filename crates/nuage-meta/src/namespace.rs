@@ -15,7 +15,7 @@ use crate::model::*;
 use crate::sql::now_ms;
 use crate::sql::*;
 use crate::write::*;
-use crate::{Error, Meta, Result};
+use crate::{ChangeKind, Error, Meta, Result};
 
 impl Meta {
     /// Creates a bucket.
@@ -39,7 +39,7 @@ impl Meta {
         .await
         .map_err(|e| if is_unique_violation(&e) { Error::BucketExists(name.to_owned()) } else { e.into() })?;
         let b = bucket(&row)?;
-        record_change(&mut tx, account_id, seq, "bucket-create", name, None, None).await?;
+        record_change(&mut tx, account_id, seq, ChangeKind::BucketCreate, name, None, None).await?;
         tx.commit().await?;
         Ok(b)
     }
@@ -106,7 +106,7 @@ impl Meta {
         sqlx::query("DELETE FROM uploads WHERE bucket_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM shares WHERE bucket_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM buckets WHERE id = $1").bind(id).execute(&mut *tx).await?;
-        record_change(&mut tx, account_id, seq, "bucket-delete", name, None, None).await?;
+        record_change(&mut tx, account_id, seq, ChangeKind::BucketDelete, name, None, None).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -402,7 +402,7 @@ impl Meta {
             .map(|r| {
                 Ok(Change {
                     seq: r.try_get(0)?,
-                    kind: r.try_get(1)?,
+                    kind: r.try_get::<String, _>(1)?.parse()?,
                     bucket: r.try_get(2)?,
                     key: r.try_get(3)?,
                     version_id: r.try_get(4)?,
@@ -449,7 +449,7 @@ impl Meta {
                 .fetch_all(&self.pool)
                 .await?
                 .iter()
-                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+                .map(|r| Ok((r.try_get(0)?, r.try_get::<String, _>(1)?.parse()?)))
                 .collect::<Result<_>>()?;
         Ok(Some(ChunkInfo {
             stored_size: row.try_get::<i64, _>(0)? as u32,

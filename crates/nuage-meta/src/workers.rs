@@ -7,7 +7,7 @@
 
 use sqlx::Row;
 
-use crate::{Meta, Result, now_ms};
+use crate::{Meta, PlacementState, Result, now_ms};
 
 /// A worker's persisted state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub struct ChunkPlacements {
     /// Versions referencing it.
     pub refcount: i64,
     /// Where it is, and in what state.
-    pub placements: Vec<(String, String)>,
+    pub placements: Vec<(String, PlacementState)>,
 }
 
 fn address(bytes: Vec<u8>) -> Result<[u8; 32]> {
@@ -168,7 +168,7 @@ impl Meta {
             }
             for r in &q.fetch_all(&self.pool).await? {
                 if let Some(&i) = at.get(&address(r.try_get(0)?)?) {
-                    chunks[i].placements.push((r.try_get(1)?, r.try_get(2)?));
+                    chunks[i].placements.push((r.try_get(1)?, r.try_get::<String, _>(2)?.parse()?));
                 }
             }
         }
@@ -182,8 +182,8 @@ impl Meta {
         &self,
         address: &[u8; 32],
         provider: &str,
-        from: &str,
-        to: &str,
+        from: PlacementState,
+        to: PlacementState,
         verified: bool,
     ) -> Result<bool> {
         let _w = self.write_guard().await;
@@ -191,11 +191,11 @@ impl Meta {
             "UPDATE placements SET state = $1, verified_at = COALESCE($2, verified_at) \
              WHERE address = $3 AND provider = $4 AND state = $5",
         )
-        .bind(to)
+        .bind(to.as_str())
         .bind(verified.then(now_ms))
         .bind(address.to_vec())
         .bind(provider)
-        .bind(from)
+        .bind(from.as_str())
         .execute(&self.pool)
         .await?
         .rows_affected();
@@ -249,12 +249,12 @@ impl Meta {
     }
 
     /// Placements by provider and state: `(provider, state, count)`.
-    pub async fn placement_counts(&self) -> Result<Vec<(String, String, i64)>> {
+    pub async fn placement_counts(&self) -> Result<Vec<(String, PlacementState, i64)>> {
         let rows = sqlx::query(
             "SELECT provider, state, COUNT(*) FROM placements GROUP BY provider, state ORDER BY provider, state",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get::<String, _>(1)?.parse()?, r.try_get(2)?))).collect()
     }
 }

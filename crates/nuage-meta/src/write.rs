@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use crate::model::*;
 use crate::sql::*;
-use crate::{Error, Result};
+use crate::{ChangeKind, Error, Result};
 
 /// Bumps the account's change sequence (taking its row lock on PostgreSQL) and returns the
 /// new number.
@@ -108,7 +108,7 @@ pub(crate) async fn record_change(
     conn: &mut AnyConnection,
     account_id: i64,
     seq: i64,
-    kind: &str,
+    kind: ChangeKind,
     bucket: &str,
     key: Option<&str>,
     version_id: Option<i64>,
@@ -119,7 +119,7 @@ pub(crate) async fn record_change(
     )
     .bind(account_id)
     .bind(seq)
-    .bind(kind)
+    .bind(kind.as_str())
     .bind(bucket)
     .bind(key.map(str::to_owned))
     .bind(version_id)
@@ -453,7 +453,7 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
                 .await?;
         }
     }
-    let kind = if content.is_some() { "put" } else { "delete" };
+    let kind = if content.is_some() { ChangeKind::Put } else { ChangeKind::Delete };
     record_change(conn, account_id, seq, kind, &bucket.name, Some(key), Some(version_id)).await?;
     if let Some(idem) = idempotency_key {
         sqlx::query(

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nuage_core::{ConvergenceSecret, Manifest, ManifestEntry, SealOptions, chunk};
 use nuage_meta::{
     Attempt, BucketPolicy, ChunkRef, DeclareLimits, DeclaredChunk, DeletionDone, Error, EtagCondition,
-    FREE_ATTEMPTS, ListEntry, Meta, NewVersion, Opened, Precondition, ProviderRecord, Removal, UploadSession,
-    now_ms,
+    FREE_ATTEMPTS, ListEntry, Meta, NewVersion, Opened, PlacementState, Precondition, ProviderRecord,
+    ProviderState, Removal, UploadSession, now_ms,
 };
 use sqlx::Connection;
 
@@ -180,7 +180,7 @@ async fn workers_page_the_index_in_address_order_and_keep_their_state() {
             let Some(last) = page.last() else { break };
             cursor = Some(last.address);
             for c in &page {
-                assert_eq!(c.placements, vec![("local".to_owned(), "stored".to_owned())]);
+                assert_eq!(c.placements, vec![("local".to_owned(), PlacementState::Stored)]);
                 assert_eq!((c.replicas, c.refcount), (2, 1));
             }
             seen.extend(page.iter().map(|c| c.address));
@@ -188,18 +188,26 @@ async fn workers_page_the_index_in_address_order_and_keep_their_state() {
         assert_eq!(seen.len(), 25);
         assert!(seen.windows(2).all(|w| w[0] < w[1]), "address order");
         // Placement states, counted by provider.
-        assert!(m.change_placement(&seen[3], "local", "stored", "corrupt", false).await.unwrap());
+        assert!(
+            m.change_placement(&seen[3], "local", PlacementState::Stored, PlacementState::Corrupt, false)
+                .await
+                .unwrap()
+        );
         // Changed since it was read: left alone.
-        assert!(!m.change_placement(&seen[3], "local", "stored", "missing", false).await.unwrap());
+        assert!(
+            !m.change_placement(&seen[3], "local", PlacementState::Stored, PlacementState::Missing, false)
+                .await
+                .unwrap()
+        );
         m.record_verified_copy(&seen[3], "other").await.unwrap();
         m.record_verified_copy(&[9; 32], "local").await.unwrap(); // not in the index: ignored
         let counts = m.placement_counts().await.unwrap();
         assert_eq!(
             counts,
             vec![
-                ("local".to_owned(), "corrupt".to_owned(), 1),
-                ("local".to_owned(), "stored".to_owned(), 24),
-                ("other".to_owned(), "stored".to_owned(), 1)
+                ("local".to_owned(), PlacementState::Corrupt, 1),
+                ("local".to_owned(), PlacementState::Stored, 24),
+                ("other".to_owned(), PlacementState::Stored, 1)
             ]
         );
         // A worker's state survives, cursor included.
@@ -236,7 +244,7 @@ async fn versions_references_and_tombstones() {
         let shared = chunk::seal(&ConvergenceSecret::from_bytes([7; 32]), b"shared", &SealOptions::default());
         let info = m.chunk(shared.address.as_bytes()).await.unwrap().unwrap();
         assert_eq!(info.refcount, 2);
-        assert_eq!(info.placements, vec![("local".to_owned(), "stored".to_owned())]);
+        assert_eq!(info.placements, vec![("local".to_owned(), PlacementState::Stored)]);
         let manifest = Manifest::decode(&m.manifest(v2.version.id).await.unwrap()).unwrap();
         assert_eq!(manifest.size, 9);
 
@@ -253,7 +261,8 @@ async fn versions_references_and_tombstones() {
         assert!(matches!(m.head(&bucket, "k").await, Err(Error::ObjectNotFound)));
         assert!(matches!(m.delete_object(&bucket, "k", &none(), None).await, Err(Error::ObjectNotFound)));
         assert!(m.version(&bucket, "k", v3.version.id).await.is_ok(), "old versions stay readable");
-        let kinds: Vec<String> = m.changes(a.id, 0, 100).await.unwrap().into_iter().map(|c| c.kind).collect();
+        let kinds: Vec<&str> =
+            m.changes(a.id, 0, 100).await.unwrap().into_iter().map(|c| c.kind.as_str()).collect();
         assert_eq!(kinds, ["bucket-create", "put", "put", "put", "delete"]);
     })
     .await;
@@ -716,7 +725,7 @@ async fn providers_added_at_run_time_are_removed_only_drained_and_empty() {
             name: name.into(),
             scheme: "fs".into(),
             region: None,
-            state: "active".into(),
+            state: ProviderState::Active,
             weight: 1,
             settings: settings.map(str::to_owned),
         };
@@ -732,7 +741,10 @@ async fn providers_added_at_run_time_are_removed_only_drained_and_empty() {
             let p = list.into_iter().find(|p| p.name == name).unwrap();
             (p.state, p.settings)
         };
-        assert_eq!(state(m.providers().await.unwrap(), "added"), ("active".into(), Some("{\"v\":1}".into())));
+        assert_eq!(
+            state(m.providers().await.unwrap(), "added"),
+            (ProviderState::Active, Some("{\"v\":1}".into()))
+        );
 
         // A chunk placed on it: not removable while active, draining, or drained with the
         // placement still there.
@@ -743,7 +755,7 @@ async fn providers_added_at_run_time_are_removed_only_drained_and_empty() {
         m.put_version(&bucket, "k", &new, &none(), None).await.unwrap();
         m.add_placements(&address, &["added".to_owned()]).await.unwrap();
         assert_eq!(m.remove_provider("added").await.unwrap(), Removal::NotDrained, "active");
-        assert!(m.set_provider_state("added", "draining").await.unwrap());
+        assert!(m.set_provider_state("added", ProviderState::Draining).await.unwrap());
         assert_eq!(m.remove_provider("added").await.unwrap(), Removal::NotDrained, "draining");
         assert!(!m.mark_drained("added").await.unwrap(), "a placement is left");
         // An upload that began before the drain ended holds a lease; one that began after
@@ -784,11 +796,14 @@ async fn providers_added_at_run_time_are_removed_only_drained_and_empty() {
         assert_eq!(m.remove_provider("added").await.unwrap(), Removal::UploadsPending(1));
         m.release_leases("up_old").await.unwrap(); // its commit
         assert_eq!(m.remove_provider("added").await.unwrap(), Removal::Removed);
-        assert_eq!(state(m.providers().await.unwrap(), "added"), ("removed".into(), None));
+        assert_eq!(state(m.providers().await.unwrap(), "added"), (ProviderState::Removed, None));
         // Removed: its state no longer moves, and the name may be added again, active.
-        assert!(!m.set_provider_state("added", "active").await.unwrap());
+        assert!(!m.set_provider_state("added", ProviderState::Active).await.unwrap());
         m.add_provider(&record("added", Some("{\"v\":2}"))).await.unwrap();
-        assert_eq!(state(m.providers().await.unwrap(), "added"), ("active".into(), Some("{\"v\":2}".into())));
+        assert_eq!(
+            state(m.providers().await.unwrap(), "added"),
+            (ProviderState::Active, Some("{\"v\":2}".into()))
+        );
     })
     .await;
 }

@@ -18,7 +18,6 @@ mod metrics;
 mod names;
 mod objects;
 mod openapi;
-mod range;
 mod registry;
 mod replicas;
 mod routes;
@@ -37,9 +36,8 @@ pub use error::{ApiError, ApiResult};
 pub use listener::HttpConfig;
 pub use metrics::Metrics;
 pub use names::{MAX_KEY_BYTES, check_bucket, check_key};
-pub use objects::VERSION_HEADER;
 pub use openapi::document as openapi_document;
-pub use registry::{REMOVED, added_at_run_time};
+pub use registry::added_at_run_time;
 pub use routes::router;
 pub use state::Nuage;
 

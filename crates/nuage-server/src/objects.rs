@@ -32,14 +32,13 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::metrics::add;
 use crate::names::{ReadKey, check_key, read_key};
-use crate::range::{self, RangeRequest};
+use nuage_proto::headers::VERSION as VERSION_HEADER;
+use nuage_proto::range::{self, RangeRequest};
 
 /// Chunks being stored at once by one upload.
 pub const PUTS_IN_FLIGHT: usize = 16;
 /// Chunks fetched ahead of the one being sent by one download.
 pub const CHUNKS_AHEAD: usize = 4;
-/// Header that carries the version id.
-pub const VERSION_HEADER: &str = "x-nuage-version";
 
 /// An object version as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -109,7 +108,7 @@ pub(crate) fn precondition(headers: &HeaderMap) -> Precondition {
 }
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let Some(v) = headers.get(nuage_proto::headers::IDEMPOTENCY_KEY) else { return Ok(None) };
     match v.to_str() {
         Ok(s) if (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) => {
             Ok(Some(s.to_owned()))

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use nuage_blob::{ChunkStore, Provider};
-use nuage_meta::{Meta, ProviderRecord};
+use nuage_meta::{Meta, ProviderRecord, ProviderState};
 
 use crate::config::ServerConfig;
 use crate::grants::Grants;
@@ -19,13 +19,10 @@ const OPEN_WITHIN: Duration = Duration::from_secs(5);
 /// How long a provider added at run time that failed to open is left before another try.
 const REOPEN_AFTER: Duration = Duration::from_secs(30);
 
-/// The state of a provider taken out by `nuage admin provider remove`.
-pub const REMOVED: &str = "removed";
-
 /// The settings of a provider added with `nuage admin provider add`, unless it was removed
 /// since; `None` for the providers of the configuration file.
 pub fn added_at_run_time(r: &ProviderRecord) -> Option<Result<nuage_blob::ProviderConfig>> {
-    let settings = r.settings.as_deref().filter(|_| r.state != REMOVED)?;
+    let settings = r.settings.as_deref().filter(|_| r.state != ProviderState::Removed)?;
     Some(serde_json::from_str(settings).with_context(|| format!("the settings of provider {}", r.name)))
 }
 
@@ -59,7 +56,7 @@ impl Nuage {
                      take it out of the configuration",
                     c.name
                 ),
-                Some(r) if r.state == REMOVED => {
+                Some(r) if r.state == ProviderState::Removed => {
                     tracing::warn!(
                         "provider {} was removed (`nuage admin provider remove`): not opened; \
                          take it out of the configuration",
@@ -73,7 +70,7 @@ impl Nuage {
                 name: c.name.clone(),
                 scheme: c.kind.scheme().to_owned(),
                 region: c.region.clone(),
-                state: "active".into(),
+                state: ProviderState::Active,
                 weight: c.weight,
                 settings: None,
             });
@@ -125,10 +122,10 @@ impl Nuage {
 /// The provider set follows the registry too: a provider added at run time (`nuage admin
 /// provider add`) is opened and joins the store, one removed (`nuage admin provider
 /// remove`) leaves it. A provider that fails to open is tried again on the next refresh.
-pub async fn refresh_provider_states(nuage: &Nuage) -> nuage_meta::Result<Vec<(String, String)>> {
+pub async fn refresh_provider_states(nuage: &Nuage) -> nuage_meta::Result<Vec<(String, ProviderState)>> {
     let mut inactive = Vec::new();
     for r in nuage.meta.providers().await? {
-        if r.state == REMOVED {
+        if r.state == ProviderState::Removed {
             nuage.open_failures.lock().expect("open failures lock").remove(&r.name);
             if nuage.store.remove_provider(&r.name).is_some() {
                 tracing::info!("provider {} removed", r.name);
@@ -151,7 +148,7 @@ pub async fn refresh_provider_states(nuage: &Nuage) -> nuage_meta::Result<Vec<(S
                 };
                 match opened {
                     Ok(p) => {
-                        p.set_draining(r.state != "active");
+                        p.set_draining(r.state != ProviderState::Active);
                         // Settings changed (removed and added again): the new ones.
                         nuage.store.remove_provider(&r.name);
                         if nuage.store.add_provider(p).is_ok() {
@@ -172,8 +169,8 @@ pub async fn refresh_provider_states(nuage: &Nuage) -> nuage_meta::Result<Vec<(S
             }
         }
         if let Some(p) = nuage.store.provider(&r.name) {
-            p.set_draining(r.state != "active");
-            if r.state != "active" {
+            p.set_draining(r.state != ProviderState::Active);
+            if r.state != ProviderState::Active {
                 inactive.push((r.name, r.state));
             }
         }

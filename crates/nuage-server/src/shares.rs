@@ -42,7 +42,8 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::metrics::add;
 use crate::names::read_key;
 use crate::objects::{VersionQuery, serve_version, stored_key, version_or_head};
-use crate::uploads::{GRANT_HEADER, grant_refused, parse_address};
+use crate::uploads::{grant_refused, parse_address};
+use nuage_proto::headers::GRANT as GRANT_HEADER;
 
 /// The share page: static HTML; [`SCRIPT`] fills it in.
 pub const PAGE: &str = include_str!("share/page.html");

@@ -31,6 +31,7 @@ use nuage_core::chunk::{self, ChunkKey, Compression, MAX_CHUNK_LEN};
 use nuage_core::grant::{GrantError, Operation};
 use nuage_core::{Address, Manifest, e2e};
 use nuage_meta::{Bucket, ChunkRef, DeclareLimits, DeclaredChunk, NewVersion, Opened, UploadSession, now_ms};
+use nuage_proto::headers::{CHUNK_KEY as CHUNK_KEY_HEADER, GRANT as GRANT_HEADER};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -41,8 +42,6 @@ use crate::metrics::add;
 use crate::names::check_key;
 use crate::objects::{bucket_placement, precondition, put_answer};
 
-/// The header that carries a grant.
-pub const GRANT_HEADER: &str = "x-nuage-grant";
 /// Most chunks one request may declare (a 4 TiB file at the 1 MiB average).
 const MAX_CHUNKS: usize = 4 << 20;
 /// Most distinct chunks one upload session may declare, over all its requests.
@@ -467,9 +466,6 @@ pub async fn put_chunk(
     let answer = ChunkStored { address: address.to_hex(), stored_on: report.stored_on };
     Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
-
-/// The header that carries, with a chunk of a normal bucket, the key that opens it.
-pub const CHUNK_KEY_HEADER: &str = "x-nuage-chunk-key";
 
 /// Opens a chunk sent for a normal bucket with the key the device gave in
 /// [`CHUNK_KEY_HEADER`]: what the chunk holds is then known, and the commit checks the

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
 use nuage_core::Address;
-use nuage_meta::{ChunkPlacements, WorkerState, now_ms};
+use nuage_meta::{ChunkPlacements, PlacementState, ProviderState, WorkerState, now_ms};
 use serde::Serialize;
 
 pub use crate::metrics::{Kind, WorkerCounters};
@@ -94,17 +94,17 @@ async fn scrub_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<O
         let state = match p.get_raw(&address).await {
             Ok(Some(bytes)) => {
                 out.bytes += bytes.len() as u64;
-                if address.verify(&bytes).is_ok() { "stored" } else { "corrupt" }
+                if address.verify(&bytes).is_ok() { PlacementState::Stored } else { PlacementState::Corrupt }
             }
-            Ok(None) => "missing",
+            Ok(None) => PlacementState::Missing,
             Err(e) => {
                 tracing::warn!("scrub: chunk {address} on {name}: {e}");
                 out.skipped += 1;
                 continue;
             }
         };
-        nuage.meta.change_placement(&c.address, name, seen, state, state == "stored").await?;
-        if state != "stored" {
+        nuage.meta.change_placement(&c.address, name, *seen, state, state == PlacementState::Stored).await?;
+        if state != PlacementState::Stored {
             tracing::warn!("scrub: chunk {address} is {state} on {name}");
             out.found += 1;
             out.listed.push(place(&address, name));
@@ -139,19 +139,19 @@ async fn repair_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result<
     let good: Vec<&str> = c
         .placements
         .iter()
-        .filter(|(n, s)| s == "stored" && configured(n))
+        .filter(|(n, s)| *s == PlacementState::Stored && configured(n))
         .map(|(n, _)| n.as_str())
         .collect();
     let wanted = (c.replicas as usize).min(nuage.store.providers().len());
     let mut bad = Vec::new();
     let mut healthy = good.len();
-    for (name, seen) in c.placements.iter().filter(|(n, s)| s != "stored" && configured(n)) {
+    for (name, seen) in c.placements.iter().filter(|(n, s)| *s != PlacementState::Stored && configured(n)) {
         let Some(p) = nuage.store.provider(name) else { continue }; // removed meanwhile
         match p.get_raw(&address).await {
             // Recorded bad, found good (a provider that was away, a copy made since): record it.
             Ok(Some(bytes)) if address.verify(&bytes).is_ok() => {
                 out.bytes += bytes.len() as u64;
-                nuage.meta.change_placement(&c.address, name, seen, "stored", true).await?;
+                nuage.meta.change_placement(&c.address, name, *seen, PlacementState::Stored, true).await?;
                 healthy += 1;
             }
             Ok(_) => bad.push(name.as_str()),
@@ -220,7 +220,10 @@ async fn migrate_chunk(nuage: &Nuage, c: &ChunkPlacements) -> nuage_meta::Result
     // provider that came back empty still has its placements recorded good until a scrub).
     let mut elsewhere: Vec<&str> = Vec::new();
     for (n, s) in &c.placements {
-        let Some(p) = nuage.store.provider(n).filter(|p| s == "stored" && !p.is_draining()) else { continue };
+        let Some(p) = nuage.store.provider(n).filter(|p| *s == PlacementState::Stored && !p.is_draining())
+        else {
+            continue;
+        };
         if matches!(p.stored_size(&address).await, Ok(Some(size)) if size == u64::from(c.stored_size)) {
             elsewhere.push(n);
         }
@@ -315,7 +318,7 @@ async fn finish_drains(nuage: &Nuage, draining: &[String]) -> nuage_meta::Result
             let Some(info) = nuage.meta.chunk(a).await? else { continue }; // collected meanwhile
             let mut placements = info.placements;
             placements.retain(|(n, _)| n != name);
-            placements.push((name.clone(), "stored".into()));
+            placements.push((name.clone(), PlacementState::Stored));
             let c = ChunkPlacements {
                 address: *a,
                 stored_size: info.stored_size,
@@ -793,11 +796,11 @@ async fn read_problems(nuage: Arc<Nuage>) {
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         };
         let state = match problem.kind {
-            ProblemKind::Missing => "missing",
-            ProblemKind::Corrupt => "corrupt",
+            ProblemKind::Missing => PlacementState::Missing,
+            ProblemKind::Corrupt => PlacementState::Corrupt,
             _ => continue,
         };
-        let counter = if state == "missing" {
+        let counter = if state == PlacementState::Missing {
             &nuage.metrics.read_fallbacks_missing
         } else {
             &nuage.metrics.read_fallbacks_corrupt
@@ -815,7 +818,10 @@ async fn read_problems(nuage: Arc<Nuage>) {
                 continue;
             }
         }
-        match nuage.meta.change_placement(address.as_bytes(), &problem.provider, "stored", state, false).await
+        match nuage
+            .meta
+            .change_placement(address.as_bytes(), &problem.provider, PlacementState::Stored, state, false)
+            .await
         {
             Ok(true) => {
                 crate::metrics::add(counter, 1);
@@ -833,7 +839,10 @@ async fn read_problems(nuage: Arc<Nuage>) {
 /// Every two seconds, on its own: the providers' states from the database, so that a drain
 /// started by another process turns new writes away within that time, even while a long
 /// migrate pass runs; the providers that are not active go to the drain.
-async fn provider_states(nuage: Arc<Nuage>, inactive: tokio::sync::watch::Sender<Vec<(String, String)>>) {
+async fn provider_states(
+    nuage: Arc<Nuage>,
+    inactive: tokio::sync::watch::Sender<Vec<(String, ProviderState)>>,
+) {
     loop {
         match refresh_provider_states(&nuage).await {
             Ok(now) => {
@@ -848,7 +857,7 @@ async fn provider_states(nuage: Arc<Nuage>, inactive: tokio::sync::watch::Sender
 /// While a provider is draining: migrate passes one after another (every two seconds at
 /// most), and after one that found nothing to move, the end of the drains. While one is
 /// drained: a look every two seconds for a placement a late commit left there.
-async fn drains(nuage: Arc<Nuage>, mut seen: tokio::sync::watch::Receiver<Vec<(String, String)>>) {
+async fn drains(nuage: Arc<Nuage>, mut seen: tokio::sync::watch::Receiver<Vec<(String, ProviderState)>>) {
     loop {
         // The states as last read, and at least one refresh between two rounds.
         if seen.changed().await.is_err() {
@@ -857,14 +866,15 @@ async fn drains(nuage: Arc<Nuage>, mut seen: tokio::sync::watch::Receiver<Vec<(S
         let inactive = seen.borrow_and_update().clone();
         match inactive {
             inactive if inactive.is_empty() => {}
-            inactive if inactive.iter().all(|(_, s)| s != "draining") => {
+            inactive if inactive.iter().all(|(_, s)| *s != ProviderState::Draining) => {
                 // Drained: a commit that raced the end of the drain may have left a placement
                 // there (PostgreSQL commits overlap); if so, take the drain up again.
                 match nuage.meta.placement_counts().await {
                     Ok(counts) => {
                         for (name, _) in &inactive {
                             if counts.iter().any(|(p, _, n)| p == name && *n > 0)
-                                && let Err(e) = nuage.meta.set_provider_state(name, "draining").await
+                                && let Err(e) =
+                                    nuage.meta.set_provider_state(name, ProviderState::Draining).await
                             {
                                 tracing::warn!("migrate: {e}");
                             }
@@ -885,8 +895,11 @@ async fn drains(nuage: Arc<Nuage>, mut seen: tokio::sync::watch::Receiver<Vec<(S
                             r.seconds
                         );
                     }
-                    let draining: Vec<String> =
-                        inactive.into_iter().filter(|(_, s)| s == "draining").map(|(n, _)| n).collect();
+                    let draining: Vec<String> = inactive
+                        .into_iter()
+                        .filter(|(_, s)| *s == ProviderState::Draining)
+                        .map(|(n, _)| n)
+                        .collect();
                     if r.found == 0
                         && r.skipped == 0
                         && !draining.is_empty()

@@ -39,11 +39,12 @@ use nuage_core::grant::{Grant, Operation};
 use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
-use crate::range::{self, RangeRequest};
-use crate::uploads::{GRANT_HEADER, grant_refused, parse_address};
+use crate::uploads::{grant_refused, parse_address};
 use cache::{Hit, HybridCache};
 use capped::read_capped;
 use keys::EdgeKeys;
+use nuage_proto::headers::GRANT as GRANT_HEADER;
+use nuage_proto::range::{self, RangeRequest};
 
 /// An edge's configuration (`nuage edge` flags, or the same keys in TOML).
 #[derive(Debug, Clone, Deserialize)]
