@@ -11,10 +11,14 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 use tokio::sync::oneshot;
 
-use crate::model::*;
-use crate::sql::now_ms;
-use crate::sql::*;
-use crate::write::*;
+use crate::model::{
+    BUCKET_COLUMNS, Bucket, BucketPolicy, Change, ChunkInfo, ChunkRef, Committed, ListEntry, Listing,
+    NewVersion, Precondition, VERSION_COLUMNS, Version, after_all_with_prefix, bucket, references, version,
+};
+use crate::sql::{Backend, array32, is_unique_violation, now_ms};
+use crate::write::{
+    Job, Pending, commit_batch, drop_versions, next_seq, record_change, version_on, write_on,
+};
 use crate::{ChangeKind, Error, Meta, Result};
 
 impl Meta {

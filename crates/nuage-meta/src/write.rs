@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use sqlx::{Acquire, AnyConnection, AnyPool, Row};
 use tokio::sync::oneshot;
 
-use crate::model::*;
-use crate::sql::*;
+use crate::model::{
+    Bucket, ChunkRef, Committed, NewVersion, Precondition, VERSION_COLUMNS, Version, references, version,
+};
+use crate::sql::{Backend, now_ms};
 use crate::{ChangeKind, Error, Result};
 
 /// Bumps the account's change sequence (taking its row lock on PostgreSQL) and returns the
