@@ -454,7 +454,7 @@ impl Client {
             .request(Method::PUT, &Self::object_path(bucket, key))
             .header(header::CONTENT_TYPE, content_type_of(path))
             .header(header::CONTENT_LENGTH, len)
-            .header("idempotency-key", idempotency_key)
+            .header(nuage_proto::headers::IDEMPOTENCY_KEY, idempotency_key)
             .body(reqwest::Body::wrap_stream(stream));
         self.json(r).await
     }
@@ -659,7 +659,9 @@ impl Client {
         let body = serde_json::json!({ "version": version });
         with_retries(&self.retry, "restoring a version", || {
             self.json(
-                self.request(Method::POST, &path).header("idempotency-key", &idempotency_key).json(&body),
+                self.request(Method::POST, &path)
+                    .header(nuage_proto::headers::IDEMPOTENCY_KEY, &idempotency_key)
+                    .json(&body),
             )
         })
         .await

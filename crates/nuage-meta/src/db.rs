@@ -51,7 +51,7 @@ pub struct Meta {
     /// PostgreSQL writers rely on row locks instead.
     pub(crate) write_lock: Option<Arc<Mutex<()>>>,
     /// Version writes waiting to be committed together (SQLite's group commit; see
-    /// `namespace::write`).
+    /// `write::commit_batch`).
     pub(crate) pending: Arc<std::sync::Mutex<Vec<Pending>>>,
 }
 

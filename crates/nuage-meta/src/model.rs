@@ -135,7 +135,7 @@ pub struct NewVersion {
     /// Every distinct chunk of the manifest, with its placements. The version is charged
     /// the sum of their stored sizes against the account's quota.
     pub chunks: Vec<ChunkRef>,
-    /// The holder of the chunk leases the upload took ([`Meta::lease_chunks`]), or the id
+    /// The holder of the chunk leases the upload took ([`Meta::lease_chunks`](crate::Meta::lease_chunks)), or the id
     /// of the smart upload's session: the commit drops them, in its transaction.
     pub lease_holder: Option<String>,
 }

@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, Row};
 
 use crate::{Error, Result};
 
-/// Which database is behind a [`Meta`].
+/// Which database is behind a [`Meta`](crate::Meta).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     /// The embedded default, a file in the data dir (WAL).

@@ -1,5 +1,5 @@
 //! The states and kinds the store records as text, each an enum with one spelling: the spelling is
-//! what the `state` columns hold (and what `admin status` and `/metrics` print), so it never
+//! what the `state` columns hold (and what `admin status` and `admin provider ls` print), so it never
 //! changes; a value the enum does not know read from the database is corruption.
 
 use std::fmt;

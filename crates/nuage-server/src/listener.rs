@@ -414,7 +414,7 @@ impl AsyncWrite for SendTimeout {
 }
 
 /// Resolves when the process gets SIGINT or SIGTERM (Ctrl-C elsewhere).
-pub async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -67,7 +67,7 @@ impl Nuage {
 #[derive(Debug, Default)]
 pub struct Replicas {
     pub(crate) queue: std::sync::Mutex<Vec<(Address, Placement)>>,
-    /// Held while a batch is replicated: one batch at a time, and [`Replicas::drain`] returns
+    /// Held while a batch is replicated: one batch at a time, and `Nuage::replicate_pending` returns
     /// only when every chunk queued before it has been handled.
     pub(crate) running: tokio::sync::Mutex<()>,
 }
