@@ -253,7 +253,18 @@ fn create_container(port: u16, account: &str, key_b64: &str, container: &str) {
     let request = format!(
         "PUT /{account}/{container}?restype=container HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nx-ms-date: {date}\r\nx-ms-version: {version}\r\nContent-Length: 0\r\nAuthorization: SharedKey {account}:{sig}\r\nConnection: close\r\n\r\n"
     );
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // Azurite may accept the readiness probe and refuse a connection just after (seen once
+    // in a hundred restarts): the connection is tried again for a bounded time.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() < deadline && e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded above
+            }
+            Err(e) => panic!("connecting to azurite on {port} to create {container}: {e}"),
+        }
+    };
     stream.write_all(request.as_bytes()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
