@@ -5,8 +5,10 @@
 //! text: `crate::a::b`, `super::x`, `self::x`, the trees of `use` items and bare paths
 //! through a child module. It is a reading, not a name resolution: glob imports and
 //! macros are not followed, and comments and `#[cfg(test)]` modules at the end of a file
-//! are left out. It errs towards edges that are not there, never towards missing ones
-//! that a path names.
+//! are left out. It can miss an edge written in a form it does not read: a path through a
+//! module brought in by `use` (`use crate::edge; edge::keys::f()`), a root re-export
+//! renamed with `as`, `//` inside a string literal (the rest of that line is dropped).
+//! None of these occurs in the tree today.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -335,8 +337,7 @@ fn paths_named(code: &str, root: bool) -> Vec<Vec<String>> {
                 continue;
             }
         }
-        // a path `word::a::b` (a use tree after `::` too: `crate::{a, b}` in expressions
-        // does not occur, but `super::{..}` may in a use already handled above)
+        // a path `word::a::b`, read as a use tree (`super::{a, b}` expands the same way)
         if chars.get(i) == Some(&':') && chars.get(i + 1) == Some(&':') {
             let rest: String = chars[start..].iter().collect();
             let (paths, used) = use_tree(&rest);
