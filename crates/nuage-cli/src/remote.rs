@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use futures::StreamExt;
-use nuage_client::api::{BucketSpec, ObjectInfo, PutResult};
+use nuage_client::api::{BucketRequest, PutAnswer, VersionView};
 use nuage_client::stamps::PutStamps;
 use nuage_client::{Client, ClientError, SmartPutResult};
 
@@ -117,7 +117,7 @@ pub async fn bucket(cli: &Globals, cmd: &BucketCmd) -> Result<()> {
                 true => Some(hex::encode(crate::keys::content_key(&client).await?.id())),
                 false => None,
             };
-            let spec = BucketSpec {
+            let spec = BucketRequest {
                 replicas: *replicas,
                 write_quorum: *write_quorum,
                 keep_versions: *keep_versions,
@@ -239,7 +239,7 @@ pub async fn put(cli: &Globals, args: &PutArgs) -> Result<()> {
     // current version. (The ETag of an end-to-end version is not the file's hash, which the
     // server must not learn: without a record, those files are sealed again, and only their
     // chunks the server lacks are sent.)
-    let existing: HashMap<String, ObjectInfo> = if args.force {
+    let existing: HashMap<String, VersionView> = if args.force {
         HashMap::new()
     } else {
         let prefix = if files.len() == 1 { files[0].1.as_str() } else { key.trim_end_matches('/') };
@@ -274,10 +274,10 @@ pub async fn put(cli: &Globals, args: &PutArgs) -> Result<()> {
                     if let Some(o) = known {
                         if stamps.unchanged(key, &meta, o.etag.as_deref()) {
                             progress(o.size);
-                            return Ok((meta, skipped(o)));
+                            return Ok((meta, skipped(bucket, o)));
                         }
                         if sealing.is_none()
-                            && let Some(unchanged) = unchanged(path, o).await?
+                            && let Some(unchanged) = unchanged(path, bucket, o).await?
                         {
                             progress(o.size);
                             return Ok((meta, unchanged));
@@ -391,18 +391,20 @@ fn stops_the_rest(e: &anyhow::Error) -> bool {
 
 /// When `path` has the content of the key's current version `o` (same size, same BLAKE3),
 /// the result of an upload that did nothing.
-async fn unchanged(path: &Path, o: &ObjectInfo) -> Result<Option<SmartPutResult>> {
+async fn unchanged(path: &Path, bucket: &str, o: &VersionView) -> Result<Option<SmartPutResult>> {
     let Some(etag) = &o.etag else { return Ok(None) };
     let len = tokio::fs::metadata(path).await.with_context(|| format!("reading {}", path.display()))?.len();
     if len != o.size || hex::encode(nuage_client::api::file_hash(path).await?) != *etag {
         return Ok(None);
     }
-    Ok(Some(skipped(o)))
+    Ok(Some(skipped(bucket, o)))
 }
 
-/// The result of an upload skipped because the key's current version `o` has the content.
-fn skipped(o: &ObjectInfo) -> SmartPutResult {
-    let put = PutResult {
+/// The result of an upload skipped because the key's current version `o` (in `bucket`) has
+/// the content.
+fn skipped(bucket: &str, o: &VersionView) -> SmartPutResult {
+    let put = PutAnswer {
+        bucket: bucket.to_owned(),
         key: o.key.clone(),
         version: o.version,
         size: o.size,
@@ -526,7 +528,7 @@ pub async fn get(cli: &Globals, args: &GetArgs) -> Result<()> {
             let key = nuage_core::key::normalize_prefix(key);
             let prefix =
                 if key.is_empty() || key.ends_with('/') { key.to_owned() } else { format!("{key}/") };
-            let objects: Vec<ObjectInfo> = client.list_all(bucket, &prefix).await?;
+            let objects: Vec<VersionView> = client.list_all(bucket, &prefix).await?;
             if objects.is_empty() {
                 let kept = deleted.as_ref().map_or(0, |v| v.iter().filter(|v| !v.tombstone).count());
                 let message = match deleted.as_ref().and_then(|v| v.first()) {

@@ -15,6 +15,11 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+pub use nuage_proto::{
+    AccountView, BucketRequest, BucketView, ListingView, NewToken, PutAnswer, VersionView,
+};
+use nuage_proto::{BucketList, EdgeLink, EdgeList, ErrorBody, Login, RestoreRequest, VersionList};
+
 use crate::error::io_err;
 pub use crate::error::{ClientError, ClientResult};
 use crate::retry::{Retry, with_retries};
@@ -29,115 +34,6 @@ fn http_client(read_timeout: Duration) -> ClientResult<reqwest::Client> {
         .connect_timeout(Duration::from_secs(10))
         .read_timeout(read_timeout)
         .build()?)
-}
-
-/// A token, as returned by login.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct TokenInfo {
-    /// The secret text.
-    pub token: String,
-    /// Its id.
-    pub id: i64,
-    /// Expiry, Unix ms.
-    pub expires_at: Option<i64>,
-}
-
-/// The account.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct AccountInfo {
-    /// Name.
-    pub name: String,
-    /// Quota, bytes.
-    pub quota_bytes: Option<u64>,
-    /// Bytes used.
-    pub used_bytes: u64,
-}
-
-/// A bucket.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-pub struct BucketInfo {
-    /// Name.
-    pub name: String,
-    /// Copies per chunk.
-    pub replicas: u32,
-    /// Copies before a write succeeds.
-    pub write_quorum: u32,
-    /// Versions kept per key (0: all).
-    pub keep_versions: u32,
-    /// Creation time, Unix ms.
-    pub created_at: i64,
-    /// For an end-to-end bucket, the id (hex) of the content key that seals its manifests.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub e2e_key_id: Option<String>,
-    /// Devices may send chunks straight to a provider (presigned URLs).
-    #[serde(default)]
-    pub direct_upload: bool,
-}
-
-/// Settings of a new bucket; `None` takes the server's default.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct BucketSpec {
-    /// Copies per chunk.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<u32>,
-    /// Copies before a write succeeds.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub write_quorum: Option<u32>,
-    /// Versions kept per key (0: all).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub keep_versions: Option<u32>,
-    /// Makes an end-to-end bucket sealed with the content key of this id (hex).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub e2e_key_id: Option<String>,
-    /// Devices may send chunks straight to a provider (presigned URLs).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub direct_upload: Option<bool>,
-}
-
-/// An object version.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-pub struct ObjectInfo {
-    /// Key.
-    pub key: String,
-    /// Version id.
-    pub version: i64,
-    /// Size in bytes.
-    pub size: u64,
-    /// Whole-file BLAKE3, hex (none for a tombstone).
-    pub etag: Option<String>,
-    /// Content type.
-    pub content_type: Option<String>,
-    /// Creation time, Unix ms.
-    pub created_at: i64,
-    /// A delete marker.
-    #[serde(default)]
-    pub tombstone: bool,
-}
-
-/// A page of a listing.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct ListPage {
-    /// Objects.
-    pub objects: Vec<ObjectInfo>,
-    /// Common prefixes (with a delimiter).
-    pub prefixes: Vec<String>,
-    /// Token of the next page.
-    pub next_page_token: Option<String>,
-}
-
-/// What an upload made.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct PutResult {
-    /// Key.
-    pub key: String,
-    /// Version made (or found, if `replayed`).
-    pub version: i64,
-    /// Size.
-    pub size: u64,
-    /// Whole-file BLAKE3, hex.
-    pub etag: String,
-    /// An earlier attempt with the same idempotency key had already made it.
-    pub replayed: bool,
 }
 
 /// What a download did.
@@ -265,18 +161,14 @@ impl Client {
     }
 
     /// The edge caches the server lists.
-    pub async fn edge_list(&self) -> ClientResult<Vec<crate::edges::EdgeInfo>> {
-        #[derive(Deserialize)]
-        struct List {
-            edges: Vec<crate::edges::EdgeInfo>,
-        }
-        Ok(self.json::<List>(self.request(Method::GET, "/v1/edges")).await?.edges)
+    pub async fn edge_list(&self) -> ClientResult<Vec<EdgeLink>> {
+        Ok(self.json::<EdgeList>(self.request(Method::GET, "/v1/edges")).await?.edges)
     }
 
     /// The edges of `list`, ranked once per client (`None` when there are none).
     pub(crate) async fn ranked_edges(
         &self,
-        list: &[crate::edges::EdgeInfo],
+        list: &[EdgeLink],
     ) -> Option<std::sync::Arc<crate::edges::Edges>> {
         if list.is_empty() {
             return None;
@@ -324,10 +216,11 @@ impl Client {
             return Ok(response);
         }
         let status = response.status().as_u16();
-        let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
-        let code = body["error"]["code"].as_str().unwrap_or("http_error").to_owned();
-        let message =
-            body["error"]["message"].as_str().map_or_else(|| format!("HTTP {status}"), str::to_owned);
+        // An answer that is not nuage's error body (a proxy's page) still says its status.
+        let (code, message) = match response.json::<ErrorBody>().await {
+            Ok(body) => (body.error.code, body.error.message),
+            Err(_) => ("http_error".to_owned(), format!("HTTP {status}")),
+        };
         Err(ClientError::Api { status, code, message })
     }
 
@@ -356,8 +249,12 @@ impl Client {
     }
 
     /// Logs in with a password; returns a new token.
-    pub async fn login(&self, account: &str, password: &str, token_name: &str) -> ClientResult<TokenInfo> {
-        let body = serde_json::json!({"account": account, "password": password, "token_name": token_name});
+    pub async fn login(&self, account: &str, password: &str, token_name: &str) -> ClientResult<NewToken> {
+        let body = Login {
+            account: account.to_owned(),
+            password: password.to_owned(),
+            token_name: Some(token_name.to_owned()),
+        };
         self.json(self.request(Method::POST, "/v1/login").json(&body)).await
     }
 
@@ -368,27 +265,23 @@ impl Client {
     }
 
     /// The account of the token.
-    pub async fn account(&self) -> ClientResult<AccountInfo> {
+    pub async fn account(&self) -> ClientResult<AccountView> {
         self.json(self.request(Method::GET, "/v1/account")).await
     }
 
     /// Creates a bucket.
-    pub async fn create_bucket(&self, name: &str, spec: &BucketSpec) -> ClientResult<BucketInfo> {
+    pub async fn create_bucket(&self, name: &str, spec: &BucketRequest) -> ClientResult<BucketView> {
         self.json(self.request(Method::PUT, &format!("/v1/buckets/{}", encode_path(name))).json(spec)).await
     }
 
     /// One bucket.
-    pub async fn bucket(&self, name: &str) -> ClientResult<BucketInfo> {
+    pub async fn bucket(&self, name: &str) -> ClientResult<BucketView> {
         self.json(self.request(Method::GET, &format!("/v1/buckets/{}", encode_path(name)))).await
     }
 
     /// The account's buckets.
-    pub async fn buckets(&self) -> ClientResult<Vec<BucketInfo>> {
-        #[derive(Deserialize)]
-        struct Buckets {
-            buckets: Vec<BucketInfo>,
-        }
-        Ok(self.json::<Buckets>(self.request(Method::GET, "/v1/buckets")).await?.buckets)
+    pub async fn buckets(&self) -> ClientResult<Vec<BucketView>> {
+        Ok(self.json::<BucketList>(self.request(Method::GET, "/v1/buckets")).await?.buckets)
     }
 
     /// Deletes an empty bucket.
@@ -407,7 +300,7 @@ impl Client {
         key: &str,
         bytes: Vec<u8>,
         content_type: &str,
-    ) -> ClientResult<PutResult> {
+    ) -> ClientResult<PutAnswer> {
         let r = self
             .request(Method::PUT, &Self::object_path(bucket, key))
             .header(header::CONTENT_TYPE, content_type)
@@ -423,7 +316,7 @@ impl Client {
         key: &str,
         path: &Path,
         progress: Progress,
-    ) -> ClientResult<PutResult> {
+    ) -> ClientResult<PutAnswer> {
         let idempotency_key = new_idempotency_key();
         let what = format!("upload of {}", path.display());
         with_retries(&self.retry, &what, || {
@@ -439,7 +332,7 @@ impl Client {
         path: &Path,
         idempotency_key: &str,
         progress: Progress,
-    ) -> ClientResult<PutResult> {
+    ) -> ClientResult<PutAnswer> {
         let file = tokio::fs::File::open(path).await.map_err(io_err(path))?;
         let len = file.metadata().await.map_err(io_err(path))?.len();
         let mut sent = 0u64;
@@ -614,7 +507,7 @@ impl Client {
         prefix: &str,
         delimiter: Option<&str>,
         page_token: Option<&str>,
-    ) -> ClientResult<ListPage> {
+    ) -> ClientResult<ListingView> {
         let mut q = format!("?prefix={}", encode_query(prefix));
         if let Some(d) = delimiter {
             q.push_str(&format!("&delimiter={}", encode_query(d)));
@@ -626,7 +519,7 @@ impl Client {
     }
 
     /// Every object under `prefix` (all pages).
-    pub async fn list_all(&self, bucket: &str, prefix: &str) -> ClientResult<Vec<ObjectInfo>> {
+    pub async fn list_all(&self, bucket: &str, prefix: &str) -> ClientResult<Vec<VersionView>> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -653,10 +546,10 @@ impl Client {
     /// Makes `version` of a key (an old one, or the last one before a delete) its current
     /// version again, on the server (a copy of the manifest: nothing is downloaded or sent
     /// again); retried on temporary failures with one idempotency key.
-    pub async fn restore(&self, bucket: &str, key: &str, version: i64) -> ClientResult<PutResult> {
+    pub async fn restore(&self, bucket: &str, key: &str, version: i64) -> ClientResult<PutAnswer> {
         let path = format!("/v1/buckets/{}/versions/{}", encode_path(bucket), encode_path(key));
         let idempotency_key = new_idempotency_key();
-        let body = serde_json::json!({ "version": version });
+        let body = RestoreRequest { version };
         with_retries(&self.retry, "restoring a version", || {
             self.json(
                 self.request(Method::POST, &path)
@@ -668,13 +561,9 @@ impl Client {
     }
 
     /// Every kept version of a key, newest first.
-    pub async fn versions(&self, bucket: &str, key: &str) -> ClientResult<Vec<ObjectInfo>> {
-        #[derive(Deserialize)]
-        struct Versions {
-            versions: Vec<ObjectInfo>,
-        }
+    pub async fn versions(&self, bucket: &str, key: &str) -> ClientResult<Vec<VersionView>> {
         let path = format!("/v1/buckets/{}/versions/{}", encode_path(bucket), encode_path(key));
-        Ok(self.json::<Versions>(self.request(Method::GET, &path)).await?.versions)
+        Ok(self.json::<VersionList>(self.request(Method::GET, &path)).await?.versions)
     }
 }
 

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use nuage_core::Address;
-use serde::{Deserialize, Serialize};
+
+use nuage_proto::EdgeLink;
 
 use crate::error::{ClientError, ClientResult};
 
@@ -29,16 +30,6 @@ pub const EDGE_TIMEOUT: Duration = Duration::from_secs(3);
 pub const EDGE_READ_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a failed edge is avoided.
 pub const AVOID_FOR: Duration = Duration::from_secs(300);
-
-/// An edge, as the link server lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-pub struct EdgeInfo {
-    /// Base URL.
-    pub url: String,
-    /// Region.
-    #[serde(default)]
-    pub region: Option<String>,
-}
 
 #[derive(Debug)]
 struct Ranked {
@@ -57,7 +48,7 @@ impl Edges {
     /// Probes `edges` and ranks the healthy ones; chunk requests time out after
     /// `read_timeout` without progress.
     pub async fn rank(
-        edges: &[EdgeInfo],
+        edges: &[EdgeLink],
         region: Option<&str>,
         read_timeout: Duration,
     ) -> ClientResult<Edges> {
@@ -73,7 +64,7 @@ impl Edges {
                 (e, ok.then(|| start.elapsed()))
             }
         });
-        let mut healthy: Vec<(&EdgeInfo, Duration)> = futures::future::join_all(probes)
+        let mut healthy: Vec<(&EdgeLink, Duration)> = futures::future::join_all(probes)
             .await
             .into_iter()
             .filter_map(|(e, rtt)| match rtt {

@@ -11,7 +11,6 @@
 //! against the whole-file BLAKE3 that `/s/{token}/info` gives; when the server lists edges,
 //! it is read through its (plain) manifest instead, like an end-to-end one.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use base64::Engine;
@@ -25,64 +24,20 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use crate::api::{Client, GetResult, Progress, encode_path, with_suffix};
-use crate::edges::EdgeInfo;
 use crate::error::{ClientError, ClientResult, io_err};
 use crate::retry::with_retries;
+use nuage_proto::{CreateShare, NewShareView, ShareList, Unlock, Unlocked};
+pub use nuage_proto::{LinkInfo, ManifestView, ShareView};
 
 /// Chunk fetches in flight per download.
 pub const FETCHES_IN_FLIGHT: usize = 8;
-
-/// A version's manifest and the grants for its chunks.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ManifestView {
-    /// Key.
-    pub key: String,
-    /// Version id.
-    pub version: i64,
-    /// Plaintext size.
-    pub size: u64,
-    /// Content type.
-    pub content_type: Option<String>,
-    /// The stored manifest, base64url.
-    pub manifest: String,
-    /// Grant per chunk address (hex).
-    pub grants: BTreeMap<String, String>,
-    /// Edge caches that serve the chunks under the same grants.
-    #[serde(default)]
-    pub edges: Vec<EdgeInfo>,
-}
-
-/// A share link, as its owner sees it.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-pub struct ShareInfo {
-    /// Id.
-    pub id: i64,
-    /// Bucket.
-    pub bucket: String,
-    /// Key.
-    pub key: String,
-    /// Version shared.
-    pub version: i64,
-    /// Unix ms.
-    pub created_at: i64,
-    /// Unix ms.
-    pub expires_at: Option<i64>,
-    /// Download limit.
-    pub max_downloads: Option<u64>,
-    /// Downloads so far.
-    pub downloads: u64,
-    /// Whether it asks for a password.
-    pub password: bool,
-    /// `usable`, `revoked`, `expired` or `exhausted`.
-    pub state: String,
-}
 
 /// A new share link.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct NewShare {
     /// The link's record.
     #[serde(flatten)]
-    pub share: ShareInfo,
+    pub share: ShareView,
     /// The whole URL to give the recipient (with `#k=` for an end-to-end object).
     pub url: String,
 }
@@ -101,40 +56,6 @@ pub struct ShareSpec {
     /// The account's key, for an object of an end-to-end bucket: the link then carries the
     /// version's file key in its fragment.
     pub content_key: Option<ContentKey>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Created {
-    #[serde(flatten)]
-    share: ShareInfo,
-    path: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Shares {
-    shares: Vec<ShareInfo>,
-}
-
-/// What a share link shows before downloading.
-#[derive(Debug, Clone, Deserialize)]
-pub struct LinkInfo {
-    /// File name.
-    pub name: String,
-    /// Size.
-    pub size: u64,
-    /// Content type.
-    pub content_type: Option<String>,
-    /// End-to-end encrypted.
-    pub e2e: bool,
-    /// A password is needed.
-    pub password: bool,
-    /// Whole-file BLAKE3 (normal buckets).
-    pub etag: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Unlocked {
-    grant: String,
 }
 
 /// A share URL taken apart.
@@ -286,15 +207,15 @@ impl Client {
 
     /// Makes a share link of `bucket/key`.
     pub async fn create_share(&self, bucket: &str, key: &str, spec: &ShareSpec) -> ClientResult<NewShare> {
-        let body = serde_json::json!({
-            "bucket": bucket,
-            "key": key,
-            "version": spec.version,
-            "expires_in_secs": spec.expires_in_secs,
-            "max_downloads": spec.max_downloads,
-            "password": spec.password,
-        });
-        let created: Created = self.json(self.request(Method::POST, "/v1/shares").json(&body)).await?;
+        let body = CreateShare {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version: spec.version,
+            expires_in_secs: spec.expires_in_secs,
+            max_downloads: spec.max_downloads,
+            password: spec.password.clone(),
+        };
+        let created: NewShareView = self.json(self.request(Method::POST, "/v1/shares").json(&body)).await?;
         let mut url = format!("{}{}", self.base(), created.path);
         if let Some(content_key) = &spec.content_key {
             let file_key = self.file_key(bucket, key, created.share.version, content_key).await?;
@@ -305,8 +226,8 @@ impl Client {
     }
 
     /// The account's share links, newest first.
-    pub async fn shares(&self) -> ClientResult<Vec<ShareInfo>> {
-        Ok(self.json::<Shares>(self.request(Method::GET, "/v1/shares")).await?.shares)
+    pub async fn shares(&self) -> ClientResult<Vec<ShareView>> {
+        Ok(self.json::<ShareList>(self.request(Method::GET, "/v1/shares")).await?.shares)
     }
 
     /// Revokes a share link.
@@ -387,9 +308,7 @@ pub async fn download_share(
         (true, Some(p)) => Some(
             client
                 .json::<Unlocked>(
-                    client
-                        .raw_request(Method::POST, &at("unlock"))
-                        .json(&serde_json::json!({ "password": p })),
+                    client.raw_request(Method::POST, &at("unlock")).json(&Unlock { password: p.to_owned() }),
                 )
                 .await?
                 .grant,

@@ -23,9 +23,14 @@ use nuage_core::e2e::{self, ContentKey};
 use nuage_core::pipeline::{Pipeline, PipelineError};
 use nuage_core::{Address, ChunkerConfig, Manifest};
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::api::{Client, Progress, PutResult, content_type_of};
+use nuage_proto::{
+    ChunkDecl, CommitUpload, MoreChunks, MoreTargets, PutAnswer, StartUpload, UploadSettings, UploadStarted,
+    UploadTarget,
+};
+
+use crate::api::{Client, Progress, content_type_of};
 use crate::error::{ClientError, ClientResult, io_err};
 use crate::retry::with_retries;
 
@@ -40,46 +45,12 @@ const QUEUE: usize = 8;
 /// The header that carries a chunk's key to the server (normal buckets only).
 use nuage_proto::headers::CHUNK_KEY as CHUNK_KEY_HEADER;
 
-#[derive(Debug, Deserialize)]
-struct Settings {
-    convergence_secret: String,
-    min_size: usize,
-    avg_size: usize,
-    max_size: usize,
-    zstd_level: i32,
-}
-
-#[derive(Debug, Serialize)]
-struct ChunkDecl {
-    address: String,
-    size: u64,
-}
-
-#[derive(Debug, Deserialize)]
-struct Target {
-    address: String,
-    method: String,
-    url: String,
-    headers: HashMap<String, String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Started {
-    upload_id: String,
-    missing: Vec<Target>,
-}
-
-#[derive(Debug, Deserialize)]
-struct More {
-    missing: Vec<Target>,
-}
-
 /// What a smart upload did.
 #[derive(Debug, Clone, Serialize)]
 pub struct SmartPutResult {
     /// The version made.
     #[serde(flatten)]
-    pub put: PutResult,
+    pub put: PutAnswer,
     /// Stored bytes of the file's distinct chunks.
     pub stored_bytes: u64,
     /// Stored bytes actually sent (the chunks the server lacked).
@@ -138,8 +109,13 @@ impl Upload<'_> {
             .collect();
         let missing = match &self.session {
             None => {
-                let body = serde_json::json!({"bucket": self.bucket, "key": self.key, "size": self.size, "chunks": chunks});
-                let started: Started = with_retries(self.client.retry(), "starting an upload", || {
+                let body = StartUpload {
+                    bucket: self.bucket.to_owned(),
+                    key: self.key.to_owned(),
+                    size: Some(self.size),
+                    chunks,
+                };
+                let started: UploadStarted = with_retries(self.client.retry(), "starting an upload", || {
                     self.client.json(self.client.request(Method::POST, "/v1/uploads").json(&body))
                 })
                 .await?;
@@ -148,8 +124,8 @@ impl Upload<'_> {
             }
             Some(id) => {
                 let path = format!("/v1/uploads/{id}/chunks");
-                let body = serde_json::json!({ "chunks": chunks });
-                let more: More = with_retries(self.client.retry(), "declaring chunks", || {
+                let body = MoreChunks { chunks };
+                let more: MoreTargets = with_retries(self.client.retry(), "declaring chunks", || {
                     self.client.json(self.client.request(Method::POST, &path).json(&body))
                 })
                 .await?;
@@ -193,7 +169,7 @@ impl Upload<'_> {
 impl Client {
     /// The chunking and sealing a device must use for smart uploads to this account.
     pub async fn upload_settings(&self) -> ClientResult<Pipeline> {
-        let s: Settings = self.json(self.request(Method::GET, "/v1/uploads/settings")).await?;
+        let s: UploadSettings = self.json(self.request(Method::GET, "/v1/uploads/settings")).await?;
         let bad = |m: &str| ClientError::Protocol(format!("upload settings: {m}"));
         let secret: [u8; 32] = URL_SAFE_NO_PAD
             .decode(&s.convergence_secret)
@@ -305,15 +281,15 @@ impl Client {
         }
         let session = upload.session.clone().expect("flushed at least once");
 
-        let body = serde_json::json!({
-            "manifest": URL_SAFE_NO_PAD.encode(match content_key {
+        let body = CommitUpload {
+            manifest: URL_SAFE_NO_PAD.encode(match content_key {
                 Some(k) => e2e::seal_manifest(k, &manifest).0,
                 None => manifest.encode(),
             }),
-            "content_type": content_type_of(path),
-        });
+            content_type: Some(content_type_of(path).to_owned()),
+        };
         let commit = format!("/v1/uploads/{session}/commit");
-        let put: PutResult = with_retries(self.retry(), "committing an upload", || {
+        let put: PutAnswer = with_retries(self.retry(), "committing an upload", || {
             self.json(self.request(Method::POST, &commit).json(&body))
         })
         .await?;
@@ -327,7 +303,12 @@ impl Client {
         })
     }
 
-    async fn send_chunk(&self, target: &Target, chunk_key: Option<&str>, bytes: Bytes) -> ClientResult<()> {
+    async fn send_chunk(
+        &self,
+        target: &UploadTarget,
+        chunk_key: Option<&str>,
+        bytes: Bytes,
+    ) -> ClientResult<()> {
         let url = if target.url.starts_with('/') {
             format!("{}{}", self.base(), target.url)
         } else {

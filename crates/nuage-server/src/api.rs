@@ -1,6 +1,10 @@
 //! The handlers of accounts, tokens, buckets and the service endpoints (health, metrics,
 //! grant keys, edges); the routes are in [`crate::routes`].
 
+use nuage_proto::{
+    AccountView, BucketList, BucketRequest, BucketView, EdgeList, GrantKeyView, Login, NewToken, TokenList,
+    TokenRequest, TokenView,
+};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -10,24 +14,11 @@ use axum::response::{IntoResponse, Response};
 use crate::extract::{Json, Path};
 use nuage_blob::Placement;
 use nuage_meta::{Bucket, BucketPolicy};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::Nuage;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::names::check_bucket;
-
-/// A key that verifies grants.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct GrantKeyView {
-    /// Key id, as carried in grants.
-    id: u32,
-    /// Ed25519 public key, base64url.
-    public_key: String,
-    /// When it stopped signing (Unix ms); it verifies until its last grants expire.
-    retired_at: Option<i64>,
-}
 
 /// The public keys that verify grants (for edges); no authentication needed.
 #[utoipa::path(get, path = "/v1/grant-keys", tag = "uploads",
@@ -46,13 +37,6 @@ pub(crate) async fn grant_keys(State(nuage): State<Arc<Nuage>>) -> Json<Vec<Gran
             })
             .collect(),
     )
-}
-
-/// The edge caches clients may read chunks through.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct EdgeList {
-    /// Edges with their regions; empty when the server knows none.
-    pub edges: Vec<crate::config::EdgeLink>,
 }
 
 /// The edge caches this server knows (`[[edges]]`); no authentication needed.
@@ -89,28 +73,6 @@ pub(crate) async fn healthz(State(nuage): State<Arc<Nuage>>) -> Response {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub(crate) async fn metrics(State(nuage): State<Arc<Nuage>>) -> impl IntoResponse {
     ([("content-type", "text/plain; version=0.0.4")], nuage.metrics.render())
-}
-
-/// `POST /v1/login` body.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Login {
-    account: String,
-    password: String,
-    /// A label for the token (default "login").
-    #[serde(default)]
-    token_name: Option<String>,
-}
-
-/// A token as returned once, at creation.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct NewToken {
-    /// The secret text: shown only now.
-    pub token: String,
-    /// Its id, to revoke it.
-    pub id: i64,
-    /// Expiry, Unix ms.
-    pub expires_at: Option<i64>,
 }
 
 /// Exchanges an account's password for a token.
@@ -162,15 +124,6 @@ pub async fn issue_token(nuage: &Nuage, account_id: i64, name: &str) -> ApiResul
     Ok(NewToken { token: text, id: t.id, expires_at: t.expires_at })
 }
 
-/// The account as the API shows it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AccountView {
-    name: String,
-    quota_bytes: Option<u64>,
-    used_bytes: u64,
-    change_seq: i64,
-}
-
 /// The caller's account.
 #[utoipa::path(get, path = "/v1/account", tag = "accounts", security(("token" = [])), responses(
     (status = 200, body = AccountView), (status = 401, body = ErrorBody),
@@ -185,14 +138,6 @@ pub(crate) async fn account(State(nuage): State<Arc<Nuage>>, caller: Caller) -> 
     }))
 }
 
-/// `POST /v1/tokens` body.
-#[derive(Debug, Deserialize, Default, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TokenRequest {
-    #[serde(default)]
-    name: Option<String>,
-}
-
 /// Another token for the caller's account.
 #[utoipa::path(post, path = "/v1/tokens", tag = "accounts", security(("token" = [])),
     request_body(content = Option<TokenRequest>), responses(
@@ -205,24 +150,6 @@ pub(crate) async fn create_token(
 ) -> ApiResult<(StatusCode, Json<NewToken>)> {
     let name = body.and_then(|b| b.0.name).unwrap_or_else(|| "api".into());
     Ok((StatusCode::CREATED, Json(issue_token(&nuage, caller.account_id, &name).await?)))
-}
-
-/// A token as listed (never its secret text).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenView {
-    id: i64,
-    name: String,
-    created_at: i64,
-    expires_at: Option<i64>,
-    revoked_at: Option<i64>,
-    /// The token of this request.
-    current: bool,
-}
-
-/// `GET /v1/tokens` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenList {
-    tokens: Vec<TokenView>,
 }
 
 /// The caller's tokens, newest first.
@@ -274,38 +201,16 @@ pub(crate) async fn revoke_token(
 }
 
 /// A bucket as the API shows it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BucketView {
-    name: String,
-    replicas: u32,
-    write_quorum: u32,
-    keep_versions: u32,
-    created_at: i64,
-    /// For an end-to-end bucket: the id (hex) of the content key its manifests are sealed with.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    e2e_key_id: Option<String>,
-    /// Devices send chunks straight to a provider when one can presign.
-    direct_upload: bool,
-}
-
-impl From<Bucket> for BucketView {
-    fn from(b: Bucket) -> Self {
-        BucketView {
-            name: b.name,
-            replicas: b.policy.replicas,
-            write_quorum: b.policy.write_quorum,
-            keep_versions: b.policy.keep_versions,
-            created_at: b.created_at,
-            e2e_key_id: b.policy.e2e_key_id.map(hex::encode),
-            direct_upload: b.policy.direct_upload,
-        }
+pub(crate) fn bucket_view(b: Bucket) -> BucketView {
+    BucketView {
+        name: b.name,
+        replicas: b.policy.replicas,
+        write_quorum: b.policy.write_quorum,
+        keep_versions: b.policy.keep_versions,
+        created_at: b.created_at,
+        e2e_key_id: b.policy.e2e_key_id.map(hex::encode),
+        direct_upload: b.policy.direct_upload,
     }
-}
-
-/// `GET /v1/buckets` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BucketList {
-    buckets: Vec<BucketView>,
 }
 
 /// The caller's buckets, by name.
@@ -316,24 +221,8 @@ pub(crate) async fn list_buckets(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
 ) -> ApiResult<Json<BucketList>> {
-    let buckets = nuage.meta.buckets(caller.account_id).await?.into_iter().map(BucketView::from).collect();
+    let buckets = nuage.meta.buckets(caller.account_id).await?.into_iter().map(bucket_view).collect();
     Ok(Json(BucketList { buckets }))
-}
-
-/// `PUT /v1/buckets/{bucket}` body; every field defaults to the server's `[buckets]`.
-#[derive(Debug, Deserialize, Default, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BucketRequest {
-    replicas: Option<u32>,
-    write_quorum: Option<u32>,
-    keep_versions: Option<u32>,
-    /// Makes an end-to-end bucket whose manifests are sealed with the content key of this id
-    /// (32 hex digits, `nuage_core::e2e`). The server then never reads its content.
-    e2e_key_id: Option<String>,
-    /// Lets devices send chunks straight to a provider with presigned URLs (S3) instead of
-    /// through this server; the server verifies them at commit and makes the other replicas
-    /// after (default: false).
-    direct_upload: Option<bool>,
 }
 
 /// Creates a bucket.
@@ -382,7 +271,7 @@ pub(crate) async fn create_bucket(
         .check_placement(Placement::replicas(replicas as usize).with_quorum(write_quorum as usize))
         .map_err(|e| ApiError::bad_request("invalid_placement", e.to_string()))?;
     let bucket = nuage.meta.create_bucket(caller.account_id, &name, policy).await?;
-    Ok((StatusCode::CREATED, Json(bucket.into())))
+    Ok((StatusCode::CREATED, Json(bucket_view(bucket))))
 }
 
 /// One bucket.
@@ -395,7 +284,7 @@ pub(crate) async fn bucket_info(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<BucketView>> {
-    Ok(Json(nuage.meta.bucket(caller.account_id, &name).await?.into()))
+    Ok(Json(bucket_view(nuage.meta.bucket(caller.account_id, &name).await?)))
 }
 
 /// Deletes a bucket with no live object.

@@ -2,6 +2,7 @@
 //! them with their defaults. Environment variables override the file (see
 //! [`ServerConfig::apply_env`]).
 
+pub use nuage_proto::EdgeLink;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -85,33 +86,6 @@ impl Default for WorkersConfig {
             migrate_bytes_per_sec: 50_000_000,
             upload_lease_secs: 21_600,
         }
-    }
-}
-
-/// An edge cache, as clients reach it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EdgeLink {
-    /// Its base URL, e.g. `https://edge-eu.example.net`.
-    pub url: String,
-    /// Its region: clients configured with the same region use it first.
-    #[serde(default)]
-    pub region: Option<String>,
-}
-
-impl std::str::FromStr for EdgeLink {
-    type Err = String;
-
-    /// `URL` or `URL=REGION`.
-    fn from_str(s: &str) -> Result<EdgeLink, String> {
-        let (url, region) = match s.rsplit_once('=') {
-            Some((u, r)) if !r.contains('/') => (u, Some(r.to_owned())),
-            _ => (s, None),
-        };
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!("{s:?}: an edge is URL or URL=REGION, with an http(s) URL"));
-        }
-        Ok(EdgeLink { url: url.trim_end_matches('/').to_owned(), region })
     }
 }
 

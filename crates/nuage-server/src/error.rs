@@ -5,21 +5,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-
-/// The JSON body of every error answer.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    error: ErrorDetail,
-}
-
-/// The code and message of an error.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable code (docs/api.md).
-    code: String,
-    /// Explanation for people.
-    message: String,
-}
+pub use nuage_proto::{ErrorBody, ErrorDetail};
 
 /// An error answer of the API.
 #[derive(Debug)]

@@ -30,12 +30,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-pub use api::{NewToken, issue_token};
+pub use api::issue_token;
 pub use config::{EdgeLink, ServerConfig};
 pub use error::{ApiError, ApiResult};
 pub use listener::HttpConfig;
 pub use metrics::Metrics;
 pub use names::{MAX_KEY_BYTES, check_bucket, check_key};
+pub use nuage_proto::NewToken;
 pub use openapi::document as openapi_document;
 pub use registry::added_at_run_time;
 pub use routes::router;

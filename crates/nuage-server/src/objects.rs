@@ -6,6 +6,9 @@
 //! pipeline holds at most its queues (see `nuage_core::pipeline`) plus [`PUTS_IN_FLIGHT`]
 //! chunks being stored; a download holds [`CHUNKS_AHEAD`] chunks.
 
+use nuage_proto::{
+    ListQuery, ListingView, PutAnswer, RestoreRequest, VersionList, VersionQuery, VersionView,
+};
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
@@ -23,9 +26,7 @@ use nuage_blob::{Placement, StoredChunk};
 use nuage_core::pipeline::{Pipeline, PipelineError};
 use nuage_core::{Address, ConvergenceSecret, Manifest, ManifestEntry, SealedChunk, chunk};
 use nuage_meta::{Bucket, ChunkRef, EtagCondition, ListEntry, NewVersion, Opened, Precondition, Version};
-use serde::{Deserialize, Serialize};
 use tokio_util::io::{StreamReader, SyncIoBridge};
-use utoipa::{IntoParams, ToSchema};
 
 use crate::Nuage;
 use crate::auth::Caller;
@@ -40,30 +41,16 @@ pub const PUTS_IN_FLIGHT: usize = 16;
 /// Chunks fetched ahead of the one being sent by one download.
 pub const CHUNKS_AHEAD: usize = 4;
 
-/// An object version as the API shows it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VersionView {
-    key: String,
-    version: i64,
-    size: u64,
-    etag: Option<String>,
-    content_type: Option<String>,
-    created_at: i64,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    tombstone: bool,
-}
-
-impl From<Version> for VersionView {
-    fn from(v: Version) -> Self {
-        VersionView {
-            key: v.key,
-            version: v.id,
-            size: v.size,
-            etag: v.etag.map(hex::encode),
-            content_type: v.content_type,
-            created_at: v.created_at,
-            tombstone: v.tombstone,
-        }
+/// A version as the API shows it.
+pub(crate) fn version_view(v: Version) -> VersionView {
+    VersionView {
+        key: v.key,
+        version: v.id,
+        size: v.size,
+        etag: v.etag.map(hex::encode),
+        content_type: v.content_type,
+        created_at: v.created_at,
+        tombstone: v.tombstone,
     }
 }
 
@@ -126,19 +113,6 @@ fn precondition_failed() -> ApiError {
 
 pub(crate) fn bucket_placement(bucket: &Bucket) -> Placement {
     Placement::replicas(bucket.policy.replicas as usize).with_quorum(bucket.policy.write_quorum as usize)
-}
-
-/// What a `PUT` made.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PutAnswer {
-    bucket: String,
-    key: String,
-    version: i64,
-    size: u64,
-    /// Whole-file BLAKE3, hex.
-    etag: Option<String>,
-    /// An earlier request with the same `Idempotency-Key` made this version.
-    replayed: bool,
 }
 
 /// Uploads the body as a new version of the key, streaming.
@@ -319,7 +293,7 @@ pub(crate) fn put_answer(bucket: &Bucket, v: Version, replayed: bool) -> Respons
         key: v.key,
         version: v.id,
         size: v.size,
-        etag: v.etag.map(hex::encode),
+        etag: v.etag.map(hex::encode).unwrap_or_default(),
         replayed,
     };
     let mut response = (status, Json(answer)).into_response();
@@ -437,14 +411,6 @@ async fn store_body(
         Err(e) => return Err(ApiError::internal("upload pipeline", e)),
     };
     Ok((manifest, refs.into_values().collect()))
-}
-
-/// `?version=ID` on object reads.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct VersionQuery {
-    /// A version id (default: the current version).
-    pub version: Option<i64>,
 }
 
 /// Streams the content of the key's current version (or `?version=ID`); `HEAD` gives the
@@ -702,15 +668,6 @@ pub async fn delete(
     Ok(response)
 }
 
-/// `POST /v1/buckets/{bucket}/versions/{key}` body.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RestoreRequest {
-    /// The version to bring back (from the version list); a version behind a tombstone
-    /// undeletes the key.
-    version: i64,
-}
-
 /// Makes an old version of a key (or the last one before it was deleted) its current
 /// version again, as a new version with the same content: a copy of the manifest, no byte
 /// moved. Charged against the quota as an upload of the same content would be.
@@ -756,27 +713,6 @@ pub async fn restore(
     Ok(put_answer(&bucket, committed.version, committed.replayed))
 }
 
-/// Listing parameters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    #[serde(default)]
-    prefix: String,
-    delimiter: Option<String>,
-    limit: Option<usize>,
-    page_token: Option<String>,
-}
-
-/// A page of a listing.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ListingView {
-    objects: Vec<VersionView>,
-    /// Common prefixes, ending with the delimiter.
-    prefixes: Vec<String>,
-    /// Pass back as `page_token` for the next page.
-    next_page_token: Option<String>,
-}
-
 /// Lists the live objects of a bucket, in key order.
 #[utoipa::path(get, path = "/v1/buckets/{bucket}/objects", tag = "objects", security(("token" = [])),
     params(("bucket" = String, Path), ListQuery),
@@ -812,17 +748,11 @@ pub async fn list(
     let mut prefixes = Vec::new();
     for e in listing.entries {
         match e {
-            ListEntry::Object(v) => objects.push(VersionView::from(v)),
+            ListEntry::Object(v) => objects.push(version_view(v)),
             ListEntry::Prefix(p) => prefixes.push(p),
         }
     }
     Ok(Json(ListingView { objects, prefixes, next_page_token: listing.next.map(hex::encode) }))
-}
-
-/// `GET /v1/buckets/{bucket}/versions/{key}` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VersionList {
-    versions: Vec<VersionView>,
 }
 
 /// Every kept version of a key, newest first, tombstones included.
@@ -841,7 +771,7 @@ pub async fn versions(
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
     let key = stored_key(&nuage, &bucket, key).await?;
     let versions: Vec<VersionView> =
-        nuage.meta.versions(&bucket, &key).await?.into_iter().map(VersionView::from).collect();
+        nuage.meta.versions(&bucket, &key).await?.into_iter().map(version_view).collect();
     if versions.is_empty() {
         return Err(nuage_meta::Error::ObjectNotFound.into());
     }

@@ -20,6 +20,10 @@
 //! and the password are checked on every request, chunk fetches included (a chunk grant
 //! names its share, and the share is read again).
 
+use nuage_proto::{
+    CreateShare, GrantQuery, LinkInfo, ManifestView, NewShareView, ShareList, ShareView, Unlock, Unlocked,
+    VersionQuery,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -33,15 +37,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nuage_core::grant::{GrantError, Operation};
 use nuage_core::{Address, e2e};
 use nuage_meta::{Bucket, NewShare, Share, ShareState, Version, now_ms};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
 use crate::Nuage;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::metrics::add;
 use crate::names::read_key;
-use crate::objects::{VersionQuery, serve_version, stored_key, version_or_head};
+use crate::objects::{serve_version, stored_key, version_or_head};
 use crate::uploads::{grant_refused, parse_address};
 use nuage_proto::headers::GRANT as GRANT_HEADER;
 
@@ -52,65 +54,6 @@ pub const SCRIPT: &str = include_str!("share/share.js");
 
 /// Prefix of share tokens, so that a leaked one is easy to recognize.
 const SHARE_PREFIX: &str = "sh_";
-
-/// `POST /v1/shares` body.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateShare {
-    /// Bucket of the object.
-    pub bucket: String,
-    /// Key of the object.
-    pub key: String,
-    /// Version to share (default: the current one).
-    pub version: Option<i64>,
-    /// Lifetime in seconds (default: no expiry).
-    pub expires_in_secs: Option<u64>,
-    /// Downloads allowed (default: no limit).
-    pub max_downloads: Option<u64>,
-    /// A password the recipient must give.
-    pub password: Option<String>,
-}
-
-/// A share link as its owner sees it.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ShareView {
-    /// Id, for `DELETE /v1/shares/{id}`.
-    pub id: i64,
-    /// Bucket of the object.
-    pub bucket: String,
-    /// Key of the object.
-    pub key: String,
-    /// Version shared.
-    pub version: i64,
-    /// Unix ms.
-    pub created_at: i64,
-    /// Unix ms.
-    pub expires_at: Option<i64>,
-    /// Download limit.
-    pub max_downloads: Option<u64>,
-    /// Downloads so far.
-    pub downloads: u64,
-    /// Whether the link asks for a password.
-    pub password: bool,
-    /// `usable`, `revoked`, `expired` or `exhausted`.
-    pub state: String,
-}
-
-/// `POST /v1/shares` answer.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct NewShareView {
-    /// The link.
-    #[serde(flatten)]
-    pub share: ShareView,
-    /// Path of the link on this server (`/s/` + token); shown once, never stored.
-    pub path: String,
-}
-
-/// `GET /v1/shares` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ShareList {
-    shares: Vec<ShareView>,
-}
 
 fn state_name(s: ShareState) -> &'static str {
     match s {
@@ -218,27 +161,6 @@ pub async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A version's manifest and the grants that fetch its chunks.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ManifestView {
-    /// Key of the object.
-    pub key: String,
-    /// Version id.
-    pub version: i64,
-    /// Plaintext size.
-    pub size: u64,
-    /// `Content-Type` given at upload.
-    pub content_type: Option<String>,
-    /// The stored manifest, base64url: plain (`nuMF`) or sealed (`nuSM`).
-    pub manifest: String,
-    /// For each distinct chunk address (hex), a grant for `GET /v1/chunks/{address}`.
-    pub grants: BTreeMap<String, String>,
-    /// When the grants expire, Unix ms.
-    pub grants_expire_at: i64,
-    /// Edge caches that serve the chunks under the same grants (`GET {url}/chunks/{address}`).
-    pub edges: Vec<crate::config::EdgeLink>,
-}
-
 async fn manifest_view(
     nuage: &Nuage,
     version: &Version,
@@ -294,14 +216,6 @@ pub async fn manifest(
     let key = stored_key(&nuage, &bucket, key).await?;
     let version = live(version_or_head(&nuage, &bucket, &key, query.version).await?)?;
     Ok(Json(manifest_view(&nuage, &version, Operation::GetChunk, bucket.id as u64, None).await?))
-}
-
-/// Where a grant may come from: the `x-nuage-grant` header or the `grant` query parameter.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct GrantQuery {
-    /// A grant, when the header cannot be set (a plain link).
-    grant: Option<String>,
 }
 
 fn grant_text<'a>(headers: &'a HeaderMap, query: &'a GrantQuery) -> Option<&'a str> {
@@ -451,37 +365,16 @@ fn unlock_address(share: &Share) -> Address {
     Address::from_bytes(*h.finalize().as_bytes())
 }
 
-/// What the page (and `nuage get URL`) learns of a share link before downloading.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ShareInfo {
-    /// File name: the last segment of the key.
-    pub name: String,
-    /// Plaintext size.
-    pub size: u64,
-    /// `Content-Type` given at upload.
-    pub content_type: Option<String>,
-    /// End-to-end: fetch `manifest` and decrypt with the key of the URL fragment.
-    pub e2e: bool,
-    /// A password is needed (`POST unlock`).
-    pub password: bool,
-    /// For a normal bucket: the whole-file BLAKE3 (hex), to verify the download.
-    pub etag: Option<String>,
-    /// Unix ms.
-    pub expires_at: Option<i64>,
-    /// Downloads left, when limited.
-    pub downloads_left: Option<u64>,
-}
-
 /// What a share link points at; no download is counted.
 #[utoipa::path(get, path = "/s/{token}/info", tag = "shares", params(("token" = String, Path)),
-    responses((status = 200, body = ShareInfo),
+    responses((status = 200, body = LinkInfo),
         (status = 404, description = "`share_not_found`", body = ErrorBody),
         (status = 410, description = "`share_revoked`, `share_expired`, `share_exhausted`, `share_version_gone`", body = ErrorBody)))]
 pub async fn info(State(nuage): State<Arc<Nuage>>, Path(token): Path<String>) -> ApiResult<Response> {
     let (share, bucket, version) = resolve(&nuage, &token).await?;
     usable(&share)?;
     let e2e = bucket.policy.e2e_key_id.is_some();
-    let info = ShareInfo {
+    let info = LinkInfo {
         name: share.key.rsplit('/').next().unwrap_or(&share.key).to_owned(),
         size: version.size,
         content_type: version.content_type.clone(),
@@ -494,22 +387,6 @@ pub async fn info(State(nuage): State<Arc<Nuage>>, Path(token): Path<String>) ->
     let mut response = Json(info).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
-}
-
-/// `POST /s/{token}/unlock` body.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct Unlock {
-    /// The link's password.
-    pub password: String,
-}
-
-/// `POST /s/{token}/unlock` answer.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct Unlocked {
-    /// Send it as `x-nuage-grant` (or `?grant=`) with `content` or `manifest`.
-    pub grant: String,
-    /// Unix ms.
-    pub expires_at: i64,
 }
 
 /// Trades a share link's password for a short-lived grant.

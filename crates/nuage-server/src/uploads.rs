@@ -13,6 +13,10 @@
 //!    held by the index or found on the providers with its declared size; then one
 //!    transaction commits the version, idempotently (the session id is the idempotency key).
 
+use nuage_proto::{
+    ChunkDecl, ChunkStored, CommitUpload, MoreChunks, MoreTargets, StartUpload, UploadSettings,
+    UploadStarted, UploadTarget,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -32,8 +36,6 @@ use nuage_core::grant::{GrantError, Operation};
 use nuage_core::{Address, Manifest, e2e};
 use nuage_meta::{Bucket, ChunkRef, DeclareLimits, DeclaredChunk, NewVersion, Opened, UploadSession, now_ms};
 use nuage_proto::headers::{CHUNK_KEY as CHUNK_KEY_HEADER, GRANT as GRANT_HEADER};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::Nuage;
 use crate::auth::Caller;
@@ -53,21 +55,6 @@ const MAX_SESSION_BYTES: u64 = 5 << 40;
 /// worst-case growth (a chunk that does not shrink is stored uncompressed anyway).
 const MAX_STORED: u64 = MAX_CHUNK_LEN as u64 + 1024;
 
-/// What a device needs to cut and seal chunks exactly as this server would.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct UploadSettings {
-    /// The account's convergence secret, base64url: chunk keys derive from it.
-    pub convergence_secret: String,
-    /// Smallest chunk, bytes.
-    pub min_size: usize,
-    /// Target average chunk, bytes.
-    pub avg_size: usize,
-    /// Largest chunk, bytes.
-    pub max_size: usize,
-    /// zstd level, 0 for none.
-    pub zstd_level: i32,
-}
-
 /// The chunking and sealing settings of smart uploads for this account.
 #[utoipa::path(get, path = "/v1/uploads/settings", tag = "uploads", security(("token" = [])),
     responses((status = 200, body = UploadSettings), (status = 401, body = ErrorBody)))]
@@ -84,56 +71,6 @@ pub async fn settings(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiRes
         max_size: nuage.chunker.max_size,
         zstd_level,
     }))
-}
-
-/// One chunk of the file to upload.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ChunkDecl {
-    /// Address, 64 hex digits.
-    pub address: String,
-    /// Stored size in bytes.
-    pub size: u64,
-}
-
-/// The start of a smart upload.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct StartUpload {
-    /// Bucket name.
-    pub bucket: String,
-    /// Object key.
-    pub key: String,
-    /// Plaintext size of the file, for information only: the quota is checked on the
-    /// stored sizes of the declared chunks.
-    pub size: Option<u64>,
-    /// Distinct chunks of the file: all of them, or a first batch (more with
-    /// `POST /v1/uploads/{id}/chunks`).
-    pub chunks: Vec<ChunkDecl>,
-}
-
-/// Where and how to send one chunk.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct UploadTarget {
-    /// Address, hex.
-    pub address: String,
-    /// HTTP method.
-    pub method: String,
-    /// URL; a path alone is relative to the server's address.
-    pub url: String,
-    /// Headers to send with it.
-    pub headers: HashMap<String, String>,
-    /// When the target stops working, Unix ms.
-    pub expires_at: i64,
-}
-
-/// The server's answer to the start of a smart upload.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct UploadStarted {
-    /// Session id, for the commit.
-    pub upload_id: String,
-    /// The session must commit before this, Unix ms.
-    pub expires_at: i64,
-    /// One target per chunk the server does not hold; send those, nothing else.
-    pub missing: Vec<UploadTarget>,
 }
 
 pub(crate) fn parse_address(text: &str) -> ApiResult<Address> {
@@ -298,20 +235,6 @@ async fn declare(
     Ok(targets)
 }
 
-/// More chunks for a smart upload.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct MoreChunks {
-    /// Distinct chunks not declared yet (declaring one again is harmless).
-    pub chunks: Vec<ChunkDecl>,
-}
-
-/// Targets for chunks declared after the start.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct MoreTargets {
-    /// One target per chunk the server does not hold.
-    pub missing: Vec<UploadTarget>,
-}
-
 /// Declares more chunks of a smart upload: how a large file streams in batches.
 #[utoipa::path(post, path = "/v1/uploads/{id}/chunks", tag = "uploads", security(("token" = [])),
     params(("id" = String, Path)),
@@ -366,15 +289,6 @@ pub async fn abort(
     crate::leases::discard(&nuage, declared).await;
     add(&nuage.metrics.uploads_aborted, 1);
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The answer to a chunk upload.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ChunkStored {
-    /// Address, hex.
-    pub address: String,
-    /// Providers that hold it now.
-    pub stored_on: Vec<String>,
 }
 
 pub(crate) fn grant_refused(e: GrantError) -> ApiError {
@@ -498,24 +412,14 @@ async fn open_sent(nuage: &Nuage, headers: &HeaderMap, chunk: &StoredChunk) -> A
     }
 }
 
-/// The end of a smart upload.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct CommitUpload {
-    /// The manifest, base64url: plain (`nuMF`) for a normal bucket, sealed (`nuSM`) for an
-    /// end-to-end one (docs/formats.md).
-    pub manifest: String,
-    /// `Content-Type` to keep with the version.
-    pub content_type: Option<String>,
-}
-
 /// Commits a smart upload as a new version of its key. Committing twice gives the same
 /// version (`200` the second time).
 #[utoipa::path(post, path = "/v1/uploads/{id}/commit", tag = "uploads", security(("token" = [])),
     params(("id" = String, Path), ("If-Match" = Option<String>, Header), ("If-None-Match" = Option<String>, Header)),
     request_body = CommitUpload,
     responses(
-        (status = 201, description = "Version made", body = crate::objects::PutAnswer),
-        (status = 200, description = "The same commit, replayed", body = crate::objects::PutAnswer),
+        (status = 201, description = "Version made", body = nuage_proto::PutAnswer),
+        (status = 200, description = "The same commit, replayed", body = nuage_proto::PutAnswer),
         (status = 400, description = "`manifest_invalid`, `manifest_undeclared_chunk`", body = ErrorBody),
         (status = 404, description = "`upload_not_found`", body = ErrorBody),
         (status = 409, description = "`chunks_missing`, `e2e_key_mismatch`", body = ErrorBody),

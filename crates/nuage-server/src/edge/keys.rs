@@ -8,6 +8,7 @@
 //! retry. So grants that verified are remembered (by their whole text) until they expire:
 //! a remembered grant is only ever accepted for what it says.
 
+use nuage_proto::GrantKeyView;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -17,18 +18,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nuage_core::Address;
 use nuage_core::grant::{Grant, GrantError, GrantVerifier, Operation};
-use serde::Deserialize;
 
 /// How often an unknown key may trigger a reload.
 const RELOAD_EVERY: Duration = Duration::from_secs(5);
 /// Verified grants remembered at most (the memory is cleared when full).
 const MEMO_MAX: usize = 100_000;
-
-#[derive(Debug, Deserialize)]
-struct KeyView {
-    id: u32,
-    public_key: String,
-}
 
 /// The keys and the memory of verified grants.
 #[derive(Debug)]
@@ -63,7 +57,7 @@ impl EdgeKeys {
         let body = super::capped::read_capped(response.error_for_status()?, 1 << 20)
             .await
             .map_err(anyhow::Error::msg)?;
-        let views: Vec<KeyView> = serde_json::from_slice(&body)?;
+        let views: Vec<GrantKeyView> = serde_json::from_slice(&body)?;
         let mut keys = Vec::new();
         for v in views {
             let raw = URL_SAFE_NO_PAD

@@ -14,6 +14,7 @@ pub mod cache;
 mod capped;
 pub mod keys;
 
+use nuage_proto::GrantQuery;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -561,11 +562,6 @@ pub fn router(edge: Arc<Edge>) -> Router {
         })
         .layer(axum::middleware::from_fn(crate::extract::json_errors))
         .with_state(edge)
-}
-
-#[derive(Debug, Deserialize)]
-struct GrantQuery {
-    grant: Option<String>,
 }
 
 /// Browsers (a share page on the link server's origin) read chunks from edges.
