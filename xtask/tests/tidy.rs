@@ -135,10 +135,10 @@ fn crates_depend_only_on_what_architecture_md_allows() {
     );
 }
 
-/// The error codes the server's code writes: the literal after `StatusCode::X,` (the
-/// second argument of `ApiError::new`), the first argument of `bad_request(` and
-/// `unauthorized(`, and `code: "…"` fields. Codes chosen in a `match` and passed on are
-/// not seen; the service error (issue 15) will list every code in one place.
+/// The error codes the code writes: the literal after `StatusCode::X,` (the second argument
+/// of `ApiError::new`) or `ErrorKind::X,` (of `ServiceError::new`, also through a `use …
+/// as K`), the first argument of `bad_request(`, `invalid(` and `unauthorized(`, and
+/// `code: "…"` fields. Codes chosen in a `match` and passed on are not seen.
 fn error_codes_in(code: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let literal_after = |rest: &str| -> Option<String> {
@@ -149,16 +149,18 @@ fn error_codes_in(code: &str) -> BTreeSet<String> {
         (!word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
             .then(|| word.to_owned())
     };
-    for (i, _) in code.match_indices("StatusCode::") {
-        let rest = &code[i + "StatusCode::".len()..];
-        let name_len = rest.bytes().take_while(|b| b.is_ascii_uppercase() || *b == b'_').count();
-        if let Some(after) = rest[name_len..].trim_start().strip_prefix(',')
-            && let Some(w) = literal_after(after)
-        {
-            found.insert(w);
+    for kind in ["StatusCode::", "ErrorKind::", "K::"] {
+        for (i, _) in code.match_indices(kind) {
+            let rest = &code[i + kind.len()..];
+            let name_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic() || *b == b'_').count();
+            if let Some(after) = rest[name_len..].trim_start().strip_prefix(',')
+                && let Some(w) = literal_after(after)
+            {
+                found.insert(w);
+            }
         }
     }
-    for marker in ["bad_request(", "unauthorized(", "code: "] {
+    for marker in ["bad_request(", "invalid(", "unauthorized(", "code: "] {
         for (i, _) in code.match_indices(marker) {
             if let Some(w) = literal_after(&code[i + marker.len()..]) {
                 found.insert(w);
@@ -174,7 +176,10 @@ fn every_error_code_the_server_answers_is_in_docs_api_md() {
     let doc = fs::read_to_string(root.join("docs/api.md")).unwrap();
     let mut missing = BTreeSet::new();
     let mut seen = 0;
-    for f in rust_files(&root.join("crates/nuage-server/src")) {
+    let fronts_and_service = ["crates/nuage-server/src", "crates/nuage-service/src"]
+        .iter()
+        .flat_map(|d| rust_files(&root.join(d)));
+    for f in fronts_and_service {
         for c in error_codes_in(&fs::read_to_string(&f).unwrap()) {
             seen += 1;
             if !doc.contains(&format!("`{c}`")) {

@@ -18,7 +18,7 @@ use nuage_meta::{Bucket, BucketPolicy};
 use crate::Nuage;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::names::check_bucket;
+use nuage_service::names::check_bucket;
 
 /// The public keys that verify grants (for edges); no authentication needed.
 #[utoipa::path(get, path = "/v1/grant-keys", tag = "uploads",

@@ -10,6 +10,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 
+use nuage_service::{ErrorKind, ServiceError, ServiceResult};
+
 use crate::{ApiError, Nuage};
 
 /// Prefix of every token, so that a leaked one is easy to recognize in a scan.
@@ -60,15 +62,14 @@ pub(crate) async fn checked_attempt(
     code: &'static str,
     password: String,
     phc: String,
-) -> Result<bool, ApiError> {
+) -> ServiceResult<bool> {
     if let nuage_meta::Attempt::Wait(secs) = nuage.meta.begin_attempt(subject).await? {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
+        return Err(ServiceError::new(
+            ErrorKind::Throttled,
             code,
             format!("too many wrong passwords; try again in {secs} s"),
-        );
-        e.retry_after = Some(secs);
-        return Err(e);
+        )
+        .retry_after(secs));
     }
     // The check and the end of the attempt in a task of their own, awaited: a client that
     // goes away cannot leave the attempt in flight.
@@ -77,10 +78,10 @@ pub(crate) async fn checked_attempt(
         let checked = tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await;
         let ok = matches!(checked, Ok(true));
         n.meta.end_attempt(&subject, ok).await?;
-        checked.map_err(|e| ApiError::internal("checking a password", e))?;
-        Ok::<_, ApiError>(ok)
+        checked.map_err(|e| ServiceError::internal("checking a password", e))?;
+        Ok::<_, ServiceError>(ok)
     });
-    task.await.map_err(|e| ApiError::internal("checking a password", e))?
+    task.await.map_err(|e| ServiceError::internal("checking a password", e))?
 }
 
 /// Whether `password` matches the PHC string.

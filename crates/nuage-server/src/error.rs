@@ -1,11 +1,14 @@
 //! `ApiError`: one type for every error the HTTP API returns, with a status, a stable code
 //! (the contract: docs/api.md lists them) and a message. 5xx bodies say nothing internal;
-//! the log has the details.
+//! the log has the details. The service's errors ([`ServiceError`]) become `ApiError`s
+//! here, in one mapping from their kind to a status; the ones built in this crate are the
+//! HTTP layer's own (a body that is no JSON, a missing token, a route that does not exist).
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 pub use nuage_proto::{ErrorBody, ErrorDetail};
+use nuage_service::{ErrorKind, ServiceError};
 
 /// An error answer of the API.
 #[derive(Debug)]
@@ -82,105 +85,41 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<ServiceError> for ApiError {
+    /// The `/v1` answer to a service error: its code and message, under the status of its
+    /// kind.
+    fn from(e: ServiceError) -> Self {
+        use ErrorKind as K;
+        let status = match e.kind {
+            K::Invalid => StatusCode::BAD_REQUEST,
+            K::Unauthorized => StatusCode::UNAUTHORIZED,
+            K::Forbidden => StatusCode::FORBIDDEN,
+            K::NotFound => StatusCode::NOT_FOUND,
+            K::Conflict => StatusCode::CONFLICT,
+            K::Gone => StatusCode::GONE,
+            K::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            K::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            K::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
+            K::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
+            K::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            K::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            K::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            // A kind added later is a failure until it is mapped here.
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError { status, code: e.code, message: e.message, size: e.size, retry_after: e.retry_after }
+    }
+}
+
 impl From<nuage_meta::Error> for ApiError {
     fn from(e: nuage_meta::Error) -> Self {
-        use nuage_meta::Error as E;
-        match e {
-            E::AccountExists(n) => {
-                ApiError::new(StatusCode::CONFLICT, "account_exists", format!("account {n} exists"))
-            }
-            E::ProviderExists(n) => {
-                ApiError::new(StatusCode::CONFLICT, "provider_exists", format!("a provider named {n} exists"))
-            }
-            E::AccountNotFound => {
-                ApiError::new(StatusCode::NOT_FOUND, "account_not_found", "no such account")
-            }
-            E::BucketExists(n) => {
-                ApiError::new(StatusCode::CONFLICT, "bucket_exists", format!("bucket {n} already exists"))
-            }
-            E::BucketNotFound => ApiError::new(StatusCode::NOT_FOUND, "bucket_not_found", "no such bucket"),
-            E::BucketNotEmpty => ApiError::new(
-                StatusCode::CONFLICT,
-                "bucket_not_empty",
-                "the bucket still has objects; delete them first",
-            ),
-            E::ObjectNotFound => {
-                ApiError::new(StatusCode::NOT_FOUND, "object_not_found", "no such object or version")
-            }
-            E::UploadNotFound => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "upload_not_found",
-                "no such upload session (it may have expired); start the upload again",
-            ),
-            E::ShareNotFound => ApiError::new(StatusCode::NOT_FOUND, "share_not_found", "no such share link"),
-            E::UploadCommitted => ApiError::new(
-                StatusCode::CONFLICT,
-                "upload_committed",
-                "this upload was committed; delete the object or version instead",
-            ),
-            E::UploadTooLarge(m) => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "upload_too_large", m),
-            E::ChunkNotDeclared => ApiError::new(
-                StatusCode::CONFLICT,
-                "chunk_not_declared",
-                "this upload did not declare this chunk at this size; declare it first",
-            ),
-            E::QuotaExceeded { used, quota, needed } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "quota_exceeded",
-                format!(
-                    "the account uses or holds {used} of its {quota} stored bytes; this write needs {needed} more"
-                ),
-            ),
-            E::PreconditionFailed => ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
-                "If-Match / If-None-Match does not hold for the current version",
-            ),
-            E::IdempotencyConflict => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for another bucket, key or body",
-            ),
-            E::LeaseLost => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "upload_lease_expired",
-                "the upload took longer than its chunk leases last ([workers] upload_lease_secs); nothing was \
-                 committed, send it again",
-            ),
-            e if e.is_temporary() => {
-                tracing::warn!("database busy: {e}");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the metadata store is busy; retry")
-            }
-            e => ApiError::internal("metadata store", e),
-        }
+        ServiceError::from(e).into()
     }
 }
 
 impl From<nuage_blob::Error> for ApiError {
     fn from(e: nuage_blob::Error) -> Self {
-        use nuage_blob::Error as E;
-        match e {
-            E::QuorumNotMet { ref problems, .. }
-                if !problems.is_empty()
-                    && problems.iter().all(|p| p.kind == nuage_blob::ProblemKind::Full) =>
-            {
-                tracing::warn!("storage: {e}");
-                ApiError::new(
-                    StatusCode::INSUFFICIENT_STORAGE,
-                    "insufficient_storage",
-                    "the storage providers this write needs are full; nothing was stored (an operator must add room or a provider)",
-                )
-            }
-            E::QuorumNotMet { .. } | E::Unavailable { .. } | E::ProviderDown { .. } => {
-                tracing::warn!("storage: {e}");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage_unavailable",
-                    "not enough storage providers answer to complete this request; retry later",
-                )
-            }
-            e => ApiError::internal("chunk store", e),
-        }
+        ServiceError::from(e).into()
     }
 }
 

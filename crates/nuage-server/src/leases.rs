@@ -4,11 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use nuage_meta::now_ms;
 
-use crate::error::{ApiError, ApiResult};
 use crate::state::Nuage;
+use nuage_service::{ErrorKind, ServiceError, ServiceResult};
 
 /// How long a writer waits for deletions of its chunks to end before it gives up (`503`).
 /// The collector ends its deletions 16 chunks at a time, each a few provider calls; only a
@@ -89,7 +88,7 @@ pub(crate) async fn lease(
     lease: &Lease<'_>,
     addresses: &[[u8; 32]],
     bytes: u64,
-) -> ApiResult<()> {
+) -> ServiceResult<()> {
     let mut todo = addresses.to_vec();
     let mut hold = lease.hold_for.map(|account| (account, bytes));
     loop {
@@ -103,7 +102,7 @@ pub(crate) async fn lease(
 }
 
 /// Waits until none of `addresses` is being deleted.
-pub(crate) async fn wait_out_deletions(nuage: &Nuage, addresses: &[[u8; 32]]) -> ApiResult<()> {
+pub(crate) async fn wait_out_deletions(nuage: &Nuage, addresses: &[[u8; 32]]) -> ServiceResult<()> {
     if addresses.is_empty() {
         return Ok(());
     }
@@ -117,16 +116,15 @@ pub(crate) async fn wait_out_deletions(nuage: &Nuage, addresses: &[[u8; 32]]) ->
             return Ok(());
         }
         if started.elapsed() >= DELETION_WAIT {
-            let mut e = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
+            return Err(ServiceError::new(
+                ErrorKind::Unavailable,
                 "chunk_busy",
                 format!(
                     "{} chunk(s) of this upload are being garbage-collected; try again shortly",
                     left.len()
                 ),
-            );
-            e.retry_after = Some(5);
-            return Err(e);
+            )
+            .retry_after(5));
         }
         // A deletion is a handful of provider calls: poll briefly, backing off.
         tokio::time::sleep(pause).await;

@@ -32,9 +32,9 @@ use crate::Nuage;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::metrics::add;
-use crate::names::{ReadKey, check_key, read_key};
 use nuage_proto::headers::VERSION as VERSION_HEADER;
 use nuage_proto::range::{self, RangeRequest};
+use nuage_service::names::{check_key, read_key, stored_key};
 
 /// Chunks being stored at once by one upload.
 pub const PUTS_IN_FLIGHT: usize = 16;
@@ -250,32 +250,6 @@ pub async fn put(
     Ok(put_answer(&bucket, committed.version, committed.replayed))
 }
 
-/// The stored key a read or delete of `key` means (see [`ReadKey`]): for a key already in
-/// its one form, that form, at no cost; else the NFC form if the bucket has it, else the key
-/// as sent if the bucket has that (stored before the rules), else the refusal or the NFC form.
-pub(crate) async fn stored_key(nuage: &Nuage, bucket: &Bucket, key: ReadKey) -> ApiResult<String> {
-    let (nfc, raw, refused) = match key {
-        ReadKey::Ready(k) => return Ok(k),
-        ReadKey::Legacy { nfc, raw, refused } => (nfc, raw, refused),
-    };
-    let held = |k: String| async move {
-        match nuage.meta.versions(bucket, &k).await {
-            Ok(v) if !v.is_empty() => Ok(Some(k)),
-            Ok(_) | Err(nuage_meta::Error::ObjectNotFound) => Ok(None),
-            Err(e) => Err(ApiError::from(e)),
-        }
-    };
-    if let Some(nfc) = &nfc
-        && let Some(k) = held(nfc.clone()).await?
-    {
-        return Ok(k);
-    }
-    if let Some(k) = held(raw).await? {
-        return Ok(k);
-    }
-    nfc.ok_or(refused)
-}
-
 /// Ends an upload that makes no version: its leases go (see `leases::release`), and it is
 /// counted.
 async fn abandon(nuage: &Arc<Nuage>, holder: &crate::leases::Holder) {
@@ -480,7 +454,7 @@ async fn read(
 ) -> ApiResult<Response> {
     let key = read_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
-    let key = stored_key(&nuage, &bucket, key).await?;
+    let key = stored_key(&nuage.meta, &bucket, key).await?;
     refuse_e2e(&bucket)?;
     let version = version_or_head(&nuage, &bucket, &key, query.version).await?;
     serve_version(&nuage, &version, query.version.is_some(), &method, &headers).await
@@ -658,7 +632,7 @@ pub async fn delete(
 ) -> ApiResult<Response> {
     let key = read_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
-    let key = stored_key(&nuage, &bucket, key).await?;
+    let key = stored_key(&nuage.meta, &bucket, key).await?;
     let committed = nuage
         .meta
         .delete_object(&bucket, &key, &precondition(&headers), idempotency_key(&headers)?.as_deref())
@@ -695,7 +669,7 @@ pub async fn restore(
     Json(body): Json<RestoreRequest>,
 ) -> ApiResult<Response> {
     // A write: the key rules hold (a key stored before them can be read, not restored).
-    let key = crate::names::check_key(&key)?;
+    let key = check_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
     let committed = nuage
         .meta
@@ -769,7 +743,7 @@ pub async fn versions(
 ) -> ApiResult<Json<VersionList>> {
     let key = read_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
-    let key = stored_key(&nuage, &bucket, key).await?;
+    let key = stored_key(&nuage.meta, &bucket, key).await?;
     let versions: Vec<VersionView> =
         nuage.meta.versions(&bucket, &key).await?.into_iter().map(version_view).collect();
     if versions.is_empty() {

@@ -41,7 +41,7 @@ impl Nuage {
         address: &Address,
         providers: &[String],
         placement: Placement,
-    ) -> crate::error::ApiResult<Vec<String>> {
+    ) -> nuage_service::ServiceResult<Vec<String>> {
         let attempt = async {
             let hint: Vec<&str> = providers.iter().map(String::as_str).collect();
             let read = self.store.get(address, &hint).await?;

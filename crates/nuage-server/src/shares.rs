@@ -42,10 +42,10 @@ use crate::Nuage;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::metrics::add;
-use crate::names::read_key;
-use crate::objects::{serve_version, stored_key, version_or_head};
+use crate::objects::{serve_version, version_or_head};
 use crate::uploads::{grant_refused, parse_address};
 use nuage_proto::headers::GRANT as GRANT_HEADER;
+use nuage_service::names::{read_key, stored_key};
 
 /// The share page: static HTML; [`SCRIPT`] fills it in.
 pub const PAGE: &str = include_str!("share/page.html");
@@ -97,7 +97,7 @@ pub async fn create(
     };
     let key = read_key(&req.key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &req.bucket).await?;
-    req.key = stored_key(&nuage, &bucket, key).await?;
+    req.key = stored_key(&nuage.meta, &bucket, key).await?;
     let version = live(version_or_head(&nuage, &bucket, &req.key, req.version).await?)?;
     if req.max_downloads == Some(0) {
         return Err(ApiError::bad_request("invalid_request", "max_downloads must be at least 1"));
@@ -213,7 +213,7 @@ pub async fn manifest(
 ) -> ApiResult<Json<ManifestView>> {
     let key = read_key(&key)?;
     let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
-    let key = stored_key(&nuage, &bucket, key).await?;
+    let key = stored_key(&nuage.meta, &bucket, key).await?;
     let version = live(version_or_head(&nuage, &bucket, &key, query.version).await?)?;
     Ok(Json(manifest_view(&nuage, &version, Operation::GetChunk, bucket.id as u64, None).await?))
 }

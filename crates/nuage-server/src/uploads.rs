@@ -41,8 +41,8 @@ use crate::Nuage;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::metrics::add;
-use crate::names::check_key;
 use crate::objects::{bucket_placement, precondition, put_answer};
+use nuage_service::names::check_key;
 
 /// Most chunks one request may declare (a 4 TiB file at the 1 MiB average).
 const MAX_CHUNKS: usize = 4 << 20;
