@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use nuage_meta::{Meta, ProviderState, WorkerState};
 use nuage_server::{Nuage, ServerConfig, auth, workers};
+use nuage_service::providers::Registry;
 
 use crate::local::config;
 use crate::session::Globals;
@@ -321,18 +322,7 @@ pub async fn admin(cli: &Globals, cmd: &Admin) -> Result<()> {
 
 /// `nuage admin provider …`.
 async fn provider(cli: &Globals, config: &ServerConfig, meta: &Meta, cmd: &ProviderCmd) -> Result<()> {
-    let mut registry = meta.providers().await?;
-    registry.retain(|p| p.state != ProviderState::Removed);
-    let configured: Vec<nuage_blob::ProviderConfig> = config.providers();
-    let in_config = |name: &str| configured.iter().any(|c| c.name == name);
-    let known = |name: &str| -> Result<()> {
-        if registry.iter().any(|p| p.name == name) {
-            Ok(())
-        } else {
-            let names: Vec<&str> = registry.iter().map(|p| p.name.as_str()).collect();
-            anyhow::bail!("no provider {name} (the server knows: {})", names.join(", "))
-        }
-    };
+    let registry = Registry::read(meta, config.providers()).await?;
     match cmd {
         ProviderCmd::Ls => {
             let counts = meta.placement_counts().await?;
@@ -340,144 +330,46 @@ async fn provider(cli: &Globals, config: &ServerConfig, meta: &Meta, cmd: &Provi
                 |name: &str| counts.iter().filter(|(p, _, _)| p == name).map(|(_, _, n)| n).sum::<i64>();
             if cli.json {
                 let list: Vec<_> = registry
+                    .records()
                     .iter()
                     .map(|p| serde_json::json!({"name": p.name, "scheme": p.scheme, "state": p.state.as_str(), "placements": held(&p.name)}))
                     .collect();
                 println!("{}", serde_json::json!(list));
             } else {
-                for p in &registry {
+                for p in registry.records() {
                     println!("{:<12} {:<7} {:<9} {} placements", p.name, p.scheme, p.state, held(&p.name));
                 }
             }
         }
         ProviderCmd::Drain { name } => {
-            known(name)?;
-            // The others (configured here and active) must be able to hold every bucket's
-            // copies. (Drains started at once may still leave too few: the drain then keeps
-            // the chunks it cannot place, it never drops a copy.)
-            let others = registry
-                .iter()
-                .filter(|p| {
-                    &p.name != name
-                        && p.state == ProviderState::Active
-                        && (in_config(&p.name) || p.settings.is_some())
-                })
-                .count() as i64;
-            let needed = meta.max_bucket_replicas().await?.max(i64::from(config.buckets.replicas));
-            if others < needed {
-                anyhow::bail!(
-                    "cannot drain {name}: {others} other active provider(s), and buckets keep {needed} copies"
-                );
-            }
-            meta.set_provider_state(name, ProviderState::Draining).await?;
+            registry.drain(meta, name, config.buckets.replicas).await?;
             println!("draining {name}: `nuage admin status` shows the progress");
         }
         ProviderCmd::Activate { name } => {
-            known(name)?;
-            meta.set_provider_state(name, ProviderState::Active).await?;
+            registry.activate(meta, name).await?;
             println!("{name} takes new chunks again");
         }
         ProviderCmd::Add { file } => {
-            let mut c = provider_settings(file)?;
-            if let nuage_blob::ProviderKind::Fs { root } = &mut c.kind {
-                // Every server resolves it alike, whatever its working directory.
-                *root =
-                    std::path::absolute(&*root).with_context(|| format!("the folder {}", root.display()))?;
-            }
-            let name = c.name.clone();
-            if matches!(c.kind, nuage_blob::ProviderKind::Memory) {
-                bail!("a memory provider lives and dies with one process: add an fs, s3 or azblob provider");
-            }
-            if in_config(&name) {
-                bail!("provider {name} is in the configuration file already");
-            }
-            if let Some(p) = registry.iter().find(|p| p.name == name) {
-                bail!("a provider named {name} exists already ({})", p.state);
-            }
-            let p = nuage_blob::Provider::open(c.clone())
-                .await
-                .with_context(|| format!("opening provider {name}"))?;
-            p.check_writable().await.with_context(|| format!("writing a test object to provider {name}"))?;
-            let record = nuage_meta::ProviderRecord {
-                name: name.clone(),
-                scheme: c.kind.scheme().to_owned(),
-                region: c.region.clone(),
-                state: ProviderState::Active,
-                weight: c.weight,
-                settings: Some(serde_json::to_string(&c)?),
-            };
-            meta.add_provider(&record).await?;
+            let record = registry.add(meta, provider_settings(file)?).await?;
             if cli.json {
                 println!(
                     "{}",
-                    serde_json::json!({"name": name, "scheme": record.scheme, "state": ProviderState::Active.as_str()})
+                    serde_json::json!({"name": record.name, "scheme": record.scheme, "state": record.state.as_str()})
                 );
             } else {
                 println!(
-                    "added {name} ({}): running servers place new chunks there within 2 s",
-                    record.scheme
+                    "added {} ({}): running servers place new chunks there within 2 s",
+                    record.name, record.scheme
                 );
             }
         }
         ProviderCmd::Remove { name } => {
-            known(name)?;
-            let r = registry.iter().find(|p| &p.name == name).expect("known");
-            if r.state != ProviderState::Drained {
-                bail!(
-                    "{name} is {}: only an empty provider is removed; drain it first (`nuage admin provider drain {name}`)",
-                    r.state
-                );
-            }
-            let held: i64 =
-                meta.placement_counts().await?.iter().filter(|(p, _, _)| p == name).map(|(_, _, n)| n).sum();
-            if held > 0 {
-                bail!("{name} still holds {held} placements: let its drain finish");
-            }
-            let settings = match nuage_server::added_at_run_time(r) {
-                Some(c) => c?,
-                None => configured.iter().find(|c| &c.name == name).cloned().with_context(|| {
-                    format!("provider {name} is not in the configuration: cannot look at what it holds")
-                })?,
-            };
-            let p = nuage_blob::Provider::open(settings)
-                .await
-                .with_context(|| format!("opening provider {name}"))?;
-            let listed: Vec<nuage_core::Address> =
-                futures::TryStreamExt::try_collect(p.list().await?).await?;
-            if !listed.is_empty() {
-                let listed: Vec<[u8; 32]> = listed.iter().map(|a| *a.as_bytes()).collect();
-                let unknown = meta.unindexed(&listed).await?.len();
-                let known = listed.len() - unknown;
-                if known > 0 {
-                    bail!(
-                        "{name} still holds {known} chunk objects of the index (copies a write left there \
-                         unrecorded): `nuage admin provider drain {name}` again moves them; then remove again"
-                    );
-                }
-                bail!(
-                    "{name} still holds {unknown} chunk objects the index does not know (copies of uploads \
-                     that never committed): `nuage admin gc` deletes them once no upload leases them; then remove again"
-                );
-            }
-            match meta.remove_provider(name).await? {
-                nuage_meta::Removal::Removed => {}
-                nuage_meta::Removal::NotDrained => bail!("{name} is no longer drained: nothing removed"),
-                nuage_meta::Removal::PlacementsLeft(n) => {
-                    bail!("{name} took {n} placements meanwhile: nothing removed; let its drain finish")
-                }
-                nuage_meta::Removal::UploadsPending(n) => bail!(
-                    "{n} uploads that began before {name} was drained (or within {} s after) may still commit \
-                     chunks there: nothing removed; try again once they end (a simple upload within \
-                     `[workers] upload_lease_secs`, a smart one when it commits or its session expires, \
-                     `[grants] upload_ttl_secs`)",
-                    nuage_meta::CLOCK_MARGIN_MS / 1000
-                ),
-            }
+            registry.remove(meta, name).await?;
             if cli.json {
                 println!("{}", serde_json::json!({"name": name, "state": ProviderState::Removed.as_str()}));
             } else {
                 println!("removed {name}: running servers stop using it within 2 s");
-                if in_config(name) {
+                if registry.in_config(name) {
                     println!("take it out of the configuration file too");
                 }
             }

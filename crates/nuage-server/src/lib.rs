@@ -37,7 +37,6 @@ pub use metrics::Metrics;
 pub use nuage_proto::NewToken;
 pub use nuage_service::names::{MAX_KEY_BYTES, check_bucket, check_key};
 pub use openapi::document as openapi_document;
-pub use registry::added_at_run_time;
 pub use routes::router;
 pub use state::Nuage;
 

@@ -9,6 +9,8 @@ use anyhow::{Context, Result};
 use nuage_blob::{ChunkStore, Provider};
 use nuage_meta::{Meta, ProviderRecord, ProviderState};
 
+use nuage_service::providers::added_at_run_time;
+
 use crate::config::ServerConfig;
 use crate::grants::Grants;
 use crate::metrics::Metrics;
@@ -18,13 +20,6 @@ use crate::state::Nuage;
 const OPEN_WITHIN: Duration = Duration::from_secs(5);
 /// How long a provider added at run time that failed to open is left before another try.
 const REOPEN_AFTER: Duration = Duration::from_secs(30);
-
-/// The settings of a provider added with `nuage admin provider add`, unless it was removed
-/// since; `None` for the providers of the configuration file.
-pub fn added_at_run_time(r: &ProviderRecord) -> Option<Result<nuage_blob::ProviderConfig>> {
-    let settings = r.settings.as_deref().filter(|_| r.state != ProviderState::Removed)?;
-    Some(serde_json::from_str(settings).with_context(|| format!("the settings of provider {}", r.name)))
-}
 
 impl Nuage {
     /// Opens the database (migrating it) and the providers of `config`.

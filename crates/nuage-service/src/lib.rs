@@ -7,6 +7,7 @@
 //!   (an HTTP status and nuage's stable code for `/v1`; an S3 error code for S3). The
 //!   errors of the metadata store and the chunk store become service errors here, once.
 //! - [`names`]: the rules of bucket names and object keys.
+//! - [`providers`]: the rules of the provider registry (drain, add, remove).
 //!
 //! Nothing here names an HTTP type: no status, no header, no body. The rest of the
 //! semantics (objects, uploads, shares, the provider registry, the workers) moves here from
@@ -15,5 +16,6 @@
 
 pub mod error;
 pub mod names;
+pub mod providers;
 
 pub use error::{ErrorKind, ServiceError, ServiceResult};
