@@ -10,6 +10,7 @@ use nuage_client::{IngestStats, Snapshot};
 use nuage_core::ConvergenceSecret;
 use nuage_core::pipeline::Pipeline;
 use nuage_server::ServerConfig;
+use nuage_service::ServiceConfig;
 
 use crate::session::Globals;
 use crate::session::{rate, size};
@@ -22,7 +23,7 @@ pub fn config(cli: &Globals) -> Result<ServerConfig> {
     };
     config.apply_env()?;
     if let Some(d) = &cli.data_dir {
-        config.data_dir = d.clone();
+        config.service.data_dir = d.clone();
     }
     Ok(config)
 }
@@ -57,7 +58,7 @@ fn secret(data_dir: &Path) -> Result<ConvergenceSecret> {
 /// deletes the chunk objects its index does not know, and an ingest's are such objects:
 /// sharing a root with `nuage serve` would hand them to it. So providers named in the
 /// configuration are refused when that configuration also names a server's database.
-fn ingest_providers(config: &ServerConfig) -> Result<Vec<ProviderConfig>> {
+fn ingest_providers(config: &ServiceConfig) -> Result<Vec<ProviderConfig>> {
     if config.providers.is_empty() {
         let root = config.data_dir.join("ingest");
         return Ok(vec![ProviderConfig::new("local", ProviderKind::Fs { root })]);
@@ -73,7 +74,7 @@ fn ingest_providers(config: &ServerConfig) -> Result<Vec<ProviderConfig>> {
     Ok(config.providers.clone())
 }
 
-async fn open_store(config: &ServerConfig) -> Result<ChunkStore> {
+async fn open_store(config: &ServiceConfig) -> Result<ChunkStore> {
     let mut providers = Vec::new();
     for c in ingest_providers(config)? {
         let name = c.name.clone();
@@ -108,7 +109,7 @@ fn snapshot_names(dir: &Path) -> Result<Vec<String>> {
 }
 
 pub async fn ingest(cli: &Globals, path: &Path, full: bool) -> Result<()> {
-    let config = config(cli)?;
+    let config = config(cli)?.service;
     let snapshots = config.data_dir.join("snapshots");
     let root = std::path::absolute(path)?.to_string_lossy().into_owned();
     let parent = if full { None } else { parent_snapshot(&snapshots, &root)? };
@@ -170,7 +171,7 @@ pub async fn ingest(cli: &Globals, path: &Path, full: bool) -> Result<()> {
 }
 
 pub async fn restore(cli: &Globals, snapshot: &str, dest: &Path) -> Result<()> {
-    let config = config(cli)?;
+    let config = config(cli)?.service;
     let path = if Path::new(snapshot).exists() {
         PathBuf::from(snapshot)
     } else {
@@ -188,7 +189,7 @@ pub async fn restore(cli: &Globals, snapshot: &str, dest: &Path) -> Result<()> {
 }
 
 pub fn snapshots(cli: &Globals) -> Result<()> {
-    let names = snapshot_names(&config(cli)?.data_dir.join("snapshots"))?;
+    let names = snapshot_names(&config(cli)?.service.data_dir.join("snapshots"))?;
     if cli.json {
         println!("{}", serde_json::json!(names));
     } else {

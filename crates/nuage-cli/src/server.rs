@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use nuage_meta::{Meta, ProviderState, WorkerState};
 use nuage_server::{Nuage, ServerConfig, auth, workers};
+use nuage_service::ServiceConfig;
 use nuage_service::providers::Registry;
 
 use crate::local::config;
@@ -133,9 +134,9 @@ fn with_args(cli: &Globals, args: Option<&ServeArgs>) -> Result<ServerConfig> {
             c.listen = l;
         }
         if let Some(u) = &a.database_url {
-            c.database_url = Some(u.clone());
+            c.service.database_url = Some(u.clone());
         }
-        c.edges.extend(a.edges.iter().cloned());
+        c.service.edges.extend(a.edges.iter().cloned());
     }
     Ok(c)
 }
@@ -161,12 +162,12 @@ fn redacted(url: &str) -> String {
 }
 
 pub async fn serve(cli: &Globals, args: &ServeArgs) -> Result<()> {
-    let config = with_args(cli, Some(args))?;
-    let url = config.database_url();
-    let nuage = Arc::new(Nuage::open(config).await?);
-    let listener = tokio::net::TcpListener::bind(nuage.config.listen)
-        .await
-        .with_context(|| format!("listening on {}", nuage.config.listen))?;
+    let ServerConfig { listen, http, service } = with_args(cli, Some(args))?;
+    http.validate()?;
+    let url = service.database_url();
+    let nuage = Arc::new(Nuage::open(service).await?);
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     let providers: Vec<String> = nuage
         .store
@@ -196,7 +197,7 @@ pub async fn serve(cli: &Globals, args: &ServeArgs) -> Result<()> {
         println!("then log in from any machine with:");
         println!("  nuage login --server http://{addr} --account NAME");
     }
-    nuage_server::serve_on(nuage, listener).await
+    nuage_server::serve_on(nuage, listener, http).await
 }
 
 fn read_password() -> Result<String> {
@@ -209,14 +210,14 @@ fn read_password() -> Result<String> {
     Ok(p)
 }
 
-async fn new_token(meta: &Meta, config: &ServerConfig, account_id: i64, label: &str) -> Result<String> {
+async fn new_token(meta: &Meta, config: &ServiceConfig, account_id: i64, label: &str) -> Result<String> {
     let (text, hash) = auth::new_token();
     meta.create_token(account_id, hash, label, auth::token_expiry(config.token_ttl_days)).await?;
     Ok(text)
 }
 
 pub async fn admin(cli: &Globals, cmd: &Admin) -> Result<()> {
-    let config = with_args(cli, None)?;
+    let config = with_args(cli, None)?.service;
     let url = config.database_url();
     if let Some(path) = sqlite_file(&url) {
         if matches!(cmd, Admin::Init) {
@@ -321,7 +322,7 @@ pub async fn admin(cli: &Globals, cmd: &Admin) -> Result<()> {
 }
 
 /// `nuage admin provider …`.
-async fn provider(cli: &Globals, config: &ServerConfig, meta: &Meta, cmd: &ProviderCmd) -> Result<()> {
+async fn provider(cli: &Globals, config: &ServiceConfig, meta: &Meta, cmd: &ProviderCmd) -> Result<()> {
     let registry = Registry::read(meta, config.providers()).await?;
     match cmd {
         ProviderCmd::Ls => {
@@ -491,7 +492,7 @@ async fn status(cli: &Globals, meta: &Meta) -> Result<()> {
 }
 
 /// `nuage admin scrub` / `repair`: one whole pass now, with a progress bar.
-async fn pass(cli: &Globals, config: ServerConfig, kind: workers::Kind) -> Result<()> {
+async fn pass(cli: &Globals, config: ServiceConfig, kind: workers::Kind) -> Result<()> {
     let nuage = Arc::new(Nuage::open(config).await?);
     let bar = crate::session::bar(cli, 65_536);
     bar.set_style(

@@ -1,91 +1,45 @@
-//! The server's TOML configuration. Every field is optional; `docs/configuration.md` lists
-//! them with their defaults. Environment variables override the file (see
-//! [`ServerConfig::apply_env`]).
+//! The server's TOML configuration file: the port of the `/v1` API (`listen`, `[http]`) and
+//! the service's settings ([`ServiceConfig`], every other table). Every field is optional;
+//! `docs/configuration.md` lists them with their defaults. Environment variables override
+//! the file (see [`ServerConfig::apply_env`]).
 
-pub use nuage_proto::EdgeLink;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
-use nuage_blob::{Placement, ProviderConfig, ProviderKind};
-use nuage_core::ChunkerConfig;
-use nuage_core::chunk::{Compression, SealOptions};
+pub use nuage_proto::EdgeLink;
+pub use nuage_service::config::{BucketDefaults, ChunkingConfig, GrantsConfig, ServiceConfig, WorkersConfig};
 use serde::Deserialize;
 
+use crate::listener::HttpConfig;
+
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address to listen on (default `127.0.0.1:8420`).
     pub listen: SocketAddr,
-    /// Data folder: the SQLite database and the default local provider (default `./nuage-data`).
-    pub data_dir: PathBuf,
-    /// `sqlite:PATH` or `postgres://…` (default: `sqlite:<data_dir>/meta.db`).
-    pub database_url: Option<String>,
-    /// Lifetime of tokens made by `login`, in days (default 90).
-    pub token_ttl_days: u32,
-    /// Providers (default: one local folder, `<data_dir>/chunks`).
-    pub providers: Vec<ProviderConfig>,
-    /// Defaults of new buckets.
-    pub buckets: BucketDefaults,
-    /// Chunk sizes and compression.
-    pub chunking: ChunkingConfig,
-    /// Signed grants for chunk transfers.
-    pub grants: GrantsConfig,
-    /// Edge caches clients may read chunks through (`nuage edge`), listed at `/v1/edges`.
-    pub edges: Vec<EdgeLink>,
-    /// Background workers (scrub, repair).
-    pub workers: WorkersConfig,
     /// Timeouts and the connection cap of the port.
-    pub http: crate::listener::HttpConfig,
+    pub http: HttpConfig,
+    /// Every other key of the file: the service's settings.
+    pub service: ServiceConfig,
 }
 
-/// Background workers: when they run and how fast.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkersConfig {
-    /// Seconds from the start of one scrub pass to the start of the next (default 604800, a
-    /// week); 0 turns the background scrub off (`nuage admin scrub` still runs one).
-    pub scrub_every_secs: u64,
-    /// Bytes per second a scrub reads from the providers (default 50 MB/s).
-    pub scrub_bytes_per_sec: u64,
-    /// Seconds from the start of one repair pass to the start of the next (default 3600);
-    /// 0 turns the background repair off.
-    pub repair_every_secs: u64,
-    /// Bytes per second a repair reads and writes (default 50 MB/s).
-    pub repair_bytes_per_sec: u64,
-    /// Seconds from the start of one garbage collection to the start of the next (default
-    /// 86400, a day); 0 turns the background collector off (`nuage admin gc` still runs one).
-    pub gc_every_secs: u64,
-    /// Seconds a chunk stays after the last version referencing it is gone, before the
-    /// collector deletes it from every provider (default 86400).
-    pub gc_grace_secs: u64,
-    /// Chunks per second the collector deletes at most (default 200).
-    pub gc_deletes_per_sec: u64,
-    /// Bytes per second a drain reads and writes, moving chunks off a provider (default
-    /// 50 MB/s; 0: as fast as it goes).
-    pub migrate_bytes_per_sec: u64,
-    /// Seconds an upload may take from storing its first chunk to its commit (default
-    /// 21600, six hours). Its chunks are leased for that long, and the collector never
-    /// deletes a leased chunk; an upload that takes longer is refused at its commit
-    /// (`upload_lease_expired`). The leases of an upload cut short by a crash last that long
-    /// too, keeping its chunks from the collector. At least 120.
-    pub upload_lease_secs: u64,
-}
-
-impl Default for WorkersConfig {
-    fn default() -> Self {
-        WorkersConfig {
-            scrub_every_secs: 604_800,
-            scrub_bytes_per_sec: 50_000_000,
-            repair_every_secs: 3600,
-            repair_bytes_per_sec: 50_000_000,
-            gc_every_secs: 86_400,
-            gc_grace_secs: 86_400,
-            gc_deletes_per_sec: 200,
-            migrate_bytes_per_sec: 50_000_000,
-            upload_lease_secs: 21_600,
+impl<'de> Deserialize<'de> for ServerConfig {
+    /// The file as one table: `listen` and `[http]` are taken out, and the rest is the
+    /// service's, which refuses a key it does not know. (`#[serde(flatten)]` would let a
+    /// typo through: a flattened struct is handed only the keys it names.)
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let mut config = ServerConfig::default();
+        if let Some(v) = table.remove("listen") {
+            config.listen = v.try_into().map_err(|e| D::Error::custom(format!("listen: {e}")))?;
         }
+        if let Some(v) = table.remove("http") {
+            config.http = v.try_into().map_err(|e| D::Error::custom(format!("[http]: {e}")))?;
+        }
+        config.service = toml::Value::Table(table).try_into().map_err(D::Error::custom)?;
+        Ok(config)
     }
 }
 
@@ -93,100 +47,9 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8420)),
-            data_dir: PathBuf::from("./nuage-data"),
-            database_url: None,
-            token_ttl_days: 90,
-            providers: Vec::new(),
-            buckets: BucketDefaults::default(),
-            chunking: ChunkingConfig::default(),
-            grants: GrantsConfig::default(),
-            edges: Vec::new(),
-            workers: WorkersConfig::default(),
-            http: crate::listener::HttpConfig::default(),
+            http: HttpConfig::default(),
+            service: ServiceConfig::default(),
         }
-    }
-}
-
-/// Grants: the signed, short-lived permissions devices present to put or get one chunk.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GrantsConfig {
-    /// Lifetime of a grant, in seconds (default 3600).
-    pub ttl_secs: u64,
-    /// A new signing key is made when the current one is this many days old (default 30).
-    /// Retired keys keep verifying for one grant lifetime, so grants in flight stay valid.
-    pub key_rotation_days: u32,
-    /// How long a smart upload may take between its start and its commit, in seconds
-    /// (default 86400).
-    pub upload_ttl_secs: u64,
-}
-
-impl Default for GrantsConfig {
-    fn default() -> Self {
-        GrantsConfig { ttl_secs: 3600, key_rotation_days: 30, upload_ttl_secs: 86_400 }
-    }
-}
-
-/// What a bucket gets when its creator does not say.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BucketDefaults {
-    /// Copies of each chunk on distinct providers (default 1).
-    pub replicas: u32,
-    /// Copies stored before a write succeeds (default: `replicas`).
-    pub write_quorum: Option<u32>,
-    /// Versions kept per key, 0 for all (default 10).
-    pub keep_versions: u32,
-}
-
-impl Default for BucketDefaults {
-    fn default() -> Self {
-        BucketDefaults { replicas: 1, write_quorum: None, keep_versions: 10 }
-    }
-}
-
-impl BucketDefaults {
-    /// The default placement.
-    pub fn placement(&self) -> Placement {
-        Placement::replicas(self.replicas as usize)
-            .with_quorum(self.write_quorum.unwrap_or(self.replicas) as usize)
-    }
-}
-
-/// Chunk sizes (bytes) and compression.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ChunkingConfig {
-    /// Smallest chunk (default 256 KiB).
-    pub min_size: usize,
-    /// Target average chunk (default 1 MiB).
-    pub avg_size: usize,
-    /// Largest chunk (default 4 MiB).
-    pub max_size: usize,
-    /// zstd level, 0 for no compression (default 1).
-    pub zstd_level: i32,
-}
-
-impl Default for ChunkingConfig {
-    fn default() -> Self {
-        let c = ChunkerConfig::default();
-        ChunkingConfig { min_size: c.min_size, avg_size: c.avg_size, max_size: c.max_size, zstd_level: 1 }
-    }
-}
-
-impl ChunkingConfig {
-    /// The chunker settings, validated.
-    pub fn chunker(&self) -> Result<ChunkerConfig> {
-        let c = ChunkerConfig { min_size: self.min_size, avg_size: self.avg_size, max_size: self.max_size };
-        c.validate().context("[chunking]")?;
-        Ok(c)
-    }
-
-    /// The seal options.
-    pub fn seal(&self) -> SealOptions {
-        let compression =
-            if self.zstd_level == 0 { Compression::None } else { Compression::Zstd(self.zstd_level) };
-        SealOptions { compression }
     }
 }
 
@@ -199,33 +62,11 @@ impl ServerConfig {
 
     /// Applies `NUAGE_LISTEN`, `NUAGE_DATA_DIR` and `NUAGE_DATABASE_URL` when set.
     pub fn apply_env(&mut self) -> Result<()> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        if let Some(v) = var("NUAGE_LISTEN") {
+        if let Some(v) = std::env::var("NUAGE_LISTEN").ok().filter(|v| !v.is_empty()) {
             self.listen = v.parse().with_context(|| format!("NUAGE_LISTEN={v}"))?;
         }
-        if let Some(v) = var("NUAGE_DATA_DIR") {
-            self.data_dir = v.into();
-        }
-        if let Some(v) = var("NUAGE_DATABASE_URL") {
-            self.database_url = Some(v);
-        }
+        self.service.apply_env();
         Ok(())
-    }
-
-    /// The database URL, defaulting to SQLite in the data folder.
-    pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite:{}", self.data_dir.join("meta.db").display()))
-    }
-
-    /// The providers, defaulting to one local folder in the data folder.
-    pub fn providers(&self) -> Vec<ProviderConfig> {
-        if self.providers.is_empty() {
-            vec![ProviderConfig::new("local", ProviderKind::Fs { root: self.data_dir.join("chunks") })]
-        } else {
-            self.providers.clone()
-        }
     }
 }
 
@@ -234,23 +75,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_empty_file_gives_the_defaults_and_typos_are_refused() {
+    fn the_port_and_the_service_share_one_file_and_typos_are_refused() {
         let c: ServerConfig = toml::from_str("").unwrap();
         assert_eq!(c.listen.port(), 8420);
-        assert_eq!(c.database_url(), "sqlite:./nuage-data/meta.db");
-        assert_eq!(c.providers()[0].kind.scheme(), "fs");
-        assert_eq!(c.buckets.placement(), Placement::replicas(1));
-        let c: ServerConfig =
-            toml::from_str("[buckets]\nreplicas = 2\nwrite_quorum = 1\n[chunking]\nzstd_level = 0").unwrap();
-        assert_eq!(c.buckets.placement(), Placement::replicas(2).with_quorum(1));
-        assert_eq!(c.chunking.seal().compression, Compression::None);
-        assert!(toml::from_str::<ServerConfig>("listn = '1.2.3.4:5'").is_err());
-        assert!(toml::from_str::<ServerConfig>("[buckets]\nreplica = 2").is_err());
-        let c: ServerConfig =
-            toml::from_str("[[edges]]\nurl = 'http://e:1'\nregion = 'eu'\n[[edges]]\nurl = 'http://f'")
-                .unwrap();
-        assert_eq!(c.edges[0], "http://e:1=eu".parse().unwrap());
-        assert_eq!(c.edges[1], "http://f/".parse().unwrap());
-        assert!("e:1=eu".parse::<EdgeLink>().is_err());
+        assert_eq!(c.service.database_url(), "sqlite:./nuage-data/meta.db");
+        let c: ServerConfig = toml::from_str(
+            "listen = '127.0.0.1:9000'\ndata_dir = '/srv/nuage'\n[http]\nheader_timeout_secs = 5\n[buckets]\nreplicas = 2",
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.http.header_timeout_secs, 5);
+        assert_eq!(c.service.data_dir, std::path::PathBuf::from("/srv/nuage"));
+        assert_eq!(c.service.buckets.replicas, 2);
+        for typo in ["listn = '1.2.3.4:5'", "[buckets]\nreplica = 2", "[http]\nheader_timeout = 5"] {
+            assert!(toml::from_str::<ServerConfig>(typo).is_err(), "{typo}");
+        }
     }
 }

@@ -11,19 +11,12 @@ pub mod config;
 pub mod edge;
 mod error;
 mod extract;
-pub mod grants;
-mod leases;
 pub mod listener;
-mod metrics;
 mod objects;
 mod openapi;
-mod registry;
-mod replicas;
 mod routes;
 mod shares;
-mod state;
 mod uploads;
-pub mod workers;
 
 use std::sync::Arc;
 
@@ -33,28 +26,19 @@ pub use api::issue_token;
 pub use config::{EdgeLink, ServerConfig};
 pub use error::{ApiError, ApiResult};
 pub use listener::HttpConfig;
-pub use metrics::Metrics;
 pub use nuage_proto::NewToken;
 pub use nuage_service::names::{MAX_KEY_BYTES, check_bucket, check_key};
+pub use nuage_service::{Metrics, Nuage, grants, workers};
 pub use openapi::document as openapi_document;
 pub use routes::router;
-pub use state::Nuage;
 
-/// Serves the API on `config.listen` until the process gets SIGINT or SIGTERM, then
-/// finishes the requests in flight.
-pub async fn serve(nuage: Arc<Nuage>) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(nuage.config.listen)
-        .await
-        .with_context(|| format!("listening on {}", nuage.config.listen))?;
-    serve_on(nuage, listener).await
-}
-
-/// Like [`serve`], on a listener already bound. The housekeeping (grant key rotation,
-/// expired upload sessions) and the background workers run while it serves.
-pub async fn serve_on(nuage: Arc<Nuage>, listener: tokio::net::TcpListener) -> Result<()> {
+/// Serves the API on `listener` with the port's limits `http` until the process gets
+/// SIGINT or SIGTERM, then finishes the requests in flight. The housekeeping (grant key
+/// rotation, expired upload sessions) and the background workers run while it serves.
+pub async fn serve_on(nuage: Arc<Nuage>, listener: tokio::net::TcpListener, http: HttpConfig) -> Result<()> {
+    http.validate()?;
     let mut background = workers::spawn(&nuage);
     background.push(nuage.spawn_housekeeping());
-    let http = nuage.config.http;
     let served =
         listener::serve(listener, router(nuage), http, listener::shutdown_signal()).await.context("serving");
     for task in background {

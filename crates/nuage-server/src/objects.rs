@@ -31,9 +31,9 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use crate::Nuage;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::metrics::add;
 use nuage_proto::headers::VERSION as VERSION_HEADER;
 use nuage_proto::range::{self, RangeRequest};
+use nuage_service::metrics::add;
 use nuage_service::names::{check_key, read_key, stored_key};
 
 /// Chunks being stored at once by one upload.
@@ -203,10 +203,10 @@ pub async fn put(
     let pipeline =
         Pipeline { chunker: nuage.chunker, seal: nuage.seal, secret: ConvergenceSecret::from_bytes(secret) };
 
-    let holder = crate::leases::holder(&nuage, caller.account_id, idempotency_key.as_deref());
-    let lease = crate::leases::Lease {
+    let holder = nuage_service::leases::holder(&nuage, caller.account_id, idempotency_key.as_deref());
+    let lease = nuage_service::leases::Lease {
         holder: &holder.name,
-        expires_at: crate::leases::lease_until(&nuage),
+        expires_at: nuage_service::leases::lease_until(&nuage),
         // The quota is charged on stored bytes, which only sealing tells: each batch of
         // chunks holds its room before it is stored (an account without a quota holds none).
         hold_for: account.quota_bytes.map(|_| caller.account_id),
@@ -252,8 +252,8 @@ pub async fn put(
 
 /// Ends an upload that makes no version: its leases go (see `leases::release`), and it is
 /// counted.
-async fn abandon(nuage: &Arc<Nuage>, holder: &crate::leases::Holder) {
-    crate::leases::release(nuage, holder).await;
+async fn abandon(nuage: &Arc<Nuage>, holder: &nuage_service::leases::Holder) {
+    nuage_service::leases::release(nuage, holder).await;
     add(&nuage.metrics.uploads_aborted, 1);
 }
 
@@ -284,7 +284,7 @@ fn set(response: &mut Response, name: impl header::IntoHeaderName, value: &str) 
 
 /// Streams `body` through the pipeline on a blocking thread (two, with `run_parallel`)
 /// and stores each new chunk on the async side, [`PUTS_IN_FLIGHT`] at a time, each leased
-/// (and its room held, see [`crate::leases::Lease`]) before it is stored: the chunks sealed
+/// (and its room held, see [`nuage_service::leases::Lease`]) before it is stored: the chunks sealed
 /// meanwhile share one lease transaction. Returns the manifest and the chunk references for
 /// the commit.
 async fn store_body(
@@ -292,7 +292,7 @@ async fn store_body(
     pipeline: Pipeline,
     placement: Placement,
     body: Body,
-    lease: crate::leases::Lease<'_>,
+    lease: nuage_service::leases::Lease<'_>,
 ) -> ApiResult<(Manifest, Vec<ChunkRef>)> {
     let reader = SyncIoBridge::new(StreamReader::new(body.into_data_stream().map_err(io::Error::other)));
     let (tx, mut rx) = tokio::sync::mpsc::channel::<SealedChunk>(4);
@@ -350,7 +350,7 @@ async fn store_body(
         // Lease the batch before storing it, while the puts already under way go on.
         let addresses: Vec<[u8; 32]> = batch.iter().map(|s| *s.address.as_bytes()).collect();
         let bytes: u64 = batch.iter().map(|s| s.bytes.len() as u64).sum();
-        let leasing = crate::leases::lease(nuage, &lease, &addresses, bytes);
+        let leasing = nuage_service::leases::lease(nuage, &lease, &addresses, bytes);
         tokio::pin!(leasing);
         loop {
             tokio::select! {

@@ -41,10 +41,10 @@ use nuage_meta::{Bucket, NewShare, Share, ShareState, Version, now_ms};
 use crate::Nuage;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::metrics::add;
 use crate::objects::{serve_version, version_or_head};
 use crate::uploads::{grant_refused, parse_address};
 use nuage_proto::headers::GRANT as GRANT_HEADER;
+use nuage_service::metrics::add;
 use nuage_service::names::{read_key, stored_key};
 
 /// The share page: static HTML; [`SCRIPT`] fills it in.

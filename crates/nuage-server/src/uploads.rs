@@ -40,8 +40,8 @@ use nuage_proto::headers::{CHUNK_KEY as CHUNK_KEY_HEADER, GRANT as GRANT_HEADER}
 use crate::Nuage;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::metrics::add;
 use crate::objects::{bucket_placement, precondition, put_answer};
+use nuage_service::metrics::add;
 use nuage_service::names::check_key;
 
 /// Most chunks one request may declare (a 4 TiB file at the 1 MiB average).
@@ -164,7 +164,7 @@ async fn declare(
     // Declared chunks are the session's leases; one the collector is deleting now is
     // waited out, then counts as not held (and is sent again).
     let deleting = nuage.meta.declare_upload_chunks(session, declared, limits).await?;
-    crate::leases::wait_out_deletions(nuage, &deleting).await?;
+    nuage_service::leases::wait_out_deletions(nuage, &deleting).await?;
     let addresses: Vec<[u8; 32]> = declared.iter().map(|c| c.address).collect();
     let owned = nuage.meta.owned_chunks(session.account_id, &addresses).await?;
     let held = nuage.meta.held_chunks(&addresses).await?;
@@ -286,7 +286,7 @@ pub async fn abort(
     let declared = nuage.meta.abort_upload_session(&session).await?;
     // What it stored goes now, with the room it held (sent through this server or straight
     // to a provider: only what nothing else relies on).
-    crate::leases::discard(&nuage, declared).await;
+    nuage_service::leases::discard(&nuage, declared).await;
     add(&nuage.metrics.uploads_aborted, 1);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -92,8 +92,8 @@ async fn env(database_url: Option<String>, extra: &str) -> Env {
         dir.path()
     ))
     .unwrap();
-    config.database_url = database_url;
-    let nuage = Arc::new(Nuage::open(config).await.unwrap());
+    config.service.database_url = database_url;
+    let nuage = Arc::new(Nuage::open(config.service).await.unwrap());
     let a = nuage
         .meta
         .create_account("alice", Some(&auth::hash_password("pw").unwrap()), None, [1; 32])
@@ -1407,7 +1407,7 @@ root = {local:?}
         local = dir.path().join("local"),
     );
     let config: ServerConfig = toml::from_str(&text).unwrap();
-    let nuage = Arc::new(Nuage::open(config).await.unwrap());
+    let nuage = Arc::new(Nuage::open(config.service).await.unwrap());
     let a = nuage.meta.create_account("alice", None, None, [1; 32]).await.unwrap();
     let alice = nuage_server::issue_token(&nuage, a.id, "test").await.unwrap().token;
     let e = Env {

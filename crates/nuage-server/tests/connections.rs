@@ -22,7 +22,7 @@ async fn server(http: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let config: ServerConfig =
         toml::from_str(&format!("data_dir = {:?}\n[http]\n{http}", dir.path())).unwrap();
-    let nuage = Arc::new(Nuage::open(config).await.unwrap());
+    let nuage = Arc::new(Nuage::open(config.service).await.unwrap());
     let hash = auth::hash_password("pw").unwrap();
     let account = nuage.meta.create_account("alice", Some(&hash), None, [1; 32]).await.unwrap();
     let token = nuage_server::issue_token(&nuage, account.id, "test").await.unwrap().token;
@@ -36,7 +36,7 @@ async fn server(http: &str) -> Server {
     nuage.meta.create_bucket(account.id, "files", policy).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(nuage_server::serve_on(nuage, listener));
+    tokio::spawn(nuage_server::serve_on(nuage, listener, config.http));
     Server { addr, token, _dir: dir }
 }
 

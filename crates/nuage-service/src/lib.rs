@@ -7,15 +7,34 @@
 //!   (an HTTP status and nuage's stable code for `/v1`; an S3 error code for S3). The
 //!   errors of the metadata store and the chunk store become service errors here, once.
 //! - [`names`]: the rules of bucket names and object keys.
-//! - [`providers`]: the rules of the provider registry (drain, add, remove).
+//! - [`providers`]: the rules of the provider registry (drain, add, remove), and the
+//!   registry every running server follows (`Nuage::open`, [`refresh_provider_states`]).
+//! - [`Nuage`]: the one struct that holds the metadata store, the chunk store, the grant
+//!   keys, the counters and the settings ([`config`]), shared by every front.
+//! - [`leases`]: how an upload keeps its chunks from the collector; the replica queue of
+//!   direct uploads ([`Replicas`]); [`grants`]: signing keys and their rotation;
+//!   [`metrics`]: the counters.
+//! - [`workers`]: scrub, repair, the collector and the drains, over the chunk index.
 //!
-//! Nothing here names an HTTP type: no status, no header, no body. The rest of the
-//! semantics (objects, uploads, shares, the provider registry, the workers) moves here from
-//! `nuage-server` in the slices of issue 15; ARCHITECTURE.md says which have.
+//! Nothing here names an HTTP type: no status, no header, no body. The objects', uploads'
+//! and shares' semantics still sit in `nuage-server`'s handlers and move here in the next
+//! slices of issue 15; ARCHITECTURE.md says which have.
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod error;
+pub mod grants;
+pub mod leases;
+pub mod metrics;
 pub mod names;
 pub mod providers;
+mod registry;
+mod replicas;
+mod state;
+pub mod workers;
 
+pub use config::ServiceConfig;
 pub use error::{ErrorKind, ServiceError, ServiceResult};
+pub use metrics::Metrics;
+pub use registry::refresh_provider_states;
+pub use state::{Attempts, Nuage, Replicas};

@@ -9,9 +9,9 @@ use anyhow::{Context, Result};
 use nuage_blob::{ChunkStore, Provider};
 use nuage_meta::{Meta, ProviderRecord, ProviderState};
 
-use nuage_service::providers::added_at_run_time;
+use crate::providers::added_at_run_time;
 
-use crate::config::ServerConfig;
+use crate::config::ServiceConfig;
 use crate::grants::Grants;
 use crate::metrics::Metrics;
 use crate::state::Nuage;
@@ -23,9 +23,8 @@ const REOPEN_AFTER: Duration = Duration::from_secs(30);
 
 impl Nuage {
     /// Opens the database (migrating it) and the providers of `config`.
-    pub async fn open(mut config: ServerConfig) -> Result<Nuage> {
+    pub async fn open(mut config: ServiceConfig) -> Result<Nuage> {
         let chunker = config.chunking.chunker()?;
-        config.http.validate()?;
         if config.workers.upload_lease_secs < 120 {
             anyhow::bail!("[workers] upload_lease_secs is at least 120 (an upload needs time to commit)");
         }
@@ -175,7 +174,7 @@ pub async fn refresh_provider_states(nuage: &Nuage) -> nuage_meta::Result<Vec<(S
 
 /// Opens a provider added at run time, within [`OPEN_WITHIN`]: the registry's refresh (and
 /// so the states of the others) waits for it.
-pub(crate) async fn open_bounded(c: nuage_blob::ProviderConfig) -> Result<Provider, String> {
+pub async fn open_bounded(c: nuage_blob::ProviderConfig) -> Result<Provider, String> {
     match tokio::time::timeout(OPEN_WITHIN, Provider::open(c)).await {
         Ok(opened) => opened.map_err(|e| e.to_string()),
         Err(_) => Err(format!("no answer within {} s", OPEN_WITHIN.as_secs())),

@@ -418,10 +418,7 @@ async fn delete_everywhere(
 
 /// Deletes `addresses` (whose deletion [`nuage_meta::Meta::start_deletions`] started) from
 /// every provider that answers, and says how each ended, for `finish_deletions`.
-pub(crate) async fn delete_from_providers(
-    nuage: &Nuage,
-    addresses: &[[u8; 32]],
-) -> Vec<nuage_meta::DeletionDone> {
+pub async fn delete_from_providers(nuage: &Nuage, addresses: &[[u8; 32]]) -> Vec<nuage_meta::DeletionDone> {
     futures::future::join_all(addresses.iter().map(|a| async move {
         let address = Address::from_bytes(*a);
         let providers = nuage.store.providers();
@@ -446,7 +443,7 @@ pub(crate) async fn delete_from_providers(
 /// of the collector runs meanwhile (a pass finishes the deletions it finds started, and must
 /// never race one in flight); when a collector is at work, nothing is done here, and the
 /// chunks are strays it will find. Returns how many were deleted everywhere.
-pub(crate) async fn discard_now(nuage: &Nuage, addresses: &[[u8; 32]]) -> nuage_meta::Result<u64> {
+pub async fn discard_now(nuage: &Nuage, addresses: &[[u8; 32]]) -> nuage_meta::Result<u64> {
     let Some(mut c) = Collector::claim(nuage, Pace::new(0)).await? else {
         return Ok(0);
     };

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use nuage_meta::now_ms;
 
 use crate::state::Nuage;
-use nuage_service::{ErrorKind, ServiceError, ServiceResult};
+use crate::{ErrorKind, ServiceError, ServiceResult};
 
 /// How long a writer waits for deletions of its chunks to end before it gives up (`503`).
 /// The collector ends its deletions 16 chunks at a time, each a few provider calls; only a
@@ -19,7 +19,7 @@ const DELETION_WAIT: Duration = Duration::from_secs(30);
 /// that the retry of an attempt cut short by a crash drops the leases that attempt took
 /// when it commits (or finds the first attempt's commit); a random name otherwise. The
 /// holder counts as an attempt under way in this process until it is dropped.
-pub(crate) fn holder(nuage: &Nuage, account_id: i64, idempotency_key: Option<&str>) -> Holder {
+pub fn holder(nuage: &Nuage, account_id: i64, idempotency_key: Option<&str>) -> Holder {
     let (name, shared) = match idempotency_key {
         Some(k) => (format!("put:{account_id}:{k}"), true),
         None => (format!("put:{}", hex::encode(rand::random::<[u8; 16]>())), false),
@@ -32,7 +32,7 @@ pub(crate) fn holder(nuage: &Nuage, account_id: i64, idempotency_key: Option<&st
 
 /// Who holds an upload's leases.
 #[derive(Debug)]
-pub(crate) struct Holder {
+pub struct Holder {
     /// The name in `chunk_leases`.
     pub name: String,
     /// Where this attempt is counted: only for a holder named by an idempotency key, which
@@ -64,7 +64,7 @@ impl Drop for Holder {
 }
 
 /// Until when a lease taken now lasts, Unix ms.
-pub(crate) fn lease_until(nuage: &Nuage) -> i64 {
+pub fn lease_until(nuage: &Nuage) -> i64 {
     now_ms().saturating_add(
         i64::try_from(nuage.config.workers.upload_lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
     )
@@ -73,9 +73,12 @@ pub(crate) fn lease_until(nuage: &Nuage) -> i64 {
 /// The leases an upload takes: whose, until when, and the account whose quota its chunks'
 /// room is held on (none: the account has no quota, nothing to hold).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Lease<'a> {
+pub struct Lease<'a> {
+    /// The lease holder's name ([`Holder::name`]).
     pub holder: &'a str,
+    /// Until when, Unix ms ([`lease_until`]).
     pub expires_at: i64,
+    /// The account whose quota room is held, if it has a quota.
     pub hold_for: Option<i64>,
 }
 
@@ -83,7 +86,7 @@ pub(crate) struct Lease<'a> {
 /// any deletion of them under way: when this returns, no collector deletes them before the
 /// lease ends, any copy found on a provider is one to trust, and the bytes fit in the
 /// account's quota (else `413 quota_exceeded`, and nothing was taken).
-pub(crate) async fn lease(
+pub async fn lease(
     nuage: &Nuage,
     lease: &Lease<'_>,
     addresses: &[[u8; 32]],
@@ -102,7 +105,7 @@ pub(crate) async fn lease(
 }
 
 /// Waits until none of `addresses` is being deleted.
-pub(crate) async fn wait_out_deletions(nuage: &Nuage, addresses: &[[u8; 32]]) -> ServiceResult<()> {
+pub async fn wait_out_deletions(nuage: &Nuage, addresses: &[[u8; 32]]) -> ServiceResult<()> {
     if addresses.is_empty() {
         return Ok(());
     }
@@ -140,7 +143,7 @@ pub(crate) async fn wait_out_deletions(nuage: &Nuage, addresses: &[[u8; 32]]) ->
 /// beside this attempt in this process. A retry running on another server at the same
 /// instant loses them: its commit is refused (`upload_lease_expired`, temporary) and the
 /// client's next retry takes them again.
-pub(crate) async fn release(nuage: &std::sync::Arc<Nuage>, holder: &Holder) {
+pub async fn release(nuage: &std::sync::Arc<Nuage>, holder: &Holder) {
     if holder.others_running() {
         return;
     }
@@ -162,7 +165,7 @@ pub(crate) async fn release(nuage: &std::sync::Arc<Nuage>, holder: &Holder) {
 /// that its account's quota no longer counts. In a task of its own, awaited: a client that
 /// goes away does not cut it short. Best effort: what is left (a provider down, a collector
 /// at work) is a stray for the collector.
-pub(crate) async fn discard(nuage: &std::sync::Arc<Nuage>, addresses: Vec<[u8; 32]>) {
+pub async fn discard(nuage: &std::sync::Arc<Nuage>, addresses: Vec<[u8; 32]>) {
     if addresses.is_empty() {
         return;
     }

@@ -36,12 +36,12 @@ impl Nuage {
     /// its copies, and answers every provider that holds it then. When the chunk already has
     /// its write quorum, a failure only leaves the rest to the background (and to repair);
     /// below the quorum it fails, as a first upload would.
-    pub(crate) async fn complete_copies(
+    pub async fn complete_copies(
         &self,
         address: &Address,
         providers: &[String],
         placement: Placement,
-    ) -> nuage_service::ServiceResult<Vec<String>> {
+    ) -> crate::ServiceResult<Vec<String>> {
         let attempt = async {
             let hint: Vec<&str> = providers.iter().map(String::as_str).collect();
             let read = self.store.get(address, &hint).await?;

@@ -6,7 +6,7 @@ use nuage_core::chunk::SealOptions;
 use nuage_core::{Address, ChunkerConfig};
 use nuage_meta::Meta;
 
-use crate::config::ServerConfig;
+use crate::config::ServiceConfig;
 use crate::grants::Grants;
 use crate::metrics::Metrics;
 
@@ -22,7 +22,7 @@ pub struct Nuage {
     /// Compression.
     pub seal: SealOptions,
     /// The configuration it was built from.
-    pub config: ServerConfig,
+    pub config: ServiceConfig,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
     /// Grant signing and verification keys.
@@ -31,10 +31,10 @@ pub struct Nuage {
     pub replicas: Replicas,
     /// Simple uploads under way in this process, by lease holder (an upload and its retries
     /// share one): a failed attempt drops its leases when no other is running.
-    pub(crate) attempts: Attempts,
+    pub attempts: Attempts,
     /// Providers added at run time that failed to open, and when: tried again after a
     /// while, not on every refresh of the registry.
-    pub(crate) open_failures: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    pub open_failures: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Nuage {
@@ -81,6 +81,4 @@ impl Replicas {
 
 /// Attempts of simple uploads under way in this process, by holder name.
 #[derive(Debug, Default)]
-pub(crate) struct Attempts(
-    pub(crate) std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
-);
+pub struct Attempts(pub std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>);
