@@ -90,6 +90,11 @@ impl From<ServiceError> for ApiError {
     /// kind.
     fn from(e: ServiceError) -> Self {
         use ErrorKind as K;
+        if e.kind == K::Incomplete
+            && let Some(source) = &e.source
+        {
+            return body_error(source.as_ref());
+        }
         let status = match e.kind {
             K::Invalid => StatusCode::BAD_REQUEST,
             K::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -104,6 +109,7 @@ impl From<ServiceError> for ApiError {
             K::Throttled => StatusCode::TOO_MANY_REQUESTS,
             K::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             K::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            K::Incomplete => StatusCode::BAD_REQUEST,
             // A kind added later is a failure until it is mapped here.
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

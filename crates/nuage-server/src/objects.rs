@@ -1,15 +1,13 @@
-//! Objects: streaming `PUT` (body → chunks → providers → one metadata transaction),
-//! streaming `GET`/`HEAD` with `Range` and conditions, `DELETE` (a tombstone), listings and
+//! Objects: the `/v1` front of the service's writes (`PUT` over `Nuage::put_stream`,
+//! `DELETE`, restore), and streaming `GET`/`HEAD` with `Range` and conditions, listings and
 //! versions.
 //!
-//! Memory per request is bounded by a few chunks whatever the object size: the upload
-//! pipeline holds at most its queues (see `nuage_core::pipeline`) plus [`PUTS_IN_FLIGHT`]
-//! chunks being stored; a download holds [`CHUNKS_AHEAD`] chunks.
+//! Memory per request is bounded by a few chunks whatever the object size: a write holds
+//! what `nuage_service::objects` says; a download holds [`CHUNKS_AHEAD`] chunks.
 
 use nuage_proto::{
     ListQuery, ListingView, PutAnswer, RestoreRequest, VersionList, VersionQuery, VersionView,
 };
-use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 
@@ -20,13 +18,9 @@ use crate::extract::{Json, Path, Query};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::stream::FuturesUnordered;
 use futures::{StreamExt, TryStreamExt};
-use nuage_blob::{Placement, StoredChunk};
-use nuage_core::pipeline::{Pipeline, PipelineError};
-use nuage_core::{Address, ConvergenceSecret, Manifest, ManifestEntry, SealedChunk, chunk};
-use nuage_meta::{Bucket, ChunkRef, EtagCondition, ListEntry, NewVersion, Opened, Precondition, Version};
-use tokio_util::io::{StreamReader, SyncIoBridge};
+use nuage_core::{Manifest, ManifestEntry, chunk};
+use nuage_meta::{Bucket, EtagCondition, ListEntry, Precondition, Version};
 
 use crate::Nuage;
 use crate::auth::Caller;
@@ -34,10 +28,9 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use nuage_proto::headers::VERSION as VERSION_HEADER;
 use nuage_proto::range::{self, RangeRequest};
 use nuage_service::metrics::add;
-use nuage_service::names::{check_key, read_key, stored_key};
+use nuage_service::names::{read_key, stored_key};
+use nuage_service::objects::{WriteOptions, refuse_e2e};
 
-/// Chunks being stored at once by one upload.
-pub const PUTS_IN_FLIGHT: usize = 16;
 /// Chunks fetched ahead of the one being sent by one download.
 pub const CHUNKS_AHEAD: usize = 4;
 
@@ -111,10 +104,6 @@ fn precondition_failed() -> ApiError {
     nuage_meta::Error::PreconditionFailed.into()
 }
 
-pub(crate) fn bucket_placement(bucket: &Bucket) -> Placement {
-    Placement::replicas(bucket.policy.replicas as usize).with_quorum(bucket.policy.write_quorum as usize)
-}
-
 /// Uploads the body as a new version of the key, streaming.
 #[utoipa::path(put, path = "/v1/buckets/{bucket}/objects/{key}", tag = "objects", security(("token" = [])),
     params(
@@ -140,121 +129,18 @@ pub async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    let key = check_key(&key)?;
-    let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
-    refuse_e2e(&bucket)?;
-    let precondition = precondition(&headers);
-    let idempotency_key = idempotency_key(&headers)?;
-    if let Some(idem) = &idempotency_key
-        && let Some((bucket_id, prior_key, version_id)) =
-            nuage.meta.idempotent_write(caller.account_id, idem).await?
-    {
-        // A retry of a request that already committed: answer as the first time, before any
-        // check that the first request's own success would now fail (quota, If-None-Match).
-        if bucket_id != bucket.id || prior_key != key {
-            return Err(nuage_meta::Error::IdempotencyConflict.into());
-        }
-        let version = nuage.meta.version(&bucket, &key, version_id).await?;
-        if version.tombstone {
-            return Err(nuage_meta::Error::IdempotencyConflict.into()); // the key of a DELETE
-        }
-        // The same key with another body is another request (the IETF Idempotency-Key
-        // draft: 422): the body is read to its end and hashed, never stored.
-        let mut rest = body.into_data_stream();
-        let mut hasher = blake3::Hasher::new();
-        let mut read = 0u64;
-        let longer = |n: u64| n > version.size;
-        let mut differs = headers
+    let options = WriteOptions {
+        precondition: precondition(&headers),
+        idempotency_key: idempotency_key(&headers)?,
+        content_length: headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .is_some_and(|n| n != version.size);
-        while !differs && let Some(part) = rest.next().await {
-            let part = part.map_err(|e| crate::error::body_error(&e))?;
-            read += part.len() as u64;
-            differs = longer(read); // no need to read on: it is not the same body
-            hasher.update(&part);
-        }
-        if differs || read != version.size || Some(*hasher.finalize().as_bytes()) != version.etag {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used for a request with another body",
-            ));
-        }
-        return Ok(put_answer(&bucket, version, true));
-    }
-    if precondition != Precondition::default() {
-        // Fail before reading the body; the commit checks again under the account's lock.
-        let current = match nuage.meta.head(&bucket, &key).await {
-            Ok(v) => v.etag,
-            Err(nuage_meta::Error::ObjectNotFound) => None,
-            Err(e) => return Err(e.into()),
-        };
-        if !precondition.holds(current.as_ref()) {
-            return Err(precondition_failed());
-        }
-    }
-    let content_length: Option<u64> =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
-    let account = nuage.meta.account(caller.account_id).await?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let secret = nuage.meta.account_secrets(caller.account_id).await?.convergence_secret;
-    let pipeline =
-        Pipeline { chunker: nuage.chunker, seal: nuage.seal, secret: ConvergenceSecret::from_bytes(secret) };
-
-    let holder = nuage_service::leases::holder(&nuage, caller.account_id, idempotency_key.as_deref());
-    let lease = nuage_service::leases::Lease {
-        holder: &holder.name,
-        expires_at: nuage_service::leases::lease_until(&nuage),
-        // The quota is charged on stored bytes, which only sealing tells: each batch of
-        // chunks holds its room before it is stored (an account without a quota holds none).
-        hold_for: account.quota_bytes.map(|_| caller.account_id),
+            .and_then(|v| v.parse().ok()),
+        content_type: headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned),
     };
-    let stored = store_body(&nuage, pipeline, bucket_placement(&bucket), body, lease).await;
-    let (manifest, chunks) = match stored {
-        Ok(s) => s,
-        Err(e) => {
-            abandon(&nuage, &holder).await;
-            return Err(e);
-        }
-    };
-    if content_length.is_some_and(|len| len != manifest.size) {
-        abandon(&nuage, &holder).await;
-        return Err(ApiError::bad_request("body_incomplete", "the body does not have Content-Length bytes"));
-    }
-    // Nothing may reference the chunks before they are durable (docs/durability.md).
-    if let Err(e) = nuage.store.sync().await {
-        abandon(&nuage, &holder).await;
-        return Err(e.into());
-    }
-    let new = NewVersion {
-        size: manifest.size,
-        etag: manifest.hash,
-        content_type,
-        manifest: manifest.encode(),
-        chunks,
-        lease_holder: Some(holder.name.clone()),
-    };
-    let committed =
-        match nuage.meta.put_version(&bucket, &key, &new, &precondition, idempotency_key.as_deref()).await {
-            Ok(c) => c,
-            Err(e) => {
-                abandon(&nuage, &holder).await;
-                return Err(e.into());
-            }
-        };
-    if !committed.replayed {
-        add(&nuage.metrics.versions_committed, 1);
-    }
+    let (bucket, committed) =
+        nuage.put_stream(caller.account_id, &bucket, &key, body.into_data_stream(), options).await?;
     Ok(put_answer(&bucket, committed.version, committed.replayed))
-}
-
-/// Ends an upload that makes no version: its leases go (see `leases::release`), and it is
-/// counted.
-async fn abandon(nuage: &Arc<Nuage>, holder: &nuage_service::leases::Holder) {
-    nuage_service::leases::release(nuage, holder).await;
-    add(&nuage.metrics.uploads_aborted, 1);
 }
 
 /// The answer to a `PUT`: `201` for a new version, `200` for a replay.
@@ -280,111 +166,6 @@ fn set(response: &mut Response, name: impl header::IntoHeaderName, value: &str) 
     if let Ok(v) = HeaderValue::from_str(value) {
         response.headers_mut().insert(name, v);
     }
-}
-
-/// Streams `body` through the pipeline on a blocking thread (two, with `run_parallel`)
-/// and stores each new chunk on the async side, [`PUTS_IN_FLIGHT`] at a time, each leased
-/// (and its room held, see [`nuage_service::leases::Lease`]) before it is stored: the chunks sealed
-/// meanwhile share one lease transaction. Returns the manifest and the chunk references for
-/// the commit.
-async fn store_body(
-    nuage: &Arc<Nuage>,
-    pipeline: Pipeline,
-    placement: Placement,
-    body: Body,
-    lease: nuage_service::leases::Lease<'_>,
-) -> ApiResult<(Manifest, Vec<ChunkRef>)> {
-    let reader = SyncIoBridge::new(StreamReader::new(body.into_data_stream().map_err(io::Error::other)));
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<SealedChunk>(4);
-    let cutting = tokio::task::spawn_blocking(move || {
-        pipeline.run_parallel(reader, |sealed| tx.blocking_send(sealed).map_err(|_| ()))
-    });
-    let mut refs: HashMap<Address, ChunkRef> = HashMap::new();
-    let mut puts = FuturesUnordered::new();
-    let mut bytes_in = 0u64;
-    let store = |chunk: StoredChunk, opened: Opened, prefer: Vec<String>| async move {
-        let report = nuage.store.put_preferring(&chunk, placement, &prefer).await;
-        (chunk.address(), chunk.bytes().len(), opened, report)
-    };
-    let mut record = |(address, len, opened, report): (
-        Address,
-        usize,
-        Opened,
-        nuage_blob::Result<nuage_blob::PutReport>,
-    )|
-     -> ApiResult<()> {
-        let report = report?;
-        if report.written > 0 {
-            add(&nuage.metrics.chunks_written, 1);
-        } else {
-            add(&nuage.metrics.chunks_deduplicated, 1);
-        }
-        add(&nuage.metrics.stored_bytes_written, report.bytes_written);
-        refs.insert(
-            address,
-            ChunkRef {
-                address: *address.as_bytes(),
-                stored_size: len as u32,
-                providers: report.stored_on,
-                opened: Some(opened),
-            },
-        );
-        Ok(())
-    };
-    let mut seen = std::collections::HashSet::new();
-    let mut batch = Vec::with_capacity(PUTS_IN_FLIGHT);
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(sealed) = next.take() {
-            bytes_in += u64::from(sealed.plain_len);
-            if seen.insert(sealed.address) {
-                batch.push(sealed); // else the same chunk twice in one body
-            }
-            if batch.len() < PUTS_IN_FLIGHT {
-                next = rx.try_recv().ok();
-            }
-        }
-        if batch.is_empty() {
-            continue;
-        }
-        // Lease the batch before storing it, while the puts already under way go on.
-        let addresses: Vec<[u8; 32]> = batch.iter().map(|s| *s.address.as_bytes()).collect();
-        let bytes: u64 = batch.iter().map(|s| s.bytes.len() as u64).sum();
-        let leasing = nuage_service::leases::lease(nuage, &lease, &addresses, bytes);
-        tokio::pin!(leasing);
-        loop {
-            tokio::select! {
-                leased = &mut leasing => { leased?; break }
-                Some(done) = puts.next(), if !puts.is_empty() => record(done)?,
-            }
-        }
-        // Chunks stored already are looked for where the index has them.
-        let mut stored_on = nuage.meta.stored_on(&addresses).await.map_err(ApiError::from)?;
-        for sealed in batch.drain(..) {
-            let prefer = stored_on.remove(sealed.address.as_bytes()).unwrap_or_default();
-            let opened = Opened { plain_len: sealed.plain_len, key_hash: sealed.key.fingerprint() };
-            puts.push(store(StoredChunk::from(sealed), opened, prefer));
-            while puts.len() >= PUTS_IN_FLIGHT {
-                record(puts.next().await.expect("non-empty"))?;
-            }
-        }
-    }
-    while let Some(done) = puts.next().await {
-        record(done)?;
-    }
-    add(&nuage.metrics.bytes_in, bytes_in);
-    let manifest = match cutting.await {
-        Ok(Ok(m)) => m,
-        Ok(Err(PipelineError::Read(e))) => {
-            tracing::debug!("upload body: {e}");
-            return Err(crate::error::body_error(&e));
-        }
-        Ok(Err(PipelineError::Sink(()))) => {
-            return Err(ApiError::internal("upload", "the store side stopped early"));
-        }
-        Err(e) => return Err(ApiError::internal("upload pipeline", e)),
-    };
-    Ok((manifest, refs.into_values().collect()))
 }
 
 /// Streams the content of the key's current version (or `?version=ID`); `HEAD` gives the
@@ -471,22 +252,6 @@ pub(crate) async fn version_or_head(
         Some(id) => nuage.meta.version(bucket, key, id).await?,
         None => nuage.meta.head(bucket, key).await?,
     })
-}
-
-/// `409 end_to_end_bucket` for a request that would need the server to see plaintext.
-pub fn refuse_e2e(bucket: &Bucket) -> ApiResult<()> {
-    if bucket.policy.e2e_key_id.is_some() {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "end_to_end_bucket",
-            format!(
-                "bucket {} is end-to-end encrypted: the server cannot read or write its content; \
-                 use the nuage client (`nuage put`, `nuage get`) with the account's key",
-                bucket.name
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Streams the plaintext of a version of a normal bucket, with `Range`, `ETag` and
@@ -631,11 +396,14 @@ pub async fn delete(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let key = read_key(&key)?;
-    let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
-    let key = stored_key(&nuage.meta, &bucket, key).await?;
     let committed = nuage
-        .meta
-        .delete_object(&bucket, &key, &precondition(&headers), idempotency_key(&headers)?.as_deref())
+        .delete(
+            caller.account_id,
+            &bucket,
+            key,
+            &precondition(&headers),
+            idempotency_key(&headers)?.as_deref(),
+        )
         .await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
     set(&mut response, VERSION_HEADER, &committed.version.id.to_string());
@@ -668,22 +436,17 @@ pub async fn restore(
     headers: HeaderMap,
     Json(body): Json<RestoreRequest>,
 ) -> ApiResult<Response> {
-    // A write: the key rules hold (a key stored before them can be read, not restored).
-    let key = check_key(&key)?;
-    let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
-    let committed = nuage
-        .meta
-        .restore_version(
+    let idem = idempotency_key(&headers)?;
+    let (bucket, committed) = nuage
+        .copy_version(
+            caller.account_id,
             &bucket,
             &key,
             body.version,
             &precondition(&headers),
-            idempotency_key(&headers)?.as_deref(),
+            idem.as_deref(),
         )
         .await?;
-    if !committed.replayed {
-        add(&nuage.metrics.versions_committed, 1);
-    }
     Ok(put_answer(&bucket, committed.version, committed.replayed))
 }
 

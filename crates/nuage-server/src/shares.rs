@@ -440,7 +440,7 @@ pub async fn content(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (share, bucket, version) = resolve(&nuage, &token).await?;
-    crate::objects::refuse_e2e(&bucket)?;
+    nuage_service::objects::refuse_e2e(&bucket)?;
     if method == Method::HEAD {
         usable(&share)?;
     } else {

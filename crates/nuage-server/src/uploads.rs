@@ -40,9 +40,10 @@ use nuage_proto::headers::{CHUNK_KEY as CHUNK_KEY_HEADER, GRANT as GRANT_HEADER}
 use crate::Nuage;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::objects::{bucket_placement, precondition, put_answer};
+use crate::objects::{precondition, put_answer};
 use nuage_service::metrics::add;
 use nuage_service::names::check_key;
+use nuage_service::objects::bucket_placement;
 
 /// Most chunks one request may declare (a 4 TiB file at the 1 MiB average).
 const MAX_CHUNKS: usize = 4 << 20;

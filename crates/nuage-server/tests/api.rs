@@ -1772,59 +1772,6 @@ fn documented_codes() -> std::collections::BTreeSet<String> {
     codes
 }
 
-/// The string literals the server's source gives as error codes: the one after a
-/// `StatusCode::…,` or a `bad_request(`, and the `"code":"…"` of a body written by hand.
-fn codes_in_source() -> std::collections::BTreeSet<String> {
-    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                files(&path, out);
-            } else if path.extension().is_some_and(|e| e == "rs") {
-                out.push(path);
-            }
-        }
-    }
-    fn literal_after(text: &str, at: usize) -> Option<String> {
-        let rest = text[at..].trim_start();
-        let rest = rest.strip_prefix('"')?;
-        let end = rest.find('"')?;
-        let code = &rest[..end];
-        (!code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()))
-            .then(|| code.to_owned())
-    }
-    let mut paths = Vec::new();
-    files(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")), &mut paths);
-    let mut codes = std::collections::BTreeSet::new();
-    for path in paths {
-        let text = std::fs::read_to_string(&path).unwrap();
-        for (at, _) in text.match_indices("StatusCode::") {
-            let after = &text[at + "StatusCode::".len()..];
-            let name_len = after.bytes().take_while(|b| b.is_ascii_uppercase() || *b == b'_').count();
-            let after = &after[name_len..];
-            if let Some(rest) = after.trim_start().strip_prefix(',') {
-                codes.extend(literal_after(rest, 0));
-            }
-        }
-        for (at, m) in text.match_indices("bad_request(") {
-            codes.extend(literal_after(&text, at + m.len()));
-        }
-        for (at, m) in text.match_indices(r#"{"error":{"code":"#) {
-            codes.extend(literal_after(&text, at + m.len()));
-        }
-    }
-    codes
-}
-
-#[test]
-fn every_error_code_in_the_source_is_documented() {
-    let documented = documented_codes();
-    let found = codes_in_source();
-    assert!(found.len() > 40, "the scan finds the codes ({found:?})");
-    let missing: Vec<_> = found.difference(&documented).collect();
-    assert!(missing.is_empty(), "codes the server answers that docs/api.md does not list: {missing:?}");
-}
-
 on_every_backend! {
     /// Every route of the OpenAPI document, sent what a prober sends (an undecodable path
     /// parameter, a bad query value, a body that is not JSON, a method it does not take):

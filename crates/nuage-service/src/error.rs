@@ -4,6 +4,7 @@
 //! message that says nothing internal.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// What kind of failure an error is: each front maps a kind to its own answer (`/v1`: an
 /// HTTP status). The code says which failure of that kind it is.
@@ -37,12 +38,16 @@ pub enum ErrorKind {
     Unavailable,
     /// The storage providers are full: retrying will not help until an operator acts.
     InsufficientStorage,
+    /// The request's content ended early or could not be read (the client went away, or
+    /// sent it too slowly for the front): nothing was stored. `source` is the read's error,
+    /// which the front may look into (an HTTP front tells a slow client by it).
+    Incomplete,
     /// A failure inside the service; the log has its details.
     Internal,
 }
 
 /// A failure the service reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ServiceError {
     /// What kind of failure.
     pub kind: ErrorKind,
@@ -54,6 +59,8 @@ pub struct ServiceError {
     pub size: Option<u64>,
     /// For [`ErrorKind::Throttled`] and some [`ErrorKind::Unavailable`]: seconds to wait.
     pub retry_after: Option<u64>,
+    /// For [`ErrorKind::Incomplete`]: the error the read of the content gave.
+    pub source: Option<Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 /// Result of a service call.
@@ -62,7 +69,19 @@ pub type ServiceResult<T> = Result<T, ServiceError>;
 impl ServiceError {
     /// An error of this kind, code and message.
     pub fn new(kind: ErrorKind, code: &'static str, message: impl Into<String>) -> ServiceError {
-        ServiceError { kind, code, message: message.into(), size: None, retry_after: None }
+        ServiceError { kind, code, message: message.into(), size: None, retry_after: None, source: None }
+    }
+
+    /// An [`ErrorKind::Incomplete`] error: reading the request's content failed with
+    /// `source`.
+    pub fn incomplete(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> ServiceError {
+        let mut e = ServiceError::new(
+            ErrorKind::Incomplete,
+            "body_incomplete",
+            "the request body ended early or could not be read",
+        );
+        e.source = Some(Arc::from(source.into()));
+        e
     }
 
     /// An [`ErrorKind::Invalid`] error.
@@ -96,7 +115,11 @@ impl fmt::Display for ServiceError {
     }
 }
 
-impl std::error::Error for ServiceError {}
+impl std::error::Error for ServiceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl From<nuage_meta::Error> for ServiceError {
     fn from(e: nuage_meta::Error) -> Self {

@@ -16,8 +16,10 @@
 //!   [`metrics`]: the counters.
 //! - [`workers`]: scrub, repair, the collector and the drains, over the chunk index.
 //!
-//! Nothing here names an HTTP type: no status, no header, no body. The objects', uploads'
-//! and shares' semantics still sit in `nuage-server`'s handlers and move here in the next
+//! - [`objects`]: writes (`Nuage::put_stream`), deletes and copies of versions.
+//!
+//! Nothing here names an HTTP type: no status, no header, no body. Reads, listings,
+//! uploads and shares still sit in `nuage-server`'s handlers and move here in the next
 //! slices of issue 15; ARCHITECTURE.md says which have.
 #![deny(missing_docs)]
 
@@ -27,6 +29,7 @@ pub mod grants;
 pub mod leases;
 pub mod metrics;
 pub mod names;
+pub mod objects;
 pub mod providers;
 mod registry;
 mod replicas;

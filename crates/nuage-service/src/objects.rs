@@ -1,0 +1,354 @@
+//! Objects: a streaming write (content → chunks → providers → one metadata transaction), a
+//! delete (a tombstone) and a copy of an old version's manifest (restore, undelete). Every
+//! front calls these; none repeats a rule of them.
+//!
+//! Memory per write is bounded by a few chunks whatever the object size: the pipeline holds
+//! at most its queues (see `nuage_core::pipeline`) plus [`PUTS_IN_FLIGHT`] chunks being
+//! stored.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::FuturesUnordered;
+use futures::{Stream, StreamExt, TryStreamExt};
+use nuage_blob::{Placement, StoredChunk};
+use nuage_core::pipeline::{Pipeline, PipelineError};
+use nuage_core::{Address, ConvergenceSecret, Manifest, SealedChunk};
+use nuage_meta::{Bucket, ChunkRef, Committed, NewVersion, Opened, Precondition};
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use crate::leases::{self, Holder, Lease};
+use crate::metrics::add;
+use crate::names::{ReadKey, check_key, stored_key};
+use crate::{ErrorKind, Nuage, ServiceError, ServiceResult};
+
+/// Chunks being stored at once by one write.
+pub const PUTS_IN_FLIGHT: usize = 16;
+
+/// The placement of a bucket's chunks.
+pub fn bucket_placement(bucket: &Bucket) -> Placement {
+    Placement::replicas(bucket.policy.replicas as usize).with_quorum(bucket.policy.write_quorum as usize)
+}
+
+/// Refuses what would need the server to see plaintext of an end-to-end bucket
+/// (`end_to_end_bucket`).
+pub fn refuse_e2e(bucket: &Bucket) -> ServiceResult<()> {
+    if bucket.policy.e2e_key_id.is_some() {
+        return Err(ServiceError::new(
+            ErrorKind::Conflict,
+            "end_to_end_bucket",
+            format!(
+                "bucket {} is end-to-end encrypted: the server cannot read or write its content; \
+                 use the nuage client (`nuage put`, `nuage get`) with the account's key",
+                bucket.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// How a write is made, besides its content.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// Conditions on the key's current version (If-Match / If-None-Match).
+    pub precondition: Precondition,
+    /// A retry with the same key never makes a second version; the same key with another
+    /// request is `idempotency_key_reused`.
+    pub idempotency_key: Option<String>,
+    /// The length the content must have, when the client said it (a body that ends short
+    /// of it makes no version).
+    pub content_length: Option<u64>,
+    /// The content type to keep with the version.
+    pub content_type: Option<String>,
+}
+
+fn precondition_failed() -> ServiceError {
+    nuage_meta::Error::PreconditionFailed.into()
+}
+
+impl Nuage {
+    /// Writes `content` as a new version of `key` in the caller's `bucket`, streaming: the
+    /// key is checked, the bucket found and its kind checked, an idempotent retry answered
+    /// as the first time (its content must be the same), the conditions checked before any
+    /// byte is read and again in the commit; then the content is cut, sealed and stored,
+    /// each batch of chunks leased and its quota room held before it is stored, made
+    /// durable, and committed in one transaction. A write that fails gives back its leases.
+    pub async fn put_stream<S, E>(
+        self: &Arc<Self>,
+        account_id: i64,
+        bucket: &str,
+        key: &str,
+        content: S,
+        options: WriteOptions,
+    ) -> ServiceResult<(Bucket, Committed)>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        let key = check_key(key)?;
+        let bucket = self.meta.bucket(account_id, bucket).await?;
+        refuse_e2e(&bucket)?;
+        let mut content = Box::pin(content);
+        let WriteOptions { precondition, idempotency_key, content_length, content_type } = options;
+        if let Some(idem) = &idempotency_key
+            && let Some((bucket_id, prior_key, version_id)) =
+                self.meta.idempotent_write(account_id, idem).await?
+        {
+            // A retry of a request that already committed: answer as the first time, before
+            // any check that the first request's own success would now fail (quota,
+            // If-None-Match).
+            if bucket_id != bucket.id || prior_key != key {
+                return Err(nuage_meta::Error::IdempotencyConflict.into());
+            }
+            let version = self.meta.version(&bucket, &key, version_id).await?;
+            if version.tombstone {
+                return Err(nuage_meta::Error::IdempotencyConflict.into()); // the key of a DELETE
+            }
+            // The same key with another content is another request (the IETF
+            // Idempotency-Key draft: 422): the content is read to its end and hashed, never
+            // stored.
+            let mut hasher = blake3::Hasher::new();
+            let mut read = 0u64;
+            let mut differs = content_length.is_some_and(|n| n != version.size);
+            while !differs && let Some(part) = content.next().await {
+                let part = part.map_err(ServiceError::incomplete)?;
+                read += part.len() as u64;
+                differs = read > version.size; // no need to read on: it is not the same content
+                hasher.update(&part);
+            }
+            if differs || read != version.size || Some(*hasher.finalize().as_bytes()) != version.etag {
+                return Err(ServiceError::new(
+                    ErrorKind::IdempotencyConflict,
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for a request with another body",
+                ));
+            }
+            return Ok((bucket, Committed { version, replayed: true, pruned: Vec::new() }));
+        }
+        if precondition != Precondition::default() {
+            // Fail before reading the content; the commit checks again under the account's lock.
+            let current = match self.meta.head(&bucket, &key).await {
+                Ok(v) => v.etag,
+                Err(nuage_meta::Error::ObjectNotFound) => None,
+                Err(e) => return Err(e.into()),
+            };
+            if !precondition.holds(current.as_ref()) {
+                return Err(precondition_failed());
+            }
+        }
+        let account = self.meta.account(account_id).await?;
+        let secret = self.meta.account_secrets(account_id).await?.convergence_secret;
+        let pipeline = Pipeline {
+            chunker: self.chunker,
+            seal: self.seal,
+            secret: ConvergenceSecret::from_bytes(secret),
+        };
+
+        let holder = leases::holder(self, account_id, idempotency_key.as_deref());
+        let lease = Lease {
+            holder: &holder.name,
+            expires_at: leases::lease_until(self),
+            // The quota is charged on stored bytes, which only sealing tells: each batch of
+            // chunks holds its room before it is stored (an account without a quota holds none).
+            hold_for: account.quota_bytes.map(|_| account_id),
+        };
+        let stored = self.store_content(pipeline, bucket_placement(&bucket), content, lease).await;
+        let (manifest, chunks) = match stored {
+            Ok(s) => s,
+            Err(e) => {
+                self.abandon(&holder).await;
+                return Err(e);
+            }
+        };
+        if content_length.is_some_and(|len| len != manifest.size) {
+            self.abandon(&holder).await;
+            return Err(ServiceError::invalid(
+                "body_incomplete",
+                "the body does not have Content-Length bytes",
+            ));
+        }
+        // Nothing may reference the chunks before they are durable (docs/durability.md).
+        if let Err(e) = self.store.sync().await {
+            self.abandon(&holder).await;
+            return Err(e.into());
+        }
+        let new = NewVersion {
+            size: manifest.size,
+            etag: manifest.hash,
+            content_type,
+            manifest: manifest.encode(),
+            chunks,
+            lease_holder: Some(holder.name.clone()),
+        };
+        let committed =
+            match self.meta.put_version(&bucket, &key, &new, &precondition, idempotency_key.as_deref()).await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    self.abandon(&holder).await;
+                    return Err(e.into());
+                }
+            };
+        if !committed.replayed {
+            add(&self.metrics.versions_committed, 1);
+        }
+        Ok((bucket, committed))
+    }
+
+    /// Deletes `key` of the caller's `bucket`: a tombstone becomes its current version (the
+    /// versions before it stay, as the bucket keeps them). A key stored before the key rules
+    /// is found by its spelling ([`ReadKey`]).
+    pub async fn delete(
+        &self,
+        account_id: i64,
+        bucket: &str,
+        key: ReadKey,
+        precondition: &Precondition,
+        idempotency_key: Option<&str>,
+    ) -> ServiceResult<Committed> {
+        let bucket = self.meta.bucket(account_id, bucket).await?;
+        let key = stored_key(&self.meta, &bucket, key).await?;
+        Ok(self.meta.delete_object(&bucket, &key, precondition, idempotency_key).await?)
+    }
+
+    /// Makes `version` of `key` (an old one, or the last before a delete) the key's current
+    /// version again, as a new version with the same content: a copy of the manifest in the
+    /// commit's own transaction, no byte moved, charged as a write of the same content
+    /// would be. A write: the key rules hold (a key stored before them is read, not copied
+    /// to).
+    pub async fn copy_version(
+        &self,
+        account_id: i64,
+        bucket: &str,
+        key: &str,
+        version: i64,
+        precondition: &Precondition,
+        idempotency_key: Option<&str>,
+    ) -> ServiceResult<(Bucket, Committed)> {
+        let key = check_key(key)?;
+        let bucket = self.meta.bucket(account_id, bucket).await?;
+        let committed =
+            self.meta.restore_version(&bucket, &key, version, precondition, idempotency_key).await?;
+        if !committed.replayed {
+            add(&self.metrics.versions_committed, 1);
+        }
+        Ok((bucket, committed))
+    }
+
+    /// Ends a write that makes no version: its leases go (see [`leases::release`]), and it
+    /// is counted.
+    async fn abandon(self: &Arc<Self>, holder: &Holder) {
+        leases::release(self, holder).await;
+        add(&self.metrics.uploads_aborted, 1);
+    }
+
+    /// Streams `content` through the pipeline on a blocking thread (two, with
+    /// `run_parallel`) and stores each new chunk on the async side, [`PUTS_IN_FLIGHT`] at a
+    /// time, each leased (and its room held, see [`Lease`]) before it is stored: the chunks
+    /// sealed meanwhile share one lease transaction. Returns the manifest and the chunk
+    /// references for the commit.
+    async fn store_content<S, E>(
+        self: &Arc<Self>,
+        pipeline: Pipeline,
+        placement: Placement,
+        content: std::pin::Pin<Box<S>>,
+        lease: Lease<'_>,
+    ) -> ServiceResult<(Manifest, Vec<ChunkRef>)>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        let reader = SyncIoBridge::new(StreamReader::new(content.map_err(io::Error::other)));
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<SealedChunk>(4);
+        let cutting = tokio::task::spawn_blocking(move || {
+            pipeline.run_parallel(reader, |sealed| tx.blocking_send(sealed).map_err(|_| ()))
+        });
+        let mut refs: HashMap<Address, ChunkRef> = HashMap::new();
+        let mut puts = FuturesUnordered::new();
+        let mut bytes_in = 0u64;
+        let store = |chunk: StoredChunk, opened: Opened, prefer: Vec<String>| async move {
+            let report = self.store.put_preferring(&chunk, placement, &prefer).await;
+            (chunk.address(), chunk.bytes().len(), opened, report)
+        };
+        let mut record = |(address, len, opened, report): (
+            Address,
+            usize,
+            Opened,
+            nuage_blob::Result<nuage_blob::PutReport>,
+        )|
+         -> ServiceResult<()> {
+            let report = report?;
+            if report.written > 0 {
+                add(&self.metrics.chunks_written, 1);
+            } else {
+                add(&self.metrics.chunks_deduplicated, 1);
+            }
+            add(&self.metrics.stored_bytes_written, report.bytes_written);
+            refs.insert(
+                address,
+                ChunkRef {
+                    address: *address.as_bytes(),
+                    stored_size: len as u32,
+                    providers: report.stored_on,
+                    opened: Some(opened),
+                },
+            );
+            Ok(())
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut batch = Vec::with_capacity(PUTS_IN_FLIGHT);
+        while let Some(first) = rx.recv().await {
+            let mut next = Some(first);
+            while let Some(sealed) = next.take() {
+                bytes_in += u64::from(sealed.plain_len);
+                if seen.insert(sealed.address) {
+                    batch.push(sealed); // else the same chunk twice in one content
+                }
+                if batch.len() < PUTS_IN_FLIGHT {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            // Lease the batch before storing it, while the puts already under way go on.
+            let addresses: Vec<[u8; 32]> = batch.iter().map(|s| *s.address.as_bytes()).collect();
+            let bytes: u64 = batch.iter().map(|s| s.bytes.len() as u64).sum();
+            let leasing = leases::lease(self, &lease, &addresses, bytes);
+            tokio::pin!(leasing);
+            loop {
+                tokio::select! {
+                    leased = &mut leasing => { leased?; break }
+                    Some(done) = puts.next(), if !puts.is_empty() => record(done)?,
+                }
+            }
+            // Chunks stored already are looked for where the index has them.
+            let mut stored_on = self.meta.stored_on(&addresses).await?;
+            for sealed in batch.drain(..) {
+                let prefer = stored_on.remove(sealed.address.as_bytes()).unwrap_or_default();
+                let opened = Opened { plain_len: sealed.plain_len, key_hash: sealed.key.fingerprint() };
+                puts.push(store(StoredChunk::from(sealed), opened, prefer));
+                while puts.len() >= PUTS_IN_FLIGHT {
+                    record(puts.next().await.expect("non-empty"))?;
+                }
+            }
+        }
+        while let Some(done) = puts.next().await {
+            record(done)?;
+        }
+        add(&self.metrics.bytes_in, bytes_in);
+        match cutting.await {
+            Ok(Ok(m)) => Ok((m, refs.into_values().collect())),
+            Ok(Err(PipelineError::Read(e))) => {
+                tracing::debug!("upload body: {e}");
+                Err(ServiceError::incomplete(e))
+            }
+            Ok(Err(PipelineError::Sink(()))) => {
+                Err(ServiceError::internal("upload", "the store side stopped early"))
+            }
+            Err(e) => Err(ServiceError::internal("upload pipeline", e)),
+        }
+    }
+}
