@@ -163,7 +163,6 @@ fn redacted(url: &str) -> String {
 
 pub async fn serve(cli: &Globals, args: &ServeArgs) -> Result<()> {
     let ServerConfig { listen, http, service } = with_args(cli, Some(args))?;
-    http.validate()?;
     let url = service.database_url();
     let nuage = Arc::new(Nuage::open(service).await?);
     let listener =

@@ -218,6 +218,7 @@ impl Client {
         let status = response.status().as_u16();
         // An answer that is not nuage's error body (a proxy's page) still says its status.
         let (code, message) = match response.json::<ErrorBody>().await {
+            Ok(body) if body.error.message.is_empty() => (body.error.code, format!("HTTP {status}")),
             Ok(body) => (body.error.code, body.error.message),
             Err(_) => ("http_error".to_owned(), format!("HTTP {status}")),
         };

@@ -39,6 +39,7 @@ pub struct AccountView {
     /// Stored bytes charged to the account.
     pub used_bytes: u64,
     /// Sequence number of the account's last change.
+    #[serde(default)]
     pub change_seq: i64,
 }
 

@@ -20,6 +20,7 @@ pub struct BucketView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub e2e_key_id: Option<String>,
     /// Devices send chunks straight to a provider when one can presign.
+    #[serde(default)]
     pub direct_upload: bool,
 }
 

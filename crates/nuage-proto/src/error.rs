@@ -18,6 +18,7 @@ pub struct ErrorDetail {
     /// Stable code (docs/api.md).
     pub code: String,
     /// Explanation for people.
+    #[serde(default)]
     pub message: String,
 }
 

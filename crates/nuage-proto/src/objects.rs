@@ -28,6 +28,7 @@ pub struct VersionView {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PutAnswer {
     /// Bucket name.
+    #[serde(default)]
     pub bucket: String,
     /// Object key.
     pub key: String,

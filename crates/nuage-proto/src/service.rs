@@ -15,10 +15,10 @@ pub struct GrantKeyView {
     pub retired_at: Option<i64>,
 }
 
-/// An edge cache, as clients reach it; also how `[[edges]]` names one in the configuration.
+/// An edge cache, as clients reach it; also how `[[edges]]` names one in the configuration
+/// (where the service refuses keys it does not know).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct EdgeLink {
     /// Its base URL, e.g. `https://edge-eu.example.net`.
     pub url: String,

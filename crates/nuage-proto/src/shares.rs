@@ -92,6 +92,7 @@ pub struct ManifestView {
     /// For each distinct chunk address (hex), a grant for `GET /v1/chunks/{address}`.
     pub grants: BTreeMap<String, String>,
     /// When the grants expire, Unix ms.
+    #[serde(default)]
     pub grants_expire_at: i64,
     /// Edge caches that serve the chunks under the same grants (`GET {url}/chunks/{address}`).
     #[serde(default)]

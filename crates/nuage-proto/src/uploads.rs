@@ -60,6 +60,7 @@ pub struct UploadTarget {
     /// Headers to send with it.
     pub headers: HashMap<String, String>,
     /// When the target stops working, Unix ms.
+    #[serde(default)]
     pub expires_at: i64,
 }
 
@@ -70,6 +71,7 @@ pub struct UploadStarted {
     /// Session id, for the commit.
     pub upload_id: String,
     /// The session must commit before this, Unix ms.
+    #[serde(default)]
     pub expires_at: i64,
     /// One target per chunk the server does not hold; send those, nothing else.
     pub missing: Vec<UploadTarget>,

@@ -25,28 +25,79 @@ pub struct ServerConfig {
 }
 
 impl<'de> Deserialize<'de> for ServerConfig {
-    /// The file as one table: `listen` and `[http]` are taken out, and the rest is the
-    /// service's, which refuses a key it does not know. (`#[serde(flatten)]` would let a
-    /// typo through: a flattened struct is handed only the keys it names.)
+    /// The file's keys, each where it belongs: `listen` and `[http]` to the port, the rest
+    /// to the service. Read through [`FileKeys`], which names every key, so that a typo is
+    /// refused with its line and the list of the keys there are (`#[serde(flatten)]` would
+    /// let it through: a flattened struct is handed only the keys it names). `[http]` is
+    /// checked as it is read.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error;
-        let mut table = toml::Table::deserialize(d)?;
-        let mut config = ServerConfig::default();
-        if let Some(v) = table.remove("listen") {
-            config.listen = v.try_into().map_err(|e| D::Error::custom(format!("listen: {e}")))?;
-        }
-        if let Some(v) = table.remove("http") {
-            config.http = v.try_into().map_err(|e| D::Error::custom(format!("[http]: {e}")))?;
-        }
-        config.service = toml::Value::Table(table).try_into().map_err(D::Error::custom)?;
-        Ok(config)
+        let f = FileKeys::deserialize(d)?;
+        f.http.validate().map_err(|e| serde::de::Error::custom(format!("{e:#}")))?;
+        Ok(ServerConfig {
+            listen: f.listen,
+            http: f.http,
+            service: ServiceConfig {
+                data_dir: f.data_dir,
+                database_url: f.database_url,
+                token_ttl_days: f.token_ttl_days,
+                providers: f.providers,
+                buckets: f.buckets,
+                chunking: f.chunking,
+                grants: f.grants,
+                edges: f.edges,
+                workers: f.workers,
+            },
+        })
+    }
+}
+
+/// Every key of the file, as [`ServerConfig`] reads it; the service's keys mean what
+/// [`ServiceConfig`] says, with its defaults.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileKeys {
+    #[serde(default = "default_listen")]
+    listen: SocketAddr,
+    #[serde(default)]
+    http: HttpConfig,
+    #[serde(default = "defaults::data_dir")]
+    data_dir: std::path::PathBuf,
+    #[serde(default)]
+    database_url: Option<String>,
+    #[serde(default = "defaults::token_ttl_days")]
+    token_ttl_days: u32,
+    #[serde(default)]
+    providers: Vec<nuage_blob::ProviderConfig>,
+    #[serde(default)]
+    buckets: BucketDefaults,
+    #[serde(default)]
+    chunking: ChunkingConfig,
+    #[serde(default)]
+    grants: GrantsConfig,
+    #[serde(default, deserialize_with = "nuage_service::config::edges")]
+    edges: Vec<EdgeLink>,
+    #[serde(default)]
+    workers: WorkersConfig,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8420))
+}
+
+/// The service's defaults of the keys that have no `Default` of their own type.
+mod defaults {
+    pub(super) fn data_dir() -> std::path::PathBuf {
+        nuage_service::ServiceConfig::default().data_dir
+    }
+    pub(super) fn token_ttl_days() -> u32 {
+        nuage_service::ServiceConfig::default().token_ttl_days
     }
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8420)),
+            listen: default_listen(),
             http: HttpConfig::default(),
             service: ServiceConfig::default(),
         }
@@ -90,5 +141,14 @@ mod tests {
         for typo in ["listn = '1.2.3.4:5'", "[buckets]\nreplica = 2", "[http]\nheader_timeout = 5"] {
             assert!(toml::from_str::<ServerConfig>(typo).is_err(), "{typo}");
         }
+        // A typo is shown where it is, with the keys there are, the port's among them.
+        let e =
+            toml::from_str::<ServerConfig>("data_dir = '/d'\nlistn = '1.2.3.4:5'").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("`listen`") && e.contains("`workers`"), "{e}");
+        let e =
+            toml::from_str::<ServerConfig>("[buckets]\nreplicas = 1\nreplica = 2").unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("`replicas`"), "{e}");
+        // [http] is checked as it is read.
+        assert!(toml::from_str::<ServerConfig>("[http]\nheader_timeout_secs = 0").is_err());
     }
 }

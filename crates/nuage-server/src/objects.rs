@@ -87,17 +87,12 @@ pub(crate) fn precondition(headers: &HeaderMap) -> Precondition {
     }
 }
 
-fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
-    let Some(v) = headers.get(nuage_proto::headers::IDEMPOTENCY_KEY) else { return Ok(None) };
-    match v.to_str() {
-        Ok(s) if (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) => {
-            Ok(Some(s.to_owned()))
-        }
-        _ => Err(ApiError::bad_request(
-            "invalid_idempotency_key",
-            "an Idempotency-Key is 1 to 255 visible ASCII characters",
-        )),
-    }
+/// The `Idempotency-Key` header as sent (bytes that are not ASCII become U+FFFD, which the
+/// service's rule refuses: `nuage_service::names::check_idempotency_key`).
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(nuage_proto::headers::IDEMPOTENCY_KEY)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 fn precondition_failed() -> ApiError {
@@ -131,7 +126,7 @@ pub async fn put(
 ) -> ApiResult<Response> {
     let options = WriteOptions {
         precondition: precondition(&headers),
-        idempotency_key: idempotency_key(&headers)?,
+        idempotency_key: idempotency_key(&headers),
         content_length: headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -402,7 +397,7 @@ pub async fn delete(
             &bucket,
             key,
             &precondition(&headers),
-            idempotency_key(&headers)?.as_deref(),
+            idempotency_key(&headers).as_deref(),
         )
         .await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -436,7 +431,7 @@ pub async fn restore(
     headers: HeaderMap,
     Json(body): Json<RestoreRequest>,
 ) -> ApiResult<Response> {
-    let idem = idempotency_key(&headers)?;
+    let idem = idempotency_key(&headers);
     let (bucket, committed) = nuage
         .copy_version(
             caller.account_id,

@@ -561,6 +561,22 @@ on_every_backend! {
         assert_eq!((first.status, retry.status), (StatusCode::CREATED, StatusCode::OK));
         assert_eq!(first.header("x-nuage-version"), retry.header("x-nuage-version"));
         assert_eq!(e.versions("k").await, 1);
+        // A key that is no idempotency key is refused, after the key and the bucket (each
+        // write alike), and makes nothing.
+        let bad = "x".repeat(256);
+        for (method, uri, body, code) in [
+            ("PUT", "/v1/buckets/box/objects/k", b"v2".to_vec(), "invalid_idempotency_key"),
+            ("PUT", "/v1/buckets/nope/objects/k", b"v2".to_vec(), "bucket_not_found"),
+            ("PUT", "/v1/buckets/box/objects/a%5Cb", b"v2".to_vec(), "invalid_key"),
+            ("DELETE", "/v1/buckets/box/objects/k", vec![], "invalid_idempotency_key"),
+            ("POST", "/v1/buckets/box/versions/k", br#"{"version": 1}"#.to_vec(), "invalid_idempotency_key"),
+        ] {
+            for idem in [bad.as_str(), "a b", "a\tb"] {
+                let a = e.call(method, uri, &e.alice.clone(), &[("idempotency-key", idem)], body.clone()).await;
+                assert_eq!(a.code(), code, "{method} {uri} with Idempotency-Key {idem:?}");
+            }
+        }
+        assert_eq!(e.versions("k").await, 1);
         let other = e
             .call(
                 "PUT",

@@ -31,6 +31,7 @@ pub struct ServiceConfig {
     /// Signed grants for chunk transfers.
     pub grants: GrantsConfig,
     /// Edge caches clients may read chunks through (`nuage edge`), listed at `/v1/edges`.
+    #[serde(deserialize_with = "edges")]
     pub edges: Vec<EdgeLink>,
     /// Background workers (scrub, repair).
     pub workers: WorkersConfig,
@@ -213,6 +214,21 @@ impl ServiceConfig {
     }
 }
 
+/// `[[edges]]`: each an `EdgeLink` with no key but `url` and `region`. (The wire's
+/// `EdgeLink` takes fields it does not know, as a client reading a newer server must; the
+/// file refuses them, as a typo.)
+pub fn edges<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<EdgeLink>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Entry {
+        url: String,
+        #[serde(default)]
+        region: Option<String>,
+    }
+    let entries = Vec::<Entry>::deserialize(d)?;
+    Ok(entries.into_iter().map(|e| EdgeLink { url: e.url, region: e.region }).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +249,6 @@ mod tests {
                 .unwrap();
         assert_eq!(c.edges[0], "http://e:1=eu".parse().unwrap());
         assert_eq!(c.edges[1], "http://f/".parse().unwrap());
+        assert!(toml::from_str::<ServiceConfig>("[[edges]]\nurl = 'http://e'\nregon = 'eu'").is_err());
     }
 }

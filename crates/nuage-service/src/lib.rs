@@ -40,4 +40,4 @@ pub use config::ServiceConfig;
 pub use error::{ErrorKind, ServiceError, ServiceResult};
 pub use metrics::Metrics;
 pub use registry::refresh_provider_states;
-pub use state::{Attempts, Nuage, Replicas};
+pub use state::{Nuage, Replicas};

@@ -28,6 +28,21 @@ pub fn check_key(raw: &str) -> Result<String, ServiceError> {
     nuage_core::key::normalize(raw).map_err(|e| ServiceError::invalid("invalid_key", e.to_string()))
 }
 
+/// An idempotency key as a client sent it (`Idempotency-Key`), or `invalid_idempotency_key`
+/// unless it is 1 to 255 visible ASCII characters.
+pub fn check_idempotency_key(raw: Option<&str>) -> ServiceResult<Option<String>> {
+    match raw {
+        None => Ok(None),
+        Some(s) if (1..=255).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(s.to_owned()))
+        }
+        Some(_) => Err(ServiceError::invalid(
+            "invalid_idempotency_key",
+            "an Idempotency-Key is 1 to 255 visible ASCII characters",
+        )),
+    }
+}
+
 /// The key a read or a delete names. Keys stored before the key rules (2026-12-02) may be
 /// in another Unicode form, or break a rule added then (a backslash, a bidirectional
 /// control); they stay readable and deletable by their exact spelling, never writable.

@@ -21,7 +21,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use crate::leases::{self, Holder, Lease};
 use crate::metrics::add;
-use crate::names::{ReadKey, check_key, stored_key};
+use crate::names::{ReadKey, check_idempotency_key, check_key, stored_key};
 use crate::{ErrorKind, Nuage, ServiceError, ServiceResult};
 
 /// Chunks being stored at once by one write.
@@ -55,7 +55,8 @@ pub struct WriteOptions {
     /// Conditions on the key's current version (If-Match / If-None-Match).
     pub precondition: Precondition,
     /// A retry with the same key never makes a second version; the same key with another
-    /// request is `idempotency_key_reused`.
+    /// request is `idempotency_key_reused`. As the client sent it: it is checked (after the
+    /// key and the bucket) with [`check_idempotency_key`].
     pub idempotency_key: Option<String>,
     /// The length the content must have, when the client said it (a body that ends short
     /// of it makes no version).
@@ -92,6 +93,7 @@ impl Nuage {
         refuse_e2e(&bucket)?;
         let mut content = Box::pin(content);
         let WriteOptions { precondition, idempotency_key, content_length, content_type } = options;
+        let idempotency_key = check_idempotency_key(idempotency_key.as_deref())?;
         if let Some(idem) = &idempotency_key
             && let Some((bucket_id, prior_key, version_id)) =
                 self.meta.idempotent_write(account_id, idem).await?
@@ -210,7 +212,8 @@ impl Nuage {
     ) -> ServiceResult<Committed> {
         let bucket = self.meta.bucket(account_id, bucket).await?;
         let key = stored_key(&self.meta, &bucket, key).await?;
-        Ok(self.meta.delete_object(&bucket, &key, precondition, idempotency_key).await?)
+        let idempotency_key = check_idempotency_key(idempotency_key)?;
+        Ok(self.meta.delete_object(&bucket, &key, precondition, idempotency_key.as_deref()).await?)
     }
 
     /// Makes `version` of `key` (an old one, or the last before a delete) the key's current
@@ -229,8 +232,11 @@ impl Nuage {
     ) -> ServiceResult<(Bucket, Committed)> {
         let key = check_key(key)?;
         let bucket = self.meta.bucket(account_id, bucket).await?;
-        let committed =
-            self.meta.restore_version(&bucket, &key, version, precondition, idempotency_key).await?;
+        let idempotency_key = check_idempotency_key(idempotency_key)?;
+        let committed = self
+            .meta
+            .restore_version(&bucket, &key, version, precondition, idempotency_key.as_deref())
+            .await?;
         if !committed.replayed {
             add(&self.metrics.versions_committed, 1);
         }

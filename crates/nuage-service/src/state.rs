@@ -31,10 +31,10 @@ pub struct Nuage {
     pub replicas: Replicas,
     /// Simple uploads under way in this process, by lease holder (an upload and its retries
     /// share one): a failed attempt drops its leases when no other is running.
-    pub attempts: Attempts,
+    pub(crate) attempts: Attempts,
     /// Providers added at run time that failed to open, and when: tried again after a
     /// while, not on every refresh of the registry.
-    pub open_failures: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    pub(crate) open_failures: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Nuage {
@@ -81,4 +81,6 @@ impl Replicas {
 
 /// Attempts of simple uploads under way in this process, by holder name.
 #[derive(Debug, Default)]
-pub struct Attempts(pub std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>);
+pub(crate) struct Attempts(
+    pub(crate) std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+);
