@@ -572,7 +572,8 @@ on_every_backend! {
             ("POST", "/v1/buckets/box/versions/k", br#"{"version": 1}"#.to_vec(), "invalid_idempotency_key"),
         ] {
             for idem in [bad.as_str(), "a b", "a\tb"] {
-                let a = e.call(method, uri, &e.alice.clone(), &[("idempotency-key", idem)], body.clone()).await;
+                let headers = [("idempotency-key", idem), ("content-type", "application/json")];
+                let a = e.call(method, uri, &e.alice.clone(), &headers, body.clone()).await;
                 assert_eq!(a.code(), code, "{method} {uri} with Idempotency-Key {idem:?}");
             }
         }
