@@ -69,6 +69,18 @@ pub enum ShareState {
     Exhausted,
 }
 
+impl ShareState {
+    /// The state's one name on every wire: `usable`, `revoked`, `expired`, `exhausted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShareState::Usable => "usable",
+            ShareState::Revoked => "revoked",
+            ShareState::Expired => "expired",
+            ShareState::Exhausted => "exhausted",
+        }
+    }
+}
+
 impl Share {
     /// Whether the link can be used at `now` (Unix ms).
     pub fn state(&self, now: i64) -> ShareState {

@@ -16,7 +16,7 @@ use nuage_blob::Placement;
 use nuage_meta::{Bucket, BucketPolicy};
 
 use crate::Nuage;
-use crate::auth::{self, Caller};
+use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use nuage_service::names::check_bucket;
 
@@ -88,40 +88,15 @@ pub(crate) async fn login(
     let Some(Json(login)) = body else {
         return Err(ApiError::bad_request("invalid_request", "send JSON {\"account\": …, \"password\": …}"));
     };
-    let refused =
-        || ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong account or password");
-    let account = match nuage.meta.account_by_name(&login.account).await {
-        Ok(a) => Some(a),
-        Err(nuage_meta::Error::AccountNotFound) => None,
-        Err(e) => return Err(e.into()),
-    };
-    let phc = match &account {
-        Some(a) => nuage.meta.account_secrets(a.id).await?.password_hash,
-        None => None,
-    };
-    // An unknown account, or one without a password, still costs one argon2 verification
-    // (against a hash no password matches), so that answer times do not tell which
-    // account names exist.
-    let known = phc.is_some();
-    let phc = phc.unwrap_or_else(|| auth::unmatchable_hash().to_owned());
-    // Throttled per name, known or not, so that the throttle does not tell which exist.
-    let subject = format!("login:{}", &blake3::hash(login.account.as_bytes()).to_hex()[..32]);
-    let ok = auth::checked_attempt(&nuage, &subject, "login_throttled", login.password, phc).await?;
-    let Some(account) = account.filter(|_| ok && known) else {
-        return Err(refused());
-    };
+    let account = nuage.sign_in(&login.account, login.password).await?;
     let name = login.token_name.unwrap_or_else(|| "login".into());
     Ok(Json(issue_token(&nuage, account.id, &name).await?))
 }
 
 /// Makes a token for `account_id` with the configured lifetime.
 pub async fn issue_token(nuage: &Nuage, account_id: i64, name: &str) -> ApiResult<NewToken> {
-    let (text, hash) = auth::new_token();
-    let t = nuage
-        .meta
-        .create_token(account_id, hash, name, auth::token_expiry(nuage.config.token_ttl_days))
-        .await?;
-    Ok(NewToken { token: text, id: t.id, expires_at: t.expires_at })
+    let (token, made) = nuage.issue_token(account_id, name).await?;
+    Ok(NewToken { token, id: made.id, expires_at: made.expires_at })
 }
 
 /// The caller's account.

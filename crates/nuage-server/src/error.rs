@@ -105,7 +105,7 @@ impl From<ServiceError> for ApiError {
             K::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             K::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             K::RangeNotSatisfiable => StatusCode::RANGE_NOT_SATISFIABLE,
-            K::IdempotencyConflict => StatusCode::UNPROCESSABLE_ENTITY,
+            K::IdempotencyConflict | K::ContentMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             K::Throttled => StatusCode::TOO_MANY_REQUESTS,
             K::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             K::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,

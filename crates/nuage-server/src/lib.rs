@@ -6,7 +6,7 @@
 #![deny(missing_docs)]
 
 mod api;
-pub mod auth;
+mod caller;
 pub mod config;
 pub mod edge;
 mod error;
@@ -28,7 +28,7 @@ pub use error::{ApiError, ApiResult};
 pub use listener::HttpConfig;
 pub use nuage_proto::NewToken;
 pub use nuage_service::names::{MAX_KEY_BYTES, check_bucket, check_key};
-pub use nuage_service::{Metrics, Nuage, grants, workers};
+pub use nuage_service::{Metrics, Nuage, auth, grants, workers};
 pub use openapi::document as openapi_document;
 pub use routes::router;
 

@@ -2,8 +2,8 @@
 //! `DELETE`, restore), and streaming `GET`/`HEAD` with `Range` and conditions, listings and
 //! versions.
 //!
-//! Memory per request is bounded by a few chunks whatever the object size: a write holds
-//! what `nuage_service::objects` says; a download holds [`CHUNKS_AHEAD`] chunks.
+//! The rules are the service's (`nuage_service::objects`, `nuage_service::read`); this
+//! module reads headers and writes answers.
 
 use nuage_proto::{
     ListQuery, ListingView, PutAnswer, RestoreRequest, VersionList, VersionQuery, VersionView,
@@ -17,22 +17,17 @@ use axum::extract::State;
 use crate::extract::{Json, Path, Query};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use nuage_core::{Manifest, ManifestEntry, chunk};
-use nuage_meta::{Bucket, EtagCondition, ListEntry, Precondition, Version};
+use nuage_meta::{Bucket, EtagCondition, Precondition, Version};
 
 use crate::Nuage;
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::caller::Caller;
+use crate::error::{ApiResult, ErrorBody};
 use nuage_proto::headers::VERSION as VERSION_HEADER;
-use nuage_proto::range::{self, RangeRequest};
-use nuage_service::metrics::add;
-use nuage_service::names::{read_key, stored_key};
-use nuage_service::objects::{WriteOptions, refuse_e2e};
-
-/// Chunks fetched ahead of the one being sent by one download.
-pub const CHUNKS_AHEAD: usize = 4;
+use nuage_proto::range::ByteRange;
+use nuage_service::names::read_key;
+use nuage_service::objects::WriteOptions;
+use nuage_service::read::{Answer, IfRange, ListOptions, Read, ReadConditions, ReadOptions};
 
 /// A version as the API shows it.
 pub(crate) fn version_view(v: Version) -> VersionView {
@@ -80,6 +75,17 @@ fn etag_condition(headers: &HeaderMap, name: header::HeaderName) -> Option<EtagC
     Some(EtagCondition::OneOf(tags))
 }
 
+/// An `If-Range` entity tag that can name a nuage version: strong, quoted, 64 lowercase
+/// hex digits (the comparison is exact, RFC 9110 §13.1.5).
+fn strong_tag(value: &str) -> Option<[u8; 32]> {
+    let hex = value.strip_prefix('"')?.strip_suffix('"')?;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex, &mut out).ok().map(|()| out)
+}
+
 pub(crate) fn precondition(headers: &HeaderMap) -> Precondition {
     Precondition {
         if_match: etag_condition(headers, header::IF_MATCH),
@@ -93,10 +99,6 @@ fn idempotency_key(headers: &HeaderMap) -> Option<String> {
     headers
         .get(nuage_proto::headers::IDEMPOTENCY_KEY)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-}
-
-fn precondition_failed() -> ApiError {
-    nuage_meta::Error::PreconditionFailed.into()
 }
 
 /// Uploads the body as a new version of the key, streaming.
@@ -229,46 +231,15 @@ async fn read(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let key = read_key(&key)?;
-    let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
-    let key = stored_key(&nuage.meta, &bucket, key).await?;
-    refuse_e2e(&bucket)?;
-    let version = version_or_head(&nuage, &bucket, &key, query.version).await?;
-    serve_version(&nuage, &version, query.version.is_some(), &method, &headers).await
+    let options =
+        ReadOptions { version: query.version, conditions: conditions(&headers), range: range(&headers) };
+    let read = nuage.read(caller.account_id, &bucket, key, options).await?;
+    answer_read(read, &method).await
 }
 
-/// The version `id` of the key, or (`None`) its current version.
-pub(crate) async fn version_or_head(
-    nuage: &Nuage,
-    bucket: &Bucket,
-    key: &str,
-    id: Option<i64>,
-) -> ApiResult<Version> {
-    Ok(match id {
-        Some(id) => nuage.meta.version(bucket, key, id).await?,
-        None => nuage.meta.head(bucket, key).await?,
-    })
-}
-
-/// Streams the plaintext of a version of a normal bucket, with `Range`, `ETag` and
-/// conditions: the body of an object `GET` and of a share link's download.
-pub async fn serve_version(
-    nuage: &Arc<Nuage>,
-    version: &Version,
-    pinned: bool,
-    method: &Method,
-    headers: &HeaderMap,
-) -> ApiResult<Response> {
-    let Some(etag) = version.etag.filter(|_| !version.tombstone) else {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "object_not_found",
-            "this version is a delete marker",
-        ));
-    };
-    // RFC 9110 §13.2.2: If-Match, else If-Unmodified-Since; then If-None-Match, else
-    // If-Modified-Since; then If-Range. Dates are compared at one-second precision.
-    let conditions = precondition(headers);
-    let modified = version.created_at.max(0) / 1000; // whole seconds, as Last-Modified says
+/// The conditions of a read, from its headers; dates that cannot be read are ignored, as
+/// RFC 9110 says.
+pub(crate) fn conditions(headers: &HeaderMap) -> ReadConditions {
     let date = |name: header::HeaderName| {
         headers
             .get(name)
@@ -276,102 +247,63 @@ pub async fn serve_version(
             .and_then(|v| httpdate::parse_http_date(v).ok())
             .map(unix_secs)
     };
-    match &conditions.if_match {
-        Some(c) if !c.matches(Some(&etag)) => return Err(precondition_failed()),
-        Some(_) => {}
-        None if date(header::IF_UNMODIFIED_SINCE).is_some_and(|since| modified > since) => {
-            return Err(precondition_failed());
+    let if_range = headers.get(header::IF_RANGE).map(|v| {
+        let v = v.to_str().unwrap_or("").trim();
+        if v.starts_with('"') || v.starts_with("W/") {
+            IfRange::Etag(strong_tag(v))
+        } else {
+            IfRange::Date(httpdate::parse_http_date(v).ok().map(unix_secs))
         }
-        None => {}
+    });
+    let Precondition { if_match, if_none_match } = precondition(headers);
+    ReadConditions {
+        if_match,
+        if_none_match,
+        if_modified_since: date(header::IF_MODIFIED_SINCE),
+        if_unmodified_since: date(header::IF_UNMODIFIED_SINCE),
+        if_range,
     }
+}
+
+/// The `Range` header, if it asks for one range.
+pub(crate) fn range(headers: &HeaderMap) -> Option<ByteRange> {
+    headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(ByteRange::parse)
+}
+
+/// The answer to a read: `304`, `200` or `206` with the version's headers, and its content
+/// streamed (not for `HEAD`). The first chunk is awaited before the status is sent, so that
+/// a provider outage is a clean 503 rather than a cut connection.
+pub(crate) async fn answer_read(read: Read, method: &Method) -> ApiResult<Response> {
     let mut response = Response::new(Body::empty());
-    let last_modified = httpdate::fmt_http_date(system_time(modified));
-    set(&mut response, header::ETAG, &quoted(&etag));
-    set(&mut response, header::LAST_MODIFIED, &last_modified);
-    set(&mut response, VERSION_HEADER, &version.id.to_string());
+    set(&mut response, header::ETAG, &quoted(&read.etag));
+    set(&mut response, header::LAST_MODIFIED, &httpdate::fmt_http_date(system_time(read.modified)));
+    set(&mut response, VERSION_HEADER, &read.version.id.to_string());
     set(&mut response, header::ACCEPT_RANGES, "bytes");
-    let not_modified = match &conditions.if_none_match {
-        Some(c) => c.matches(Some(&etag)),
-        None => date(header::IF_MODIFIED_SINCE).is_some_and(|since| modified <= since),
-    };
-    if not_modified {
-        // No body; its Content-Length, if any, must be the 200's (RFC 9110 §8.6), never the
-        // `0` a layer would write for an empty body.
-        *response.status_mut() = StatusCode::NOT_MODIFIED;
-        set(&mut response, header::CONTENT_LENGTH, &version.size.to_string());
-        return Ok(response);
-    }
-    let size = version.size;
-    // A Range is honoured only if If-Range (when sent) names this version: its strong ETag,
-    // or, for a request pinned to one version (`pinned`: its id, a share link), exactly its
-    // Last-Modified date; two versions of a key made within one second share that date, so
-    // it is no strong validator of "the current one". Otherwise the whole object is sent, so
-    // a resumed download never splices two versions.
-    let if_range = headers.get(header::IF_RANGE).map(|v| v.to_str().unwrap_or("\u{0}"));
-    let same_version = range::if_range_allows(if_range, &quoted(&etag), &last_modified, pinned);
-    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| same_version);
-    let (start, end) = match range::parse(range_header, size) {
-        RangeRequest::Full => (0, size),
-        RangeRequest::Partial { start, end } => {
+    let size = read.version.size;
+    let (start, end) = read.span();
+    match read.answer {
+        Answer::NotModified => {
+            // No body; its Content-Length, if any, must be the 200's (RFC 9110 §8.6), never
+            // the `0` a layer would write for an empty body.
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            set(&mut response, header::CONTENT_LENGTH, &size.to_string());
+            return Ok(response);
+        }
+        Answer::Full => {}
+        Answer::Partial { start, end } => {
             *response.status_mut() = StatusCode::PARTIAL_CONTENT;
             set(&mut response, header::CONTENT_RANGE, &format!("bytes {start}-{}/{size}", end - 1));
-            (start, end)
         }
-        RangeRequest::Unsatisfiable => {
-            let mut e = ApiError::new(
-                StatusCode::RANGE_NOT_SATISFIABLE,
-                "range_not_satisfiable",
-                format!("the range lies outside the object ({size} bytes)"),
-            );
-            e.size = Some(size);
-            return Err(e);
-        }
-    };
+    }
     set(&mut response, header::CONTENT_LENGTH, &(end - start).to_string());
-    let content_type = version.content_type.as_deref().unwrap_or("application/octet-stream");
+    let content_type = read.version.content_type.as_deref().unwrap_or("application/octet-stream");
     set(&mut response, header::CONTENT_TYPE, content_type);
     if *method == Method::HEAD || start == end {
         return Ok(response);
     }
-    let manifest = Manifest::decode(&nuage.meta.manifest(version.id).await?)
-        .map_err(|e| ApiError::internal("stored manifest", e))?;
-    let mut plan: Vec<(ManifestEntry, usize, usize)> = Vec::new();
-    let mut offset = 0u64;
-    for e in manifest.entries {
-        let len = u64::from(e.plain_len);
-        let (from, to) = (start.max(offset), end.min(offset + len));
-        if from < to {
-            plan.push((e, (from - offset) as usize, (to - offset) as usize));
-        }
-        offset += len;
-        if offset >= end {
-            break;
-        }
-    }
-    let fetcher = nuage.clone();
-    let mut chunks = futures::stream::iter(plan)
-        .map(move |(entry, from, to)| {
-            let nuage = fetcher.clone();
-            async move {
-                let read = nuage.store.get(&entry.address, &[]).await?;
-                let plain = tokio::task::spawn_blocking(move || {
-                    chunk::open(&read.bytes, &entry.key, entry.plain_len)
-                })
-                .await
-                .map_err(|e| ApiError::internal("decrypting", e))?
-                .map_err(|e| ApiError::internal(&format!("chunk {}", entry.address), e))?;
-                add(&nuage.metrics.bytes_out, (to - from) as u64);
-                Ok::<_, ApiError>(Bytes::from(plain).slice(from..to))
-            }
-        })
-        .buffered(CHUNKS_AHEAD);
-    // The first chunk is awaited before the status is sent, so that a provider outage is
-    // a clean 503 rather than a cut connection.
-    let first = match chunks.next().await {
-        Some(r) => r?,
-        None => Bytes::new(),
-    };
-    let rest = chunks.map_err(|e| io::Error::other(format!("{}: {}", e.code, e.message)));
+    let mut chunks = Box::pin(read.content());
+    let first = chunks.next().await.transpose()?.unwrap_or_default();
+    let rest = chunks.map_err(|e| io::Error::other(e.to_string()));
     *response.body_mut() = Body::from_stream(futures::stream::once(async move { Ok(first) }).chain(rest));
     Ok(response)
 }
@@ -459,32 +391,14 @@ pub async fn list(
     Path(bucket): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<ListingView>> {
-    let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
-    let start = match &q.page_token {
-        Some(t) => Some(hex::decode(t).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(|| {
-            ApiError::bad_request("invalid_page_token", "page_token was not made by this server")
-        })?),
-        None => None,
-    };
-    let listing = nuage
-        .meta
-        .list_objects(
-            &bucket,
-            &nuage_core::key::normalize_prefix(&q.prefix),
-            q.delimiter.as_deref(),
-            start.as_deref(),
-            q.limit.unwrap_or(1000),
-        )
-        .await?;
-    let mut objects = Vec::new();
-    let mut prefixes = Vec::new();
-    for e in listing.entries {
-        match e {
-            ListEntry::Object(v) => objects.push(version_view(v)),
-            ListEntry::Prefix(p) => prefixes.push(p),
-        }
-    }
-    Ok(Json(ListingView { objects, prefixes, next_page_token: listing.next.map(hex::encode) }))
+    let options =
+        ListOptions { prefix: q.prefix, delimiter: q.delimiter, page_token: q.page_token, limit: q.limit };
+    let page = nuage.list(caller.account_id, &bucket, &options).await?;
+    Ok(Json(ListingView {
+        objects: page.objects.into_iter().map(version_view).collect(),
+        prefixes: page.prefixes,
+        next_page_token: page.next_page_token,
+    }))
 }
 
 /// Every kept version of a key, newest first, tombstones included.
@@ -499,13 +413,34 @@ pub async fn versions(
     caller: Caller,
     Path((bucket, key)): Path<(String, String)>,
 ) -> ApiResult<Json<VersionList>> {
-    let key = read_key(&key)?;
-    let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
-    let key = stored_key(&nuage.meta, &bucket, key).await?;
-    let versions: Vec<VersionView> =
-        nuage.meta.versions(&bucket, &key).await?.into_iter().map(version_view).collect();
-    if versions.is_empty() {
-        return Err(nuage_meta::Error::ObjectNotFound.into());
+    let versions = nuage.versions(caller.account_id, &bucket, read_key(&key)?).await?;
+    Ok(Json(VersionList { versions: versions.into_iter().map(version_view).collect() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn if_range(value: &str) -> Option<IfRange> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::IF_RANGE, HeaderValue::from_str(value).unwrap());
+        conditions(&headers).if_range
     }
-    Ok(Json(VersionList { versions }))
+
+    /// An If-Range value is a nuage tag only as sent by this server: strong, quoted,
+    /// lowercase; a weak tag, another spelling or a value that is no date can match
+    /// nothing.
+    #[test]
+    fn if_range_values() {
+        let tag = [0xab; 32];
+        let quoted_tag = quoted(&tag);
+        assert_eq!(if_range(&quoted_tag), Some(IfRange::Etag(Some(tag))));
+        assert_eq!(if_range(&format!("W/{quoted_tag}")), Some(IfRange::Etag(None)));
+        assert_eq!(if_range(&quoted_tag.to_uppercase()), Some(IfRange::Etag(None)));
+        assert_eq!(if_range("\"abc\""), Some(IfRange::Etag(None)));
+        let date = httpdate::fmt_http_date(system_time(1_700_000_000));
+        assert_eq!(if_range(&date), Some(IfRange::Date(Some(1_700_000_000))));
+        assert_eq!(if_range("yesterday"), Some(IfRange::Date(None)));
+        assert_eq!(conditions(&HeaderMap::new()).if_range, None);
+    }
 }

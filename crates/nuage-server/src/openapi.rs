@@ -31,7 +31,7 @@ struct BearerToken;
 
 impl Modify for BearerToken {
     /// Declares the bearer token, and the `401` of every operation that needs one (the
-    /// codes of `auth::Caller`, written once here rather than in every annotation); makes
+    /// codes of `caller::Caller`, written once here rather than in every annotation); makes
     /// the operation ids unique.
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};

@@ -24,7 +24,6 @@ use nuage_proto::{
     CreateShare, GrantQuery, LinkInfo, ManifestView, NewShareView, ShareList, ShareView, Unlock, Unlocked,
     VersionQuery,
 };
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -34,35 +33,23 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use nuage_core::grant::{GrantError, Operation};
-use nuage_core::{Address, e2e};
-use nuage_meta::{Bucket, NewShare, Share, ShareState, Version, now_ms};
+use nuage_core::grant::Operation;
+use nuage_meta::{Share, Version, now_ms};
+use nuage_service::names::read_key;
+use nuage_service::objects::refuse_e2e;
+use nuage_service::shares::{ManifestGrants, usable};
+use nuage_service::uploads::parse_address;
 
 use crate::Nuage;
-use crate::auth::{self, Caller};
+use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::objects::{serve_version, version_or_head};
-use crate::uploads::{grant_refused, parse_address};
+use crate::objects::{answer_read, conditions, range};
 use nuage_proto::headers::GRANT as GRANT_HEADER;
-use nuage_service::metrics::add;
-use nuage_service::names::{read_key, stored_key};
 
 /// The share page: static HTML; [`SCRIPT`] fills it in.
 pub const PAGE: &str = include_str!("share/page.html");
 /// The share page's script: fetches, decrypts (WebCrypto) and saves.
 pub const SCRIPT: &str = include_str!("share/share.js");
-
-/// Prefix of share tokens, so that a leaked one is easy to recognize.
-const SHARE_PREFIX: &str = "sh_";
-
-fn state_name(s: ShareState) -> &'static str {
-    match s {
-        ShareState::Usable => "usable",
-        ShareState::Revoked => "revoked",
-        ShareState::Expired => "expired",
-        ShareState::Exhausted => "exhausted",
-    }
-}
 
 fn view(share: &Share, bucket: &str) -> ShareView {
     ShareView {
@@ -75,7 +62,7 @@ fn view(share: &Share, bucket: &str) -> ShareView {
         max_downloads: share.max_downloads,
         downloads: share.downloads,
         password: share.password_hash.is_some(),
-        state: state_name(share.state(now_ms())).to_owned(),
+        state: share.state(now_ms()).as_str().to_owned(),
     }
 }
 
@@ -92,42 +79,10 @@ pub async fn create(
     caller: Caller,
     body: Option<Json<CreateShare>>,
 ) -> ApiResult<(StatusCode, Json<NewShareView>)> {
-    let Some(Json(mut req)) = body else {
+    let Some(Json(req)) = body else {
         return Err(ApiError::bad_request("invalid_request", "send JSON {bucket, key, ...}"));
     };
-    let key = read_key(&req.key)?;
-    let bucket = nuage.meta.bucket(caller.account_id, &req.bucket).await?;
-    req.key = stored_key(&nuage.meta, &bucket, key).await?;
-    let version = live(version_or_head(&nuage, &bucket, &req.key, req.version).await?)?;
-    if req.max_downloads == Some(0) {
-        return Err(ApiError::bad_request("invalid_request", "max_downloads must be at least 1"));
-    }
-    if req.password.as_deref() == Some("") {
-        return Err(ApiError::bad_request("invalid_request", "the password is empty"));
-    }
-    let expires_at = req
-        .expires_in_secs
-        .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX).saturating_add(now_ms()));
-    let password_hash = match req.password {
-        Some(p) => Some(
-            tokio::task::spawn_blocking(move || auth::hash_password(&p))
-                .await
-                .map_err(|e| ApiError::internal("hashing a password", e))?
-                .map_err(|e| ApiError::internal("hashing a password", e))?,
-        ),
-        None => None,
-    };
-    let token = format!("{SHARE_PREFIX}{}", URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>()));
-    let new = NewShare {
-        token_hash: auth::token_hash(&token),
-        bucket_id: bucket.id,
-        key: req.key,
-        version_id: version.id,
-        expires_at,
-        max_downloads: req.max_downloads,
-        password_hash,
-    };
-    let share = nuage.meta.create_share(caller.account_id, &new).await?;
+    let (share, bucket, token) = nuage.create_share(caller.account_id, req).await?;
     let answer = NewShareView { share: view(&share, &bucket.name), path: format!("/s/{token}") };
     Ok((StatusCode::CREATED, Json(answer)))
 }
@@ -136,15 +91,8 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/shares", tag = "shares", security(("token" = [])),
     responses((status = 200, body = ShareList)))]
 pub async fn list(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiResult<Json<ShareList>> {
-    let names: BTreeMap<i64, String> =
-        nuage.meta.buckets(caller.account_id).await?.into_iter().map(|b| (b.id, b.name)).collect();
-    let shares = nuage
-        .meta
-        .shares(caller.account_id)
-        .await?
-        .iter()
-        .filter_map(|s| Some(view(s, names.get(&s.bucket_id)?)))
-        .collect();
+    let shares =
+        nuage.share_list(caller.account_id).await?.iter().map(|(s, bucket)| view(s, bucket)).collect();
     Ok(Json(ShareList { shares }))
 }
 
@@ -157,47 +105,22 @@ pub async fn revoke(
     caller: Caller,
     Path(id): Path<i64>,
 ) -> ApiResult<StatusCode> {
-    nuage.meta.revoke_share(caller.account_id, id).await?;
+    nuage.revoke_share(caller.account_id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn manifest_view(
-    nuage: &Nuage,
-    version: &Version,
-    op: Operation,
-    scope: u64,
-    until: Option<i64>,
-) -> ApiResult<ManifestView> {
-    let raw = nuage.meta.manifest(version.id).await?;
-    let addresses = e2e::manifest_addresses(&raw).map_err(|e| ApiError::internal("stored manifest", e))?;
-    let expires_at = until.unwrap_or(i64::MAX).min(now_ms().saturating_add(nuage.grants.ttl()));
-    let mut grants = BTreeMap::new();
-    for a in addresses {
-        grants.entry(a.to_hex()).or_insert_with(|| {
-            nuage.grants.sign_until(op, a, scope, nuage_core::chunk::MAX_CHUNK_LEN as u64, expires_at)
-        });
-    }
-    Ok(ManifestView {
+/// A manifest with its grants as the API shows it, with the edges a device may read through.
+fn manifest_view(nuage: &Nuage, version: &Version, m: ManifestGrants) -> ManifestView {
+    ManifestView {
         key: version.key.clone(),
         version: version.id,
         size: version.size,
         content_type: version.content_type.clone(),
-        manifest: URL_SAFE_NO_PAD.encode(&raw),
-        grants,
-        grants_expire_at: expires_at,
+        manifest: URL_SAFE_NO_PAD.encode(&m.manifest),
+        grants: m.grants,
+        grants_expire_at: m.expires_at,
         edges: nuage.config.edges.clone(),
-    })
-}
-
-fn live(version: Version) -> ApiResult<Version> {
-    if version.tombstone {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "object_not_found",
-            "this version is a delete marker",
-        ));
     }
-    Ok(version)
 }
 
 /// A version's stored manifest, with grants for its chunks: how the client reads an object
@@ -211,11 +134,9 @@ pub async fn manifest(
     Path((bucket, key)): Path<(String, String)>,
     Query(query): Query<VersionQuery>,
 ) -> ApiResult<Json<ManifestView>> {
-    let key = read_key(&key)?;
-    let bucket = nuage.meta.bucket(caller.account_id, &bucket).await?;
-    let key = stored_key(&nuage.meta, &bucket, key).await?;
-    let version = live(version_or_head(&nuage, &bucket, &key, query.version).await?)?;
-    Ok(Json(manifest_view(&nuage, &version, Operation::GetChunk, bucket.id as u64, None).await?))
+    let (version, grants) =
+        nuage.owner_manifest(caller.account_id, &bucket, read_key(&key)?, query.version).await?;
+    Ok(Json(manifest_view(&nuage, &version, grants)))
 }
 
 fn grant_text<'a>(headers: &'a HeaderMap, query: &'a GrantQuery) -> Option<&'a str> {
@@ -240,129 +161,13 @@ pub async fn get_chunk(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let address = parse_address(&address)?;
-    let Some(text) = grant_text(&headers, &query) else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "grant_missing",
-            format!("a chunk read needs a grant in {GRANT_HEADER} or ?grant="),
-        ));
-    };
-    match nuage.grants.verify(&nuage.meta, text, Operation::GetChunk, &address).await {
-        Ok(_) => {}
-        Err(GrantError::WrongOperation) => {
-            let grant = nuage
-                .grants
-                .verify(&nuage.meta, text, Operation::GetShare, &address)
-                .await
-                .map_err(grant_refused)?;
-            // Revocation and expiry hold at once, even for grants handed out before.
-            let share = nuage.meta.share(grant.scope as i64).await?;
-            match share.state(now_ms()) {
-                ShareState::Revoked | ShareState::Expired => {
-                    return Err(share_refused(share.state(now_ms())));
-                }
-                // The download was counted when its manifest was fetched.
-                ShareState::Usable | ShareState::Exhausted => {}
-            }
-        }
-        Err(e) => return Err(grant_refused(e)),
-    }
-    let read = nuage.store.get(&address, &[]).await.map_err(|e| match e {
-        nuage_blob::Error::NotFound { .. } => {
-            ApiError::new(StatusCode::NOT_FOUND, "chunk_not_found", "no provider holds this chunk")
-        }
-        e => e.into(),
-    })?;
-    add(&nuage.metrics.bytes_out, read.bytes.len() as u64);
-    let mut response = read.bytes.into_response();
+    let grant = nuage.chunk_read_grant(grant_text(&headers, &query), &address).await?;
+    let mut response = nuage.read_chunk(&grant).await?.into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     // A chunk never changes under its address.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));
     Ok(response)
-}
-
-/// `410` with the reason, unless the link can be used now.
-fn usable(share: &Share) -> ApiResult<()> {
-    match share.state(now_ms()) {
-        ShareState::Usable => Ok(()),
-        s => Err(share_refused(s)),
-    }
-}
-
-fn share_refused(state: ShareState) -> ApiError {
-    match state {
-        ShareState::Revoked => {
-            ApiError::new(StatusCode::GONE, "share_revoked", "this share link was revoked by its owner")
-        }
-        ShareState::Expired => {
-            ApiError::new(StatusCode::GONE, "share_expired", "this share link has expired")
-        }
-        ShareState::Exhausted => ApiError::new(
-            StatusCode::GONE,
-            "share_exhausted",
-            "this share link has been downloaded as many times as it allows",
-        ),
-        ShareState::Usable => ApiError::internal("share", "refused a usable share"),
-    }
-}
-
-/// A share link's token from the path; the share, and its bucket and version.
-async fn resolve(nuage: &Nuage, token: &str) -> ApiResult<(Share, Bucket, Version)> {
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, "share_not_found", "no such share link");
-    if !token.starts_with(SHARE_PREFIX) {
-        return Err(not_found());
-    }
-    let share = nuage.meta.share_by_token(&auth::token_hash(token)).await.map_err(|e| match e {
-        nuage_meta::Error::ShareNotFound => not_found(),
-        e => e.into(),
-    })?;
-    let bucket = nuage.meta.bucket_by_id(share.bucket_id).await?;
-    let version = nuage.meta.version(&bucket, &share.key, share.version_id).await.map_err(|e| match e {
-        nuage_meta::Error::ObjectNotFound => {
-            ApiError::new(StatusCode::GONE, "share_version_gone", "the shared version no longer exists")
-        }
-        e => e.into(),
-    })?;
-    Ok((share, bucket, version))
-}
-
-/// Checks the link's password (through the grant `unlock` gave), then counts one download.
-async fn admit(nuage: &Nuage, share: &Share, headers: &HeaderMap, query: &GrantQuery) -> ApiResult<()> {
-    usable(share)?;
-    if share.password_hash.is_some() {
-        let Some(text) = grant_text(headers, query) else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "share_password_required",
-                "this share link asks for a password: POST it to /s/{token}/unlock",
-            ));
-        };
-        let grant = nuage
-            .grants
-            .verify(&nuage.meta, text, Operation::GetShare, &unlock_address(share))
-            .await
-            .map_err(grant_refused)?;
-        if grant.scope != share.id as u64 {
-            return Err(grant_refused(GrantError::WrongAddress));
-        }
-    }
-    if !nuage.meta.count_share_download(share.id, now_ms()).await? {
-        // Lost a race for the last download, or revoked / expired meanwhile.
-        let now = nuage.meta.share(share.id).await?;
-        return Err(share_refused(match now.state(now_ms()) {
-            ShareState::Usable => ShareState::Exhausted,
-            s => s,
-        }));
-    }
-    Ok(())
-}
-
-/// What an unlock grant is for: a value no chunk address can take by accident.
-fn unlock_address(share: &Share) -> Address {
-    let mut h = blake3::Hasher::new_derive_key("nuage share unlock v1");
-    h.update(&share.id.to_le_bytes());
-    Address::from_bytes(*h.finalize().as_bytes())
 }
 
 /// What a share link points at; no download is counted.
@@ -371,7 +176,7 @@ fn unlock_address(share: &Share) -> Address {
         (status = 404, description = "`share_not_found`", body = ErrorBody),
         (status = 410, description = "`share_revoked`, `share_expired`, `share_exhausted`, `share_version_gone`", body = ErrorBody)))]
 pub async fn info(State(nuage): State<Arc<Nuage>>, Path(token): Path<String>) -> ApiResult<Response> {
-    let (share, bucket, version) = resolve(&nuage, &token).await?;
+    let (share, bucket, version) = nuage.resolve_share(&token).await?;
     usable(&share)?;
     let e2e = bucket.policy.e2e_key_id.is_some();
     let info = LinkInfo {
@@ -402,27 +207,9 @@ pub async fn unlock(
     Path(token): Path<String>,
     body: Option<Json<Unlock>>,
 ) -> ApiResult<Json<Unlocked>> {
-    let (share, _, _) = resolve(&nuage, &token).await?;
-    usable(&share)?;
-    // Counted before the password is checked (every server of the deployment sees the
-    // count), so guesses sent at once cannot all pass, and those refused cost no Argon2.
-    let subject = format!("share:{}", share.id);
     let given = body.map(|b| b.0.password).unwrap_or_default();
-    let phc = share.password_hash.clone().unwrap_or_else(|| auth::unmatchable_hash().to_owned());
-    let matches = crate::auth::checked_attempt(&nuage, &subject, "share_unlock_throttled", given, phc)
-        .await?
-        && share.password_hash.is_some();
-    if !matches {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "share_password_wrong",
-            "wrong password for this link",
-        ));
-    }
-    let until = share.expires_at.unwrap_or(i64::MAX).min(now_ms().saturating_add(nuage.grants.ttl()));
-    let grant =
-        nuage.grants.sign_until(Operation::GetShare, unlock_address(&share), share.id as u64, 0, until);
-    Ok(Json(Unlocked { grant, expires_at: until }))
+    let (grant, expires_at) = nuage.unlock_share(&token, given).await?;
+    Ok(Json(Unlocked { grant, expires_at }))
 }
 
 /// The plaintext of a shared version of a normal bucket; counts one download.
@@ -439,15 +226,16 @@ pub async fn content(
     Query(query): Query<GrantQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (share, bucket, version) = resolve(&nuage, &token).await?;
-    nuage_service::objects::refuse_e2e(&bucket)?;
+    let (share, bucket, version) = nuage.resolve_share(&token).await?;
+    refuse_e2e(&bucket)?;
     if method == Method::HEAD {
         usable(&share)?;
     } else {
-        admit(&nuage, &share, &headers, &query).await?;
+        nuage.admit_share(&share, grant_text(&headers, &query)).await?;
     }
     // A link names one version: its Last-Modified is a strong validator.
-    let mut response = serve_version(&nuage, &version, true, &method, &headers).await?;
+    let read = nuage.read_version(version, true, &conditions(&headers), range(&headers))?;
+    let mut response = answer_read(read, &method).await?;
     let name = share.key.rsplit('/').next().unwrap_or(&share.key);
     if let Ok(v) = HeaderValue::from_str(&content_disposition(name)) {
         response.headers_mut().insert(header::CONTENT_DISPOSITION, v);
@@ -477,10 +265,11 @@ pub async fn share_manifest(
     Query(query): Query<GrantQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (share, _bucket, version) = resolve(&nuage, &token).await?;
-    admit(&nuage, &share, &headers, &query).await?;
-    let view =
-        manifest_view(&nuage, &version, Operation::GetShare, share.id as u64, share.expires_at).await?;
+    let (share, _bucket, version) = nuage.resolve_share(&token).await?;
+    nuage.admit_share(&share, grant_text(&headers, &query)).await?;
+    let grants =
+        nuage.manifest_grants(&version, Operation::GetShare, share.id as u64, share.expires_at).await?;
+    let view = manifest_view(&nuage, &version, grants);
     let mut response = Json(view).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)

@@ -32,6 +32,9 @@ pub enum ErrorKind {
     RangeNotSatisfiable,
     /// An idempotency key used before with another request.
     IdempotencyConflict,
+    /// The content does not match what the request says of it (a chunk's bytes and its
+    /// address, or its key): nothing was stored.
+    ContentMismatch,
     /// Too many attempts: `retry_after` says when to try again.
     Throttled,
     /// Busy or unreachable for now (the database, the providers): retry.

@@ -6,7 +6,8 @@
 //! - [`error`]: [`ServiceError`], whose [`ErrorKind`] each front maps to its own answer
 //!   (an HTTP status and nuage's stable code for `/v1`; an S3 error code for S3). The
 //!   errors of the metadata store and the chunk store become service errors here, once.
-//! - [`names`]: the rules of bucket names and object keys.
+//! - [`names`]: the rules of bucket names and object keys; [`auth`]: tokens, passwords,
+//!   the throttle of password checks, and who a token makes the caller.
 //! - [`providers`]: the rules of the provider registry (drain, add, remove), and the
 //!   registry every running server follows (`Nuage::open`, [`refresh_provider_states`]).
 //! - [`Nuage`]: the one struct that holds the metadata store, the chunk store, the grant
@@ -17,12 +18,17 @@
 //! - [`workers`]: scrub, repair, the collector and the drains, over the chunk index.
 //!
 //! - [`objects`]: writes (`Nuage::put_stream`), deletes and copies of versions.
+//! - [`read`]: reads with conditions and a range (`Nuage::read`, `Nuage::read_version`),
+//!   listings, versions.
+//! - [`uploads`]: smart uploads (start, declare, store a chunk, commit, abort).
+//! - [`shares`]: share links (make, list, revoke, resolve, admit a download, unlock with
+//!   the password), manifests with chunk grants, and chunk reads under a grant.
 //!
-//! Nothing here names an HTTP type: no status, no header, no body. Reads, listings,
-//! uploads and shares still sit in `nuage-server`'s handlers and move here in the next
-//! slices of issue 15; ARCHITECTURE.md says which have.
+//! Nothing here names an HTTP type: no status, no header, no body (some messages name
+//! the `/v1` header a grant travels in).
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod grants;
@@ -31,9 +37,12 @@ pub mod metrics;
 pub mod names;
 pub mod objects;
 pub mod providers;
+pub mod read;
 mod registry;
 mod replicas;
+pub mod shares;
 mod state;
+pub mod uploads;
 pub mod workers;
 
 pub use config::ServiceConfig;

@@ -65,7 +65,7 @@ pub struct WriteOptions {
     pub content_type: Option<String>,
 }
 
-fn precondition_failed() -> ServiceError {
+pub(crate) fn precondition_failed() -> ServiceError {
     nuage_meta::Error::PreconditionFailed.into()
 }
 

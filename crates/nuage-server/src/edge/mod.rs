@@ -40,12 +40,12 @@ use nuage_core::grant::{Grant, Operation};
 use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
-use crate::uploads::{grant_refused, parse_address};
 use cache::{Hit, HybridCache};
 use capped::read_capped;
 use keys::EdgeKeys;
 use nuage_proto::headers::GRANT as GRANT_HEADER;
 use nuage_proto::range::{self, RangeRequest};
+use nuage_service::uploads::{grant_refused, parse_address};
 
 /// An edge's configuration (`nuage edge` flags, or the same keys in TOML).
 #[derive(Debug, Clone, Deserialize)]
@@ -619,7 +619,7 @@ async fn serve_chunk(
         Ok(g) => g,
         Err(e) => {
             add(&edge.metrics.grants_refused, 1);
-            return Err(grant_refused(e));
+            return Err(grant_refused(e).into());
         }
     };
     let bytes = edge.chunk(address, &checked, grant).await?;

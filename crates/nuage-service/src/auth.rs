@@ -1,18 +1,14 @@
-//! Tokens and passwords. A token is `nu_` + 64 hex digits of randomness; the database keeps
-//! only its BLAKE3 hash (a fast hash suffices: the token has 256 bits of entropy, unlike a
-//! password, which gets argon2).
+//! Tokens, passwords and the callers they make. A token is `nu_` + 64 hex digits of
+//! randomness; the database keeps only its BLAKE3 hash (a fast hash suffices: the token has
+//! 256 bits of entropy, unlike a password, which gets argon2). Every password check, of an
+//! account or of a share link, is one throttled attempt ([`checked_attempt`]).
 
 use std::sync::Arc;
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 
-use nuage_service::{ErrorKind, ServiceError, ServiceResult};
-
-use crate::{ApiError, Nuage};
+use crate::{ErrorKind, Nuage, ServiceError, ServiceResult};
 
 /// Prefix of every token, so that a leaked one is easy to recognize in a scan.
 pub const TOKEN_PREFIX: &str = "nu_";
@@ -54,9 +50,10 @@ pub fn unmatchable_hash() -> &'static str {
 }
 
 /// Checks `password` against `phc` as one attempt on `subject` (see `nuage_meta`'s
-/// `throttle.rs`): counted before the check, refused with `429 {code}` and `Retry-After`
-/// while the subject waits out its failures or has its most attempts in flight.
-pub(crate) async fn checked_attempt(
+/// `throttle.rs`): counted before the check, refused as [`ErrorKind::Throttled`] with
+/// `code` and the seconds to wait while the subject waits out its failures or has its most
+/// attempts in flight.
+pub async fn checked_attempt(
     nuage: &Arc<Nuage>,
     subject: &str,
     code: &'static str,
@@ -89,9 +86,8 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
-/// The authenticated caller of a request: extracting it answers `401` with
-/// `token_missing`, `token_invalid`, `token_expired` or `token_revoked` when it cannot.
-#[derive(Debug, Clone, Copy)]
+/// Who makes a request: the account, and the token it showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
     /// The account.
     pub account_id: i64,
@@ -99,32 +95,64 @@ pub struct Caller {
     pub token_id: i64,
 }
 
-fn unauthorized(code: &'static str, message: &str) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+fn unauthorized(code: &'static str, message: &str) -> ServiceError {
+    ServiceError::new(ErrorKind::Unauthorized, code, message)
 }
 
-impl FromRequestParts<Arc<Nuage>> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, nuage: &Arc<Nuage>) -> Result<Self, ApiError> {
-        let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(unauthorized(
-                "token_missing",
-                "send Authorization: Bearer <token>; see `nuage login`",
-            ));
+impl Nuage {
+    /// Checks an account's password: the account, or `invalid_credentials` (one answer
+    /// for an unknown account, one without a password and a wrong password).
+    pub async fn sign_in(
+        self: &Arc<Self>,
+        account: &str,
+        password: String,
+    ) -> ServiceResult<nuage_meta::Account> {
+        let refused = || unauthorized("invalid_credentials", "wrong account or password");
+        let found = match self.meta.account_by_name(account).await {
+            Ok(a) => Some(a),
+            Err(nuage_meta::Error::AccountNotFound) => None,
+            Err(e) => return Err(e.into()),
         };
-        let text = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| t.starts_with(TOKEN_PREFIX))
-            .ok_or_else(|| {
-                unauthorized("token_invalid", "the Authorization header does not hold a nuage token")
-            })?;
-        let token = nuage
+        let phc = match &found {
+            Some(a) => self.meta.account_secrets(a.id).await?.password_hash,
+            None => None,
+        };
+        // An unknown account, or one without a password, still costs one argon2
+        // verification (against a hash no password matches), so that answer times do not
+        // tell which account names exist.
+        let known = phc.is_some();
+        let phc = phc.unwrap_or_else(|| unmatchable_hash().to_owned());
+        // Throttled per name, known or not, so that the throttle does not tell which exist.
+        let subject = format!("login:{}", &blake3::hash(account.as_bytes()).to_hex()[..32]);
+        let ok = checked_attempt(self, &subject, "login_throttled", password, phc).await?;
+        found.filter(|_| ok && known).ok_or_else(refused)
+    }
+
+    /// Makes a token for `account_id` named `name`, with the configured lifetime: its text
+    /// (shown once) and the stored token.
+    pub async fn issue_token(
+        &self,
+        account_id: i64,
+        name: &str,
+    ) -> ServiceResult<(String, nuage_meta::Token)> {
+        let (text, hash) = new_token();
+        let made =
+            self.meta.create_token(account_id, hash, name, token_expiry(self.config.token_ttl_days)).await?;
+        Ok((text, made))
+    }
+
+    /// The caller a token (its text, as shown) makes: `token_invalid` for one that is not
+    /// a token or not known, `token_revoked`, `token_expired`.
+    pub async fn authenticate(&self, token: &str) -> ServiceResult<Caller> {
+        if !token.starts_with(TOKEN_PREFIX) {
+            return Err(unauthorized(
+                "token_invalid",
+                "the Authorization header does not hold a nuage token",
+            ));
+        }
+        let token = self
             .meta
-            .token_by_hash(token_hash(text))
+            .token_by_hash(token_hash(token))
             .await?
             .ok_or_else(|| unauthorized("token_invalid", "unknown token"))?;
         if token.revoked_at.is_some() {
