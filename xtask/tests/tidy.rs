@@ -177,9 +177,14 @@ fn every_error_code_the_server_answers_is_in_docs_api_md() {
     let doc = fs::read_to_string(root.join("docs/api.md")).unwrap();
     let mut missing = BTreeSet::new();
     let mut seen = BTreeSet::new();
-    let fronts_and_service = ["crates/nuage-server/src", "crates/nuage-service/src"]
-        .iter()
-        .flat_map(|d| rust_files(&root.join(d)));
+    let fronts_and_service = [
+        "crates/nuage-server/src",
+        "crates/nuage-edge/src",
+        "crates/nuage-http/src",
+        "crates/nuage-service/src",
+    ]
+    .iter()
+    .flat_map(|d| rust_files(&root.join(d)));
     for f in fronts_and_service {
         for c in error_codes_in(&fs::read_to_string(&f).unwrap()) {
             seen.insert(c.clone());

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use nuage_server::edge::{Edge, EdgeConfig, Size};
+use nuage_edge::{Edge, EdgeConfig, Size};
 
 use crate::session::Globals;
 
@@ -80,5 +80,5 @@ pub async fn edge(cli: &Globals, args: &EdgeArgs) -> Result<()> {
         println!("  misses:    fetched from the providers {}, else the origin", names.join(", "));
     }
     println!("Clients use it once the server lists it: nuage serve --edge http://{addr}");
-    nuage_server::edge::serve_on(edge, listener).await
+    nuage_edge::serve_on(edge, listener).await
 }

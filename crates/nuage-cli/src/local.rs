@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use nuage_blob::{ChunkStore, Provider, ProviderConfig, ProviderKind};
-use nuage_client::{IngestStats, Snapshot};
 use nuage_core::ConvergenceSecret;
 use nuage_core::pipeline::Pipeline;
+use nuage_ingest::{IngestStats, Snapshot};
 use nuage_server::ServerConfig;
 use nuage_service::ServiceConfig;
 
@@ -139,7 +139,7 @@ pub async fn ingest(cli: &Globals, path: &Path, full: bool) -> Result<()> {
             );
         }
     };
-    let done = nuage_client::ingest(path, parent.map(|(_, s)| s), &pipeline, &store, show).await?;
+    let done = nuage_ingest::ingest(path, parent.map(|(_, s)| s), &pipeline, &store, show).await?;
     if tty {
         eprintln!();
     }
@@ -179,7 +179,7 @@ pub async fn restore(cli: &Globals, snapshot: &str, dest: &Path) -> Result<()> {
     };
     let snap = Snapshot::read_from(&path).with_context(|| format!("reading snapshot {}", path.display()))?;
     let store = open_store(&config).await?;
-    let bytes = nuage_client::restore(&snap, &store, dest).await?;
+    let bytes = nuage_ingest::restore(&snap, &store, dest).await?;
     if cli.json {
         println!("{}", serde_json::json!({"files": snap.files.len(), "bytes": bytes}));
     } else {

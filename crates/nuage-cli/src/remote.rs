@@ -191,7 +191,7 @@ pub async fn put(cli: &Globals, args: &PutArgs) -> Result<()> {
     let meta = std::fs::metadata(&args.path).with_context(|| format!("reading {}", args.path.display()))?;
     let files: Vec<(PathBuf, String)> = if meta.is_dir() {
         let prefix = key.trim_end_matches('/');
-        nuage_client::walk(&args.path)?
+        nuage_ingest::walk(&args.path)?
             .into_iter()
             .map(|(p, rel)| {
                 let k = if prefix.is_empty() { rel } else { format!("{prefix}/{rel}") };

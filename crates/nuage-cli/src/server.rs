@@ -210,9 +210,7 @@ fn read_password() -> Result<String> {
 }
 
 async fn new_token(meta: &Meta, config: &ServiceConfig, account_id: i64, label: &str) -> Result<String> {
-    let (text, hash) = auth::new_token();
-    meta.create_token(account_id, hash, label, auth::token_expiry(config.token_ttl_days)).await?;
-    Ok(text)
+    Ok(auth::issue_token(meta, config.token_ttl_days, account_id, label).await?.0)
 }
 
 pub async fn admin(cli: &Globals, cmd: &Admin) -> Result<()> {

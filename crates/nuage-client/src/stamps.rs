@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::snapshot::FileStamp;
+use nuage_core::stamp::FileStamp;
 
 const HEADER: &str = "nuage-put-stamps 1";
 

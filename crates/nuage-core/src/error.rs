@@ -40,7 +40,7 @@ pub enum Error {
     #[error("end-to-end encryption: {0}")]
     Crypto(String),
     /// A textual address that is not 64 lowercase hex digits.
-    #[error("invalid address: {0:?}")]
+    #[error("{0:?} is not a chunk address (64 hex digits)")]
     InvalidAddress(String),
 }
 

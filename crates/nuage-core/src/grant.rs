@@ -138,6 +138,18 @@ pub enum GrantError {
     WrongAddress,
 }
 
+impl GrantError {
+    /// Its stable error code, the same at every front that checks grants.
+    pub fn code(self) -> &'static str {
+        match self {
+            GrantError::Forged => "grant_forged",
+            GrantError::Expired => "grant_expired",
+            GrantError::WrongOperation => "grant_wrong_operation",
+            GrantError::WrongAddress => "grant_wrong_address",
+        }
+    }
+}
+
 /// A signing key: the link server's side.
 pub struct GrantSigner {
     key_id: u32,

@@ -13,6 +13,7 @@
 //! - [`e2e`]: the end-to-end content key and sealed manifests.
 //! - [`url`]: percent-encoding of URL paths and query values.
 //! - [`grant`]: Ed25519-signed, short-lived permissions for one operation on one address.
+//! - [`stamp`]: what tells a file unchanged without reading it.
 #![deny(missing_docs)]
 
 pub mod address;
@@ -25,6 +26,7 @@ pub mod grant;
 pub mod key;
 pub mod manifest;
 pub mod pipeline;
+pub mod stamp;
 pub mod url;
 
 pub use address::Address;

@@ -65,7 +65,7 @@ impl Meta {
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             Backend::Postgres
         } else {
-            return Err(Error::Database(sqlx::Error::Configuration(
+            return Err(Error::from(sqlx::Error::Configuration(
                 format!("unsupported database URL {url:?}: use sqlite:PATH or postgres://…").into(),
             )));
         };

@@ -76,7 +76,31 @@ pub enum Error {
     Batch(String),
     /// The database failed or could not be reached.
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(DbError),
+}
+
+/// A failure of the database itself, as its driver reported it: opaque, so that the
+/// callers of nuage-meta neither name nor match the driver's errors ([`Error::is_temporary`]
+/// says what they need to know).
+#[derive(Debug)]
+pub struct DbError(sqlx::Error);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Error {
+        Error::Database(DbError(e))
+    }
 }
 
 impl Error {
@@ -84,11 +108,13 @@ impl Error {
     /// database, a serialization conflict between transactions).
     pub fn is_temporary(&self) -> bool {
         match self {
-            Error::Database(sqlx::Error::Database(e)) => {
+            Error::Database(DbError(sqlx::Error::Database(e))) => {
                 // SQLITE_BUSY / SQLITE_LOCKED, PostgreSQL serialization failure and deadlock.
                 matches!(e.code().as_deref(), Some("5" | "6" | "40001" | "40P01"))
             }
-            Error::Database(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => true,
+            Error::Database(DbError(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
+            )) => true,
             _ => false,
         }
     }

@@ -22,7 +22,7 @@ mod write;
 
 pub use accounts::{Account, AccountSecrets, CLOCK_MARGIN_MS, ProviderRecord, Removal, Token};
 pub use db::Meta;
-pub use error::{Error, Result};
+pub use error::{DbError, Error, Result};
 pub use gc::DeletionDone;
 pub use model::{
     Bucket, BucketPolicy, Change, ChunkInfo, ChunkRef, Committed, EtagCondition, ListEntry, Listing,

@@ -154,6 +154,7 @@ mod tests {
         check(Some("bytes=-0"), 10, Unsatisfiable);
         check(Some("bytes=0-"), 0, Unsatisfiable);
         check(Some("bytes=-5"), 0, Unsatisfiable);
+        check(Some("bytes=-99999999999999999999999"), 0, Unsatisfiable);
         check(Some("bytes=99999999999999999999999-"), 10, Unsatisfiable);
         check(Some("bytes=0-99999999999999999999999"), 10, Partial { start: 0, end: 10 });
         check(Some("bytes=5-2"), 10, Full);

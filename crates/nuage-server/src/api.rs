@@ -11,8 +11,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::extract::{Json, Path};
 use nuage_blob::Placement;
+use nuage_http::extract::{Json, Path};
 use nuage_meta::{Bucket, BucketPolicy};
 
 use crate::Nuage;

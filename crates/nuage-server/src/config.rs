@@ -11,7 +11,7 @@ pub use nuage_proto::EdgeLink;
 pub use nuage_service::config::{BucketDefaults, ChunkingConfig, GrantsConfig, ServiceConfig, WorkersConfig};
 use serde::Deserialize;
 
-use crate::listener::HttpConfig;
+use nuage_http::HttpConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone)]

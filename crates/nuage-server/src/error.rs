@@ -1,87 +1,46 @@
-//! `ApiError`: one type for every error the HTTP API returns, with a status, a stable code
-//! (the contract: docs/api.md lists them) and a message. 5xx bodies say nothing internal;
-//! the log has the details. The service's errors ([`ServiceError`]) become `ApiError`s
-//! here, in one mapping from their kind to a status; the ones built in this crate are the
-//! HTTP layer's own (a body that is no JSON, a missing token, a route that does not exist).
+//! `ApiError`: every error the `/v1` API answers, an [`HttpError`] (a status, a stable code
+//! from docs/api.md, a message; 5xx bodies say nothing internal). The service's errors
+//! ([`ServiceError`]) become `ApiError`s here, in the one mapping from their kind to a
+//! status; the ones built in this crate are the HTTP layer's own (a body that is no JSON, a
+//! missing token, a route that does not exist).
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+pub use nuage_http::HttpError;
+use nuage_http::body_error;
 pub use nuage_proto::{ErrorBody, ErrorDetail};
 use nuage_service::{ErrorKind, ServiceError};
 
-/// An error answer of the API.
+/// An error answer of the `/v1` API.
 #[derive(Debug)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Stable machine-readable code.
-    pub code: &'static str,
-    /// Human-readable explanation.
-    pub message: String,
-    /// For `416`: the object size, sent back in `Content-Range: bytes */SIZE`.
-    pub size: Option<u64>,
-    /// For `429`: seconds to wait, sent back in `Retry-After`.
-    pub retry_after: Option<u64>,
-}
+pub struct ApiError(pub HttpError);
 
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), size: None, retry_after: None }
+        ApiError(HttpError::new(status, code, message))
     }
 
     /// `400` with `code`.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+        ApiError(HttpError::bad_request(code, message))
     }
 
     /// `500`: the message goes to the log, the client sees a generic text.
     pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
-        tracing::error!("{context}: {error}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; the server log has details",
-        )
+        ApiError(HttpError::internal(context, error))
     }
 }
 
-/// The answer to a request body that could not be read to its end: `408 request_timeout`
-/// when the client sent it too slowly ([`crate::listener::BodyTooSlow`]), `400
-/// body_incomplete` otherwise.
-pub(crate) fn body_error(e: &(dyn std::error::Error + 'static)) -> ApiError {
-    let mut cause = Some(e);
-    while let Some(c) = cause {
-        if c.is::<crate::listener::BodyTooSlow>() {
-            return ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!("{c}; nothing was stored from this request"),
-            );
-        }
-        // io::Error's own source skips the error it wraps.
-        cause = match c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => c.source(),
-        };
+impl From<HttpError> for ApiError {
+    fn from(e: HttpError) -> Self {
+        ApiError(e)
     }
-    ApiError::bad_request("body_incomplete", "the request body ended early or could not be read")
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
-        let mut response = (self.status, Json(body)).into_response();
-        if let Some(size) = self.size
-            && let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}"))
-        {
-            response.headers_mut().insert(header::CONTENT_RANGE, v);
-        }
-        if let Some(secs) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
+        self.0.into_response()
     }
 }
 
@@ -93,7 +52,7 @@ impl From<ServiceError> for ApiError {
         if e.kind == K::Incomplete
             && let Some(source) = &e.source
         {
-            return body_error(source.as_ref());
+            return ApiError(body_error(source.as_ref()));
         }
         let status = match e.kind {
             K::Invalid => StatusCode::BAD_REQUEST,
@@ -113,7 +72,13 @@ impl From<ServiceError> for ApiError {
             // A kind added later is a failure until it is mapped here.
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError { status, code: e.code, message: e.message, size: e.size, retry_after: e.retry_after }
+        ApiError(HttpError {
+            status,
+            code: e.code,
+            message: e.message,
+            size: e.size,
+            retry_after: e.retry_after,
+        })
     }
 }
 

@@ -8,10 +8,7 @@
 mod api;
 mod caller;
 pub mod config;
-pub mod edge;
 mod error;
-mod extract;
-pub mod listener;
 mod objects;
 mod openapi;
 mod routes;
@@ -25,7 +22,7 @@ use anyhow::{Context, Result};
 pub use api::issue_token;
 pub use config::{EdgeLink, ServerConfig};
 pub use error::{ApiError, ApiResult};
-pub use listener::HttpConfig;
+pub use nuage_http::HttpConfig;
 pub use nuage_proto::NewToken;
 pub use nuage_service::names::{MAX_KEY_BYTES, check_bucket, check_key};
 pub use nuage_service::{Metrics, Nuage, auth, grants, workers};
@@ -39,8 +36,9 @@ pub async fn serve_on(nuage: Arc<Nuage>, listener: tokio::net::TcpListener, http
     http.validate()?;
     let mut background = workers::spawn(&nuage);
     background.push(nuage.spawn_housekeeping());
-    let served =
-        listener::serve(listener, router(nuage), http, listener::shutdown_signal()).await.context("serving");
+    let served = nuage_http::serve(listener, router(nuage), http, nuage_http::shutdown_signal())
+        .await
+        .context("serving");
     for task in background {
         task.abort();
     }

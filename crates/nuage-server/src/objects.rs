@@ -14,10 +14,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 
-use crate::extract::{Json, Path, Query};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
+use nuage_http::extract::{Json, Path, Query};
 use nuage_meta::{Bucket, EtagCondition, Precondition, Version};
 
 use crate::Nuage;
@@ -252,7 +252,10 @@ pub(crate) fn conditions(headers: &HeaderMap) -> ReadConditions {
         if v.starts_with('"') || v.starts_with("W/") {
             IfRange::Etag(strong_tag(v))
         } else {
-            IfRange::Date(httpdate::parse_http_date(v).ok().map(unix_secs))
+            // A date validates only as exactly the version's Last-Modified, as this server
+            // writes it (RFC 9110 §13.1.5: an exact match).
+            let date = httpdate::parse_http_date(v).ok().filter(|t| httpdate::fmt_http_date(*t) == v);
+            IfRange::Date(date.map(unix_secs))
         }
     });
     let Precondition { if_match, if_none_match } = precondition(headers);
@@ -441,6 +444,8 @@ mod tests {
         let date = httpdate::fmt_http_date(system_time(1_700_000_000));
         assert_eq!(if_range(&date), Some(IfRange::Date(Some(1_700_000_000))));
         assert_eq!(if_range("yesterday"), Some(IfRange::Date(None)));
+        // The same second in the obsolete RFC 850 form is no exact match.
+        assert_eq!(if_range("Tuesday, 14-Nov-23 22:13:20 GMT"), Some(IfRange::Date(None)));
         assert_eq!(conditions(&HeaderMap::new()).if_range, None);
     }
 }

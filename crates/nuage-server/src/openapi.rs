@@ -4,8 +4,8 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::extract::Json;
 use crate::{api, error, objects, shares, uploads};
+use nuage_http::extract::Json;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -52,7 +52,7 @@ pub fn router(nuage: Arc<Nuage>) -> Router {
         .route("/v1/grant-keys", get(api::grant_keys))
         .route("/v1/edges", get(api::edges))
         .fallback(not_found)
-        .layer(middleware::from_fn(crate::extract::json_errors))
+        .layer(middleware::from_fn(nuage_http::extract::json_errors))
         .layer(middleware::from_fn_with_state(nuage.clone(), count_requests))
         .with_state(nuage)
 }

@@ -1,8 +1,9 @@
 //! Share links, and the reads that go around the plaintext path: a version's manifest with
-//! grants for its chunks, and chunks fetched under a grant.
+//! grants for its chunks, and chunks fetched under a grant. The rules (tokens, counting,
+//! revocation, passwords) are the service's (`nuage_service::shares`); these are the `/v1`
+//! and `/s/` routes over them.
 //!
-//! A share link is `/s/{token}`: 32 random bytes, base64url; the database keeps only their
-//! BLAKE3 hash. It points at one version. Whoever holds it, with no account:
+//! A share link is `/s/{token}`. It points at one version. Whoever holds it, with no account:
 //!
 //! - opens `/s/{token}` in a browser: a small page ([`PAGE`], [`SCRIPT`]) that shows the name
 //!   and size, displays an image inline and saves the file;
@@ -28,16 +29,14 @@ use std::sync::Arc;
 
 use axum::extract::State;
 
-use crate::extract::{Json, Path, Query};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use nuage_core::grant::Operation;
+use nuage_http::extract::{Json, Path, Query};
 use nuage_meta::{Share, Version, now_ms};
 use nuage_service::names::read_key;
-use nuage_service::objects::refuse_e2e;
-use nuage_service::shares::{ManifestGrants, usable};
+use nuage_service::shares::ManifestGrants;
 use nuage_service::uploads::parse_address;
 
 use crate::Nuage;
@@ -176,8 +175,7 @@ pub async fn get_chunk(
         (status = 404, description = "`share_not_found`", body = ErrorBody),
         (status = 410, description = "`share_revoked`, `share_expired`, `share_exhausted`, `share_version_gone`", body = ErrorBody)))]
 pub async fn info(State(nuage): State<Arc<Nuage>>, Path(token): Path<String>) -> ApiResult<Response> {
-    let (share, bucket, version) = nuage.resolve_share(&token).await?;
-    usable(&share)?;
+    let (share, bucket, version) = nuage.look_at_share(&token).await?;
     let e2e = bucket.policy.e2e_key_id.is_some();
     let info = LinkInfo {
         name: share.key.rsplit('/').next().unwrap_or(&share.key).to_owned(),
@@ -226,15 +224,10 @@ pub async fn content(
     Query(query): Query<GrantQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (share, bucket, version) = nuage.resolve_share(&token).await?;
-    refuse_e2e(&bucket)?;
-    if method == Method::HEAD {
-        usable(&share)?;
-    } else {
-        nuage.admit_share(&share, grant_text(&headers, &query)).await?;
-    }
-    // A link names one version: its Last-Modified is a strong validator.
-    let read = nuage.read_version(version, true, &conditions(&headers), range(&headers))?;
+    let download = method != Method::HEAD;
+    let grant = grant_text(&headers, &query);
+    let (share, read) =
+        nuage.read_share(&token, grant, download, &conditions(&headers), range(&headers)).await?;
     let mut response = answer_read(read, &method).await?;
     let name = share.key.rsplit('/').next().unwrap_or(&share.key);
     if let Ok(v) = HeaderValue::from_str(&content_disposition(name)) {
@@ -265,10 +258,7 @@ pub async fn share_manifest(
     Query(query): Query<GrantQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (share, _bucket, version) = nuage.resolve_share(&token).await?;
-    nuage.admit_share(&share, grant_text(&headers, &query)).await?;
-    let grants =
-        nuage.manifest_grants(&version, Operation::GetShare, share.id as u64, share.expires_at).await?;
+    let (version, grants) = nuage.share_manifest(&token, grant_text(&headers, &query)).await?;
     let view = manifest_view(&nuage, &version, grants);
     let mut response = Json(view).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -23,12 +23,12 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 
-use crate::extract::{Json, Path};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use nuage_core::chunk::{ChunkKey, Compression};
+use nuage_http::extract::{Json, Path};
 use nuage_proto::headers::{CHUNK_KEY as CHUNK_KEY_HEADER, GRANT as GRANT_HEADER};
 use nuage_service::uploads::{Target, parse_address};
 

@@ -26,6 +26,20 @@ pub fn token_expiry(days: u32) -> Option<i64> {
     (days > 0).then(|| nuage_meta::now_ms() + i64::from(days) * 86_400_000)
 }
 
+/// Makes a token for `account_id` named `name` that lives `ttl_days` (0: forever): its text
+/// (shown once) and the stored token. (`nuage admin` makes tokens this way with no server
+/// running.)
+pub async fn issue_token(
+    meta: &nuage_meta::Meta,
+    ttl_days: u32,
+    account_id: i64,
+    name: &str,
+) -> nuage_meta::Result<(String, nuage_meta::Token)> {
+    let (text, hash) = new_token();
+    let made = meta.create_token(account_id, hash, name, token_expiry(ttl_days)).await?;
+    Ok((text, made))
+}
+
 /// The hash under which a token is stored.
 pub fn token_hash(text: &str) -> [u8; 32] {
     *blake3::hash(text.as_bytes()).as_bytes()

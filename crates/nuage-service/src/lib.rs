@@ -24,8 +24,8 @@
 //! - [`shares`]: share links (make, list, revoke, resolve, admit a download, unlock with
 //!   the password), manifests with chunk grants, and chunk reads under a grant.
 //!
-//! Nothing here names an HTTP type: no status, no header, no body (some messages name
-//! the `/v1` header a grant travels in).
+//! Nothing here names an HTTP type: no status, no header map, no body type (some messages
+//! for people say where `/v1` carries a grant).
 #![deny(missing_docs)]
 
 pub mod auth;

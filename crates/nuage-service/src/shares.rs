@@ -17,10 +17,13 @@ use nuage_core::{Address, e2e};
 use nuage_meta::{Bucket, NewShare, Share, ShareState, Version, now_ms};
 use nuage_proto::CreateShare;
 use nuage_proto::headers::GRANT;
+use nuage_proto::range::ByteRange;
 
 use crate::auth::{checked_attempt, hash_password, token_hash, unmatchable_hash};
 use crate::metrics::add;
 use crate::names::{read_key, stored_key};
+use crate::objects::refuse_e2e;
+use crate::read::{Read, ReadConditions};
 use crate::uploads::{grant_missing, grant_refused};
 use crate::{ErrorKind, Nuage, ServiceError, ServiceResult};
 
@@ -159,6 +162,52 @@ impl Nuage {
                 e => e.into(),
             })?;
         Ok((share, bucket, version))
+    }
+
+    /// What a usable link shows before any download: the share, its bucket and version
+    /// (`share_not_found`, `share_version_gone`, or why the link cannot be used). Nothing is
+    /// counted.
+    pub async fn look_at_share(&self, token: &str) -> ServiceResult<(Share, Bucket, Version)> {
+        let found = self.resolve_share(token).await?;
+        usable(&found.0)?;
+        Ok(found)
+    }
+
+    /// Reads the shared version of a normal bucket through a link (the server opens it;
+    /// an end-to-end bucket's is `end_to_end_bucket`). A `download` is admitted and counted
+    /// ([`Nuage::admit_share`]); a look at the headers only needs a usable link. A link
+    /// names one version, so a date in If-Range may name it.
+    pub async fn read_share(
+        self: &std::sync::Arc<Self>,
+        token: &str,
+        grant: Option<&str>,
+        download: bool,
+        conditions: &ReadConditions,
+        range: Option<ByteRange>,
+    ) -> ServiceResult<(Share, Read)> {
+        let (share, bucket, version) = self.resolve_share(token).await?;
+        refuse_e2e(&bucket)?;
+        if download {
+            self.admit_share(&share, grant).await?;
+        } else {
+            usable(&share)?;
+        }
+        let read = self.read_version(version, true, conditions, range)?;
+        Ok((share, read))
+    }
+
+    /// The manifest of a link's version (sealed, for an end-to-end bucket) with a grant per
+    /// chunk for the link; one download, admitted and counted ([`Nuage::admit_share`]).
+    pub async fn share_manifest(
+        &self,
+        token: &str,
+        grant: Option<&str>,
+    ) -> ServiceResult<(Version, ManifestGrants)> {
+        let (share, _, version) = self.resolve_share(token).await?;
+        self.admit_share(&share, grant).await?;
+        let grants =
+            self.manifest_grants(&version, Operation::GetShare, share.id as u64, share.expires_at).await?;
+        Ok((version, grants))
     }
 
     /// Lets one download through a link: it must be usable, its password given (through

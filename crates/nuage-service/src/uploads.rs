@@ -80,20 +80,12 @@ pub struct ChunkStored {
 
 /// A chunk address as text (64 hex digits), or `invalid_address`.
 pub fn parse_address(text: &str) -> ServiceResult<Address> {
-    text.parse().map_err(|_| {
-        ServiceError::invalid("invalid_address", format!("{text:?} is not a chunk address (64 hex digits)"))
-    })
+    text.parse().map_err(|e: nuage_core::Error| ServiceError::invalid("invalid_address", e.to_string()))
 }
 
 /// A grant the verifier refused, as the service's error (`grant_*`, forbidden).
 pub fn grant_refused(e: GrantError) -> ServiceError {
-    let code = match e {
-        GrantError::Forged => "grant_forged",
-        GrantError::Expired => "grant_expired",
-        GrantError::WrongOperation => "grant_wrong_operation",
-        GrantError::WrongAddress => "grant_wrong_address",
-    };
-    ServiceError::new(ErrorKind::Forbidden, code, e.to_string())
+    ServiceError::new(ErrorKind::Forbidden, e.code(), e.to_string())
 }
 
 /// A request that needs a grant and carries none (`grant_missing`); `what` says what
@@ -304,7 +296,8 @@ impl Nuage {
         let address = grant.address;
         let limit = grant.max_size.min(MAX_STORED);
         let mut content = std::pin::pin!(content);
-        let mut bytes = BytesMut::new();
+        // The grant names the chunk's declared size: room for it at once, never more.
+        let mut bytes = BytesMut::with_capacity(usize::try_from(limit).unwrap_or(usize::MAX));
         while let Some(part) = content.next().await {
             let part = part.map_err(ServiceError::incomplete)?;
             if (bytes.len() + part.len()) as u64 > limit {

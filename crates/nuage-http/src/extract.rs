@@ -1,5 +1,5 @@
 //! The extractors of the handlers: axum's `Json`, `Query` and `Path`, whose refusals are
-//! [`ApiError`]s (a JSON body with a documented code) instead of axum's plain text; and
+//! [`HttpError`]s (a JSON body with a documented code) instead of axum's plain text; and
 //! [`json_errors`], the last layer of a router, which gives any error answer that is still
 //! not JSON (a `405` of the router, a `413` of a body limit) the same body.
 
@@ -11,33 +11,33 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::HttpError;
 
 /// A JSON body (`400 invalid_request` when it is not the expected JSON); also a JSON answer.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
-fn json_refused(e: JsonRejection) -> ApiError {
+fn json_refused(e: JsonRejection) -> HttpError {
     match e {
-        e if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+        e if e.status() == StatusCode::PAYLOAD_TOO_LARGE => HttpError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "body_too_large",
             "a JSON request body has at most 2 MB",
         ),
         JsonRejection::BytesRejection(e) => crate::error::body_error(&e),
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+        JsonRejection::MissingJsonContentType(_) => HttpError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send the body with Content-Type: application/json",
         ),
-        e => ApiError::bad_request("invalid_request", e.body_text()),
+        e => HttpError::bad_request("invalid_request", e.body_text()),
     }
 }
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, HttpError> {
         <axum::Json<T> as FromRequest<S>>::from_request(req, state)
             .await
             .map(|j| Json(j.0))
@@ -47,9 +47,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 
 /// No body (or not a JSON one) is `None`: the handler says what it expected.
 impl<T: DeserializeOwned, S: Send + Sync> OptionalFromRequest<S> for Json<T> {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, HttpError> {
         <axum::Json<T> as OptionalFromRequest<S>>::from_request(req, state)
             .await
             .map(|j| j.map(|j| Json(j.0)))
@@ -69,13 +69,13 @@ impl<T: Serialize> IntoResponse for Json<T> {
 pub struct Query<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
-            .map_err(|e: QueryRejection| ApiError::bad_request("invalid_query", e.body_text()))
+            .map_err(|e: QueryRejection| HttpError::bad_request("invalid_query", e.body_text()))
     }
 }
 
@@ -85,15 +85,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
 pub struct Path<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
-    type Rejection = ApiError;
+    type Rejection = HttpError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
         axum::extract::Path::<T>::from_request_parts(parts, state).await.map(|p| Path(p.0)).map_err(
             |e: PathRejection| match e {
                 PathRejection::FailedToDeserializePathParams(e) => {
-                    ApiError::bad_request("invalid_path", e.body_text())
+                    HttpError::bad_request("invalid_path", e.body_text())
                 }
-                e => ApiError::internal("path parameters", e.body_text()),
+                e => HttpError::internal("path parameters", e.body_text()),
             },
         )
     }
@@ -121,7 +121,7 @@ pub async fn json_errors(request: Request, next: axum::middleware::Next) -> Resp
         s if s.is_server_error() => ("internal", "internal error; the server log has details"),
         _ => ("invalid_request", "the request was refused"),
     };
-    let mut answer = ApiError::new(status, code, message).into_response();
+    let mut answer = HttpError::new(status, code, message).into_response();
     for (name, value) in response.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             answer.headers_mut().append(name, value.clone());

@@ -19,8 +19,8 @@ use nuage_core::pipeline::Pipeline;
 use nuage_core::{Address, Chunker, Manifest, ManifestEntry, chunk};
 use tokio::sync::mpsc as async_mpsc;
 
-use crate::snapshot::FileStamp;
 use crate::{Snapshot, SnapshotFile};
+use nuage_core::stamp::FileStamp;
 
 /// Concurrent puts to the store.
 pub const PUTS_IN_FLIGHT: usize = 32;

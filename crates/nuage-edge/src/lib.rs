@@ -27,7 +27,6 @@ use anyhow::{Context, Result};
 use axum::Router;
 use axum::extract::State;
 
-use crate::extract::{Path as UrlPath, Query};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -37,15 +36,25 @@ use futures::future::{BoxFuture, Shared};
 use nuage_blob::{ChunkStore, Placement, Provider, ProviderConfig};
 use nuage_core::Address;
 use nuage_core::grant::{Grant, Operation};
+use nuage_http::extract::{Path as UrlPath, Query};
 use serde::Deserialize;
 
-use crate::error::{ApiError, ApiResult};
 use cache::{Hit, HybridCache};
 use capped::read_capped;
 use keys::EdgeKeys;
+use nuage_http::HttpError;
 use nuage_proto::headers::GRANT as GRANT_HEADER;
 use nuage_proto::range::{self, RangeRequest};
-use nuage_service::uploads::{grant_refused, parse_address};
+
+/// Result of an edge handler.
+type EdgeResult<T> = Result<T, HttpError>;
+
+/// Now, in Unix milliseconds (what grants' expiries are in).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// An edge's configuration (`nuage edge` flags, or the same keys in TOML).
 #[derive(Debug, Clone, Deserialize)]
@@ -74,7 +83,7 @@ pub struct EdgeConfig {
     /// accept grants of their own.
     pub allow_http_origin: bool,
     /// Timeouts and the connection cap of the port (`[http]`, as the server's).
-    pub http: crate::listener::HttpConfig,
+    pub http: nuage_http::HttpConfig,
 }
 
 impl Default for EdgeConfig {
@@ -89,7 +98,7 @@ impl Default for EdgeConfig {
             keys_refresh_secs: 60,
             providers: Vec::new(),
             allow_http_origin: false,
-            http: crate::listener::HttpConfig::default(),
+            http: nuage_http::HttpConfig::default(),
         }
     }
 }
@@ -150,9 +159,9 @@ struct FetchError {
     message: String,
 }
 
-impl From<FetchError> for ApiError {
-    fn from(e: FetchError) -> ApiError {
-        ApiError::new(e.status, e.code, e.message)
+impl From<FetchError> for HttpError {
+    fn from(e: FetchError) -> HttpError {
+        HttpError::new(e.status, e.code, e.message)
     }
 }
 
@@ -558,9 +567,9 @@ pub fn router(edge: Arc<Edge>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .fallback(|| async {
-            ApiError::new(StatusCode::NOT_FOUND, "no_route", "an edge serves /chunks/{address}")
+            HttpError::new(StatusCode::NOT_FOUND, "no_route", "an edge serves /chunks/{address}")
         })
-        .layer(axum::middleware::from_fn(crate::extract::json_errors))
+        .layer(axum::middleware::from_fn(nuage_http::extract::json_errors))
         .with_state(edge)
 }
 
@@ -604,22 +613,24 @@ async fn serve_chunk(
     address: &str,
     query: &GrantQuery,
     headers: &HeaderMap,
-) -> ApiResult<Response> {
-    let address = parse_address(address)?;
+) -> EdgeResult<Response> {
+    let address: Address = address
+        .parse()
+        .map_err(|e: nuage_core::Error| HttpError::bad_request("invalid_address", e.to_string()))?;
     let Some(grant) = headers.get(GRANT_HEADER).and_then(|v| v.to_str().ok()).or(query.grant.as_deref())
     else {
         add(&edge.metrics.grants_refused, 1);
-        return Err(ApiError::new(
+        return Err(HttpError::new(
             StatusCode::FORBIDDEN,
             "grant_missing",
             format!("a chunk read needs a grant in {GRANT_HEADER} or ?grant="),
         ));
     };
-    let checked = match edge.keys.check(grant, &address, nuage_meta::now_ms()).await {
+    let checked = match edge.keys.check(grant, &address, now_ms()).await {
         Ok(g) => g,
         Err(e) => {
             add(&edge.metrics.grants_refused, 1);
-            return Err(grant_refused(e).into());
+            return Err(HttpError::new(StatusCode::FORBIDDEN, e.code(), e.to_string()));
         }
     };
     let bytes = edge.chunk(address, &checked, grant).await?;
@@ -633,7 +644,7 @@ async fn serve_chunk(
                 Some(format!("bytes {start}-{}/{size}", end - 1)),
             ),
             RangeRequest::Unsatisfiable => {
-                let mut e = ApiError::new(
+                let mut e = HttpError::new(
                     StatusCode::RANGE_NOT_SATISFIABLE,
                     "range_not_satisfiable",
                     format!("the chunk has {size} bytes"),
@@ -688,14 +699,10 @@ async fn metrics(State(edge): State<Arc<Edge>>) -> impl IntoResponse {
 /// way finish.
 pub async fn serve_on(edge: Arc<Edge>, listener: tokio::net::TcpListener) -> Result<()> {
     let refresh = edge.spawn_key_refresh();
-    let served = crate::listener::serve(
-        listener,
-        router(edge.clone()),
-        edge.config.http,
-        crate::listener::shutdown_signal(),
-    )
-    .await
-    .context("serving");
+    let served =
+        nuage_http::serve(listener, router(edge.clone()), edge.config.http, nuage_http::shutdown_signal())
+            .await
+            .context("serving");
     refresh.abort();
     edge.flush().await;
     served

@@ -5,7 +5,7 @@
 //!
 //! The limits live here, under the router, so that every front end served on the port gets
 //! them and no handler has to think of them: a body too slow ends in an error the handlers
-//! turn into `408 request_timeout` ([`BodyTooSlow`], see `error::body_error`).
+//! turn into `408 request_timeout` ([`BodyTooSlow`], see [`crate::body_error`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -414,7 +414,7 @@ impl AsyncWrite for SendTimeout {
 }
 
 /// Resolves when the process gets SIGINT or SIGTERM (Ctrl-C elsewhere).
-pub(crate) async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

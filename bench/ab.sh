@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Before and after a change, in one run: the release binaries of two commits side by side,
+# the small-object load of bench/serve.sh (4 KiB, 64 clients, PUT then GET) on SQLite + a
+# local folder, alternated (before, after, after, before, …) so that the machine's drift
+# falls on both alike. Each round starts a fresh server. Prints one row per round and the
+# ratio after / before of the medians.
+# Usage: bash bench/ab.sh BEFORE [AFTER=HEAD] [objects=10000] [rounds=4]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BEFORE=${1:?usage: bench/ab.sh BEFORE [AFTER] [objects] [rounds]}
+AFTER=${2:-HEAD}
+COUNT=${3:-10000}
+ROUNDS=${4:-4}
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${TMPDIR:-/tmp}/nuage-bench-target}"
+work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/nuage-ab.XXXXXX")
+pids=()
+trees=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    for t in "${trees[@]}"; do git worktree remove --force "$t" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+export NUAGE_CLIENT_CONFIG=$work/client.toml
+unset NUAGE_SERVER NUAGE_TOKEN NUAGE_DATA_DIR NUAGE_CONFIG NUAGE_DATABASE_URL
+
+# Both builds share one target dir (the dependencies build once); each side's binaries are
+# copied out before the other builds over them.
+build() { # $1: side, $2: commit
+    local tree=$work/tree-$1
+    git worktree add -q --detach "$tree" "$2"
+    trees+=("$tree")
+    (cd "$tree" && cargo build --release -q -p nuage-cli -p nuage-bench)
+    mkdir -p "$work/$1"
+    cp "$CARGO_TARGET_DIR/release/nuage" "$CARGO_TARGET_DIR/release/small-objects" "$work/$1/"
+}
+echo "# $(date -u +%F) on $(nproc) cores: before $(git rev-parse --short "$BEFORE"), after $(git rev-parse --short "$AFTER"); $COUNT objects, $ROUNDS rounds each"
+build before "$BEFORE"
+build after "$AFTER"
+
+round() { # $1: side, $2: round
+    BIN=$work/$1
+    source bench/common.sh
+    local dir=$work/data-$1-$2 port=$((18460 + $2))
+    start_nuage "$dir" "$port"
+    "$BIN/small-objects" --server "http://127.0.0.1:$port" --token "$TOKEN" --bucket bench \
+        --label "$1, round $2" --count "$COUNT" | tee -a "$work/rows"
+    kill "$SERVER_PID"
+    wait "$SERVER_PID" 2>/dev/null || true
+    rm -rf "$dir"
+}
+echo
+echo "| $COUNT objects of 4 KiB, 64 clients, SQLite + fs | PUT/s | PUT p50 ms | PUT p99 ms | GET/s | GET p50 ms | GET p99 ms |"
+echo "|---|---|---|---|---|---|---|"
+for r in $(seq "$ROUNDS"); do
+    if [ $((r % 2)) -eq 1 ]; then round before "$r"; round after "$r"; else round after "$r"; round before "$r"; fi
+done
+echo
+# The medians of each column, and after / before (above 1: after is higher).
+awk -F'|' '
+    function median(side, col,   n, i, j, t, v) {
+        n = count[side]
+        for (i = 1; i <= n; i++) v[i] = cell[side, i, col]
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+        return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    }
+    {
+        side = ($2 ~ /before/) ? "before" : "after"
+        n = ++count[side]
+        for (c = 3; c <= 8; c++) { x = $c; gsub(/[ ,a-z]/, "", x); cell[side, n, c] = x + 0 }
+    }
+    END {
+        printf "| median | PUT/s | PUT p50 ms | PUT p99 ms | GET/s | GET p50 ms | GET p99 ms |\n|---|---|---|---|---|---|---|\n"
+        for (s = 0; s < 2; s++) {
+            side = s ? "after" : "before"
+            printf "| %s |", side
+            for (c = 3; c <= 8; c++) printf " %g |", median(side, c)
+            printf "\n"
+        }
+        printf "| after / before |"
+        for (c = 3; c <= 8; c++) printf " %.2f |", median("after", c) / median("before", c)
+        printf "\n"
+    }' "$work/rows"
