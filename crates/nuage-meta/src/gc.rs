@@ -15,7 +15,7 @@
 //! that is going away. The commit checks, under the same lock, that its leases still exist
 //! (the collector drops expired ones before it looks): an upload slower than its lease is
 //! refused rather than allowed to reference a chunk that may be gone. One collector works
-//! at a time ([`Meta::claim_collector`]).
+//! at a time ([`Meta::claim_worker`] on `gc`).
 
 use std::collections::HashMap;
 
@@ -393,60 +393,6 @@ impl Meta {
             .await?;
         sqlx::query("DELETE FROM quota_holds WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
         Ok(done.rows_affected())
-    }
-
-    /// Makes `owner` the one collector until `until` (Unix ms), if no other is: none has
-    /// claimed it, its claim has run out, or `is_gone(other)` says that process is dead. A
-    /// collector renews its claim before every group of deletions and stops when it lost it,
-    /// so two never work at once, and one that finds deletions left by another may finish
-    /// them. Returns whether `owner` holds it now.
-    pub async fn claim_collector(
-        &self,
-        owner: &str,
-        until: i64,
-        is_gone: impl Fn(&str) -> bool,
-    ) -> Result<bool> {
-        let _w = self.write_guard().await;
-        let now = now_ms();
-        sqlx::query("INSERT INTO workers (name, updated_at) VALUES ('gc', $1) ON CONFLICT (name) DO NOTHING")
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        let row = sqlx::query("SELECT owner, owner_until FROM workers WHERE name = 'gc'")
-            .fetch_one(&self.pool)
-            .await?;
-        let (current, current_until): (Option<String>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
-        let free = match &current {
-            None => true,
-            Some(o) if o == owner => true,
-            Some(o) => current_until.is_none_or(|u| u < now) || is_gone(o),
-        };
-        if !free {
-            return Ok(false);
-        }
-        // Compare and set: another claimant that read the same row loses.
-        let changed = sqlx::query(
-            "UPDATE workers SET owner = $1, owner_until = $2 WHERE name = 'gc' \
-             AND COALESCE(owner, '') = $3 AND COALESCE(owner_until, 0) = $4",
-        )
-        .bind(owner)
-        .bind(until)
-        .bind(current.unwrap_or_default())
-        .bind(current_until.unwrap_or(0))
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(changed == 1)
-    }
-
-    /// Gives up `owner`'s claim on the collector, if it holds it.
-    pub async fn release_collector(&self, owner: &str) -> Result<()> {
-        let _w = self.write_guard().await;
-        sqlx::query("UPDATE workers SET owner = NULL, owner_until = NULL WHERE name = 'gc' AND owner = $1")
-            .bind(owner)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// Smart-upload sessions open (not expired, aborted or committed), the distinct chunks

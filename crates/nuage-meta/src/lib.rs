@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 mod accounts;
+mod claims;
 mod db;
 mod error;
 mod gc;
@@ -21,6 +22,7 @@ mod workers;
 mod write;
 
 pub use accounts::{Account, AccountSecrets, CLOCK_MARGIN_MS, ProviderRecord, Removal, Token};
+pub use claims::Claim;
 pub use db::Meta;
 pub use error::{DbError, Error, Result};
 pub use gc::DeletionDone;

@@ -695,17 +695,49 @@ async fn leases_and_deletions_exclude_each_other() {
         assert!(matches!(m.put_version(&bucket, "late", &late, &none(), None).await, Err(Error::LeaseLost)));
         assert!(matches!(m.head(&bucket, "late").await, Err(Error::ObjectNotFound)));
 
-        // One collector at a time: a claim holds until it runs out, its process is gone, or
-        // it is released.
-        assert!(m.claim_collector("h:1:a", later, |_| false).await.unwrap());
-        assert!(m.claim_collector("h:1:a", later, |_| false).await.unwrap(), "renewed");
-        assert!(!m.claim_collector("h:2:b", later, |_| false).await.unwrap(), "held by another");
-        assert!(m.claim_collector("h:2:b", later, |o| o == "h:1:a").await.unwrap(), "its process is gone");
-        m.release_collector("h:1:a").await.unwrap(); // not the holder: no effect
-        assert!(!m.claim_collector("h:3:c", later, |_| false).await.unwrap());
-        m.release_collector("h:2:b").await.unwrap();
-        assert!(m.claim_collector("h:3:c", now_ms() - 1, |_| false).await.unwrap());
-        assert!(m.claim_collector("h:4:d", later, |_| false).await.unwrap(), "the claim ran out");
+        // One process at a time per worker: a claim holds until it is released, its holder
+        // dies (PostgreSQL: its session ends; SQLite: its pid is gone) or, on SQLite, it runs
+        // out unrenewed.
+        let pg = m.backend() == nuage_meta::Backend::Postgres;
+        let mut a = m.claim_worker("gc", "h:1:a", later, |_| false).await.unwrap().expect("free");
+        assert!(m.renew_claim(&mut a, later).await.unwrap(), "renewed");
+        assert!(m.claim_worker("gc", "h:2:b", later, |_| false).await.unwrap().is_none(), "held by another");
+        let scrub = m.claim_worker("scrub", "h:2:b", later, |_| false).await.unwrap();
+        assert!(scrub.is_some(), "each worker has a claim of its own");
+        assert_eq!(m.claim_holder("gc").await.unwrap().map(|(o, _)| o).as_deref(), Some("h:1:a"));
+        let b = if pg {
+            // A holder that dies (its session closes) gives its claim up at once, whatever
+            // its host name and pid; one whose pid is "gone" but whose session lives keeps it.
+            assert!(m.claim_worker("gc", "h:2:b", later, |_| true).await.unwrap().is_none(), "alive");
+            drop(a);
+            let mut b = None;
+            for _ in 0..100 {
+                b = m.claim_worker("gc", "h:2:b", later, |_| false).await.unwrap();
+                if b.is_some() {
+                    break;
+                }
+                // The server ends the closed session on its own time: wait for it.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            b.expect("a closed session's claim is free")
+        } else {
+            let b = m.claim_worker("gc", "h:2:b", later, |o| o == "h:1:a").await.unwrap();
+            let b = b.expect("its process is gone");
+            assert!(!m.renew_claim(&mut a, later).await.unwrap(), "the old holder lost it");
+            b
+        };
+        m.release_claim(b).await.unwrap();
+        let c = m.claim_worker("gc", "h:3:c", now_ms() - 1, |_| false).await.unwrap().expect("released");
+        if !pg {
+            // On SQLite a claim that ran out is free.
+            let d = m.claim_worker("gc", "h:4:d", later, |_| false).await.unwrap();
+            assert!(d.is_some(), "the claim ran out");
+            m.release_claim(d.unwrap()).await.unwrap();
+        }
+        drop(c);
+        if let Some(s) = scrub {
+            m.release_claim(s).await.unwrap();
+        }
 
         // A session declaring a chunk being deleted is told so.
         assert_eq!(

@@ -22,7 +22,9 @@
 //!   it starts, so one a crash interrupts is finished first by the next pass.
 //!
 //! Placement states change only from the state the worker read (compare and set), so a
-//! scrub and a repair running at once, or two servers' workers, never undo each other.
+//! scrub and a repair running at once never undo each other. Each background pass, and every
+//! pass of the collector, runs under its worker's claim (`nuage_meta::Claim`): several
+//! servers on one database take turns over the one cursor, one process at a time.
 //!
 //! `nuage admin scrub` / `repair` run one whole pass now, without touching the background
 //! worker's cursor.
@@ -70,6 +72,9 @@ pub struct PassReport {
     /// Why the pass did less than a whole pass, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Another process holds (or took over) this worker's pass: this one did not do it.
+    #[serde(skip)]
+    pub claimed_elsewhere: bool,
 }
 
 #[derive(Debug, Default)]
@@ -335,29 +340,32 @@ async fn finish_drains(nuage: &Nuage, draining: &[String]) -> nuage_meta::Result
     Ok(())
 }
 
-/// How long a claim on the collector lasts without renewal. A collector renews it before
-/// every group of deletions and stops once it lost it; a group takes at most a few provider
-/// time-outs, far less than this, so a collector whose claim ran out (a stalled process)
-/// has no delete in flight when another takes over and finishes its deletions.
+/// How long a claim lasts unrenewed (a worker renews it before every batch, and before
+/// every group of deletions). On SQLite a holder's claim that ran out is free to take (a
+/// stalled process); provider requests have time-outs, far less than this, so a collector
+/// whose claim ran out has no delete in flight when another takes over and finishes its
+/// deletions. On PostgreSQL a claim is held by its session (`nuage_meta::Claim`).
 const CLAIM_MS: i64 = 300_000;
 
-/// The one collector at work ([`nuage_meta::Meta::claim_collector`]), with its pace.
-struct Collector {
-    /// `host:pid:nonce`.
-    owner: String,
+/// A worker's claim on its pass ([`nuage_meta::Meta::claim_worker`]): one process at a time
+/// does each worker's work, whichever server it runs on.
+struct Claimed {
+    claim: nuage_meta::Claim,
+    kind: Kind,
+    /// The collector's pace (deletions per second).
     pace: Pace,
-    /// The claim was lost (another collector took over): stop.
+    /// The claim was lost (another process took over): stop.
     lost: bool,
 }
 
-/// This machine's name, to tell whether a claim on the collector is a dead process's here.
+/// This machine's name, to tell whether a claim on SQLite is a dead process's here.
 fn host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
 }
 
 /// Whether the process that made claim `owner` is known to be gone: it ran on this machine
-/// (same host name) and its pid no longer exists. Elsewhere, only its claim running out
-/// tells.
+/// (same host name) and its pid no longer exists. Used on SQLite only, whose database file
+/// lives on one machine; on PostgreSQL the claim's session says it.
 fn claim_is_gone(owner: &str) -> bool {
     let mut parts = owner.split(':');
     let (Some(h), Some(pid)) = (parts.next(), parts.next()) else { return false };
@@ -365,18 +373,33 @@ fn claim_is_gone(owner: &str) -> bool {
     !here.is_empty() && h == here && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-impl Collector {
-    async fn claim(nuage: &Nuage, pace: Pace) -> nuage_meta::Result<Option<Collector>> {
+impl Claimed {
+    /// Claims `kind`'s pass for this process, if no other holds it.
+    async fn take(nuage: &Nuage, kind: Kind, pace: Pace) -> nuage_meta::Result<Option<Claimed>> {
         let owner = format!("{}:{}:{:08x}", host(), std::process::id(), rand::random::<u32>());
-        let mut c = Collector { owner, pace, lost: false };
-        Ok(c.renew(nuage).await?.then_some(c))
+        let until = now_ms().saturating_add(CLAIM_MS);
+        let claim = nuage.meta.claim_worker(kind.name(), &owner, until, claim_is_gone).await?;
+        if claim.is_some() {
+            tracing::debug!("{}: pass claimed by {owner}", kind.name());
+        }
+        Ok(claim.map(|claim| Claimed { claim, kind, pace, lost: false }))
     }
 
+    /// Renews the claim; `false` (and `lost`) once another process holds it.
     async fn renew(&mut self, nuage: &Nuage) -> nuage_meta::Result<bool> {
+        if self.lost {
+            return Ok(false);
+        }
         let until = now_ms().saturating_add(CLAIM_MS);
-        let held = nuage.meta.claim_collector(&self.owner, until, claim_is_gone).await?;
+        let held = nuage.meta.renew_claim(&mut self.claim, until).await?;
         self.lost |= !held;
         Ok(held)
+    }
+
+    async fn release(self, nuage: &Nuage) -> nuage_meta::Result<()> {
+        // Said before it is done: a log line of the next holder's claim always comes after.
+        tracing::debug!("{}: pass released by {}", self.kind.name(), self.claim.owner());
+        nuage.meta.release_claim(self.claim).await
     }
 }
 
@@ -388,7 +411,7 @@ impl Collector {
 /// waits for a later pass. Stops early if the collector lost its claim.
 async fn delete_everywhere(
     nuage: &Nuage,
-    collector: &mut Collector,
+    collector: &mut Claimed,
     doomed: &[[u8; 32]],
     sizes: &std::collections::HashMap<[u8; 32], u32>,
 ) -> nuage_meta::Result<Outcome> {
@@ -444,7 +467,7 @@ pub async fn delete_from_providers(nuage: &Nuage, addresses: &[[u8; 32]]) -> Vec
 /// never race one in flight); when a collector is at work, nothing is done here, and the
 /// chunks are strays it will find. Returns how many were deleted everywhere.
 pub async fn discard_now(nuage: &Nuage, addresses: &[[u8; 32]]) -> nuage_meta::Result<u64> {
-    let Some(mut c) = Collector::claim(nuage, Pace::new(0)).await? else {
+    let Some(mut c) = Claimed::take(nuage, Kind::Gc, Pace::new(0)).await? else {
         return Ok(0);
     };
     let result = async {
@@ -462,7 +485,7 @@ pub async fn discard_now(nuage: &Nuage, addresses: &[[u8; 32]]) -> nuage_meta::R
         Ok(found)
     }
     .await;
-    nuage.meta.release_collector(&c.owner).await?;
+    c.release(nuage).await?;
     result
 }
 
@@ -470,11 +493,7 @@ pub async fn discard_now(nuage: &Nuage, addresses: &[[u8; 32]]) -> nuage_meta::R
 /// chunk object the index does not know, and that no upload leases, is deleted; then
 /// temporary files older than an hour (writes a crash cut short) are removed from local
 /// folders.
-async fn collect_strays(
-    nuage: &Nuage,
-    collector: &mut Collector,
-    cutoff: i64,
-) -> nuage_meta::Result<Outcome> {
+async fn collect_strays(nuage: &Nuage, collector: &mut Claimed, cutoff: i64) -> nuage_meta::Result<Outcome> {
     let mut out = Outcome::default();
     let none = std::collections::HashMap::new();
     for p in nuage.store.providers().iter() {
@@ -629,6 +648,76 @@ pub async fn run_pass(
     progress: impl Fn(&WorkerState),
 ) -> nuage_meta::Result<PassReport> {
     let started = Instant::now();
+    let w = &nuage.config.workers;
+    let pace = Pace::new(match kind {
+        Kind::Scrub => w.scrub_bytes_per_sec,
+        Kind::Repair => w.repair_bytes_per_sec,
+        Kind::Gc => w.gc_deletes_per_sec,
+        Kind::Migrate => w.migrate_bytes_per_sec,
+    });
+    // The collector paces its deletions (under its claim); the others their bytes.
+    let (claim_pace, walk_pace) = if kind == Kind::Gc { (pace, Pace::new(0)) } else { (Pace::new(0), pace) };
+    let mut report = PassReport { worker: kind.name(), ..PassReport::default() };
+    // A background pass (over the cursor every server shares) and every pass of the
+    // collector is claimed first: one process at a time does it, and reads the cursor only
+    // once it holds the claim. A pass of the others run by hand walks the index on its own
+    // and needs none.
+    let mut claimed = None;
+    if persist || kind == Kind::Gc {
+        let Some(c) = Claimed::take(nuage, kind, claim_pace).await? else {
+            report.note = Some(format!("another process is running the {} pass; nothing done", kind.name()));
+            report.claimed_elsewhere = true;
+            return Ok(report);
+        };
+        claimed = Some(c);
+    }
+    let result = walk(nuage, kind, persist, &progress, &mut report, walk_pace, claimed.as_mut()).await;
+    // The claim goes back whatever the walk met.
+    let lost = claimed.as_ref().is_some_and(|c| c.lost);
+    if let Some(c) = claimed {
+        c.release(nuage).await?;
+    }
+    let mut state = result?;
+    if lost {
+        // The pass is not complete: the process that took it over resumes from the cursor.
+        report.note = Some(format!("another process took the {} pass over; stopped", kind.name()));
+        report.claimed_elsewhere = true;
+        return Ok(report);
+    }
+    state.cursor = None;
+    state.passes += 1;
+    state.last_pass_at = Some(now_ms());
+    state.last_pass_found = Some(state.found);
+    if persist {
+        nuage.meta.save_worker_state(&state).await?;
+    } else {
+        // A pass run by hand (`nuage admin scrub`) is recorded under a name of its own, so
+        // that `admin status` shows it and the background worker's next save keeps it.
+        let mut by_hand = nuage.meta.worker_state(&format!("{} (by hand)", kind.name())).await?;
+        by_hand.passes += 1;
+        by_hand.pass_started_at = state.pass_started_at;
+        by_hand.last_pass_at = state.last_pass_at;
+        by_hand.last_pass_found = state.last_pass_found;
+        (by_hand.chunks, by_hand.bytes, by_hand.found) = (state.chunks, state.bytes, state.found);
+        nuage.meta.save_worker_state(&by_hand).await?;
+    }
+    nuage.metrics.worker(kind).passes.fetch_add(1, Ordering::Relaxed);
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The walk of one pass, under `claimed` when it has a claim (which it renews before every
+/// save of the cursor, and stops at once when it is lost, saving nothing more): returns the
+/// state at its end (cursor not yet cleared).
+async fn walk(
+    nuage: &Arc<Nuage>,
+    kind: Kind,
+    persist: bool,
+    progress: &impl Fn(&WorkerState),
+    report: &mut PassReport,
+    mut pace: Pace,
+    mut claimed: Option<&mut Claimed>,
+) -> nuage_meta::Result<WorkerState> {
     let mut state = if persist {
         nuage.meta.worker_state(kind.name()).await?
     } else {
@@ -638,33 +727,27 @@ pub async fn run_pass(
         state.pass_started_at = Some(now_ms());
         (state.chunks, state.bytes, state.found) = (0, 0, 0);
     }
-    let w = &nuage.config.workers;
-    let mut pace = Pace::new(match kind {
-        Kind::Scrub => w.scrub_bytes_per_sec,
-        Kind::Repair => w.repair_bytes_per_sec,
-        Kind::Gc => w.gc_deletes_per_sec,
-        Kind::Migrate => w.migrate_bytes_per_sec,
-    });
     let counters = nuage.metrics.worker(kind);
-    let mut report = PassReport { worker: kind.name(), ..PassReport::default() };
+    let w = &nuage.config.workers;
     let mut saved = Instant::now();
     // The collector deletes what nothing has referenced since before the grace period.
     let cutoff =
         now_ms().saturating_sub(i64::try_from(w.gc_grace_secs.saturating_mul(1000)).unwrap_or(i64::MAX));
-    let mut collector = None;
     if kind == Kind::Gc {
-        let Some(mut c) = Collector::claim(nuage, pace).await? else {
-            report.note = Some("another collector is at work; nothing done".into());
-            return Ok(report);
-        };
+        let c = claimed.as_deref_mut().expect("the collector works under its claim");
         // Deletions left by a collector that stopped (this claim means none is at work):
         // nobody may rely on those chunks, finish them first.
         let interrupted = nuage.meta.deletions().await?;
         let n = interrupted.len() as u64;
-        let o = delete_everywhere(nuage, &mut c, &interrupted, &std::collections::HashMap::new()).await?;
-        tally(&mut state, &mut report, counters, n, o);
-        pace = Pace::new(0);
-        collector = Some(c);
+        let o = delete_everywhere(nuage, c, &interrupted, &std::collections::HashMap::new()).await?;
+        tally(&mut state, report, counters, n, o);
+    }
+    // Whether the cursor may be saved: with a claim, only while it holds.
+    async fn may_save(nuage: &Nuage, claimed: &mut Option<&mut Claimed>) -> nuage_meta::Result<bool> {
+        match claimed.as_deref_mut() {
+            Some(c) => c.renew(nuage).await,
+            None => Ok(true),
+        }
     }
     loop {
         let page = match kind {
@@ -673,7 +756,8 @@ pub async fn run_pass(
             _ => nuage.meta.chunks_after(state.cursor, BATCH).await?,
         };
         let Some(last) = page.last().map(|c| c.address) else { break };
-        if let Some(c) = collector.as_mut() {
+        if kind == Kind::Gc {
+            let c = claimed.as_deref_mut().expect("the collector works under its claim");
             if c.lost {
                 break;
             }
@@ -681,9 +765,8 @@ pub async fn run_pass(
             let sizes = page.iter().map(|c| (c.address, c.stored_size)).collect();
             let doomed = nuage.meta.start_deletions(&addresses, cutoff).await?;
             let o = delete_everywhere(nuage, c, &doomed, &sizes).await?;
-            tally(&mut state, &mut report, counters, page.len() as u64, o);
-        }
-        if kind != Kind::Gc {
+            tally(&mut state, report, counters, page.len() as u64, o);
+        } else {
             // IN_FLIGHT chunks at a time, each in a task of its own (a task waiting for the
             // database or a provider never holds up the others, nor the pace's sleep them);
             // outcomes are tallied, and the cursor moved, in address order, so that a saved
@@ -703,7 +786,7 @@ pub async fn run_pass(
                 let bytes = o.bytes;
                 results[i] = Some(o);
                 while let Some(o) = results.get_mut(tallied).and_then(Option::take) {
-                    tally(&mut state, &mut report, counters, 1, o);
+                    tally(&mut state, report, counters, 1, o);
                     state.cursor = Some(page[tallied].address);
                     tallied += 1;
                 }
@@ -712,6 +795,9 @@ pub async fn run_pass(
                 // restart resumes after the chunks done.
                 if saved.elapsed() >= SAVE_EVERY {
                     if persist {
+                        if !may_save(nuage, &mut claimed).await? {
+                            return Ok(state);
+                        }
                         nuage.meta.save_worker_state(&state).await?;
                     }
                     saved = Instant::now();
@@ -722,44 +808,23 @@ pub async fn run_pass(
         }
         state.cursor = Some(last);
         if persist {
+            if !may_save(nuage, &mut claimed).await? {
+                return Ok(state);
+            }
             nuage.meta.save_worker_state(&state).await?;
             saved = Instant::now();
         }
         progress(&state);
     }
-    if let Some(mut c) = collector {
+    if kind == Kind::Gc {
+        let c = claimed.expect("the collector works under its claim");
         // Not resumable: a listing is cheap next to deleting, and a restart lists again.
         if !c.lost {
-            let o = collect_strays(nuage, &mut c, cutoff).await?;
-            tally(&mut state, &mut report, counters, 0, o);
-        }
-        nuage.meta.release_collector(&c.owner).await?;
-        if c.lost {
-            // The pass is not complete: the next one resumes from the saved cursor.
-            report.note = Some("another collector took over; stopped".into());
-            return Ok(report);
+            let o = collect_strays(nuage, c, cutoff).await?;
+            tally(&mut state, report, counters, 0, o);
         }
     }
-    state.cursor = None;
-    state.passes += 1;
-    state.last_pass_at = Some(now_ms());
-    state.last_pass_found = Some(state.found);
-    if persist {
-        nuage.meta.save_worker_state(&state).await?;
-    } else {
-        // A pass run by hand (`nuage admin scrub`) is recorded under a name of its own, so
-        // that `admin status` shows it and the background worker's next save keeps it.
-        let mut by_hand = nuage.meta.worker_state(&format!("{} (by hand)", kind.name())).await?;
-        by_hand.passes += 1;
-        by_hand.pass_started_at = state.pass_started_at;
-        by_hand.last_pass_at = state.last_pass_at;
-        by_hand.last_pass_found = state.last_pass_found;
-        (by_hand.chunks, by_hand.bytes, by_hand.found) = (state.chunks, state.bytes, state.found);
-        nuage.meta.save_worker_state(&by_hand).await?;
-    }
-    counters.passes.fetch_add(1, Ordering::Relaxed);
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    Ok(state)
 }
 
 /// Starts the background workers whose period is not 0 (a pass interrupted by a restart
@@ -881,6 +946,8 @@ async fn drains(nuage: Arc<Nuage>, mut seen: tokio::sync::watch::Receiver<Vec<(S
                 }
             }
             inactive => match run_pass(&nuage, Kind::Migrate, true, |_| {}).await {
+                // Another server drains: it also ends the drains.
+                Ok(r) if r.claimed_elsewhere => {}
                 Ok(r) => {
                     if r.chunks > 0 {
                         tracing::info!(
@@ -940,6 +1007,12 @@ fn periodic(nuage: &Arc<Nuage>) -> Vec<tokio::task::JoinHandle<()>> {
                         continue;
                     }
                     match run_pass(&nuage, kind, true, |_| {}).await {
+                        // Another server runs this pass; look again later (its cursor says
+                        // when it is done, and then the next pass is due one period on).
+                        Ok(r) if r.claimed_elsewhere => {
+                            tokio::time::sleep(Duration::from_millis(every_ms.clamp(1_000, 10_000) as u64))
+                                .await;
+                        }
                         Ok(r) => tracing::info!(
                             "{}: pass done: {} chunks, {} bytes, {} found, {} skipped, {:.1} s",
                             kind.name(),

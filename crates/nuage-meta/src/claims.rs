@@ -1,0 +1,191 @@
+//! Claims on the workers' passes: one process at a time does each worker's work (scrub,
+//! repair, migrate, the collector) over the one cursor all servers share.
+//!
+//! A claim is the worker's row in `workers` (`owner`, `owner_until`), renewed by its holder
+//! before every batch. What tells a holder dead differs by backend:
+//!
+//! - **PostgreSQL**: a session advisory lock (`pg_try_advisory_lock` on the worker's key),
+//!   taken on a connection detached from the pool and kept for the claim's life. The lock
+//!   belongs to that session: a process killed (or cut from the database) loses it when
+//!   the server ends the session, and another server claims at once; a process that only
+//!   stalls keeps it. No host name or pid is trusted, so containers that share a host name
+//!   cannot see a live holder as dead.
+//! - **SQLite** (one machine, the server and `nuage admin` on one file): the row alone, taken
+//!   by compare and set; a holder is dead when its claim ran out or `is_gone` says so (the
+//!   caller checks the pid of a holder on this machine).
+
+use sqlx::{AnyConnection, Row};
+
+use crate::sql::{Backend, now_ms};
+use crate::{Meta, Result};
+
+/// The first key of nuage's worker locks (`pg_try_advisory_lock(int, int)`; a key space of
+/// its own, apart from the one-key locks of `sql.rs`): "nuag".
+const LOCK_SPACE: i32 = 0x6e75_6167;
+
+/// The second key: a worker's name, hashed.
+fn lock_key(worker: &str) -> i32 {
+    let h = blake3::hash(worker.as_bytes());
+    i32::from_le_bytes(h.as_bytes()[..4].try_into().expect("4 bytes"))
+}
+
+/// One process's claim on a worker's pass (see the module doc). Give it back with
+/// [`Meta::release_claim`]; dropped, it ends with its session (PostgreSQL) or runs out
+/// (SQLite).
+pub struct Claim {
+    worker: String,
+    owner: String,
+    /// PostgreSQL: the session that holds the worker's advisory lock.
+    session: Option<AnyConnection>,
+}
+
+impl std::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claim").field("worker", &self.worker).field("owner", &self.owner).finish()
+    }
+}
+
+impl Claim {
+    /// Who holds it.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+}
+
+impl Meta {
+    /// Claims `worker`'s pass for `owner` until `until` (Unix ms), if no live process holds
+    /// it; `None` if one does. `is_gone(other)` (SQLite only) says whether the process that
+    /// holds it is known to be dead.
+    pub async fn claim_worker(
+        &self,
+        worker: &str,
+        owner: &str,
+        until: i64,
+        is_gone: impl Fn(&str) -> bool,
+    ) -> Result<Option<Claim>> {
+        let session = match self.backend() {
+            Backend::Postgres => {
+                let mut session = self.pool.acquire().await?.detach();
+                let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+                    .bind(LOCK_SPACE)
+                    .bind(lock_key(worker))
+                    .fetch_one(&mut session)
+                    .await?;
+                if !held {
+                    return Ok(None); // a live session holds it (the session closes here)
+                }
+                Some(session)
+            }
+            Backend::Sqlite => None,
+        };
+        let _w = self.write_guard().await;
+        let now = now_ms();
+        sqlx::query("INSERT INTO workers (name, updated_at) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(worker)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        if session.is_some() {
+            // The lock says no live process holds it: the row is only a record of who does.
+            sqlx::query("UPDATE workers SET owner = $1, owner_until = $2 WHERE name = $3")
+                .bind(owner)
+                .bind(until)
+                .bind(worker)
+                .execute(&self.pool)
+                .await?;
+            return Ok(Some(Claim { worker: worker.to_owned(), owner: owner.to_owned(), session }));
+        }
+        let row = sqlx::query("SELECT owner, owner_until FROM workers WHERE name = $1")
+            .bind(worker)
+            .fetch_one(&self.pool)
+            .await?;
+        let (current, current_until): (Option<String>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+        let free = match &current {
+            None => true,
+            Some(o) if o == owner => true,
+            Some(o) => current_until.is_none_or(|u| u < now) || is_gone(o),
+        };
+        if !free {
+            return Ok(None);
+        }
+        // Compare and set: another claimant that read the same row loses.
+        let changed = sqlx::query(
+            "UPDATE workers SET owner = $1, owner_until = $2 WHERE name = $3 \
+             AND COALESCE(owner, '') = $4 AND COALESCE(owner_until, 0) = $5",
+        )
+        .bind(owner)
+        .bind(until)
+        .bind(worker)
+        .bind(current.unwrap_or_default())
+        .bind(current_until.unwrap_or(0))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok((changed == 1).then(|| Claim {
+            worker: worker.to_owned(),
+            owner: owner.to_owned(),
+            session: None,
+        }))
+    }
+
+    /// Renews `claim` until `until`: whether it still holds. A holder that lost its claim
+    /// (its session ended, or on SQLite another process took over after it ran out) stops.
+    pub async fn renew_claim(&self, claim: &mut Claim, until: i64) -> Result<bool> {
+        if let Some(session) = claim.session.as_mut() {
+            if sqlx::query("SELECT 1").execute(&mut *session).await.is_err() {
+                claim.session = None; // the lock went with the session
+                return Ok(false);
+            }
+            let _w = self.write_guard().await;
+            sqlx::query("UPDATE workers SET owner = $1, owner_until = $2 WHERE name = $3")
+                .bind(&claim.owner)
+                .bind(until)
+                .bind(&claim.worker)
+                .execute(&self.pool)
+                .await?;
+            return Ok(true);
+        }
+        if self.backend() == Backend::Postgres {
+            return Ok(false); // lost before
+        }
+        let _w = self.write_guard().await;
+        let changed = sqlx::query("UPDATE workers SET owner_until = $1 WHERE name = $2 AND owner = $3")
+            .bind(until)
+            .bind(&claim.worker)
+            .bind(&claim.owner)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(changed == 1)
+    }
+
+    /// Gives `claim` back: another process may claim the worker at once.
+    pub async fn release_claim(&self, mut claim: Claim) -> Result<()> {
+        let _w = self.write_guard().await;
+        sqlx::query("UPDATE workers SET owner = NULL, owner_until = NULL WHERE name = $1 AND owner = $2")
+            .bind(&claim.worker)
+            .bind(&claim.owner)
+            .execute(&self.pool)
+            .await?;
+        if let Some(mut session) = claim.session.take() {
+            // Closing the session would free the lock too; unlocking first says so at once.
+            let _ = sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+                .bind(LOCK_SPACE)
+                .bind(lock_key(&claim.worker))
+                .execute(&mut session)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Who holds `worker`'s claim, and until when (none: nobody).
+    pub async fn claim_holder(&self, worker: &str) -> Result<Option<(String, i64)>> {
+        let row = sqlx::query("SELECT owner, owner_until FROM workers WHERE name = $1")
+            .bind(worker)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (owner, until): (Option<String>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+        Ok(owner.map(|o| (o, until.unwrap_or(0))))
+    }
+}
