@@ -9,7 +9,9 @@
 //!   the killed one holding its claims until the kill;
 //! - the claim of the killed server went to another server, and passes went on;
 //! - nothing a version references was deleted: every key reads back as its last
-//!   acknowledged write said.
+//!   acknowledged write said;
+//! - a server stopped with SIGTERM exits cleanly within the workers' deadline and holds no
+//!   claim after.
 //!
 //! Needs `NUAGE_TEST_PG_URL`; fails when `NUAGE_TEST_REQUIRE` names postgres and it is not
 //! set.
@@ -18,7 +20,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -236,10 +238,30 @@ fn three_servers_share_the_workers_one_pass_at_a_time() {
         }
     }
 
+    // A server stopped with SIGTERM stops its workers at the end of their batch, gives their
+    // claims back and exits cleanly, within the deadline.
+    let mut stopping = servers.pop().unwrap();
+    let stopped_pid = stopping.pid;
+    let began = Instant::now();
+    let sent = Command::new("kill").arg("-TERM").arg(stopped_pid.to_string()).status().unwrap();
+    assert!(sent.success());
+    assert!(stopping.server.child.wait().unwrap().success(), "a clean exit on SIGTERM");
+    assert!(began.elapsed() < Duration::from_secs(15), "stopped in {:?}", began.elapsed());
+    for worker in ["scrub", "repair", "gc", "migrate"] {
+        let holder = runtime.block_on(meta.claim_holder(worker)).unwrap();
+        assert!(
+            holder.as_ref().and_then(|(o, _)| owner_pid(o)) != Some(stopped_pid),
+            "{worker} still claimed by the stopped server: {holder:?}"
+        );
+    }
+    let stopped_lines = stopping.lines.clone();
+    drop(stopping);
+
     // One process at a time per worker, from every server's log (the killed one's too).
     let mut events: Vec<(String, String, bool, String)> = Vec::new();
     let mut logs: Vec<Arc<Mutex<Vec<String>>>> = servers.iter().map(|s| s.lines.clone()).collect();
     logs.push(killed_lines);
+    logs.push(stopped_lines);
     drop(servers); // stop them: their logs are complete
     let all_lines: Vec<String> = logs.iter().flat_map(|l| l.lock().unwrap().clone()).collect();
     events.extend(all_lines.iter().filter_map(|l| claim_event(l)));

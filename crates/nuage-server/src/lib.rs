@@ -29,18 +29,19 @@ pub use nuage_service::{Metrics, Nuage, auth, grants, workers};
 pub use openapi::document as openapi_document;
 pub use routes::router;
 
+/// How long the background workers have, once the server stops serving, to end their unit
+/// of work (a batch: its cursor saved, its claim given back) before they are dropped.
+pub const WORKERS_STOP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves the API on `listener` with the port's limits `http` until the process gets
-/// SIGINT or SIGTERM, then finishes the requests in flight. The housekeeping (grant key
-/// rotation, expired upload sessions) and the background workers run while it serves.
+/// SIGINT or SIGTERM, then finishes the requests in flight and stops the background workers
+/// (housekeeping, scrub, repair, the collector, drains), which run while it serves.
 pub async fn serve_on(nuage: Arc<Nuage>, listener: tokio::net::TcpListener, http: HttpConfig) -> Result<()> {
     http.validate()?;
-    let mut background = workers::spawn(&nuage);
-    background.push(nuage.spawn_housekeeping());
+    let background = workers::spawn(&nuage);
     let served = nuage_http::serve(listener, router(nuage), http, nuage_http::shutdown_signal())
         .await
         .context("serving");
-    for task in background {
-        task.abort();
-    }
+    background.stop(WORKERS_STOP_DEADLINE).await;
     served
 }

@@ -15,7 +15,8 @@
 //! - [`leases`]: how an upload keeps its chunks from the collector; the replica queue of
 //!   direct uploads ([`Replicas`]); [`grants`]: signing keys and their rotation;
 //!   [`metrics`]: the counters.
-//! - [`workers`]: scrub, repair, the collector and the drains, over the chunk index.
+//! - [`workers`]: scrub, repair, the collector and the drains, over the chunk index, each
+//!   a [`background::Worker`] that a [`background::Background`] runs and stops.
 //!
 //! - [`objects`]: writes (`Nuage::put_stream`), deletes and copies of versions.
 //! - [`read`]: reads with conditions and a range (`Nuage::read`, `Nuage::read_version`),
@@ -29,6 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod auth;
+pub mod background;
 pub mod config;
 pub mod error;
 pub mod grants;

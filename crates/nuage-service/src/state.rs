@@ -37,32 +37,6 @@ pub struct Nuage {
     pub(crate) open_failures: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
-impl Nuage {
-    /// Every ten minutes: rotates the grant key when it is due and forgets expired upload
-    /// sessions and chunk leases. Runs until the process ends.
-    pub fn spawn_housekeeping(self: &std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let nuage = self.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
-            loop {
-                tick.tick().await;
-                if let Err(e) = nuage.grants.rotate_if_due(&nuage.meta).await {
-                    tracing::warn!("grant key rotation: {e}");
-                }
-                if let Err(e) = nuage.meta.drop_upload_sessions_expired_before(nuage_meta::now_ms()).await {
-                    tracing::warn!("dropping expired upload sessions: {e}");
-                }
-                if let Err(e) = nuage.meta.drop_expired_leases().await {
-                    tracing::warn!("dropping expired chunk leases: {e}");
-                }
-                if let Err(e) = nuage.meta.drop_idle_attempts(nuage_meta::now_ms() - 3_600_000).await {
-                    tracing::warn!("dropping idle password attempts: {e}");
-                }
-            }
-        })
-    }
-}
-
 /// Chunks waiting for their other replicas.
 #[derive(Debug, Default)]
 pub struct Replicas {

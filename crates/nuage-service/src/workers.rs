@@ -38,6 +38,8 @@ use nuage_core::Address;
 use nuage_meta::{ChunkPlacements, PlacementState, ProviderState, WorkerState, now_ms};
 use serde::Serialize;
 
+use crate::ServiceResult;
+use crate::background::{Background, StopSignal, Worker, WorkerState as BgState};
 pub use crate::metrics::{Kind, WorkerCounters};
 pub use crate::registry::refresh_provider_states;
 use crate::state::Nuage;
@@ -75,6 +77,9 @@ pub struct PassReport {
     /// Another process holds (or took over) this worker's pass: this one did not do it.
     #[serde(skip)]
     pub claimed_elsewhere: bool,
+    /// The pass was stopped (the process is going down) before its end.
+    #[serde(skip)]
+    pub stopped: bool,
 }
 
 #[derive(Debug, Default)]
@@ -647,6 +652,18 @@ pub async fn run_pass(
     persist: bool,
     progress: impl Fn(&WorkerState),
 ) -> nuage_meta::Result<PassReport> {
+    run_pass_until(nuage, kind, persist, progress, &StopSignal::never()).await
+}
+
+/// [`run_pass`], ending early (its cursor saved, its claim given back, the pass not counted
+/// as done) when `stop` comes: at the end of a batch, or of a second's work within one.
+pub async fn run_pass_until(
+    nuage: &Arc<Nuage>,
+    kind: Kind,
+    persist: bool,
+    progress: impl Fn(&WorkerState),
+    stop: &StopSignal,
+) -> nuage_meta::Result<PassReport> {
     let started = Instant::now();
     let w = &nuage.config.workers;
     let pace = Pace::new(match kind {
@@ -671,13 +688,18 @@ pub async fn run_pass(
         };
         claimed = Some(c);
     }
-    let result = walk(nuage, kind, persist, &progress, &mut report, walk_pace, claimed.as_mut()).await;
+    let result = walk(nuage, kind, persist, &progress, &mut report, walk_pace, claimed.as_mut(), stop).await;
     // The claim goes back whatever the walk met.
     let lost = claimed.as_ref().is_some_and(|c| c.lost);
     if let Some(c) = claimed {
         c.release(nuage).await?;
     }
-    let mut state = result?;
+    let (mut state, finished) = result?;
+    if !finished && !lost {
+        report.note = Some(format!("{} pass stopped; the next start resumes it", kind.name()));
+        report.stopped = true;
+        return Ok(report);
+    }
     if lost {
         // The pass is not complete: the process that took it over resumes from the cursor.
         report.note = Some(format!("another process took the {} pass over; stopped", kind.name()));
@@ -707,8 +729,10 @@ pub async fn run_pass(
 }
 
 /// The walk of one pass, under `claimed` when it has a claim (which it renews before every
-/// save of the cursor, and stops at once when it is lost, saving nothing more): returns the
-/// state at its end (cursor not yet cleared).
+/// save of the cursor, and stops at once when it is lost, saving nothing more), until the
+/// end of the index or `stop`: returns the state (cursor not yet cleared) and whether it
+/// reached the end.
+#[allow(clippy::too_many_arguments)] // the pass's settings, its report, and its claim
 async fn walk(
     nuage: &Arc<Nuage>,
     kind: Kind,
@@ -717,7 +741,8 @@ async fn walk(
     report: &mut PassReport,
     mut pace: Pace,
     mut claimed: Option<&mut Claimed>,
-) -> nuage_meta::Result<WorkerState> {
+    stop: &StopSignal,
+) -> nuage_meta::Result<(WorkerState, bool)> {
     let mut state = if persist {
         nuage.meta.worker_state(kind.name()).await?
     } else {
@@ -750,6 +775,9 @@ async fn walk(
         }
     }
     loop {
+        if stop.is_set() {
+            return Ok((state, false)); // the cursor was saved after the last batch
+        }
         let page = match kind {
             Kind::Gc => nuage.meta.unreferenced_chunks(state.cursor, cutoff, BATCH).await?,
             Kind::Migrate => nuage.meta.chunks_on_draining(state.cursor, BATCH).await?,
@@ -793,23 +821,35 @@ async fn walk(
                 // A batch of large chunks at a slow pace lasts minutes: the cursor is saved
                 // at least every second within one, so `nuage admin status` moves and a
                 // restart resumes after the chunks done.
-                if saved.elapsed() >= SAVE_EVERY {
+                if saved.elapsed() >= SAVE_EVERY || (stop.is_set() && tasks.is_empty()) {
                     if persist {
                         if !may_save(nuage, &mut claimed).await? {
-                            return Ok(state);
+                            return Ok((state, false));
                         }
                         nuage.meta.save_worker_state(&state).await?;
                     }
                     saved = Instant::now();
                     progress(&state);
                 }
-                pace.account(bytes).await;
+                if stop.is_set() {
+                    // No new chunk: those under way finish, the cursor stops after them.
+                    spawned = page.len().max(spawned);
+                    if tasks.is_empty() {
+                        return Ok((state, false));
+                    }
+                }
+                // The pace's pause ends early when the stop comes.
+                let mut stopping = stop.clone();
+                tokio::select! {
+                    _ = pace.account(bytes) => {}
+                    _ = stopping.wait() => {}
+                }
             }
         }
         state.cursor = Some(last);
         if persist {
             if !may_save(nuage, &mut claimed).await? {
-                return Ok(state);
+                return Ok((state, false));
             }
             nuage.meta.save_worker_state(&state).await?;
             saved = Instant::now();
@@ -824,119 +864,167 @@ async fn walk(
             tally(&mut state, report, counters, 0, o);
         }
     }
-    Ok(state)
+    Ok((state, true))
 }
 
-/// Starts the background workers whose period is not 0 (a pass interrupted by a restart
-/// resumes at once; otherwise a pass starts one period after the last one started), and the
-/// drain of providers being drained.
-pub fn spawn(nuage: &Arc<Nuage>) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = periodic(nuage);
+/// Starts the background workers of a server ([`Background`]): the passes whose period is
+/// not 0 (a pass interrupted by a restart resumes at once; otherwise a pass starts one period
+/// after the last one started), the drain of providers being drained, the registry's
+/// follower, the recorder of read problems and the housekeeping.
+pub fn spawn(nuage: &Arc<Nuage>) -> Background {
+    let mut background = Background::new();
+    let w = nuage.config.workers;
+    for (kind, every) in
+        [(Kind::Scrub, w.scrub_every_secs), (Kind::Repair, w.repair_every_secs), (Kind::Gc, w.gc_every_secs)]
+    {
+        if every > 0 {
+            let every_ms = i64::try_from(every.saturating_mul(1000)).unwrap_or(i64::MAX);
+            background.spawn(Periodic { nuage: nuage.clone(), kind, every_ms, due_in_ms: 0 });
+        }
+    }
     let (inactive, seen) = tokio::sync::watch::channel(Vec::new());
-    tasks.push(tokio::spawn(provider_states(nuage.clone(), inactive)));
-    tasks.push(tokio::spawn(drains(nuage.clone(), seen)));
-    tasks.push(tokio::spawn(read_problems(nuage.clone())));
-    tasks
+    background.spawn(ProviderStates { nuage: nuage.clone(), inactive });
+    background.spawn(Drains { nuage: nuage.clone(), seen, closed: false });
+    background.spawn(ReadProblems { nuage: nuage.clone(), events: nuage.store.subscribe() });
+    background.spawn(Housekeeping { nuage: nuage.clone() });
+    background
 }
 
 /// What the chunk store met on reads and writes: a copy missing or corrupt (the read fell
 /// back to another copy, or failed) is logged, counted at `/metrics`, and its placement is
 /// recorded so (from `stored`, compare and set), so that the next repair pass (hourly by
 /// default) rewrites it rather than the weekly scrub finding it first.
-async fn read_problems(nuage: Arc<Nuage>) {
-    use nuage_blob::ProblemKind;
-    let mut events = nuage.store.subscribe();
-    loop {
-        let problem = match events.recv().await {
+struct ReadProblems {
+    nuage: Arc<Nuage>,
+    events: tokio::sync::broadcast::Receiver<nuage_blob::PlacementProblem>,
+}
+
+impl Worker for ReadProblems {
+    fn name(&self) -> &'static str {
+        "read problems"
+    }
+
+    async fn work(&mut self, stop: &StopSignal) -> ServiceResult<BgState> {
+        let mut stop = stop.clone();
+        let problem = tokio::select! {
+            p = self.events.recv() => p,
+            _ = stop.wait() => return Ok(BgState::Done),
+        };
+        let problem = match problem {
             Ok(p) => p,
             Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(
                     "{n} placement problems were not looked at (too many at once); the scrub finds them"
                 );
-                continue;
+                return Ok(BgState::Busy);
             }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(BgState::Done),
         };
-        let state = match problem.kind {
-            ProblemKind::Missing => PlacementState::Missing,
-            ProblemKind::Corrupt => PlacementState::Corrupt,
-            _ => continue,
-        };
-        let counter = if state == PlacementState::Missing {
-            &nuage.metrics.read_fallbacks_missing
-        } else {
-            &nuage.metrics.read_fallbacks_corrupt
-        };
-        let address = problem.address;
-        // A read tries providers in ranking order, and one that never held the chunk (added
-        // since, or weighted up) answers "missing" too: only a placement of the index that
-        // says `stored` is a copy lost. (A read first: no write for the others.)
-        match nuage.meta.held_chunks(&[*address.as_bytes()]).await {
-            Ok(held)
-                if held.get(address.as_bytes()).is_some_and(|(_, on)| on.contains(&problem.provider)) => {}
-            Ok(_) => continue,
-            Err(e) => {
-                tracing::warn!("chunk {address} is {state} on {}; looking it up: {e}", problem.provider);
-                continue;
-            }
+        record_problem(&self.nuage, problem).await;
+        Ok(BgState::Busy)
+    }
+
+    async fn wait_for_work(&mut self) {}
+}
+
+async fn record_problem(nuage: &Nuage, problem: nuage_blob::PlacementProblem) {
+    use nuage_blob::ProblemKind;
+    let state = match problem.kind {
+        ProblemKind::Missing => PlacementState::Missing,
+        ProblemKind::Corrupt => PlacementState::Corrupt,
+        _ => return,
+    };
+    let counter = if state == PlacementState::Missing {
+        &nuage.metrics.read_fallbacks_missing
+    } else {
+        &nuage.metrics.read_fallbacks_corrupt
+    };
+    let address = problem.address;
+    // A read tries providers in ranking order, and one that never held the chunk (added
+    // since, or weighted up) answers "missing" too: only a placement of the index that
+    // says `stored` is a copy lost. (A read first: no write for the others.)
+    match nuage.meta.held_chunks(&[*address.as_bytes()]).await {
+        Ok(held) if held.get(address.as_bytes()).is_some_and(|(_, on)| on.contains(&problem.provider)) => {}
+        Ok(_) => return,
+        Err(e) => {
+            tracing::warn!("chunk {address} is {state} on {}; looking it up: {e}", problem.provider);
+            return;
         }
-        match nuage
-            .meta
-            .change_placement(address.as_bytes(), &problem.provider, PlacementState::Stored, state, false)
-            .await
-        {
-            Ok(true) => {
-                crate::metrics::add(counter, 1);
-                tracing::warn!(
-                    "chunk {address} is {state} on {}: recorded, the next repair pass rewrites it",
-                    problem.provider
-                )
-            }
-            Ok(false) => {} // recorded already, or not a placement the index knows
-            Err(e) => tracing::warn!("chunk {address} is {state} on {}; recording it: {e}", problem.provider),
+    }
+    match nuage
+        .meta
+        .change_placement(address.as_bytes(), &problem.provider, PlacementState::Stored, state, false)
+        .await
+    {
+        Ok(true) => {
+            crate::metrics::add(counter, 1);
+            tracing::warn!(
+                "chunk {address} is {state} on {}: recorded, the next repair pass rewrites it",
+                problem.provider
+            )
         }
+        Ok(false) => {} // recorded already, or not a placement the index knows
+        Err(e) => tracing::warn!("chunk {address} is {state} on {}; recording it: {e}", problem.provider),
     }
 }
 
 /// Every two seconds, on its own: the providers' states from the database, so that a drain
 /// started by another process turns new writes away within that time, even while a long
 /// migrate pass runs; the providers that are not active go to the drain.
-async fn provider_states(
+struct ProviderStates {
     nuage: Arc<Nuage>,
     inactive: tokio::sync::watch::Sender<Vec<(String, ProviderState)>>,
-) {
-    loop {
-        match refresh_provider_states(&nuage).await {
+}
+
+impl Worker for ProviderStates {
+    fn name(&self) -> &'static str {
+        "provider states"
+    }
+
+    async fn work(&mut self, _: &StopSignal) -> ServiceResult<BgState> {
+        match refresh_provider_states(&self.nuage).await {
             Ok(now) => {
-                inactive.send_replace(now);
+                self.inactive.send_replace(now);
             }
             Err(e) => tracing::warn!("reading the providers' states: {e}"),
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(BgState::Throttled(Duration::from_secs(2)))
     }
+
+    async fn wait_for_work(&mut self) {}
 }
 
 /// While a provider is draining: migrate passes one after another (every two seconds at
 /// most), and after one that found nothing to move, the end of the drains. While one is
 /// drained: a look every two seconds for a placement a late commit left there.
-async fn drains(nuage: Arc<Nuage>, mut seen: tokio::sync::watch::Receiver<Vec<(String, ProviderState)>>) {
-    loop {
-        // The states as last read, and at least one refresh between two rounds.
-        if seen.changed().await.is_err() {
-            return; // the reader stopped: the server is going down
+struct Drains {
+    nuage: Arc<Nuage>,
+    seen: tokio::sync::watch::Receiver<Vec<(String, ProviderState)>>,
+    /// The reader of the states stopped: the server is going down.
+    closed: bool,
+}
+
+impl Worker for Drains {
+    fn name(&self) -> &'static str {
+        "migrate"
+    }
+
+    async fn work(&mut self, stop: &StopSignal) -> ServiceResult<BgState> {
+        if self.closed {
+            return Ok(BgState::Done);
         }
-        let inactive = seen.borrow_and_update().clone();
+        let inactive = self.seen.borrow_and_update().clone();
         match inactive {
             inactive if inactive.is_empty() => {}
             inactive if inactive.iter().all(|(_, s)| *s != ProviderState::Draining) => {
                 // Drained: a commit that raced the end of the drain may have left a placement
                 // there (PostgreSQL commits overlap); if so, take the drain up again.
-                match nuage.meta.placement_counts().await {
+                match self.nuage.meta.placement_counts().await {
                     Ok(counts) => {
                         for (name, _) in &inactive {
                             if counts.iter().any(|(p, _, n)| p == name && *n > 0)
                                 && let Err(e) =
-                                    nuage.meta.set_provider_state(name, ProviderState::Draining).await
+                                    self.nuage.meta.set_provider_state(name, ProviderState::Draining).await
                             {
                                 tracing::warn!("migrate: {e}");
                             }
@@ -945,7 +1033,7 @@ async fn drains(nuage: Arc<Nuage>, mut seen: tokio::sync::watch::Receiver<Vec<(S
                     Err(e) => tracing::warn!("migrate: {e}"),
                 }
             }
-            inactive => match run_pass(&nuage, Kind::Migrate, true, |_| {}).await {
+            inactive => match run_pass_until(&self.nuage, Kind::Migrate, true, |_| {}, stop).await {
                 // Another server drains: it also ends the drains.
                 Ok(r) if r.claimed_elsewhere => {}
                 Ok(r) => {
@@ -967,68 +1055,105 @@ async fn drains(nuage: Arc<Nuage>, mut seen: tokio::sync::watch::Receiver<Vec<(S
                     if r.found == 0
                         && r.skipped == 0
                         && !draining.is_empty()
-                        && let Err(e) = finish_drains(&nuage, &draining).await
+                        && let Err(e) = finish_drains(&self.nuage, &draining).await
                     {
                         tracing::warn!("migrate: {e}");
                     }
                 }
                 Err(e) => {
                     tracing::warn!("migrate: {e}; trying again in ten seconds");
-                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    return Ok(BgState::Throttled(Duration::from_secs(10)));
                 }
             },
+        }
+        Ok(BgState::Idle)
+    }
+
+    /// The states as last read, and at least one refresh between two rounds.
+    async fn wait_for_work(&mut self) {
+        if self.seen.changed().await.is_err() {
+            self.closed = true;
         }
     }
 }
 
-/// The workers that run a pass every period (scrub, repair, gc).
-fn periodic(nuage: &Arc<Nuage>) -> Vec<tokio::task::JoinHandle<()>> {
-    let w = nuage.config.workers;
-    [(Kind::Scrub, w.scrub_every_secs), (Kind::Repair, w.repair_every_secs), (Kind::Gc, w.gc_every_secs)]
-        .into_iter()
-        .filter(|(_, every)| *every > 0)
-        .map(|(kind, every)| {
-            let nuage = nuage.clone();
-            let every_ms = i64::try_from(every.saturating_mul(1000)).unwrap_or(i64::MAX);
-            tokio::spawn(async move {
-                loop {
-                    let wait = match nuage.meta.worker_state(kind.name()).await {
-                        Ok(s) if s.cursor.is_some() => 0,
-                        Ok(s) => {
-                            s.pass_started_at.map_or(0, |t| (t.saturating_add(every_ms) - now_ms()).max(0))
-                        }
-                        Err(e) => {
-                            tracing::warn!("{}: reading its state: {e}", kind.name());
-                            60_000
-                        }
-                    };
-                    if wait > 0 {
-                        tokio::time::sleep(Duration::from_millis(wait.min(60_000) as u64)).await;
-                        continue;
-                    }
-                    match run_pass(&nuage, kind, true, |_| {}).await {
-                        // Another server runs this pass; look again later (its cursor says
-                        // when it is done, and then the next pass is due one period on).
-                        Ok(r) if r.claimed_elsewhere => {
-                            tokio::time::sleep(Duration::from_millis(every_ms.clamp(1_000, 10_000) as u64))
-                                .await;
-                        }
-                        Ok(r) => tracing::info!(
-                            "{}: pass done: {} chunks, {} bytes, {} found, {} skipped, {:.1} s",
-                            kind.name(),
-                            r.chunks,
-                            r.bytes,
-                            r.found,
-                            r.skipped,
-                            r.seconds
-                        ),
-                        Err(e) => {
-                            tracing::warn!("{}: {e}; trying again in a minute", kind.name());
-                            tokio::time::sleep(Duration::from_secs(60)).await;
-                        }
-                    }
-                }
-            })
-        })
-        .collect()
+/// A worker that runs a pass every period (scrub, repair, gc).
+struct Periodic {
+    nuage: Arc<Nuage>,
+    kind: Kind,
+    every_ms: i64,
+    /// How long until the next pass is due, as the last look found.
+    due_in_ms: i64,
+}
+
+impl Worker for Periodic {
+    fn name(&self) -> &'static str {
+        self.kind.name()
+    }
+
+    async fn work(&mut self, stop: &StopSignal) -> ServiceResult<BgState> {
+        let kind = self.kind;
+        let s = self.nuage.meta.worker_state(kind.name()).await?;
+        self.due_in_ms = match s.pass_started_at {
+            _ if s.cursor.is_some() => 0,
+            Some(t) => (t.saturating_add(self.every_ms) - now_ms()).max(0),
+            None => 0,
+        };
+        if self.due_in_ms > 0 {
+            return Ok(BgState::Idle);
+        }
+        let r = run_pass_until(&self.nuage, kind, true, |_| {}, stop).await?;
+        if r.claimed_elsewhere {
+            // Another server runs this pass; look again later (its cursor says when it is
+            // done, and then the next pass is due one period on).
+            return Ok(BgState::Throttled(Duration::from_millis(self.every_ms.clamp(1_000, 10_000) as u64)));
+        }
+        if !r.stopped {
+            tracing::info!(
+                "{}: pass done: {} chunks, {} bytes, {} found, {} skipped, {:.1} s",
+                kind.name(),
+                r.chunks,
+                r.bytes,
+                r.found,
+                r.skipped,
+                r.seconds
+            );
+        }
+        Ok(BgState::Busy) // the next look says when the next pass is due
+    }
+
+    async fn wait_for_work(&mut self) {
+        tokio::time::sleep(Duration::from_millis(self.due_in_ms.clamp(0, 60_000) as u64)).await;
+    }
+}
+
+/// Every ten minutes: rotates the grant key when it is due and forgets expired upload
+/// sessions, chunk leases and idle password attempts.
+struct Housekeeping {
+    nuage: Arc<Nuage>,
+}
+
+impl Worker for Housekeeping {
+    fn name(&self) -> &'static str {
+        "housekeeping"
+    }
+
+    async fn work(&mut self, _: &StopSignal) -> ServiceResult<BgState> {
+        let nuage = &self.nuage;
+        if let Err(e) = nuage.grants.rotate_if_due(&nuage.meta).await {
+            tracing::warn!("grant key rotation: {e}");
+        }
+        if let Err(e) = nuage.meta.drop_upload_sessions_expired_before(now_ms()).await {
+            tracing::warn!("dropping expired upload sessions: {e}");
+        }
+        if let Err(e) = nuage.meta.drop_expired_leases().await {
+            tracing::warn!("dropping expired chunk leases: {e}");
+        }
+        if let Err(e) = nuage.meta.drop_idle_attempts(now_ms() - 3_600_000).await {
+            tracing::warn!("dropping idle password attempts: {e}");
+        }
+        Ok(BgState::Throttled(Duration::from_secs(600)))
+    }
+
+    async fn wait_for_work(&mut self) {}
 }
