@@ -31,6 +31,18 @@ struct Logged {
     server: Server,
     pid: u32,
     lines: Arc<Mutex<Vec<String>>>,
+    /// The thread that reads its log: it ends when the process has exited.
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Logged {
+    /// Its whole log, once it has exited (every line read).
+    fn log_after_exit(self) -> Arc<Mutex<Vec<String>>> {
+        let Logged { server, lines, reader, .. } = self;
+        drop(server); // killed, if it still runs
+        reader.join().unwrap();
+        lines
+    }
 }
 
 fn serve_logged(d: &Deployment) -> Logged {
@@ -40,7 +52,7 @@ fn serve_logged(d: &Deployment) -> Logged {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let kept = lines.clone();
     let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             kept.lock().unwrap().push(line);
         }
@@ -58,7 +70,7 @@ fn serve_logged(d: &Deployment) -> Logged {
     };
     std::thread::spawn(move || for _ in out {});
     let pid = child.id();
-    Logged { server: Server { child, url }, pid, lines }
+    Logged { server: Server { child, url }, pid, lines, reader }
 }
 
 /// `t` as the servers' logs write times: RFC 3339, UTC, microseconds (so that times compare
@@ -211,7 +223,7 @@ fn three_servers_share_the_workers_one_pass_at_a_time() {
         dead.server.child.kill().unwrap(); // SIGKILL
         dead.server.child.wait().unwrap();
         println!("killed server {pid}, which held the scrub's claim");
-        break (pid, log_time(at), dead.lines.clone());
+        break (pid, log_time(at), dead.log_after_exit());
     };
     std::thread::sleep(Duration::from_secs(secs - secs / 2));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -254,22 +266,25 @@ fn three_servers_share_the_workers_one_pass_at_a_time() {
             "{worker} still claimed by the stopped server: {holder:?}"
         );
     }
-    let stopped_lines = stopping.lines.clone();
-    drop(stopping);
+    let stopped_lines = stopping.log_after_exit();
+    // Passes went on to their end, the scrub's too (taken over from the server killed).
+    for (worker, least) in [("scrub", 1), ("repair", 2), ("gc", 3)] {
+        let done = runtime.block_on(meta.worker_state(worker)).unwrap().passes;
+        assert!(done >= least, "{worker}: {done} passes done in {secs} s");
+    }
 
     // One process at a time per worker, from every server's log (the killed one's too).
     let mut events: Vec<(String, String, bool, String)> = Vec::new();
-    let mut logs: Vec<Arc<Mutex<Vec<String>>>> = servers.iter().map(|s| s.lines.clone()).collect();
+    let mut logs: Vec<Arc<Mutex<Vec<String>>>> = servers.into_iter().map(Logged::log_after_exit).collect();
     logs.push(killed_lines);
     logs.push(stopped_lines);
-    drop(servers); // stop them: their logs are complete
     let all_lines: Vec<String> = logs.iter().flat_map(|l| l.lock().unwrap().clone()).collect();
     events.extend(all_lines.iter().filter_map(|l| claim_event(l)));
     // The killed server's claims end at its death.
     let killed = |owner: &str| owner_pid(owner) == Some(killed_pid);
     events.sort();
     let mut holders: BTreeMap<String, String> = BTreeMap::new();
-    let mut passes: BTreeMap<String, BTreeMap<u32, usize>> = BTreeMap::new();
+    let mut claims: BTreeMap<String, BTreeMap<u32, usize>> = BTreeMap::new();
     let mut handed_over = false;
     for (time, worker, claimed, owner) in &events {
         if !claimed {
@@ -287,12 +302,12 @@ fn three_servers_share_the_workers_one_pass_at_a_time() {
             handed_over = true;
         }
         holders.insert(worker.clone(), owner.clone());
-        *passes.entry(worker.clone()).or_default().entry(owner_pid(owner).unwrap()).or_default() += 1;
+        *claims.entry(worker.clone()).or_default().entry(owner_pid(owner).unwrap()).or_default() += 1;
     }
-    println!("{read} keys read back; claims by worker and server pid: {passes:?}");
+    println!("{read} keys read back; claims by worker and server pid: {claims:?}");
     assert!(handed_over, "no other server claimed {killed_worker} after its holder was killed");
     for (worker, least) in [("scrub", 2), ("repair", 3), ("gc", 3)] {
-        let n: usize = passes.get(worker).map_or(0, |p| p.values().sum());
-        assert!(n >= least, "{worker}: only {n} passes claimed in {secs} s");
+        let n: usize = claims.get(worker).map_or(0, |p| p.values().sum());
+        assert!(n >= least, "{worker}: claimed only {n} times in {secs} s");
     }
 }

@@ -82,7 +82,7 @@ impl StopSignal {
     }
 }
 
-/// How a worker is doing, for `nuage admin status` and `/metrics`.
+/// How a worker is doing ([`Background::status`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerStatus {
     /// Its state after its last unit of work.
@@ -144,8 +144,8 @@ impl Background {
                     }
                     Err(e) => {
                         in_a_row = in_a_row.saturating_add(1);
-                        let wait =
-                            Duration::from_secs(1u64 << in_a_row.min(10).saturating_sub(1)).min(MAX_BACKOFF);
+                        // 1 s, 2 s, 4 s, … 512 s, then 10 min.
+                        let wait = Duration::from_secs(1u64 << (in_a_row - 1).min(10)).min(MAX_BACKOFF);
                         tracing::warn!("{name}: {e}; trying again in {} s", wait.as_secs());
                         let message = e.to_string();
                         set(&|s| {

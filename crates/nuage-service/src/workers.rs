@@ -357,6 +357,8 @@ const CLAIM_MS: i64 = 300_000;
 struct Claimed {
     claim: nuage_meta::Claim,
     kind: Kind,
+    /// The process is going down: stop at the end of the group of deletions.
+    stop: StopSignal,
     /// The collector's pace (deletions per second).
     pace: Pace,
     /// The claim was lost (another process took over): stop.
@@ -380,14 +382,19 @@ fn claim_is_gone(owner: &str) -> bool {
 
 impl Claimed {
     /// Claims `kind`'s pass for this process, if no other holds it.
-    async fn take(nuage: &Nuage, kind: Kind, pace: Pace) -> nuage_meta::Result<Option<Claimed>> {
+    async fn take(
+        nuage: &Nuage,
+        kind: Kind,
+        pace: Pace,
+        stop: &StopSignal,
+    ) -> nuage_meta::Result<Option<Claimed>> {
         let owner = format!("{}:{}:{:08x}", host(), std::process::id(), rand::random::<u32>());
         let until = now_ms().saturating_add(CLAIM_MS);
         let claim = nuage.meta.claim_worker(kind.name(), &owner, until, claim_is_gone).await?;
         if claim.is_some() {
             tracing::debug!("{}: pass claimed by {owner}", kind.name());
         }
-        Ok(claim.map(|claim| Claimed { claim, kind, pace, lost: false }))
+        Ok(claim.map(|claim| Claimed { claim, kind, stop: stop.clone(), pace, lost: false }))
     }
 
     /// Renews the claim; `false` (and `lost`) once another process holds it.
@@ -422,11 +429,20 @@ async fn delete_everywhere(
 ) -> nuage_meta::Result<Outcome> {
     let mut out = Outcome::default();
     for group in doomed.chunks(16) {
+        if collector.stop.is_set() {
+            break; // what is left stays recorded: the next pass finishes it first
+        }
         if !collector.renew(nuage).await? {
             tracing::warn!("gc: another collector took over; stopping");
             break;
         }
         let results = delete_from_providers(nuage, group).await;
+        // Still the collector? One that lost its claim meanwhile (its database session
+        // broke) leaves the group recorded as started, for the one that took over.
+        if !collector.renew(nuage).await? {
+            tracing::warn!("gc: another collector took over during a group of deletions; stopping");
+            break;
+        }
         for d in &results {
             if d.everywhere {
                 out.found += 1;
@@ -439,7 +455,11 @@ async fn delete_everywhere(
             }
         }
         nuage.meta.finish_deletions(&results).await?;
-        collector.pace.account(group.len() as u64).await;
+        let mut stopping = collector.stop.clone();
+        tokio::select! {
+            _ = collector.pace.account(group.len() as u64) => {}
+            _ = stopping.wait() => {}
+        }
     }
     Ok(out)
 }
@@ -472,7 +492,7 @@ pub async fn delete_from_providers(nuage: &Nuage, addresses: &[[u8; 32]]) -> Vec
 /// never race one in flight); when a collector is at work, nothing is done here, and the
 /// chunks are strays it will find. Returns how many were deleted everywhere.
 pub async fn discard_now(nuage: &Nuage, addresses: &[[u8; 32]]) -> nuage_meta::Result<u64> {
-    let Some(mut c) = Claimed::take(nuage, Kind::Gc, Pace::new(0)).await? else {
+    let Some(mut c) = Claimed::take(nuage, Kind::Gc, Pace::new(0), &StopSignal::never()).await? else {
         return Ok(0);
     };
     let result = async {
@@ -518,7 +538,7 @@ async fn collect_strays(nuage: &Nuage, collector: &mut Claimed, cutoff: i64) -> 
         let mut listed_whole = true;
         let mut listing = std::pin::pin!(listing.chunks(BATCH));
         while let Some(batch) = listing.next().await {
-            if collector.lost {
+            if collector.lost || collector.stop.is_set() {
                 return Ok(out);
             }
             let mut addresses = Vec::with_capacity(batch.len());
@@ -681,7 +701,7 @@ pub async fn run_pass_until(
     // and needs none.
     let mut claimed = None;
     if persist || kind == Kind::Gc {
-        let Some(c) = Claimed::take(nuage, kind, claim_pace).await? else {
+        let Some(c) = Claimed::take(nuage, kind, claim_pace, stop).await? else {
             report.note = Some(format!("another process is running the {} pass; nothing done", kind.name()));
             report.claimed_elsewhere = true;
             return Ok(report);
@@ -689,29 +709,71 @@ pub async fn run_pass_until(
         claimed = Some(c);
     }
     let result = walk(nuage, kind, persist, &progress, &mut report, walk_pace, claimed.as_mut(), stop).await;
-    // The claim goes back whatever the walk met.
-    let lost = claimed.as_ref().is_some_and(|c| c.lost);
+    // The end of the pass is saved under the claim (renewed first), and only then is the
+    // claim given back, whatever the walk met: the next holder reads a finished pass.
+    let outcome = match result {
+        Ok((mut state, finished)) => {
+            let held = match claimed.as_mut() {
+                Some(c) if !c.lost => c.renew(nuage).await,
+                Some(_) => Ok(false),
+                None => Ok(true),
+            };
+            match held {
+                Ok(true) if finished => {
+                    finish_pass(nuage, kind, persist, &mut state).await.map(|()| Ended::Done)
+                }
+                Ok(true) => Ok(Ended::Stopped),
+                Ok(false) => Ok(Ended::Lost),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    };
     if let Some(c) = claimed {
         c.release(nuage).await?;
     }
-    let (mut state, finished) = result?;
-    if !finished && !lost {
-        report.note = Some(format!("{} pass stopped; the next start resumes it", kind.name()));
-        report.stopped = true;
-        return Ok(report);
+    match outcome? {
+        Ended::Done => {}
+        Ended::Stopped => {
+            report.note = Some(format!("{} pass stopped; the next start resumes it", kind.name()));
+            report.stopped = true;
+            return Ok(report);
+        }
+        Ended::Lost => {
+            // The pass is not complete: the process that took it over resumes from the cursor.
+            report.note = Some(format!("another process took the {} pass over; stopped", kind.name()));
+            report.claimed_elsewhere = true;
+            return Ok(report);
+        }
     }
-    if lost {
-        // The pass is not complete: the process that took it over resumes from the cursor.
-        report.note = Some(format!("another process took the {} pass over; stopped", kind.name()));
-        report.claimed_elsewhere = true;
-        return Ok(report);
-    }
+    nuage.metrics.worker(kind).passes.fetch_add(1, Ordering::Relaxed);
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// How a pass under way ended.
+enum Ended {
+    /// Walked to its end, and recorded as done.
+    Done,
+    /// Stopped (the process goes down); its cursor is saved.
+    Stopped,
+    /// Its claim went to another process.
+    Lost,
+}
+
+/// Records a pass walked to its end: its cursor cleared, one more pass, when it ended.
+async fn finish_pass(
+    nuage: &Nuage,
+    kind: Kind,
+    persist: bool,
+    state: &mut WorkerState,
+) -> nuage_meta::Result<()> {
     state.cursor = None;
     state.passes += 1;
     state.last_pass_at = Some(now_ms());
     state.last_pass_found = Some(state.found);
     if persist {
-        nuage.meta.save_worker_state(&state).await?;
+        nuage.meta.save_worker_state(state).await?;
     } else {
         // A pass run by hand (`nuage admin scrub`) is recorded under a name of its own, so
         // that `admin status` shows it and the background worker's next save keeps it.
@@ -723,9 +785,7 @@ pub async fn run_pass_until(
         (by_hand.chunks, by_hand.bytes, by_hand.found) = (state.chunks, state.bytes, state.found);
         nuage.meta.save_worker_state(&by_hand).await?;
     }
-    nuage.metrics.worker(kind).passes.fetch_add(1, Ordering::Relaxed);
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    Ok(())
 }
 
 /// The walk of one pass, under `claimed` when it has a claim (which it renews before every
@@ -1034,8 +1094,8 @@ impl Worker for Drains {
                 }
             }
             inactive => match run_pass_until(&self.nuage, Kind::Migrate, true, |_| {}, stop).await {
-                // Another server drains: it also ends the drains.
-                Ok(r) if r.claimed_elsewhere => {}
+                // Another server drains: it also ends the drains. A stopped pass proves nothing.
+                Ok(r) if r.claimed_elsewhere || r.stopped => {}
                 Ok(r) => {
                     if r.chunks > 0 {
                         tracing::info!(
