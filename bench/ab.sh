@@ -26,7 +26,10 @@ export NUAGE_CLIENT_CONFIG=$work/client.toml
 unset NUAGE_SERVER NUAGE_TOKEN NUAGE_DATA_DIR NUAGE_CONFIG NUAGE_DATABASE_URL
 
 # Both builds share one target dir (the dependencies build once); each side's binaries are
-# copied out before the other builds over them.
+# copied out before the other builds over them. Cargo tells a path crate's sources changed by
+# their times, not their place: each side's tree is checked out just before it builds, so its
+# files are newer than anything the other side built (a tree older than the artifacts in the
+# target dir would be taken as built already).
 build() { # $1: side, $2: commit
     local tree=$work/tree-$1
     git worktree add -q --detach "$tree" "$2"
