@@ -209,3 +209,25 @@ fn every_error_code_the_server_answers_is_in_docs_api_md() {
         v.join("\n")
     });
 }
+
+/// The fronts turn requests into calls of the object service: a handler that calls the
+/// metadata store or the chunk store itself holds a rule the next front would copy.
+#[test]
+fn the_server_front_calls_the_service_not_the_stores() {
+    let root = workspace_root();
+    let mut found = Vec::new();
+    for f in rust_files(&root.join("crates/nuage-server/src")) {
+        let text = fs::read_to_string(&f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if code.contains(".meta.") || code.contains(".store.") {
+                found.push(format!("{}:{}: {}", f.strip_prefix(&root).unwrap().display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "nuage-server calls a store directly (add the operation to nuage-service and call it):\n{}",
+        found.join("\n")
+    );
+}

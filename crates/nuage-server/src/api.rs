@@ -11,14 +11,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use nuage_blob::Placement;
 use nuage_http::extract::{Json, Path};
-use nuage_meta::{Bucket, BucketPolicy};
+use nuage_meta::Bucket;
 
 use crate::Nuage;
 use crate::caller::Caller;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use nuage_service::names::check_bucket;
+use nuage_service::buckets::BucketSettings;
 
 /// The public keys that verify grants (for edges); no authentication needed.
 #[utoipa::path(get, path = "/v1/grant-keys", tag = "uploads",
@@ -51,21 +50,12 @@ pub(crate) async fn edges(State(nuage): State<Arc<Nuage>>) -> Json<EdgeList> {
     (status = 503, description = "The database does not answer"),
 ))]
 pub(crate) async fn healthz(State(nuage): State<Arc<Nuage>>) -> Response {
-    let db = nuage.meta.schema_version().await.is_ok();
-    let providers: Vec<_> = nuage
-        .store
-        .providers()
-        .iter()
-        .map(|p| serde_json::json!({"name": p.name(), "up": !p.is_down()}))
-        .collect();
-    let status = if db { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (
-        status,
-        Json(
-            serde_json::json!({"status": if db {"ok"} else {"database unreachable"}, "providers": providers}),
-        ),
-    )
-        .into_response()
+    let health = nuage.health().await;
+    let providers: Vec<_> =
+        health.providers.iter().map(|(name, up)| serde_json::json!({"name": name, "up": up})).collect();
+    let status = if health.database { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let text = if health.database { "ok" } else { "database unreachable" };
+    (status, Json(serde_json::json!({"status": text, "providers": providers}))).into_response()
 }
 
 /// Prometheus counters.
@@ -104,7 +94,7 @@ pub async fn issue_token(nuage: &Nuage, account_id: i64, name: &str) -> ApiResul
     (status = 200, body = AccountView), (status = 401, body = ErrorBody),
 ))]
 pub(crate) async fn account(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiResult<Json<AccountView>> {
-    let a = nuage.meta.account(caller.account_id).await?;
+    let a = nuage.account(*caller).await?;
     Ok(Json(AccountView {
         name: a.name,
         quota_bytes: a.quota_bytes,
@@ -136,8 +126,7 @@ pub(crate) async fn list_tokens(
     caller: Caller,
 ) -> ApiResult<Json<TokenList>> {
     let tokens = nuage
-        .meta
-        .tokens(caller.account_id)
+        .tokens(*caller)
         .await?
         .into_iter()
         .map(|t| TokenView {
@@ -168,11 +157,8 @@ pub(crate) async fn revoke_token(
         id.parse()
             .map_err(|_| ApiError::bad_request("invalid_request", "a token id is a number or `current`"))?
     };
-    if nuage.meta.revoke_token(caller.account_id, id).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::new(StatusCode::NOT_FOUND, "token_not_found", "no such active token"))
-    }
+    nuage.revoke_token(*caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// A bucket as the API shows it.
@@ -196,7 +182,7 @@ pub(crate) async fn list_buckets(
     State(nuage): State<Arc<Nuage>>,
     caller: Caller,
 ) -> ApiResult<Json<BucketList>> {
-    let buckets = nuage.meta.buckets(caller.account_id).await?.into_iter().map(bucket_view).collect();
+    let buckets = nuage.buckets(*caller).await?.into_iter().map(bucket_view).collect();
     Ok(Json(BucketList { buckets }))
 }
 
@@ -213,15 +199,7 @@ pub(crate) async fn create_bucket(
     Path(name): Path<String>,
     body: Option<Json<BucketRequest>>,
 ) -> ApiResult<(StatusCode, Json<BucketView>)> {
-    check_bucket(&name)?;
     let req = body.map(|b| b.0).unwrap_or_default();
-    let d = nuage.config.buckets;
-    let replicas = req.replicas.unwrap_or(d.replicas);
-    let write_quorum = req.write_quorum.unwrap_or(if req.replicas.is_some() {
-        replicas
-    } else {
-        d.write_quorum.unwrap_or(replicas)
-    });
     let e2e_key_id = req
         .e2e_key_id
         .as_deref()
@@ -234,18 +212,14 @@ pub(crate) async fn create_bucket(
             })
         })
         .transpose()?;
-    let policy = BucketPolicy {
-        replicas,
-        write_quorum,
-        keep_versions: req.keep_versions.unwrap_or(d.keep_versions),
+    let settings = BucketSettings {
+        replicas: req.replicas,
+        write_quorum: req.write_quorum,
+        keep_versions: req.keep_versions,
         e2e_key_id,
-        direct_upload: req.direct_upload.unwrap_or(false),
+        direct_upload: req.direct_upload,
     };
-    nuage
-        .store
-        .check_placement(Placement::replicas(replicas as usize).with_quorum(write_quorum as usize))
-        .map_err(|e| ApiError::bad_request("invalid_placement", e.to_string()))?;
-    let bucket = nuage.meta.create_bucket(caller.account_id, &name, policy).await?;
+    let bucket = nuage.create_bucket(*caller, &name, &settings).await?;
     Ok((StatusCode::CREATED, Json(bucket_view(bucket))))
 }
 
@@ -259,7 +233,7 @@ pub(crate) async fn bucket_info(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<BucketView>> {
-    Ok(Json(bucket_view(nuage.meta.bucket(caller.account_id, &name).await?)))
+    Ok(Json(bucket_view(nuage.bucket(*caller, &name).await?)))
 }
 
 /// Deletes a bucket with no live object.
@@ -274,6 +248,6 @@ pub(crate) async fn delete_bucket(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    nuage.meta.delete_bucket(caller.account_id, &name).await?;
+    nuage.delete_bucket(*caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -82,17 +82,5 @@ impl From<ServiceError> for ApiError {
     }
 }
 
-impl From<nuage_meta::Error> for ApiError {
-    fn from(e: nuage_meta::Error) -> Self {
-        ServiceError::from(e).into()
-    }
-}
-
-impl From<nuage_blob::Error> for ApiError {
-    fn from(e: nuage_blob::Error) -> Self {
-        ServiceError::from(e).into()
-    }
-}
-
 /// Result of a handler.
 pub type ApiResult<T> = Result<T, ApiError>;

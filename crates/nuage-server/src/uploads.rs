@@ -41,7 +41,7 @@ use crate::objects::{precondition, put_answer};
 #[utoipa::path(get, path = "/v1/uploads/settings", tag = "uploads", security(("token" = [])),
     responses((status = 200, body = UploadSettings), (status = 401, body = ErrorBody)))]
 pub async fn settings(State(nuage): State<Arc<Nuage>>, caller: Caller) -> ApiResult<Json<UploadSettings>> {
-    let secret = nuage.meta.account_secrets(caller.account_id).await?.convergence_secret;
+    let secret = nuage.convergence_secret(*caller).await?;
     let zstd_level = match nuage.seal.compression {
         Compression::None => 0,
         Compression::Zstd(level) => level,

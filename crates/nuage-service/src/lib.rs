@@ -6,6 +6,8 @@
 //! - [`error`]: [`ServiceError`], whose [`ErrorKind`] each front maps to its own answer
 //!   (an HTTP status and nuage's stable code for `/v1`; an S3 error code for S3). The
 //!   errors of the metadata store and the chunk store become service errors here, once.
+//! - [`buckets`]: accounts, tokens and buckets (a new bucket's settings and its
+//!   placement check), and health.
 //! - [`names`]: the rules of bucket names and object keys; [`auth`]: tokens, passwords,
 //!   the throttle of password checks, and who a token makes the caller.
 //! - [`providers`]: the rules of the provider registry (drain, add, remove), and the
@@ -31,6 +33,7 @@
 
 pub mod auth;
 pub mod background;
+pub mod buckets;
 pub mod config;
 pub mod error;
 pub mod grants;

@@ -1,0 +1,122 @@
+//! Accounts, their tokens and their buckets as every front sees them: the defaults of a
+//! new bucket's settings, the placement check, and health.
+
+use nuage_blob::Placement;
+use nuage_meta::{Account, Bucket, BucketPolicy, Token};
+
+use crate::auth::Caller;
+use crate::error::{ErrorKind, ServiceError, ServiceResult};
+use crate::names::check_bucket;
+use crate::state::Nuage;
+
+/// What a request to make a bucket says; what it leaves out comes from `[buckets]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BucketSettings {
+    /// Copies of each chunk.
+    pub replicas: Option<u32>,
+    /// Copies stored before a write succeeds; by default all of `replicas` when the
+    /// request names them, else the configured quorum.
+    pub write_quorum: Option<u32>,
+    /// Versions kept per key (0: all).
+    pub keep_versions: Option<u32>,
+    /// The content key id of an end-to-end bucket.
+    pub e2e_key_id: Option<[u8; 16]>,
+    /// Devices may upload chunks straight to providers.
+    pub direct_upload: Option<bool>,
+}
+
+/// The server's health: whether the database answers, and each provider with whether it
+/// is up.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// The database answered a query.
+    pub database: bool,
+    /// Every provider by name, and whether it is up.
+    pub providers: Vec<(String, bool)>,
+}
+
+impl Nuage {
+    /// The policy a new bucket gets from `settings` and the configured defaults, checked
+    /// against the providers there are (`invalid_placement`).
+    pub fn bucket_policy(&self, settings: &BucketSettings) -> ServiceResult<BucketPolicy> {
+        let d = self.config.buckets;
+        let replicas = settings.replicas.unwrap_or(d.replicas);
+        let write_quorum = settings.write_quorum.unwrap_or(if settings.replicas.is_some() {
+            replicas
+        } else {
+            d.write_quorum.unwrap_or(replicas)
+        });
+        self.store
+            .check_placement(Placement::replicas(replicas as usize).with_quorum(write_quorum as usize))
+            .map_err(|e| ServiceError::invalid("invalid_placement", e.to_string()))?;
+        Ok(BucketPolicy {
+            replicas,
+            write_quorum,
+            keep_versions: settings.keep_versions.unwrap_or(d.keep_versions),
+            e2e_key_id: settings.e2e_key_id,
+            direct_upload: settings.direct_upload.unwrap_or(false),
+        })
+    }
+
+    /// Makes a bucket of the caller's: `invalid_bucket_name`, `invalid_placement`,
+    /// `bucket_exists`.
+    pub async fn create_bucket(
+        &self,
+        caller: Caller,
+        name: &str,
+        settings: &BucketSettings,
+    ) -> ServiceResult<Bucket> {
+        check_bucket(name)?;
+        let policy = self.bucket_policy(settings)?;
+        Ok(self.meta.create_bucket(caller.account_id, name, policy).await?)
+    }
+
+    /// One of the caller's buckets (`bucket_not_found`).
+    pub async fn bucket(&self, caller: Caller, name: &str) -> ServiceResult<Bucket> {
+        Ok(self.meta.bucket(caller.account_id, name).await?)
+    }
+
+    /// The caller's buckets, by name.
+    pub async fn buckets(&self, caller: Caller) -> ServiceResult<Vec<Bucket>> {
+        Ok(self.meta.buckets(caller.account_id).await?)
+    }
+
+    /// Deletes one of the caller's buckets that holds no live object (`bucket_not_found`,
+    /// `bucket_not_empty`).
+    pub async fn delete_bucket(&self, caller: Caller, name: &str) -> ServiceResult<()> {
+        Ok(self.meta.delete_bucket(caller.account_id, name).await?)
+    }
+
+    /// The caller's account.
+    pub async fn account(&self, caller: Caller) -> ServiceResult<Account> {
+        Ok(self.meta.account(caller.account_id).await?)
+    }
+
+    /// The secret that makes the caller's chunk keys (smart uploads derive keys from it
+    /// on the device).
+    pub async fn convergence_secret(&self, caller: Caller) -> ServiceResult<[u8; 32]> {
+        Ok(self.meta.account_secrets(caller.account_id).await?.convergence_secret)
+    }
+
+    /// The caller's tokens, newest first.
+    pub async fn tokens(&self, caller: Caller) -> ServiceResult<Vec<Token>> {
+        Ok(self.meta.tokens(caller.account_id).await?)
+    }
+
+    /// Revokes one of the caller's active tokens (`token_not_found`).
+    pub async fn revoke_token(&self, caller: Caller, token_id: i64) -> ServiceResult<()> {
+        if self.meta.revoke_token(caller.account_id, token_id).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::new(ErrorKind::NotFound, "token_not_found", "no such active token"))
+        }
+    }
+
+    /// Whether the database answers, and which providers are up.
+    pub async fn health(&self) -> Health {
+        Health {
+            database: self.meta.schema_version().await.is_ok(),
+            providers: self.store.providers().iter().map(|p| (p.name().to_owned(), !p.is_down())).collect(),
+        }
+    }
+}
