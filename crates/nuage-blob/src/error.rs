@@ -19,10 +19,12 @@ pub enum Error {
         what: String,
     },
     /// A provider could not be reached or refused the request.
-    #[error("provider {provider}: {source}")]
+    #[error("provider {provider}: {operation}: {source}")]
     Provider {
         /// Provider name.
         provider: String,
+        /// What was asked of it.
+        operation: Operation,
         /// What OpenDAL reported.
         #[source]
         source: opendal::Error,
@@ -79,16 +81,90 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether trying again later may succeed (a provider down or slow), as opposed to a
-    /// request that can never succeed (bad configuration, wrong address).
+    /// Whether asking again at once may succeed. A provider's failure is temporary only
+    /// while OpenDAL says so: once its retry layer has tried and given up, the error is
+    /// persistent, and trying again at once only repeats what the layer did (the store's
+    /// health record and the workers' next pass are what try again later). A provider
+    /// marked down, and placements that could not all be served, are temporary: another
+    /// attempt may find the providers back.
     pub fn is_temporary(&self) -> bool {
         match self {
-            Error::Provider { source, .. } => {
-                source.is_temporary() || source.kind() == opendal::ErrorKind::Unexpected
-            }
+            Error::Provider { source, .. } => source.is_temporary(),
             Error::ProviderDown { .. } | Error::Unavailable { .. } | Error::QuorumNotMet { .. } => true,
             _ => false,
         }
+    }
+
+    /// The provider the error is about, when it is about one.
+    pub fn provider(&self) -> Option<&str> {
+        match self {
+            Error::ContainerMissing { provider, .. }
+            | Error::Provider { provider, .. }
+            | Error::ProviderDown { provider }
+            | Error::Corrupt { provider, .. } => Some(provider),
+            _ => None,
+        }
+    }
+
+    /// What was asked of the provider, for an error of a provider's answer.
+    pub fn operation(&self) -> Option<Operation> {
+        match self {
+            Error::Provider { operation, .. } => Some(*operation),
+            _ => None,
+        }
+    }
+}
+
+/// What a provider was asked to do, as errors and logs name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Build the provider from its configuration.
+    Open,
+    /// Check that its bucket or container exists.
+    Check,
+    /// Write, read back and delete a probe object.
+    Probe,
+    /// Store a chunk.
+    Write,
+    /// Make stored chunks durable (a local folder's sync).
+    Sync,
+    /// Look up whether it holds a chunk, and its size.
+    Stat,
+    /// Read a chunk.
+    Read,
+    /// Sign a request for a direct upload.
+    Presign,
+    /// Delete a chunk.
+    Delete,
+    /// List the chunks it holds.
+    List,
+    /// Remove the temporary files of interrupted writes.
+    Sweep,
+}
+
+impl Operation {
+    /// The one string form, as logs and messages show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Open => "open",
+            Operation::Check => "check",
+            Operation::Probe => "probe",
+            Operation::Write => "write",
+            Operation::Sync => "sync",
+            Operation::Stat => "stat",
+            Operation::Read => "read",
+            Operation::Presign => "presign",
+            Operation::Delete => "delete",
+            Operation::List => "list",
+            Operation::Sweep => "sweep",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

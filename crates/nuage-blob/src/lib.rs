@@ -22,6 +22,6 @@ mod store;
 
 pub use answer::{Presigned, PutOutcome};
 pub use config::{ProviderConfig, ProviderKind, Secret};
-pub use error::{Error, PlacementProblem, ProblemKind, Result};
+pub use error::{Error, Operation, PlacementProblem, ProblemKind, Result};
 pub use provider::Provider;
 pub use store::{ChunkStore, Placement, PutReport, Read, StoredChunk};

@@ -10,7 +10,7 @@ use opendal::{ErrorKind, Operator, services};
 
 use crate::fs::FsWriter;
 use crate::health::Health;
-use crate::{Error, Presigned, ProviderConfig, ProviderKind, PutOutcome, Result};
+use crate::{Error, Operation, Presigned, ProviderConfig, ProviderKind, PutOutcome, Result};
 
 /// One provider of chunk storage: an OpenDAL operator, a name, and a health record.
 #[derive(Debug, Clone)]
@@ -99,7 +99,7 @@ impl Provider {
             Err(e) if e.kind() == ErrorKind::NotFound || names_missing_container(&e) => {
                 Err(Error::ContainerMissing { provider: self.name().to_owned(), what: self.describe() })
             }
-            Err(source) => Err(Error::Provider { provider: self.name().to_owned(), source }),
+            Err(source) => Err(self.error(Operation::Check, source)),
         }
     }
 
@@ -125,7 +125,7 @@ impl Provider {
                 self.name(),
                 self.describe()
             ))),
-            Err(source) => Err(Error::Provider { provider: self.name().to_owned(), source }),
+            Err(source) => Err(self.error(Operation::Probe, source)),
         }
     }
 
@@ -140,7 +140,11 @@ impl Provider {
         }
     }
 
-    fn track<T>(&self, result: opendal::Result<T>) -> Result<T> {
+    fn error(&self, operation: Operation, source: opendal::Error) -> Error {
+        Error::Provider { provider: self.name().to_owned(), operation, source }
+    }
+
+    fn track<T>(&self, operation: Operation, result: opendal::Result<T>) -> Result<T> {
         match result {
             Ok(v) => {
                 self.inner.health.record_success();
@@ -150,11 +154,11 @@ impl Provider {
                 // An answer (no such object, no room left), not a failure of the provider:
                 // a full provider still serves reads.
                 self.inner.health.record_success();
-                Err(Error::Provider { provider: self.name().to_owned(), source: e })
+                Err(self.error(operation, e))
             }
             Err(e) => {
                 self.inner.health.record_failure();
-                Err(Error::Provider { provider: self.name().to_owned(), source: e })
+                Err(self.error(operation, e))
             }
         }
     }
@@ -168,14 +172,14 @@ impl Provider {
     pub async fn put(&self, address: &Address, bytes: Bytes) -> Result<PutOutcome> {
         if let Some(fs) = &self.inner.fs {
             let result = fs.put(address, bytes).await.map_err(|e| io_error("write", e));
-            return self.track(result);
+            return self.track(Operation::Write, result);
         }
         if self.exists(address).await? {
             return Ok(PutOutcome::AlreadyPresent);
         }
         // Object stores commit a PUT atomically and durably.
         let result = self.inner.op.write(&address.object_key(), bytes).await;
-        self.track(result).map(|_| PutOutcome::Written)
+        self.track(Operation::Write, result).map(|_| PutOutcome::Written)
     }
 
     /// Stores a chunk under its address even where the provider has an object of that name
@@ -185,10 +189,10 @@ impl Provider {
     pub async fn put_replace(&self, address: &Address, bytes: Bytes) -> Result<()> {
         if let Some(fs) = &self.inner.fs {
             let result = fs.replace(address, bytes).await.map_err(|e| io_error("write", e));
-            return self.track(result).map(|_| ());
+            return self.track(Operation::Write, result).map(|_| ());
         }
         let result = self.inner.op.write(&address.object_key(), bytes).await;
-        self.track(result).map(|_| ())
+        self.track(Operation::Write, result).map(|_| ())
     }
 
     /// Makes every put that returned before this call durable: one batched filesystem sync
@@ -199,7 +203,7 @@ impl Provider {
         match &self.inner.fs {
             Some(fs) => {
                 let result = fs.sync().await.map_err(|e| io_error("sync", e));
-                self.track(result)
+                self.track(Operation::Sync, result)
             }
             None => Ok(()),
         }
@@ -213,7 +217,7 @@ impl Provider {
     /// Whether the provider holds the address.
     pub async fn exists(&self, address: &Address) -> Result<bool> {
         let result = self.inner.op.stat(&address.object_key()).await;
-        match self.track(result) {
+        match self.track(Operation::Stat, result) {
             Ok(_) => Ok(true),
             Err(Error::Provider { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
@@ -223,7 +227,7 @@ impl Provider {
     /// The size of the stored object, `None` when the provider does not hold the address.
     pub async fn stored_size(&self, address: &Address) -> Result<Option<u64>> {
         let result = self.inner.op.stat(&address.object_key()).await;
-        match self.track(result) {
+        match self.track(Operation::Stat, result) {
             Ok(meta) => Ok(Some(meta.content_length())),
             Err(Error::Provider { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -233,7 +237,7 @@ impl Provider {
     /// The stored bytes, unverified: a missing chunk is `Ok(None)`.
     pub async fn get_raw(&self, address: &Address) -> Result<Option<Bytes>> {
         let result = self.inner.op.read(&address.object_key()).await;
-        match self.track(result) {
+        match self.track(Operation::Read, result) {
             Ok(buf) => Ok(Some(buf.to_bytes())),
             Err(Error::Provider { source, .. }) if source.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -270,7 +274,7 @@ impl Provider {
             return Ok(None);
         }
         let result = self.inner.op.presign_write(&address.object_key(), expire).await;
-        let request = self.track(result)?;
+        let request = self.track(Operation::Presign, result)?;
         let headers = request
             .header()
             .iter()
@@ -286,7 +290,7 @@ impl Provider {
     /// Deletes the chunk; deleting an absent chunk succeeds.
     pub async fn delete(&self, address: &Address) -> Result<()> {
         let result = self.inner.op.delete(&address.object_key()).await;
-        self.track(result)
+        self.track(Operation::Delete, result)
     }
 
     /// Every chunk address the provider holds (objects outside the chunk prefix, or with
@@ -294,9 +298,9 @@ impl Provider {
     pub async fn list(&self) -> Result<impl Stream<Item = Result<Address>> + use<>> {
         let name = self.name().to_owned();
         let lister = self.inner.op.lister_with(Address::OBJECT_PREFIX).recursive(true).await;
-        let lister = self.track(lister)?;
+        let lister = self.track(Operation::List, lister)?;
         Ok(lister
-            .map_err(move |source| Error::Provider { provider: name.clone(), source })
+            .map_err(move |source| Error::Provider { provider: name.clone(), operation: Operation::List, source })
             .try_filter_map(|entry| async move { Ok(Address::from_object_key(entry.path())) }))
     }
 
@@ -305,10 +309,9 @@ impl Provider {
     /// many.
     pub async fn sweep_temporary(&self, age: std::time::Duration) -> Result<u64> {
         match &self.inner.fs {
-            Some(fs) => fs.sweep_temporary(age).await.map_err(|e| Error::Provider {
-                provider: self.name().to_owned(),
-                source: io_error("sweep", e),
-            }),
+            Some(fs) => {
+                fs.sweep_temporary(age).await.map_err(|e| self.error(Operation::Sweep, io_error("sweep", e)))
+            }
             None => Ok(0),
         }
     }
@@ -335,7 +338,8 @@ fn build_operator(config: &ProviderConfig) -> Result<(Operator, Option<std::path
     // HTTP services need a process-wide transport; installing it twice is a no-op.
     opendal::install_default();
     let name = &config.name;
-    let invalid = |source: opendal::Error| Error::Provider { provider: name.clone(), source };
+    let invalid =
+        |source: opendal::Error| Error::Provider { provider: name.clone(), operation: Operation::Open, source };
     let mut fs_root = None;
     let op = match &config.kind {
         ProviderKind::Memory => Operator::new(services::Memory::default()),

@@ -423,3 +423,26 @@ async fn a_presigned_put_stores_the_chunk_without_credentials() {
         p.delete(&s.address).await.unwrap();
     }
 }
+
+/// A provider that cannot be reached: the error names the provider and what was asked of
+/// it, and is no longer temporary once the retry layer has tried and given up.
+#[tokio::test]
+async fn an_unreachable_provider_is_named_with_its_operation_and_not_temporary() {
+    // Port 1 on loopback: nothing listens there, so each attempt is refused at once.
+    let config = nuage_blob::ProviderConfig::new(
+        "gone",
+        nuage_blob::ProviderKind::S3 {
+            bucket: "b".into(),
+            endpoint: "http://127.0.0.1:1".into(),
+            access_key_id: "k".into(),
+            secret_access_key: nuage_blob::Secret("s".into()),
+            root: None,
+        },
+    )
+    .with_timeout(5);
+    let e = Provider::open(config).await.expect_err("nothing listens on port 1");
+    assert_eq!(e.provider(), Some("gone"), "{e}");
+    assert_eq!(e.operation(), Some(nuage_blob::Operation::Check), "{e}");
+    assert!(e.to_string().starts_with("provider gone: check: "), "{e}");
+    assert!(!e.is_temporary(), "the retry layer gave up, so asking again at once will not help: {e:?}");
+}
