@@ -53,6 +53,17 @@ pub enum Admin {
     /// server serves), or call a drain off.
     #[command(subcommand)]
     Provider(ProviderCmd),
+    /// The workers' paces: without WORKER, each one in effect; with WORKER and RATE, set it
+    /// for every server of the deployment, whose running passes follow within about three
+    /// seconds. RATE is bytes per second (deletions per second for gc), with an optional
+    /// suffix k, M, G (10^3…) or Ki, Mi, Gi (2^10…), `0` for unpaced, or `default` for the
+    /// configured `[workers] *_per_sec` again.
+    Pace {
+        /// scrub, repair, gc or migrate.
+        worker: Option<String>,
+        /// The new pace.
+        rate: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,9 +262,15 @@ pub async fn admin(cli: &Globals, cmd: &Admin) -> Result<()> {
             meta.close().await;
             return done;
         }
+        Admin::Pace { worker, rate } => {
+            let meta = Meta::open(&url).await.with_context(|| format!("opening {}", redacted(&url)))?;
+            let done = pace(cli, &config, &meta, worker.as_deref(), rate.as_deref()).await;
+            meta.close().await;
+            return done;
+        }
         Admin::Status => {
             let meta = Meta::open(&url).await.with_context(|| format!("opening {}", redacted(&url)))?;
-            status(cli, &meta).await?;
+            status(cli, &config, &meta).await?;
             meta.close().await;
             return Ok(());
         }
@@ -403,8 +420,10 @@ fn provider_settings(file: &std::path::Path) -> Result<nuage_blob::ProviderConfi
 }
 
 /// `nuage admin status`: the workers, the placements by state.
-async fn status(cli: &Globals, meta: &Meta) -> Result<()> {
+async fn status(cli: &Globals, config: &ServiceConfig, meta: &Meta) -> Result<()> {
     let workers = meta.worker_states().await?;
+    let paces = workers::paces(meta, &config.workers).await?;
+    let pace_of = |name: &str| paces.iter().find(|(k, _, _)| k.name() == name).map(|(k, rate, _)| (*k, *rate));
     let placements = meta.placement_counts().await?;
     let providers = meta.providers().await?;
     let (uploads, leased) = meta.lease_count().await?;
@@ -425,6 +444,7 @@ async fn status(cli: &Globals, meta: &Meta) -> Result<()> {
             .map(|w| {
                 serde_json::json!({
                     "name": w.name, "passes": w.passes, "last_pass_at": w.last_pass_at,
+                    "pace": pace_of(&w.name).map(|(_, rate)| rate),
                     "last_pass_found": w.last_pass_found,
                     "current": current(w).map(|(done, eta)| serde_json::json!({
                         "progress": done, "eta_secs": eta.round(), "chunks": w.chunks, "bytes": w.bytes, "found": w.found,
@@ -470,7 +490,8 @@ async fn status(cli: &Globals, meta: &Meta) -> Result<()> {
             ),
             None => String::new(),
         };
-        println!("  {:<8} {} passes; {last}{now_line}", w.name, w.passes);
+        let pace = pace_of(&w.name).map(|(k, rate)| format!("; pace {}", show_pace(k, rate))).unwrap_or_default();
+        println!("  {:<8} {} passes; {last}{now_line}{pace}", w.name, w.passes);
     }
     println!(
         "gc: {leased} chunks leased by {uploads} simple uploads in progress; {declared} chunks held by \
@@ -484,6 +505,67 @@ async fn status(cli: &Globals, meta: &Meta) -> Result<()> {
     println!("placements:");
     for (provider, state, count) in &placements {
         println!("  {provider:<12} {state:<8} {count}");
+    }
+    Ok(())
+}
+
+/// A pace as `nuage admin pace` reads it: a count with an optional decimal or binary suffix.
+fn parse_rate(text: &str) -> Result<u64> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, suffix) = text.split_at(digits);
+    let scale: u64 = match suffix {
+        "" => 1,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => bail!("RATE is a number with an optional suffix k, M, G, Ki, Mi or Gi (e.g. 20M), or `default`"),
+    };
+    let n: u64 = number.parse().with_context(|| format!("RATE {text:?} does not start with a number"))?;
+    n.checked_mul(scale).with_context(|| format!("RATE {text:?} is too large"))
+}
+
+/// Shows a pace for people.
+fn show_pace(kind: workers::Kind, rate: u64) -> String {
+    match (kind, rate) {
+        (_, 0) => "unpaced".to_owned(),
+        (workers::Kind::Gc, n) => format!("{n} deletions/s"),
+        (_, n) => format!("{}/s", crate::session::size(n)),
+    }
+}
+
+/// `nuage admin pace [WORKER [RATE]]`.
+async fn pace(
+    cli: &Globals,
+    config: &ServiceConfig,
+    meta: &Meta,
+    worker: Option<&str>,
+    rate: Option<&str>,
+) -> Result<()> {
+    let kind = worker
+        .map(|w| {
+            workers::Kind::from_name(w)
+                .with_context(|| format!("no worker {w:?}: WORKER is scrub, repair, gc or migrate"))
+        })
+        .transpose()?;
+    if let (Some(kind), Some(rate)) = (kind, rate) {
+        let rate = if rate == "default" { None } else { Some(parse_rate(rate)?) };
+        workers::set_pace(meta, kind, rate).await?;
+    }
+    let paces = workers::paces(meta, &config.workers).await?;
+    let shown = paces.iter().filter(|(k, _, _)| kind.is_none_or(|kind| kind == *k));
+    if cli.json {
+        let list: Vec<_> = shown
+            .map(|(k, rate, set)| serde_json::json!({"worker": k.name(), "rate": rate, "set_at_run_time": set}))
+            .collect();
+        println!("{}", serde_json::json!(list));
+    } else {
+        for (k, rate, set) in shown {
+            let whence = if *set { "set with `nuage admin pace`" } else { "configured" };
+            println!("{:<8} {} ({whence})", k.name(), show_pace(*k, *rate));
+        }
     }
     Ok(())
 }

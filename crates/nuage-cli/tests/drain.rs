@@ -386,3 +386,51 @@ fn walk(dir: &std::path::Path) -> usize {
         })
         .sum()
 }
+
+/// `nuage admin pace` changes a worker's pace for the running server (which reads it every
+/// two seconds, and shows it at `/metrics`), `default` brings the configured one back, and
+/// bad input is refused with nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paces_set_at_run_time_reach_the_running_server() {
+    let d = Deployment::new("").with_folders(WORKERS, &["a", "b"]);
+    d.ok(&["admin", "init"]);
+    let server = d.serve();
+    let pace = || metric(&server.url, "nuage_worker_pace{worker=\"migrate\"}");
+    // Polls the server's counter until it shows `want`; the server looks every two seconds.
+    let shows = |want: u64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while pace() != want {
+            assert!(Instant::now() < deadline, "the server's migrate pace is {}, not {want}", pace());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    assert_eq!(pace(), 8_000_000, "the configured pace");
+    let set = json(&d, &["admin", "pace", "migrate", "3Mi"]);
+    assert_eq!(set, serde_json::json!([{"worker": "migrate", "rate": 3 << 20, "set_at_run_time": true}]));
+    shows(3 << 20);
+    // The background tasks say how they are doing: the registry's follower (whose first
+    // unit of work has ended, since a later one read the new pace) pauses two seconds
+    // between its looks, and has not failed.
+    let task = |name: &str| format!("{{task=\"provider states\"{name}}}");
+    assert_eq!(metric(&server.url, &format!("nuage_background_state{}", task(",state=\"throttled\""))), 1);
+    assert_eq!(metric(&server.url, &format!("nuage_background_errors_total{}", task(""))), 0);
+    d.ok(&["admin", "pace", "migrate", "0"]);
+    shows(0);
+    let status = json(&d, &["admin", "pace"]);
+    assert_eq!(status.as_array().unwrap().len(), 4, "{status}");
+    assert!(d.ok(&["admin", "pace", "migrate"]).contains("unpaced (set with `nuage admin pace`)"));
+    for (args, says) in [
+        (&["admin", "pace", "nope", "1"][..], "WORKER is scrub, repair, gc or migrate"),
+        (&["admin", "pace", "scrub", "12X"][..], "optional suffix"),
+        (&["admin", "pace", "scrub", "M"][..], "does not start with a number"),
+        (&["admin", "pace", "scrub", "99999999999Gi"][..], "too large"),
+    ] {
+        let out = d.run(args, "");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && said.contains(says), "{args:?}: {said}");
+    }
+    let scrub = &json(&d, &["admin", "pace", "scrub"])[0];
+    assert_eq!(scrub["set_at_run_time"], false, "a refused pace changes nothing: {scrub}");
+    d.ok(&["admin", "pace", "migrate", "default"]);
+    shows(8_000_000);
+}

@@ -39,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0007_quota_and_chunk_owners.sql"),
         include_str!("../migrations/postgres/0007_quota_and_chunk_owners.sql"),
     ),
+    (
+        include_str!("../migrations/sqlite/0008_worker_paces.sql"),
+        include_str!("../migrations/postgres/0008_worker_paces.sql"),
+    ),
 ];
 
 /// The metadata store: a connection pool and what differs between the two backends.

@@ -90,6 +90,42 @@ impl Meta {
             .collect()
     }
 
+    /// The paces set at run time, by worker name: `(name, rate)`. A worker not listed runs
+    /// at its configured pace.
+    pub async fn worker_paces(&self) -> Result<Vec<(String, u64)>> {
+        let rows = sqlx::query("SELECT name, rate FROM worker_paces ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| {
+                let rate: i64 = r.try_get(1)?;
+                let rate = u64::try_from(rate).map_err(|_| crate::Error::Corrupt("a negative pace".into()))?;
+                Ok((r.try_get(0)?, rate))
+            })
+            .collect()
+    }
+
+    /// Sets worker `name`'s pace for every server of the deployment (`None`: back to the
+    /// configured one).
+    pub async fn set_worker_pace(&self, name: &str, rate: Option<u64>) -> Result<()> {
+        let _w = self.write_guard().await;
+        match rate {
+            Some(rate) => {
+                // Beyond 2^63 per second is unpaced in all but name.
+                let rate = i64::try_from(rate).unwrap_or(i64::MAX);
+                sqlx::query(
+                    "INSERT INTO worker_paces (name, rate, set_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET rate = excluded.rate, set_at = excluded.set_at",
+                )
+                .bind(name)
+                .bind(rate)
+                .bind(now_ms())
+                .execute(&self.pool)
+                .await?
+            }
+            None => sqlx::query("DELETE FROM worker_paces WHERE name = $1").bind(name).execute(&self.pool).await?,
+        };
+        Ok(())
+    }
+
     /// Saves a worker's state (its `updated_at` becomes now).
     pub async fn save_worker_state(&self, w: &WorkerState) -> Result<()> {
         let _w = self.write_guard().await;

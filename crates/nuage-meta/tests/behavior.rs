@@ -109,11 +109,11 @@ async fn migrations_are_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("meta.db").display());
     let first = Meta::open(&url).await.unwrap();
-    assert_eq!(first.schema_version().await.unwrap(), 7);
+    assert_eq!(first.schema_version().await.unwrap(), 8);
     first.create_account("a", None, None, [1; 32]).await.unwrap();
     first.close().await;
     let again = Meta::open(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 7);
+    assert_eq!(again.schema_version().await.unwrap(), 8);
     assert_eq!(again.account_by_name("a").await.unwrap().name, "a");
 }
 
@@ -221,6 +221,20 @@ async fn workers_page_the_index_in_address_order_and_keep_their_state() {
             (Some(seen[7]), 3, 2, Some(1234))
         );
         assert_eq!(m.chunks_after(back.cursor, 100).await.unwrap().len(), 25 - 8, "resumes after the cursor");
+        // Paces set at run time: set, changed, one beyond i64 kept as the most, and back to
+        // the configured one.
+        assert!(m.worker_paces().await.unwrap().is_empty());
+        m.set_worker_pace("scrub", Some(1_000)).await.unwrap();
+        m.set_worker_pace("migrate", Some(5)).await.unwrap();
+        m.set_worker_pace("scrub", Some(2_000)).await.unwrap();
+        m.set_worker_pace("gc", Some(u64::MAX)).await.unwrap();
+        assert_eq!(
+            m.worker_paces().await.unwrap(),
+            vec![("gc".to_owned(), i64::MAX as u64), ("migrate".to_owned(), 5), ("scrub".to_owned(), 2_000)]
+        );
+        m.set_worker_pace("scrub", None).await.unwrap();
+        m.set_worker_pace("scrub", None).await.unwrap();
+        assert_eq!(m.worker_paces().await.unwrap().len(), 2);
     })
     .await;
 }

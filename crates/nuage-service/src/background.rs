@@ -95,6 +95,10 @@ pub struct WorkerStatus {
     pub last_error: Option<String>,
 }
 
+/// Each worker's status by name, shared by a [`Background`] and whoever reports it (the
+/// counters at `/metrics`).
+pub type Statuses = Arc<Mutex<BTreeMap<&'static str, WorkerStatus>>>;
+
 /// The most a failing worker waits before it is called again.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
@@ -103,7 +107,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(600);
 pub struct Background {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
-    status: Arc<Mutex<BTreeMap<&'static str, WorkerStatus>>>,
+    status: Statuses,
 }
 
 impl Default for Background {
@@ -115,7 +119,12 @@ impl Default for Background {
 impl Background {
     /// No workers yet.
     pub fn new() -> Background {
-        Background { stop: watch::channel(false).0, tasks: JoinSet::new(), status: Arc::default() }
+        Background::reporting_to(Statuses::default())
+    }
+
+    /// No workers yet; their statuses will be kept in `status`.
+    pub fn reporting_to(status: Statuses) -> Background {
+        Background { stop: watch::channel(false).0, tasks: JoinSet::new(), status }
     }
 
     /// Starts `worker`.

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub gc: WorkerCounters,
     /// The drain's counters.
     pub migrate: WorkerCounters,
+    /// How each background worker of this process is doing.
+    pub background: crate::background::Statuses,
 }
 
 /// Adds `n` to a counter.
@@ -124,6 +126,43 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", kind.name(), c.load(Ordering::Relaxed));
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP nuage_worker_pace The pace in effect, bytes per second (gc: deletions per second; 0: unpaced)\n\
+             # TYPE nuage_worker_pace gauge"
+        );
+        for kind in Kind::ALL {
+            let pace = self.worker(kind).pace.load(Ordering::Relaxed);
+            let _ = writeln!(out, "nuage_worker_pace{{worker=\"{}\"}} {pace}", kind.name());
+        }
+        let background = self.background.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let _ = writeln!(
+            out,
+            "# HELP nuage_background_state The state of each background task of this process after its last unit of work\n\
+             # TYPE nuage_background_state gauge"
+        );
+        for (name, s) in &background {
+            for state in ["busy", "throttled", "idle", "done"] {
+                let on = u8::from(s.state == state);
+                let _ = writeln!(out, "nuage_background_state{{task=\"{name}\",state=\"{state}\"}} {on}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP nuage_background_errors_total Failed units of work of each background task\n\
+             # TYPE nuage_background_errors_total counter"
+        );
+        for (name, s) in &background {
+            let _ = writeln!(out, "nuage_background_errors_total{{task=\"{name}\"}} {}", s.errors);
+        }
+        let _ = writeln!(
+            out,
+            "# HELP nuage_background_errors_in_a_row Failures in a row now (0: the last unit of work went well)\n\
+             # TYPE nuage_background_errors_in_a_row gauge"
+        );
+        for (name, s) in &background {
+            let _ = writeln!(out, "nuage_background_errors_in_a_row{{task=\"{name}\"}} {}", s.errors_in_a_row);
+        }
         out
     }
 }
@@ -144,6 +183,11 @@ pub enum Kind {
 impl Kind {
     /// Every worker.
     pub const ALL: [Kind; 4] = [Kind::Scrub, Kind::Repair, Kind::Gc, Kind::Migrate];
+
+    /// The worker of this name ([`Kind::name`]).
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
 
     /// Its name, in the `workers` table and at `/metrics`.
     pub fn name(self) -> &'static str {
@@ -167,4 +211,7 @@ pub struct WorkerCounters {
     pub found: AtomicU64,
     /// Complete passes.
     pub passes: AtomicU64,
+    /// The pace in effect, bytes per second (deletions per second for the collector; 0:
+    /// unpaced): the configured one, or the one set at run time. Running passes read it.
+    pub pace: std::sync::Arc<AtomicU64>,
 }
