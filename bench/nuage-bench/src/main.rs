@@ -64,17 +64,6 @@ fn main() -> Result<()> {
     ));
     let pipeline = Pipeline { chunker: config, seal: raw, secret: secret.clone() };
     rows.push((
-        "chunk + seal + address + file hash (1 core)",
-        best(args.runs, n, || {
-            pipeline
-                .run(&data[..], |c| -> Result<(), ()> {
-                    std::hint::black_box(c);
-                    Ok(())
-                })
-                .unwrap();
-        }),
-    ));
-    rows.push((
         "chunk + seal + address + file hash (2 threads)",
         best(args.runs, n, || {
             pipeline

@@ -216,7 +216,7 @@ impl Client {
         let (p, owned) = (pipeline.clone(), path.to_owned());
         let sealer = tokio::task::spawn_blocking(move || -> ClientResult<Manifest> {
             p.run_parallel(file, |c| tx.blocking_send(c)).map_err(|e| match e {
-                PipelineError::Read(e) => io_err(&owned)(e),
+                PipelineError::Read { source, .. } => io_err(&owned)(source),
                 // The sender stopped on an error of its own, reported instead of this one.
                 PipelineError::Sink(_) => ClientError::Interrupted,
             })

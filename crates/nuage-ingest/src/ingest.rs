@@ -1,22 +1,22 @@
 //! Files and folders → chunks on providers, and back.
 //!
-//! Three stages, each bounded so memory stays flat whatever the input: a reader thread walks
-//! the files, chunks them and hashes each whole file; a sealer thread compresses, encrypts
-//! and addresses the chunks; the async side stores them with up to [`PUTS_IN_FLIGHT`]
+//! Three stages, each bounded so memory stays flat whatever the input: the chunk pipeline of
+//! nuage-core ([`Pipeline::run_many`]) over every file of the folder, one thread walking,
+//! chunking and hashing each whole file while another compresses, encrypts and addresses
+//! the chunks; then the async side, which stores them with up to [`PUTS_IN_FLIGHT`]
 //! concurrent puts. A chunk already stored during this run is not sent again.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use nuage_blob::{ChunkStore, StoredChunk};
-use nuage_core::pipeline::Pipeline;
-use nuage_core::{Address, Chunker, Manifest, ManifestEntry, chunk};
+use nuage_core::pipeline::{Input, Piece, Pipeline, PipelineError};
+use nuage_core::{Address, Manifest, chunk};
 use tokio::sync::mpsc as async_mpsc;
 
 use crate::{Snapshot, SnapshotFile};
@@ -126,16 +126,11 @@ pub fn walk(root: &Path) -> Result<Vec<(PathBuf, String)>, IngestError> {
     Ok(out)
 }
 
-enum Plain {
-    Chunk(Vec<u8>),
-    FileEnd { size: u64, hash: [u8; 32], stamp: FileStamp },
-    Unchanged { manifest: Manifest, stamp: FileStamp },
-}
-
-enum Sealed {
-    Chunk(chunk::SealedChunk),
-    FileEnd { size: u64, hash: [u8; 32], stamp: FileStamp },
-    Unchanged { manifest: Manifest, stamp: FileStamp },
+/// What comes back from the pipeline with each file: its stamp, and for a file known
+/// unchanged (not read) the manifest of the parent snapshot.
+struct FileTag {
+    stamp: FileStamp,
+    unchanged: Option<Manifest>,
 }
 
 /// How close to the start of an ingest a file's times may be before they are not trusted:
@@ -177,66 +172,29 @@ async fn ingest_trusting(
     let mut known: HashMap<String, (Manifest, FileStamp)> = parent
         .map(|p| p.files.into_iter().map(|f| (f.path, (f.manifest, f.stamp))).collect())
         .unwrap_or_default();
-    let (plain_tx, plain_rx) = mpsc::sync_channel::<Plain>(QUEUE);
-    let (sealed_tx, mut sealed_rx) = async_mpsc::channel::<Sealed>(QUEUE);
-
-    let chunker_config = pipeline.chunker;
-    let reader = std::thread::spawn(move || -> Result<(), IngestError> {
-        let mut chunker: Option<Chunker<File>> = None;
-        for (path, name) in files {
-            let file = File::open(&path).map_err(io_err(&path))?;
-            let meta = file.metadata().map_err(io_err(&path))?;
-            let stamp = FileStamp::of(&meta)
-                .filter(|s| s.mtime_ns < started_ns - racy_ns && s.ctime_ns < started_ns - racy_ns)
-                .unwrap_or_default();
-            if let Some((manifest, before)) = known.remove(&name)
-                && stamp.is_known()
-                && stamp == before
-                && manifest.size == meta.len()
-            {
-                if plain_tx.send(Plain::Unchanged { manifest, stamp }).is_err() {
-                    return Ok(());
-                }
-                continue;
-            }
-            let chunker = match &mut chunker {
-                Some(c) => {
-                    c.reset(file);
-                    c
-                }
-                None => chunker.insert(
-                    Chunker::new(file, chunker_config)
-                        .map_err(|e| IngestError::Io { path: path.clone(), source: io::Error::other(e) })?,
-                ),
-            };
-            let mut hasher = blake3::Hasher::new();
-            let mut size = 0u64;
-            while let Some(plain) = chunker.next_chunk().map_err(io_err(&path))? {
-                hasher.update(plain);
-                size += plain.len() as u64;
-                if plain_tx.send(Plain::Chunk(plain.to_vec())).is_err() {
-                    return Ok(()); // the consumer stopped on an error of its own
-                }
-            }
-            if plain_tx.send(Plain::FileEnd { size, hash: *hasher.finalize().as_bytes(), stamp }).is_err() {
-                return Ok(());
-            }
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    let (sealed_tx, mut sealed_rx) = async_mpsc::channel::<Piece<FileTag>>(QUEUE);
+    // Runs on the pipeline's chunking thread: opens each file, and passes those whose stamp
+    // and size the parent recorded without reading them.
+    let inputs = files.into_iter().map(move |(path, name)| -> io::Result<Input<File, FileTag>> {
+        let file = File::open(&path)?;
+        let meta = file.metadata()?;
+        let stamp = FileStamp::of(&meta)
+            .filter(|s| s.mtime_ns < started_ns - racy_ns && s.ctime_ns < started_ns - racy_ns)
+            .unwrap_or_default();
+        if let Some((manifest, before)) = known.remove(&name)
+            && stamp.is_known()
+            && stamp == before
+            && manifest.size == meta.len()
+        {
+            return Ok(Input::Pass(FileTag { stamp, unchanged: Some(manifest) }));
         }
-        Ok(())
+        Ok(Input::Read { reader: file, tag: FileTag { stamp, unchanged: None } })
     });
-    let secret = pipeline.secret.clone();
-    let seal_options = pipeline.seal;
-    let sealer = std::thread::spawn(move || {
-        for msg in plain_rx {
-            let out = match msg {
-                Plain::Chunk(plain) => Sealed::Chunk(chunk::seal(&secret, &plain, &seal_options)),
-                Plain::FileEnd { size, hash, stamp } => Sealed::FileEnd { size, hash, stamp },
-                Plain::Unchanged { manifest, stamp } => Sealed::Unchanged { manifest, stamp },
-            };
-            if sealed_tx.blocking_send(out).is_err() {
-                return;
-            }
-        }
+    let pipeline = pipeline.clone();
+    let cutting = std::thread::spawn(move || {
+        // A refused piece means the async side stopped on an error of its own.
+        pipeline.run_many(inputs, |piece| sealed_tx.blocking_send(piece).map_err(|_| ()))
     });
 
     let mut stats = IngestStats::default();
@@ -245,20 +203,14 @@ async fn ingest_trusting(
         root: std::path::absolute(root).unwrap_or_default().to_string_lossy().into_owned(),
         files: Vec::new(),
     };
-    let mut entries: Vec<ManifestEntry> = Vec::new();
     let mut puts = FuturesUnordered::new();
     let mut last_progress = Instant::now();
     let result: Result<(), IngestError> = async {
         while let Some(msg) = sealed_rx.recv().await {
             match msg {
-                Sealed::Chunk(sealed) => {
+                Piece::Chunk(sealed) => {
                     stats.chunks += 1;
                     stats.bytes_read += u64::from(sealed.plain_len);
-                    entries.push(ManifestEntry {
-                        address: sealed.address,
-                        key: sealed.key,
-                        plain_len: sealed.plain_len,
-                    });
                     if seen.insert(sealed.address) {
                         let chunk = StoredChunk::from(sealed);
                         puts.push(async move { store.put(&chunk).await });
@@ -268,13 +220,13 @@ async fn ingest_trusting(
                         }
                     }
                 }
-                Sealed::FileEnd { size, hash, stamp } => {
+                Piece::End { manifest, tag } => {
                     let path = names[snapshot.files.len()].clone();
-                    let manifest = Manifest { entries: std::mem::take(&mut entries), size, hash };
-                    snapshot.files.push(SnapshotFile { path, manifest, stamp });
+                    snapshot.files.push(SnapshotFile { path, manifest, stamp: tag.stamp });
                     stats.files += 1;
                 }
-                Sealed::Unchanged { manifest, stamp } => {
+                Piece::Passed(FileTag { stamp, unchanged }) => {
+                    let manifest = unchanged.expect("only files known unchanged are passed");
                     let path = names[snapshot.files.len()].clone();
                     stats.files += 1;
                     stats.files_unchanged += 1;
@@ -296,12 +248,16 @@ async fn ingest_trusting(
         Ok(())
     }
     .await;
-    drop(sealed_rx); // unblocks the sealer, then the reader, if we stopped early
-    let sealed_ok = sealer.join();
-    let read = reader.join().expect("reader thread panicked");
+    drop(sealed_rx); // unblocks the pipeline's threads, if we stopped early
+    let cut = cutting.join().expect("pipeline thread panicked");
     result?;
-    read?;
-    sealed_ok.expect("sealer thread panicked");
+    match cut {
+        Ok(()) | Err(PipelineError::Sink(_)) => {}
+        Err(PipelineError::Read { input, source }) => {
+            // A chunker configuration that does not hold fails before any file: the root.
+            return Err(io_err(paths.get(input).map_or(root, PathBuf::as_path))(source));
+        }
+    }
     progress(&stats);
     Ok(Ingested { snapshot, stats, elapsed: started.elapsed() })
 }

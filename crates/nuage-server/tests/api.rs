@@ -831,7 +831,7 @@ impl Env {
         };
         let mut chunks = std::collections::HashMap::new();
         let manifest = pipeline
-            .run(body, |c| -> Result<(), ()> {
+            .run_parallel(body, |c| -> Result<(), ()> {
                 if key.is_none() {
                     self.keys.lock().unwrap().insert(c.address, c.key);
                 }

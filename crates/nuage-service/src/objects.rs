@@ -347,7 +347,7 @@ impl Nuage {
         add(&self.metrics.bytes_in, bytes_in);
         match cutting.await {
             Ok(Ok(m)) => Ok((m, refs.into_values().collect())),
-            Ok(Err(PipelineError::Read(e))) => {
+            Ok(Err(PipelineError::Read { source: e, .. })) => {
                 tracing::debug!("upload body: {e}");
                 Err(ServiceError::incomplete(e))
             }
