@@ -15,8 +15,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 /// The workspace root (the folder of the top `Cargo.toml`).
+/// `cargo test` sets `CARGO_MANIFEST_DIR` when it runs a test, which holds even for a test
+/// binary built in another checkout sharing the target folder; the compile-time value
+/// serves when run otherwise.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits in the workspace root").to_owned()
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    dir.parent().expect("xtask sits in the workspace root").to_owned()
 }
 
 /// Every `.rs` file under `dir`, sorted.

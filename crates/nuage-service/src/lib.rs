@@ -18,7 +18,8 @@
 //!   direct uploads ([`Replicas`]); [`grants`]: signing keys and their rotation;
 //!   [`metrics`]: the counters.
 //! - [`workers`]: scrub, repair, the collector and the drains, over the chunk index, each
-//!   a [`background::Worker`] that a [`background::Background`] runs and stops.
+//!   a [`background::Worker`] that a [`background::Background`] runs and stops, at the
+//!   paces of `paces` (configured, or set while servers run).
 //!
 //! - [`objects`]: writes (`Nuage::put_stream`), deletes and copies of versions.
 //! - [`read`]: reads with conditions and a range (`Nuage::read`, `Nuage::read_version`),
@@ -41,6 +42,7 @@ pub mod leases;
 pub mod metrics;
 pub mod names;
 pub mod objects;
+mod paces;
 pub mod providers;
 pub mod read;
 mod registry;

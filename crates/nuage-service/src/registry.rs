@@ -105,7 +105,7 @@ impl Nuage {
         };
         // A provider being drained takes no new chunk from the first request on.
         refresh_provider_states(&nuage).await?;
-        crate::workers::follow_paces(&nuage).await?;
+        crate::paces::follow_paces(&nuage).await?;
         Ok(nuage)
     }
 }
