@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Before and after a change, in one run: the release binaries of two commits side by side,
-# the small-object load of bench/serve.sh (4 KiB, 64 clients, PUT then GET) on SQLite + a
-# local folder, alternated (before, after, after, before, …) so that the machine's drift
-# falls on both alike. Each round starts a fresh server. Prints one row per round and the
-# ratio after / before of the medians.
+# alternated (before, after, after, before, …) so that the machine's drift falls on both
+# alike. Prints one row per round and the ratio after / before of the medians.
+# - AB_LOAD=small (default): the small-object load of bench/serve.sh (4 KiB, 64 clients, PUT
+#   then GET) on SQLite + a local folder, a fresh server each round.
+# - AB_LOAD=ingest: `nuage ingest` of the data set (../shared/bench/make-dataset.sh, in
+#   NUAGE_DATASET, default /var/tmp/nuage-dataset) into a fresh data dir each round, page
+#   cache warm; the data dirs are deleted only at the end (see wait_for_deleted_inodes).
 # Usage: bash bench/ab.sh BEFORE [AFTER=HEAD] [objects=10000] [rounds=4]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,9 +41,49 @@ build() { # $1: side, $2: commit
     mkdir -p "$work/$1"
     cp "$CARGO_TARGET_DIR/release/nuage" "$CARGO_TARGET_DIR/release/small-objects" "$work/$1/"
 }
-echo "# $(date -u +%F) on $(nproc) cores: before $(git rev-parse --short "$BEFORE"), after $(git rev-parse --short "$AFTER"); $COUNT objects, $ROUNDS rounds each"
+LOAD=${AB_LOAD:-small}
+echo "# $(date -u +%F) on $(nproc) cores: before $(git rev-parse --short "$BEFORE"), after $(git rev-parse --short "$AFTER"); $LOAD, $ROUNDS rounds each"
 build before "$BEFORE"
 build after "$AFTER"
+
+if [ "$LOAD" = ingest ]; then
+    DATA=${NUAGE_DATASET:-/var/tmp/nuage-dataset}
+    BIN=$work/before
+    source bench/common.sh
+    if [ ! -d "$DATA" ]; then rebuild_dataset "$DATA"; wait_for_deleted_inodes; fi
+    bytes=$(du -sb --apparent-size "$DATA" | cut -f1)
+    files=$(find "$DATA" -type f | wc -l)
+    find "$DATA" -type f -print0 | xargs -0 cat > /dev/null
+    ingest_round() { # $1: side, $2: round
+        local t0 t1
+        t0=$(date +%s.%N)
+        "$work/$1/nuage" --data-dir "$work/data-$1-$2" --json ingest "$DATA" > /dev/null
+        t1=$(date +%s.%N)
+        printf '| %s, round %s | %.2f | %.0f |\n' "$1" "$2" "$(echo "$t1 - $t0" | bc -l)" \
+            "$(echo "$bytes / ($t1 - $t0) / 1000000" | bc -l)" | tee -a "$work/rows"
+    }
+    echo
+    echo "| first ingest of $files files, $bytes bytes, fs provider | s | MB/s |"
+    echo "|---|---|---|"
+    for r in $(seq "$ROUNDS"); do
+        if [ $((r % 2)) -eq 1 ]; then ingest_round before "$r"; ingest_round after "$r"; else ingest_round after "$r"; ingest_round before "$r"; fi
+    done
+    echo
+    awk -F'|' '
+        function median(side, col,   n, i, j, t, v) {
+            n = count[side]
+            for (i = 1; i <= n; i++) v[i] = cell[side, i, col]
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+            return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+        }
+        { side = ($2 ~ /before/) ? "before" : "after"; n = ++count[side]; cell[side, n, 3] = $3 + 0; cell[side, n, 4] = $4 + 0 }
+        END {
+            printf "| median | s | MB/s |\n|---|---|---|\n"
+            printf "| before | %g | %g |\n| after | %g | %g |\n", median("before", 3), median("before", 4), median("after", 3), median("after", 4)
+            printf "| after / before | %.2f | %.2f |\n", median("after", 3) / median("before", 3), median("after", 4) / median("before", 4)
+        }' "$work/rows"
+    exit 0
+fi
 
 round() { # $1: side, $2: round
     BIN=$work/$1

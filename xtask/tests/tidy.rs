@@ -221,7 +221,12 @@ fn the_server_front_calls_the_service_not_the_stores() {
         for (n, line) in text.lines().enumerate() {
             let code = line.split("//").next().unwrap_or("");
             if code.contains(".meta.") || code.contains(".store.") {
-                found.push(format!("{}:{}: {}", f.strip_prefix(&root).unwrap().display(), n + 1, line.trim()));
+                found.push(format!(
+                    "{}:{}: {}",
+                    f.strip_prefix(&root).unwrap().display(),
+                    n + 1,
+                    line.trim()
+                ));
             }
         }
     }
@@ -230,4 +235,39 @@ fn the_server_front_calls_the_service_not_the_stores() {
         "nuage-server calls a store directly (add the operation to nuage-service and call it):\n{}",
         found.join("\n")
     );
+}
+
+/// The states the store records are spelled once, in `nuage-meta/src/states.rs`: SQL binds
+/// `as_str()` (or formats the enum) rather than quoting a spelling of its own.
+#[test]
+fn sql_names_no_state_by_a_spelling_of_its_own() {
+    let root = workspace_root();
+    let states = fs::read_to_string(root.join("crates/nuage-meta/src/states.rs")).unwrap();
+    let spellings: Vec<String> = states
+        .split("spelled!(")
+        .skip(1)
+        .flat_map(|inv| {
+            let inv = &inv[..inv.find(");").unwrap_or(inv.len())];
+            inv.split("= \"")
+                .skip(1)
+                .filter_map(|s| s.split('"').next().map(str::to_owned))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(spellings.len() >= 10, "read only {spellings:?} from states.rs: the scan no longer reads it");
+    let mut found = Vec::new();
+    for f in rust_files(&root.join("crates/nuage-meta/src")) {
+        if f.ends_with("states.rs") {
+            continue;
+        }
+        let text = fs::read_to_string(&f).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            for s in &spellings {
+                if line.contains(&format!("'{s}'")) {
+                    found.push(format!("{}:{}: '{s}'", f.strip_prefix(&root).unwrap().display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "SQL that spells a state itself (bind its as_str()):\n{}", found.join("\n"));
 }

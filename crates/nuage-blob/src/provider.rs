@@ -48,6 +48,16 @@ impl Provider {
         Ok(provider)
     }
 
+    /// The longest one request to this provider (a stat, a delete, a small put) can last,
+    /// retries included: every attempt ends at the time-out, and the pauses between them are
+    /// short. What a process cut off from the database may still have in flight, this long
+    /// after its last request began (the collector waits this out before it finishes the
+    /// deletions of a holder that did not give its claim back).
+    pub fn longest_request(&self) -> std::time::Duration {
+        let attempts = RETRIES as u32 + 1;
+        self.inner.config.timeout() * attempts + RETRY_MAX_DELAY * 2 * RETRIES as u32
+    }
+
     /// The provider's name.
     pub fn name(&self) -> &str {
         &self.inner.config.name
@@ -300,7 +310,11 @@ impl Provider {
         let lister = self.inner.op.lister_with(Address::OBJECT_PREFIX).recursive(true).await;
         let lister = self.track(Operation::List, lister)?;
         Ok(lister
-            .map_err(move |source| Error::Provider { provider: name.clone(), operation: Operation::List, source })
+            .map_err(move |source| Error::Provider {
+                provider: name.clone(),
+                operation: Operation::List,
+                source,
+            })
             .try_filter_map(|entry| async move { Ok(Address::from_object_key(entry.path())) }))
     }
 
@@ -338,8 +352,11 @@ fn build_operator(config: &ProviderConfig) -> Result<(Operator, Option<std::path
     // HTTP services need a process-wide transport; installing it twice is a no-op.
     opendal::install_default();
     let name = &config.name;
-    let invalid =
-        |source: opendal::Error| Error::Provider { provider: name.clone(), operation: Operation::Open, source };
+    let invalid = |source: opendal::Error| Error::Provider {
+        provider: name.clone(),
+        operation: Operation::Open,
+        source,
+    };
     let mut fs_root = None;
     let op = match &config.kind {
         ProviderKind::Memory => Operator::new(services::Memory::default()),
@@ -391,10 +408,15 @@ fn build_operator(config: &ProviderConfig) -> Result<(Operator, Option<std::path
     let op =
         op.layer(TimeoutLayer::new().with_timeout(config.timeout()).with_io_timeout(config.timeout())).layer(
             RetryLayer::new()
-                .with_max_times(2)
+                .with_max_times(RETRIES)
                 .with_min_delay(std::time::Duration::from_millis(20))
-                .with_max_delay(std::time::Duration::from_millis(200))
+                .with_max_delay(RETRY_MAX_DELAY)
                 .with_jitter(),
         );
     Ok((op, fs_root))
 }
+
+/// Attempts after the first of a request that failed for now.
+const RETRIES: usize = 2;
+/// The longest pause between two attempts (jitter adds at most as much again).
+const RETRY_MAX_DELAY: std::time::Duration = std::time::Duration::from_millis(200);

@@ -124,6 +124,11 @@ impl ChunkStore {
         self.providers.read().expect("provider set lock").clone()
     }
 
+    /// The longest one request to any provider can last ([`Provider::longest_request`]).
+    pub fn longest_request(&self) -> std::time::Duration {
+        self.providers().iter().map(Provider::longest_request).max().unwrap_or_default()
+    }
+
     /// The provider with that name.
     pub fn provider(&self, name: &str) -> Option<Provider> {
         self.providers().iter().find(|p| p.name() == name).cloned()

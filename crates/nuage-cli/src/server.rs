@@ -423,7 +423,8 @@ fn provider_settings(file: &std::path::Path) -> Result<nuage_blob::ProviderConfi
 async fn status(cli: &Globals, config: &ServiceConfig, meta: &Meta) -> Result<()> {
     let workers = meta.worker_states().await?;
     let paces = workers::paces(meta, &config.workers).await?;
-    let pace_of = |name: &str| paces.iter().find(|(k, _, _)| k.name() == name).map(|(k, rate, _)| (*k, *rate));
+    let pace_of =
+        |name: &str| paces.iter().find(|(k, _, _)| k.name() == name).map(|(k, rate, _)| (*k, *rate));
     let placements = meta.placement_counts().await?;
     let providers = meta.providers().await?;
     let (uploads, leased) = meta.lease_count().await?;
@@ -490,7 +491,8 @@ async fn status(cli: &Globals, config: &ServiceConfig, meta: &Meta) -> Result<()
             ),
             None => String::new(),
         };
-        let pace = pace_of(&w.name).map(|(k, rate)| format!("; pace {}", show_pace(k, rate))).unwrap_or_default();
+        let pace =
+            pace_of(&w.name).map(|(k, rate)| format!("; pace {}", show_pace(k, rate))).unwrap_or_default();
         println!("  {:<8} {} passes; {last}{now_line}{pace}", w.name, w.passes);
     }
     println!(

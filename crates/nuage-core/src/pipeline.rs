@@ -144,7 +144,8 @@ impl Pipeline {
                             c.reset(reader);
                             c
                         }
-                        None => chunker.insert(Chunker::new(reader, config).map_err(|e| (n, io::Error::other(e)))?),
+                        None => chunker
+                            .insert(Chunker::new(reader, config).map_err(|e| (n, io::Error::other(e)))?),
                     };
                     let mut hasher = blake3::Hasher::new();
                     let mut size = 0u64;
@@ -174,9 +175,10 @@ impl Pipeline {
                         let _ = recycle_tx.send(plain);
                         Piece::Chunk(sealed)
                     }
-                    Cut::End { size, hash, tag } => {
-                        Piece::End { manifest: Manifest { entries: std::mem::take(&mut entries), size, hash }, tag }
-                    }
+                    Cut::End { size, hash, tag } => Piece::End {
+                        manifest: Manifest { entries: std::mem::take(&mut entries), size, hash },
+                        tag,
+                    },
                     Cut::Pass(tag) => Piece::Passed(tag),
                 };
                 if let Err(e) = sink(piece) {
@@ -289,7 +291,9 @@ mod tests {
             }
             Ok(())
         });
-        assert!(matches!(r, Err(PipelineError::Read { input: 1, ref source }) if source.to_string() == "disk gone"));
+        assert!(
+            matches!(r, Err(PipelineError::Read { input: 1, ref source }) if source.to_string() == "disk gone")
+        );
         assert_eq!(ended, [0], "what came before the failing input reached the sink");
         let opening = vec![Ok(Input::Pass(0)), Err(io::Error::other("no such file"))];
         let r = p.run_many::<&[u8], u32, (), _>(opening, |_| Ok(()));

@@ -318,9 +318,9 @@ impl Meta {
         let _w = self.write_guard().await;
         let done = sqlx::query(
             "INSERT INTO providers (name, scheme, region, state, weight, updated_at, settings) \
-             VALUES ($1, $2, $3, 'active', $4, $5, $6) ON CONFLICT (name) DO UPDATE SET \
-             scheme = excluded.scheme, region = excluded.region, state = 'active', weight = excluded.weight, \
-             updated_at = excluded.updated_at, settings = excluded.settings WHERE providers.state = 'removed'",
+             VALUES ($1, $2, $3, $7, $4, $5, $6) ON CONFLICT (name) DO UPDATE SET \
+             scheme = excluded.scheme, region = excluded.region, state = excluded.state, weight = excluded.weight, \
+             updated_at = excluded.updated_at, settings = excluded.settings WHERE providers.state = $8",
         )
         .bind(&p.name)
         .bind(&p.scheme)
@@ -328,6 +328,8 @@ impl Meta {
         .bind(i64::from(p.weight))
         .bind(now_ms())
         .bind(p.settings.clone())
+        .bind(ProviderState::Active.as_str())
+        .bind(ProviderState::Removed.as_str())
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 1 { Ok(()) } else { Err(Error::ProviderExists(p.name.clone())) }
@@ -344,8 +346,8 @@ impl Meta {
         let _w = self.write_guard().await;
         let now = now_ms();
         let done = sqlx::query(
-            "UPDATE providers SET state = 'removed', settings = NULL, updated_at = $1 WHERE name = $2 \
-             AND state = 'drained' AND NOT EXISTS (SELECT 1 FROM placements WHERE provider = $2) \
+            "UPDATE providers SET state = $4, settings = NULL, updated_at = $1 WHERE name = $2 \
+             AND state = $5 AND NOT EXISTS (SELECT 1 FROM placements WHERE provider = $2) \
              AND NOT EXISTS (SELECT 1 FROM chunk_leases WHERE expires_at > $1 AND leased_at < providers.updated_at + $3) \
              AND NOT EXISTS (SELECT 1 FROM upload_sessions s WHERE s.expires_at > $1 AND s.created_at < providers.updated_at + $3 \
                  AND EXISTS (SELECT 1 FROM upload_session_chunks d WHERE d.session_id = s.id))",
@@ -353,6 +355,8 @@ impl Meta {
         .bind(now)
         .bind(name)
         .bind(CLOCK_MARGIN_MS)
+        .bind(ProviderState::Removed.as_str())
+        .bind(ProviderState::Drained.as_str())
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 1 {
@@ -393,14 +397,14 @@ impl Meta {
     /// removed one).
     pub async fn set_provider_state(&self, name: &str, state: ProviderState) -> Result<bool> {
         let _w = self.write_guard().await;
-        let done = sqlx::query(
-            "UPDATE providers SET state = $1, updated_at = $2 WHERE name = $3 AND state <> 'removed'",
-        )
-        .bind(state.as_str())
-        .bind(now_ms())
-        .bind(name)
-        .execute(&self.pool)
-        .await?;
+        let done =
+            sqlx::query("UPDATE providers SET state = $1, updated_at = $2 WHERE name = $3 AND state <> $4")
+                .bind(state.as_str())
+                .bind(now_ms())
+                .bind(name)
+                .bind(ProviderState::Removed.as_str())
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -409,11 +413,13 @@ impl Meta {
     pub async fn mark_drained(&self, name: &str) -> Result<bool> {
         let _w = self.write_guard().await;
         let done = sqlx::query(
-            "UPDATE providers SET state = 'drained', updated_at = $1 WHERE name = $2 AND state = 'draining' \
+            "UPDATE providers SET state = $3, updated_at = $1 WHERE name = $2 AND state = $4 \
              AND NOT EXISTS (SELECT 1 FROM placements WHERE provider = $2)",
         )
         .bind(now_ms())
         .bind(name)
+        .bind(ProviderState::Drained.as_str())
+        .bind(ProviderState::Draining.as_str())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -37,6 +37,9 @@ pub struct Claim {
     owner: String,
     /// PostgreSQL: the session that holds the worker's advisory lock.
     session: Option<AnyConnection>,
+    /// The process that held it before, when it did not give it back and is not known to
+    /// be dead.
+    taken_from: Option<String>,
 }
 
 impl std::fmt::Debug for Claim {
@@ -49,6 +52,14 @@ impl Claim {
     /// Who holds it.
     pub fn owner(&self) -> &str {
         &self.owner
+    }
+
+    /// The holder before, when it did not give the claim back and is not known to be dead:
+    /// on PostgreSQL, one whose session ended (it died, or was cut off from the database
+    /// while it lived); on SQLite, one whose claim ran out (it may only have stalled). It
+    /// may still have requests of its own in flight.
+    pub fn taken_from(&self) -> Option<&str> {
+        self.taken_from.as_deref()
     }
 }
 
@@ -66,6 +77,18 @@ impl Meta {
         let session = match self.backend() {
             Backend::Postgres => {
                 let mut session = self.pool.acquire().await?.detach();
+                // The lock lives as long as the database sees the session alive: have it probe
+                // a silent client after 30 s, every 10 s, 3 times (the kernel's default waits
+                // two hours before the first probe), so that the claim of a machine gone dark
+                // is free within about a minute. A renewal may not hang either.
+                sqlx::query(
+                    "SELECT set_config('tcp_keepalives_idle', '30', false), \
+                     set_config('tcp_keepalives_interval', '10', false), \
+                     set_config('tcp_keepalives_count', '3', false), \
+                     set_config('statement_timeout', '30s', false)",
+                )
+                .execute(&mut session)
+                .await?;
                 let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
                     .bind(LOCK_SPACE)
                     .bind(lock_key(worker))
@@ -86,14 +109,25 @@ impl Meta {
             .execute(&self.pool)
             .await?;
         if session.is_some() {
-            // The lock says no live process holds it: the row is only a record of who does.
+            // The lock says no live process holds it: the row is only a record of who does,
+            // and of who did without giving it back.
+            let before: Option<String> = sqlx::query_scalar("SELECT owner FROM workers WHERE name = $1")
+                .bind(worker)
+                .fetch_one(&self.pool)
+                .await?;
+            let taken_from = before.filter(|o| o != owner);
             sqlx::query("UPDATE workers SET owner = $1, owner_until = $2 WHERE name = $3")
                 .bind(owner)
                 .bind(until)
                 .bind(worker)
                 .execute(&self.pool)
                 .await?;
-            return Ok(Some(Claim { worker: worker.to_owned(), owner: owner.to_owned(), session }));
+            return Ok(Some(Claim {
+                worker: worker.to_owned(),
+                owner: owner.to_owned(),
+                session,
+                taken_from,
+            }));
         }
         let row = sqlx::query("SELECT owner, owner_until FROM workers WHERE name = $1")
             .bind(worker)
@@ -116,7 +150,7 @@ impl Meta {
         .bind(owner)
         .bind(until)
         .bind(worker)
-        .bind(current.unwrap_or_default())
+        .bind(current.clone().unwrap_or_default())
         .bind(current_until.unwrap_or(0))
         .execute(&self.pool)
         .await?
@@ -125,6 +159,8 @@ impl Meta {
             worker: worker.to_owned(),
             owner: owner.to_owned(),
             session: None,
+            // A holder of this machine whose process is gone has nothing in flight.
+            taken_from: current.filter(|o| o != owner && !is_gone(o)),
         }))
     }
 

@@ -19,7 +19,7 @@ use crate::sql::{Backend, array32, is_unique_violation, now_ms};
 use crate::write::{
     Job, Pending, commit_batch, drop_versions, next_seq, record_change, version_on, write_on,
 };
-use crate::{ChangeKind, Error, Meta, Result};
+use crate::{ChangeKind, Error, Meta, PlacementState, Result};
 
 impl Meta {
     /// Creates a bucket.
@@ -425,12 +425,13 @@ impl Meta {
         let mut tx = self.pool.begin().await?;
         for p in providers {
             sqlx::query(
-                "INSERT INTO placements (address, provider, state) SELECT $1, $2, 'stored' \
+                "INSERT INTO placements (address, provider, state) SELECT $1, $2, $3 \
                  WHERE EXISTS (SELECT 1 FROM chunks WHERE address = $1) \
                  ON CONFLICT (address, provider) DO NOTHING",
             )
             .bind(address.to_vec())
             .bind(p)
+            .bind(PlacementState::Stored.as_str())
             .execute(&mut *tx)
             .await?;
         }

@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use crate::model::Opened;
 use crate::sql::{array32, lock_session, now_ms};
 use crate::write::{account_usage, hold_on, holds_on};
-use crate::{Backend, Error, Meta, Result};
+use crate::{Backend, Error, Meta, PlacementState, Result};
 
 /// An Ed25519 key that signs grants.
 #[derive(Clone, PartialEq, Eq)]
@@ -503,14 +503,16 @@ impl Meta {
             let marks: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT c.address, c.stored_size, p.provider FROM chunks c \
-                 JOIN placements p ON p.address = c.address AND p.state = 'stored' \
+                 JOIN placements p ON p.address = c.address AND p.state = ${} \
                  WHERE c.address IN ({})",
+                batch.len() + 1,
                 marks.join(", ")
             );
             let mut query = sqlx::query(&sql);
             for a in batch {
                 query = query.bind(a.to_vec());
             }
+            query = query.bind(PlacementState::Stored.as_str());
             for row in query.fetch_all(&self.pool).await? {
                 let address = array32(row.try_get(0)?, "chunk address")?;
                 let size = row.try_get::<i64, _>(1)? as u32;

@@ -7,7 +7,7 @@
 
 use sqlx::Row;
 
-use crate::{Meta, PlacementState, Result, now_ms};
+use crate::{Meta, PlacementState, ProviderState, Result, now_ms};
 
 /// A worker's persisted state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,11 +93,13 @@ impl Meta {
     /// The paces set at run time, by worker name: `(name, rate)`. A worker not listed runs
     /// at its configured pace.
     pub async fn worker_paces(&self) -> Result<Vec<(String, u64)>> {
-        let rows = sqlx::query("SELECT name, rate FROM worker_paces ORDER BY name").fetch_all(&self.pool).await?;
+        let rows =
+            sqlx::query("SELECT name, rate FROM worker_paces ORDER BY name").fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 let rate: i64 = r.try_get(1)?;
-                let rate = u64::try_from(rate).map_err(|_| crate::Error::Corrupt("a negative pace".into()))?;
+                let rate =
+                    u64::try_from(rate).map_err(|_| crate::Error::Corrupt("a negative pace".into()))?;
                 Ok((r.try_get(0)?, rate))
             })
             .collect()
@@ -121,7 +123,9 @@ impl Meta {
                 .execute(&self.pool)
                 .await?
             }
-            None => sqlx::query("DELETE FROM worker_paces WHERE name = $1").bind(name).execute(&self.pool).await?,
+            None => {
+                sqlx::query("DELETE FROM worker_paces WHERE name = $1").bind(name).execute(&self.pool).await?
+            }
         };
         Ok(())
     }
@@ -243,13 +247,14 @@ impl Meta {
     pub async fn record_verified_copy(&self, address: &[u8; 32], provider: &str) -> Result<()> {
         let _w = self.write_guard().await;
         sqlx::query(
-            "INSERT INTO placements (address, provider, state, verified_at) SELECT $1, $2, 'stored', $3 \
+            "INSERT INTO placements (address, provider, state, verified_at) SELECT $1, $2, $4, $3 \
              WHERE EXISTS (SELECT 1 FROM chunks WHERE address = $1) \
-             ON CONFLICT (address, provider) DO UPDATE SET state = 'stored', verified_at = excluded.verified_at",
+             ON CONFLICT (address, provider) DO UPDATE SET state = excluded.state, verified_at = excluded.verified_at",
         )
         .bind(address.to_vec())
         .bind(provider)
         .bind(now_ms())
+        .bind(PlacementState::Stored.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -263,14 +268,13 @@ impl Meta {
         after: Option<[u8; 32]>,
         limit: usize,
     ) -> Result<Vec<ChunkPlacements>> {
-        self.chunk_page(
+        let condition = format!(
             "AND address IN (SELECT p.address FROM placements p JOIN providers v ON v.name = p.provider \
-             WHERE v.state IN ('draining', 'drained')) AND address NOT IN (SELECT address FROM chunk_deletions)",
-            None,
-            after,
-            limit,
-        )
-        .await
+             WHERE v.state IN ('{}', '{}')) AND address NOT IN (SELECT address FROM chunk_deletions)",
+            ProviderState::Draining,
+            ProviderState::Drained
+        );
+        self.chunk_page(&condition, None, after, limit).await
     }
 
     /// Forgets a placement (its copy was deleted after a move).

@@ -11,7 +11,7 @@ use crate::model::{
     Bucket, ChunkRef, Committed, NewVersion, Precondition, VERSION_COLUMNS, Version, references, version,
 };
 use crate::sql::{Backend, now_ms};
-use crate::{ChangeKind, Error, Result};
+use crate::{ChangeKind, Error, PlacementState, ProviderState, Result};
 
 /// Bumps the account's change sequence (taking its row lock on PostgreSQL) and returns the
 /// new number.
@@ -407,11 +407,12 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
             for p in &c.providers {
                 // A placement already recorded keeps its state (see `add_placements`).
                 sqlx::query(
-                    "INSERT INTO placements (address, provider, state) VALUES ($1, $2, 'stored') \
+                    "INSERT INTO placements (address, provider, state) VALUES ($1, $2, $3) \
                      ON CONFLICT (address, provider) DO NOTHING",
                 )
                 .bind(c.address.to_vec())
                 .bind(p)
+                .bind(PlacementState::Stored.as_str())
                 .execute(&mut *conn)
                 .await?;
             }
@@ -449,8 +450,10 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
         providers.sort();
         providers.dedup();
         for p in providers {
-            sqlx::query("UPDATE providers SET state = 'draining' WHERE name = $1 AND state = 'drained'")
+            sqlx::query("UPDATE providers SET state = $2 WHERE name = $1 AND state = $3")
                 .bind(p)
+                .bind(ProviderState::Draining.as_str())
+                .bind(ProviderState::Drained.as_str())
                 .execute(&mut *conn)
                 .await?;
         }

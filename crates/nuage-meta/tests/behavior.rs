@@ -714,6 +714,7 @@ async fn leases_and_deletions_exclude_each_other() {
         // out unrenewed.
         let pg = m.backend() == nuage_meta::Backend::Postgres;
         let mut a = m.claim_worker("gc", "h:1:a", later, |_| false).await.unwrap().expect("free");
+        assert_eq!(a.taken_from(), None, "nobody held it");
         assert!(m.renew_claim(&mut a, later).await.unwrap(), "renewed");
         assert!(m.claim_worker("gc", "h:2:b", later, |_| false).await.unwrap().is_none(), "held by another");
         let scrub = m.claim_worker("scrub", "h:2:b", later, |_| false).await.unwrap();
@@ -737,15 +738,21 @@ async fn leases_and_deletions_exclude_each_other() {
         } else {
             let b = m.claim_worker("gc", "h:2:b", later, |o| o == "h:1:a").await.unwrap();
             let b = b.expect("its process is gone");
+            assert_eq!(b.taken_from(), None, "a holder known dead has nothing in flight");
             assert!(!m.renew_claim(&mut a, later).await.unwrap(), "the old holder lost it");
             b
         };
+        if pg {
+            assert_eq!(b.taken_from(), Some("h:1:a"), "taken from a holder that did not give it back");
+        }
         m.release_claim(b).await.unwrap();
         let c = m.claim_worker("gc", "h:3:c", now_ms() - 1, |_| false).await.unwrap().expect("released");
+        assert_eq!(c.taken_from(), None, "given back");
         if !pg {
             // On SQLite a claim that ran out is free.
             let d = m.claim_worker("gc", "h:4:d", later, |_| false).await.unwrap();
             assert!(d.is_some(), "the claim ran out");
+            assert_eq!(d.as_ref().unwrap().taken_from(), Some("h:3:c"), "ran out, not given back");
             m.release_claim(d.unwrap()).await.unwrap();
         }
         drop(c);

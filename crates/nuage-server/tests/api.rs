@@ -1628,6 +1628,80 @@ async fn garbage_collection_deletes_what_nothing_references_and_never_what_an_up
     }
 }
 
+/// A collector that takes its claim over from a holder that did not give it back (and is not
+/// known dead: it may have been cut off from the database while it lived) finishes that
+/// holder's recorded deletions only once its provider deletes can no longer be in flight; one
+/// that follows a holder that gave its claim back does not wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_takes_over_waits_out_the_last_holders_provider_requests() {
+    use nuage_server::workers::{Kind, run_pass};
+    use sqlx::Connection;
+    let folder = tempfile::tempdir().unwrap();
+    // A one-second time-out: the longest request is 3 attempts of 1 s, plus the pauses.
+    let extra = format!(
+        "[workers]\ngc_grace_secs = 0\n[[providers]]\nname = \"local\"\nscheme = \"fs\"\nroot = {:?}\ntimeout_secs = 1\n",
+        folder.path()
+    );
+    for e in envs_with(&extra).await {
+        let settle = std::time::Duration::from_secs(2) + e.nuage.store.longest_request();
+        assert!(settle >= std::time::Duration::from_secs(5), "{settle:?}");
+        let url = e.nuage.config.database_url();
+        // Deletions recorded as started by a holder that is gone: `given_back` says whether it
+        // gave its claim back.
+        let interrupted = |seed: u32, given_back: bool| {
+            let (e, url) = (&e, url.clone());
+            async move {
+                let body = data(100_000, seed);
+                let key = format!("/v1/buckets/gcb/objects/k{seed}");
+                assert_eq!(e.alice("PUT", &key, body.clone()).await.status, StatusCode::CREATED);
+                // The tombstone prunes the only version (the bucket keeps one): its chunks are
+                // garbage.
+                assert_eq!(e.alice("DELETE", &key, vec![]).await.status, StatusCode::NO_CONTENT);
+                let chunks: Vec<[u8; 32]> =
+                    e.seal_like_a_device(&body).await.chunks.into_keys().map(|a| *a.as_bytes()).collect();
+                let owner = if given_back { None } else { Some("elsewhere:1:0badc0de") };
+                let mut db = sqlx::AnyConnection::connect(&url).await.unwrap();
+                sqlx::query(
+                    "INSERT INTO workers (name, owner, owner_until, updated_at) VALUES ('gc', $1, 0, 0) \
+                     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, owner_until = 0",
+                )
+                .bind(owner)
+                .execute(&mut db)
+                .await
+                .unwrap();
+                db.close().await.unwrap();
+                assert_eq!(
+                    e.nuage.meta.start_deletions(&chunks, i64::MAX).await.unwrap().len(),
+                    chunks.len()
+                );
+                chunks.len() as u64
+            }
+        };
+        let json = [("content-type", "application/json")];
+        let policy = br#"{"keep_versions": 1}"#.to_vec();
+        assert_eq!(e.call("PUT", "/v1/buckets/gcb", &e.alice, &json, policy).await.status, StatusCode::CREATED);
+        sqlx::any::install_default_drivers();
+        let n = interrupted(1, true).await;
+        let started = std::time::Instant::now();
+        let report = run_pass(&e.nuage, Kind::Gc, false, |_| {}).await.unwrap();
+        assert_eq!(report.found, n, "finished the deletions left");
+        assert!(
+            started.elapsed() < settle,
+            "no wait after a holder that gave its claim back: {:?}",
+            started.elapsed()
+        );
+        let n = interrupted(2, false).await;
+        let started = std::time::Instant::now();
+        let report = run_pass(&e.nuage, Kind::Gc, false, |_| {}).await.unwrap();
+        assert_eq!(report.found, n, "finished the deletions left");
+        assert!(
+            started.elapsed() >= settle,
+            "waited out the last holder's requests: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunk_held_with_fewer_copies_gets_its_new_buckets_copies_before_the_commit_answers() {
     let mut databases = vec![None];

@@ -161,7 +161,8 @@ impl Metrics {
              # TYPE nuage_background_errors_in_a_row gauge"
         );
         for (name, s) in &background {
-            let _ = writeln!(out, "nuage_background_errors_in_a_row{{task=\"{name}\"}} {}", s.errors_in_a_row);
+            let _ =
+                writeln!(out, "nuage_background_errors_in_a_row{{task=\"{name}\"}} {}", s.errors_in_a_row);
         }
         out
     }

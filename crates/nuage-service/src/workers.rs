@@ -41,8 +41,8 @@ use serde::Serialize;
 use crate::ServiceResult;
 use crate::background::{Background, StopSignal, Worker, WorkerState as BgState};
 pub use crate::metrics::{Kind, WorkerCounters};
-pub use crate::paces::{configured_pace, follow_paces, paces, set_pace};
 use crate::paces::Pace;
+pub use crate::paces::{configured_pace, follow_paces, paces, set_pace};
 pub use crate::registry::refresh_provider_states;
 use crate::state::Nuage;
 
@@ -365,7 +365,17 @@ struct Claimed {
     pace: Pace,
     /// The claim was lost (another process took over): stop.
     lost: bool,
+    /// When the last renewal that held began: provider requests go out only within
+    /// [`ISSUE_WINDOW`] of it.
+    renewed: tokio::time::Instant,
+    /// When the claim was taken.
+    taken: tokio::time::Instant,
 }
+
+/// How long after a renewal of its claim began the collector may still send provider
+/// deletes: a process that stalls between the two (and may have lost its claim meanwhile)
+/// sends nothing once it wakes.
+const ISSUE_WINDOW: Duration = Duration::from_secs(2);
 
 /// This machine's name, to tell whether a claim on SQLite is a dead process's here.
 fn host() -> String {
@@ -390,13 +400,22 @@ impl Claimed {
         pace: Pace,
         stop: &StopSignal,
     ) -> nuage_meta::Result<Option<Claimed>> {
+        let taken = tokio::time::Instant::now();
         let owner = format!("{}:{}:{:08x}", host(), std::process::id(), rand::random::<u32>());
         let until = now_ms().saturating_add(CLAIM_MS);
         let claim = nuage.meta.claim_worker(kind.name(), &owner, until, claim_is_gone).await?;
         if claim.is_some() {
             tracing::debug!("{}: pass claimed by {owner}", kind.name());
         }
-        Ok(claim.map(|claim| Claimed { claim, kind, stop: stop.clone(), pace, lost: false }))
+        Ok(claim.map(|claim| Claimed {
+            claim,
+            kind,
+            stop: stop.clone(),
+            pace,
+            lost: false,
+            renewed: taken,
+            taken,
+        }))
     }
 
     /// Renews the claim; `false` (and `lost`) once another process holds it.
@@ -404,9 +423,13 @@ impl Claimed {
         if self.lost {
             return Ok(false);
         }
+        let began = tokio::time::Instant::now();
         let until = now_ms().saturating_add(CLAIM_MS);
         let held = nuage.meta.renew_claim(&mut self.claim, until).await?;
         self.lost |= !held;
+        if held {
+            self.renewed = began;
+        }
         Ok(held)
     }
 
@@ -438,7 +461,7 @@ async fn delete_everywhere(
             tracing::warn!("gc: another collector took over; stopping");
             break;
         }
-        let results = delete_from_providers(nuage, group).await;
+        let results = delete_from_providers(nuage, group, collector.renewed + ISSUE_WINDOW).await;
         // Still the collector? One that lost its claim meanwhile (its database session
         // broke) leaves the group recorded as started, for the one that took over.
         if !collector.renew(nuage).await? {
@@ -467,21 +490,41 @@ async fn delete_everywhere(
 }
 
 /// Deletes `addresses` (whose deletion [`nuage_meta::Meta::start_deletions`] started) from
-/// every provider that answers, and says how each ended, for `finish_deletions`.
-pub async fn delete_from_providers(nuage: &Nuage, addresses: &[[u8; 32]]) -> Vec<nuage_meta::DeletionDone> {
+/// every provider that answers, and says how each ended, for `finish_deletions`. A delete
+/// not sent by `issue_by` is not sent (the process stalled since its claim's renewal) and
+/// counts as failed.
+async fn delete_from_providers(
+    nuage: &Nuage,
+    addresses: &[[u8; 32]],
+    issue_by: tokio::time::Instant,
+) -> Vec<nuage_meta::DeletionDone> {
     futures::future::join_all(addresses.iter().map(|a| async move {
         let address = Address::from_bytes(*a);
         let providers = nuage.store.providers();
         let live: Vec<_> = providers.iter().filter(|p| !p.is_down()).collect();
         let mut everywhere = live.len() == providers.len();
-        let deletes = futures::future::join_all(live.iter().map(|p| p.delete(&address))).await;
+        let deletes = futures::future::join_all(live.iter().map(|p| async move {
+            if tokio::time::Instant::now() > issue_by {
+                return None; // not sent
+            }
+            Some(p.delete(&address).await)
+        }))
+        .await;
+        let mut deleted_from = Vec::new();
         for (p, r) in live.iter().zip(deletes) {
-            if let Err(e) = r {
-                tracing::warn!("gc: deleting chunk {address} from {}: {e}", p.name());
-                everywhere = false;
+            match r {
+                Some(Ok(())) => deleted_from.push(p.name().to_owned()),
+                Some(Err(e)) => {
+                    tracing::warn!("gc: deleting chunk {address} from {}: {e}", p.name());
+                    everywhere = false;
+                    deleted_from.push(p.name().to_owned()); // it may have happened
+                }
+                None => {
+                    tracing::warn!("gc: chunk {address}: the delete from {} was not sent in time after the claim's renewal", p.name());
+                    everywhere = false;
+                }
             }
         }
-        let deleted_from = live.iter().map(|p| p.name().to_owned()).collect();
         nuage_meta::DeletionDone { address: *a, everywhere, deleted_from }
     }))
     .await
@@ -659,7 +702,8 @@ pub async fn run_pass_until(
     let started = Instant::now();
     let pace = Pace::of(nuage, kind);
     // The collector paces its deletions (under its claim); the others their bytes.
-    let (claim_pace, walk_pace) = if kind == Kind::Gc { (pace, Pace::unpaced()) } else { (Pace::unpaced(), pace) };
+    let (claim_pace, walk_pace) =
+        if kind == Kind::Gc { (pace, Pace::unpaced()) } else { (Pace::unpaced(), pace) };
     let mut report = PassReport { worker: kind.name(), ..PassReport::default() };
     // A background pass (over the cursor every server shares) and every pass of the
     // collector is claimed first: one process at a time does it, and reads the cursor only
@@ -789,6 +833,27 @@ async fn walk(
         // Deletions left by a collector that stopped (this claim means none is at work):
         // nobody may rely on those chunks, finish them first.
         let interrupted = nuage.meta.deletions().await?;
+        if let Some(before) = c.claim.taken_from()
+            && !interrupted.is_empty()
+        {
+            // A holder that did not give its claim back may have been cut off while it lived,
+            // a group of provider deletes still in flight: were its deletions finished now, a
+            // writer could store one of those chunks again and a late delete remove the new
+            // copy. Its requests went out within ISSUE_WINDOW of its last renewal, which began
+            // before this claim was taken, and end within the longest request.
+            let settle = ISSUE_WINDOW + nuage.store.longest_request() + Duration::from_secs(1);
+            tracing::warn!(
+                "gc: took over from {before}, which did not give its claim back: finishing its {} deletions once \
+                 its provider requests can no longer be in flight ({} s)",
+                interrupted.len(),
+                settle.as_secs()
+            );
+            let mut stopping = c.stop.clone();
+            tokio::select! {
+                _ = tokio::time::sleep_until(c.taken + settle) => {}
+                _ = stopping.wait() => {}
+            }
+        }
         let n = interrupted.len() as u64;
         let o = delete_everywhere(nuage, c, &interrupted, &std::collections::HashMap::new()).await?;
         tally(&mut state, report, counters, n, o);
