@@ -41,6 +41,44 @@ build() { # $1: side, $2: commit
     mkdir -p "$work/$1"
     cp "$CARGO_TARGET_DIR/release/nuage" "$CARGO_TARGET_DIR/release/small-objects" "$work/$1/"
 }
+# Calls $1 SIDE ROUND for each round, alternating which side goes first.
+alternate() {
+    for r in $(seq "$ROUNDS"); do
+        if [ $((r % 2)) -eq 1 ]; then "$1" before "$r"; "$1" after "$r"; else "$1" after "$r"; "$1" before "$r"; fi
+    done
+}
+
+# The medians of columns 3 to $2 of the rows in $work/rows, each side's, and after / before
+# (above 1: after is higher); $1 is the header's cells after "median" (e.g. " s | MB/s |").
+medians() {
+    awk -F'|' -v head="$1" -v last="$2" '
+        function median(side, col,   n, i, j, t, v) {
+            n = count[side]
+            for (i = 1; i <= n; i++) v[i] = cell[side, i, col]
+            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+            return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+        }
+        {
+            side = ($2 ~ /before/) ? "before" : "after"
+            n = ++count[side]
+            for (c = 3; c <= last; c++) { x = $c; gsub(/[ ,a-z]/, "", x); cell[side, n, c] = x + 0 }
+        }
+        END {
+            printf "| median |%s\n|---|", head
+            for (c = 3; c <= last; c++) printf "---|"
+            printf "\n"
+            for (s = 0; s < 2; s++) {
+                side = s ? "after" : "before"
+                printf "| %s |", side
+                for (c = 3; c <= last; c++) printf " %g |", median(side, c)
+                printf "\n"
+            }
+            printf "| after / before |"
+            for (c = 3; c <= last; c++) printf " %.2f |", median("after", c) / median("before", c)
+            printf "\n"
+        }' "$work/rows"
+}
+
 LOAD=${AB_LOAD:-small}
 echo "# $(date -u +%F) on $(nproc) cores: before $(git rev-parse --short "$BEFORE"), after $(git rev-parse --short "$AFTER"); $LOAD, $ROUNDS rounds each"
 build before "$BEFORE"
@@ -65,23 +103,9 @@ if [ "$LOAD" = ingest ]; then
     echo
     echo "| first ingest of $files files, $bytes bytes, fs provider | s | MB/s |"
     echo "|---|---|---|"
-    for r in $(seq "$ROUNDS"); do
-        if [ $((r % 2)) -eq 1 ]; then ingest_round before "$r"; ingest_round after "$r"; else ingest_round after "$r"; ingest_round before "$r"; fi
-    done
+    alternate ingest_round
     echo
-    awk -F'|' '
-        function median(side, col,   n, i, j, t, v) {
-            n = count[side]
-            for (i = 1; i <= n; i++) v[i] = cell[side, i, col]
-            for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-            return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-        }
-        { side = ($2 ~ /before/) ? "before" : "after"; n = ++count[side]; cell[side, n, 3] = $3 + 0; cell[side, n, 4] = $4 + 0 }
-        END {
-            printf "| median | s | MB/s |\n|---|---|---|\n"
-            printf "| before | %g | %g |\n| after | %g | %g |\n", median("before", 3), median("before", 4), median("after", 3), median("after", 4)
-            printf "| after / before | %.2f | %.2f |\n", median("after", 3) / median("before", 3), median("after", 4) / median("before", 4)
-        }' "$work/rows"
+    medians " s | MB/s |" 4
     exit 0
 fi
 
@@ -99,32 +123,6 @@ round() { # $1: side, $2: round
 echo
 echo "| $COUNT objects of 4 KiB, 64 clients, SQLite + fs | PUT/s | PUT p50 ms | PUT p99 ms | GET/s | GET p50 ms | GET p99 ms |"
 echo "|---|---|---|---|---|---|---|"
-for r in $(seq "$ROUNDS"); do
-    if [ $((r % 2)) -eq 1 ]; then round before "$r"; round after "$r"; else round after "$r"; round before "$r"; fi
-done
+alternate round
 echo
-# The medians of each column, and after / before (above 1: after is higher).
-awk -F'|' '
-    function median(side, col,   n, i, j, t, v) {
-        n = count[side]
-        for (i = 1; i <= n; i++) v[i] = cell[side, i, col]
-        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
-        return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-    }
-    {
-        side = ($2 ~ /before/) ? "before" : "after"
-        n = ++count[side]
-        for (c = 3; c <= 8; c++) { x = $c; gsub(/[ ,a-z]/, "", x); cell[side, n, c] = x + 0 }
-    }
-    END {
-        printf "| median | PUT/s | PUT p50 ms | PUT p99 ms | GET/s | GET p50 ms | GET p99 ms |\n|---|---|---|---|---|---|---|\n"
-        for (s = 0; s < 2; s++) {
-            side = s ? "after" : "before"
-            printf "| %s |", side
-            for (c = 3; c <= 8; c++) printf " %g |", median(side, c)
-            printf "\n"
-        }
-        printf "| after / before |"
-        for (c = 3; c <= 8; c++) printf " %.2f |", median("after", c) / median("before", c)
-        printf "\n"
-    }' "$work/rows"
+medians " PUT/s | PUT p50 ms | PUT p99 ms | GET/s | GET p50 ms | GET p99 ms |" 8

@@ -22,6 +22,9 @@ pub struct Provider {
 struct Inner {
     config: ProviderConfig,
     op: Operator,
+    /// The same without the retry layer: one attempt per call, for callers that must know
+    /// when each attempt goes out (the collector's deletes).
+    once: Operator,
     health: Health,
     /// Being drained (or drained): new chunks go elsewhere; reads still come here.
     draining: std::sync::atomic::AtomicBool,
@@ -33,12 +36,14 @@ impl Provider {
     /// Builds the provider and checks that it is reachable and that its bucket or container
     /// exists (a local folder is created).
     pub async fn open(config: ProviderConfig) -> Result<Provider> {
-        let (op, root) = build_operator(&config)?;
+        let (once, root) = build_operator(&config)?;
+        let op = with_retries(once.clone());
         let fs = root.map(|root| FsWriter::new(&root));
         let provider = Provider {
             inner: Arc::new(Inner {
                 config,
                 op,
+                once,
                 health: Health::default(),
                 draining: Default::default(),
                 fs,
@@ -303,6 +308,13 @@ impl Provider {
         self.track(Operation::Delete, result)
     }
 
+    /// [`Provider::delete`] in one attempt (within the time-out), without the retries of a
+    /// temporary failure: the caller retries when it may ([`Error::is_temporary`]).
+    pub async fn delete_once(&self, address: &Address) -> Result<()> {
+        let result = self.inner.once.delete(&address.object_key()).await;
+        self.track(Operation::Delete, result)
+    }
+
     /// Every chunk address the provider holds (objects outside the chunk prefix, or with
     /// names that are not addresses, are skipped). For garbage collection and audits.
     pub async fn list(&self) -> Result<impl Stream<Item = Result<Address>> + use<>> {
@@ -401,19 +413,23 @@ fn build_operator(config: &ProviderConfig) -> Result<(Operator, Option<std::path
         }
     }
     .map_err(invalid)?;
-    // Each attempt has a time limit; temporary failures (a reset connection, a 503) are
-    // retried twice with a short jittered back-off. Failures that survive the retries count
-    // against the provider's health, which then skips it for a while: retrying longer here
-    // would only make a dead provider cost more latency.
-    let op =
-        op.layer(TimeoutLayer::new().with_timeout(config.timeout()).with_io_timeout(config.timeout())).layer(
-            RetryLayer::new()
-                .with_max_times(RETRIES)
-                .with_min_delay(std::time::Duration::from_millis(20))
-                .with_max_delay(RETRY_MAX_DELAY)
-                .with_jitter(),
-        );
+    // Each attempt has a time limit.
+    let op = op.layer(TimeoutLayer::new().with_timeout(config.timeout()).with_io_timeout(config.timeout()));
     Ok((op, fs_root))
+}
+
+/// Temporary failures (a reset connection, a 503) are retried twice with a short jittered
+/// back-off. Failures that survive the retries count against the provider's health, which
+/// then skips it for a while: retrying longer here would only make a dead provider cost
+/// more latency.
+fn with_retries(op: Operator) -> Operator {
+    op.layer(
+        RetryLayer::new()
+            .with_max_times(RETRIES)
+            .with_min_delay(std::time::Duration::from_millis(20))
+            .with_max_delay(RETRY_MAX_DELAY)
+            .with_jitter(),
+    )
 }
 
 /// Attempts after the first of a request that failed for now.

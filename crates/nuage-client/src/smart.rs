@@ -217,6 +217,7 @@ impl Client {
         let sealer = tokio::task::spawn_blocking(move || -> ClientResult<Manifest> {
             p.run_parallel(file, |c| tx.blocking_send(c)).map_err(|e| match e {
                 PipelineError::Read { source, .. } => io_err(&owned)(source),
+                PipelineError::Config(e) => ClientError::Protocol(format!("the server's chunk sizes: {e}")),
                 // The sender stopped on an error of its own, reported instead of this one.
                 PipelineError::Sink(_) => ClientError::Interrupted,
             })

@@ -37,6 +37,9 @@ pub enum PipelineError<E> {
     /// The sink refused a piece.
     #[error("storing a chunk: {0}")]
     Sink(E),
+    /// The chunk sizes do not hold together (nothing was read).
+    #[error("chunking: {0}")]
+    Config(crate::Error),
 }
 
 /// One input of [`Pipeline::run_many`].
@@ -69,9 +72,14 @@ pub enum Piece<T> {
     Passed(T),
 }
 
-/// Chunks in flight between the two threads; with the buffers being recycled, memory
-/// stays near `(QUEUE + 2) × max_size` plus the chunker's buffer.
-const QUEUE: usize = 4;
+/// Chunk buffers between the two threads: the chunking thread takes one for each chunk and
+/// waits when all are out, so memory stays near `(CHUNKS_IN_FLIGHT + 1) × max_size` plus the
+/// chunker's buffer, whatever the input.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// Messages between the two threads: more than the chunks, so that a folder of small files
+/// (a chunk and an end per file, or a pass) does not make the threads take turns.
+const MESSAGES: usize = 16;
 
 /// What the chunking thread sends the sealing one.
 enum Cut<T> {
@@ -122,11 +130,14 @@ impl Pipeline {
         I: IntoIterator<Item = io::Result<Input<R, T>>>,
         I::IntoIter: Send,
     {
-        self.chunker.validate().map_err(|e| PipelineError::Read { input: 0, source: io::Error::other(e) })?;
+        self.chunker.validate().map_err(PipelineError::Config)?;
         let (config, inputs) = (self.chunker, inputs.into_iter());
         std::thread::scope(|scope| {
-            let (tx, rx) = mpsc::sync_channel::<Cut<T>>(QUEUE);
+            let (tx, rx) = mpsc::sync_channel::<Cut<T>>(MESSAGES);
             let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
+            for _ in 0..CHUNKS_IN_FLIGHT {
+                recycle_tx.send(Vec::new()).expect("the receiver is here");
+            }
             let producer = scope.spawn(move || -> Result<(), (usize, io::Error)> {
                 let mut chunker: Option<Chunker<R>> = None;
                 for (n, input) in inputs.enumerate() {
@@ -152,7 +163,10 @@ impl Pipeline {
                     while let Some(plain) = chunker.next_chunk().map_err(|e| (n, e))? {
                         hasher.update(plain);
                         size += plain.len() as u64;
-                        let mut buf = recycle_rx.try_recv().unwrap_or_default();
+                        // A buffer back from the sealing thread; none while it has them all.
+                        let Ok(mut buf) = recycle_rx.recv() else {
+                            return Ok(()); // the sealer stopped on a sink error
+                        };
                         buf.clear();
                         buf.extend_from_slice(plain);
                         if tx.send(Cut::Plain(buf)).is_err() {
@@ -186,7 +200,9 @@ impl Pipeline {
                     break;
                 }
             }
+            // Unblocks the chunking thread, whether it waits to send or for a buffer.
             drop(rx);
+            drop(recycle_tx);
             let read = producer.join().expect("chunker thread panicked");
             if let Some(e) = sink_error {
                 return Err(PipelineError::Sink(e));

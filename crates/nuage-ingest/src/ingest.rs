@@ -253,10 +253,8 @@ async fn ingest_trusting(
     result?;
     match cut {
         Ok(()) | Err(PipelineError::Sink(_)) => {}
-        Err(PipelineError::Read { input, source }) => {
-            // A chunker configuration that does not hold fails before any file: the root.
-            return Err(io_err(paths.get(input).map_or(root, PathBuf::as_path))(source));
-        }
+        Err(PipelineError::Read { input, source }) => return Err(io_err(&paths[input])(source)),
+        Err(PipelineError::Config(e)) => return Err(io_err(root)(io::Error::other(e))),
     }
     progress(&stats);
     Ok(Ingested { snapshot, stats, elapsed: started.elapsed() })

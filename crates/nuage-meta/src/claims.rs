@@ -38,9 +38,15 @@ pub struct Claim {
     /// PostgreSQL: the session that holds the worker's advisory lock.
     session: Option<AnyConnection>,
     /// The process that held it before, when it did not give it back and is not known to
-    /// be dead.
+    /// be dead, until the holder says it waited out what that one may have in flight
+    /// ([`Claim::settle`]).
     taken_from: Option<String>,
+    /// When the last check that found it held began (the claim, or a renewal).
+    checked_at: std::time::Instant,
 }
+
+/// How long a renewal's check may take on PostgreSQL before the session counts as lost.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl std::fmt::Debug for Claim {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,6 +66,20 @@ impl Claim {
     /// may still have requests of its own in flight.
     pub fn taken_from(&self) -> Option<&str> {
         self.taken_from.as_deref()
+    }
+
+    /// Says that what the holder before may have had in flight is over: from now on (and
+    /// once given back) the claim no longer names it. Until then, giving the claim back
+    /// keeps the one before recorded, so that the next claimant waits for it too.
+    pub fn settle(&mut self) {
+        self.taken_from = None;
+    }
+
+    /// When the last check that found the claim held began (when it was taken, or the last
+    /// renewal that held): the holder was the only one from then on, until the claim runs
+    /// out (SQLite) or its session is seen gone (PostgreSQL).
+    pub fn checked_at(&self) -> std::time::Instant {
+        self.checked_at
     }
 }
 
@@ -89,6 +109,12 @@ impl Meta {
                 )
                 .execute(&mut session)
                 .await?;
+                // Probes are not sent while data waits unacknowledged: a time-out on that too
+                // (PostgreSQL 12 and later; an older one keeps the kernel's).
+                let _ = sqlx::query("SELECT set_config('tcp_user_timeout', '60000', false)")
+                    .execute(&mut session)
+                    .await;
+                let checked_at = std::time::Instant::now();
                 let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
                     .bind(LOCK_SPACE)
                     .bind(lock_key(worker))
@@ -97,7 +123,7 @@ impl Meta {
                 if !held {
                     return Ok(None); // a live session holds it (the session closes here)
                 }
-                Some(session)
+                Some((session, checked_at))
             }
             Backend::Sqlite => None,
         };
@@ -108,7 +134,7 @@ impl Meta {
             .bind(now)
             .execute(&self.pool)
             .await?;
-        if session.is_some() {
+        if let Some((session, checked_at)) = session {
             // The lock says no live process holds it: the row is only a record of who does,
             // and of who did without giving it back.
             let before: Option<String> = sqlx::query_scalar("SELECT owner FROM workers WHERE name = $1")
@@ -125,8 +151,9 @@ impl Meta {
             return Ok(Some(Claim {
                 worker: worker.to_owned(),
                 owner: owner.to_owned(),
-                session,
+                session: Some(session),
                 taken_from,
+                checked_at,
             }));
         }
         let row = sqlx::query("SELECT owner, owner_until FROM workers WHERE name = $1")
@@ -143,6 +170,7 @@ impl Meta {
             return Ok(None);
         }
         // Compare and set: another claimant that read the same row loses.
+        let checked_at = std::time::Instant::now();
         let changed = sqlx::query(
             "UPDATE workers SET owner = $1, owner_until = $2 WHERE name = $3 \
              AND COALESCE(owner, '') = $4 AND COALESCE(owner_until, 0) = $5",
@@ -161,6 +189,7 @@ impl Meta {
             session: None,
             // A holder of this machine whose process is gone has nothing in flight.
             taken_from: current.filter(|o| o != owner && !is_gone(o)),
+            checked_at,
         }))
     }
 
@@ -168,10 +197,14 @@ impl Meta {
     /// (its session ended, or on SQLite another process took over after it ran out) stops.
     pub async fn renew_claim(&self, claim: &mut Claim, until: i64) -> Result<bool> {
         if let Some(session) = claim.session.as_mut() {
-            if sqlx::query("SELECT 1").execute(&mut *session).await.is_err() {
-                claim.session = None; // the lock went with the session
+            let checked_at = std::time::Instant::now();
+            let alive =
+                tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&mut *session)).await;
+            if !matches!(alive, Ok(Ok(_))) {
+                claim.session = None; // the lock went with the session (or will, unanswered)
                 return Ok(false);
             }
+            claim.checked_at = checked_at;
             let _w = self.write_guard().await;
             sqlx::query("UPDATE workers SET owner = $1, owner_until = $2 WHERE name = $3")
                 .bind(&claim.owner)
@@ -185,6 +218,7 @@ impl Meta {
             return Ok(false); // lost before
         }
         let _w = self.write_guard().await;
+        let checked_at = std::time::Instant::now();
         let changed = sqlx::query("UPDATE workers SET owner_until = $1 WHERE name = $2 AND owner = $3")
             .bind(until)
             .bind(&claim.worker)
@@ -192,15 +226,26 @@ impl Meta {
             .execute(&self.pool)
             .await?
             .rows_affected();
+        if changed == 1 {
+            claim.checked_at = checked_at;
+        }
         Ok(changed == 1)
     }
 
-    /// Gives `claim` back: another process may claim the worker at once.
+    /// Gives `claim` back: another process may claim the worker at once. A claim not
+    /// [settled](Claim::settle) names the holder before it again (run out), so that the
+    /// next claimant waits for that one as this one had to.
     pub async fn release_claim(&self, mut claim: Claim) -> Result<()> {
         let _w = self.write_guard().await;
-        sqlx::query("UPDATE workers SET owner = NULL, owner_until = NULL WHERE name = $1 AND owner = $2")
+        let (owner, until) = match claim.taken_from.take() {
+            Some(before) => (Some(before), Some(0i64)),
+            None => (None, None),
+        };
+        sqlx::query("UPDATE workers SET owner = $3, owner_until = $4 WHERE name = $1 AND owner = $2")
             .bind(&claim.worker)
             .bind(&claim.owner)
+            .bind(owner)
+            .bind(until)
             .execute(&self.pool)
             .await?;
         if let Some(mut session) = claim.session.take() {
@@ -222,6 +267,8 @@ impl Meta {
             .await?;
         let Some(row) = row else { return Ok(None) };
         let (owner, until): (Option<String>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
-        Ok(owner.map(|o| (o, until.unwrap_or(0))))
+        // An owner until 0 is the record of a holder before, left for the next claimant
+        // (`release_claim` of a claim not settled): nobody holds it.
+        Ok(owner.filter(|_| until != Some(0)).map(|o| (o, until.unwrap_or(0))))
     }
 }

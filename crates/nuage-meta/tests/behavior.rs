@@ -720,7 +720,7 @@ async fn leases_and_deletions_exclude_each_other() {
         let scrub = m.claim_worker("scrub", "h:2:b", later, |_| false).await.unwrap();
         assert!(scrub.is_some(), "each worker has a claim of its own");
         assert_eq!(m.claim_holder("gc").await.unwrap().map(|(o, _)| o).as_deref(), Some("h:1:a"));
-        let b = if pg {
+        let mut b = if pg {
             // A holder that dies (its session closes) gives its claim up at once, whatever
             // its host name and pid; one whose pid is "gone" but whose session lives keeps it.
             assert!(m.claim_worker("gc", "h:2:b", later, |_| true).await.unwrap().is_none(), "alive");
@@ -744,6 +744,7 @@ async fn leases_and_deletions_exclude_each_other() {
         };
         if pg {
             assert_eq!(b.taken_from(), Some("h:1:a"), "taken from a holder that did not give it back");
+            b.settle();
         }
         m.release_claim(b).await.unwrap();
         let c = m.claim_worker("gc", "h:3:c", now_ms() - 1, |_| false).await.unwrap().expect("released");
@@ -753,7 +754,15 @@ async fn leases_and_deletions_exclude_each_other() {
             let d = m.claim_worker("gc", "h:4:d", later, |_| false).await.unwrap();
             assert!(d.is_some(), "the claim ran out");
             assert_eq!(d.as_ref().unwrap().taken_from(), Some("h:3:c"), "ran out, not given back");
+            // Given back unsettled, the claim names the holder before it again, for the next.
             m.release_claim(d.unwrap()).await.unwrap();
+            let mut e = m.claim_worker("gc", "h:5:e", later, |_| false).await.unwrap().expect("given back");
+            assert_eq!(e.taken_from(), Some("h:3:c"), "still not settled");
+            e.settle();
+            m.release_claim(e).await.unwrap();
+            let f = m.claim_worker("gc", "h:6:f", later, |_| false).await.unwrap().expect("given back");
+            assert_eq!(f.taken_from(), None, "settled");
+            m.release_claim(f).await.unwrap();
         }
         drop(c);
         if let Some(s) = scrub {

@@ -1679,7 +1679,10 @@ async fn a_collector_that_takes_over_waits_out_the_last_holders_provider_request
         };
         let json = [("content-type", "application/json")];
         let policy = br#"{"keep_versions": 1}"#.to_vec();
-        assert_eq!(e.call("PUT", "/v1/buckets/gcb", &e.alice, &json, policy).await.status, StatusCode::CREATED);
+        assert_eq!(
+            e.call("PUT", "/v1/buckets/gcb", &e.alice, &json, policy).await.status,
+            StatusCode::CREATED
+        );
         sqlx::any::install_default_drivers();
         let n = interrupted(1, true).await;
         let started = std::time::Instant::now();
@@ -1699,6 +1702,23 @@ async fn a_collector_that_takes_over_waits_out_the_last_holders_provider_request
             "waited out the last holder's requests: {:?}",
             started.elapsed()
         );
+        // An upload that gives up meanwhile takes the collector's claim for a moment (to
+        // delete what it stored): it does nothing then, and gives the claim back still naming
+        // the holder before, so that the next pass waits all the same.
+        let n = interrupted(3, false).await;
+        assert_eq!(nuage_server::workers::discard_now(&e.nuage, &[]).await.unwrap(), 0);
+        let started = std::time::Instant::now();
+        let report = run_pass(&e.nuage, Kind::Gc, false, |_| {}).await.unwrap();
+        assert_eq!(report.found, n, "finished the deletions left");
+        assert!(
+            started.elapsed() >= settle,
+            "still waited, after the upload's claim: {:?}",
+            started.elapsed()
+        );
+        // Settled: the pass after does not wait.
+        let started = std::time::Instant::now();
+        run_pass(&e.nuage, Kind::Gc, false, |_| {}).await.unwrap();
+        assert!(started.elapsed() < settle, "{:?}", started.elapsed());
     }
 }
 

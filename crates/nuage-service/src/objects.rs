@@ -351,6 +351,7 @@ impl Nuage {
                 tracing::debug!("upload body: {e}");
                 Err(ServiceError::incomplete(e))
             }
+            Ok(Err(PipelineError::Config(e))) => Err(ServiceError::internal("[chunking]", e)),
             Ok(Err(PipelineError::Sink(()))) => {
                 Err(ServiceError::internal("upload", "the store side stopped early"))
             }

@@ -11,8 +11,9 @@ use crate::state::Nuage;
 
 /// Spaces the work so that it moves about `rate` bytes (or deletions) per second: a token
 /// bucket holding at most one second's worth, so a slow stretch is not made up by a burst.
-/// The rate is read again at every step and within a wait of more than a second, so that
-/// `nuage admin pace` takes effect within about a second ([`follow_paces`]).
+/// The rate is read again at every step and within a wait of more than a second, so that a
+/// new rate counts within a second of reaching this process ([`follow_paces`], every two
+/// seconds).
 #[derive(Debug)]
 pub(crate) struct Pace {
     /// The rate in effect (the worker's [`crate::metrics::WorkerCounters::pace`]); `None`: unpaced.

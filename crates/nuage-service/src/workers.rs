@@ -365,11 +365,25 @@ struct Claimed {
     pace: Pace,
     /// The claim was lost (another process took over): stop.
     lost: bool,
-    /// When the last renewal that held began: provider requests go out only within
-    /// [`ISSUE_WINDOW`] of it.
-    renewed: tokio::time::Instant,
-    /// When the claim was taken.
-    taken: tokio::time::Instant,
+    /// The wall clock (Unix ms) before the last check that found the claim held: with the
+    /// claim's own instant of it, provider requests go out only within [`ISSUE_WINDOW`] of
+    /// it, by both clocks (a machine that was suspended sees little time gone on the other).
+    checked_ms: i64,
+}
+
+/// The [`ISSUE_WINDOW`] after a check of a claim, by both clocks.
+#[derive(Debug, Clone, Copy)]
+struct SendWindow {
+    checked: tokio::time::Instant,
+    checked_ms: i64,
+}
+
+impl SendWindow {
+    /// Whether provider requests may still go out.
+    fn may_send(self) -> bool {
+        tokio::time::Instant::now() <= self.checked + ISSUE_WINDOW
+            && now_ms() <= self.checked_ms.saturating_add(ISSUE_WINDOW.as_millis() as i64)
+    }
 }
 
 /// How long after a renewal of its claim began the collector may still send provider
@@ -400,22 +414,27 @@ impl Claimed {
         pace: Pace,
         stop: &StopSignal,
     ) -> nuage_meta::Result<Option<Claimed>> {
-        let taken = tokio::time::Instant::now();
+        let checked_ms = now_ms();
         let owner = format!("{}:{}:{:08x}", host(), std::process::id(), rand::random::<u32>());
-        let until = now_ms().saturating_add(CLAIM_MS);
-        let claim = nuage.meta.claim_worker(kind.name(), &owner, until, claim_is_gone).await?;
-        if claim.is_some() {
-            tracing::debug!("{}: pass claimed by {owner}", kind.name());
+        let until = checked_ms.saturating_add(CLAIM_MS);
+        let Some(mut claim) = nuage.meta.claim_worker(kind.name(), &owner, until, claim_is_gone).await?
+        else {
+            return Ok(None);
+        };
+        tracing::debug!("{}: pass claimed by {owner}", kind.name());
+        if kind != Kind::Gc {
+            // Only the collector's provider requests (deletes) can harm once late.
+            claim.settle();
         }
-        Ok(claim.map(|claim| Claimed {
-            claim,
-            kind,
-            stop: stop.clone(),
-            pace,
-            lost: false,
-            renewed: taken,
-            taken,
-        }))
+        Ok(Some(Claimed { claim, kind, stop: stop.clone(), pace, lost: false, checked_ms }))
+    }
+
+    /// When provider requests may go out under the last check of the claim.
+    fn window(&self) -> SendWindow {
+        SendWindow {
+            checked: tokio::time::Instant::from_std(self.claim.checked_at()),
+            checked_ms: self.checked_ms,
+        }
     }
 
     /// Renews the claim; `false` (and `lost`) once another process holds it.
@@ -423,12 +442,12 @@ impl Claimed {
         if self.lost {
             return Ok(false);
         }
-        let began = tokio::time::Instant::now();
-        let until = now_ms().saturating_add(CLAIM_MS);
+        let checked_ms = now_ms();
+        let until = checked_ms.saturating_add(CLAIM_MS);
         let held = nuage.meta.renew_claim(&mut self.claim, until).await?;
         self.lost |= !held;
         if held {
-            self.renewed = began;
+            self.checked_ms = checked_ms;
         }
         Ok(held)
     }
@@ -461,7 +480,20 @@ async fn delete_everywhere(
             tracing::warn!("gc: another collector took over; stopping");
             break;
         }
-        let results = delete_from_providers(nuage, group, collector.renewed + ISSUE_WINDOW).await;
+        // A renewal slow to come back (a busy database) leaves little of its window: renew
+        // again rather than send deletes that would be cut off.
+        let mut tries = 1;
+        while !collector.window().may_send() && tries < 3 {
+            if !collector.renew(nuage).await? {
+                break;
+            }
+            tries += 1;
+        }
+        if collector.lost {
+            tracing::warn!("gc: another collector took over; stopping");
+            break;
+        }
+        let results = delete_from_providers(nuage, group, collector.window()).await;
         // Still the collector? One that lost its claim meanwhile (its database session
         // broke) leaves the group recorded as started, for the one that took over.
         if !collector.renew(nuage).await? {
@@ -490,13 +522,14 @@ async fn delete_everywhere(
 }
 
 /// Deletes `addresses` (whose deletion [`nuage_meta::Meta::start_deletions`] started) from
-/// every provider that answers, and says how each ended, for `finish_deletions`. A delete
-/// not sent by `issue_by` is not sent (the process stalled since its claim's renewal) and
-/// counts as failed.
+/// every provider that answers, and says how each ended, for `finish_deletions`. Each
+/// attempt (up to three, the retries made here rather than by the provider's layer) goes
+/// out only while `window` [lets it](SendWindow::may_send); one it does not is not sent
+/// (the process stalled since its claim's check) and counts as failed.
 async fn delete_from_providers(
     nuage: &Nuage,
     addresses: &[[u8; 32]],
-    issue_by: tokio::time::Instant,
+    window: SendWindow,
 ) -> Vec<nuage_meta::DeletionDone> {
     futures::future::join_all(addresses.iter().map(|a| async move {
         let address = Address::from_bytes(*a);
@@ -504,10 +537,20 @@ async fn delete_from_providers(
         let live: Vec<_> = providers.iter().filter(|p| !p.is_down()).collect();
         let mut everywhere = live.len() == providers.len();
         let deletes = futures::future::join_all(live.iter().map(|p| async move {
-            if tokio::time::Instant::now() > issue_by {
-                return None; // not sent
+            let (mut attempt, mut last) = (0, None);
+            loop {
+                if !window.may_send() {
+                    return last; // none: never sent
+                }
+                attempt += 1;
+                match p.delete_once(&address).await {
+                    Err(e) if e.is_temporary() && attempt < 3 => {
+                        last = Some(Err(e));
+                        tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                    }
+                    done => return Some(done),
+                }
             }
-            Some(p.delete(&address).await)
         }))
         .await;
         let mut deleted_from = Vec::new();
@@ -540,6 +583,12 @@ pub async fn discard_now(nuage: &Nuage, addresses: &[[u8; 32]]) -> nuage_meta::R
     let Some(mut c) = Claimed::take(nuage, Kind::Gc, Pace::unpaced(), &StopSignal::never()).await? else {
         return Ok(0);
     };
+    if c.claim.taken_from().is_some() {
+        // Taken over from a holder that may still have deletes in flight: the next pass
+        // waits them out first (the claim, given back unsettled, still names that holder).
+        c.release(nuage).await?;
+        return Ok(0);
+    }
     let result = async {
         let unindexed = nuage.meta.unindexed(addresses).await?;
         let mut found = 0;
@@ -842,6 +891,7 @@ async fn walk(
             // copy. Its requests went out within ISSUE_WINDOW of its last renewal, which began
             // before this claim was taken, and end within the longest request.
             let settle = ISSUE_WINDOW + nuage.store.longest_request() + Duration::from_secs(1);
+            let taken = tokio::time::Instant::from_std(c.claim.checked_at());
             tracing::warn!(
                 "gc: took over from {before}, which did not give its claim back: finishing its {} deletions once \
                  its provider requests can no longer be in flight ({} s)",
@@ -850,9 +900,11 @@ async fn walk(
             );
             let mut stopping = c.stop.clone();
             tokio::select! {
-                _ = tokio::time::sleep_until(c.taken + settle) => {}
-                _ = stopping.wait() => {}
+                _ = tokio::time::sleep_until(taken + settle) => c.claim.settle(),
+                _ = stopping.wait() => {} // not settled: the next holder waits too
             }
+        } else {
+            c.claim.settle(); // nothing recorded: nothing of the holder before can be in flight
         }
         let n = interrupted.len() as u64;
         let o = delete_everywhere(nuage, c, &interrupted, &std::collections::HashMap::new()).await?;
@@ -1147,12 +1199,22 @@ impl Worker for Drains {
                         .filter(|(_, s)| *s == ProviderState::Draining)
                         .map(|(n, _)| n)
                         .collect();
-                    if r.found == 0
-                        && r.skipped == 0
-                        && !draining.is_empty()
-                        && let Err(e) = finish_drains(&self.nuage, &draining).await
-                    {
-                        tracing::warn!("migrate: {e}");
+                    if r.found == 0 && r.skipped == 0 && !draining.is_empty() {
+                        // Under the worker's claim again: one server at a time ends the drains
+                        // (one that holds it now ends them itself).
+                        let ended =
+                            match Claimed::take(&self.nuage, Kind::Migrate, Pace::unpaced(), stop).await {
+                                Ok(Some(c)) => {
+                                    let ended = finish_drains(&self.nuage, &draining).await;
+                                    let released = c.release(&self.nuage).await;
+                                    ended.and(released)
+                                }
+                                Ok(None) => Ok(()),
+                                Err(e) => Err(e),
+                            };
+                        if let Err(e) = ended {
+                            tracing::warn!("migrate: {e}");
+                        }
                     }
                 }
                 Err(e) => {
