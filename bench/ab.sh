@@ -4,6 +4,9 @@
 # alike. Prints one row per round and the ratio after / before of the medians.
 # - AB_LOAD=small (default): the small-object load of bench/serve.sh (4 KiB, 64 clients, PUT
 #   then GET) on SQLite + a local folder, a fresh server each round.
+# - AB_LOAD=drain: bench/drain.sh (this tree's script, each side's binaries) with MIB = the
+#   third argument (default 256) and 2,000 objects: the foreground's PUT/GET p99 alone and
+#   while s3 drains at 50 MB/s, and the unpaced drain of a folder in MB/s.
 # - AB_LOAD=ingest: `nuage ingest` of the data set (../shared/bench/make-dataset.sh, in
 #   NUAGE_DATASET, default /var/tmp/nuage-dataset) into a fresh data dir each round, page
 #   cache warm; the data dirs are deleted only at the end (see wait_for_deleted_inodes).
@@ -83,6 +86,28 @@ LOAD=${AB_LOAD:-small}
 echo "# $(date -u +%F) on $(nproc) cores: before $(git rev-parse --short "$BEFORE"), after $(git rev-parse --short "$AFTER"); $LOAD, $ROUNDS rounds each"
 build before "$BEFORE"
 build after "$AFTER"
+
+if [ "$LOAD" = drain ]; then
+    MIB=${3:-256}
+    drain_round() { # $1: side, $2: round
+        local out
+        out=$(NUAGE_BENCH_BIN=$work/$1 bash bench/drain.sh "$MIB" 2000)
+        echo "$out" > "$work/drain-$1-$2.txt"
+        # p99 of PUT and GET alone (row 1) and while s3 drains (row 2), the unpaced MB/s.
+        local alone during unpaced
+        alone=$(echo "$out" | awk -F'|' '$2 ~ /alone/ { gsub(/ /, "", $5); gsub(/ /, "", $8); print $5 " | " $8 }')
+        during=$(echo "$out" | awk -F'|' '$2 ~ /while s3 drains/ { gsub(/ /, "", $5); gsub(/ /, "", $8); print $5 " | " $8 }')
+        unpaced=$(echo "$out" | sed -n 's/.*pace off: .*(\([0-9]*\) MB\/s).*/\1/p')
+        echo "| $1, round $2 | $alone | $during | $unpaced |" | tee -a "$work/rows"
+    }
+    echo
+    echo "| drain.sh $MIB 2000 | PUT p99 ms alone | GET p99 ms alone | PUT p99 ms while s3 drains | GET p99 ms while s3 drains | unpaced drain MB/s |"
+    echo "|---|---|---|---|---|---|"
+    alternate drain_round
+    echo
+    medians " PUT p99 alone | GET p99 alone | PUT p99 draining | GET p99 draining | unpaced MB/s |" 7
+    exit 0
+fi
 
 if [ "$LOAD" = ingest ]; then
     DATA=${NUAGE_DATASET:-/var/tmp/nuage-dataset}

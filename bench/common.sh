@@ -42,13 +42,19 @@ start_nuage() {
     "$BIN/nuage" bucket create bench >/dev/null
 }
 
-# The start of a benchmark of `nuage serve`: BIN, an empty work folder (`work`, removed at
-# exit with the processes in `pids`), a client configuration of its own, no NUAGE_*
-# variables from the caller's shell. $1 names the work folder.
+# The start of a benchmark of `nuage serve`: BIN (the release build of this tree, or the
+# binaries in NUAGE_BENCH_BIN when set: bench/ab.sh runs a script over each side's), an
+# empty work folder (`work`, removed at exit with the processes in `pids`), a client
+# configuration of its own, no NUAGE_* variables from the caller's shell. $1 names the work
+# folder.
 bench_setup() {
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${TMPDIR:-/tmp}/nuage-bench-target}"
-    cargo build --release -q -p nuage-cli -p nuage-bench
-    BIN=$CARGO_TARGET_DIR/release
+    if [ -n "${NUAGE_BENCH_BIN:-}" ]; then
+        BIN=$NUAGE_BENCH_BIN
+    else
+        cargo build --release -q -p nuage-cli -p nuage-bench
+        BIN=$CARGO_TARGET_DIR/release
+    fi
     work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/nuage-$1.XXXXXX")
     pids=()
     trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
