@@ -53,6 +53,10 @@ pub enum Admin {
     /// server serves), or call a drain off.
     #[command(subcommand)]
     Provider(ProviderCmd),
+    /// S3 access keys of an account: make one (its secret shown once), list them, revoke
+    /// one. A key may be limited to one bucket and to reads.
+    #[command(subcommand)]
+    Key(KeyCmd),
     /// The workers' paces: without WORKER, each one in effect; with WORKER and RATE, set it
     /// for every server of the deployment, whose running passes follow within about three
     /// seconds. RATE is bytes per second (deletions per second for gc), with an optional
@@ -98,6 +102,36 @@ pub enum ProviderCmd {
     Remove {
         /// Provider name.
         name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCmd {
+    /// Make an access key for ACCOUNT and print its id and secret (the secret is shown once).
+    Create {
+        /// Account name.
+        account: String,
+        /// A label for the key.
+        #[arg(long, default_value = "s3")]
+        name: String,
+        /// Only this bucket of the account.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Reads only.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// The access keys of ACCOUNT, newest first (never their secrets).
+    Ls {
+        /// Account name.
+        account: String,
+    },
+    /// Revoke access key ID of ACCOUNT.
+    Revoke {
+        /// Account name.
+        account: String,
+        /// The access key id.
+        id: String,
     },
 }
 
@@ -259,6 +293,12 @@ pub async fn admin(cli: &Globals, cmd: &Admin) -> Result<()> {
         Admin::Provider(cmd) => {
             let meta = Meta::open(&url).await.with_context(|| format!("opening {}", redacted(&url)))?;
             let done = provider(cli, &config, &meta, cmd).await;
+            meta.close().await;
+            return done;
+        }
+        Admin::Key(cmd) => {
+            let meta = Meta::open(&url).await.with_context(|| format!("opening {}", redacted(&url)))?;
+            let done = access_key(cli, &config, &meta, cmd).await;
             meta.close().await;
             return done;
         }
@@ -507,6 +547,60 @@ async fn status(cli: &Globals, config: &ServiceConfig, meta: &Meta) -> Result<()
     println!("placements:");
     for (provider, state, count) in &placements {
         println!("  {provider:<12} {state:<8} {count}");
+    }
+    Ok(())
+}
+
+/// `nuage admin key …`.
+async fn access_key(cli: &Globals, config: &ServiceConfig, meta: &Meta, cmd: &KeyCmd) -> Result<()> {
+    let shown = |k: &nuage_meta::AccessKey| {
+        serde_json::json!({
+            "id": k.id, "name": k.name, "bucket": k.bucket, "read_only": k.read_only,
+            "created_at": k.created_at, "revoked_at": k.revoked_at,
+        })
+    };
+    match cmd {
+        KeyCmd::Create { account, name, bucket, read_only } => {
+            let a = meta.account_by_name(account).await?;
+            let scope =
+                nuage_service::access_keys::KeyScope { bucket: bucket.clone(), read_only: *read_only };
+            let (key, secret) =
+                nuage_service::access_keys::create(meta, &config.access_key_file(), a.id, name, &scope)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if cli.json {
+                let mut v = shown(&key);
+                v["secret"] = secret.into();
+                println!("{v}");
+            } else {
+                println!("access key id: {}", key.id);
+                println!("secret (shown once): {secret}");
+            }
+        }
+        KeyCmd::Ls { account } => {
+            let a = meta.account_by_name(account).await?;
+            let keys = meta.access_keys(a.id).await?;
+            if cli.json {
+                println!("{}", serde_json::Value::from(keys.iter().map(shown).collect::<Vec<_>>()));
+            } else {
+                for k in &keys {
+                    let scope =
+                        k.bucket.as_deref().map_or("every bucket".to_owned(), |b| format!("bucket {b}"));
+                    let access = if k.read_only { "read-only" } else { "read-write" };
+                    let state = k
+                        .revoked_at
+                        .map_or("active".to_owned(), |at| format!("revoked {}", crate::session::utc(at)));
+                    println!("{}\t{}\t{scope}, {access}\t{state}", k.id, k.name);
+                }
+            }
+        }
+        KeyCmd::Revoke { account, id } => {
+            let a = meta.account_by_name(account).await?;
+            if !meta.revoke_access_key(a.id, id).await? {
+                bail!("{account} has no active access key {id}");
+            }
+            println!("access key {id} revoked");
+        }
     }
     Ok(())
 }

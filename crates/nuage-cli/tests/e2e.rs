@@ -454,6 +454,52 @@ fn admin_opens_the_servers_database_and_creates_none_unless_told() {
     d.ok_with(&["--server", &server.url, "login", "--account", "alice", "--password-stdin"], "pw\n");
 }
 
+/// `nuage admin key`: a key is made with its secret shown once, listed without it, the key
+/// file made readable by its owner only, and revoked once; bad input changes nothing.
+#[test]
+fn admin_makes_lists_and_revokes_access_keys() {
+    let d = Deployment::new("");
+    d.ok(&["admin", "init"]);
+    d.ok(&["admin", "account", "create", "alice"]);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&d.ok(&all)).unwrap()
+    };
+    let made =
+        json(&["admin", "key", "create", "alice", "--name", "nas", "--bucket", "photos", "--read-only"]);
+    let (id, secret) = (made["id"].as_str().unwrap().to_owned(), made["secret"].as_str().unwrap().to_owned());
+    assert!(id.starts_with("NU") && id.len() == 20 && secret.len() == 40, "{made}");
+    assert_eq!((made["bucket"].as_str(), made["read_only"].as_bool()), (Some("photos"), Some(true)));
+    let file = d.path("data/access-keys.key");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let listed = d.ok(&["admin", "key", "ls", "alice"]);
+    assert!(
+        listed.contains(&id) && listed.contains("bucket photos, read-only") && listed.contains("active"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&secret), "never the secret");
+    let db = std::fs::read(d.path("data/meta.db")).unwrap();
+    assert!(
+        !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the database holds no secret in the clear"
+    );
+    for (args, says) in [
+        (&["admin", "key", "create", "nobody"][..], "no such account"),
+        (&["admin", "key", "create", "alice", "--bucket", "No"][..], "bucket name"),
+        (&["admin", "key", "revoke", "alice", "NUNOSUCHKEYAAAAAAAAA"][..], "no active access key"),
+    ] {
+        let out = d.run(args, "");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && said.contains(says), "{args:?}: {said}");
+    }
+    assert_eq!(json(&["admin", "key", "ls", "alice"]).as_array().unwrap().len(), 1, "refusals made nothing");
+    d.ok(&["admin", "key", "revoke", "alice", &id]);
+    assert!(d.ok(&["admin", "key", "ls", "alice"]).contains("revoked"));
+    assert!(!d.run(&["admin", "key", "revoke", "alice", &id], "").status.success(), "revoked once");
+}
+
 /// A server that is not there is said once, with what to check; an address without its
 /// scheme is refused with an example.
 #[test]

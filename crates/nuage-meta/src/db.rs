@@ -43,6 +43,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0008_worker_paces.sql"),
         include_str!("../migrations/postgres/0008_worker_paces.sql"),
     ),
+    (
+        include_str!("../migrations/sqlite/0009_access_keys.sql"),
+        include_str!("../migrations/postgres/0009_access_keys.sql"),
+    ),
 ];
 
 /// The metadata store: a connection pool and what differs between the two backends.

@@ -9,6 +9,9 @@ pub enum Error {
     /// The provider registry has a provider of this name.
     #[error("a provider named {0} exists already")]
     ProviderExists(String),
+    /// An access key of this id exists (or existed).
+    #[error("an access key of this id exists")]
+    AccessKeyExists,
     /// No such account.
     #[error("no such account")]
     AccountNotFound,

@@ -6,6 +6,7 @@
 
 #![deny(missing_docs)]
 
+mod access_keys;
 mod accounts;
 mod claims;
 mod db;
@@ -21,6 +22,7 @@ mod uploads;
 mod workers;
 mod write;
 
+pub use access_keys::AccessKey;
 pub use accounts::{Account, AccountSecrets, CLOCK_MARGIN_MS, ProviderRecord, Removal, Token};
 pub use claims::Claim;
 pub use db::Meta;

@@ -109,11 +109,11 @@ async fn migrations_are_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("meta.db").display());
     let first = Meta::open(&url).await.unwrap();
-    assert_eq!(first.schema_version().await.unwrap(), 8);
+    assert_eq!(first.schema_version().await.unwrap(), 9);
     first.create_account("a", None, None, [1; 32]).await.unwrap();
     first.close().await;
     let again = Meta::open(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 8);
+    assert_eq!(again.schema_version().await.unwrap(), 9);
     assert_eq!(again.account_by_name("a").await.unwrap().name, "a");
 }
 
@@ -135,6 +135,46 @@ async fn accounts_and_tokens() {
         assert!(m.revoke_token(a.id, t.id).await.unwrap());
         assert!(!m.revoke_token(a.id, t.id).await.unwrap(), "already revoked");
         assert!(m.token_by_hash([9; 32]).await.unwrap().unwrap().revoked_at.is_some());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn access_keys_belong_to_one_account_and_their_ids_are_never_reused() {
+    each_backend(|m| async move {
+        let a = m.create_account("alice", None, None, [1; 32]).await.unwrap();
+        let b = m.create_account("bob", None, None, [2; 32]).await.unwrap();
+        let key = |id: &str, account_id: i64, at: i64| nuage_meta::AccessKey {
+            id: id.into(),
+            account_id,
+            name: "s3".into(),
+            bucket: Some("photos".into()),
+            read_only: true,
+            secret_sealed: vec![1, 2, 3],
+            created_at: at,
+            revoked_at: None,
+        };
+        let k1 = key("NUAAAAAAAAAAAAAAAAAA", a.id, 10);
+        m.create_access_key(&k1).await.unwrap();
+        let k2 =
+            nuage_meta::AccessKey { bucket: None, read_only: false, ..key("NUBBBBBBBBBBBBBBBBBB", a.id, 20) };
+        m.create_access_key(&k2).await.unwrap();
+        assert_eq!(m.access_key(&k1.id).await.unwrap(), Some(k1.clone()), "read back as written");
+        assert_eq!(m.access_keys(a.id).await.unwrap(), vec![k2.clone(), k1.clone()], "newest first");
+        assert!(m.access_keys(b.id).await.unwrap().is_empty());
+        assert!(matches!(m.create_access_key(&key(&k1.id, b.id, 30)).await, Err(Error::AccessKeyExists)));
+        assert!(matches!(
+            m.create_access_key(&key("NUCCCCCCCCCCCCCCCCCC", 999_999, 30)).await,
+            Err(Error::AccountNotFound)
+        ));
+        assert!(!m.revoke_access_key(b.id, &k1.id).await.unwrap(), "not bob's");
+        assert!(m.revoke_access_key(a.id, &k1.id).await.unwrap());
+        assert!(!m.revoke_access_key(a.id, &k1.id).await.unwrap(), "revoked once");
+        assert!(m.access_key(&k1.id).await.unwrap().unwrap().revoked_at.is_some());
+        assert!(
+            matches!(m.create_access_key(&key(&k1.id, a.id, 40)).await, Err(Error::AccessKeyExists)),
+            "revoked ids stay taken"
+        );
     })
     .await;
 }

@@ -46,6 +46,7 @@ impl<'de> Deserialize<'de> for ServerConfig {
                 grants: f.grants,
                 edges: f.edges,
                 workers: f.workers,
+                access_key_file: f.access_key_file,
             },
         })
     }
@@ -78,6 +79,8 @@ struct FileKeys {
     edges: Vec<EdgeLink>,
     #[serde(default)]
     workers: WorkersConfig,
+    #[serde(default)]
+    access_key_file: Option<std::path::PathBuf>,
 }
 
 fn default_listen() -> SocketAddr {

@@ -1628,6 +1628,39 @@ async fn garbage_collection_deletes_what_nothing_references_and_never_what_an_up
     }
 }
 
+/// An access key's secret is kept sealed in the database, comes back whole for the signature
+/// check while the key is active, and not once it is revoked; another account cannot revoke it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_keys_keep_their_secrets_sealed_and_stop_when_revoked() {
+    use nuage_service::access_keys::KeyScope;
+    use nuage_service::auth::Caller;
+    for e in envs().await {
+        let alice = Caller { account_id: e.alice_id, token_id: 0 };
+        let scope = KeyScope { bucket: Some("photos".into()), read_only: true };
+        let (key, secret) = e.nuage.create_access_key(alice, "nas", &scope).await.unwrap();
+        assert_eq!((key.bucket.as_deref(), key.read_only), (Some("photos"), true));
+        let stored = e.nuage.meta.access_key(&key.id).await.unwrap().unwrap();
+        assert!(!stored.secret_sealed.windows(secret.len()).any(|w| w == secret.as_bytes()), "sealed");
+        let (found, back) = e.nuage.access_key_secret(&key.id).await.unwrap();
+        assert_eq!((found.account_id, back.as_str()), (e.alice_id, secret.as_str()));
+        assert_eq!(e.nuage.access_keys(alice).await.unwrap().len(), 1);
+        let bad = KeyScope { bucket: Some("No".into()), read_only: false };
+        assert_eq!(
+            e.nuage.create_access_key(alice, "x", &bad).await.unwrap_err().code,
+            "invalid_bucket_name"
+        );
+        let bob = e.nuage.meta.account_by_name("bob").await.unwrap();
+        let bob = Caller { account_id: bob.id, token_id: 0 };
+        assert_eq!(e.nuage.revoke_access_key(bob, &key.id).await.unwrap_err().code, "access_key_not_found");
+        assert_eq!(
+            e.nuage.access_key_secret("NUNOSUCHKEYAAAAAAAAA").await.unwrap_err().code,
+            "access_key_invalid"
+        );
+        e.nuage.revoke_access_key(alice, &key.id).await.unwrap();
+        assert_eq!(e.nuage.access_key_secret(&key.id).await.unwrap_err().code, "access_key_invalid");
+    }
+}
+
 /// A collector that takes its claim over from a holder that did not give it back (and is not
 /// known dead: it may have been cut off from the database while it lived) finishes that
 /// holder's recorded deletions only once its provider deletes can no longer be in flight; one

@@ -35,6 +35,10 @@ pub struct ServiceConfig {
     pub edges: Vec<EdgeLink>,
     /// Background workers (scrub, repair).
     pub workers: WorkersConfig,
+    /// The file of the server's key that seals S3 access keys' secrets in the database
+    /// (default `<data_dir>/access-keys.key`, made on first use). Every server of one
+    /// database must read the same key.
+    pub access_key_file: Option<PathBuf>,
 }
 
 /// Background workers: when they run and how fast.
@@ -98,6 +102,7 @@ impl Default for ServiceConfig {
             grants: GrantsConfig::default(),
             edges: Vec::new(),
             workers: WorkersConfig::default(),
+            access_key_file: None,
         }
     }
 }
@@ -195,6 +200,12 @@ impl ServiceConfig {
         if let Some(v) = var("NUAGE_DATABASE_URL") {
             self.database_url = Some(v);
         }
+    }
+
+    /// The file of the key that seals access keys' secrets (`access_key_file`, else in the
+    /// data folder).
+    pub fn access_key_file(&self) -> PathBuf {
+        self.access_key_file.clone().unwrap_or_else(|| self.data_dir.join("access-keys.key"))
     }
 
     /// The database URL, defaulting to SQLite in the data folder.

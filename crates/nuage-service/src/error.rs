@@ -136,6 +136,9 @@ impl From<nuage_meta::Error> for ServiceError {
                 ServiceError::new(K::Conflict, "provider_exists", format!("a provider named {n} exists"))
             }
             E::AccountNotFound => ServiceError::new(K::NotFound, "account_not_found", "no such account"),
+            E::AccessKeyExists => {
+                ServiceError::new(K::Conflict, "access_key_exists", "an access key of this id exists")
+            }
             E::BucketExists(n) => {
                 ServiceError::new(K::Conflict, "bucket_exists", format!("bucket {n} already exists"))
             }

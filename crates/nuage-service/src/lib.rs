@@ -6,6 +6,7 @@
 //! - [`error`]: [`ServiceError`], whose [`ErrorKind`] each front maps to its own answer
 //!   (an HTTP status and nuage's stable code for `/v1`; an S3 error code for S3). The
 //!   errors of the metadata store and the chunk store become service errors here, once.
+//! - [`access_keys`]: S3 access keys, their secrets sealed under a key file of the server.
 //! - [`buckets`]: accounts, tokens and buckets (a new bucket's settings and its
 //!   placement check), and health.
 //! - [`names`]: the rules of bucket names and object keys; [`auth`]: tokens, passwords,
@@ -32,6 +33,7 @@
 //! for people say where `/v1` carries a grant).
 #![deny(missing_docs)]
 
+pub mod access_keys;
 pub mod auth;
 pub mod background;
 pub mod buckets;
