@@ -564,10 +564,18 @@ async fn access_key(cli: &Globals, config: &ServiceConfig, meta: &Meta, cmd: &Ke
             let a = meta.account_by_name(account).await?;
             let scope =
                 nuage_service::access_keys::KeyScope { bucket: bucket.clone(), read_only: *read_only };
-            let (key, secret) =
-                nuage_service::access_keys::create(meta, &config.access_key_file(), a.id, name, &scope)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let file = config.access_key_file();
+            let made = !file.exists();
+            let server = nuage_service::access_keys::ServerKey::load(&file, true)?;
+            if made {
+                eprintln!(
+                    "made the access-key file {} (mode 0600): the server must run as its owner to read it",
+                    file.display()
+                );
+            }
+            let (key, secret) = nuage_service::access_keys::create(meta, &server, a.id, name, &scope)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             if cli.json {
                 let mut v = shown(&key);
                 v["secret"] = secret.into();

@@ -488,6 +488,7 @@ fn admin_makes_lists_and_revokes_access_keys() {
     for (args, says) in [
         (&["admin", "key", "create", "nobody"][..], "no such account"),
         (&["admin", "key", "create", "alice", "--bucket", "No"][..], "bucket name"),
+        (&["admin", "key", "create", "alice", "--name", "a\tb"][..], "access key's name"),
         (&["admin", "key", "revoke", "alice", "NUNOSUCHKEYAAAAAAAAA"][..], "no active access key"),
     ] {
         let out = d.run(args, "");

@@ -1,128 +1,34 @@
 //! S3 access keys: an id and a secret per key, for SigV4, which needs the secret itself on
 //! the server (a token, by contrast, is kept as a hash). The secret is kept in the database
 //! sealed with AES-256-GCM under the server's key for access keys, a file outside the
-//! database (`access_key_file`, made on first use with mode 0600): a copy of the database
-//! alone gives no secret. The sealed form binds the key's id (as associated data) and names
-//! the server key by a fingerprint, so that a server reading with another key file says so
-//! instead of failing every signature.
+//! database (`access_key_file`): a copy of the database alone gives no secret. The file is
+//! made when a server first opens (`Nuage::open`, as the server's user, mode 0600, written
+//! whole under another name and linked into place) and read once; a lookup never makes one.
+//! The sealed form binds its header, the key's id and its account (as associated data) and
+//! names the server key by a fingerprint, so that a server reading with another key file
+//! says so instead of failing every signature.
 //!
 //! Ids are `NU` and 18 characters of base32 (20 in all, as AWS's); secrets are 40 characters
 //! of base64url (240 bits).
 
-use std::io::Write;
-use std::path::Path;
-
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use base64::Engine;
 use nuage_meta::AccessKey;
 
 use crate::auth::Caller;
 use crate::error::{ErrorKind, ServiceError, ServiceResult};
 use crate::names::check_bucket;
+pub use crate::server_key::ServerKey;
 use crate::state::Nuage;
 
-/// The first byte of a sealed secret: its format.
-const SEALED_V1: u8 = 1;
-/// Bytes of the server key's fingerprint in a sealed secret.
-const FINGERPRINT_LEN: usize = 8;
-
-/// The server's key for access keys.
-struct ServerKey {
-    key: LessSafeKey,
-    fingerprint: [u8; FINGERPRINT_LEN],
-}
-
-impl ServerKey {
-    /// Reads the key file, or makes it (32 random bytes, readable by its owner only) when
-    /// there is none.
-    fn load(path: &Path) -> ServiceResult<ServerKey> {
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => make_key_file(path)?,
-            Err(e) => return Err(ServiceError::internal(&format!("reading {}", path.display()), e)),
-        };
-        let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
-            ServiceError::internal(&format!("{}", path.display()), "an access-key file holds 32 bytes")
-        })?;
-        let fingerprint = blake3::derive_key("nuage access-key file fingerprint", &bytes)[..FINGERPRINT_LEN]
-            .try_into()
-            .expect("8 bytes");
-        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &bytes).expect("a 32-byte key"));
-        Ok(ServerKey { key, fingerprint })
-    }
-
-    fn seal(&self, id: &str, secret: &str) -> Vec<u8> {
-        let mut nonce = [0u8; NONCE_LEN];
-        aws_lc_rs::rand::fill(&mut nonce).expect("a random source");
-        let mut body = secret.as_bytes().to_vec();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(id.as_bytes()),
-                &mut body,
-            )
-            .expect("sealing a short secret");
-        let mut out = vec![SEALED_V1];
-        out.extend_from_slice(&self.fingerprint);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&body);
-        out
-    }
-
-    fn open(&self, id: &str, sealed: &[u8]) -> ServiceResult<String> {
-        let corrupt =
-            || ServiceError::internal("access key", format!("the sealed secret of {id} does not open"));
-        let (&version, rest) = sealed.split_first().ok_or_else(corrupt)?;
-        if version != SEALED_V1 || rest.len() < FINGERPRINT_LEN + NONCE_LEN {
-            return Err(corrupt());
-        }
-        let (fingerprint, rest) = rest.split_at(FINGERPRINT_LEN);
-        if fingerprint != self.fingerprint {
-            return Err(ServiceError::internal(
-                "access key",
-                format!(
-                    "the secret of {id} was sealed with another access-key file than this server's: every \
-                     server of one database must read the same `access_key_file`"
-                ),
-            ));
-        }
-        let (nonce, body) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| corrupt())?;
-        let mut body = body.to_vec();
-        let plain =
-            self.key.open_in_place(nonce, Aad::from(id.as_bytes()), &mut body).map_err(|_| corrupt())?;
-        String::from_utf8(plain.to_vec()).map_err(|_| corrupt())
-    }
-}
-
-/// Makes a new key file at `path`, unless another process made one meanwhile (then its key
-/// is the one).
-fn make_key_file(path: &Path) -> ServiceResult<Vec<u8>> {
-    let failed = |e: std::io::Error| ServiceError::internal(&format!("making {}", path.display()), e);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(failed)?;
-    }
-    let mut key = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut key).expect("a random source");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(path) {
-        Ok(mut f) => {
-            f.write_all(&key).and_then(|()| f.sync_all()).map_err(failed)?;
-            Ok(key.to_vec())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path).map_err(failed),
-        Err(e) => Err(failed(e)),
-    }
-}
+/// The longest name of an access key, in characters.
+const MAX_NAME_CHARS: usize = 64;
 
 /// A new access key's id.
 fn new_id() -> String {
     const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut random = [0u8; 18];
     aws_lc_rs::rand::fill(&mut random).expect("a random source");
+    // 256 is a multiple of 32: every character is equally likely.
     let tail: String = random.iter().map(|b| BASE32[usize::from(b % 32)] as char).collect();
     format!("NU{tail}")
 }
@@ -143,13 +49,13 @@ pub struct KeyScope {
     pub read_only: bool,
 }
 
-/// Makes an access key for `account_id`, named `name`, its secret sealed under the key file
-/// at `key_file`: the stored key and its secret (shown once). `invalid_bucket_name` for a
-/// scope that names no possible bucket, `account_not_found`. A free function, so that `nuage
+/// Makes an access key for `account_id`, named `name`, its secret sealed under `server`: the
+/// stored key and its secret (shown once). `invalid_bucket_name` for a scope that names no
+/// possible bucket, `invalid_key_name`, `account_not_found`. A free function, so that `nuage
 /// admin` makes keys with the database and the key file alone.
 pub async fn create(
     meta: &nuage_meta::Meta,
-    key_file: &Path,
+    server: &ServerKey,
     account_id: i64,
     name: &str,
     scope: &KeyScope,
@@ -157,12 +63,19 @@ pub async fn create(
     if let Some(b) = &scope.bucket {
         check_bucket(b)?;
     }
-    let server = ServerKey::load(key_file)?;
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(
+            "invalid_key_name",
+            format!(
+                "an access key's name has 1 to {MAX_NAME_CHARS} characters, none of them a control character"
+            ),
+        ));
+    }
     // A clash of 90 random bits is not expected; one more draw covers it all the same.
     for _ in 0..3 {
         let (id, secret) = (new_id(), new_secret());
         let key = AccessKey {
-            secret_sealed: server.seal(&id, &secret),
+            secret_sealed: server.seal(&id, account_id, &secret),
             id,
             account_id,
             name: name.to_owned(),
@@ -188,7 +101,7 @@ impl Nuage {
         name: &str,
         scope: &KeyScope,
     ) -> ServiceResult<(AccessKey, String)> {
-        create(&self.meta, &self.config.access_key_file(), caller.account_id, name, scope).await
+        create(&self.meta, &self.access_key, caller.account_id, name, scope).await
     }
 
     /// The caller's access keys, newest first.
@@ -212,7 +125,7 @@ impl Nuage {
             ServiceError::new(ErrorKind::Unauthorized, "access_key_invalid", "unknown or revoked access key")
         };
         let key = self.meta.access_key(id).await?.filter(|k| k.revoked_at.is_none()).ok_or_else(refused)?;
-        let secret = ServerKey::load(&self.config.access_key_file())?.open(&key.id, &key.secret_sealed)?;
+        let secret = self.access_key.open(&key.id, key.account_id, &key.secret_sealed)?;
         Ok((key, secret))
     }
 }
@@ -232,25 +145,5 @@ mod tests {
         let s = new_secret();
         assert_eq!(s.len(), 40);
         assert_ne!(s, new_secret());
-    }
-
-    #[test]
-    fn a_sealed_secret_opens_with_its_id_and_its_key_file_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k");
-        let server = ServerKey::load(&path).unwrap();
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
-        assert_eq!(mode & 0o777, 0o600, "readable by its owner only");
-        let sealed = server.seal("NUAAAA", "the secret");
-        assert!(!sealed.windows(10).any(|w| w == b"the secret"), "not in the clear");
-        assert_eq!(ServerKey::load(&path).unwrap().open("NUAAAA", &sealed).unwrap(), "the secret");
-        assert!(server.open("NUBBBB", &sealed).is_err(), "bound to its id");
-        let mut damaged = sealed.clone();
-        *damaged.last_mut().unwrap() ^= 1;
-        assert!(server.open("NUAAAA", &damaged).is_err());
-        let other = ServerKey::load(&dir.path().join("other")).unwrap();
-        let e = other.open("NUAAAA", &sealed).unwrap_err();
-        assert_eq!(e.code, "internal", "{e}");
-        assert!(server.open("NUAAAA", &[]).is_err() && server.open("NUAAAA", &[1, 2]).is_err());
     }
 }

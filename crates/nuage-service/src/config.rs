@@ -36,8 +36,8 @@ pub struct ServiceConfig {
     /// Background workers (scrub, repair).
     pub workers: WorkersConfig,
     /// The file of the server's key that seals S3 access keys' secrets in the database
-    /// (default `<data_dir>/access-keys.key`, made on first use). Every server of one
-    /// database must read the same key.
+    /// (default `<data_dir>/access-keys.key`, made by the server when it first starts).
+    /// Every server of one database must read the same key.
     pub access_key_file: Option<PathBuf>,
 }
 

@@ -49,6 +49,7 @@ pub mod providers;
 pub mod read;
 mod registry;
 mod replicas;
+mod server_key;
 pub mod shares;
 mod state;
 pub mod uploads;

@@ -91,6 +91,8 @@ impl Nuage {
         }
         let store = ChunkStore::new(providers, config.buckets.placement()).context("[buckets] placement")?;
         let grants = Grants::load(&meta, config.grants).await.context("loading the grant keys")?;
+        // Made here when there is none, by the server's own user.
+        let access_key = crate::server_key::ServerKey::load(&config.access_key_file(), true)?;
         let nuage = Nuage {
             meta,
             store,
@@ -101,6 +103,7 @@ impl Nuage {
             attempts: Default::default(),
             grants,
             replicas: Default::default(),
+            access_key,
             open_failures: std::sync::Mutex::new(open_failures),
         };
         // A provider being drained takes no new chunk from the first request on.

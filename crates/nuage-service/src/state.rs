@@ -29,6 +29,8 @@ pub struct Nuage {
     pub grants: Grants,
     /// Chunks waiting for the rest of their replicas (direct uploads).
     pub replicas: Replicas,
+    /// The key that seals S3 access keys' secrets (`access_key_file`), read once.
+    pub access_key: crate::server_key::ServerKey,
     /// Simple uploads under way in this process, by lease holder (an upload and its retries
     /// share one): a failed attempt drops its leases when no other is running.
     pub(crate) attempts: Attempts,

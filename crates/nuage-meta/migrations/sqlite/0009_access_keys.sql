@@ -1,7 +1,7 @@
 -- nuage metadata, schema 9 (SQLite). Keep in step with ../postgres/0009_access_keys.sql.
 -- S3 access keys (`nuage admin key create`): SigV4 needs the secret itself on the server, so
 -- it is kept sealed (AES-256-GCM under the server's key for access keys, which is not in the
--- database: `[s3] key_file`); a token, by contrast, is kept as a hash. A key may be limited
+-- database: `access_key_file`); a token, by contrast, is kept as a hash. A key may be limited
 -- to one bucket of its account (by name) and to reads. A revoked key keeps its row, so that
 -- its id is never handed out again.
 CREATE TABLE access_keys (
