@@ -172,7 +172,6 @@ async fn ingest_trusting(
     let mut known: HashMap<String, (Manifest, FileStamp)> = parent
         .map(|p| p.files.into_iter().map(|f| (f.path, (f.manifest, f.stamp))).collect())
         .unwrap_or_default();
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
     let (sealed_tx, mut sealed_rx) = async_mpsc::channel::<Piece<FileTag>>(QUEUE);
     // Runs on the pipeline's chunking thread: opens each file, and passes those whose stamp
     // and size the parent recorded without reading them.
@@ -253,7 +252,11 @@ async fn ingest_trusting(
     result?;
     match cut {
         Ok(()) | Err(PipelineError::Sink(_)) => {}
-        Err(PipelineError::Read { input, source }) => return Err(io_err(&paths[input])(source)),
+        Err(PipelineError::Read { input, source }) => {
+            // A file's own name is relative to its parent; a folder's files are under it.
+            let path = if root.is_dir() { root.join(&names[input]) } else { root.to_path_buf() };
+            return Err(io_err(&path)(source));
+        }
         Err(PipelineError::Config(e)) => return Err(io_err(root)(io::Error::other(e))),
     }
     progress(&stats);

@@ -41,8 +41,10 @@ pub struct Claim {
     /// be dead, until the holder says it waited out what that one may have in flight
     /// ([`Claim::settle`]).
     taken_from: Option<String>,
-    /// When the last check that found it held began (the claim, or a renewal).
+    /// When the last check that found it held began (the claim, or a renewal), by the
+    /// monotonic clock and by the wall clock (Unix ms).
     checked_at: std::time::Instant,
+    checked_ms: i64,
 }
 
 /// How long a renewal's check may take on PostgreSQL before the session counts as lost.
@@ -81,6 +83,18 @@ impl Claim {
     pub fn checked_at(&self) -> std::time::Instant {
         self.checked_at
     }
+
+    /// [`Claim::checked_at`] by the wall clock (Unix ms): a machine that was suspended sees
+    /// little time gone on the monotonic clock, so a holder that must act only shortly after
+    /// a check reads both.
+    pub fn checked_ms(&self) -> i64 {
+        self.checked_ms
+    }
+}
+
+/// The instant a check begins, by both clocks.
+fn check_begins() -> (std::time::Instant, i64) {
+    (std::time::Instant::now(), now_ms())
 }
 
 impl Meta {
@@ -114,7 +128,7 @@ impl Meta {
                 let _ = sqlx::query("SELECT set_config('tcp_user_timeout', '60000', false)")
                     .execute(&mut session)
                     .await;
-                let checked_at = std::time::Instant::now();
+                let checked = check_begins();
                 let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
                     .bind(LOCK_SPACE)
                     .bind(lock_key(worker))
@@ -123,7 +137,7 @@ impl Meta {
                 if !held {
                     return Ok(None); // a live session holds it (the session closes here)
                 }
-                Some((session, checked_at))
+                Some((session, checked))
             }
             Backend::Sqlite => None,
         };
@@ -134,7 +148,7 @@ impl Meta {
             .bind(now)
             .execute(&self.pool)
             .await?;
-        if let Some((session, checked_at)) = session {
+        if let Some((session, (checked_at, checked_ms))) = session {
             // The lock says no live process holds it: the row is only a record of who does,
             // and of who did without giving it back.
             let before: Option<String> = sqlx::query_scalar("SELECT owner FROM workers WHERE name = $1")
@@ -154,6 +168,7 @@ impl Meta {
                 session: Some(session),
                 taken_from,
                 checked_at,
+                checked_ms,
             }));
         }
         let row = sqlx::query("SELECT owner, owner_until FROM workers WHERE name = $1")
@@ -170,7 +185,7 @@ impl Meta {
             return Ok(None);
         }
         // Compare and set: another claimant that read the same row loses.
-        let checked_at = std::time::Instant::now();
+        let (checked_at, checked_ms) = check_begins();
         let changed = sqlx::query(
             "UPDATE workers SET owner = $1, owner_until = $2 WHERE name = $3 \
              AND COALESCE(owner, '') = $4 AND COALESCE(owner_until, 0) = $5",
@@ -190,6 +205,7 @@ impl Meta {
             // A holder of this machine whose process is gone has nothing in flight.
             taken_from: current.filter(|o| o != owner && !is_gone(o)),
             checked_at,
+            checked_ms,
         }))
     }
 
@@ -197,14 +213,14 @@ impl Meta {
     /// (its session ended, or on SQLite another process took over after it ran out) stops.
     pub async fn renew_claim(&self, claim: &mut Claim, until: i64) -> Result<bool> {
         if let Some(session) = claim.session.as_mut() {
-            let checked_at = std::time::Instant::now();
+            let checked = check_begins();
             let alive =
                 tokio::time::timeout(CHECK_TIMEOUT, sqlx::query("SELECT 1").execute(&mut *session)).await;
             if !matches!(alive, Ok(Ok(_))) {
                 claim.session = None; // the lock went with the session (or will, unanswered)
                 return Ok(false);
             }
-            claim.checked_at = checked_at;
+            (claim.checked_at, claim.checked_ms) = checked;
             let _w = self.write_guard().await;
             sqlx::query("UPDATE workers SET owner = $1, owner_until = $2 WHERE name = $3")
                 .bind(&claim.owner)
@@ -218,7 +234,7 @@ impl Meta {
             return Ok(false); // lost before
         }
         let _w = self.write_guard().await;
-        let checked_at = std::time::Instant::now();
+        let checked = check_begins();
         let changed = sqlx::query("UPDATE workers SET owner_until = $1 WHERE name = $2 AND owner = $3")
             .bind(until)
             .bind(&claim.worker)
@@ -227,7 +243,7 @@ impl Meta {
             .await?
             .rows_affected();
         if changed == 1 {
-            claim.checked_at = checked_at;
+            (claim.checked_at, claim.checked_ms) = checked;
         }
         Ok(changed == 1)
     }

@@ -365,10 +365,6 @@ struct Claimed {
     pace: Pace,
     /// The claim was lost (another process took over): stop.
     lost: bool,
-    /// The wall clock (Unix ms) before the last check that found the claim held: with the
-    /// claim's own instant of it, provider requests go out only within [`ISSUE_WINDOW`] of
-    /// it, by both clocks (a machine that was suspended sees little time gone on the other).
-    checked_ms: i64,
 }
 
 /// The [`ISSUE_WINDOW`] after a check of a claim, by both clocks.
@@ -414,9 +410,8 @@ impl Claimed {
         pace: Pace,
         stop: &StopSignal,
     ) -> nuage_meta::Result<Option<Claimed>> {
-        let checked_ms = now_ms();
         let owner = format!("{}:{}:{:08x}", host(), std::process::id(), rand::random::<u32>());
-        let until = checked_ms.saturating_add(CLAIM_MS);
+        let until = now_ms().saturating_add(CLAIM_MS);
         let Some(mut claim) = nuage.meta.claim_worker(kind.name(), &owner, until, claim_is_gone).await?
         else {
             return Ok(None);
@@ -426,14 +421,15 @@ impl Claimed {
             // Only the collector's provider requests (deletes) can harm once late.
             claim.settle();
         }
-        Ok(Some(Claimed { claim, kind, stop: stop.clone(), pace, lost: false, checked_ms }))
+        Ok(Some(Claimed { claim, kind, stop: stop.clone(), pace, lost: false }))
     }
 
-    /// When provider requests may go out under the last check of the claim.
+    /// When provider requests may go out under the last check of the claim: within
+    /// [`ISSUE_WINDOW`] of it, by both clocks.
     fn window(&self) -> SendWindow {
         SendWindow {
             checked: tokio::time::Instant::from_std(self.claim.checked_at()),
-            checked_ms: self.checked_ms,
+            checked_ms: self.claim.checked_ms(),
         }
     }
 
@@ -442,13 +438,9 @@ impl Claimed {
         if self.lost {
             return Ok(false);
         }
-        let checked_ms = now_ms();
-        let until = checked_ms.saturating_add(CLAIM_MS);
+        let until = now_ms().saturating_add(CLAIM_MS);
         let held = nuage.meta.renew_claim(&mut self.claim, until).await?;
         self.lost |= !held;
-        if held {
-            self.checked_ms = checked_ms;
-        }
         Ok(held)
     }
 
