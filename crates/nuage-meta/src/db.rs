@@ -47,6 +47,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0009_access_keys.sql"),
         include_str!("../migrations/postgres/0009_access_keys.sql"),
     ),
+    (
+        include_str!("../migrations/sqlite/0010_object_attributes.sql"),
+        include_str!("../migrations/postgres/0010_object_attributes.sql"),
+    ),
 ];
 
 /// The metadata store: a connection pool and what differs between the two backends.

@@ -29,8 +29,8 @@ pub use db::Meta;
 pub use error::{DbError, Error, Result};
 pub use gc::DeletionDone;
 pub use model::{
-    Bucket, BucketPolicy, Change, ChunkInfo, ChunkRef, Committed, EtagCondition, ListEntry, Listing,
-    NewVersion, Opened, Precondition, Version,
+    Bucket, BucketPolicy, Change, ChunkInfo, ChunkRef, Committed, EntityTag, EtagCondition, ListEntry,
+    Listing, Md5Tag, NewVersion, Opened, Precondition, Tags, Version,
 };
 pub use shares::{NewShare, Share, ShareState};
 pub use sql::{Backend, now_ms};

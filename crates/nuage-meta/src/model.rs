@@ -55,8 +55,109 @@ pub struct Version {
     pub etag: Option<[u8; 32]>,
     /// The `Content-Type` given at upload.
     pub content_type: Option<String>,
+    /// The MD5 entity tag S3 clients expect, when the server saw the content whole as it
+    /// was written (none for a smart upload and a tombstone).
+    pub md5: Option<Md5Tag>,
+    /// The object service's other attributes of the version (JSON), if any.
+    pub attrs: Option<String>,
     /// Creation time, Unix ms.
     pub created_at: i64,
+}
+
+impl Version {
+    /// The entity tags the version answers to (none for a tombstone).
+    pub fn tags(&self) -> Option<Tags> {
+        self.etag.filter(|_| !self.tombstone).map(|hash| Tags { hash, md5: self.md5 })
+    }
+}
+
+/// The MD5 entity tag of S3: the MD5 of the content (a single PUT), or the MD5 of the MD5s
+/// of the parts of a multipart upload, with their count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Md5Tag {
+    /// The digest.
+    pub digest: [u8; 16],
+    /// The parts of a multipart upload; none for a single PUT.
+    pub parts: Option<u32>,
+}
+
+impl std::fmt::Display for Md5Tag {
+    /// As S3 spells it, without quotes: 32 hexadecimal digits, then `-N` for N parts.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for b in self.digest {
+            write!(f, "{b:02x}")?;
+        }
+        match self.parts {
+            Some(n) => write!(f, "-{n}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::str::FromStr for Md5Tag {
+    type Err = ();
+
+    /// The spelling of [`Md5Tag`]'s `Display` (lowercase: entity tags compare exactly).
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        let (hex, parts) = match s.split_once('-') {
+            Some((h, n)) if !n.starts_with('+') => (h, Some(n.parse::<u32>().map_err(|_| ())?)),
+            Some(_) => return Err(()),
+            None => (s, None),
+        };
+        if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(());
+        }
+        let mut digest = [0u8; 16];
+        for (i, d) in digest.iter_mut().enumerate() {
+            *d = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| ())?;
+        }
+        Ok(Md5Tag { digest, parts })
+    }
+}
+
+/// One entity tag a condition names: a version's whole-file BLAKE3 (the tag of `/v1`) or its
+/// MD5 tag (the tag of S3). A version answers to both, so a condition means the same
+/// whichever front it came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityTag {
+    /// The whole-file BLAKE3.
+    Hash([u8; 32]),
+    /// The MD5 tag.
+    Md5(Md5Tag),
+}
+
+impl EntityTag {
+    /// A tag as the fronts spell it, unquoted: 64 lowercase hexadecimal digits (a BLAKE3),
+    /// or an [`Md5Tag`]; none for a tag that names nothing here.
+    pub fn parse(text: &str) -> Option<EntityTag> {
+        if text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            let mut hash = [0u8; 32];
+            for (i, d) in hash.iter_mut().enumerate() {
+                *d = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+            }
+            return Some(EntityTag::Hash(hash));
+        }
+        text.parse().ok().map(EntityTag::Md5)
+    }
+}
+
+/// The entity tags of a version with content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tags {
+    /// Its whole-file BLAKE3.
+    pub hash: [u8; 32],
+    /// Its MD5 tag, if the server made one.
+    pub md5: Option<Md5Tag>,
+}
+
+impl Tags {
+    /// Whether the version answers to `tag`.
+    pub fn answers(&self, tag: &EntityTag) -> bool {
+        match tag {
+            EntityTag::Hash(h) => *h == self.hash,
+            EntityTag::Md5(m) => Some(*m) == self.md5,
+        }
+    }
 }
 
 /// An entity-tag condition (`If-Match` / `If-None-Match`).
@@ -64,17 +165,17 @@ pub struct Version {
 pub enum EtagCondition {
     /// `*`: any current version.
     Any,
-    /// One of these whole-file hashes.
-    OneOf(Vec<[u8; 32]>),
+    /// One of these tags.
+    OneOf(Vec<EntityTag>),
 }
 
 impl EtagCondition {
-    /// Whether a current version with this etag (none: absent) matches.
-    pub fn matches(&self, current: Option<&[u8; 32]>) -> bool {
+    /// Whether a current version with these tags (none: absent) matches.
+    pub fn matches(&self, current: Option<&Tags>) -> bool {
         match (self, current) {
             (_, None) => false,
             (EtagCondition::Any, Some(_)) => true,
-            (EtagCondition::OneOf(tags), Some(t)) => tags.contains(t),
+            (EtagCondition::OneOf(tags), Some(t)) => tags.iter().any(|tag| t.answers(tag)),
         }
     }
 }
@@ -89,8 +190,8 @@ pub struct Precondition {
 }
 
 impl Precondition {
-    /// Whether the conditions hold for a current version with this etag (none: absent).
-    pub fn holds(&self, current: Option<&[u8; 32]>) -> bool {
+    /// Whether the conditions hold for a current version with these tags (none: absent).
+    pub fn holds(&self, current: Option<&Tags>) -> bool {
         self.if_match.as_ref().is_none_or(|c| c.matches(current))
             && self.if_none_match.as_ref().is_none_or(|c| !c.matches(current))
     }
@@ -122,7 +223,7 @@ pub struct Opened {
 }
 
 /// A version to commit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NewVersion {
     /// Plaintext size.
     pub size: u64,
@@ -130,6 +231,10 @@ pub struct NewVersion {
     pub etag: [u8; 32],
     /// `Content-Type`.
     pub content_type: Option<String>,
+    /// The MD5 tag, when the server saw the content whole.
+    pub md5: Option<Md5Tag>,
+    /// The object service's other attributes (JSON).
+    pub attrs: Option<String>,
     /// The encoded manifest (nuMF).
     pub manifest: Vec<u8>,
     /// Every distinct chunk of the manifest, with its placements. The version is charged
@@ -203,7 +308,7 @@ pub struct Change {
 pub(crate) const BUCKET_COLUMNS: &str =
     "id, account_id, name, replicas, write_quorum, keep_versions, created_at, e2e_key_id, direct_upload";
 pub(crate) const VERSION_COLUMNS: &str =
-    "v.id, o.key, v.tombstone, v.size, v.etag, v.content_type, v.created_at";
+    "v.id, o.key, v.tombstone, v.size, v.etag, v.content_type, v.created_at, v.md5, v.md5_parts, v.attrs";
 
 pub(crate) fn bucket(row: &AnyRow) -> Result<Bucket> {
     Ok(Bucket {
@@ -235,8 +340,20 @@ pub(crate) fn version(row: &AnyRow) -> Result<Version> {
             .map(|e| e.try_into().map_err(|_| Error::Corrupt("etag is not 32 bytes".into())))
             .transpose()?,
         content_type: row.try_get(5)?,
+        md5: md5_tag(row.try_get(7)?, row.try_get(8)?)?,
+        attrs: row.try_get(9)?,
         created_at: row.try_get(6)?,
     })
+}
+
+/// An MD5 tag from its columns.
+pub(crate) fn md5_tag(digest: Option<Vec<u8>>, parts: Option<i64>) -> Result<Option<Md5Tag>> {
+    let Some(digest) = digest else { return Ok(None) };
+    let digest = digest.try_into().map_err(|_| Error::Corrupt("md5 is not 16 bytes".into()))?;
+    let parts = parts
+        .map(|n| u32::try_from(n).map_err(|_| Error::Corrupt(format!("md5_parts {n} is out of range"))))
+        .transpose()?;
+    Ok(Some(Md5Tag { digest, parts }))
 }
 
 /// The smallest string greater than every string that starts with `prefix`, when there is

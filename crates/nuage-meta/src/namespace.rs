@@ -213,7 +213,7 @@ impl Meta {
         // oldest kept version out).
         if let Ok(head) = self.head(bucket, key).await
             && head.id == source
-            && precondition.holds(head.etag.as_ref())
+            && precondition.holds(head.tags().as_ref())
         {
             return Ok(Committed { version: head, replayed: true, pruned: vec![] });
         }
@@ -248,6 +248,8 @@ impl Meta {
             size: old.size,
             etag,
             content_type: old.content_type,
+            md5: old.md5,
+            attrs: old.attrs,
             manifest,
             chunks,
             lease_holder: None,

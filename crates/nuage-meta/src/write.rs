@@ -285,8 +285,8 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
         return Err(Error::BucketNotFound);
     }
     let head = sqlx::query(&format!(
-        "SELECT o.id, o.live, v.etag FROM objects o LEFT JOIN versions v ON v.id = o.head_version \
-         WHERE o.bucket_id = $1 AND o.key = $2{}",
+        "SELECT o.id, o.live, v.etag, v.md5, v.md5_parts FROM objects o \
+         LEFT JOIN versions v ON v.id = o.head_version WHERE o.bucket_id = $1 AND o.key = $2{}",
         for_update_of(backend, "o")
     ))
     .bind(bucket.id)
@@ -297,8 +297,12 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
         Some(row) => {
             let live = row.try_get::<i64, _>(1)? != 0;
             let etag: Option<Vec<u8>> = row.try_get(2)?;
-            let etag = etag.and_then(|e| <[u8; 32]>::try_from(e).ok()).filter(|_| live);
-            (Some(row.try_get::<i64, _>(0)?), etag)
+            let md5 = crate::model::md5_tag(row.try_get(3)?, row.try_get(4)?)?;
+            let tags = etag
+                .and_then(|e| <[u8; 32]>::try_from(e).ok())
+                .filter(|_| live)
+                .map(|hash| crate::Tags { hash, md5 });
+            (Some(row.try_get::<i64, _>(0)?), tags)
         }
         None => (None, None),
     };
@@ -358,8 +362,8 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
     let now = now_ms();
     let row = match &content {
         Some((new, _)) => sqlx::query(
-            "INSERT INTO versions (object_id, tombstone, size, etag, content_type, manifest, created_at, charged) \
-             VALUES ($1, 0, $2, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO versions (object_id, tombstone, size, etag, content_type, manifest, created_at, \
+             charged, md5, md5_parts, attrs) VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(object_id)
         .bind(new.size as i64)
@@ -367,7 +371,10 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
         .bind(new.content_type.clone())
         .bind(new.manifest.clone())
         .bind(now)
-        .bind(charged as i64),
+        .bind(charged as i64)
+        .bind(new.md5.map(|m| m.digest.to_vec()))
+        .bind(new.md5.and_then(|m| m.parts).map(i64::from))
+        .bind(new.attrs.clone()),
         None => sqlx::query(
             "INSERT INTO versions (object_id, tombstone, size, created_at) VALUES ($1, 1, 0, $2) RETURNING id",
         )
@@ -494,6 +501,8 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
         size,
         etag: content.as_ref().map(|(n, _)| n.etag),
         content_type: content.as_ref().and_then(|(n, _)| n.content_type.clone()),
+        md5: content.as_ref().and_then(|(n, _)| n.md5),
+        attrs: content.as_ref().and_then(|(n, _)| n.attrs.clone()),
         created_at: now,
     };
     Ok(Committed { version, replayed: false, pruned })

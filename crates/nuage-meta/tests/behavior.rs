@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use nuage_core::{ConvergenceSecret, Manifest, ManifestEntry, SealOptions, chunk};
 use nuage_meta::{
-    Attempt, BucketPolicy, ChunkRef, DeclareLimits, DeclaredChunk, DeletionDone, Error, EtagCondition,
-    FREE_ATTEMPTS, ListEntry, Meta, NewVersion, Opened, PlacementState, Precondition, ProviderRecord,
-    ProviderState, Removal, UploadSession, now_ms,
+    Attempt, BucketPolicy, ChunkRef, DeclareLimits, DeclaredChunk, DeletionDone, EntityTag, Error,
+    EtagCondition, FREE_ATTEMPTS, ListEntry, Md5Tag, Meta, NewVersion, Opened, PlacementState, Precondition,
+    ProviderRecord, ProviderState, Removal, UploadSession, now_ms,
 };
 use sqlx::Connection;
 
@@ -79,6 +79,9 @@ fn content(parts: &[&[u8]]) -> NewVersion {
         size,
         etag: hash,
         content_type: Some("text/plain".into()),
+        // Stand-ins: the metadata store keeps them as given.
+        md5: Some(Md5Tag { digest: hash[..16].try_into().unwrap(), parts: None }),
+        attrs: Some(format!("{{\"size\":{size}}}")),
         manifest: Manifest { entries, size, hash }.encode(),
         chunks,
         lease_holder: None,
@@ -109,11 +112,11 @@ async fn migrations_are_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("meta.db").display());
     let first = Meta::open(&url).await.unwrap();
-    assert_eq!(first.schema_version().await.unwrap(), 9);
+    assert_eq!(first.schema_version().await.unwrap(), 10);
     first.create_account("a", None, None, [1; 32]).await.unwrap();
     first.close().await;
     let again = Meta::open(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 9);
+    assert_eq!(again.schema_version().await.unwrap(), 10);
     assert_eq!(again.account_by_name("a").await.unwrap().name, "a");
 }
 
@@ -325,8 +328,8 @@ async fn versions_references_and_tombstones() {
 #[tokio::test]
 async fn quota_preconditions_and_idempotency_change_nothing_when_refused() {
     each_backend(|m| async move {
-        // Room for the first version (8 + 36 stored bytes) and two of 1 + 36.
-        let a = m.create_account("alice", None, Some(44 + 2 * 37), [1; 32]).await.unwrap();
+        // Room for the first version (8 + 36 stored bytes) and three of 1 + 36.
+        let a = m.create_account("alice", None, Some(44 + 3 * 37), [1; 32]).await.unwrap();
         let bucket = m.create_bucket(a.id, "b", policy(0)).await.unwrap();
         let first =
             m.put_version(&bucket, "k", &content(&[b"12345678"]), &none(), Some("req-1")).await.unwrap();
@@ -334,10 +337,10 @@ async fn quota_preconditions_and_idempotency_change_nothing_when_refused() {
 
         let incompressible: Vec<u8> = (0..80).collect();
         let big = m.put_version(&bucket, "k", &content(&[&incompressible]), &none(), None).await;
-        assert!(matches!(big, Err(Error::QuotaExceeded { used: 44, quota: 118, needed: 116 })), "{big:?}");
+        assert!(matches!(big, Err(Error::QuotaExceeded { used: 44, quota: 155, needed: 116 })), "{big:?}");
 
-        let etag = first.version.etag.unwrap();
-        let stale = Precondition { if_match: Some(EtagCondition::OneOf(vec![[0; 32]])), ..none() };
+        let stale =
+            Precondition { if_match: Some(EtagCondition::OneOf(vec![EntityTag::Hash([0; 32])])), ..none() };
         assert!(matches!(
             m.put_version(&bucket, "k", &content(&[b"1"]), &stale, None).await,
             Err(Error::PreconditionFailed)
@@ -360,7 +363,24 @@ async fn quota_preconditions_and_idempotency_change_nothing_when_refused() {
         assert_eq!((m.account(a.id).await.unwrap(), m.chunk_totals().await.unwrap()), before);
         assert_eq!(m.versions(&bucket, "k").await.unwrap().len(), 1);
 
-        let matching = Precondition { if_match: Some(EtagCondition::OneOf(vec![etag])), ..none() };
+        // The head keeps the MD5 tag and the attributes it was given, and answers to both its tags.
+        let head = m.head(&bucket, "k").await.unwrap();
+        assert_eq!((head.md5, head.attrs.as_deref()), (content(&[b"12345678"]).md5, Some("{\"size\":8}")));
+        let md5 = head.md5.unwrap();
+        let other_md5 = Md5Tag { parts: Some(2), ..md5 };
+        let by_md5 =
+            Precondition { if_match: Some(EtagCondition::OneOf(vec![EntityTag::Md5(other_md5)])), ..none() };
+        assert!(matches!(
+            m.put_version(&bucket, "k", &content(&[b"1"]), &by_md5, None).await,
+            Err(Error::PreconditionFailed)
+        ));
+        let by_md5 =
+            Precondition { if_match: Some(EtagCondition::OneOf(vec![EntityTag::Md5(md5)])), ..none() };
+        let second = m.put_version(&bucket, "k", &content(&[b"1"]), &by_md5, None).await.unwrap();
+        let matching = Precondition {
+            if_match: Some(EtagCondition::OneOf(vec![EntityTag::Hash(second.version.etag.unwrap())])),
+            ..none()
+        };
         m.put_version(&bucket, "k", &content(&[b"1"]), &matching, None).await.unwrap();
         assert!(matches!(
             m.put_version(&bucket, "fresh", &content(&[b"2"]), &create_only, None).await,

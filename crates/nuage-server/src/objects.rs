@@ -18,13 +18,14 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
 use nuage_http::extract::{Json, Path, Query};
-use nuage_meta::{Bucket, EtagCondition, Precondition, Version};
+use nuage_meta::{Bucket, EntityTag, EtagCondition, Precondition, Version};
 
 use crate::Nuage;
 use crate::caller::Caller;
 use crate::error::{ApiResult, ErrorBody};
 use nuage_proto::headers::VERSION as VERSION_HEADER;
 use nuage_proto::range::ByteRange;
+use nuage_service::digests::ContentChecks;
 use nuage_service::names::read_key;
 use nuage_service::objects::WriteOptions;
 use nuage_service::read::{Answer, IfRange, ListOptions, Read, ReadConditions, ReadOptions};
@@ -66,24 +67,15 @@ fn etag_condition(headers: &HeaderMap, name: header::HeaderName) -> Option<EtagC
     let tags = value
         .split(',')
         .filter(|t| !(strong && t.trim().starts_with("W/")))
-        .filter_map(|t| {
-            let t = t.trim().trim_start_matches("W/").trim_matches('"');
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(t, &mut out).ok().map(|()| out)
-        })
+        .filter_map(|t| EntityTag::parse(t.trim().trim_start_matches("W/").trim_matches('"')))
         .collect();
     Some(EtagCondition::OneOf(tags))
 }
 
-/// An `If-Range` entity tag that can name a nuage version: strong, quoted, 64 lowercase
-/// hex digits (the comparison is exact, RFC 9110 §13.1.5).
-fn strong_tag(value: &str) -> Option<[u8; 32]> {
-    let hex = value.strip_prefix('"')?.strip_suffix('"')?;
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(hex, &mut out).ok().map(|()| out)
+/// An `If-Range` entity tag that can name a nuage version: strong, quoted, as this server
+/// spells its tags (the comparison is exact, RFC 9110 §13.1.5).
+fn strong_tag(value: &str) -> Option<EntityTag> {
+    EntityTag::parse(value.strip_prefix('"')?.strip_suffix('"')?)
 }
 
 pub(crate) fn precondition(headers: &HeaderMap) -> Precondition {
@@ -134,6 +126,13 @@ pub async fn put(
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse().ok()),
         content_type: headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned),
+        checks: ContentChecks {
+            content_md5: headers
+                .get("content-md5")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            ..ContentChecks::default()
+        },
+        ..WriteOptions::default()
     };
     let (bucket, committed) =
         nuage.put_stream(caller.account_id, &bucket, &key, body.into_data_stream(), options).await?;
@@ -437,7 +436,7 @@ mod tests {
     fn if_range_values() {
         let tag = [0xab; 32];
         let quoted_tag = quoted(&tag);
-        assert_eq!(if_range(&quoted_tag), Some(IfRange::Etag(Some(tag))));
+        assert_eq!(if_range(&quoted_tag), Some(IfRange::Etag(Some(EntityTag::Hash(tag)))));
         assert_eq!(if_range(&format!("W/{quoted_tag}")), Some(IfRange::Etag(None)));
         assert_eq!(if_range(&quoted_tag.to_uppercase()), Some(IfRange::Etag(None)));
         assert_eq!(if_range("\"abc\""), Some(IfRange::Etag(None)));

@@ -266,6 +266,26 @@ on_every_backend! {
         assert_eq!(r.status, StatusCode::CREATED);
         assert_eq!(e.alice("GET", "/v1/buckets/box/objects/dir/file.bin", vec![]).await.body, b"new");
 
+        // Content-MD5 is checked (a mismatch commits nothing); the version answers to its MD5 tag.
+        let (versions, used) = (e.versions("dir/file.bin").await, e.used().await);
+        let md5_of_new = "Iq9kXRhZy1ym2gxITx836g==";
+        let env = &e;
+        let put = |md5: &'static str, body: &'static [u8]| async move {
+            let headers = [("content-md5", md5)];
+            env.call("PUT", "/v1/buckets/box/objects/dir/file.bin", &env.alice, &headers, body.to_vec()).await
+        };
+        let r = put(md5_of_new, b"newer").await;
+        assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_REQUEST, "bad_digest"));
+        let r = put("not base64", b"newer").await;
+        assert_eq!((r.status, r.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_digest"));
+        assert_eq!((e.versions("dir/file.bin").await, e.used().await), (versions, used));
+        assert_eq!(put(md5_of_new, b"new").await.status, StatusCode::CREATED);
+        let md5_tag = "\"22af645d1859cb5ca6da0c484f1f37ea\"";
+        let r = e
+            .call("GET", "/v1/buckets/box/objects/dir/file.bin", &e.alice, &[("if-none-match", md5_tag)], vec![])
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_MODIFIED);
+
         // Empty objects work too.
         assert_eq!(e.alice("PUT", "/v1/buckets/box/objects/empty", vec![]).await.status, StatusCode::CREATED);
         let g = e.alice("GET", "/v1/buckets/box/objects/empty", vec![]).await;
@@ -2045,6 +2065,7 @@ on_every_backend! {
                 manifest: empty.encode(),
                 chunks: vec![],
                 lease_holder: None,
+                ..Default::default()
             };
             e.nuage.meta.put_version(&bucket, legacy, &new, &Default::default(), None).await.unwrap();
         }

@@ -22,7 +22,9 @@
 //!   a [`background::Worker`] that a [`background::Background`] runs and stops, at the
 //!   paces of `paces` (configured, or set while servers run).
 //!
-//! - [`objects`]: writes (`Nuage::put_stream`), deletes and copies of versions.
+//! - [`objects`]: writes (`Nuage::put_stream`), deletes and copies of versions, and a
+//!   version's [`objects::Attributes`]; [`digests`]: the MD5 and checksums a write computes
+//!   and checks.
 //! - [`read`]: reads with conditions and a range (`Nuage::read`, `Nuage::read_version`),
 //!   listings, versions.
 //! - [`uploads`]: smart uploads (start, declare, store a chunk, commit, abort).
@@ -38,6 +40,7 @@ pub mod auth;
 pub mod background;
 pub mod buckets;
 pub mod config;
+pub mod digests;
 pub mod error;
 pub mod grants;
 pub mod leases;

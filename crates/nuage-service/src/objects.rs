@@ -6,7 +6,7 @@
 //! at most its queues (see `nuage_core::pipeline`) plus [`PUTS_IN_FLIGHT`] chunks being
 //! stored.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::sync::Arc;
 
@@ -16,9 +16,11 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use nuage_blob::{Placement, StoredChunk};
 use nuage_core::pipeline::{Pipeline, PipelineError};
 use nuage_core::{Address, ConvergenceSecret, Manifest, SealedChunk};
-use nuage_meta::{Bucket, ChunkRef, Committed, NewVersion, Opened, Precondition};
+use nuage_meta::{Bucket, ChunkRef, Committed, Md5Tag, NewVersion, Opened, Precondition, Version};
+use serde::{Deserialize, Serialize};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
+use crate::digests::{Algorithm, ContentChecks, Digesting, Digests};
 use crate::leases::{self, Holder, Lease};
 use crate::metrics::add;
 use crate::names::{ReadKey, check_idempotency_key, check_key, stored_key};
@@ -49,8 +51,93 @@ pub fn refuse_e2e(bucket: &Bucket) -> ServiceResult<()> {
     Ok(())
 }
 
+/// A version's attributes besides its content and `Content-Type`: the content headers of
+/// HTTP that S3 keeps, user metadata (`x-amz-meta-*`), and the checksums the write computed.
+/// Kept as JSON with the version (`attrs`); every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attributes {
+    /// `Content-Encoding`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// `Content-Disposition`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    /// `Content-Language`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    /// `Cache-Control`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    /// `Expires`, as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// User metadata: names in lowercase, without their `x-amz-meta-` prefix.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// The checksums computed as the version was written (base64); set by the service.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub checksums: BTreeMap<Algorithm, String>,
+}
+
+/// The most user metadata a version keeps, names and values together, in bytes (S3's 2 KB).
+pub const METADATA_MAX: usize = 2048;
+
+/// The longest content header a version keeps, in bytes.
+pub const HEADER_MAX: usize = 1024;
+
+impl Attributes {
+    /// The attributes of `version` (none: the defaults).
+    pub fn of(version: &Version) -> Attributes {
+        version.attrs.as_deref().and_then(|a| serde_json::from_str(a).ok()).unwrap_or_default()
+    }
+
+    /// Refuses attributes too big to keep (`metadata_too_large`, `header_too_large`) or
+    /// that no HTTP header can carry back (`invalid_metadata`).
+    fn check(&self) -> ServiceResult<()> {
+        let printable = |v: &str| v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
+        let size: usize = self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if size > METADATA_MAX {
+            return Err(ServiceError::invalid(
+                "metadata_too_large",
+                format!("user metadata is {size} bytes; at most {METADATA_MAX} are kept"),
+            ));
+        }
+        for (name, value) in &self.metadata {
+            let token = !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token || !printable(value) {
+                return Err(ServiceError::invalid(
+                    "invalid_metadata",
+                    format!("user metadata {name:?} cannot be sent back in a header"),
+                ));
+            }
+        }
+        let headers = [
+            &self.content_encoding,
+            &self.content_disposition,
+            &self.content_language,
+            &self.cache_control,
+            &self.expires,
+        ];
+        for value in headers.into_iter().flatten() {
+            if value.len() > HEADER_MAX || !printable(value) {
+                return Err(ServiceError::invalid(
+                    "header_too_large",
+                    format!("a content header is kept up to {HEADER_MAX} bytes of text"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// As kept with a version: none when there is nothing.
+    fn encode(&self) -> Option<String> {
+        (*self != Attributes::default()).then(|| serde_json::to_string(self).expect("plain data"))
+    }
+}
+
 /// How a write is made, besides its content.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct WriteOptions {
     /// Conditions on the key's current version (If-Match / If-None-Match).
     pub precondition: Precondition,
@@ -63,6 +150,10 @@ pub struct WriteOptions {
     pub content_length: Option<u64>,
     /// The content type to keep with the version.
     pub content_type: Option<String>,
+    /// The other attributes to keep with it (their checksums are the write's own).
+    pub attributes: Attributes,
+    /// Digests the content must have ([`ContentChecks`]).
+    pub checks: ContentChecks,
 }
 
 pub(crate) fn precondition_failed() -> ServiceError {
@@ -92,8 +183,17 @@ impl Nuage {
         let bucket = self.meta.bucket(account_id, bucket).await?;
         refuse_e2e(&bucket)?;
         let mut content = Box::pin(content);
-        let WriteOptions { precondition, idempotency_key, content_length, content_type } = options;
+        let WriteOptions {
+            precondition,
+            idempotency_key,
+            content_length,
+            content_type,
+            mut attributes,
+            checks,
+        } = options;
         let idempotency_key = check_idempotency_key(idempotency_key.as_deref())?;
+        attributes.check()?;
+        let algorithms = checks.prepare()?;
         if let Some(idem) = &idempotency_key
             && let Some((bucket_id, prior_key, version_id)) =
                 self.meta.idempotent_write(account_id, idem).await?
@@ -132,7 +232,7 @@ impl Nuage {
         if precondition != Precondition::default() {
             // Fail before reading the content; the commit checks again under the account's lock.
             let current = match self.meta.head(&bucket, &key).await {
-                Ok(v) => v.etag,
+                Ok(v) => v.tags(),
                 Err(nuage_meta::Error::ObjectNotFound) => None,
                 Err(e) => return Err(e.into()),
             };
@@ -156,8 +256,9 @@ impl Nuage {
             // chunks holds its room before it is stored (an account without a quota holds none).
             hold_for: account.quota_bytes.map(|_| account_id),
         };
-        let stored = self.store_content(pipeline, bucket_placement(&bucket), content, lease).await;
-        let (manifest, chunks) = match stored {
+        let stored =
+            self.store_content(pipeline, bucket_placement(&bucket), content, &algorithms, lease).await;
+        let (manifest, chunks, digests) = match stored {
             Ok(s) => s,
             Err(e) => {
                 self.abandon(&holder).await;
@@ -171,6 +272,11 @@ impl Nuage {
                 "the body does not have Content-Length bytes",
             ));
         }
+        if let Err(e) = checks.verify(&digests) {
+            self.abandon(&holder).await;
+            return Err(e);
+        }
+        attributes.checksums = digests.checksums;
         // Nothing may reference the chunks before they are durable (docs/durability.md).
         if let Err(e) = self.store.sync().await {
             self.abandon(&holder).await;
@@ -180,6 +286,8 @@ impl Nuage {
             size: manifest.size,
             etag: manifest.hash,
             content_type,
+            md5: Some(Md5Tag { digest: digests.md5, parts: None }),
+            attrs: attributes.encode(),
             manifest: manifest.encode(),
             chunks,
             lease_holder: Some(holder.name.clone()),
@@ -253,23 +361,27 @@ impl Nuage {
     /// Streams `content` through the pipeline on a blocking thread (two, with
     /// `run_parallel`) and stores each new chunk on the async side, [`PUTS_IN_FLIGHT`] at a
     /// time, each leased (and its room held, see [`Lease`]) before it is stored: the chunks
-    /// sealed meanwhile share one lease transaction. Returns the manifest and the chunk
-    /// references for the commit.
+    /// sealed meanwhile share one lease transaction. Returns the manifest, the chunk
+    /// references for the commit, and the content's MD5 and its checksums by `algorithms`,
+    /// computed on the reading thread.
     async fn store_content<S, E>(
         self: &Arc<Self>,
         pipeline: Pipeline,
         placement: Placement,
         content: std::pin::Pin<Box<S>>,
+        algorithms: &[Algorithm],
         lease: Lease<'_>,
-    ) -> ServiceResult<(Manifest, Vec<ChunkRef>)>
+    ) -> ServiceResult<(Manifest, Vec<ChunkRef>, Digests)>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
         let reader = SyncIoBridge::new(StreamReader::new(content.map_err(io::Error::other)));
+        let mut reader = Digesting::new(reader, algorithms);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<SealedChunk>(4);
         let cutting = tokio::task::spawn_blocking(move || {
-            pipeline.run_parallel(reader, |sealed| tx.blocking_send(sealed).map_err(|_| ()))
+            let cut = pipeline.run_parallel(&mut reader, |sealed| tx.blocking_send(sealed).map_err(|_| ()));
+            cut.map(|manifest| (manifest, reader.finish()))
         });
         let mut refs: HashMap<Address, ChunkRef> = HashMap::new();
         let mut puts = FuturesUnordered::new();
@@ -346,7 +458,7 @@ impl Nuage {
         }
         add(&self.metrics.bytes_in, bytes_in);
         match cutting.await {
-            Ok(Ok(m)) => Ok((m, refs.into_values().collect())),
+            Ok(Ok((m, digests))) => Ok((m, refs.into_values().collect(), digests)),
             Ok(Err(PipelineError::Read { source: e, .. })) => {
                 tracing::debug!("upload body: {e}");
                 Err(ServiceError::incomplete(e))

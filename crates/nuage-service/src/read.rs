@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use nuage_core::{Manifest, ManifestEntry, chunk};
-use nuage_meta::{Bucket, EtagCondition, ListEntry, Version};
+use nuage_meta::{Bucket, EntityTag, EtagCondition, ListEntry, Tags, Version};
 use nuage_proto::range::{ByteRange, RangeRequest};
 
 use crate::metrics::add;
@@ -24,8 +24,8 @@ pub const CHUNKS_AHEAD: usize = 4;
 /// hold: the metadata store pages by at most 1,000).
 pub const LIST_LIMIT: usize = 1000;
 
-/// The conditions of a read (RFC 9110 §13): entity tags are nuage's (the BLAKE3 of the
-/// content), dates whole seconds since the Unix epoch.
+/// The conditions of a read (RFC 9110 §13): entity tags are a version's BLAKE3 or its MD5 tag
+/// (it answers to both, [`Tags`]), dates whole seconds since the Unix epoch.
 #[derive(Debug, Clone, Default)]
 pub struct ReadConditions {
     /// The read happens only if the version matches (else `precondition_failed`).
@@ -45,9 +45,9 @@ pub struct ReadConditions {
 /// An `If-Range` validator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IfRange {
-    /// An entity tag: a strong nuage tag, or `None` for one that can match nothing here (a
-    /// weak tag, someone else's).
-    Etag(Option<[u8; 32]>),
+    /// An entity tag: a strong tag of a version, or `None` for one that can match nothing
+    /// here (a weak tag, someone else's).
+    Etag(Option<EntityTag>),
     /// A date (`None`: one that could not be read). It names a version only for a read
     /// pinned to that version: two versions of a key made within one second share a date,
     /// so a date is no strong validator of "the current one".
@@ -170,10 +170,10 @@ async fn open_part(nuage: Arc<Nuage>, entry: ManifestEntry, from: usize, to: usi
 /// Whether a range may be honoured under `If-Range` (RFC 9110 §13.1.5): always without
 /// one; with an entity tag, only the version's own; with a date, only exactly the version's
 /// (whole seconds), and only for a read `pinned` to that version.
-fn range_allowed(if_range: Option<IfRange>, etag: &[u8; 32], modified: i64, pinned: bool) -> bool {
+fn range_allowed(if_range: Option<IfRange>, tags: &Tags, modified: i64, pinned: bool) -> bool {
     match if_range {
         None => true,
-        Some(IfRange::Etag(tag)) => tag.as_ref() == Some(etag),
+        Some(IfRange::Etag(tag)) => tag.is_some_and(|t| tags.answers(&t)),
         Some(IfRange::Date(date)) => pinned && date == Some(modified),
     }
 }
@@ -237,12 +237,13 @@ impl Nuage {
         conditions: &ReadConditions,
         range: Option<ByteRange>,
     ) -> ServiceResult<Read> {
-        let Some(etag) = version.etag.filter(|_| !version.tombstone) else {
+        let Some(tags) = version.tags() else {
             return Err(delete_marker());
         };
+        let etag = tags.hash;
         let modified = version.created_at.max(0) / 1000;
         match &conditions.if_match {
-            Some(c) if !c.matches(Some(&etag)) => return Err(precondition_failed()),
+            Some(c) if !c.matches(Some(&tags)) => return Err(precondition_failed()),
             Some(_) => {}
             None if conditions.if_unmodified_since.is_some_and(|since| modified > since) => {
                 return Err(precondition_failed());
@@ -250,10 +251,10 @@ impl Nuage {
             None => {}
         }
         let not_modified = match &conditions.if_none_match {
-            Some(c) => c.matches(Some(&etag)),
+            Some(c) => c.matches(Some(&tags)),
             None => conditions.if_modified_since.is_some_and(|since| modified <= since),
         };
-        let same_version = range_allowed(conditions.if_range, &etag, modified, pinned);
+        let same_version = range_allowed(conditions.if_range, &tags, modified, pinned);
         let size = version.size;
         let answer = if not_modified {
             Answer::NotModified
@@ -357,13 +358,15 @@ mod tests {
             modified in 0i64..4_000_000_000,
             pinned in any::<bool>(),
         ) {
-            prop_assert!(range_allowed(None, &mine, modified, pinned));
-            prop_assert!(range_allowed(Some(IfRange::Etag(Some(mine))), &mine, modified, pinned));
-            prop_assert!(!range_allowed(Some(IfRange::Etag(None)), &mine, modified, pinned));
-            prop_assert_eq!(range_allowed(Some(IfRange::Etag(Some(other))), &mine, modified, pinned), other == mine);
-            prop_assert_eq!(range_allowed(Some(IfRange::Date(Some(modified))), &mine, modified, pinned), pinned);
-            prop_assert!(!range_allowed(Some(IfRange::Date(Some(modified + 1))), &mine, modified, pinned));
-            prop_assert!(!range_allowed(Some(IfRange::Date(None)), &mine, modified, pinned));
+            let tags = Tags { hash: mine, md5: None };
+            let (mine, other) = (EntityTag::Hash(mine), EntityTag::Hash(other));
+            prop_assert!(range_allowed(None, &tags, modified, pinned));
+            prop_assert!(range_allowed(Some(IfRange::Etag(Some(mine))), &tags, modified, pinned));
+            prop_assert!(!range_allowed(Some(IfRange::Etag(None)), &tags, modified, pinned));
+            prop_assert_eq!(range_allowed(Some(IfRange::Etag(Some(other))), &tags, modified, pinned), other == mine);
+            prop_assert_eq!(range_allowed(Some(IfRange::Date(Some(modified))), &tags, modified, pinned), pinned);
+            prop_assert!(!range_allowed(Some(IfRange::Date(Some(modified + 1))), &tags, modified, pinned));
+            prop_assert!(!range_allowed(Some(IfRange::Date(None)), &tags, modified, pinned));
         }
     }
 

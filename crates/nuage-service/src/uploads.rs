@@ -587,6 +587,7 @@ impl Nuage {
             manifest: raw,
             chunks,
             lease_holder: Some(session.id.clone()),
+            ..NewVersion::default() // the server never saw the content whole: no MD5
         };
         let committed =
             self.meta.put_version(&bucket, &session.key, &new, precondition, Some(&idempotency_key)).await?;
