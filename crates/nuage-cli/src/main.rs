@@ -150,7 +150,11 @@ async fn main() -> ExitCode {
     // on a terminal.
     let daemon = matches!(cli.command, Command::Serve(_) | Command::Edge(_));
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(if daemon { "info" } else { "warn" }));
+        // s3s logs every refused S3 request (a 404, a bad signature) as an error: those are
+        // answers, not faults of the server; what fails inside is logged by nuage itself.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new(if daemon { "info,s3s=off" } else { "warn,s3s=off" })
+        });
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

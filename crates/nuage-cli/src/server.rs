@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// Address to listen on (overrides the file and NUAGE_LISTEN).
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Address of the S3 endpoint, or `off` (overrides the file's `[s3] listen` and
+    /// NUAGE_S3_LISTEN; default with no configuration file: 127.0.0.1:8430).
+    #[arg(long, value_name = "ADDR|off")]
+    s3_listen: Option<S3Listen>,
     /// `sqlite:PATH` or `postgres://…` (overrides the file and NUAGE_DATABASE_URL).
     #[arg(long)]
     database_url: Option<String>,
@@ -27,6 +31,17 @@ pub struct ServeArgs {
     /// file's `[[edges]]`).
     #[arg(long = "edge", value_name = "URL[=REGION]")]
     edges: Vec<nuage_server::EdgeLink>,
+}
+
+/// `--s3-listen`: an address, or `off`.
+#[derive(Debug, Clone)]
+struct S3Listen(Option<SocketAddr>);
+
+impl std::str::FromStr for S3Listen {
+    type Err = anyhow::Error;
+    fn from_str(v: &str) -> Result<Self> {
+        nuage_server::parse_s3_listen(v).map(S3Listen)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +193,9 @@ fn with_args(cli: &Globals, args: Option<&ServeArgs>) -> Result<ServerConfig> {
         if let Some(l) = a.listen {
             c.listen = l;
         }
+        if let Some(S3Listen(l)) = a.s3_listen {
+            c.s3.listen = l;
+        }
         if let Some(u) = &a.database_url {
             c.service.database_url = Some(u.clone());
         }
@@ -207,12 +225,19 @@ fn redacted(url: &str) -> String {
 }
 
 pub async fn serve(cli: &Globals, args: &ServeArgs) -> Result<()> {
-    let ServerConfig { listen, http, service } = with_args(cli, Some(args))?;
+    let ServerConfig { listen, http, s3, service } = with_args(cli, Some(args))?;
     let url = service.database_url();
     let nuage = Arc::new(Nuage::open(service).await?);
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
+    let s3_listener =
+        match s3.listen {
+            Some(at) => Some(tokio::net::TcpListener::bind(at).await.with_context(|| {
+                format!("listening on {at} for S3 (`[s3] listen`, --s3-listen ADDR|off)")
+            })?),
+            None => None,
+        };
     let providers: Vec<String> = nuage
         .store
         .providers()
@@ -220,6 +245,9 @@ pub async fn serve(cli: &Globals, args: &ServeArgs) -> Result<()> {
         .map(|p| format!("{} ({})", p.name(), p.config().kind.scheme()))
         .collect();
     println!("nuage serving on http://{addr}");
+    if let Some(l) = &s3_listener {
+        println!("  S3:        http://{}", l.local_addr()?);
+    }
     println!("  database:  {}", redacted(&url));
     println!("  providers: {}", providers.join(", "));
     for e in &nuage.config.edges {
@@ -241,7 +269,7 @@ pub async fn serve(cli: &Globals, args: &ServeArgs) -> Result<()> {
         println!("then log in from any machine with:");
         println!("  nuage login --server http://{addr} --account NAME");
     }
-    nuage_server::serve_on(nuage, listener, http).await
+    nuage_server::serve_fronts(nuage, listener, s3_listener.map(|l| (l, &s3)), http).await
 }
 
 fn read_password() -> Result<String> {

@@ -20,6 +20,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Timeouts and the connection cap of the port.
     pub http: HttpConfig,
+    /// `[s3]`: the S3 endpoint (off in a file that does not set `[s3] listen`; on at
+    /// `127.0.0.1:8430` in the embedded default).
+    pub s3: nuage_s3::S3Config,
     /// Every other key of the file: the service's settings.
     pub service: ServiceConfig,
 }
@@ -33,9 +36,11 @@ impl<'de> Deserialize<'de> for ServerConfig {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let f = FileKeys::deserialize(d)?;
         f.http.validate().map_err(|e| serde::de::Error::custom(format!("{e:#}")))?;
+        f.s3.validate().map_err(|e| serde::de::Error::custom(format!("{e:#}")))?;
         Ok(ServerConfig {
             listen: f.listen,
             http: f.http,
+            s3: f.s3,
             service: ServiceConfig {
                 data_dir: f.data_dir,
                 database_url: f.database_url,
@@ -61,6 +66,8 @@ struct FileKeys {
     listen: SocketAddr,
     #[serde(default)]
     http: HttpConfig,
+    #[serde(default)]
+    s3: nuage_s3::S3Config,
     #[serde(default = "defaults::data_dir")]
     data_dir: std::path::PathBuf,
     #[serde(default)]
@@ -102,6 +109,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             http: HttpConfig::default(),
+            s3: nuage_s3::S3Config { listen: Some(nuage_s3::DEFAULT_LISTEN), ..Default::default() },
             service: ServiceConfig::default(),
         }
     }
@@ -114,14 +122,24 @@ impl ServerConfig {
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
-    /// Applies `NUAGE_LISTEN`, `NUAGE_DATA_DIR` and `NUAGE_DATABASE_URL` when set.
+    /// Applies `NUAGE_LISTEN`, `NUAGE_S3_LISTEN` (an address, or `off`), `NUAGE_DATA_DIR`
+    /// and `NUAGE_DATABASE_URL` when set.
     pub fn apply_env(&mut self) -> Result<()> {
         if let Some(v) = std::env::var("NUAGE_LISTEN").ok().filter(|v| !v.is_empty()) {
             self.listen = v.parse().with_context(|| format!("NUAGE_LISTEN={v}"))?;
         }
+        if let Some(v) = std::env::var("NUAGE_S3_LISTEN").ok().filter(|v| !v.is_empty()) {
+            self.s3.listen = parse_s3_listen(&v).with_context(|| format!("NUAGE_S3_LISTEN={v}"))?;
+        }
         self.service.apply_env();
         Ok(())
     }
+}
+
+/// An S3 listen address as the command line and the environment give it: an address, or
+/// `off` for none.
+pub fn parse_s3_listen(v: &str) -> Result<Option<SocketAddr>> {
+    if v == "off" { Ok(None) } else { Ok(Some(v.parse().context("an address (IP:PORT) or `off`")?)) }
 }
 
 #[cfg(test)]
@@ -132,6 +150,8 @@ mod tests {
     fn the_port_and_the_service_share_one_file_and_typos_are_refused() {
         let c: ServerConfig = toml::from_str("").unwrap();
         assert_eq!(c.listen.port(), 8420);
+        assert_eq!(c.s3.listen, None, "a file without [s3] listen has no S3 endpoint");
+        assert_eq!(ServerConfig::default().s3.listen, Some(nuage_s3::DEFAULT_LISTEN));
         assert_eq!(c.service.database_url(), "sqlite:./nuage-data/meta.db");
         let c: ServerConfig = toml::from_str(
             "listen = '127.0.0.1:9000'\ndata_dir = '/srv/nuage'\n[http]\nheader_timeout_secs = 5\n[buckets]\nreplicas = 2",
@@ -141,7 +161,18 @@ mod tests {
         assert_eq!(c.http.header_timeout_secs, 5);
         assert_eq!(c.service.data_dir, std::path::PathBuf::from("/srv/nuage"));
         assert_eq!(c.service.buckets.replicas, 2);
-        for typo in ["listn = '1.2.3.4:5'", "[buckets]\nreplica = 2", "[http]\nheader_timeout = 5"] {
+        let c: ServerConfig =
+            toml::from_str("[s3]\nlisten = '127.0.0.1:9001'\ndomain = 's3.example.org'").unwrap();
+        assert_eq!(
+            (c.s3.listen.map(|a| a.port()), c.s3.domain.as_deref()),
+            (Some(9001), Some("s3.example.org"))
+        );
+        for typo in [
+            "listn = '1.2.3.4:5'",
+            "[buckets]\nreplica = 2",
+            "[http]\nheader_timeout = 5",
+            "[s3]\nlisten_on = '127.0.0.1:1'",
+        ] {
             assert!(toml::from_str::<ServerConfig>(typo).is_err(), "{typo}");
         }
         // A typo is shown where it is, with the keys there are, the port's among them.

@@ -20,10 +20,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 pub use api::issue_token;
-pub use config::{EdgeLink, ServerConfig};
+pub use config::{EdgeLink, ServerConfig, parse_s3_listen};
 pub use error::{ApiError, ApiResult};
 pub use nuage_http::HttpConfig;
 pub use nuage_proto::NewToken;
+pub use nuage_s3::S3Config;
 pub use nuage_service::names::{MAX_KEY_BYTES, check_bucket, check_key};
 pub use nuage_service::{Metrics, Nuage, auth, grants, workers};
 pub use openapi::document as openapi_document;
@@ -37,11 +38,34 @@ pub const WORKERS_STOP_DEADLINE: std::time::Duration = std::time::Duration::from
 /// SIGINT or SIGTERM, then finishes the requests in flight and stops the background workers
 /// (housekeeping, scrub, repair, the collector, drains), which run while it serves.
 pub async fn serve_on(nuage: Arc<Nuage>, listener: tokio::net::TcpListener, http: HttpConfig) -> Result<()> {
+    serve_fronts(nuage, listener, None, http).await
+}
+
+/// As [`serve_on`], with the S3 endpoint ([`nuage_s3`]) on a port of its own when `s3`
+/// gives one: both fronts over one service, under the same port limits, stopping together.
+pub async fn serve_fronts(
+    nuage: Arc<Nuage>,
+    listener: tokio::net::TcpListener,
+    s3: Option<(tokio::net::TcpListener, &nuage_s3::S3Config)>,
+    http: HttpConfig,
+) -> Result<()> {
+    use futures::FutureExt;
     http.validate()?;
+    let s3 = match s3 {
+        Some((listener, config)) => Some((listener, nuage_s3::router(nuage.clone(), config)?)),
+        None => None,
+    };
     let background = workers::spawn(&nuage);
-    let served = nuage_http::serve(listener, router(nuage), http, nuage_http::shutdown_signal())
-        .await
-        .context("serving");
+    let shutdown = nuage_http::shutdown_signal().shared();
+    let api = nuage_http::serve(listener, router(nuage), http, shutdown.clone());
+    let s3 = async {
+        match s3 {
+            Some((listener, app)) => nuage_http::serve(listener, app, http, shutdown.clone()).await,
+            None => Ok(()),
+        }
+    };
+    let (api, s3) = tokio::join!(api, s3);
     background.stop(WORKERS_STOP_DEADLINE).await;
-    served
+    api.context("serving")?;
+    s3.context("serving S3")
 }

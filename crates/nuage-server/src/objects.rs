@@ -18,7 +18,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::{StreamExt, TryStreamExt};
 use nuage_http::extract::{Json, Path, Query};
-use nuage_meta::{Bucket, EntityTag, EtagCondition, Precondition, Version};
+use nuage_meta::{Bucket, Precondition, Version};
 
 use crate::Nuage;
 use crate::caller::Caller;
@@ -28,7 +28,7 @@ use nuage_proto::range::ByteRange;
 use nuage_service::digests::ContentChecks;
 use nuage_service::names::read_key;
 use nuage_service::objects::WriteOptions;
-use nuage_service::read::{Answer, IfRange, ListOptions, Read, ReadConditions, ReadOptions};
+use nuage_service::read::{Answer, ListOptions, Read, ReadConditions, ReadOptions};
 
 /// A version as the API shows it.
 pub(crate) fn version_view(v: Version) -> VersionView {
@@ -43,10 +43,6 @@ pub(crate) fn version_view(v: Version) -> VersionView {
     }
 }
 
-fn unix_secs(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
 fn system_time(secs: i64) -> std::time::SystemTime {
     std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64)
 }
@@ -55,34 +51,13 @@ fn quoted(etag: &[u8; 32]) -> String {
     format!("\"{}\"", hex::encode(etag))
 }
 
-/// Parses an `If-Match` / `If-None-Match` value: `*` or a list of entity tags. Tags that are
-/// not nuage's (64 hex digits) can match nothing and are dropped. `If-Match` compares
-/// strongly (RFC 9110 §13.1.1): a weak tag never matches it; `If-None-Match` weakly.
-fn etag_condition(headers: &HeaderMap, name: header::HeaderName) -> Option<EtagCondition> {
-    let strong = name == header::IF_MATCH;
-    let value = headers.get(name)?.to_str().unwrap_or("");
-    if value.trim() == "*" {
-        return Some(EtagCondition::Any);
-    }
-    let tags = value
-        .split(',')
-        .filter(|t| !(strong && t.trim().starts_with("W/")))
-        .filter_map(|t| EntityTag::parse(t.trim().trim_start_matches("W/").trim_matches('"')))
-        .collect();
-    Some(EtagCondition::OneOf(tags))
-}
-
-/// An `If-Range` entity tag that can name a nuage version: strong, quoted, as this server
-/// spells its tags (the comparison is exact, RFC 9110 §13.1.5).
-fn strong_tag(value: &str) -> Option<EntityTag> {
-    EntityTag::parse(value.strip_prefix('"')?.strip_suffix('"')?)
+/// A header's value as text (none for one that is not visible ASCII).
+fn text<'a>(headers: &'a HeaderMap) -> impl Fn(&str) -> Option<&'a str> + 'a {
+    move |name| headers.get(name).map(|v| v.to_str().unwrap_or(""))
 }
 
 pub(crate) fn precondition(headers: &HeaderMap) -> Precondition {
-    Precondition {
-        if_match: etag_condition(headers, header::IF_MATCH),
-        if_none_match: etag_condition(headers, header::IF_NONE_MATCH),
-    }
+    nuage_service::conditions::precondition(text(headers))
 }
 
 /// The `Idempotency-Key` header as sent (bytes that are not ASCII become U+FFFD, which the
@@ -236,40 +211,14 @@ async fn read(
     answer_read(read, &method).await
 }
 
-/// The conditions of a read, from its headers; dates that cannot be read are ignored, as
-/// RFC 9110 says.
+/// The conditions of a read, from its headers.
 pub(crate) fn conditions(headers: &HeaderMap) -> ReadConditions {
-    let date = |name: header::HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok())
-            .map(unix_secs)
-    };
-    let if_range = headers.get(header::IF_RANGE).map(|v| {
-        let v = v.to_str().unwrap_or("").trim();
-        if v.starts_with('"') || v.starts_with("W/") {
-            IfRange::Etag(strong_tag(v))
-        } else {
-            // A date validates only as exactly the version's Last-Modified, as this server
-            // writes it (RFC 9110 §13.1.5: an exact match).
-            let date = httpdate::parse_http_date(v).ok().filter(|t| httpdate::fmt_http_date(*t) == v);
-            IfRange::Date(date.map(unix_secs))
-        }
-    });
-    let Precondition { if_match, if_none_match } = precondition(headers);
-    ReadConditions {
-        if_match,
-        if_none_match,
-        if_modified_since: date(header::IF_MODIFIED_SINCE),
-        if_unmodified_since: date(header::IF_UNMODIFIED_SINCE),
-        if_range,
-    }
+    nuage_service::conditions::read_conditions(text(headers))
 }
 
 /// The `Range` header, if it asks for one range.
 pub(crate) fn range(headers: &HeaderMap) -> Option<ByteRange> {
-    headers.get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(ByteRange::parse)
+    nuage_service::conditions::range(text(headers))
 }
 
 /// The answer to a read: `304`, `200` or `206` with the version's headers, and its content
@@ -393,8 +342,13 @@ pub async fn list(
     Path(bucket): Path<String>,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<ListingView>> {
-    let options =
-        ListOptions { prefix: q.prefix, delimiter: q.delimiter, page_token: q.page_token, limit: q.limit };
+    let options = ListOptions {
+        prefix: q.prefix,
+        delimiter: q.delimiter,
+        page_token: q.page_token,
+        limit: q.limit,
+        start_after: None,
+    };
     let page = nuage.list(caller.account_id, &bucket, &options).await?;
     Ok(Json(ListingView {
         objects: page.objects.into_iter().map(version_view).collect(),
@@ -422,6 +376,8 @@ pub async fn versions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nuage_meta::EntityTag;
+    use nuage_service::read::IfRange;
 
     fn if_range(value: &str) -> Option<IfRange> {
         let mut headers = HeaderMap::new();

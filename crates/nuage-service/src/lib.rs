@@ -39,6 +39,7 @@ pub mod access_keys;
 pub mod auth;
 pub mod background;
 pub mod buckets;
+pub mod conditions;
 pub mod config;
 pub mod digests;
 pub mod error;

@@ -204,6 +204,25 @@ pub struct ListOptions {
     pub page_token: Option<String>,
     /// At most this many entries (objects and prefixes); 1 to 1,000, [`LIST_LIMIT`] when none.
     pub limit: Option<usize>,
+    /// Only keys after this one (S3's `start-after`); a page token takes its place.
+    pub start_after: Option<String>,
+}
+
+/// Where a listing that starts after `after` begins. No key holds a control character
+/// (nuage_core::key), so the first key after `after` is at or after `after` + U+0001 (not
+/// U+0000, which PostgreSQL's text cannot hold); but when `after` is a
+/// common prefix of this listing (the prefix, then one segment up to the delimiter, as a
+/// page ends with it), the listing goes on after every key under it, as S3 does with a
+/// marker that is a common prefix.
+fn first_after(after: &str, options: &ListOptions) -> String {
+    let prefix = nuage_core::key::normalize_prefix(&options.prefix);
+    let common_prefix = options.delimiter.as_deref().is_some_and(|d| {
+        after
+            .strip_prefix(prefix.as_str())
+            .and_then(|rest| rest.strip_suffix(d))
+            .is_some_and(|seg| !seg.contains(d))
+    });
+    if common_prefix { format!("{after}\u{10FFFF}") } else { format!("{after}\u{1}") }
 }
 
 impl Nuage {
@@ -300,13 +319,25 @@ impl Nuage {
     /// One page of the live objects of the caller's `bucket`, in key order.
     pub async fn list(&self, account_id: i64, bucket: &str, options: &ListOptions) -> ServiceResult<Page> {
         let bucket = self.meta.bucket(account_id, bucket).await?;
+        // No key holds a control character; PostgreSQL's text cannot hold U+0000 at all.
+        let texts = [Some(&options.prefix), options.delimiter.as_ref(), options.start_after.as_ref()];
+        if texts.into_iter().flatten().any(|t| t.chars().any(char::is_control)) {
+            return Err(ServiceError::invalid(
+                "invalid_list_option",
+                "a prefix, delimiter or start-after holds a control character, which no key has",
+            ));
+        }
         let start = match &options.page_token {
-            Some(t) => {
-                Some(hex::decode(t).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(|| {
-                    ServiceError::invalid("invalid_page_token", "page_token was not made by this server")
-                })?)
-            }
-            None => None,
+            Some(t) => Some(
+                hex::decode(t)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .filter(|k| !k.chars().any(char::is_control))
+                    .ok_or_else(|| {
+                        ServiceError::invalid("invalid_page_token", "page_token was not made by this server")
+                    })?,
+            ),
+            None => options.start_after.as_deref().map(|after| first_after(after, options)),
         };
         let listing = self
             .meta

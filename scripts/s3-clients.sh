@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# s3-clients.sh: real S3 clients against `nuage serve`'s S3 endpoint on loopback (issue 16):
+# the aws-cli (mb, cp up and down, sync, ls, rm, presign + curl, with its default checksum
+# settings) and a boto3 suite of each operation (tests/s3/test_boto3.py).
+#
+#   scripts/s3-clients.sh [NUAGE_BINARY]
+#
+# NUAGE_DATABASE_URL (e.g. a PostgreSQL database) is used when set, else SQLite. Installs
+# what is missing: awscli and boto3 (with awscrt, which CRC32C needs) at pinned versions (pip, in a virtualenv under
+# $NUAGE_TOOLS_DIR/s3-clients, default ~/.cache/nuage-tools). Everything else lives in a
+# temporary directory, removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NUAGE=${1:-${CARGO_TARGET_DIR:-target}/debug/nuage}
+TOOLS=${NUAGE_TOOLS_DIR:-$HOME/.cache/nuage-tools}
+AWSCLI_VERSION=1.45.11
+BOTO3_VERSION=1.43.11
+
+log() { printf 's3-clients: %s\n' "$*" >&2; }
+die() { printf 's3-clients: error: %s\n' "$*" >&2; exit 1; }
+
+[[ -x $NUAGE ]] || die "no nuage binary at $NUAGE (cargo build -p nuage-cli first)"
+VENV=$TOOLS/s3-clients
+if ! "$VENV/bin/python" -c "import boto3, awscli, awscrt; assert boto3.__version__ == '$BOTO3_VERSION' and awscli.__version__ == '$AWSCLI_VERSION'" 2>/dev/null; then
+    log "installing awscli $AWSCLI_VERSION and boto3 $BOTO3_VERSION into $VENV (pip)"
+    python3 -m venv "$VENV" >&2 || die "python3 -m venv failed"
+    "$VENV/bin/pip" install -q "awscli==$AWSCLI_VERSION" "boto3[crt]==$BOTO3_VERSION" >&2 || die "pip install failed"
+fi
+PY=$VENV/bin/python
+AWS=$VENV/bin/aws
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/nuage-s3.XXXXXX")
+SERVER_PID=
+cleanup() {
+    [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+unset NUAGE_DATA_DIR NUAGE_LISTEN NUAGE_S3_LISTEN
+{
+    printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\n' "$WORK"
+    [[ -n ${NUAGE_DATABASE_URL:-} ]] && printf 'database_url = "%s"\n' "$NUAGE_DATABASE_URL"
+    printf '[s3]\nlisten = "127.0.0.1:0"\n'
+} >"$WORK/nuage.toml"
+unset NUAGE_DATABASE_URL
+nu() { "$NUAGE" --config "$WORK/nuage.toml" "$@"; }
+
+mkfifo "$WORK/out"
+"$NUAGE" --config "$WORK/nuage.toml" serve >"$WORK/out" 2>"$WORK/serve.log" &
+SERVER_PID=$!
+exec 3<"$WORK/out"
+ENDPOINT=
+while read -r -t 30 line <&3; do
+    if [[ $line == "S3:"* ]]; then ENDPOINT=${line#S3: }; ENDPOINT=${ENDPOINT// /}; break; fi
+done
+[[ -n $ENDPOINT ]] || { cat "$WORK/serve.log" >&2; die "nuage serve did not start its S3 endpoint"; }
+# Keep reading the server's output so that it never blocks on a full pipe.
+cat <&3 >/dev/null &
+log "S3 endpoint at $ENDPOINT"
+
+echo 's3 test password' | nu admin account create alice --password-stdin >/dev/null
+key() { nu --json admin key create alice "$@" | "$PY" -c 'import json, sys; k = json.load(sys.stdin); print(k["id"], k["secret"])'; }
+read -r KEY SECRET < <(key --name full)
+read -r RO_KEY RO_SECRET < <(key --name reader --read-only)
+read -r SCOPED_KEY SCOPED_SECRET < <(key --name scoped --bucket only)
+
+export AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_DEFAULT_REGION=us-east-1
+export AWS_CONFIG_FILE=$WORK/aws-config AWS_SHARED_CREDENTIALS_FILE=$WORK/aws-credentials
+aws() { "$AWS" --endpoint-url "$ENDPOINT" "$@"; }
+# The transfer commands, without their progress lines.
+s3q() { "$AWS" --endpoint-url "$ENDPOINT" s3 "$@" --only-show-errors; }
+
+log "aws-cli $AWSCLI_VERSION: mb, cp, sync, ls, rm, presign"
+aws s3 mb s3://cli >/dev/null
+aws s3 mb s3://only >/dev/null
+head -c 7000000 /dev/urandom >"$WORK/seven.bin"
+s3q cp "$WORK/seven.bin" s3://cli/seven.bin
+s3q cp s3://cli/seven.bin "$WORK/seven.back"
+cmp "$WORK/seven.bin" "$WORK/seven.back" || die "aws s3 cp: the download differs"
+mkdir -p "$WORK/folder/sub"
+for i in $(seq 1 40); do head -c $((i * 997)) /dev/urandom >"$WORK/folder/f$i.bin"; done
+for i in $(seq 1 10); do echo "note $i" >"$WORK/folder/sub/n$i.txt"; done
+s3q sync "$WORK/folder" s3://cli/folder
+s3q sync s3://cli/folder "$WORK/folder.back"
+diff -r "$WORK/folder" "$WORK/folder.back" || die "aws s3 sync: the folders differ"
+# A second sync has nothing to send.
+[[ -z $(aws s3 sync "$WORK/folder" s3://cli/folder --dryrun) ]] || die "aws s3 sync sent unchanged files again"
+listed=$(aws s3 ls s3://cli/folder/ --recursive | wc -l)
+[[ $listed == 50 ]] || die "aws s3 ls --recursive listed $listed keys, not 50"
+url=$(aws s3 presign s3://cli/seven.bin --expires-in 300)
+curl -sf "$url" -o "$WORK/seven.curl" || die "curl of a presigned URL failed"
+cmp "$WORK/seven.bin" "$WORK/seven.curl" || die "the presigned download differs"
+s3q rm s3://cli/folder --recursive
+[[ $(aws s3 ls s3://cli/folder/ --recursive | wc -l) == 0 ]] || die "aws s3 rm --recursive left keys"
+status=$(curl -s -o /dev/null -w '%{http_code}' "$ENDPOINT/cli/seven.bin")
+[[ $status == 403 ]] || die "an unsigned GET answered $status, not 403"
+
+log "boto3 $BOTO3_VERSION: tests/s3/test_boto3.py"
+NUAGE_S3_ENDPOINT=$ENDPOINT NUAGE_S3_KEY=$KEY NUAGE_S3_SECRET=$SECRET \
+    NUAGE_S3_RO_KEY=$RO_KEY NUAGE_S3_RO_SECRET=$RO_SECRET \
+    NUAGE_S3_SCOPED_KEY=$SCOPED_KEY NUAGE_S3_SCOPED_SECRET=$SCOPED_SECRET NUAGE_S3_SCOPED_BUCKET=only \
+    "$PY" -m unittest -v tests/s3/test_boto3.py || { tail -30 "$WORK/serve.log" >&2; die "the boto3 suite failed"; }
+log "all S3 clients passed"
