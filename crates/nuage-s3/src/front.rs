@@ -149,11 +149,21 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
     value("x-amz-decoded-content-length").or_else(|| value("content-length")).and_then(|v| v.parse().ok())
 }
 
-/// The stored checksums to send back: all that were kept.
-fn checksums(attrs: &Attributes, mut set: impl FnMut(Algorithm, String)) {
-    for (a, v) in &attrs.checksums {
-        set(*a, v.clone());
-    }
+/// Sets the `checksum_*` fields of an output (PutObject, GetObject, HeadObject: the same
+/// names in three types) to the checksums a version kept.
+macro_rules! set_checksums {
+    ($out:ident, $attrs:expr) => {
+        for (a, v) in $attrs.checksums.iter() {
+            let v = Some(v.clone());
+            match a {
+                Algorithm::Crc32 => $out.checksum_crc32 = v,
+                Algorithm::Crc32c => $out.checksum_crc32c = v,
+                Algorithm::Crc64nvme => $out.checksum_crc64nvme = v,
+                Algorithm::Sha1 => $out.checksum_sha1 = v,
+                Algorithm::Sha256 => $out.checksum_sha256 = v,
+            }
+        }
+    };
 }
 
 /// What GetObject and HeadObject both say of a read.
@@ -388,13 +398,7 @@ impl S3 for Front {
             size: Some(v.size as i64),
             ..Default::default()
         };
-        checksums(&Attributes::of(&v), |a, value| match a {
-            Algorithm::Crc32 => out.checksum_crc32 = Some(value),
-            Algorithm::Crc32c => out.checksum_crc32c = Some(value),
-            Algorithm::Crc64nvme => out.checksum_crc64nvme = Some(value),
-            Algorithm::Sha1 => out.checksum_sha1 = Some(value),
-            Algorithm::Sha256 => out.checksum_sha256 = Some(value),
-        });
+        set_checksums!(out, Attributes::of(&v));
         out.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
         Ok(S3Response::new(out))
     }
@@ -437,13 +441,7 @@ impl S3 for Front {
             ..Default::default()
         };
         if full && checksum_mode_on(&input.checksum_mode) {
-            checksums(&d.attrs, |a, value| match a {
-                Algorithm::Crc32 => out.checksum_crc32 = Some(value),
-                Algorithm::Crc32c => out.checksum_crc32c = Some(value),
-                Algorithm::Crc64nvme => out.checksum_crc64nvme = Some(value),
-                Algorithm::Sha1 => out.checksum_sha1 = Some(value),
-                Algorithm::Sha256 => out.checksum_sha256 = Some(value),
-            });
+            set_checksums!(out, d.attrs);
             out.checksum_type = Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
         }
         let mut answer = S3Response::new(out);
@@ -478,13 +476,7 @@ impl S3 for Front {
             ..Default::default()
         };
         if checksum_mode_on(&input.checksum_mode) {
-            checksums(&d.attrs, |a, value| match a {
-                Algorithm::Crc32 => out.checksum_crc32 = Some(value),
-                Algorithm::Crc32c => out.checksum_crc32c = Some(value),
-                Algorithm::Crc64nvme => out.checksum_crc64nvme = Some(value),
-                Algorithm::Sha1 => out.checksum_sha1 = Some(value),
-                Algorithm::Sha256 => out.checksum_sha256 = Some(value),
-            });
+            set_checksums!(out, d.attrs);
         }
         let mut answer = S3Response::new(out);
         if partial {
