@@ -98,8 +98,20 @@ fn body_error(source: &(dyn std::error::Error + 'static)) -> S3Error {
                 "a chunk's signature does not match; nothing was stored",
             );
         }
+        // s3s's wrapper of the body's own error keeps only its message.
+        if text.contains("AwsChunkedStreamError: Underlying")
+            && text.contains("the request body came too slowly")
+        {
+            return S3Error::with_message(
+                S3ErrorCode::RequestTimeout,
+                "the body came too slowly; nothing was stored",
+            );
+        }
         if text.contains("AwsChunkedStreamError") {
-            return S3Error::with_message(S3ErrorCode::IncompleteBody, format!("{text}; nothing was stored"));
+            return S3Error::with_message(
+                S3ErrorCode::IncompleteBody,
+                "the aws-chunked body is not well formed or ended early; nothing was stored",
+            );
         }
         cause = match c.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
             Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),

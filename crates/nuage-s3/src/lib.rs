@@ -69,12 +69,16 @@ pub fn router(nuage: Arc<Nuage>, config: &S3Config) -> anyhow::Result<axum::Rout
     builder.set_auth(keys.clone());
     builder.set_access(keys);
     if let Some(d) = &config.domain {
-        builder.set_host(s3s::host::SingleDomain::new(d).context("[s3] domain")?);
+        s3s::host::SingleDomain::new(d).context("[s3] domain")?;
+        builder.set_host(Domain(d.to_ascii_lowercase()));
     }
     let s3 = builder.build();
     let service = tower::service_fn(move |request: axum::extract::Request| {
         let s3 = s3.clone();
         async move {
+            if let Some(refused) = refused_early(&request) {
+                return Ok(refused);
+            }
             let request = request.map(s3s::Body::http_body_unsync);
             Ok::<_, Infallible>(match s3.call(request).await {
                 Ok(answer) => answer.map(axum::body::Body::new).into_response(),
@@ -86,4 +90,82 @@ pub fn router(nuage: Arc<Nuage>, config: &S3Config) -> anyhow::Result<axum::Rout
         }
     });
     Ok(axum::Router::new().fallback_service(service))
+}
+
+/// Virtual-hosted addressing under one domain: `BUCKET.DOMAIN[:PORT]` names the bucket;
+/// any other host (the domain itself, an IP address, `localhost`, a name of the machine) is
+/// path style. The port is never part of the name.
+struct Domain(String);
+
+impl s3s::host::S3Host for Domain {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> s3s::S3Result<s3s::host::VirtualHost<'a>> {
+        let name = match host.rsplit_once(':') {
+            Some((name, port)) if !name.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        };
+        let bucket = name
+            .len()
+            .checked_sub(self.0.len() + 1)
+            .filter(|&at| {
+                name.is_char_boundary(at) && name[at..].eq_ignore_ascii_case(&format!(".{}", self.0))
+            })
+            .map(|at| &name[..at]);
+        Ok(match bucket {
+            Some(b) if !b.is_empty() => {
+                s3s::host::VirtualHost::new(self.0.as_str()).with_bucket(b.to_ascii_lowercase())
+            }
+            _ => s3s::host::VirtualHost::new(name),
+        })
+    }
+}
+
+/// Requests refused before s3s reads them, so that their bodies are never read:
+/// - a browser form upload (POST Object), which s3s would read whole into memory before the
+///   key's scope is checked (not supported yet);
+/// - a SigV2 signature in the `Authorization` header, which s3s accepts with no bound on its
+///   date: a captured request could be replayed with another body for ever (SigV2 presigned
+///   URLs carry an expiry and stay accepted).
+fn refused_early(request: &axum::extract::Request) -> Option<axum::response::Response> {
+    use s3s::{S3Error, S3ErrorCode};
+    let header = |name: http::header::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok());
+    let error = if request.method() == http::Method::POST
+        && header(http::header::CONTENT_TYPE)
+            .is_some_and(|t| t.to_ascii_lowercase().starts_with("multipart/form-data"))
+    {
+        S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "POST Object (browser form upload) is not supported yet",
+        )
+    } else if header(http::header::AUTHORIZATION).is_some_and(|a| a.starts_with("AWS ")) {
+        S3Error::with_message(
+            S3ErrorCode::AccessDenied,
+            "SigV2 signatures in the Authorization header are not accepted: sign with SigV4",
+        )
+    } else {
+        return None;
+    };
+    Some(match error.to_http_response() {
+        Ok(answer) => answer.map(axum::body::Body::new).into_response(),
+        Err(_) => http::StatusCode::FORBIDDEN.into_response(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use s3s::host::S3Host;
+
+    use super::*;
+
+    #[test]
+    fn virtual_hosts_name_their_bucket_and_other_hosts_are_path_style() {
+        let d = Domain("s3.test".into());
+        let bucket = |host: &str| format!("{:?}", d.parse_host_header(host).unwrap());
+        assert!(bucket("photos.s3.test:8430").contains("\"photos\""), "{}", bucket("photos.s3.test:8430"));
+        assert!(bucket("Photos.S3.Test").contains("\"photos\""));
+        for path_style in
+            ["s3.test", "s3.test:8430", "localhost:8430", "127.0.0.1:8430", "[::1]:8430", "other.example"]
+        {
+            assert!(bucket(path_style).contains("bucket: None"), "{path_style}: {}", bucket(path_style));
+        }
+    }
 }
