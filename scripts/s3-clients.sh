@@ -5,7 +5,8 @@
 #
 #   scripts/s3-clients.sh [NUAGE_BINARY]
 #
-# NUAGE_DATABASE_URL (e.g. a PostgreSQL database) is used when set, else SQLite. Installs
+# NUAGE_DATABASE_URL (e.g. a PostgreSQL database) is used when set, else SQLite.
+# NUAGE_S3_BIG_MB: the size of the file aws-cli sends and fetches in parts (default 1024). Installs
 # what is missing: awscli and boto3 (with awscrt, which CRC32C needs) at pinned versions (pip, in a virtualenv under
 # $NUAGE_TOOLS_DIR/s3-clients, default ~/.cache/nuage-tools). Everything else lives in a
 # temporary directory, removed at the end.
@@ -52,7 +53,9 @@ mkfifo "$WORK/out"
 SERVER_PID=$!
 exec 3<"$WORK/out"
 ENDPOINT=
+API=
 while read -r -t 30 line <&3; do
+    if [[ $line == "nuage serving on "* ]]; then API=${line#nuage serving on }; fi
     if [[ $line == "S3:"* ]]; then ENDPOINT=${line#S3: }; ENDPOINT=${ENDPOINT// /}; break; fi
 done
 [[ -n $ENDPOINT ]] || { cat "$WORK/serve.log" >&2; die "nuage serve did not start its S3 endpoint"; }
@@ -92,6 +95,27 @@ listed=$(aws s3 ls s3://cli/folder/ --recursive | wc -l)
 url=$(aws s3 presign s3://cli/seven.bin --expires-in 300)
 curl -sf "$url" -o "$WORK/seven.curl" || die "curl of a presigned URL failed"
 cmp "$WORK/seven.bin" "$WORK/seven.curl" || die "the presigned download differs"
+# A big file goes in parts (aws-cli's default above 8 MiB: 8 MiB parts, 10 at a time); its
+# ETag is the MD5 of the parts' MD5s, and nuage's own client fetches and checks it too.
+BIG_MB=${NUAGE_S3_BIG_MB:-1024}
+head -c $((BIG_MB << 20)) /dev/urandom >"$WORK/big.bin"
+started=$SECONDS
+s3q cp "$WORK/big.bin" s3://cli/big.bin
+log "aws s3 cp of $BIG_MB MiB up: $((SECONDS - started)) s"
+parts=$(( (BIG_MB + 7) / 8 ))
+tag=$(aws s3api head-object --bucket cli --key big.bin --query ETag --output text)
+[[ $tag == *"-$parts\"" || $tag == *"-$parts" ]] || die "the multipart ETag is $tag, not one of $parts parts"
+started=$SECONDS
+s3q cp s3://cli/big.bin "$WORK/big.back"
+log "aws s3 cp of $BIG_MB MiB down: $((SECONDS - started)) s"
+cmp "$WORK/big.bin" "$WORK/big.back" || die "aws s3 cp: the multipart download differs"
+rm -f "$WORK/big.back"
+export NUAGE_CLIENT_CONFIG=$WORK/client.toml NUAGE_CACHE_DIR=$WORK/cache
+echo 's3 test password' | "$NUAGE" --server "$API" login --account alice --password-stdin >/dev/null
+"$NUAGE" --server "$API" get cli/big.bin "$WORK/big.nuage" >/dev/null \
+    || die "nuage get of a multipart object failed (its content hash of parts)"
+cmp "$WORK/big.bin" "$WORK/big.nuage" || die "nuage get: the multipart download differs"
+rm -f "$WORK/big.bin" "$WORK/big.nuage"
 s3q rm s3://cli/folder --recursive
 [[ $(aws s3 ls s3://cli/folder/ --recursive | wc -l) == 0 ]] || die "aws s3 rm --recursive left keys"
 status=$(curl -s -o /dev/null -w '%{http_code}' "$ENDPOINT/cli/seven.bin")

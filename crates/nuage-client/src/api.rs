@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use nuage_core::ContentHasher;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -93,6 +94,21 @@ pub fn content_type_of(path: &Path) -> &'static str {
 struct PartState {
     version: i64,
     etag: String,
+    /// The parts layout the server sent (`x-nuage-parts`), for a version assembled from parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    layout: Option<String>,
+}
+
+impl PartState {
+    /// What the content hash of this version is computed with.
+    fn hasher(&self) -> ClientResult<ContentHasher> {
+        let layout = match &self.layout {
+            None => Vec::new(),
+            Some(text) => nuage_core::manifest::layout_from_text(text)
+                .ok_or_else(|| ClientError::Protocol(format!("a malformed x-nuage-parts: {text:?}")))?,
+        };
+        Ok(ContentHasher::new(layout))
+    }
 }
 
 /// A client of one server, with one token.
@@ -418,7 +434,7 @@ impl Client {
                 StatusCode::RANGE_NOT_SATISFIABLE => {
                     // Everything is on disk already (or the part is longer than the object:
                     // the hash check decides).
-                    let hasher = hash_file(&part).await?;
+                    let hasher = hash_file(&part, state.hasher()?).await?;
                     return finish(dest, &part, &state_path, state, hasher, have, have).await;
                 }
                 // Changed, gone, or the range ignored: start over.
@@ -448,7 +464,12 @@ impl Client {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse().ok())
                     .ok_or_else(|| ClientError::Protocol("no x-nuage-version".into()))?;
-                let state = PartState { version, etag };
+                let layout = r
+                    .headers()
+                    .get(nuage_proto::headers::PARTS)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let state = PartState { version, etag, layout };
                 if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
                     tokio::fs::create_dir_all(dir).await.map_err(io_err(dir))?;
                 }
@@ -470,7 +491,8 @@ impl Client {
         let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
         // The hash runs as the bytes arrive (over the part already on disk first, when
         // resuming), so the file is not read again at the end.
-        let mut hasher = if resumed_from > 0 { hash_file(&part).await? } else { blake3::Hasher::new() };
+        let mut hasher =
+            if resumed_from > 0 { hash_file(&part, state.hasher()?).await? } else { state.hasher()? };
         let mut done = resumed_from;
         let mut body = response.bytes_stream();
         while let Some(bytes) = body.next().await {
@@ -583,8 +605,7 @@ pub async fn file_hash(path: &Path) -> ClientResult<[u8; 32]> {
     .map_err(|e| ClientError::Protocol(format!("hashing thread: {e}")))?
 }
 
-async fn hash_file(path: &Path) -> ClientResult<blake3::Hasher> {
-    let mut hasher = blake3::Hasher::new();
+async fn hash_file(path: &Path, mut hasher: ContentHasher) -> ClientResult<ContentHasher> {
     let mut f = tokio::fs::File::open(path).await.map_err(io_err(path))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -603,11 +624,11 @@ async fn finish(
     part: &Path,
     state_path: &Path,
     state: PartState,
-    hasher: blake3::Hasher,
+    hasher: ContentHasher,
     resumed_from: u64,
     size: u64,
 ) -> ClientResult<GetResult> {
-    if hasher.finalize().to_hex().as_str() != state.etag {
+    if hex::encode(hasher.finalize()) != state.etag {
         let _ = tokio::fs::remove_file(part).await;
         let _ = tokio::fs::remove_file(state_path).await;
         return Err(ClientError::Integrity(dest.to_owned()));

@@ -18,7 +18,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use futures::StreamExt;
 use nuage_core::e2e::{self, ContentKey, FileKey};
-use nuage_core::{Address, Manifest, chunk};
+use nuage_core::{Address, ContentHasher, Manifest, chunk};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -189,7 +189,7 @@ impl Client {
                 .map_err(|e| ClientError::Protocol(format!("decrypting thread: {e}")))?
             })
             .buffered(FETCHES_IN_FLIGHT);
-        write_verified(dest, chunks, &manifest.hash, progress).await
+        write_verified(dest, chunks, &manifest.hash, ContentHasher::of(manifest), progress).await
     }
 
     /// One stored chunk under a grant, checked against its address.
@@ -249,12 +249,13 @@ pub async fn link_info(link: &ShareUrl) -> ClientResult<LinkInfo> {
 }
 
 /// Writes `bytes` to `dest` through `DEST.nuage-part`, hashing as it goes, and gives the
-/// file its name only when the whole content has the BLAKE3 `hash` (a mismatch removes the
-/// part and is [`ClientError::Integrity`]).
+/// file its name only when the whole content has the content hash `hash` by `hasher` (a
+/// mismatch removes the part and is [`ClientError::Integrity`]).
 async fn write_verified<B: AsRef<[u8]>>(
     dest: &Path,
     bytes: impl futures::Stream<Item = ClientResult<B>>,
     hash: &[u8; 32],
+    mut hasher: ContentHasher,
     progress: Progress,
 ) -> ClientResult<()> {
     let part = with_suffix(dest, ".nuage-part");
@@ -263,7 +264,6 @@ async fn write_verified<B: AsRef<[u8]>>(
     }
     let file = tokio::fs::File::create(&part).await.map_err(io_err(&part))?;
     let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    let mut hasher = blake3::Hasher::new();
     let mut done = 0u64;
     let mut bytes = std::pin::pin!(bytes);
     while let Some(b) = bytes.next().await {
@@ -278,7 +278,7 @@ async fn write_verified<B: AsRef<[u8]>>(
     }
     file.flush().await.map_err(io_err(&part))?;
     file.into_inner().sync_all().await.map_err(io_err(&part))?;
-    if hasher.finalize().as_bytes() != hash {
+    if hasher.finalize() != *hash {
         let _ = tokio::fs::remove_file(&part).await;
         return Err(ClientError::Integrity(dest.to_owned()));
     }
@@ -344,8 +344,13 @@ pub async fn download_share(
         .ok_or_else(|| ClientError::Protocol("no whole-file hash in the link's info".into()))?;
     let response =
         Client::check(with_grant(client.raw_request(Method::GET, &at("content"))).send().await?).await?;
+    let layout = match response.headers().get(nuage_proto::headers::PARTS).and_then(|v| v.to_str().ok()) {
+        None => Vec::new(),
+        Some(text) => nuage_core::manifest::layout_from_text(text)
+            .ok_or_else(|| ClientError::Protocol(format!("a malformed x-nuage-parts: {text:?}")))?,
+    };
     let body = response.bytes_stream().map(|b| b.map_err(ClientError::from));
-    write_verified(dest, body, &hash, progress).await
+    write_verified(dest, body, &hash, ContentHasher::new(layout), progress).await
 }
 
 #[cfg(test)]

@@ -290,7 +290,7 @@ mod tests {
                 plain_len: 10 + u32::from(i),
             })
             .collect();
-        Manifest { entries, size: 33, hash: [7; 32] }
+        Manifest { entries, size: 33, hash: [7; 32], parts: vec![] }
     }
 
     #[test]

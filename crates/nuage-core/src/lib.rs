@@ -33,4 +33,4 @@ pub use address::Address;
 pub use chunk::{ChunkKey, Compression, ConvergenceSecret, SealOptions, SealedChunk};
 pub use chunker::{Chunker, ChunkerConfig};
 pub use error::{Error, Result};
-pub use manifest::{Manifest, ManifestEntry};
+pub use manifest::{ContentHasher, Manifest, ManifestEntry, ManifestPart};

@@ -190,7 +190,12 @@ impl Pipeline {
                         Piece::Chunk(sealed)
                     }
                     Cut::End { size, hash, tag } => Piece::End {
-                        manifest: Manifest { entries: std::mem::take(&mut entries), size, hash },
+                        manifest: Manifest {
+                            entries: std::mem::take(&mut entries),
+                            size,
+                            hash,
+                            parts: Vec::new(),
+                        },
                         tag,
                     },
                     Cut::Pass(tag) => Piece::Passed(tag),

@@ -139,6 +139,7 @@ mod tests {
             }],
             size: 1,
             hash: [9; 32],
+            parts: vec![],
         };
         Snapshot {
             root: "/data/photos".into(),

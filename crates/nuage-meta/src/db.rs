@@ -51,6 +51,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0010_object_attributes.sql"),
         include_str!("../migrations/postgres/0010_object_attributes.sql"),
     ),
+    (
+        include_str!("../migrations/sqlite/0011_multipart_uploads.sql"),
+        include_str!("../migrations/postgres/0011_multipart_uploads.sql"),
+    ),
 ];
 
 /// The metadata store: a connection pool and what differs between the two backends.

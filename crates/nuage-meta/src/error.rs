@@ -30,6 +30,10 @@ pub enum Error {
     /// No upload session with that id for this account.
     #[error("no such upload")]
     UploadNotFound,
+    /// No multipart upload with that id for this bucket and key (or it expired, completed
+    /// or was aborted).
+    #[error("no such multipart upload")]
+    MultipartNotFound,
     /// An upload declared more chunks, or more stored bytes, than one upload may.
     #[error("upload too large: {0}")]
     UploadTooLarge(String),

@@ -13,6 +13,7 @@ mod db;
 mod error;
 mod gc;
 mod model;
+mod multipart;
 mod namespace;
 mod shares;
 mod sql;
@@ -32,6 +33,7 @@ pub use model::{
     Bucket, BucketPolicy, Change, ChunkInfo, ChunkRef, Committed, EntityTag, EtagCondition, ListEntry,
     Listing, Md5Tag, NewVersion, Opened, Precondition, Tags, Version,
 };
+pub use multipart::{MULTIPART_PREFIX, MultipartUpload, Part};
 pub use shares::{NewShare, Share, ShareState};
 pub use sql::{Backend, now_ms};
 pub use states::{ChangeKind, PlacementState, ProviderState};

@@ -269,6 +269,10 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
         if holder.starts_with("up_") {
             crate::sql::lock_session(conn, backend, holder).await?;
         }
+        // A multipart upload's completion consumes the upload (its abort deletes it too).
+        if holder.starts_with(crate::multipart::MULTIPART_PREFIX) {
+            crate::multipart::consume_on(conn, holder).await?;
+        }
         // The chunks are referenced once this commits, and their leases go with it; but
         // only if the leases still hold: else a collector may have deleted them.
         let addresses: Vec<[u8; 32]> = new.chunks.iter().map(|c| c.address).collect();

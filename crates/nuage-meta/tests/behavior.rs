@@ -82,7 +82,7 @@ fn content(parts: &[&[u8]]) -> NewVersion {
         // Stand-ins: the metadata store keeps them as given.
         md5: Some(Md5Tag { digest: hash[..16].try_into().unwrap(), parts: None }),
         attrs: Some(format!("{{\"size\":{size}}}")),
-        manifest: Manifest { entries, size, hash }.encode(),
+        manifest: Manifest { entries, size, hash, parts: vec![] }.encode(),
         chunks,
         lease_holder: None,
     }

@@ -15,3 +15,9 @@ pub const CHUNK_KEY: &str = "x-nuage-chunk-key";
 /// The key that makes a retried write answer what its first attempt did (any printable
 /// ASCII, at most 255 bytes).
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The lengths of the parts a version was assembled from (an S3 multipart upload of two
+/// parts or more), sent with its content: `LEN` or `LENxCOUNT` runs, comma separated
+/// (`8388608x12,1048576`). Its ETag is then the content hash of those parts
+/// (`nuage_core::ContentHasher`), not the BLAKE3 of the whole.
+pub const PARTS: &str = "x-nuage-parts";

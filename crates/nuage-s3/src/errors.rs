@@ -34,7 +34,11 @@ pub(crate) fn s3_error_of(e: ServiceError) -> S3Error {
         "metadata_too_large" => (C::MetadataTooLarge, None),
         "end_to_end_bucket" => (C::InvalidRequest, None),
         "request_timeout" => (C::RequestTimeout, None),
-        "upload_not_found" => (C::NoSuchUpload, None),
+        "upload_not_found" | "multipart_not_found" => (C::NoSuchUpload, None),
+        "invalid_part" => (C::InvalidPart, None),
+        "invalid_part_order" => (C::InvalidPartOrder, None),
+        "part_too_small" => (C::EntityTooSmall, None),
+        "part_too_large" => (C::EntityTooLarge, None),
         "quota_exceeded" => (C::Custom(QUOTA_EXCEEDED.into()), Some(StatusCode::FORBIDDEN)),
         "insufficient_storage" => {
             (C::Custom(INSUFFICIENT_STORAGE.into()), Some(StatusCode::INSUFFICIENT_STORAGE))

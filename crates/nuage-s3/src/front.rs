@@ -37,7 +37,7 @@ pub(crate) struct Front {
 }
 
 /// Who the request acts for (set by the access check, which every request passes first).
-fn tenant<T>(req: &S3Request<T>) -> S3Result<Tenant> {
+pub(crate) fn tenant<T>(req: &S3Request<T>) -> S3Result<Tenant> {
     req.extensions
         .get::<Tenant>()
         .cloned()
@@ -45,18 +45,18 @@ fn tenant<T>(req: &S3Request<T>) -> S3Result<Tenant> {
 }
 
 /// A header's value as text (a value that is not visible ASCII reads as empty).
-fn text<'a>(headers: &'a HeaderMap) -> impl Fn(&str) -> Option<&'a str> + 'a {
+pub(crate) fn text<'a>(headers: &'a HeaderMap) -> impl Fn(&str) -> Option<&'a str> + 'a {
     move |name| headers.get(name).map(|v| v.to_str().unwrap_or(""))
 }
 
 /// A version's ETag as S3 clients expect it: the MD5 tag of the content when the write
 /// made one (a single PUT: its MD5; a multipart upload: `md5-of-part-md5s-N`), else its
 /// BLAKE3 (a version the nuage client uploaded chunk by chunk). Both answer conditions.
-fn etag(v: &Version) -> Option<ETag> {
+pub(crate) fn etag(v: &Version) -> Option<ETag> {
     v.md5.map(|m| m.to_string()).or_else(|| v.etag.map(hex::encode)).map(ETag::Strong)
 }
 
-fn timestamp(ms: i64) -> Timestamp {
+pub(crate) fn timestamp(ms: i64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64))
 }
 
@@ -79,7 +79,10 @@ fn checksum_header(a: Algorithm) -> String {
 /// The checks S3 asks of a write's content: `Content-MD5`, `x-amz-checksum-*` values (in
 /// the headers, or in the trailer `x-amz-trailer` announces) and the algorithm
 /// `x-amz-sdk-checksum-algorithm` names.
-fn content_checks(headers: &HeaderMap, trailers: Option<s3s::TrailingHeaders>) -> S3Result<ContentChecks> {
+pub(crate) fn content_checks(
+    headers: &HeaderMap,
+    trailers: Option<s3s::TrailingHeaders>,
+) -> S3Result<ContentChecks> {
     let value = text(headers);
     let mut checks =
         ContentChecks { content_md5: value("content-md5").map(str::to_owned), ..ContentChecks::default() };
@@ -125,7 +128,7 @@ fn content_checks(headers: &HeaderMap, trailers: Option<s3s::TrailingHeaders>) -
 }
 
 /// The content headers and user metadata a write keeps.
-fn attributes(headers: &HeaderMap, metadata: Option<Metadata>) -> Attributes {
+pub(crate) fn attributes(headers: &HeaderMap, metadata: Option<Metadata>) -> Attributes {
     let value = |name: &str| headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     Attributes {
         content_encoding: value("content-encoding").filter(|e| e != "aws-chunked"),
@@ -144,7 +147,7 @@ fn attributes(headers: &HeaderMap, metadata: Option<Metadata>) -> Attributes {
 
 /// The length of a write's content: `x-amz-decoded-content-length` for an `aws-chunked`
 /// body, else `Content-Length`.
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     let value = text(headers);
     value("x-amz-decoded-content-length").or_else(|| value("content-length")).and_then(|v| v.parse().ok())
 }
@@ -297,6 +300,42 @@ fn encoding(e: &Option<EncodingType>) -> S3Result<bool> {
 
 #[async_trait::async_trait]
 impl S3 for Front {
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        self.create_multipart(req).await
+    }
+
+    async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        Front::upload_part(self, req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.complete_multipart(req).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.abort_multipart(req).await
+    }
+
+    async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+        Front::list_parts(self, req).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        self.list_multiparts(req).await
+    }
+
     async fn list_buckets(
         &self,
         req: S3Request<ListBucketsInput>,

@@ -15,6 +15,7 @@
 mod errors;
 mod front;
 pub mod keys;
+mod multipart;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

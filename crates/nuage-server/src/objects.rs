@@ -149,7 +149,8 @@ fn set(response: &mut Response, name: impl header::IntoHeaderName, value: &str) 
     ),
     responses(
         (status = 200, description = "The content", content_type = "application/octet-stream", headers(
-            ("ETag" = String, description = "Quoted BLAKE3 of the content"), ("x-nuage-version" = i64, description = "The version id"),
+            ("ETag" = String, description = "Quoted BLAKE3 of the content (the content hash of its parts when x-nuage-parts is sent)"), ("x-nuage-version" = i64, description = "The version id"),
+            ("x-nuage-parts" = String, description = "For a version assembled from parts (S3 multipart): their lengths, `LEN` or `LENxCOUNT` runs, comma separated"),
             ("Last-Modified" = String, description = "When the version was made (HTTP date)"),
             ("Accept-Ranges" = String, description = "`bytes`"), ("Content-Length" = u64))),
         (status = 206, description = "The range", content_type = "application/octet-stream", headers(
@@ -178,7 +179,8 @@ pub async fn get(
     ),
     responses(
         (status = 200, description = "The headers of the content", headers(
-            ("ETag" = String, description = "Quoted BLAKE3 of the content"), ("x-nuage-version" = i64, description = "The version id"),
+            ("ETag" = String, description = "Quoted BLAKE3 of the content (the content hash of its parts when x-nuage-parts is sent)"), ("x-nuage-version" = i64, description = "The version id"),
+            ("x-nuage-parts" = String, description = "For a version assembled from parts (S3 multipart): their lengths, `LEN` or `LENxCOUNT` runs, comma separated"),
             ("Last-Modified" = String, description = "When the version was made (HTTP date)"),
             ("Accept-Ranges" = String, description = "`bytes`"), ("Content-Length" = u64))),
         (status = 304, description = "`If-None-Match` matched, or not modified since `If-Modified-Since`"),
@@ -230,6 +232,9 @@ pub(crate) async fn answer_read(read: Read, method: &Method) -> ApiResult<Respon
     set(&mut response, header::LAST_MODIFIED, &httpdate::fmt_http_date(system_time(read.modified)));
     set(&mut response, VERSION_HEADER, &read.version.id.to_string());
     set(&mut response, header::ACCEPT_RANGES, "bytes");
+    if let Some(layout) = read.layout().await? {
+        set(&mut response, nuage_proto::headers::PARTS, &layout);
+    }
     let size = read.version.size;
     let (start, end) = read.span();
     match read.answer {

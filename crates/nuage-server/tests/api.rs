@@ -2056,7 +2056,7 @@ on_every_backend! {
         assert_eq!(e.alice("PUT", "/v1/buckets/box", vec![]).await.status, StatusCode::CREATED);
         let bucket = e.nuage.meta.bucket(e.alice_id, "box").await.unwrap();
         let hash = *blake3::hash(b"").as_bytes();
-        let empty = nuage_core::Manifest { entries: vec![], size: 0, hash };
+        let empty = nuage_core::Manifest { entries: vec![], size: 0, hash, parts: vec![] };
         for legacy in ["old\\name.txt", "cafe\u{301}.txt"] {
             let new = nuage_meta::NewVersion {
                 size: 0,

@@ -72,6 +72,11 @@ pub struct WorkersConfig {
     /// (`upload_lease_expired`). The leases of an upload cut short by a crash last that long
     /// too, keeping its chunks from the collector. At least 120.
     pub upload_lease_secs: u64,
+    /// Seconds an S3 multipart upload lives past its start or its last part (default
+    /// 604800, a week): its parts' chunks are leased and their room held on the account's
+    /// quota until it completes, is aborted, or stays idle that long (then the collector
+    /// takes them). At least 120.
+    pub multipart_idle_secs: u64,
 }
 
 impl Default for WorkersConfig {
@@ -86,6 +91,7 @@ impl Default for WorkersConfig {
             gc_deletes_per_sec: 200,
             migrate_bytes_per_sec: 50_000_000,
             upload_lease_secs: 21_600,
+            multipart_idle_secs: 604_800,
         }
     }
 }

@@ -156,6 +156,11 @@ impl From<nuage_meta::Error> for ServiceError {
                 "upload_not_found",
                 "no such upload session (it may have expired); start the upload again",
             ),
+            E::MultipartNotFound => ServiceError::new(
+                K::NotFound,
+                "multipart_not_found",
+                "no such multipart upload (it may have completed, been aborted or expired)",
+            ),
             E::ShareNotFound => ServiceError::new(K::NotFound, "share_not_found", "no such share link"),
             E::UploadCommitted => ServiceError::new(
                 K::Conflict,

@@ -41,6 +41,12 @@ pub struct Holder {
 }
 
 impl Holder {
+    /// The holder of a multipart upload's leases (its id), which no attempt counts: its
+    /// parts come and go on their own.
+    pub fn multipart(id: &str) -> Holder {
+        Holder { name: id.to_owned(), attempts: None }
+    }
+
     /// Whether another attempt with this holder name runs in this process.
     fn others_running(&self) -> bool {
         self.attempts.as_ref().is_some_and(|a| {

@@ -25,6 +25,8 @@
 //! - [`objects`]: writes (`Nuage::put_stream`), deletes and copies of versions, and a
 //!   version's [`objects::Attributes`]; [`digests`]: the MD5 and checksums a write computes
 //!   and checks.
+//! - [`multipart`]: multipart uploads (start, store a part, list, abort, complete into
+//!   one manifest without reading a byte again).
 //! - [`read`]: reads with conditions and a range (`Nuage::read`, `Nuage::read_version`),
 //!   listings, versions.
 //! - [`uploads`]: smart uploads (start, declare, store a chunk, commit, abort).
@@ -46,6 +48,7 @@ pub mod error;
 pub mod grants;
 pub mod leases;
 pub mod metrics;
+pub mod multipart;
 pub mod names;
 pub mod objects;
 mod paces;

@@ -88,12 +88,12 @@ pub const HEADER_MAX: usize = 1024;
 impl Attributes {
     /// The attributes of `version` (none: the defaults).
     pub fn of(version: &Version) -> Attributes {
-        version.attrs.as_deref().and_then(|a| serde_json::from_str(a).ok()).unwrap_or_default()
+        Attributes::decode(version.attrs.as_deref())
     }
 
     /// Refuses attributes too big to keep (`metadata_too_large`, `header_too_large`) or
     /// that no HTTP header can carry back (`invalid_metadata`).
-    fn check(&self) -> ServiceResult<()> {
+    pub(crate) fn check(&self) -> ServiceResult<()> {
         let printable = |v: &str| v.bytes().all(|b| b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80);
         let size: usize = self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
         if size > METADATA_MAX {
@@ -130,8 +130,13 @@ impl Attributes {
         Ok(())
     }
 
+    /// The attributes kept as `attrs` (none: the defaults).
+    pub fn decode(attrs: Option<&str>) -> Attributes {
+        attrs.and_then(|a| serde_json::from_str(a).ok()).unwrap_or_default()
+    }
+
     /// As kept with a version: none when there is nothing.
-    fn encode(&self) -> Option<String> {
+    pub(crate) fn encode(&self) -> Option<String> {
         (*self != Attributes::default()).then(|| serde_json::to_string(self).expect("plain data"))
     }
 }
@@ -240,24 +245,18 @@ impl Nuage {
                 return Err(precondition_failed());
             }
         }
-        let account = self.meta.account(account_id).await?;
-        let secret = self.meta.account_secrets(account_id).await?.convergence_secret;
-        let pipeline = Pipeline {
-            chunker: self.chunker,
-            seal: self.seal,
-            secret: ConvergenceSecret::from_bytes(secret),
-        };
-
         let holder = leases::holder(self, account_id, idempotency_key.as_deref());
-        let lease = Lease {
-            holder: &holder.name,
-            expires_at: leases::lease_until(self),
-            // The quota is charged on stored bytes, which only sealing tells: each batch of
-            // chunks holds its room before it is stored (an account without a quota holds none).
-            hold_for: account.quota_bytes.map(|_| account_id),
-        };
-        let stored =
-            self.store_content(pipeline, bucket_placement(&bucket), content, &algorithms, lease).await;
+        let stored = self
+            .store_checked(
+                &bucket,
+                content,
+                &algorithms,
+                checks,
+                content_length,
+                &holder.name,
+                leases::lease_until(self),
+            )
+            .await;
         let (manifest, chunks, digests) = match stored {
             Ok(s) => s,
             Err(e) => {
@@ -265,23 +264,7 @@ impl Nuage {
                 return Err(e);
             }
         };
-        if content_length.is_some_and(|len| len != manifest.size) {
-            self.abandon(&holder).await;
-            return Err(ServiceError::invalid(
-                "body_incomplete",
-                "the body does not have Content-Length bytes",
-            ));
-        }
-        if let Err(e) = checks.verify(&digests) {
-            self.abandon(&holder).await;
-            return Err(e);
-        }
         attributes.checksums = digests.checksums;
-        // Nothing may reference the chunks before they are durable (docs/durability.md).
-        if let Err(e) = self.store.sync().await {
-            self.abandon(&holder).await;
-            return Err(e.into());
-        }
         let new = NewVersion {
             size: manifest.size,
             etag: manifest.hash,
@@ -349,6 +332,53 @@ impl Nuage {
             add(&self.metrics.versions_committed, 1);
         }
         Ok((bucket, committed))
+    }
+
+    /// Stores `content` for the caller's `bucket` and checks it: cut, sealed and stored
+    /// under leases of `holder` until `expires_at` (each batch's quota room held first),
+    /// then its length and digests checked, then made durable. Returns the manifest, the
+    /// chunk references and the digests; on a refusal the leases stay, for the caller to
+    /// release or keep.
+    pub(crate) async fn store_checked<S, E>(
+        self: &Arc<Self>,
+        bucket: &Bucket,
+        content: std::pin::Pin<Box<S>>,
+        algorithms: &[Algorithm],
+        checks: ContentChecks,
+        content_length: Option<u64>,
+        holder: &str,
+        expires_at: i64,
+    ) -> ServiceResult<(Manifest, Vec<ChunkRef>, Digests)>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        let account = self.meta.account(bucket.account_id).await?;
+        let secret = self.meta.account_secrets(bucket.account_id).await?.convergence_secret;
+        let pipeline = Pipeline {
+            chunker: self.chunker,
+            seal: self.seal,
+            secret: ConvergenceSecret::from_bytes(secret),
+        };
+        let lease = Lease {
+            holder,
+            expires_at,
+            // The quota is charged on stored bytes, which only sealing tells: each batch of
+            // chunks holds its room before it is stored (an account without a quota holds none).
+            hold_for: account.quota_bytes.map(|_| bucket.account_id),
+        };
+        let (manifest, chunks, digests) =
+            self.store_content(pipeline, bucket_placement(bucket), content, algorithms, lease).await?;
+        if content_length.is_some_and(|len| len != manifest.size) {
+            return Err(ServiceError::invalid(
+                "body_incomplete",
+                "the body does not have Content-Length bytes",
+            ));
+        }
+        checks.verify(&digests)?;
+        // Nothing may reference the chunks before they are durable (docs/durability.md).
+        self.store.sync().await?;
+        Ok((manifest, chunks, digests))
     }
 
     /// Ends a write that makes no version: its leases go (see [`leases::release`]), and it

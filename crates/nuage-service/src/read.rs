@@ -107,6 +107,20 @@ impl Read {
         }
     }
 
+    /// The lengths of the parts the version was assembled from (a multipart upload of two
+    /// parts or more), in the text form of `nuage_core::manifest::layout_to_text`: what a
+    /// reader needs to check the content against its hash ([`nuage_core::ContentHasher`]).
+    /// None for a version written whole, whose hash is its content's BLAKE3.
+    pub async fn layout(&self) -> ServiceResult<Option<String>> {
+        if !self.version.md5.is_some_and(|m| m.parts.is_some_and(|n| n > 1)) {
+            return Ok(None);
+        }
+        let manifest = Manifest::decode(&self.nuage.meta.manifest(self.version.id).await?)
+            .map_err(|e| ServiceError::internal("stored manifest", e))?;
+        let lengths = manifest.part_lengths();
+        Ok((!lengths.is_empty()).then(|| nuage_core::manifest::layout_to_text(&lengths)))
+    }
+
     /// The content of [`Read::span`], in order, as it is fetched and opened, with
     /// [`CHUNKS_AHEAD`] chunks ahead. Nothing is read until the stream is polled; a
     /// provider outage is the first item's error, so a front can await that before it
@@ -412,8 +426,12 @@ mod tests {
     /// A range takes the chunks that hold it, each cut to its part, and no other.
     #[test]
     fn plans_cover_exactly_the_range() {
-        let manifest =
-            || Manifest { size: 30, hash: [0; 32], entries: vec![entry(10, 1), entry(10, 2), entry(10, 3)] };
+        let manifest = || Manifest {
+            size: 30,
+            hash: [0; 32],
+            entries: vec![entry(10, 1), entry(10, 2), entry(10, 3)],
+            parts: vec![],
+        };
         let parts = |start, end| -> Vec<(u8, usize, usize)> {
             plan(manifest(), start, end)
                 .into_iter()

@@ -28,6 +28,9 @@ impl Nuage {
         if config.workers.upload_lease_secs < 120 {
             anyhow::bail!("[workers] upload_lease_secs is at least 120 (an upload needs time to commit)");
         }
+        if config.workers.multipart_idle_secs < 120 {
+            anyhow::bail!("[workers] multipart_idle_secs is at least 120 (a part needs time to upload)");
+        }
         for e in &mut config.edges {
             let parsed =
                 e.url.parse::<crate::config::EdgeLink>().map_err(anyhow::Error::msg).context("[[edges]]")?;

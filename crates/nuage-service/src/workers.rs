@@ -1295,6 +1295,9 @@ impl Worker for Housekeeping {
         if let Err(e) = nuage.meta.drop_upload_sessions_expired_before(now_ms()).await {
             tracing::warn!("dropping expired upload sessions: {e}");
         }
+        if let Err(e) = nuage.meta.drop_multiparts_expired_before(now_ms()).await {
+            tracing::warn!("dropping expired multipart uploads: {e}");
+        }
         if let Err(e) = nuage.meta.drop_expired_leases().await {
             tracing::warn!("dropping expired chunk leases: {e}");
         }
