@@ -266,6 +266,130 @@ class ConditionalWrites(S3Case):
         self.assertEqual(self.s3.get_object(Bucket=self.bucket, Key="k")["Body"].read(), b"v2")
 
 
+MIB = 1 << 20
+
+
+class Multipart(S3Case):
+    def start(self, key="big.bin", **kwargs):
+        return self.s3.create_multipart_upload(Bucket=self.bucket, Key=key, **kwargs)["UploadId"]
+
+    def part(self, key, upload, number, body, **kwargs):
+        return self.s3.upload_part(
+            Bucket=self.bucket, Key=key, UploadId=upload, PartNumber=number, Body=body, **kwargs
+        )["ETag"]
+
+    def complete(self, key, upload, parts, **kwargs):
+        return self.s3.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": t} for n, t in parts]},
+            **kwargs,
+        )
+
+    def test_three_parts_sent_out_of_order_join_into_one_version(self):
+        bodies = [os.urandom(5 * MIB + 1), os.urandom(5 * MIB), os.urandom(123)]
+        upload = self.start(ContentType="application/x-test", Metadata={"origin": "parts"})
+        # Sent 3, 1, 2; part 1 sent twice (the second one counts).
+        tags = {}
+        tags[3] = self.part("big.bin", upload, 3, bodies[2])
+        self.part("big.bin", upload, 1, os.urandom(5 * MIB))
+        tags[1] = self.part("big.bin", upload, 1, bodies[0])
+        tags[2] = self.part("big.bin", upload, 2, bodies[1])
+        for n in (1, 2, 3):
+            self.assertEqual(tags[n], '"%s"' % hashlib.md5(bodies[n - 1]).hexdigest())
+        listed = self.s3.list_parts(Bucket=self.bucket, Key="big.bin", UploadId=upload)["Parts"]
+        self.assertEqual([(p["PartNumber"], p["ETag"], p["Size"]) for p in listed],
+                         [(n, tags[n], len(bodies[n - 1])) for n in (1, 2, 3)])
+        page = self.s3.list_parts(Bucket=self.bucket, Key="big.bin", UploadId=upload, MaxParts=2)
+        self.assertTrue(page["IsTruncated"])
+        self.assertEqual(page["NextPartNumberMarker"], 2)
+        rest = self.s3.list_parts(Bucket=self.bucket, Key="big.bin", UploadId=upload, PartNumberMarker=2)
+        self.assertEqual([p["PartNumber"] for p in rest["Parts"]], [3])
+        uploads = self.s3.list_multipart_uploads(Bucket=self.bucket)["Uploads"]
+        self.assertEqual([(u["Key"], u["UploadId"]) for u in uploads], [("big.bin", upload)])
+
+        done = self.complete("big.bin", upload, [(n, tags[n]) for n in (1, 2, 3)])
+        whole = b"".join(bodies)
+        digests = b"".join(hashlib.md5(b).digest() for b in bodies)
+        expected = '"%s-3"' % hashlib.md5(digests).hexdigest()
+        self.assertEqual(done["ETag"], expected)
+        got = self.s3.get_object(Bucket=self.bucket, Key="big.bin")
+        self.assertEqual(got["Body"].read(), whole)
+        self.assertEqual(got["ETag"], expected)
+        self.assertEqual(got["ContentType"], "application/x-test")
+        self.assertEqual(got["Metadata"], {"origin": "parts"})
+        self.assertEqual(got["VersionId"], done["VersionId"])
+        # A range across the parts' seam, and the tag as a condition.
+        seam = 5 * MIB + 1
+        r = self.s3.get_object(Bucket=self.bucket, Key="big.bin", Range="bytes=%d-%d" % (seam - 3, seam + 2),
+                               IfMatch=expected)
+        self.assertEqual(r["Body"].read(), whole[seam - 3:seam + 3])
+        # The upload is gone; completing it again answers as the first completion did.
+        self.refused(("NoSuchUpload", 404), self.s3.list_parts, Bucket=self.bucket, Key="big.bin", UploadId=upload)
+        self.assertEqual(self.s3.list_multipart_uploads(Bucket=self.bucket).get("Uploads", []), [])
+        again = self.complete("big.bin", upload, [(n, tags[n]) for n in (1, 2, 3)])
+        self.assertEqual((again["ETag"], again["VersionId"]), (expected, done["VersionId"]))
+        self.refused(("NoSuchUpload", 404), self.part, "big.bin", upload, 4, b"late")
+
+    def test_abort_ends_the_upload_and_changes_nothing(self):
+        self.s3.put_object(Bucket=self.bucket, Key="k", Body=b"before")
+        upload = self.start("k")
+        tag = self.part("k", upload, 1, os.urandom(MIB))
+        self.s3.abort_multipart_upload(Bucket=self.bucket, Key="k", UploadId=upload)
+        self.refused(("NoSuchUpload", 404), self.complete, "k", upload, [(1, tag)])
+        self.refused(("NoSuchUpload", 404), self.part, "k", upload, 2, b"x")
+        self.refused(("NoSuchUpload", 404), self.s3.abort_multipart_upload,
+                     Bucket=self.bucket, Key="k", UploadId=upload)
+        self.assertEqual(self.s3.get_object(Bucket=self.bucket, Key="k")["Body"].read(), b"before")
+        self.refused(("NoSuchUpload", 404), self.s3.list_parts, Bucket=self.bucket, Key="k", UploadId="mp_nope")
+        # An upload id is bound to its key.
+        other = self.start("k2")
+        self.refused(("NoSuchUpload", 404), self.part, "k", other, 1, b"x")
+
+    def test_bad_completions_are_refused_and_change_nothing(self):
+        upload = self.start("k")
+        small = self.part("k", upload, 1, b"small")
+        last = self.part("k", upload, 2, b"last")
+        self.refused(("EntityTooSmall", 400), self.complete, "k", upload, [(1, small), (2, last)])
+        self.refused(("InvalidPartOrder", 400), self.complete, "k", upload, [(2, last), (1, small)])
+        self.refused(("InvalidPart", 400), self.complete, "k", upload, [(1, last)])
+        self.refused(("InvalidPart", 400), self.complete, "k", upload, [(3, last)])
+        self.refused(("InvalidArgument", 400), self.part, "k", upload, 0, b"x")
+        self.refused(("InvalidArgument", 400), self.part, "k", upload, 10001, b"x")
+        self.refused(("BadDigest", 400), self.part, "k", upload, 3, b"x",
+                     ContentMD5=b64(hashlib.md5(b"y").digest()))
+        self.refused(("NoSuchKey", 404), self.s3.get_object, Bucket=self.bucket, Key="k")
+        # Still complete-able with a valid choice: one part is its own last.
+        done = self.complete("k", upload, [(2, last)])
+        self.assertEqual(done["ETag"], '"%s-1"' % hashlib.md5(hashlib.md5(b"last").digest()).hexdigest())
+        self.assertEqual(self.s3.get_object(Bucket=self.bucket, Key="k")["Body"].read(), b"last")
+
+    def test_conditional_completion(self):
+        first = self.start("k")
+        tag = self.part("k", first, 1, b"one")
+        second = self.start("k")
+        tag2 = self.part("k", second, 1, b"two")
+        self.complete("k", first, [(1, tag)], IfNoneMatch="*")
+        self.refused(("PreconditionFailed", 412), self.complete, "k", second, [(1, tag2)], IfNoneMatch="*")
+        self.assertEqual(self.s3.get_object(Bucket=self.bucket, Key="k")["Body"].read(), b"one")
+        current = self.s3.head_object(Bucket=self.bucket, Key="k")["ETag"]
+        self.complete("k", second, [(1, tag2)], IfMatch=current)
+        self.assertEqual(self.s3.get_object(Bucket=self.bucket, Key="k")["Body"].read(), b"two")
+
+    def test_part_checksums_are_checked_and_returned(self):
+        upload = self.start("k", ChecksumAlgorithm="SHA256")
+        body = os.urandom(1000)
+        sha = b64(hashlib.sha256(body).digest())
+        r = self.s3.upload_part(Bucket=self.bucket, Key="k", UploadId=upload, PartNumber=1, Body=body,
+                                ChecksumSHA256=sha)
+        self.assertEqual(r["ChecksumSHA256"], sha)
+        self.refused(("BadDigest", 400), self.s3.upload_part, Bucket=self.bucket, Key="k", UploadId=upload,
+                     PartNumber=2, Body=body, ChecksumSHA256=b64(hashlib.sha256(b"other").digest()))
+        self.assertEqual([p["PartNumber"] for p in
+                          self.s3.list_parts(Bucket=self.bucket, Key="k", UploadId=upload)["Parts"]], [1])
+
+
 class Listing(S3Case):
     def setUp(self):
         super().setUp()
