@@ -122,7 +122,7 @@ status=$(curl -s -o /dev/null -w '%{http_code}' "$ENDPOINT/cli/seven.bin")
 [[ $status == 403 ]] || die "an unsigned GET answered $status, not 403"
 
 log "boto3 $BOTO3_VERSION: tests/s3/test_boto3.py"
-NUAGE_S3_ENDPOINT=$ENDPOINT NUAGE_S3_KEY=$KEY NUAGE_S3_SECRET=$SECRET \
+NUAGE_API=$API NUAGE_S3_ENDPOINT=$ENDPOINT NUAGE_S3_KEY=$KEY NUAGE_S3_SECRET=$SECRET \
     NUAGE_S3_RO_KEY=$RO_KEY NUAGE_S3_RO_SECRET=$RO_SECRET \
     NUAGE_S3_SCOPED_KEY=$SCOPED_KEY NUAGE_S3_SCOPED_SECRET=$SCOPED_SECRET NUAGE_S3_SCOPED_BUCKET=only \
     "$PY" -m unittest -v tests/s3/test_boto3.py || { tail -30 "$WORK/serve.log" >&2; die "the boto3 suite failed"; }

@@ -1,7 +1,7 @@
 """The S3 endpoint driven by boto3, as an app would drive it (issue 16).
 
 Run by scripts/s3-clients.sh, which starts `nuage serve` and makes the access keys:
-NUAGE_S3_ENDPOINT, NUAGE_S3_KEY/NUAGE_S3_SECRET (a key of the whole account),
+NUAGE_API (the /v1 API, for its /metrics), NUAGE_S3_ENDPOINT, NUAGE_S3_KEY/NUAGE_S3_SECRET (a key of the whole account),
 NUAGE_S3_RO_KEY/NUAGE_S3_RO_SECRET (read only), NUAGE_S3_SCOPED_KEY/NUAGE_S3_SCOPED_SECRET
 (limited to the bucket NUAGE_S3_SCOPED_BUCKET). Every test makes its own bucket.
 """
@@ -53,6 +53,13 @@ def signed(method, url, when, body=None, presign_for=None):
             S3SigV4QueryAuth(creds, "s3", "us-east-1", expires=presign_for).add_auth(request)
     prepared = request.prepare()
     return urllib.request.Request(prepared.url, data=body, method=method, headers=dict(prepared.headers))
+
+
+def written():
+    """What the server has written to its providers so far: (chunks, stored bytes)."""
+    text = urllib.request.urlopen(os.environ["NUAGE_API"] + "/metrics").read().decode()
+    values = dict(line.split()[:2] for line in text.splitlines() if line and not line.startswith("#"))
+    return int(values["nuage_chunks_written_total"]), int(values["nuage_stored_bytes_written_total"])
 
 
 def utc_now():
@@ -388,6 +395,75 @@ class Multipart(S3Case):
                      PartNumber=2, Body=body, ChecksumSHA256=b64(hashlib.sha256(b"other").digest()))
         self.assertEqual([p["PartNumber"] for p in
                           self.s3.list_parts(Bucket=self.bucket, Key="k", UploadId=upload)["Parts"]], [1])
+
+
+class Copies(S3Case):
+    def test_copy_object_moves_no_byte_and_keeps_or_replaces_metadata(self):
+        body = os.urandom(3 * MIB)
+        first = self.s3.put_object(Bucket=self.bucket, Key="src", Body=body, ContentType="text/x-a",
+                                   Metadata={"m": "1"})
+        self.s3.put_object(Bucket=self.bucket, Key="src", Body=b"second")
+        other = self.bucket + "-b"
+        self.s3.create_bucket(Bucket=other)
+        before = written()
+        # The first version, by id, into another bucket: its metadata comes along.
+        r = self.s3.copy_object(Bucket=other, Key="dst", CopySource={
+            "Bucket": self.bucket, "Key": "src", "VersionId": first["VersionId"]})
+        self.assertEqual(r["CopySourceVersionId"], first["VersionId"])
+        self.assertEqual(r["CopyObjectResult"]["ETag"], first["ETag"])
+        got = self.s3.get_object(Bucket=other, Key="dst")
+        self.assertEqual(got["Body"].read(), body)
+        self.assertEqual((got["ContentType"], got["Metadata"]), ("text/x-a", {"m": "1"}))
+        # The current version, metadata replaced.
+        self.s3.copy_object(Bucket=self.bucket, Key="dst2", CopySource="%s/src" % self.bucket,
+                            MetadataDirective="REPLACE", ContentType="text/x-b", Metadata={"n": "2"})
+        got = self.s3.get_object(Bucket=self.bucket, Key="dst2")
+        self.assertEqual(got["Body"].read(), b"second")
+        self.assertEqual((got["ContentType"], got["Metadata"]), ("text/x-b", {"n": "2"}))
+        self.assertEqual(written(), before, "a copy wrote chunks")
+        # Conditions on the source, and a copy onto itself that changes nothing.
+        self.refused(("PreconditionFailed", 412), self.s3.copy_object, Bucket=self.bucket, Key="dst3",
+                     CopySource="%s/src" % self.bucket, CopySourceIfMatch=first["ETag"])
+        self.refused(("PreconditionFailed", 412), self.s3.copy_object, Bucket=self.bucket, Key="dst3",
+                     CopySource="%s/src" % self.bucket, CopySourceIfNoneMatch="*")
+        self.refused(("InvalidRequest", 400), self.s3.copy_object, Bucket=self.bucket, Key="src",
+                     CopySource="%s/src" % self.bucket)
+        self.refused(("NoSuchKey", 404), self.s3.copy_object, Bucket=self.bucket, Key="dst3",
+                     CopySource="%s/missing" % self.bucket)
+        self.refused(("NoSuchBucket", 404), self.s3.copy_object, Bucket=self.bucket, Key="dst3",
+                     CopySource="no-such-bucket-here/src")
+        self.refused(("NoSuchKey", 404), self.s3.get_object, Bucket=self.bucket, Key="dst3")
+        # The target's own conditions.
+        self.refused(("PreconditionFailed", 412), self.s3.copy_object, Bucket=self.bucket, Key="dst2",
+                     CopySource="%s/src" % self.bucket, IfNoneMatch="*")
+
+    def test_upload_part_copy_of_a_whole_object_moves_no_byte(self):
+        head = os.urandom(6 * MIB)
+        self.s3.put_object(Bucket=self.bucket, Key="head", Body=head)
+        tail = os.urandom(5 * MIB)
+        self.s3.put_object(Bucket=self.bucket, Key="tail", Body=tail)
+        upload = self.s3.create_multipart_upload(Bucket=self.bucket, Key="joined")["UploadId"]
+        before = written()
+        p1 = self.s3.upload_part_copy(Bucket=self.bucket, Key="joined", UploadId=upload, PartNumber=1,
+                                      CopySource="%s/head" % self.bucket)["CopyPartResult"]["ETag"]
+        p2 = self.s3.upload_part_copy(Bucket=self.bucket, Key="joined", UploadId=upload, PartNumber=2,
+                                      CopySource="%s/tail" % self.bucket)["CopyPartResult"]["ETag"]
+        self.assertEqual(written(), before, "a whole-object part copy wrote chunks")
+        self.assertEqual(p1, '"%s"' % hashlib.md5(head).hexdigest())
+        # A range is read and written as a part.
+        p3 = self.s3.upload_part_copy(Bucket=self.bucket, Key="joined", UploadId=upload, PartNumber=3,
+                                      CopySource="%s/head" % self.bucket,
+                                      CopySourceRange="bytes=100-199")["CopyPartResult"]["ETag"]
+        self.assertEqual(p3, '"%s"' % hashlib.md5(head[100:200]).hexdigest())
+        # Deleting a source after its part was copied loses nothing.
+        self.s3.delete_object(Bucket=self.bucket, Key="tail")
+        self.s3.complete_multipart_upload(Bucket=self.bucket, Key="joined", UploadId=upload, MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": p1}, {"PartNumber": 2, "ETag": p2}, {"PartNumber": 3, "ETag": p3}]})
+        got = self.s3.get_object(Bucket=self.bucket, Key="joined")["Body"].read()
+        self.assertEqual(got, head + tail + head[100:200])
+        self.refused(("InvalidRange", 416), self.s3.upload_part_copy, Bucket=self.bucket, Key="joined2",
+                     UploadId=self.s3.create_multipart_upload(Bucket=self.bucket, Key="joined2")["UploadId"],
+                     PartNumber=1, CopySource="%s/head" % self.bucket, CopySourceRange="bytes=%d-" % (9 * MIB))
 
 
 class Listing(S3Case):

@@ -207,8 +207,6 @@ impl Meta {
         precondition: &Precondition,
         idempotency_key: Option<&str>,
     ) -> Result<Committed> {
-        let old = self.version(bucket, key, source).await?;
-        let Some(etag) = old.etag.filter(|_| !old.tombstone) else { return Err(Error::ObjectNotFound) };
         // The current version already: nothing to make (a second copy would only push the
         // oldest kept version out).
         if let Ok(head) = self.head(bucket, key).await
@@ -217,6 +215,31 @@ impl Meta {
         {
             return Ok(Committed { version: head, replayed: true, pruned: vec![] });
         }
+        self.copy_version(bucket, key, source, bucket, key, None, precondition, idempotency_key).await
+    }
+
+    /// Writes version `source` of `from`'s `from_key` as a new version of `to`'s `to_key`
+    /// (the same account's buckets): the same manifest, no byte read or moved, charged as a
+    /// new upload of the same chunks would be; its content type and attributes are the
+    /// source's, or `replace`'s. The source must still exist when the write commits
+    /// (checked in its transaction, as for a restore).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn copy_version(
+        &self,
+        from: &Bucket,
+        from_key: &str,
+        source: i64,
+        to: &Bucket,
+        to_key: &str,
+        replace: Option<(Option<String>, Option<String>)>,
+        precondition: &Precondition,
+        idempotency_key: Option<&str>,
+    ) -> Result<Committed> {
+        if from.account_id != to.account_id {
+            return Err(Error::BucketNotFound);
+        }
+        let old = self.version(from, from_key, source).await?;
+        let Some(etag) = old.etag.filter(|_| !old.tombstone) else { return Err(Error::ObjectNotFound) };
         let manifest = self.manifest(old.id).await?;
         let refs = references(&manifest)?;
         let addresses: Vec<[u8; 32]> = refs.keys().copied().collect();
@@ -244,23 +267,24 @@ impl Meta {
                 });
             }
         }
+        let (content_type, attrs) = replace.unwrap_or((old.content_type, old.attrs));
         let new = NewVersion {
             size: old.size,
             etag,
-            content_type: old.content_type,
+            content_type,
             md5: old.md5,
-            attrs: old.attrs,
+            attrs,
             manifest,
             chunks,
             lease_holder: None,
         };
         self.write_job(Job {
-            bucket: bucket.clone(),
-            key: key.to_owned(),
+            bucket: to.clone(),
+            key: to_key.to_owned(),
             content: Some((new, refs)),
             precondition: precondition.clone(),
             idempotency_key: idempotency_key.map(str::to_owned),
-            source: Some(source),
+            source: Some((from.id, from_key.to_owned(), source)),
         })
         .await
     }

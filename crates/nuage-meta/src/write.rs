@@ -174,8 +174,9 @@ pub(crate) struct Job {
     pub(crate) content: Option<(NewVersion, BTreeMap<[u8; 32], i64>)>,
     pub(crate) precondition: Precondition,
     pub(crate) idempotency_key: Option<String>,
-    /// The version whose manifest this one copies: it must still exist at the commit.
-    pub(crate) source: Option<i64>,
+    /// The version whose manifest this one copies (its bucket id, key and id): it must
+    /// still exist at the commit.
+    pub(crate) source: Option<(i64, String, i64)>,
 }
 
 /// A write waiting for the next group commit, with where to send its outcome.
@@ -316,15 +317,19 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
     if content.is_none() && current.is_none() {
         return Err(Error::ObjectNotFound);
     }
-    if let Some(source) = source {
-        // Under the account's lock (which every prune takes): while the source is here, its
-        // chunks are referenced, and no collector is deleting them.
-        let here: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM versions WHERE id = $1 AND object_id = $2 AND tombstone = 0")
-                .bind(source)
-                .bind(object_id)
-                .fetch_optional(&mut *conn)
-                .await?;
+    if let Some((source_bucket, source_key, source)) = source {
+        // Under the account's lock (which every prune takes; the source is the account's
+        // too): while the source is here, its chunks are referenced, and no collector is
+        // deleting them.
+        let here: Option<i64> = sqlx::query_scalar(
+            "SELECT v.id FROM versions v JOIN objects o ON o.id = v.object_id \
+             WHERE v.id = $1 AND o.bucket_id = $2 AND o.key = $3 AND v.tombstone = 0",
+        )
+        .bind(*source)
+        .bind(*source_bucket)
+        .bind(source_key.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
         if here.is_none() {
             return Err(Error::ObjectNotFound);
         }

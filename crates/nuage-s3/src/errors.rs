@@ -36,6 +36,7 @@ pub(crate) fn s3_error_of(e: ServiceError) -> S3Error {
         "request_timeout" => (C::RequestTimeout, None),
         "upload_not_found" | "multipart_not_found" => (C::NoSuchUpload, None),
         "invalid_part" => (C::InvalidPart, None),
+        "copy_changes_nothing" => (C::InvalidRequest, None),
         "invalid_part_order" => (C::InvalidPartOrder, None),
         "part_too_small" => (C::EntityTooSmall, None),
         "part_too_large" => (C::EntityTooLarge, None),

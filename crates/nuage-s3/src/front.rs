@@ -61,7 +61,7 @@ pub(crate) fn timestamp(ms: i64) -> Timestamp {
 }
 
 /// A version id as S3 sends it: this server's decimal ids.
-fn version_id(id: Option<&str>) -> S3Result<Option<i64>> {
+pub(crate) fn version_id(id: Option<&str>) -> S3Result<Option<i64>> {
     id.map(|s| {
         s.parse::<i64>()
             .ok()
@@ -323,6 +323,17 @@ impl S3 for Front {
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         self.abort_multipart(req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        Front::upload_part_copy(self, req).await
+    }
+
+    async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+        Front::copy_object(self, req).await
     }
 
     async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {

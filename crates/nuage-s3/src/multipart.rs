@@ -250,3 +250,115 @@ impl Front {
         }))
     }
 }
+
+/// The bucket, key and version a copy reads (`x-amz-copy-source`), which a key limited to
+/// one bucket may only name in that bucket.
+pub(crate) fn copy_source(
+    tenant: &crate::keys::Tenant,
+    source: &CopySource,
+) -> S3Result<(String, String, Option<i64>)> {
+    let CopySource::Bucket { bucket, key, version_id } = source else {
+        return Err(s3_error!(NotImplemented, "a copy source is bucket/key here, not an access point"));
+    };
+    if tenant.key.bucket.as_deref().is_some_and(|only| only != &**bucket) {
+        return Err(s3_error!(AccessDenied, "this access key is limited to its bucket"));
+    }
+    let version = crate::front::version_id(version_id.as_deref())?;
+    Ok((bucket.to_string(), key.to_string(), version))
+}
+
+/// The source's conditions of a copy: the `x-amz-copy-source-if-*` headers, read as a
+/// read's `If-*` are.
+pub(crate) fn source_conditions(headers: &http::HeaderMap) -> nuage_service::read::ReadConditions {
+    let value = text(headers);
+    conditions::read_conditions(|name| value(&format!("x-amz-copy-source-{name}")))
+}
+
+impl Front {
+    pub(crate) async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let tenant = tenant(&req)?;
+        let input = &req.input;
+        let (from, from_key, version) = copy_source(&tenant, &input.copy_source)?;
+        let range = match req.headers.get("x-amz-copy-source-range") {
+            None => None,
+            Some(v) => Some(
+                v.to_str().ok().and_then(|v| conditions::range(|n| (n == "range").then_some(v))).ok_or_else(
+                    || s3_error!(InvalidArgument, "x-amz-copy-source-range is bytes=first-last"),
+                )?,
+            ),
+        };
+        let from_key = nuage_service::names::read_key(&from_key).s3()?;
+        let (source, part) = self
+            .nuage
+            .upload_part_copy(
+                tenant.key.account_id,
+                &input.bucket,
+                &input.key,
+                &input.upload_id,
+                i64::from(input.part_number),
+                &from,
+                from_key,
+                version,
+                source_conditions(&req.headers),
+                range,
+            )
+            .await
+            .s3()?;
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(CopyPartResult {
+                e_tag: Some(part_etag(&part)),
+                last_modified: Some(timestamp(part.created_at)),
+                ..Default::default()
+            }),
+            copy_source_version_id: Some(source.id.to_string()),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let tenant = tenant(&req)?;
+        let input = &req.input;
+        let (from, from_key, version) = copy_source(&tenant, &input.copy_source)?;
+        let replace = match input.metadata_directive.as_ref().map(|d| d.as_str().to_ascii_uppercase()) {
+            None => None,
+            Some(d) if d == MetadataDirective::COPY => None,
+            Some(d) if d == MetadataDirective::REPLACE => {
+                Some((input.content_type.clone(), attributes(&req.headers, input.metadata.clone())))
+            }
+            Some(d) => return Err(s3_error!(InvalidArgument, "unknown metadata directive {d}")),
+        };
+        let from_key = nuage_service::names::read_key(&from_key).s3()?;
+        let (source, committed) = self
+            .nuage
+            .copy_object(
+                tenant.key.account_id,
+                &from,
+                from_key,
+                version,
+                source_conditions(&req.headers),
+                &input.bucket,
+                &input.key,
+                replace,
+                &conditions::precondition(text(&req.headers)),
+            )
+            .await
+            .s3()?;
+        let v = committed.version;
+        Ok(S3Response::new(CopyObjectOutput {
+            copy_object_result: Some(CopyObjectResult {
+                e_tag: etag(&v),
+                last_modified: Some(timestamp(v.created_at)),
+                ..Default::default()
+            }),
+            copy_source_version_id: Some(source.id.to_string()),
+            version_id: Some(v.id.to_string()),
+            ..Default::default()
+        }))
+    }
+}

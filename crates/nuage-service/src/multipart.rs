@@ -205,6 +205,113 @@ impl Nuage {
         Ok(StoredPart::of(&part))
     }
 
+    /// Stores part `number` of upload `id` from a version of `from`'s key (its current one,
+    /// or `version`, under the source's `conditions`), all of it or `range` of it. A whole
+    /// version written in one piece becomes the part as it is: its chunk list, its MD5, no
+    /// byte read or moved (its chunks leased to the upload, then the source checked still
+    /// there, so none can be collected before the completion). Anything else (a range, a
+    /// version assembled from parts, whose MD5 of the whole is not known) is read and
+    /// written as a part is, its chunks deduplicated against the source's.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upload_part_copy(
+        self: &Arc<Self>,
+        account_id: i64,
+        bucket: &str,
+        key: &str,
+        id: &str,
+        number: i64,
+        from: &str,
+        from_key: crate::names::ReadKey,
+        version: Option<i64>,
+        conditions: crate::read::ReadConditions,
+        range: Option<nuage_proto::range::ByteRange>,
+    ) -> ServiceResult<(nuage_meta::Version, StoredPart)> {
+        let number = check_part_number(number)?;
+        let (_, upload) = self.multipart(account_id, bucket, key, id).await?;
+        let options = crate::read::ReadOptions { version, conditions, range };
+        let read = self.read(account_id, from, from_key, options).await?;
+        if read.answer == crate::read::Answer::NotModified {
+            return Err(precondition_failed());
+        }
+        let source = read.version.clone();
+        let whole = read.answer == crate::read::Answer::Full;
+        let single = source.md5.filter(|m| m.parts.is_none());
+        let manifest = match (whole, single) {
+            (true, Some(_)) => Some(
+                Manifest::decode(&self.meta.manifest(source.id).await?)
+                    .map_err(|e| ServiceError::internal("stored manifest", e))?,
+            ),
+            _ => None,
+        };
+        let (Some(manifest), Some(md5)) = (manifest.filter(|m| m.parts.is_empty()), single) else {
+            let (start, end) = read.span();
+            let part = self
+                .upload_part(
+                    account_id,
+                    bucket,
+                    key,
+                    id,
+                    i64::from(number),
+                    read.content(),
+                    Some(end - start),
+                    ContentChecks::default(),
+                )
+                .await?;
+            return Ok((source, part));
+        };
+        if manifest.size > PART_MAX {
+            return Err(ServiceError::new(
+                crate::ErrorKind::TooLarge,
+                "part_too_large",
+                format!("a part is at most {PART_MAX} bytes"),
+            ));
+        }
+        let mut addresses: Vec<[u8; 32]> = manifest.entries.iter().map(|e| *e.address.as_bytes()).collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        let held = self.meta.held_chunks(&addresses).await?;
+        // Placements stay as the index has them: the completion records none again.
+        let chunks: Vec<ChunkRef> = addresses
+            .iter()
+            .map(|a| {
+                let (stored_size, _) = held.get(a).cloned().ok_or_else(|| {
+                    ServiceError::internal(
+                        "chunk index",
+                        format!("version {} names a chunk it lacks", source.id),
+                    )
+                })?;
+                Ok(ChunkRef { address: *a, stored_size, providers: Vec::new(), opened: None })
+            })
+            .collect::<ServiceResult<_>>()?;
+        let account = self.meta.account(account_id).await?;
+        let expires_at = self.multipart_until();
+        let lease = leases::Lease {
+            holder: &upload.id,
+            expires_at,
+            hold_for: account.quota_bytes.map(|_| account_id),
+        };
+        let bytes = chunks.iter().map(|c| u64::from(c.stored_size)).sum();
+        leases::lease(self, &lease, &addresses, bytes).await?;
+        // Leased now: while the source is still there its chunks are referenced, so none was
+        // being collected, and none will be before the completion.
+        let origin = self.meta.bucket(account_id, from).await?;
+        let still = self.meta.version(&origin, &source.key, source.id).await?;
+        if still.tombstone {
+            return Err(nuage_meta::Error::ObjectNotFound.into());
+        }
+        let part = Part {
+            number,
+            size: manifest.size,
+            md5: md5.digest,
+            checksums: None,
+            manifest: manifest.encode(),
+            chunks,
+            created_at: now_ms(),
+        };
+        self.meta.put_part(&upload, &part, expires_at).await?;
+        Ok((source, StoredPart::of(&part)))
+    }
+
     /// Up to `limit` parts of upload `id` numbered after `after`, in order.
     pub async fn parts(
         &self,
