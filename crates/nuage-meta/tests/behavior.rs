@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nuage_core::{ConvergenceSecret, Manifest, ManifestEntry, SealOptions, chunk};
 use nuage_meta::{
     Attempt, BucketPolicy, ChunkRef, DeclareLimits, DeclaredChunk, DeletionDone, EntityTag, Error,
-    EtagCondition, FREE_ATTEMPTS, ListEntry, Md5Tag, Meta, NewVersion, Opened, PlacementState, Precondition,
-    ProviderRecord, ProviderState, Removal, UploadSession, now_ms,
+    EtagCondition, FREE_ATTEMPTS, ListEntry, Md5Tag, Meta, MultipartUpload, NewVersion, Opened, Part,
+    PlacementState, Precondition, ProviderRecord, ProviderState, Removal, UploadSession, now_ms,
 };
 use sqlx::Connection;
 
@@ -112,11 +112,11 @@ async fn migrations_are_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("meta.db").display());
     let first = Meta::open(&url).await.unwrap();
-    assert_eq!(first.schema_version().await.unwrap(), 10);
+    assert_eq!(first.schema_version().await.unwrap(), 11);
     first.create_account("a", None, None, [1; 32]).await.unwrap();
     first.close().await;
     let again = Meta::open(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 10);
+    assert_eq!(again.schema_version().await.unwrap(), 11);
     assert_eq!(again.account_by_name("a").await.unwrap().name, "a");
 }
 
@@ -496,6 +496,101 @@ async fn uploads_hold_their_room_before_storing_and_chunks_belong_to_accounts() 
         m.put_version(&bucket, "two", &c2, &none(), Some("upload:up_quota")).await.unwrap();
         assert_eq!(m.account(a.id).await.unwrap().used_bytes, 46 + 47);
         m.lease_chunks("put:8", &[[6; 32]], later, Some((a.id, 907))).await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_multipart_upload_completes_once_or_is_aborted_never_both() {
+    each_backend(|m| async move {
+        let a = m.create_account("mp", None, None, [3; 32]).await.unwrap();
+        let bucket = m.create_bucket(a.id, "b", policy(0)).await.unwrap();
+        let later = now_ms() + 60_000;
+        let upload = |id: &str, key: &str, expires_at: i64| MultipartUpload {
+            id: format!("mp_{id}"),
+            account_id: a.id,
+            bucket_id: bucket.id,
+            key: key.into(),
+            content_type: Some("text/x-parts".into()),
+            attrs: None,
+            created_at: now_ms(),
+            expires_at,
+        };
+        // Stores a part the way the object service does: its chunks leased to the upload first.
+        let store = |u: MultipartUpload, number: u32, body: &'static [u8]| {
+            let m = m.clone();
+            async move {
+                let c = content(&[body]);
+                let addresses: Vec<[u8; 32]> = c.chunks.iter().map(|c| c.address).collect();
+                m.lease_chunks(&u.id, &addresses, u.expires_at, None).await.unwrap();
+                let part = Part {
+                    number,
+                    size: c.size,
+                    md5: [number as u8; 16],
+                    checksums: None,
+                    manifest: c.manifest.clone(),
+                    chunks: c.chunks.clone(),
+                    created_at: now_ms(),
+                };
+                (m.put_part(&u, &part, later).await, c, part)
+            }
+        };
+        let first = upload("first", "k", later);
+        m.create_multipart(&first).await.unwrap();
+        assert_eq!(m.multipart(bucket.id, "k", &first.id).await.unwrap(), first);
+        assert!(matches!(m.multipart(bucket.id, "other", &first.id).await, Err(Error::MultipartNotFound)));
+        let (stored, c, part) = store(first.clone(), 1, b"one").await;
+        stored.unwrap();
+        // A part sent again under its number replaces the first.
+        let (again, c2, part2) = store(first.clone(), 1, b"one again").await;
+        again.unwrap();
+        let listed = m.parts(&first.id, 0, 10, true).await.unwrap();
+        assert_eq!(listed, vec![part2.clone()]);
+        let bare = m.parts(&first.id, 0, 10, false).await.unwrap();
+        assert_eq!((bare[0].size, bare[0].manifest.len(), bare[0].chunks.len()), (part2.size, 0, 0));
+        assert!(m.parts(&first.id, 1, 10, false).await.unwrap().is_empty());
+        assert_ne!(part.manifest, part2.manifest);
+        drop(c);
+        // The completion consumes the upload and its leases, in its transaction.
+        let new = NewVersion { lease_holder: Some(first.id.clone()), ..c2 };
+        let done = m.put_version(&bucket, "k", &new, &none(), Some("multipart:mp_first")).await.unwrap();
+        assert_eq!(m.head(&bucket, "k").await.unwrap(), done.version);
+        assert!(matches!(m.multipart(bucket.id, "k", &first.id).await, Err(Error::MultipartNotFound)));
+        assert!(matches!(m.abort_multipart(&first).await, Err(Error::MultipartNotFound)));
+        assert!(matches!(store(first.clone(), 2, b"late").await.0, Err(Error::MultipartNotFound)));
+        assert!(m.parts(&first.id, 0, 10, true).await.unwrap().is_empty());
+        // (the late part's own leases stay until they expire; the collector takes its chunk)
+        // An aborted upload can no longer complete: the completion changes nothing.
+        let second = upload("second", "k", later);
+        m.create_multipart(&second).await.unwrap();
+        let (stored, c3, _) = store(second.clone(), 1, b"two").await;
+        stored.unwrap();
+        m.abort_multipart(&second).await.unwrap();
+        let new = NewVersion { lease_holder: Some(second.id.clone()), ..c3 };
+        assert!(matches!(
+            m.put_version(&bucket, "k", &new, &none(), None).await,
+            Err(Error::MultipartNotFound)
+        ));
+        assert_eq!(m.head(&bucket, "k").await.unwrap(), done.version);
+        // Listing: in key then id order, under a prefix, after a marker.
+        for (id, key) in [("c", "l/x"), ("d", "l/y"), ("e", "l/y"), ("f", "m")] {
+            m.create_multipart(&upload(id, key, later)).await.unwrap();
+        }
+        let ids = |v: Vec<MultipartUpload>| v.into_iter().map(|u| u.id).collect::<Vec<_>>();
+        assert_eq!(ids(m.multiparts(bucket.id, "l/", None, 10).await.unwrap()), ["mp_c", "mp_d", "mp_e"]);
+        assert_eq!(ids(m.multiparts(bucket.id, "", None, 2).await.unwrap()), ["mp_c", "mp_d"]);
+        assert_eq!(
+            ids(m.multiparts(bucket.id, "", Some(("l/y", "mp_d")), 10).await.unwrap()),
+            ["mp_e", "mp_f"]
+        );
+        assert_eq!(ids(m.multiparts(bucket.id, "", Some(("l/y", "")), 10).await.unwrap()), ["mp_f"]);
+        // An expired upload is gone for every call, and housekeeping forgets it.
+        let old = upload("old", "k", now_ms() - 1);
+        m.create_multipart(&old).await.unwrap();
+        assert!(matches!(m.multipart(bucket.id, "k", &old.id).await, Err(Error::MultipartNotFound)));
+        assert!(matches!(store(old.clone(), 1, b"x").await.0, Err(Error::MultipartNotFound)));
+        assert!(m.drop_multiparts_expired_before(now_ms()).await.unwrap() >= 1);
+        assert!(matches!(m.abort_multipart(&old).await, Err(Error::MultipartNotFound)));
     })
     .await;
 }

@@ -339,6 +339,7 @@ impl Nuage {
     /// then its length and digests checked, then made durable. Returns the manifest, the
     /// chunk references and the digests; on a refusal the leases stay, for the caller to
     /// release or keep.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn store_checked<S, E>(
         self: &Arc<Self>,
         bucket: &Bucket,

@@ -112,7 +112,7 @@ impl Read {
     /// reader needs to check the content against its hash ([`nuage_core::ContentHasher`]).
     /// None for a version written whole, whose hash is its content's BLAKE3.
     pub async fn layout(&self) -> ServiceResult<Option<String>> {
-        if !self.version.md5.is_some_and(|m| m.parts.is_some_and(|n| n > 1)) {
+        if self.version.md5.is_none_or(|m| m.parts.is_none_or(|n| n <= 1)) {
             return Ok(None);
         }
         let manifest = Manifest::decode(&self.nuage.meta.manifest(self.version.id).await?)
