@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # s3-clients.sh: real S3 clients against `nuage serve`'s S3 endpoint on loopback (issue 16):
 # the aws-cli (mb, cp up and down, sync, ls, rm, presign + curl, with its default checksum
-# settings) and a boto3 suite of each operation (tests/s3/test_boto3.py).
+# settings), a boto3 suite of each operation (tests/s3/test_boto3.py), rclone (copy, sync,
+# check --checksum, with its multipart uploads) and restic's S3 backend (init, backup,
+# check --read-data, restore, diff).
 #
 #   scripts/s3-clients.sh [NUAGE_BINARY]
 #
 # NUAGE_DATABASE_URL (e.g. a PostgreSQL database) is used when set, else SQLite.
 # NUAGE_S3_BIG_MB: the size of the file aws-cli sends and fetches in parts (default 1024). Installs
 # what is missing: awscli and boto3 (with awscrt, which CRC32C needs) at pinned versions (pip, in a virtualenv under
-# $NUAGE_TOOLS_DIR/s3-clients, default ~/.cache/nuage-tools). Everything else lives in a
+# $NUAGE_TOOLS_DIR/s3-clients, default ~/.cache/nuage-tools), rclone and restic (Debian's
+# packages, apt-get). Everything else lives in a
 # temporary directory, removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +33,10 @@ if ! "$VENV/bin/python" -c "import boto3, awscli, awscrt; assert boto3.__version
 fi
 PY=$VENV/bin/python
 AWS=$VENV/bin/aws
+if ! command -v rclone >/dev/null || ! command -v restic >/dev/null; then
+    log "installing rclone and restic (apt-get)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q rclone restic >&2 || die "apt-get install rclone restic failed"
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/nuage-s3.XXXXXX")
 SERVER_PID=
@@ -40,6 +47,9 @@ cleanup() {
 trap cleanup EXIT
 
 unset NUAGE_DATA_DIR NUAGE_LISTEN NUAGE_S3_LISTEN
+# Loopback HTTP needs no CA bundle, and rclone's AWS SDK refuses its own transport when this
+# is set ("LoadCustomCABundleError").
+unset AWS_CA_BUNDLE
 {
     printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\n' "$WORK"
     [[ -n ${NUAGE_DATABASE_URL:-} ]] && printf 'database_url = "%s"\n' "$NUAGE_DATABASE_URL"
@@ -120,6 +130,33 @@ s3q rm s3://cli/folder --recursive
 [[ $(aws s3 ls s3://cli/folder/ --recursive | wc -l) == 0 ]] || die "aws s3 rm --recursive left keys"
 status=$(curl -s -o /dev/null -w '%{http_code}' "$ENDPOINT/cli/seven.bin")
 [[ $status == 403 ]] || die "an unsigned GET answered $status, not 403"
+
+log "$(rclone version | head -1): copy, sync, check --checksum"
+export RCLONE_CONFIG=$WORK/rclone.conf RCLONE_CONFIG_NU_TYPE=s3 RCLONE_CONFIG_NU_PROVIDER=Other \
+    RCLONE_CONFIG_NU_ENDPOINT=$ENDPOINT RCLONE_CONFIG_NU_ACCESS_KEY_ID=$KEY \
+    RCLONE_CONFIG_NU_SECRET_ACCESS_KEY=$SECRET RCLONE_CONFIG_NU_REGION=us-east-1
+: >"$RCLONE_CONFIG"
+rc() { rclone --retries 1 --low-level-retries 1 --s3-upload-cutoff 5M --s3-chunk-size 5M "$@"; }
+# Above the cutoff rclone sends parts (and keeps the file's MD5 in metadata).
+head -c 12000000 /dev/urandom >"$WORK/folder/sub/twelve.bin"
+rc mkdir nu:rclone
+rc copy --checksum "$WORK/folder" nu:rclone/folder
+rc check --checksum "$WORK/folder" nu:rclone/folder || die "rclone check found differences after copy"
+echo changed >"$WORK/folder/f1.bin"
+rm "$WORK/folder/f2.bin"
+rc sync --checksum "$WORK/folder" nu:rclone/folder
+rc check --checksum "$WORK/folder" nu:rclone/folder || die "rclone check found differences after sync"
+rc copy --checksum nu:rclone/folder "$WORK/folder.rclone"
+diff -r "$WORK/folder" "$WORK/folder.rclone" || die "rclone: the folder fetched back differs"
+
+log "$(restic version | cut -d' ' -f1-2): init, backup, check --read-data, restore"
+export RESTIC_REPOSITORY=s3:$ENDPOINT/restic RESTIC_PASSWORD=restic-test-password
+export RESTIC_CACHE_DIR=$WORK/restic-cache
+restic init >/dev/null
+restic backup --quiet "$WORK/folder" >/dev/null
+restic check --read-data >/dev/null || die "restic check --read-data failed"
+restic restore latest --target "$WORK/restored" >/dev/null
+diff -r "$WORK/folder" "$WORK/restored$WORK/folder" || die "restic: the restored folder differs"
 
 log "boto3 $BOTO3_VERSION: tests/s3/test_boto3.py"
 NUAGE_API=$API NUAGE_S3_ENDPOINT=$ENDPOINT NUAGE_S3_KEY=$KEY NUAGE_S3_SECRET=$SECRET \
