@@ -145,3 +145,23 @@ pub(crate) async fn release_on(conn: &mut AnyConnection, holder: &str) -> Result
         .await?;
     Ok(())
 }
+
+/// The prefix of a multipart upload's id, which is also its lease holder's name.
+pub const MULTIPART_PREFIX: &str = "mp_";
+
+/// Inside a completion's transaction: deletes the upload `holder` and its parts, refused
+/// with [`Error::MultipartNotFound`] when it is gone (completed or aborted meanwhile, or
+/// expired): the one statement that makes completion and abort exclusive.
+pub(crate) async fn consume_multipart_on(conn: &mut sqlx::AnyConnection, holder: &str) -> Result<()> {
+    let gone = sqlx::query("DELETE FROM multipart_uploads WHERE id = $1 AND expires_at > $2")
+        .bind(holder)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    if gone == 0 {
+        return Err(Error::MultipartNotFound);
+    }
+    sqlx::query("DELETE FROM multipart_parts WHERE upload_id = $1").bind(holder).execute(&mut *conn).await?;
+    Ok(())
+}

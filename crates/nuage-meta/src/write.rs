@@ -271,8 +271,8 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
             crate::sql::lock_session(conn, backend, holder).await?;
         }
         // A multipart upload's completion consumes the upload (its abort deletes it too).
-        if holder.starts_with(crate::multipart::MULTIPART_PREFIX) {
-            crate::multipart::consume_on(conn, holder).await?;
+        if holder.starts_with(crate::sql::MULTIPART_PREFIX) {
+            crate::sql::consume_multipart_on(conn, holder).await?;
         }
         // The chunks are referenced once this commits, and their leases go with it; but
         // only if the leases still hold: else a collector may have deleted them.

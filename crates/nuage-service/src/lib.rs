@@ -25,6 +25,7 @@
 //! - [`objects`]: writes (`Nuage::put_stream`), deletes and copies of versions, and a
 //!   version's [`objects::Attributes`]; [`digests`]: the MD5 and checksums a write computes
 //!   and checks.
+//! - [`copies`]: a version copied onto another key (no byte moved).
 //! - [`multipart`]: multipart uploads (start, store a part, list, abort, complete into
 //!   one manifest without reading a byte again).
 //! - [`read`]: reads with conditions and a range (`Nuage::read`, `Nuage::read_version`),
@@ -43,6 +44,7 @@ pub mod background;
 pub mod buckets;
 pub mod conditions;
 pub mod config;
+pub mod copies;
 pub mod digests;
 pub mod error;
 pub mod grants;

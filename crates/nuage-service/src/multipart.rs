@@ -201,7 +201,14 @@ impl Nuage {
             chunks,
             created_at: now_ms(),
         };
-        self.meta.put_part(&upload, &part, expires_at).await?;
+        if let Err(e) = self.meta.put_part(&upload, &part, expires_at).await {
+            if matches!(e, nuage_meta::Error::MultipartNotFound) {
+                // Completed or aborted while this part streamed: what it leased and held
+                // goes now rather than when its leases expire.
+                leases::release(self, &Holder::multipart(&upload.id)).await;
+            }
+            return Err(e.into());
+        }
         Ok(StoredPart::of(&part))
     }
 
