@@ -199,7 +199,7 @@ pub fn layout_from_text(text: &str) -> Option<Vec<u64>> {
             Some((l, n)) => (l.parse::<u64>().ok()?, n.parse::<usize>().ok()?),
             None => (run.trim().parse::<u64>().ok()?, 1),
         };
-        if count == 0 || layout.len() + count > MAX_PARTS {
+        if count == 0 || count > MAX_PARTS - layout.len() {
             return None;
         }
         layout.extend(std::iter::repeat_n(len, count));
@@ -447,7 +447,7 @@ mod tests {
             assert_eq!(layout_from_text(&text), Some(layout));
         }
         assert_eq!(layout_to_text(&[8, 8, 8, 3]), "8x3,3");
-        for bad in ["", "x", "8x", "8x0", "-1", "8,,8", "8x10001", "1x5000,1x5001"] {
+        for bad in ["", "x", "8x", "8x0", "-1", "8,,8", "8x10001", "1x5000,1x5001", "1,1x18446744073709551615"] {
             assert_eq!(layout_from_text(bad), None, "{bad:?}");
         }
     }

@@ -244,7 +244,7 @@ impl Meta {
         // The writes first (see `lease_chunks`): expired leases and the declarations of
         // expired sessions go, so that any lease row left protects its chunk (the commit
         // relies on that, see `still_leased_on`).
-        sqlx::query("DELETE FROM chunk_leases WHERE expires_at <= $1").bind(now).execute(&mut *tx).await?;
+        sqlx::query(crate::sql::DROP_EXPIRED_LEASES).bind(now).execute(&mut *tx).await?;
         sqlx::query(
             "DELETE FROM upload_session_chunks WHERE session_id IN \
              (SELECT id FROM upload_sessions WHERE expires_at <= $1)",
@@ -387,7 +387,7 @@ impl Meta {
     pub async fn drop_expired_leases(&self) -> Result<u64> {
         let _w = self.write_guard().await;
         let now = now_ms();
-        let done = sqlx::query("DELETE FROM chunk_leases WHERE expires_at <= $1")
+        let done = sqlx::query(crate::sql::DROP_EXPIRED_LEASES)
             .bind(now)
             .execute(&self.pool)
             .await?;

@@ -71,7 +71,7 @@ fn upload(row: &AnyRow) -> Result<MultipartUpload> {
 
 /// The chunk references of a part, packed: per chunk its address (32), stored size (u32),
 /// an opened flag (u8) with the plaintext length (u32) and key hash (32) when set, then its
-/// providers: a count (u8) and each name's length (u8) and bytes. Integers little-endian.
+/// providers: a count (u16) and each name's length (u16) and bytes. Integers little-endian.
 fn encode_refs(refs: &[ChunkRef]) -> Vec<u8> {
     let mut out = Vec::with_capacity(refs.len() * 80);
     for r in refs {
@@ -85,11 +85,12 @@ fn encode_refs(refs: &[ChunkRef]) -> Vec<u8> {
             }
             None => out.push(0),
         }
-        let providers: Vec<&String> = r.providers.iter().filter(|p| p.len() <= 255).take(255).collect();
-        out.push(providers.len() as u8);
-        for p in providers {
-            out.push(p.len() as u8);
-            out.extend_from_slice(p.as_bytes());
+        // Provider names are short; a count or a name past u16 cannot be configured.
+        out.extend_from_slice(&(r.providers.len().min(u16::MAX as usize) as u16).to_le_bytes());
+        for p in r.providers.iter().take(u16::MAX as usize) {
+            let name = &p.as_bytes()[..p.len().min(u16::MAX as usize)];
+            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            out.extend_from_slice(name);
         }
     }
     out
@@ -112,6 +113,10 @@ impl<'a> Cursor<'a> {
         Ok(self.take(1)?[0])
     }
 
+    fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+
     fn u32(&mut self) -> Result<u32> {
         Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
@@ -131,10 +136,10 @@ fn decode_refs(bytes: &[u8]) -> Result<Vec<ChunkRef>> {
             }),
             _ => return Err(Error::Corrupt("a part's chunk references do not decode".into())),
         };
-        let count = at.byte()?;
-        let mut providers = Vec::with_capacity(count as usize);
+        let count = at.u16()?;
+        let mut providers = Vec::with_capacity(count.min(64) as usize);
         for _ in 0..count {
-            let len = at.byte()? as usize;
+            let len = at.u16()? as usize;
             let name = String::from_utf8(at.take(len)?.to_vec())
                 .map_err(|_| Error::Corrupt("a part's chunk references do not decode".into()))?;
             providers.push(name);
@@ -194,8 +199,8 @@ impl Meta {
         upload(&row)
     }
 
-    /// Records a stored part (replacing one of the same number) and keeps the upload, its
-    /// leases and its quota hold alive until `expires_at`; refused with
+    /// Records a stored part (replacing one of the same number) and keeps the upload (and so
+    /// its chunks' leases) and its quota hold alive until `expires_at`; refused with
     /// [`Error::MultipartNotFound`] when the upload is gone (completed, aborted, expired).
     pub async fn put_part(&self, upload: &MultipartUpload, p: &Part, expires_at: i64) -> Result<()> {
         let _w = self.write_guard().await;
@@ -230,9 +235,9 @@ impl Meta {
         .bind(p.created_at)
         .execute(&mut *tx)
         .await?;
+        // Its chunks' leases last as long as the upload (see `DROP_EXPIRED_LEASES`).
         for sql in [
             "UPDATE multipart_uploads SET expires_at = $1 WHERE id = $2 AND expires_at < $1",
-            "UPDATE chunk_leases SET expires_at = $1 WHERE holder = $2 AND expires_at < $1",
             "UPDATE quota_holds SET expires_at = $1 WHERE holder = $2 AND expires_at < $1",
         ] {
             sqlx::query(sql).bind(expires_at).bind(&upload.id).execute(&mut *tx).await?;
@@ -367,7 +372,7 @@ mod tests {
         let bytes = encode_refs(&refs);
         assert_eq!(decode_refs(&bytes).unwrap(), refs);
         assert_eq!(decode_refs(&[]).unwrap(), vec![]);
-        for cut in [1, 32, 36, 37, bytes.len() - 1] {
+        for cut in [1, 32, 36, 37, 38, bytes.len() - 1] {
             assert!(decode_refs(&bytes[..cut]).is_err(), "cut at {cut}");
         }
     }

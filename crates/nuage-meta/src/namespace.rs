@@ -186,8 +186,9 @@ impl Meta {
         idempotency_key: Option<&str>,
     ) -> Result<Committed> {
         let refs = references(&new.manifest)?;
+        let placed: std::collections::HashSet<&[u8; 32]> = new.chunks.iter().map(|c| &c.address).collect();
         for address in refs.keys() {
-            if !new.chunks.iter().any(|c| &c.address == address) {
+            if !placed.contains(address) {
                 return Err(Error::Corrupt("manifest names a chunk with no placement".into()));
             }
         }

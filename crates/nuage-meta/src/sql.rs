@@ -149,6 +149,12 @@ pub(crate) async fn release_on(conn: &mut AnyConnection, holder: &str) -> Result
 /// The prefix of a multipart upload's id, which is also its lease holder's name.
 pub const MULTIPART_PREFIX: &str = "mp_";
 
+/// Drops the leases past their expiry (`$1`, now), but those of a multipart upload that is
+/// still live: they last as long as it does (its parts keep it alive), so that a part
+/// stored need not touch the leases of every part before it.
+pub(crate) const DROP_EXPIRED_LEASES: &str = "DELETE FROM chunk_leases WHERE expires_at <= $1 \
+     AND holder NOT IN (SELECT id FROM multipart_uploads WHERE expires_at > $1)";
+
 /// Inside a completion's transaction: deletes the upload `holder` and its parts, refused
 /// with [`Error::MultipartNotFound`] when it is gone (completed or aborted meanwhile, or
 /// expired): the one statement that makes completion and abort exclusive.

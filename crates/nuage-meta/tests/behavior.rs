@@ -584,11 +584,24 @@ async fn a_multipart_upload_completes_once_or_is_aborted_never_both() {
             ["mp_e", "mp_f"]
         );
         assert_eq!(ids(m.multiparts(bucket.id, "", Some(("l/y", "")), 10).await.unwrap()), ["mp_f"]);
+        // The leases of a live upload outlast their own expiry; those of another holder, or
+        // of an upload that expired, do not.
+        let live = upload("live", "k", later);
+        m.create_multipart(&live).await.unwrap();
+        let chunk = content(&[b"leased"]).chunks[0].address;
+        m.lease_chunks(&live.id, &[chunk], now_ms() - 1, None).await.unwrap();
+        m.lease_chunks("put:other", &[chunk], now_ms() - 1, None).await.unwrap();
+        m.drop_expired_leases().await.unwrap();
+        assert_eq!(m.leased_by(&live.id).await.unwrap(), vec![chunk]);
+        assert!(m.leased_by("put:other").await.unwrap().is_empty());
         // An expired upload is gone for every call, and housekeeping forgets it.
         let old = upload("old", "k", now_ms() - 1);
         m.create_multipart(&old).await.unwrap();
         assert!(matches!(m.multipart(bucket.id, "k", &old.id).await, Err(Error::MultipartNotFound)));
         assert!(matches!(store(old.clone(), 1, b"x").await.0, Err(Error::MultipartNotFound)));
+        m.lease_chunks(&old.id, &[chunk], now_ms() - 1, None).await.unwrap();
+        m.drop_expired_leases().await.unwrap();
+        assert!(m.leased_by(&old.id).await.unwrap().is_empty());
         assert!(m.drop_multiparts_expired_before(now_ms()).await.unwrap() >= 1);
         assert!(matches!(m.abort_multipart(&old).await, Err(Error::MultipartNotFound)));
     })

@@ -21,12 +21,13 @@ fn part_etag(p: &StoredPart) -> ETag {
     ETag::Strong(hex::encode(p.md5))
 }
 
-/// A page size as S3 reads it: 0 to 1,000 (more reads as 1,000; none: 1,000).
+/// A page size as S3 reads it: 1 to 1,000 (more reads as 1,000, 0 as 1, so that a page
+/// always moves a paginator on; none: 1,000).
 fn page_size(asked: Option<i32>, what: &str) -> S3Result<usize> {
     match asked {
         None => Ok(PAGE_MAX as usize),
         Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "{what} is not negative")),
-        Some(n) => Ok(n.min(PAGE_MAX) as usize),
+        Some(n) => Ok(n.clamp(1, PAGE_MAX) as usize),
     }
 }
 

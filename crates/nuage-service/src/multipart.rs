@@ -315,7 +315,13 @@ impl Nuage {
             chunks,
             created_at: now_ms(),
         };
-        self.meta.put_part(&upload, &part, expires_at).await?;
+        if let Err(e) = self.meta.put_part(&upload, &part, expires_at).await {
+            if matches!(e, nuage_meta::Error::MultipartNotFound) {
+                // Completed or aborted meanwhile: nothing else holds these leases now.
+                leases::release(self, &Holder::multipart(&upload.id)).await;
+            }
+            return Err(e.into());
+        }
         Ok((source, StoredPart::of(&part)))
     }
 
@@ -370,7 +376,7 @@ impl Nuage {
     /// that also ends the upload. A retry of a completion that committed answers as the
     /// first time did.
     pub async fn complete_multipart(
-        &self,
+        self: &Arc<Self>,
         account_id: i64,
         bucket: &str,
         key: &str,
@@ -455,10 +461,16 @@ impl Nuage {
             chunks: chunks.into_values().collect(),
             lease_holder: Some(upload.id.clone()),
         };
+        // What the upload stored beyond the chosen parts (parts left out, parts sent again)
+        // is deleted once the version commits, as an abort would: the commit drops the
+        // upload's leases and its quota hold, so those chunks are no longer charged.
+        let leased = self.meta.leased_by(&upload.id).await?;
         let committed =
             self.meta.put_version(&bucket, &key, &new, precondition, Some(&idempotency_key)).await?;
         if !committed.replayed {
             add(&self.metrics.versions_committed, 1);
+            let kept: std::collections::HashSet<[u8; 32]> = new.chunks.iter().map(|c| c.address).collect();
+            leases::discard(self, leased.into_iter().filter(|a| !kept.contains(a)).collect()).await;
         }
         Ok((bucket, committed))
     }
