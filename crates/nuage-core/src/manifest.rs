@@ -447,7 +447,9 @@ mod tests {
             assert_eq!(layout_from_text(&text), Some(layout));
         }
         assert_eq!(layout_to_text(&[8, 8, 8, 3]), "8x3,3");
-        for bad in ["", "x", "8x", "8x0", "-1", "8,,8", "8x10001", "1x5000,1x5001", "1,1x18446744073709551615"] {
+        for bad in
+            ["", "x", "8x", "8x0", "-1", "8,,8", "8x10001", "1x5000,1x5001", "1,1x18446744073709551615"]
+        {
             assert_eq!(layout_from_text(bad), None, "{bad:?}");
         }
     }

@@ -387,10 +387,7 @@ impl Meta {
     pub async fn drop_expired_leases(&self) -> Result<u64> {
         let _w = self.write_guard().await;
         let now = now_ms();
-        let done = sqlx::query(crate::sql::DROP_EXPIRED_LEASES)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(crate::sql::DROP_EXPIRED_LEASES).bind(now).execute(&self.pool).await?;
         sqlx::query("DELETE FROM quota_holds WHERE expires_at <= $1").bind(now).execute(&self.pool).await?;
         Ok(done.rows_affected())
     }
