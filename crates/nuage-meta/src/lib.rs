@@ -20,6 +20,7 @@ mod sql;
 mod states;
 mod throttle;
 mod uploads;
+mod versions;
 mod workers;
 mod write;
 
@@ -39,4 +40,5 @@ pub use sql::{Backend, now_ms};
 pub use states::{ChangeKind, PlacementState, ProviderState};
 pub use throttle::{Attempt, FREE_ATTEMPTS, MAX_IN_FLIGHT};
 pub use uploads::{DeclareLimits, DeclaredChunk, GrantKey, SessionChunk, UploadSession};
+pub use versions::{VersionCursor, VersionEntry, VersionListing};
 pub use workers::{ChunkPlacements, WorkerState};

@@ -106,6 +106,16 @@ pub(crate) fn no_limit(backend: Backend) -> &'static str {
     }
 }
 
+/// Gives back the sequence number a write took under the account's lock and then had no
+/// change to record under.
+pub(crate) async fn give_back_seq(conn: &mut AnyConnection, account_id: i64) -> Result<()> {
+    sqlx::query("UPDATE accounts SET change_seq = change_seq - 1 WHERE id = $1")
+        .bind(account_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 pub(crate) async fn record_change(
     conn: &mut AnyConnection,
     account_id: i64,
@@ -245,10 +255,7 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
                 return Err(Error::IdempotencyConflict);
             }
             // Nothing changes: give back the sequence number taken above (the row is ours).
-            sqlx::query("UPDATE accounts SET change_seq = change_seq - 1 WHERE id = $1")
-                .bind(account_id)
-                .execute(&mut *conn)
-                .await?;
+            give_back_seq(conn, account_id).await?;
             let version = version_on(conn, bucket.id, key, v).await?;
             if version.tombstone != content.is_none() {
                 return Err(Error::IdempotencyConflict); // a PUT's key reused by a DELETE, or back

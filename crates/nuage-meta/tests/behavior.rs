@@ -10,7 +10,8 @@ use nuage_core::{ConvergenceSecret, Manifest, ManifestEntry, SealOptions, chunk}
 use nuage_meta::{
     Attempt, BucketPolicy, ChunkRef, DeclareLimits, DeclaredChunk, DeletionDone, EntityTag, Error,
     EtagCondition, FREE_ATTEMPTS, ListEntry, Md5Tag, Meta, MultipartUpload, NewVersion, Opened, Part,
-    PlacementState, Precondition, ProviderRecord, ProviderState, Removal, UploadSession, now_ms,
+    PlacementState, Precondition, ProviderRecord, ProviderState, Removal, UploadSession, VersionCursor,
+    VersionEntry, now_ms,
 };
 use sqlx::Connection;
 
@@ -714,6 +715,100 @@ async fn listing_with_prefix_delimiter_and_pages() {
             }
         }
         assert_eq!(pages, names(&top));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn versions_list_by_key_newest_first_and_go_one_at_a_time() {
+    each_backend(|m| async move {
+        let a = m.create_account("alice", None, None, [1; 32]).await.unwrap();
+        let bucket = m.create_bucket(a.id, "b", policy(0)).await.unwrap();
+        let (c1, c2, c3) = (content(&[b"one"]), content(&[b"two"]), content(&[b"three"]));
+        let k1 = m.put_version(&bucket, "k", &c1, &none(), None).await.unwrap().version;
+        let k2 = m.put_version(&bucket, "k", &c2, &none(), None).await.unwrap().version;
+        let k3 = m.delete_object(&bucket, "k", &none(), None).await.unwrap().version;
+        let d1 = m.put_version(&bucket, "dir/x", &c3, &none(), None).await.unwrap().version;
+        let j1 = m.put_version(&bucket, "j", &c1, &none(), None).await.unwrap().version;
+        let names = |l: &nuage_meta::VersionListing| -> Vec<String> {
+            l.entries
+                .iter()
+                .map(|e| match e {
+                    VersionEntry::Version { version, latest } => {
+                        format!("{}@{}{}", version.key, version.id, if *latest { "!" } else { "" })
+                    }
+                    VersionEntry::Prefix(p) => format!("{p}*"),
+                })
+                .collect()
+        };
+        let all = m.list_versions(&bucket, "", None, None, 100).await.unwrap();
+        let want = [
+            format!("dir/x@{}!", d1.id),
+            format!("j@{}!", j1.id),
+            format!("k@{}!", k3.id),
+            format!("k@{}", k2.id),
+            format!("k@{}", k1.id),
+        ];
+        assert_eq!(names(&all), want);
+        assert_eq!(all.next, None);
+        let top = m.list_versions(&bucket, "", Some("/"), None, 100).await.unwrap();
+        assert_eq!(names(&top)[0], "dir/*");
+        assert_eq!(names(&top)[1..], want[1..]);
+        assert_eq!(names(&m.list_versions(&bucket, "k", None, None, 100).await.unwrap()), want[2..]);
+        // Pages of one entry, each starting after the last one of the page before (a
+        // prefix: after every key under it), give the same entries.
+        let mut pages = Vec::new();
+        let mut start = None;
+        loop {
+            let page = m.list_versions(&bucket, "", Some("/"), start.clone(), 1).await.unwrap();
+            pages.extend(names(&page));
+            start = match page.next {
+                Some((key, Some(id))) => Some(VersionCursor { key, below: id }),
+                Some((prefix, None)) => Some(VersionCursor { key: format!("{prefix}\u{10FFFF}"), below: i64::MAX }),
+                None => break,
+            };
+        }
+        assert_eq!(pages, names(&top));
+
+        // Removing an old version leaves the key as it reads; the feed has nothing new.
+        let seq = m.account(a.id).await.unwrap().change_seq;
+        let used = m.account(a.id).await.unwrap().used_bytes;
+        let (gone, head_changed) = m.delete_version(&bucket, "k", k1.id, &none()).await.unwrap();
+        assert_eq!((gone.id, head_changed), (k1.id, false));
+        assert_eq!(m.account(a.id).await.unwrap().used_bytes, used - charged(&c1));
+        assert_eq!(m.account(a.id).await.unwrap().change_seq, seq);
+        assert!(matches!(m.version(&bucket, "k", k1.id).await, Err(Error::ObjectNotFound)));
+        assert!(matches!(m.delete_version(&bucket, "k", k1.id, &none()).await, Err(Error::ObjectNotFound)));
+        // A condition that does not hold changes nothing.
+        let wrong = Precondition {
+            if_match: Some(EtagCondition::OneOf(vec![EntityTag::Hash([9; 32])])),
+            if_none_match: None,
+        };
+        assert!(matches!(m.delete_version(&bucket, "k", k2.id, &wrong).await, Err(Error::PreconditionFailed)));
+        assert!(m.version(&bucket, "k", k2.id).await.is_ok());
+        // Removing the delete marker brings the version under it back as current.
+        let (_, head_changed) = m.delete_version(&bucket, "k", k3.id, &none()).await.unwrap();
+        assert!(head_changed);
+        assert_eq!(m.head(&bucket, "k").await.unwrap().id, k2.id);
+        let last = m.changes(a.id, seq, 10).await.unwrap();
+        assert_eq!(last.len(), 1);
+        assert_eq!((last[0].kind.as_str(), last[0].version_id), ("put", Some(k2.id)));
+        // Removing the last version removes the key.
+        m.delete_version(&bucket, "k", k2.id, &none()).await.unwrap();
+        assert!(matches!(m.head(&bucket, "k").await, Err(Error::ObjectNotFound)));
+        assert!(m.versions(&bucket, "k").await.unwrap().is_empty());
+        let listed = m.list_objects(&bucket, "", None, None, 100).await.unwrap();
+        assert_eq!(listed.entries.len(), 2, "dir/x and j");
+        assert_eq!(m.account(a.id).await.unwrap().used_bytes, charged(&c3) + charged(&c1));
+        // The key can be written again.
+        m.put_version(&bucket, "k", &c2, &none(), None).await.unwrap();
+
+        // Keeping one version: the next write of a key drops the others.
+        m.set_keep_versions(&bucket, 1).await.unwrap();
+        let bucket = m.bucket(a.id, "b").await.unwrap();
+        assert_eq!(bucket.policy.keep_versions, 1);
+        m.put_version(&bucket, "j", &c2, &none(), None).await.unwrap();
+        assert_eq!(m.versions(&bucket, "j").await.unwrap().len(), 1);
     })
     .await;
 }
