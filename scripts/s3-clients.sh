@@ -159,7 +159,7 @@ restic restore latest --target "$WORK/restored" >/dev/null
 diff -r "$WORK/folder" "$WORK/restored$WORK/folder" || die "restic: the restored folder differs"
 
 log "boto3 $BOTO3_VERSION: tests/s3/test_boto3.py"
-NUAGE_API=$API NUAGE_S3_ENDPOINT=$ENDPOINT NUAGE_S3_KEY=$KEY NUAGE_S3_SECRET=$SECRET \
+NUAGE_API=$API NUAGE_ACCOUNT=alice NUAGE_PASSWORD="s3 test password" NUAGE_S3_ENDPOINT=$ENDPOINT NUAGE_S3_KEY=$KEY NUAGE_S3_SECRET=$SECRET \
     NUAGE_S3_RO_KEY=$RO_KEY NUAGE_S3_RO_SECRET=$RO_SECRET \
     NUAGE_S3_SCOPED_KEY=$SCOPED_KEY NUAGE_S3_SCOPED_SECRET=$SCOPED_SECRET NUAGE_S3_SCOPED_BUCKET=only \
     "$PY" -m unittest -v tests/s3/test_boto3.py || { tail -30 "$WORK/serve.log" >&2; die "the boto3 suite failed"; }

@@ -1,7 +1,7 @@
 """The S3 endpoint driven by boto3, as an app would drive it (issue 16).
 
 Run by scripts/s3-clients.sh, which starts `nuage serve` and makes the access keys:
-NUAGE_API (the /v1 API, for its /metrics), NUAGE_S3_ENDPOINT, NUAGE_S3_KEY/NUAGE_S3_SECRET (a key of the whole account),
+NUAGE_API (the /v1 API, for its /metrics, and the account NUAGE_ACCOUNT with NUAGE_PASSWORD), NUAGE_S3_ENDPOINT, NUAGE_S3_KEY/NUAGE_S3_SECRET (a key of the whole account),
 NUAGE_S3_RO_KEY/NUAGE_S3_RO_SECRET (read only), NUAGE_S3_SCOPED_KEY/NUAGE_S3_SCOPED_SECRET
 (limited to the bucket NUAGE_S3_SCOPED_BUCKET). Every test makes its own bucket.
 """
@@ -10,6 +10,7 @@ import base64
 import datetime
 import hashlib
 import io
+import json
 import os
 import threading
 import unittest
@@ -60,6 +61,25 @@ def written():
     text = urllib.request.urlopen(os.environ["NUAGE_API"] + "/metrics").read().decode()
     values = dict(line.split()[:2] for line in text.splitlines() if line and not line.startswith("#"))
     return int(values["nuage_chunks_written_total"]), int(values["nuage_stored_bytes_written_total"])
+
+
+_token = []
+
+
+def api(method, path, body=None):
+    """A call of nuage's own /v1 API as the account the keys belong to (NUAGE_ACCOUNT,
+    NUAGE_PASSWORD), its JSON answer (None for an empty one)."""
+    base = os.environ["NUAGE_API"]
+    if not _token:
+        login = {"account": os.environ["NUAGE_ACCOUNT"], "password": os.environ["NUAGE_PASSWORD"]}
+        req = urllib.request.Request(base + "/v1/login", data=json.dumps(login).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        _token.append(json.load(urllib.request.urlopen(req))["token"])
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data, method=method, headers={
+        "Authorization": "Bearer " + _token[0], "Content-Type": "application/json"})
+    text = urllib.request.urlopen(req).read()
+    return json.loads(text) if text else None
 
 
 def utc_now():
@@ -194,6 +214,124 @@ class Objects(S3Case):
     def test_keys_the_service_refuses_change_nothing(self):
         self.refused(("InvalidArgument", 400), self.s3.put_object, Bucket=self.bucket, Key="a/../b", Body=b"x")
         self.assertEqual(self.keys(), [])
+
+
+class Versions(S3Case):
+    def all_versions(self, **kwargs):
+        out = self.s3.list_object_versions(Bucket=self.bucket, **kwargs)
+        entries = [(v["Key"], v["VersionId"], v["IsLatest"], "v") for v in out.get("Versions", [])]
+        entries += [(m["Key"], m["VersionId"], m["IsLatest"], "m") for m in out.get("DeleteMarkers", [])]
+        # Keys in order, each key's newest first (version ids grow).
+        return sorted(entries, key=lambda e: (e[0], -int(e[1]))), out
+
+    def test_list_object_versions_with_markers_and_pages(self):
+        one = self.s3.put_object(Bucket=self.bucket, Key="k", Body=b"one")["VersionId"]
+        two = self.s3.put_object(Bucket=self.bucket, Key="k", Body=b"two")["VersionId"]
+        marker = self.s3.delete_object(Bucket=self.bucket, Key="k")["VersionId"]
+        x = self.s3.put_object(Bucket=self.bucket, Key="dir/x", Body=b"x")["VersionId"]
+        a = self.s3.put_object(Bucket=self.bucket, Key="a", Body=b"a")["VersionId"]
+        entries, out = self.all_versions()
+        self.assertEqual(entries, [
+            ("a", a, True, "v"), ("dir/x", x, True, "v"),
+            ("k", marker, True, "m"), ("k", two, False, "v"), ("k", one, False, "v"),
+        ])
+        self.assertFalse(out["IsTruncated"])
+        sizes = {v["VersionId"]: v["Size"] for v in out["Versions"]}
+        self.assertEqual(sizes[one], 3)
+        _, top = self.all_versions(Delimiter="/")
+        self.assertEqual([p["Prefix"] for p in top["CommonPrefixes"]], ["dir/"])
+        # The paginator walks pages of one entry with the key and version markers.
+        pages = self.s3.get_paginator("list_object_versions").paginate(
+            Bucket=self.bucket, Delimiter="/", PaginationConfig={"PageSize": 1})
+        walked = []
+        for page in pages:
+            walked += [v["VersionId"] for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            walked += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        self.assertEqual(walked, [a, "dir/", marker, two, one])
+        # Markers given by hand: after version `two` of k comes `one`.
+        _, rest = self.all_versions(KeyMarker="k", VersionIdMarker=two)
+        self.assertEqual([v["VersionId"] for v in rest["Versions"]], [one])
+        self.assertEqual(self.all_versions(KeyMarker="k")[0], [])
+        self.refused(("InvalidArgument", 400), self.s3.list_object_versions, Bucket=self.bucket, VersionIdMarker=two)
+        self.refused(("NoSuchBucket", 404), self.s3.list_object_versions, Bucket="no-such-" + self.bucket)
+
+    def test_delete_one_version_for_good(self):
+        one = self.s3.put_object(Bucket=self.bucket, Key="k", Body=b"one")["VersionId"]
+        two = self.s3.put_object(Bucket=self.bucket, Key="k", Body=b"two")["VersionId"]
+        # An old version goes; the key still reads as it did.
+        gone = self.s3.delete_object(Bucket=self.bucket, Key="k", VersionId=one)
+        self.assertEqual(gone["VersionId"], one)
+        self.assertNotIn("DeleteMarker", gone)
+        self.refused(("NoSuchKey", 404), self.s3.get_object, Bucket=self.bucket, Key="k", VersionId=one)
+        self.assertEqual(self.s3.get_object(Bucket=self.bucket, Key="k")["Body"].read(), b"two")
+        # Removing the delete marker undeletes the key.
+        marker = self.s3.delete_object(Bucket=self.bucket, Key="k")["VersionId"]
+        self.assertEqual(self.keys(), [])
+        undone = self.s3.delete_object(Bucket=self.bucket, Key="k", VersionId=marker)
+        self.assertTrue(undone["DeleteMarker"])
+        self.assertEqual(self.s3.get_object(Bucket=self.bucket, Key="k")["Body"].read(), b"two")
+        # A version that is not there is answered as deleted, and changes nothing.
+        self.s3.delete_object(Bucket=self.bucket, Key="k", VersionId=one)
+        self.assertEqual(self.keys(), ["k"])
+        self.refused(("InvalidArgument", 400), self.s3.delete_object, Bucket=self.bucket, Key="k", VersionId="bogus")
+        # DeleteObjects by version; the last version gone, the key is gone with no marker.
+        out = self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": "k", "VersionId": two}]})
+        self.assertEqual([(d["Key"], d["VersionId"]) for d in out["Deleted"]], [("k", two)])
+        self.assertEqual(self.all_versions()[0], [])
+        self.s3.delete_bucket(Bucket=self.bucket)
+
+    def test_deleting_versions_gives_the_room_back(self):
+        body = os.urandom(300_000)
+        first = self.s3.put_object(Bucket=self.bucket, Key="big", Body=body)["VersionId"]
+        self.s3.put_object(Bucket=self.bucket, Key="big", Body=os.urandom(300_000))
+        before = api("GET", "/v1/account")["used_bytes"]
+        self.s3.delete_object(Bucket=self.bucket, Key="big", VersionId=first)
+        self.assertLess(api("GET", "/v1/account")["used_bytes"], before - 290_000)
+
+    def test_suspended_versioning_keeps_one(self):
+        self.s3.put_object(Bucket=self.bucket, Key="k", Body=b"one")
+        self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Suspended"})
+        self.assertEqual(self.s3.get_bucket_versioning(Bucket=self.bucket)["Status"], "Suspended")
+        self.s3.put_object(Bucket=self.bucket, Key="k", Body=b"two")
+        entries, _ = self.all_versions()
+        self.assertEqual(len(entries), 1)
+        self.assertEqual(self.s3.get_object(Bucket=self.bucket, Key="k")["Body"].read(), b"two")
+        # A delete then keeps only its marker: the content is gone.
+        self.s3.delete_object(Bucket=self.bucket, Key="k")
+        self.assertEqual([e[3] for e in self.all_versions()[0]], ["m"])
+        self.s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
+        self.assertEqual(self.s3.get_bucket_versioning(Bucket=self.bucket)["Status"], "Enabled")
+        self.s3.put_object(Bucket=self.bucket, Key="k", Body=b"three")
+        self.s3.put_object(Bucket=self.bucket, Key="k", Body=b"four")
+        self.assertEqual(len(self.all_versions()[0]), 3)
+        self.refused(
+            ("MalformedXML", 400), self.s3.put_bucket_versioning, Bucket=self.bucket,
+            VersioningConfiguration={"Status": "Sometimes"},
+        )
+        ro = client("NUAGE_S3_RO_KEY", "NUAGE_S3_RO_SECRET")
+        self.refused(
+            ("AccessDenied", 403), ro.put_bucket_versioning, Bucket=self.bucket,
+            VersioningConfiguration={"Status": "Suspended"},
+        )
+        self.assertEqual(self.s3.get_bucket_versioning(Bucket=self.bucket)["Status"], "Enabled")
+
+    def test_get_object_attributes(self):
+        body = b"attributes" * 1000
+        put = self.s3.put_object(Bucket=self.bucket, Key="k", Body=body, ChecksumAlgorithm="SHA256")
+        got = self.s3.get_object_attributes(
+            Bucket=self.bucket, Key="k", ObjectAttributes=["ETag", "ObjectSize", "StorageClass", "Checksum"])
+        # S3 sends this ETag unquoted; s3s quotes it, as in every other answer.
+        self.assertEqual(got["ETag"].strip('"'), put["ETag"].strip('"'))
+        self.assertEqual(got["ObjectSize"], len(body))
+        self.assertEqual(got["StorageClass"], "STANDARD")
+        self.assertEqual(got["Checksum"]["ChecksumSHA256"], b64(hashlib.sha256(body).digest()))
+        self.assertEqual(got["VersionId"], put["VersionId"])
+        only_size = self.s3.get_object_attributes(Bucket=self.bucket, Key="k", ObjectAttributes=["ObjectSize"])
+        self.assertNotIn("ETag", only_size)
+        self.refused(
+            ("NoSuchKey", 404), self.s3.get_object_attributes, Bucket=self.bucket, Key="nope",
+            ObjectAttributes=["ETag"],
+        )
 
 
 class Checksums(S3Case):

@@ -87,7 +87,9 @@ impl Meta {
                 });
                 if entries.len() == limit {
                     let next = match entries.last() {
-                        Some(VersionEntry::Version { version, .. }) => (version.key.clone(), Some(version.id)),
+                        Some(VersionEntry::Version { version, .. }) => {
+                            (version.key.clone(), Some(version.id))
+                        }
                         Some(VersionEntry::Prefix(p)) => (p.clone(), None),
                         None => unreachable!("a full page has entries"),
                     };
@@ -168,11 +170,22 @@ impl Meta {
                         .await?;
                 }
                 None => {
-                    sqlx::query("DELETE FROM objects WHERE id = $1").bind(object_id).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM objects WHERE id = $1")
+                        .bind(object_id)
+                        .execute(&mut *tx)
+                        .await?;
                     // A key that read as live reads as gone: the feed says it was deleted.
                     if !removed.tombstone {
-                        record_change(&mut tx, account_id, seq, ChangeKind::Delete, &bucket.name, Some(key), None)
-                            .await?;
+                        record_change(
+                            &mut tx,
+                            account_id,
+                            seq,
+                            ChangeKind::Delete,
+                            &bucket.name,
+                            Some(key),
+                            None,
+                        )
+                        .await?;
                     } else {
                         give_back_seq(&mut tx, account_id).await?;
                     }

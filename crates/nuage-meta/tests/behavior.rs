@@ -764,7 +764,9 @@ async fn versions_list_by_key_newest_first_and_go_one_at_a_time() {
             pages.extend(names(&page));
             start = match page.next {
                 Some((key, Some(id))) => Some(VersionCursor { key, below: id }),
-                Some((prefix, None)) => Some(VersionCursor { key: format!("{prefix}\u{10FFFF}"), below: i64::MAX }),
+                Some((prefix, None)) => {
+                    Some(VersionCursor { key: format!("{prefix}\u{10FFFF}"), below: i64::MAX })
+                }
                 None => break,
             };
         }
@@ -784,7 +786,10 @@ async fn versions_list_by_key_newest_first_and_go_one_at_a_time() {
             if_match: Some(EtagCondition::OneOf(vec![EntityTag::Hash([9; 32])])),
             if_none_match: None,
         };
-        assert!(matches!(m.delete_version(&bucket, "k", k2.id, &wrong).await, Err(Error::PreconditionFailed)));
+        assert!(matches!(
+            m.delete_version(&bucket, "k", k2.id, &wrong).await,
+            Err(Error::PreconditionFailed)
+        ));
         assert!(m.version(&bucket, "k", k2.id).await.is_ok());
         // Removing the delete marker brings the version under it back as current.
         let (_, head_changed) = m.delete_version(&bucket, "k", k3.id, &none()).await.unwrap();

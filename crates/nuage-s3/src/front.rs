@@ -236,7 +236,7 @@ fn checksum_mode_on(mode: &Option<ChecksumMode>) -> bool {
 }
 
 /// Percent-encodes a key for `encoding-type=url` (all but unreserved characters and `/`).
-fn url_encode(s: &str) -> String {
+pub(crate) fn url_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
@@ -290,7 +290,7 @@ fn listed(page: &Page, encode: bool) -> (Vec<Object>, Vec<CommonPrefix>) {
     (objects, prefixes)
 }
 
-fn encoding(e: &Option<EncodingType>) -> S3Result<bool> {
+pub(crate) fn encoding(e: &Option<EncodingType>) -> S3Result<bool> {
     match e {
         None => Ok(false),
         Some(e) if e.as_str().eq_ignore_ascii_case(EncodingType::URL) => Ok(true),
@@ -414,11 +414,7 @@ impl S3 for Front {
         &self,
         req: S3Request<GetBucketVersioningInput>,
     ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
-        let tenant = tenant(&req)?;
-        self.nuage.bucket(tenant.caller(), &req.input.bucket).await.s3()?;
-        // Every bucket keeps versions (as many as its policy says).
-        let status = Some(BucketVersioningStatus::from_static(BucketVersioningStatus::ENABLED));
-        Ok(S3Response::new(GetBucketVersioningOutput { status, mfa_delete: None }))
+        self.get_versioning(req).await
     }
 
     async fn put_object(&self, mut req: S3Request<PutObjectInput>) -> S3Result<S3Response<PutObjectOutput>> {
@@ -536,27 +532,84 @@ impl S3 for Front {
         Ok(answer)
     }
 
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        let tenant = tenant(&req)?;
+        let input = &req.input;
+        // One header, `x-amz-object-attributes: ETag,ObjectSize`, may name several.
+        let wanted = |name: &str| {
+            input
+                .object_attributes
+                .iter()
+                .flat_map(|a| a.as_str().split(','))
+                .any(|a| a.trim().eq_ignore_ascii_case(name))
+        };
+        // What a HEAD would find (no condition or range: GetObjectAttributes has none).
+        let read = read_object(
+            self,
+            &tenant,
+            &HeaderMap::new(),
+            &input.bucket,
+            &input.key,
+            input.version_id.as_deref(),
+        )
+        .await?;
+        let v = &read.version;
+        let mut out = GetObjectAttributesOutput {
+            last_modified: Some(timestamp(v.created_at)),
+            version_id: Some(v.id.to_string()),
+            ..Default::default()
+        };
+        if wanted(ObjectAttributes::ETAG) {
+            out.e_tag = etag(v);
+        }
+        if wanted(ObjectAttributes::OBJECT_SIZE) {
+            out.object_size = Some(v.size as i64);
+        }
+        if wanted(ObjectAttributes::STORAGE_CLASS) {
+            out.storage_class = Some(StorageClass::from_static(StorageClass::STANDARD));
+        }
+        if wanted(ObjectAttributes::CHECKSUM) {
+            let attrs = Attributes::of(v);
+            if !attrs.checksums.is_empty() {
+                let mut checksum = Checksum::default();
+                set_checksums!(checksum, attrs);
+                out.checksum = Some(checksum);
+            }
+        }
+        if wanted(ObjectAttributes::OBJECT_PARTS)
+            && let Some(parts) = v.md5.and_then(|m| m.parts)
+        {
+            // The count of parts; their own checksums are not kept per part once joined.
+            out.object_parts = Some(GetObjectAttributesParts {
+                total_parts_count: Some(parts as i32),
+                ..Default::default()
+            });
+        }
+        Ok(S3Response::new(out))
+    }
+
     async fn delete_object(
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        let tenant = tenant(&req)?;
-        let input = &req.input;
-        if input.version_id.is_some() {
-            return Err(s3_error!(NotImplemented, "deleting one version is not supported yet"));
-        }
-        let precondition = conditions::precondition(text(&req.headers));
-        let key = read_key(&input.key).s3()?;
-        match self.nuage.delete(tenant.key.account_id, &input.bucket, key, &precondition, None).await {
-            Ok(committed) => Ok(S3Response::new(DeleteObjectOutput {
-                delete_marker: Some(true),
-                version_id: Some(committed.version.id.to_string()),
-                ..Default::default()
-            })),
-            // S3 answers a delete of a key that is not there as done.
-            Err(e) if e.code == "object_not_found" => Ok(S3Response::new(DeleteObjectOutput::default())),
-            Err(e) => Err(crate::errors::s3_error_of(e)),
-        }
+        Front::delete_object(self, req).await
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        self.list_versions(req).await
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        self.put_versioning(req).await
     }
 
     async fn delete_objects(
@@ -579,37 +632,24 @@ impl S3 for Front {
                 message: Some(message),
                 version_id: object.version_id.clone(),
             };
-            if object.version_id.is_some() {
-                errors.push(refused("NotImplemented", "deleting one version is not supported yet".into()));
-                continue;
-            }
-            let outcome = match read_key(&object.key) {
-                Ok(key) => {
-                    let precondition = nuage_meta::Precondition {
-                        if_match: object
-                            .e_tag
-                            .as_ref()
-                            .map(|t| conditions::etag_condition(&format!("\"{}\"", t.value()), true)),
-                        if_none_match: None,
-                    };
-                    self.nuage.delete(tenant.key.account_id, &input.bucket, key, &precondition, None).await
-                }
-                Err(e) => Err(e),
+            let precondition = nuage_meta::Precondition {
+                if_match: object
+                    .e_tag
+                    .as_ref()
+                    .map(|t| conditions::etag_condition(&format!("\"{}\"", t.value()), true)),
+                if_none_match: None,
             };
+            let outcome = self
+                .delete_one(&tenant, &input.bucket, &object.key, object.version_id.as_deref(), &precondition)
+                .await;
             match outcome {
-                Ok(committed) => deleted.push(DeletedObject {
+                Ok(done) => deleted.push(DeletedObject {
                     key: Some(object.key.clone()),
-                    delete_marker: Some(true),
-                    delete_marker_version_id: Some(committed.version.id.to_string()),
-                    version_id: None,
+                    delete_marker: done.delete_marker.then_some(true),
+                    delete_marker_version_id: if done.delete_marker { done.version_id.clone() } else { None },
+                    version_id: object.version_id.clone(),
                 }),
-                Err(e) if e.code == "object_not_found" => {
-                    deleted.push(DeletedObject { key: Some(object.key.clone()), ..Default::default() })
-                }
-                Err(e) => {
-                    let e = crate::errors::s3_error_of(e);
-                    errors.push(refused(e.code().as_str(), e.message().unwrap_or_default().to_owned()));
-                }
+                Err(e) => errors.push(refused(e.code().as_str(), e.message().unwrap_or_default().to_owned())),
             }
         }
         if quiet {

@@ -16,6 +16,7 @@ mod errors;
 mod front;
 pub mod keys;
 mod multipart;
+mod versions;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

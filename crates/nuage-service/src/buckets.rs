@@ -71,6 +71,22 @@ impl Nuage {
         Ok(self.meta.create_bucket(caller.account_id, name, policy).await?)
     }
 
+    /// Whether the caller's `bucket` keeps versions (S3's versioning status `Enabled`) or one
+    /// (`Suspended`: a write replaces, a delete removes): sets its count of kept versions to
+    /// the server's default (`[buckets] keep_versions`; every version when that is one), or
+    /// to one. Versions beyond the count go when their key is next written.
+    pub async fn set_versioning(&self, caller: Caller, bucket: &str, enabled: bool) -> ServiceResult<Bucket> {
+        let b = self.meta.bucket(caller.account_id, bucket).await?;
+        let default = self.config.buckets.keep_versions;
+        let keep = match (enabled, default) {
+            (false, _) => 1,
+            (true, 1) => 0,
+            (true, n) => n,
+        };
+        self.meta.set_keep_versions(&b, keep).await?;
+        Ok(self.meta.bucket(caller.account_id, bucket).await?)
+    }
+
     /// One of the caller's buckets (`bucket_not_found`).
     pub async fn bucket(&self, caller: Caller, name: &str) -> ServiceResult<Bucket> {
         Ok(self.meta.bucket(caller.account_id, name).await?)

@@ -307,6 +307,23 @@ impl Nuage {
         Ok(self.meta.delete_object(&bucket, &key, precondition, idempotency_key.as_deref()).await?)
     }
 
+    /// Removes `version` of `key` of the caller's `bucket` for good, a delete marker or not
+    /// (see [`nuage_meta::Meta::delete_version`]): `object_not_found` when it is not there,
+    /// `precondition_failed` when `precondition` does not hold for it. Returns the version
+    /// removed and whether the key's current version changed.
+    pub async fn delete_version(
+        &self,
+        account_id: i64,
+        bucket: &str,
+        key: ReadKey,
+        version: i64,
+        precondition: &Precondition,
+    ) -> ServiceResult<(Version, bool)> {
+        let bucket = self.meta.bucket(account_id, bucket).await?;
+        let key = stored_key(&self.meta, &bucket, key).await?;
+        Ok(self.meta.delete_version(&bucket, &key, version, precondition).await?)
+    }
+
     /// Makes `version` of `key` (an old one, or the last before a delete) the key's current
     /// version again, as a new version with the same content: a copy of the manifest in the
     /// commit's own transaction, no byte moved, charged as a write of the same content

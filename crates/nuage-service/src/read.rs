@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use nuage_core::{Manifest, ManifestEntry, chunk};
-use nuage_meta::{Bucket, EntityTag, EtagCondition, ListEntry, Tags, Version};
+use nuage_meta::{Bucket, EntityTag, EtagCondition, ListEntry, Tags, Version, VersionCursor, VersionEntry};
 use nuage_proto::range::{ByteRange, RangeRequest};
 
 use crate::metrics::add;
@@ -222,6 +222,59 @@ pub struct ListOptions {
     pub start_after: Option<String>,
 }
 
+/// How to list versions.
+#[derive(Debug, Clone, Default)]
+pub struct VersionListOptions {
+    /// Only keys that begin with this (normalized as keys are).
+    pub prefix: String,
+    /// Keys that have this after the prefix are grouped into one prefix.
+    pub delimiter: Option<String>,
+    /// Start after this key (its versions older than `version_marker` when that is
+    /// given; after every key under it when it is a common prefix of this listing).
+    pub key_marker: Option<String>,
+    /// With `key_marker`: the last version of it already listed.
+    pub version_marker: Option<i64>,
+    /// At most this many entries; 1 to 1,000, [`LIST_LIMIT`] when none.
+    pub limit: Option<usize>,
+}
+
+/// A page of a listing of versions.
+#[derive(Debug, Clone, Default)]
+pub struct VersionPage {
+    /// Versions, delete markers included, in key order and newest first within a key,
+    /// each with whether it is its key's current version.
+    pub versions: Vec<(Version, bool)>,
+    /// The common prefixes, in order.
+    pub prefixes: Vec<String>,
+    /// When more follow: the markers of the next page (the last key or prefix listed, and
+    /// the last version of that key listed).
+    pub next: Option<(String, Option<i64>)>,
+}
+
+/// A prefix, delimiter or marker with a control character, which no key has (and
+/// PostgreSQL's text cannot hold U+0000 at all).
+fn refuse_control<'a>(texts: impl IntoIterator<Item = Option<&'a String>>) -> ServiceResult<()> {
+    if texts.into_iter().flatten().any(|t| t.chars().any(char::is_control)) {
+        return Err(ServiceError::invalid(
+            "invalid_list_option",
+            "a prefix, delimiter or marker holds a control character, which no key has",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `after` is a common prefix of a listing by `prefix` and `delimiter`: the
+/// prefix, then one segment up to the delimiter, as a page ends with it.
+fn is_common_prefix(after: &str, prefix: &str, delimiter: Option<&str>) -> bool {
+    let prefix = nuage_core::key::normalize_prefix(prefix);
+    delimiter.is_some_and(|d| {
+        after
+            .strip_prefix(prefix.as_str())
+            .and_then(|rest| rest.strip_suffix(d))
+            .is_some_and(|seg| !seg.contains(d))
+    })
+}
+
 /// Where a listing that starts after `after` begins. No key holds a control character
 /// (nuage_core::key), so the first key after `after` is at or after `after` + U+0001 (not
 /// U+0000, which PostgreSQL's text cannot hold); but when `after` is a
@@ -229,14 +282,11 @@ pub struct ListOptions {
 /// page ends with it), the listing goes on after every key under it, as S3 does with a
 /// marker that is a common prefix.
 fn first_after(after: &str, options: &ListOptions) -> String {
-    let prefix = nuage_core::key::normalize_prefix(&options.prefix);
-    let common_prefix = options.delimiter.as_deref().is_some_and(|d| {
-        after
-            .strip_prefix(prefix.as_str())
-            .and_then(|rest| rest.strip_suffix(d))
-            .is_some_and(|seg| !seg.contains(d))
-    });
-    if common_prefix { format!("{after}\u{10FFFF}") } else { format!("{after}\u{1}") }
+    if is_common_prefix(after, &options.prefix, options.delimiter.as_deref()) {
+        format!("{after}\u{10FFFF}")
+    } else {
+        format!("{after}\u{1}")
+    }
 }
 
 impl Nuage {
@@ -333,14 +383,7 @@ impl Nuage {
     /// One page of the live objects of the caller's `bucket`, in key order.
     pub async fn list(&self, account_id: i64, bucket: &str, options: &ListOptions) -> ServiceResult<Page> {
         let bucket = self.meta.bucket(account_id, bucket).await?;
-        // No key holds a control character; PostgreSQL's text cannot hold U+0000 at all.
-        let texts = [Some(&options.prefix), options.delimiter.as_ref(), options.start_after.as_ref()];
-        if texts.into_iter().flatten().any(|t| t.chars().any(char::is_control)) {
-            return Err(ServiceError::invalid(
-                "invalid_list_option",
-                "a prefix, delimiter or start-after holds a control character, which no key has",
-            ));
-        }
+        refuse_control([Some(&options.prefix), options.delimiter.as_ref(), options.start_after.as_ref()])?;
         let start = match &options.page_token {
             Some(t) => Some(
                 hex::decode(t)
@@ -368,6 +411,51 @@ impl Nuage {
             match e {
                 ListEntry::Object(v) => page.objects.push(v),
                 ListEntry::Prefix(p) => page.prefixes.push(p),
+            }
+        }
+        Ok(page)
+    }
+
+    /// One page of every kept version of the keys of the caller's `bucket`, delete markers
+    /// included: keys in order, each key's versions newest first.
+    pub async fn list_versions(
+        &self,
+        account_id: i64,
+        bucket: &str,
+        options: &VersionListOptions,
+    ) -> ServiceResult<VersionPage> {
+        let bucket = self.meta.bucket(account_id, bucket).await?;
+        refuse_control([Some(&options.prefix), options.delimiter.as_ref(), options.key_marker.as_ref()])?;
+        let delimiter = options.delimiter.as_deref();
+        let start = match (&options.key_marker, options.version_marker) {
+            (None, Some(_)) => {
+                return Err(ServiceError::invalid(
+                    "invalid_list_option",
+                    "a version marker needs the key marker it belongs to",
+                ));
+            }
+            (None, None) => None,
+            (Some(key), Some(below)) => Some(VersionCursor { key: key.clone(), below }),
+            (Some(key), None) if is_common_prefix(key, &options.prefix, delimiter) => {
+                Some(VersionCursor { key: format!("{key}\u{10FFFF}"), below: i64::MAX })
+            }
+            (Some(key), None) => Some(VersionCursor { key: key.clone(), below: 0 }),
+        };
+        let listing = self
+            .meta
+            .list_versions(
+                &bucket,
+                &nuage_core::key::normalize_prefix(&options.prefix),
+                delimiter,
+                start,
+                options.limit.unwrap_or(LIST_LIMIT),
+            )
+            .await?;
+        let mut page = VersionPage { next: listing.next, ..VersionPage::default() };
+        for e in listing.entries {
+            match e {
+                VersionEntry::Version { version, latest } => page.versions.push((version, latest)),
+                VersionEntry::Prefix(p) => page.prefixes.push(p),
             }
         }
         Ok(page)
