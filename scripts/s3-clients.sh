@@ -126,6 +126,20 @@ echo 's3 test password' | "$NUAGE" --server "$API" login --account alice --passw
     || die "nuage get of a multipart object failed (its content hash of parts)"
 cmp "$WORK/big.bin" "$WORK/big.nuage" || die "nuage get: the multipart download differs"
 rm -f "$WORK/big.bin" "$WORK/big.nuage"
+# The account's own keys, through /v1 with its token: made, used, listed, revoked.
+read -r OWN_KEY OWN_SECRET < <("$NUAGE" --server "$API" --json access-key create --name mine --read-only \
+    | "$PY" -c 'import json, sys; k = json.load(sys.stdin); print(k["id"], k["secret"])')
+AWS_ACCESS_KEY_ID=$OWN_KEY AWS_SECRET_ACCESS_KEY=$OWN_SECRET aws s3 ls s3://cli/ >/dev/null \
+    || die "a key made by nuage access-key create cannot list"
+AWS_ACCESS_KEY_ID=$OWN_KEY AWS_SECRET_ACCESS_KEY=$OWN_SECRET aws s3 cp "$WORK/seven.bin" s3://cli/ro.bin 2>/dev/null \
+    && die "a read-only key made by nuage access-key create could write"
+"$NUAGE" --server "$API" access-key ls | grep -q "^$OWN_KEY"$'\t'"mine"$'\t'"every bucket, read-only"$'\t'"active$" \
+    || die "nuage access-key ls does not show the new key"
+"$NUAGE" --server "$API" access-key revoke "$OWN_KEY" >/dev/null
+out=$(AWS_ACCESS_KEY_ID=$OWN_KEY AWS_SECRET_ACCESS_KEY=$OWN_SECRET aws s3 ls s3://cli/ 2>&1) \
+    && die "a revoked key still lists"
+[[ $out == *InvalidAccessKeyId* ]] || die "a revoked key is refused with: $out"
+"$NUAGE" --server "$API" access-key revoke "$OWN_KEY" 2>/dev/null && die "a key was revoked twice"
 s3q rm s3://cli/folder --recursive
 [[ $(aws s3 ls s3://cli/folder/ --recursive | wc -l) == 0 ]] || die "aws s3 rm --recursive left keys"
 status=$(curl -s -o /dev/null -w '%{http_code}' "$ENDPOINT/cli/seven.bin")

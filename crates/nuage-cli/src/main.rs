@@ -2,7 +2,7 @@
 //!
 //! - `serve`, `admin …`: run and administer a link server ([`server`]).
 //! - `edge`: run an edge cache in front of one ([`edge`]).
-//! - `login`, `bucket`, `put`, `get`, `ls`, `rm`, `versions`, `restore BUCKET/KEY`,
+//! - `login`, `bucket`, `access-key`, `put`, `get`, `ls`, `rm`, `versions`, `restore BUCKET/KEY`,
 //!   `undelete`: use one ([`remote`]).
 //! - `key`, `share`, `get URL`: the end-to-end key and share links ([`keys`]).
 //! - `ingest`, `restore`, `snapshots`: the chunk path straight to providers, with no
@@ -60,6 +60,10 @@ enum Command {
     Versions(remote::VersionsArgs),
     /// Make a share link of BUCKET/KEY (prints its URL); `share ls`, `share revoke ID`.
     Share(keys::ShareArgs),
+    /// Your account's S3 access keys: create, ls, revoke (`nuage key` is this device's
+    /// end-to-end key).
+    #[command(subcommand)]
+    AccessKey(remote::AccessKeyCmd),
     /// The end-to-end key of this device (for end-to-end buckets).
     #[command(subcommand)]
     Key(keys::KeyCmd),
@@ -177,6 +181,7 @@ async fn main() -> ExitCode {
         Command::Rm(args) => remote::rm(&cli.globals, args).await,
         Command::Versions(args) => remote::versions(&cli.globals, args).await,
         Command::Share(args) => keys::share(&cli.globals, args).await,
+        Command::AccessKey(cmd) => remote::access_key(&cli.globals, cmd).await,
         Command::Key(cmd) => keys::key(&cli.globals, cmd).await,
         Command::Ingest { path, full } => local::ingest(&cli.globals, path, *full).await,
         Command::Restore { source, dest: Some(dest), version: None } => {

@@ -109,6 +109,72 @@ pub enum BucketCmd {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum AccessKeyCmd {
+    /// Make an S3 access key of your account and print its id and secret (shown once).
+    Create {
+        /// A label for the key.
+        #[arg(long, default_value = "s3")]
+        name: String,
+        /// Only this bucket.
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Reads only.
+        #[arg(long)]
+        read_only: bool,
+    },
+    /// Your S3 access keys, newest first (never their secrets).
+    Ls,
+    /// Revoke access key ID: refused from the next request on.
+    Revoke {
+        /// The access key id.
+        id: String,
+    },
+}
+
+pub async fn access_key(cli: &Globals, cmd: &AccessKeyCmd) -> Result<()> {
+    let client = client(cli)?;
+    match cmd {
+        AccessKeyCmd::Create { name, bucket, read_only } => {
+            let request = nuage_client::api::AccessKeyRequest {
+                name: Some(name.clone()),
+                bucket: bucket.clone(),
+                read_only: *read_only,
+            };
+            let made = client.create_access_key(&request).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&made)?);
+            } else {
+                println!("access key id: {}", made.key.id);
+                println!("secret (shown once): {}", made.secret);
+            }
+        }
+        AccessKeyCmd::Ls => {
+            let keys = client.access_keys().await?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&keys)?);
+            } else {
+                for k in &keys {
+                    let scope =
+                        k.bucket.as_deref().map_or("every bucket".to_owned(), |b| format!("bucket {b}"));
+                    let access = if k.read_only { "read-only" } else { "read-write" };
+                    let state = k
+                        .revoked_at
+                        .map_or("active".to_owned(), |at| format!("revoked {}", crate::session::utc(at)));
+                    println!("{}\t{}\t{scope}, {access}\t{state}", k.id, k.name);
+                }
+            }
+        }
+        AccessKeyCmd::Revoke { id } => {
+            client.revoke_access_key(id).await?;
+            if !cli.json {
+                println!("access key {id} revoked");
+            }
+        }
+    }
+    Ok(())
+}
+
 pub async fn bucket(cli: &Globals, cmd: &BucketCmd) -> Result<()> {
     let client = client(cli)?;
     match cmd {

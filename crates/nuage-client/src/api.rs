@@ -16,10 +16,13 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub use nuage_proto::{
-    AccountView, BucketRequest, BucketView, ListingView, NewToken, PutAnswer, VersionView,
+use nuage_proto::{
+    AccessKeyList, BucketList, EdgeLink, EdgeList, ErrorBody, Login, RestoreRequest, VersionList,
 };
-use nuage_proto::{BucketList, EdgeLink, EdgeList, ErrorBody, Login, RestoreRequest, VersionList};
+pub use nuage_proto::{
+    AccessKeyRequest, AccessKeyView, AccountView, BucketRequest, BucketView, ListingView, NewAccessKey,
+    NewToken, PutAnswer, VersionView,
+};
 
 use crate::error::io_err;
 pub use crate::error::{ClientError, ClientResult};
@@ -284,6 +287,23 @@ impl Client {
     /// The account of the token.
     pub async fn account(&self) -> ClientResult<AccountView> {
         self.json(self.request(Method::GET, "/v1/account")).await
+    }
+
+    /// Makes an S3 access key of the account (its secret is in this answer only).
+    pub async fn create_access_key(&self, request: &AccessKeyRequest) -> ClientResult<NewAccessKey> {
+        self.json(self.request(Method::POST, "/v1/access-keys").json(request)).await
+    }
+
+    /// The account's S3 access keys, newest first.
+    pub async fn access_keys(&self) -> ClientResult<Vec<AccessKeyView>> {
+        Ok(self.json::<AccessKeyList>(self.request(Method::GET, "/v1/access-keys")).await?.access_keys)
+    }
+
+    /// Revokes one of the account's S3 access keys.
+    pub async fn revoke_access_key(&self, id: &str) -> ClientResult<()> {
+        let path = format!("/v1/access-keys/{}", encode_path(id));
+        Self::check(self.request(Method::DELETE, &path).send().await?).await?;
+        Ok(())
     }
 
     /// Creates a bucket.

@@ -78,3 +78,56 @@ pub struct TokenList {
     /// Newest first.
     pub tokens: Vec<TokenView>,
 }
+
+/// `POST /v1/access-keys` body: an S3 access key of the caller's account.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyRequest {
+    /// A label for the key (default "s3").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The only bucket it may reach; none: every bucket of the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// It may only read.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// An S3 access key as listed (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccessKeyView {
+    /// Its id (the S3 access key id).
+    pub id: String,
+    /// Its label.
+    pub name: String,
+    /// The only bucket it reaches, if it is limited to one.
+    pub bucket: Option<String>,
+    /// It may only read.
+    pub read_only: bool,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub revoked_at: Option<i64>,
+}
+
+/// An S3 access key as returned once, at creation: with its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NewAccessKey {
+    /// The key.
+    #[serde(flatten)]
+    pub key: AccessKeyView,
+    /// The secret: shown only now.
+    pub secret: String,
+}
+
+/// `GET /v1/access-keys` answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AccessKeyList {
+    /// Newest first, revoked ones included.
+    pub access_keys: Vec<AccessKeyView>,
+}

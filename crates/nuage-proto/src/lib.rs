@@ -23,7 +23,10 @@ pub mod service;
 pub mod shares;
 pub mod uploads;
 
-pub use accounts::{AccountView, Login, NewToken, TokenList, TokenRequest, TokenView};
+pub use accounts::{
+    AccessKeyList, AccessKeyRequest, AccessKeyView, AccountView, Login, NewAccessKey, NewToken, TokenList,
+    TokenRequest, TokenView,
+};
 pub use buckets::{BucketList, BucketRequest, BucketView};
 pub use error::{ErrorBody, ErrorDetail};
 pub use objects::{

@@ -2,8 +2,8 @@
 //! grant keys, edges); the routes are in [`crate::routes`].
 
 use nuage_proto::{
-    AccountView, BucketList, BucketRequest, BucketView, EdgeList, GrantKeyView, Login, NewToken, TokenList,
-    TokenRequest, TokenView,
+    AccessKeyList, AccessKeyRequest, AccessKeyView, AccountView, BucketList, BucketRequest, BucketView,
+    EdgeList, GrantKeyView, Login, NewAccessKey, NewToken, TokenList, TokenRequest, TokenView,
 };
 use std::sync::Arc;
 
@@ -158,6 +158,62 @@ pub(crate) async fn revoke_token(
             .map_err(|_| ApiError::bad_request("invalid_request", "a token id is a number or `current`"))?
     };
     nuage.revoke_token(*caller, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn access_key_view(k: nuage_meta::AccessKey) -> AccessKeyView {
+    AccessKeyView {
+        id: k.id,
+        name: k.name,
+        bucket: k.bucket,
+        read_only: k.read_only,
+        created_at: k.created_at,
+        revoked_at: k.revoked_at,
+    }
+}
+
+/// An S3 access key for the caller's account (the secret is in this answer only).
+#[utoipa::path(post, path = "/v1/access-keys", tag = "accounts", security(("token" = [])),
+    request_body(content = Option<AccessKeyRequest>), responses(
+    (status = 201, body = NewAccessKey),
+    (status = 400, description = "`invalid_bucket_name`, `invalid_key_name`", body = ErrorBody),
+))]
+pub(crate) async fn create_access_key(
+    State(nuage): State<Arc<Nuage>>,
+    caller: Caller,
+    body: Option<Json<AccessKeyRequest>>,
+) -> ApiResult<(StatusCode, Json<NewAccessKey>)> {
+    let request = body.map(|b| b.0).unwrap_or_default();
+    let name = request.name.unwrap_or_else(|| "s3".into());
+    let scope = nuage_service::access_keys::KeyScope { bucket: request.bucket, read_only: request.read_only };
+    let (key, secret) = nuage.create_access_key(*caller, &name, &scope).await?;
+    Ok((StatusCode::CREATED, Json(NewAccessKey { key: access_key_view(key), secret })))
+}
+
+/// The caller's S3 access keys, newest first (never their secrets).
+#[utoipa::path(get, path = "/v1/access-keys", tag = "accounts", security(("token" = [])), responses(
+    (status = 200, body = AccessKeyList),
+))]
+pub(crate) async fn list_access_keys(
+    State(nuage): State<Arc<Nuage>>,
+    caller: Caller,
+) -> ApiResult<Json<AccessKeyList>> {
+    let access_keys = nuage.access_keys(*caller).await?.into_iter().map(access_key_view).collect();
+    Ok(Json(AccessKeyList { access_keys }))
+}
+
+/// Revokes one of the caller's S3 access keys: refused from the next request on.
+#[utoipa::path(delete, path = "/v1/access-keys/{id}", tag = "accounts", security(("token" = [])),
+    params(("id" = String, Path, description = "Access key id")), responses(
+    (status = 204, description = "Revoked"),
+    (status = 404, description = "`access_key_not_found` (unknown, another account's, or revoked)", body = ErrorBody),
+))]
+pub(crate) async fn revoke_access_key(
+    State(nuage): State<Arc<Nuage>>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    nuage.revoke_access_key(*caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -16,7 +16,7 @@ use nuage_http::extract::Json;
     ),
     paths(
         openapi, api::healthz, api::metrics, api::login, api::account, api::create_token,
-        api::list_tokens, api::revoke_token, api::list_buckets, api::create_bucket, api::bucket_info,
+        api::list_tokens, api::revoke_token, api::create_access_key, api::list_access_keys, api::revoke_access_key, api::list_buckets, api::create_bucket, api::bucket_info,
         api::delete_bucket, objects::put, objects::get, objects::head, objects::delete, objects::list, objects::versions, objects::restore,
         api::grant_keys, api::edges, uploads::settings, uploads::start, uploads::more_chunks, uploads::abort, uploads::put_chunk, uploads::commit,
         shares::create, shares::list, shares::revoke, shares::page, shares::manifest, shares::get_chunk, shares::info,

@@ -23,6 +23,8 @@ pub fn router(nuage: Arc<Nuage>) -> Router {
         .route("/v1/account", get(api::account))
         .route("/v1/tokens", get(api::list_tokens).post(api::create_token))
         .route("/v1/tokens/{id}", delete(api::revoke_token))
+        .route("/v1/access-keys", get(api::list_access_keys).post(api::create_access_key))
+        .route("/v1/access-keys/{id}", delete(api::revoke_access_key))
         .route("/v1/buckets", get(api::list_buckets))
         .route(
             "/v1/buckets/{bucket}",
