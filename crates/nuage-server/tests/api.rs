@@ -773,6 +773,44 @@ on_every_backend! {
 
 on_every_backend! {
     #[tokio::test]
+    fn access_keys_are_the_callers_own(e) {
+        let alice = e.alice.clone();
+        let made = e.json_call("POST", "/v1/access-keys", &alice, serde_json::json!({"name": "app", "read_only": true})).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.json());
+        let made = made.json();
+        let id = made["id"].as_str().unwrap().to_owned();
+        assert_eq!(made["secret"].as_str().unwrap().len(), 40);
+        assert_eq!((made["name"].as_str(), made["read_only"].as_bool()), (Some("app"), Some(true)));
+        // The secret opens: the S3 endpoint would find it.
+        let (key, secret) = e.nuage.access_key_secret(&id).await.unwrap();
+        assert_eq!((key.account_id, secret.as_str()), (e.alice_id, made["secret"].as_str().unwrap()));
+        let listed = e.alice("GET", "/v1/access-keys", vec![]).await.json();
+        assert_eq!(listed["access_keys"][0]["id"], id.as_str());
+        assert!(listed["access_keys"][0].get("secret").is_none(), "never listed with its secret");
+        // Another account neither sees it nor revokes it.
+        let bob = e.bob.clone();
+        assert_eq!(e.call("GET", "/v1/access-keys", &bob, &[], vec![]).await.json()["access_keys"], serde_json::json!([]));
+        let theirs = e.call("DELETE", &format!("/v1/access-keys/{id}"), &bob, &[], vec![]).await;
+        assert_eq!((theirs.status, theirs.code().as_str()), (StatusCode::NOT_FOUND, "access_key_not_found"));
+        assert!(e.nuage.access_key_secret(&id).await.is_ok());
+        // Bad input makes nothing.
+        let bad = e.json_call("POST", "/v1/access-keys", &alice, serde_json::json!({"bucket": "No_Such"})).await;
+        assert_eq!((bad.status, bad.code().as_str()), (StatusCode::BAD_REQUEST, "invalid_bucket_name"));
+        let unknown = e.json_call("POST", "/v1/access-keys", &alice, serde_json::json!({"admin": true})).await;
+        assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.alice("GET", "/v1/access-keys", vec![]).await.json()["access_keys"].as_array().unwrap().len(), 1);
+        // Revoked: refused from then on, and once only.
+        let gone = e.call("DELETE", &format!("/v1/access-keys/{id}"), &alice, &[], vec![]).await;
+        assert_eq!(gone.status, StatusCode::NO_CONTENT);
+        assert_eq!(e.nuage.access_key_secret(&id).await.unwrap_err().code, "access_key_invalid");
+        let again = e.call("DELETE", &format!("/v1/access-keys/{id}"), &alice, &[], vec![]).await;
+        assert_eq!(again.status, StatusCode::NOT_FOUND);
+        assert_eq!(e.call("GET", "/v1/access-keys", "", &[], vec![]).await.status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+on_every_backend! {
+    #[tokio::test]
     fn openapi_metrics_and_health_need_no_token(e) {
         let doc = e.call("GET", "/v1/openapi.json", "", &[], vec![]).await;
         assert_eq!(doc.status, StatusCode::OK);
@@ -785,7 +823,7 @@ on_every_backend! {
         assert!(object["get"]["responses"]["200"]["headers"]["ETag"].is_object(), "response headers declared");
         assert!(doc["components"]["securitySchemes"]["token"].is_object());
         assert!(doc["paths"]["/s/{token}"]["get"].is_object(), "the share page is listed");
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 28);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 30);
         // Every operation that needs a token says what a missing one answers; a query
         // parameter is declared in the query.
         for (path, ops) in doc["paths"].as_object().unwrap() {
