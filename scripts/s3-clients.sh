@@ -131,7 +131,7 @@ read -r OWN_KEY OWN_SECRET < <("$NUAGE" --server "$API" --json access-key create
     | "$PY" -c 'import json, sys; k = json.load(sys.stdin); print(k["id"], k["secret"])')
 AWS_ACCESS_KEY_ID=$OWN_KEY AWS_SECRET_ACCESS_KEY=$OWN_SECRET aws s3 ls s3://cli/ >/dev/null \
     || die "a key made by nuage access-key create cannot list"
-AWS_ACCESS_KEY_ID=$OWN_KEY AWS_SECRET_ACCESS_KEY=$OWN_SECRET aws s3 cp "$WORK/seven.bin" s3://cli/ro.bin 2>/dev/null \
+AWS_ACCESS_KEY_ID=$OWN_KEY AWS_SECRET_ACCESS_KEY=$OWN_SECRET aws s3 cp "$WORK/seven.bin" s3://cli/ro.bin >/dev/null 2>&1 \
     && die "a read-only key made by nuage access-key create could write"
 "$NUAGE" --server "$API" access-key ls | grep -q "^$OWN_KEY"$'\t'"mine"$'\t'"every bucket, read-only"$'\t'"active$" \
     || die "nuage access-key ls does not show the new key"

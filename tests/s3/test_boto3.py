@@ -334,6 +334,81 @@ class Versions(S3Case):
         )
 
 
+class Cors(S3Case):
+    RULES = {"CORSRules": [
+        {"AllowedOrigins": ["https://app.example"], "AllowedMethods": ["PUT", "GET"],
+         "AllowedHeaders": ["content-type", "x-amz-*"], "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 600},
+        {"AllowedOrigins": ["*"], "AllowedMethods": ["GET"]},
+    ]}
+
+    def preflight(self, url, origin, method, headers=""):
+        req = urllib.request.Request(url, method="OPTIONS", headers={
+            "Origin": origin, "Access-Control-Request-Method": method, "Access-Control-Request-Headers": headers})
+        try:
+            with urllib.request.urlopen(req) as r:
+                return r.status, r.headers
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers
+
+    def test_rules_set_read_and_removed(self):
+        self.refused(("NoSuchCORSConfiguration", 404), self.s3.get_bucket_cors, Bucket=self.bucket)
+        self.s3.put_bucket_cors(Bucket=self.bucket, CORSConfiguration=self.RULES)
+        rules = self.s3.get_bucket_cors(Bucket=self.bucket)["CORSRules"]
+        self.assertEqual(rules[0]["AllowedOrigins"], ["https://app.example"])
+        self.assertEqual(rules[0]["MaxAgeSeconds"], 600)
+        self.assertEqual(rules[1]["AllowedMethods"], ["GET"])
+        bad = {"CORSRules": [{"AllowedOrigins": ["*"], "AllowedMethods": ["PATCH"]}]}
+        self.refused(("InvalidArgument", 400), self.s3.put_bucket_cors, Bucket=self.bucket, CORSConfiguration=bad)
+        self.assertEqual(len(self.s3.get_bucket_cors(Bucket=self.bucket)["CORSRules"]), 2, "a refusal changes nothing")
+        ro = client("NUAGE_S3_RO_KEY", "NUAGE_S3_RO_SECRET")
+        self.refused(("AccessDenied", 403), ro.delete_bucket_cors, Bucket=self.bucket)
+        self.s3.delete_bucket_cors(Bucket=self.bucket)
+        self.refused(("NoSuchCORSConfiguration", 404), self.s3.get_bucket_cors, Bucket=self.bucket)
+
+    def test_preflight_and_answers_carry_the_rule(self):
+        url = f"{ENDPOINT}/{self.bucket}/photo.jpg"
+        # No rules: a browser may not.
+        self.assertEqual(self.preflight(url, "https://app.example", "PUT")[0], 403)
+        self.s3.put_bucket_cors(Bucket=self.bucket, CORSConfiguration=self.RULES)
+        status, h = self.preflight(url, "https://app.example", "PUT", "Content-Type, X-Amz-Date")
+        self.assertEqual(status, 200)
+        self.assertEqual(h["Access-Control-Allow-Origin"], "https://app.example")
+        self.assertEqual(h["Access-Control-Allow-Credentials"], "true")
+        self.assertEqual(h["Access-Control-Allow-Methods"], "PUT, GET")
+        self.assertEqual(h["Access-Control-Allow-Headers"], "content-type, x-amz-date")
+        self.assertEqual(h["Access-Control-Max-Age"], "600")
+        self.assertEqual(self.preflight(url, "https://app.example", "DELETE")[0], 403)
+        self.assertEqual(self.preflight(url, "https://app.example", "PUT", "authorization")[0], 403)
+        self.assertEqual(self.preflight(url, "https://evil.example", "PUT")[0], 403)
+        status, h = self.preflight(url, "https://evil.example", "GET")
+        self.assertEqual((status, h["Access-Control-Allow-Origin"]), (200, "*"))
+        self.assertIsNone(h["Access-Control-Allow-Credentials"])
+        # A presigned PUT's preflight finds the bucket by the key it names (SigV4: SigV2
+        # would sign the Content-Type a browser sends).
+        v4 = client(signature_version="s3v4")
+        put_url = v4.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": "photo.jpg"}, ExpiresIn=300)
+        self.assertEqual(self.preflight(put_url, "https://app.example", "PUT", "content-type")[0], 200)
+        # The request itself: its answer says who may read it, and what.
+        req = urllib.request.Request(put_url, data=b"jpeg bytes", method="PUT",
+                                     headers={"Origin": "https://app.example", "Content-Type": "image/jpeg"})
+        with urllib.request.urlopen(req) as r:
+            self.assertEqual(r.headers["Access-Control-Allow-Origin"], "https://app.example")
+            self.assertEqual(r.headers["Access-Control-Expose-Headers"], "ETag")
+            self.assertIn("Origin", r.headers.get_all("Vary"))
+        get_url = v4.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": "photo.jpg"}, ExpiresIn=300)
+        req = urllib.request.Request(get_url, headers={"Origin": "https://evil.example"})
+        with urllib.request.urlopen(req) as r:
+            self.assertEqual((r.read(), r.headers["Access-Control-Allow-Origin"]), (b"jpeg bytes", "*"))
+        # No rule for the origin and method: the answer has no CORS header (the browser hides it).
+        req = urllib.request.Request(put_url, data=b"x", method="PUT", headers={"Origin": "https://evil.example"})
+        with urllib.request.urlopen(req) as r:
+            self.assertIsNone(r.headers["Access-Control-Allow-Origin"])
+        # A preflight for a bucket that is not there, or of another account's key, is refused.
+        self.assertEqual(self.preflight(f"{ENDPOINT}/no-such-{self.bucket}/k", "https://app.example", "GET")[0], 403)
+
+
 class Checksums(S3Case):
     ALGORITHMS = ["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"]
 

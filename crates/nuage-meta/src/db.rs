@@ -55,6 +55,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../migrations/sqlite/0011_multipart_uploads.sql"),
         include_str!("../migrations/postgres/0011_multipart_uploads.sql"),
     ),
+    (
+        include_str!("../migrations/sqlite/0012_bucket_configs.sql"),
+        include_str!("../migrations/postgres/0012_bucket_configs.sql"),
+    ),
 ];
 
 /// The metadata store: a connection pool and what differs between the two backends.

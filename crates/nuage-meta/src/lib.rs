@@ -9,6 +9,7 @@
 mod access_keys;
 mod accounts;
 mod claims;
+mod configs;
 mod db;
 mod error;
 mod gc;

@@ -109,6 +109,7 @@ impl Meta {
         sqlx::query("DELETE FROM objects WHERE bucket_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM uploads WHERE bucket_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM shares WHERE bucket_id = $1").bind(id).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM bucket_configs WHERE bucket_id = $1").bind(id).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM buckets WHERE id = $1").bind(id).execute(&mut *tx).await?;
         record_change(&mut tx, account_id, seq, ChangeKind::BucketDelete, name, None, None).await?;
         tx.commit().await?;

@@ -113,11 +113,11 @@ async fn migrations_are_applied_once() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("meta.db").display());
     let first = Meta::open(&url).await.unwrap();
-    assert_eq!(first.schema_version().await.unwrap(), 11);
+    assert_eq!(first.schema_version().await.unwrap(), 12);
     first.create_account("a", None, None, [1; 32]).await.unwrap();
     first.close().await;
     let again = Meta::open(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 11);
+    assert_eq!(again.schema_version().await.unwrap(), 12);
     assert_eq!(again.account_by_name("a").await.unwrap().name, "a");
 }
 
@@ -814,6 +814,36 @@ async fn versions_list_by_key_newest_first_and_go_one_at_a_time() {
         assert_eq!(bucket.policy.keep_versions, 1);
         m.put_version(&bucket, "j", &c2, &none(), None).await.unwrap();
         assert_eq!(m.versions(&bucket, "j").await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bucket_configs_are_whole_documents_that_go_with_their_bucket() {
+    each_backend(|m| async move {
+        let a = m.create_account("alice", None, None, [1; 32]).await.unwrap();
+        let b = m.create_account("bob", None, None, [2; 32]).await.unwrap();
+        let one = m.create_bucket(a.id, "one", policy(0)).await.unwrap();
+        let two = m.create_bucket(a.id, "two", policy(0)).await.unwrap();
+        assert_eq!(m.bucket_config(one.id, "cors").await.unwrap(), None);
+        m.set_bucket_config(&one, "cors", Some("[1]")).await.unwrap();
+        m.set_bucket_config(&one, "cors", Some("[2]")).await.unwrap();
+        m.set_bucket_config(&two, "lifecycle", Some("{}")).await.unwrap();
+        assert_eq!(m.bucket_config(one.id, "cors").await.unwrap().as_deref(), Some("[2]"));
+        assert_eq!(m.bucket_config(one.id, "lifecycle").await.unwrap(), None);
+        let configured = m.buckets_configured("lifecycle").await.unwrap();
+        assert_eq!(
+            configured.iter().map(|(b, c)| (b.name.as_str(), c.as_str())).collect::<Vec<_>>(),
+            [("two", "{}")]
+        );
+        // A bucket as another account would name it is not found.
+        let theirs = nuage_meta::Bucket { account_id: b.id, ..one.clone() };
+        assert!(matches!(m.set_bucket_config(&theirs, "cors", None).await, Err(Error::BucketNotFound)));
+        assert!(m.bucket_config(one.id, "cors").await.unwrap().is_some());
+        m.set_bucket_config(&one, "cors", None).await.unwrap();
+        assert_eq!(m.bucket_config(one.id, "cors").await.unwrap(), None);
+        m.delete_bucket(a.id, "two").await.unwrap();
+        assert!(m.buckets_configured("lifecycle").await.unwrap().is_empty());
     })
     .await;
 }

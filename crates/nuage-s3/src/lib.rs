@@ -12,6 +12,7 @@
 
 #![deny(missing_docs)]
 
+mod cors;
 mod errors;
 mod front;
 pub mod keys;
@@ -67,31 +68,59 @@ pub fn router(nuage: Arc<Nuage>, config: &S3Config) -> anyhow::Result<axum::Rout
     let region = config.region.clone().unwrap_or_else(|| DEFAULT_REGION.to_owned());
     let keys = keys::Keys::new(nuage.clone());
     let location = (region != DEFAULT_REGION).then(|| region.clone());
-    let mut builder = s3s::service::S3ServiceBuilder::new(front::Front { nuage, region, location });
+    let mut builder =
+        s3s::service::S3ServiceBuilder::new(front::Front { nuage: nuage.clone(), region, location });
     builder.set_auth(keys.clone());
     builder.set_access(keys);
-    if let Some(d) = &config.domain {
-        s3s::host::SingleDomain::new(d).context("[s3] domain")?;
-        builder.set_host(Domain(d.to_ascii_lowercase()));
-    }
+    let domain = match &config.domain {
+        Some(d) => {
+            s3s::host::SingleDomain::new(d).context("[s3] domain")?;
+            builder.set_host(Domain(d.to_ascii_lowercase()));
+            Some(Arc::new(Domain(d.to_ascii_lowercase())))
+        }
+        None => None,
+    };
     let s3 = builder.build();
     let service = tower::service_fn(move |request: axum::extract::Request| {
-        let s3 = s3.clone();
+        let (s3, nuage, domain) = (s3.clone(), nuage.clone(), domain.clone());
         async move {
             if let Some(refused) = refused_early(&request) {
                 return Ok(refused);
             }
+            let cross = cors::CrossOrigin::of(&request, bucket_named(&request, domain.as_deref()));
+            if let Some(c) = cross.as_ref().filter(|c| c.is_preflight()) {
+                return Ok(c.preflight(&nuage).await);
+            }
             let request = request.map(s3s::Body::http_body_unsync);
-            Ok::<_, Infallible>(match s3.call(request).await {
+            let mut response = match s3.call(request).await {
                 Ok(answer) => answer.map(axum::body::Body::new).into_response(),
                 Err(e) => {
                     tracing::error!("S3 request: {e:?}");
                     http::StatusCode::INTERNAL_SERVER_ERROR.into_response()
                 }
-            })
+            };
+            if let Some(c) = cross {
+                c.decorate(&nuage, response.headers_mut()).await;
+            }
+            Ok::<_, Infallible>(response)
         }
     });
     Ok(axum::Router::new().fallback_service(service))
+}
+
+/// The bucket a request names: by its host under `[s3] domain` (virtual-hosted), else the
+/// first segment of its path.
+fn bucket_named(request: &axum::extract::Request, domain: Option<&Domain>) -> Option<String> {
+    use s3s::host::S3Host;
+    let host = request.headers().get(http::header::HOST).and_then(|h| h.to_str().ok());
+    if let (Some(d), Some(host)) = (domain, host)
+        && let Ok(v) = d.parse_host_header(host)
+        && let Some(b) = v.bucket()
+    {
+        return Some(b.to_owned());
+    }
+    let first = request.uri().path().trim_start_matches('/').split('/').next().unwrap_or("");
+    (!first.is_empty()).then(|| first.to_owned())
 }
 
 /// Virtual-hosted addressing under one domain: `BUCKET.DOMAIN[:PORT]` names the bucket;

@@ -45,6 +45,7 @@ pub mod buckets;
 pub mod conditions;
 pub mod config;
 pub mod copies;
+pub mod cors;
 pub mod digests;
 pub mod error;
 pub mod grants;
