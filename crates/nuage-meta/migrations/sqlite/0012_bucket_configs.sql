@@ -9,3 +9,5 @@ CREATE TABLE bucket_configs (
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (bucket_id, kind)
 );
+-- A browser's preflight names a bucket with no account: found by its name alone.
+CREATE INDEX buckets_by_name ON buckets (name);
