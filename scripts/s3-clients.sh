@@ -172,6 +172,23 @@ restic check --read-data >/dev/null || die "restic check --read-data failed"
 restic restore latest --target "$WORK/restored" >/dev/null
 diff -r "$WORK/folder" "$WORK/restored$WORK/folder" || die "restic: the restored folder differs"
 
+log "lifecycle: a rule dated in the past, applied by nuage admin lifecycle"
+aws s3 mb s3://aging >/dev/null
+echo old | s3q cp - s3://aging/old/x
+echo new | s3q cp - s3://aging/new/y
+today=$(date -u +%Y-%m-%dT00:00:00Z)
+aws s3api put-bucket-lifecycle-configuration --bucket aging --lifecycle-configuration \
+    '{"Rules": [{"ID": "old", "Status": "Enabled", "Filter": {"Prefix": "old/"}, "Expiration": {"Date": "'"$today"'"}}]}'
+[[ $(aws s3api get-bucket-lifecycle-configuration --bucket aging --query 'Rules[0].ID' --output text) == old ]] \
+    || die "the lifecycle rule does not read back"
+report=$(nu --json admin lifecycle)
+[[ $("$PY" -c 'import json, sys; print(json.load(sys.stdin)["expired"])' <<<"$report") -ge 1 ]] \
+    || die "nuage admin lifecycle expired nothing: $report"
+aws s3api head-object --bucket aging --key old/x >/dev/null 2>&1 && die "an expired key still reads"
+[[ $(aws s3 cp s3://aging/new/y -) == new ]] || die "a key outside the rule's prefix was touched"
+[[ $(aws s3api list-object-versions --bucket aging --prefix old/ --query 'length(DeleteMarkers)') == 1 ]] \
+    || die "the expired key has no delete marker over its version"
+
 log "boto3 $BOTO3_VERSION: tests/s3/test_boto3.py"
 NUAGE_API=$API NUAGE_ACCOUNT=alice NUAGE_PASSWORD="s3 test password" NUAGE_S3_ENDPOINT=$ENDPOINT NUAGE_S3_KEY=$KEY NUAGE_S3_SECRET=$SECRET \
     NUAGE_S3_RO_KEY=$RO_KEY NUAGE_S3_RO_SECRET=$RO_SECRET \

@@ -409,6 +409,49 @@ class Cors(S3Case):
         self.assertEqual(self.preflight(f"{ENDPOINT}/no-such-{self.bucket}/k", "https://app.example", "GET")[0], 403)
 
 
+class Lifecycle(S3Case):
+    def test_rules_set_read_refused_and_removed(self):
+        self.refused(("NoSuchLifecycleConfiguration", 404), self.s3.get_bucket_lifecycle_configuration, Bucket=self.bucket)
+        rules = [
+            {"ID": "logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"},
+             "Expiration": {"Days": 30}, "NoncurrentVersionExpiration": {"NoncurrentDays": 7, "NewerNoncurrentVersions": 2},
+             "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 3}},
+            {"ID": "markers", "Status": "Disabled", "Filter": {"Prefix": ""},
+             "Expiration": {"ExpiredObjectDeleteMarker": True}},
+            {"ID": "dated", "Status": "Enabled", "Filter": {"Prefix": "tmp/"},
+             "Expiration": {"Date": datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc)}},
+        ]
+        self.s3.put_bucket_lifecycle_configuration(Bucket=self.bucket, LifecycleConfiguration={"Rules": rules})
+        got = self.s3.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]
+        self.assertEqual([r["ID"] for r in got], ["logs", "markers", "dated"])
+        self.assertEqual(got[0]["Filter"]["Prefix"], "logs/")
+        self.assertEqual(got[0]["Expiration"]["Days"], 30)
+        self.assertEqual(got[0]["NoncurrentVersionExpiration"], {"NoncurrentDays": 7, "NewerNoncurrentVersions": 2})
+        self.assertEqual(got[0]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"], 3)
+        self.assertEqual(got[1]["Status"], "Disabled")
+        self.assertTrue(got[1]["Expiration"]["ExpiredObjectDeleteMarker"])
+        self.assertEqual(got[2]["Expiration"]["Date"].year, 2030)
+        refusals = [
+            (("NotImplemented", 501), {"ID": "t", "Status": "Enabled", "Filter": {"Prefix": ""},
+                                         "Transitions": [{"Days": 30, "StorageClass": "GLACIER"}]}),
+            (("NotImplemented", 501), {"ID": "t", "Status": "Enabled", "Filter": {"Tag": {"Key": "a", "Value": "b"}},
+                                         "Expiration": {"Days": 1}}),
+            (("InvalidArgument", 400), {"ID": "t", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 0}}),
+            (("InvalidArgument", 400), {"ID": "t", "Status": "Enabled", "Filter": {"Prefix": ""},
+                                          "Expiration": {"Date": datetime.datetime(2030, 1, 1, 12, tzinfo=datetime.timezone.utc)}}),
+        ]
+        for expected, rule in refusals:
+            self.refused(expected, self.s3.put_bucket_lifecycle_configuration, Bucket=self.bucket,
+                         LifecycleConfiguration={"Rules": [rule]})
+        self.assertEqual(len(self.s3.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]), 3,
+                         "a refusal changes nothing")
+        ro = client("NUAGE_S3_RO_KEY", "NUAGE_S3_RO_SECRET")
+        self.assertEqual(len(ro.get_bucket_lifecycle_configuration(Bucket=self.bucket)["Rules"]), 3)
+        self.refused(("AccessDenied", 403), ro.delete_bucket_lifecycle, Bucket=self.bucket)
+        self.s3.delete_bucket_lifecycle(Bucket=self.bucket)
+        self.refused(("NoSuchLifecycleConfiguration", 404), self.s3.get_bucket_lifecycle_configuration, Bucket=self.bucket)
+
+
 class Checksums(S3Case):
     ALGORITHMS = ["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"]
 

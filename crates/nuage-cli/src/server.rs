@@ -64,6 +64,9 @@ pub enum Admin {
     /// version has referenced for `[workers] gc_grace_secs`, and the chunk objects of
     /// uploads that never committed, except those an upload in progress leases.
     Gc,
+    /// Apply the buckets' lifecycle rules now (one whole pass; `nuage serve` does it every
+    /// `[workers] lifecycle_every_secs`): expire, remove and abort what they say.
+    Lifecycle,
     /// The providers: list them, drain one (move all its chunks to the others while the
     /// server serves), or call a drain off.
     #[command(subcommand)]
@@ -318,6 +321,22 @@ pub async fn admin(cli: &Globals, cmd: &Admin) -> Result<()> {
         Admin::Scrub => return pass(cli, config, workers::Kind::Scrub).await,
         Admin::Repair => return pass(cli, config, workers::Kind::Repair).await,
         Admin::Gc => return pass(cli, config, workers::Kind::Gc).await,
+        Admin::Lifecycle => {
+            let nuage = Arc::new(Nuage::open(config).await?);
+            let r = nuage.apply_lifecycle(nuage_meta::now_ms()).await;
+            nuage.meta.close().await;
+            let r = r.map_err(|e| anyhow::anyhow!("{e}"))?;
+            if cli.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "lifecycle: {} buckets with rules: {} expired, {} delete markers and {} noncurrent versions \
+                     removed, {} uploads aborted",
+                    r.buckets, r.expired, r.markers_removed, r.noncurrent_removed, r.uploads_aborted
+                );
+            }
+            return Ok(());
+        }
         Admin::Provider(cmd) => {
             let meta = Meta::open(&url).await.with_context(|| format!("opening {}", redacted(&url)))?;
             let done = provider(cli, &config, &meta, cmd).await;

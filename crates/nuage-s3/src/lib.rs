@@ -16,6 +16,7 @@ mod cors;
 mod errors;
 mod front;
 pub mod keys;
+mod lifecycle;
 mod multipart;
 mod versions;
 

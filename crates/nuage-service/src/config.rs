@@ -77,6 +77,8 @@ pub struct WorkersConfig {
     /// quota until it completes, is aborted, or stays idle that long (then the collector
     /// takes them). At least 120.
     pub multipart_idle_secs: u64,
+    /// Seconds between two passes of the buckets' lifecycle rules (default 3600; 0: none).
+    pub lifecycle_every_secs: u64,
 }
 
 impl Default for WorkersConfig {
@@ -92,6 +94,7 @@ impl Default for WorkersConfig {
             migrate_bytes_per_sec: 50_000_000,
             upload_lease_secs: 21_600,
             multipart_idle_secs: 604_800,
+            lifecycle_every_secs: 3600,
         }
     }
 }

@@ -50,6 +50,7 @@ pub mod digests;
 pub mod error;
 pub mod grants;
 pub mod leases;
+pub mod lifecycle;
 pub mod metrics;
 pub mod multipart;
 pub mod names;

@@ -1005,7 +1005,7 @@ async fn walk(
 /// Starts the background workers of a server ([`Background`]): the passes whose period is
 /// not 0 (a pass interrupted by a restart resumes at once; otherwise a pass starts one period
 /// after the last one started), the drain of providers being drained, the registry's
-/// follower, the recorder of read problems and the housekeeping.
+/// follower, the recorder of read problems, the housekeeping and the lifecycle rules.
 pub fn spawn(nuage: &Arc<Nuage>) -> Background {
     let mut background = Background::reporting_to(nuage.metrics.background.clone());
     let w = nuage.config.workers;
@@ -1022,6 +1022,10 @@ pub fn spawn(nuage: &Arc<Nuage>) -> Background {
     background.spawn(Drains { nuage: nuage.clone(), seen, closed: false });
     background.spawn(ReadProblems { nuage: nuage.clone(), events: nuage.store.subscribe() });
     background.spawn(Housekeeping { nuage: nuage.clone() });
+    if w.lifecycle_every_secs > 0 {
+        background
+            .spawn(Lifecycle { nuage: nuage.clone(), every: Duration::from_secs(w.lifecycle_every_secs) });
+    }
     background
 }
 
@@ -1305,6 +1309,37 @@ impl Worker for Housekeeping {
             tracing::warn!("dropping idle password attempts: {e}");
         }
         Ok(BgState::Throttled(Duration::from_secs(600)))
+    }
+
+    async fn wait_for_work(&mut self) {}
+}
+
+/// Every `[workers] lifecycle_every_secs`: applies the buckets' lifecycle rules
+/// ([`Nuage::apply_lifecycle`]).
+struct Lifecycle {
+    nuage: Arc<Nuage>,
+    every: Duration,
+}
+
+impl Worker for Lifecycle {
+    fn name(&self) -> &'static str {
+        "lifecycle"
+    }
+
+    async fn work(&mut self, _: &StopSignal) -> ServiceResult<BgState> {
+        let r = self.nuage.apply_lifecycle(now_ms()).await?;
+        if r.expired + r.markers_removed + r.noncurrent_removed + r.uploads_aborted > 0 {
+            tracing::info!(
+                "lifecycle: {} buckets: {} expired, {} delete markers and {} noncurrent versions removed, \
+                 {} uploads aborted",
+                r.buckets,
+                r.expired,
+                r.markers_removed,
+                r.noncurrent_removed,
+                r.uploads_aborted
+            );
+        }
+        Ok(BgState::Throttled(self.every))
     }
 
     async fn wait_for_work(&mut self) {}
