@@ -7,7 +7,9 @@
 #
 #   scripts/s3-clients.sh [NUAGE_BINARY]
 #
-# NUAGE_DATABASE_URL (e.g. a PostgreSQL database) is used when set, else SQLite.
+# NUAGE_DATABASE_URL (e.g. a PostgreSQL database) is used when set, else SQLite. With
+# NUAGE_S3_PROVIDER_S3 set, the server keeps its chunks on the S3 test server (NUAGE_TEST_S3_*,
+# from scripts/test-servers.sh) instead of a local folder.
 # NUAGE_S3_BIG_MB: the size of the file aws-cli sends and fetches in parts (default 1024). Installs
 # what is missing: awscli and boto3 (with awscrt, which CRC32C needs) at pinned versions (pip, in a virtualenv under
 # $NUAGE_TOOLS_DIR/s3-clients, default ~/.cache/nuage-tools), rclone and restic (Debian's
@@ -54,6 +56,15 @@ unset AWS_CA_BUNDLE
     printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\n' "$WORK"
     [[ -n ${NUAGE_DATABASE_URL:-} ]] && printf 'database_url = "%s"\n' "$NUAGE_DATABASE_URL"
     printf '[s3]\nlisten = "127.0.0.1:0"\n'
+    if [[ -n ${NUAGE_S3_PROVIDER_S3:-} ]]; then
+        # The chunks on the S3 test server (s3s-fs, scripts/test-servers.sh), under a folder
+        # of this run's own.
+        : "${NUAGE_TEST_S3_ENDPOINT:?NUAGE_S3_PROVIDER_S3 needs the test servers (NUAGE_TEST_S3_*)}"
+        printf '[[providers]]\nname = "s3"\nscheme = "s3"\nbucket = "%s"\nendpoint = "%s"\nregion = "%s"\n' \
+            "$NUAGE_TEST_S3_BUCKET" "$NUAGE_TEST_S3_ENDPOINT" "$NUAGE_TEST_S3_REGION"
+        printf 'access_key_id = "%s"\nsecret_access_key = "%s"\nroot = "s3-clients-%s/"\n' \
+            "$NUAGE_TEST_S3_ACCESS_KEY" "$NUAGE_TEST_S3_SECRET_KEY" "$(basename "$WORK")"
+    fi
 } >"$WORK/nuage.toml"
 unset NUAGE_DATABASE_URL
 nu() { "$NUAGE" --config "$WORK/nuage.toml" "$@"; }
@@ -194,4 +205,9 @@ NUAGE_API=$API NUAGE_ACCOUNT=alice NUAGE_PASSWORD="s3 test password" NUAGE_S3_EN
     NUAGE_S3_RO_KEY=$RO_KEY NUAGE_S3_RO_SECRET=$RO_SECRET \
     NUAGE_S3_SCOPED_KEY=$SCOPED_KEY NUAGE_S3_SCOPED_SECRET=$SCOPED_SECRET NUAGE_S3_SCOPED_BUCKET=only \
     "$PY" -m unittest -v tests/s3/test_boto3.py || { tail -30 "$WORK/serve.log" >&2; die "the boto3 suite failed"; }
+if [[ -n ${NUAGE_S3_PROVIDER_S3:-} ]]; then
+    held=$(nu --json admin provider ls | "$PY" -c 'import json, sys; print(sum(p["placements"] for p in json.load(sys.stdin) if p["scheme"] == "s3"))')
+    [[ $held -gt 100 ]] || die "the S3 provider holds $held placements: the chunks did not go there"
+    log "the S3 provider holds $held placements"
+fi
 log "all S3 clients passed"
