@@ -323,7 +323,9 @@ pub async fn admin(cli: &Globals, cmd: &Admin) -> Result<()> {
         Admin::Gc => return pass(cli, config, workers::Kind::Gc).await,
         Admin::Lifecycle => {
             let nuage = Arc::new(Nuage::open(config).await?);
-            let r = nuage.apply_lifecycle(nuage_meta::now_ms()).await;
+            let r = nuage
+                .apply_lifecycle(nuage_meta::now_ms(), &nuage_service::background::StopSignal::never())
+                .await;
             nuage.meta.close().await;
             let r = r.map_err(|e| anyhow::anyhow!("{e}"))?;
             if cli.json {
@@ -331,8 +333,13 @@ pub async fn admin(cli: &Globals, cmd: &Admin) -> Result<()> {
             } else {
                 println!(
                     "lifecycle: {} buckets with rules: {} expired, {} delete markers and {} noncurrent versions \
-                     removed, {} uploads aborted",
-                    r.buckets, r.expired, r.markers_removed, r.noncurrent_removed, r.uploads_aborted
+                     removed, {} uploads aborted; {} buckets failed",
+                    r.buckets,
+                    r.expired,
+                    r.markers_removed,
+                    r.noncurrent_removed,
+                    r.uploads_aborted,
+                    r.failed
                 );
             }
             return Ok(());

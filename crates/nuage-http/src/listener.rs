@@ -12,6 +12,7 @@ use std::future::Future;
 use std::io;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
@@ -115,10 +116,29 @@ pub async fn serve(
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            let read_whole = Arc::new(AtomicBool::new(false));
             let request = request.map(|body| {
-                if body.is_end_stream() { Body::new(body) } else { Body::new(Paced::new(body, config)) }
+                if body.is_end_stream() {
+                    read_whole.store(true, Ordering::Relaxed);
+                    Body::new(body)
+                } else {
+                    Body::new(Paced::new(body, config, read_whole.clone()))
+                }
             });
-            tower::ServiceExt::oneshot(app.clone(), request)
+            let answer = tower::ServiceExt::oneshot(app.clone(), request);
+            async move {
+                let mut response = answer.await?;
+                // Refused before its body was read (a bad digest header, a failed condition,
+                // a client waiting for `100 Continue` that never came): the rest of the body
+                // may still be on its way, or never come, and would be read as the next
+                // request. The connection ends with this answer.
+                if !read_whole.load(Ordering::Relaxed) {
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -278,10 +298,12 @@ struct Paced {
     /// When the last frame was handed out: until the next poll, the handler is busy.
     handed_out: Option<Instant>,
     failed: bool,
+    /// Set once the body has been read to its end.
+    read_whole: Arc<AtomicBool>,
 }
 
 impl Paced {
-    fn new(inner: Incoming, config: HttpConfig) -> Paced {
+    fn new(inner: Incoming, config: HttpConfig, read_whole: Arc<AtomicBool>) -> Paced {
         let window = secs(config.body_timeout_secs);
         Paced {
             inner,
@@ -291,6 +313,7 @@ impl Paced {
             deadline: None,
             handed_out: None,
             failed: false,
+            read_whole,
         }
     }
 }
@@ -323,10 +346,16 @@ impl HttpBody for Paced {
                     }
                 }
                 this.handed_out = Some(Instant::now());
+                if this.inner.is_end_stream() {
+                    this.read_whole.store(true, Ordering::Relaxed);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.read_whole.store(true, Ordering::Relaxed);
+                Poll::Ready(None)
+            }
             Poll::Pending => {
                 ready!(deadline.as_mut().poll(cx));
                 this.failed = true;
@@ -434,6 +463,47 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The answer to one request written raw on `stream`, as text (headers and a short body).
+    async fn exchange(stream: &mut TcpStream, request: &str) -> String {
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = stream.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase()
+    }
+
+    #[tokio::test]
+    async fn a_request_refused_before_its_body_was_read_ends_its_connection() {
+        use axum::routing::put;
+        let app = Router::new()
+            .route("/refuse", put(|| async { axum::http::StatusCode::PRECONDITION_FAILED }))
+            .route("/read", put(|body: String| async move { body }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, app, HttpConfig::default(), std::future::pending()));
+
+        // A client that waits for `100 Continue` before its body: the refusal comes first, and
+        // the connection closes, so that what the client sends next is never read as the body.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let answer = exchange(
+            &mut s,
+            "PUT /refuse HTTP/1.1\r\nhost: x\r\ncontent-length: 40\r\nexpect: 100-continue\r\n\r\n",
+        )
+        .await;
+        assert!(answer.starts_with("http/1.1 412"), "{answer}");
+        assert!(answer.contains("connection: close"), "{answer}");
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "the server closed the connection");
+
+        // A body read whole keeps the connection for the next request.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        let answer = exchange(&mut s, "PUT /read HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello").await;
+        assert!(answer.starts_with("http/1.1 200") && answer.ends_with("hello"), "{answer}");
+        assert!(!answer.contains("connection: close"), "{answer}");
+        let again = exchange(&mut s, "PUT /read HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nok").await;
+        assert!(again.starts_with("http/1.1 200") && again.ends_with("ok"), "{again}");
+    }
 
     #[test]
     fn defaults_validate_and_zero_limits_do_not() {

@@ -30,34 +30,41 @@ impl Meta {
         if here.is_none() {
             return Err(Error::BucketNotFound);
         }
-        sqlx::query("DELETE FROM bucket_configs WHERE bucket_id = $1 AND kind = $2")
-            .bind(bucket.id)
-            .bind(kind)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(body) = body {
-            sqlx::query(
-                "INSERT INTO bucket_configs (bucket_id, kind, body, updated_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(bucket.id)
-            .bind(kind)
-            .bind(body)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
+        match body {
+            // One statement: two racing writers of one bucket's rules both succeed, the
+            // last one's rules stay.
+            Some(body) => {
+                sqlx::query(
+                    "INSERT INTO bucket_configs (bucket_id, kind, body, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (bucket_id, kind) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                )
+                .bind(bucket.id)
+                .bind(kind)
+                .bind(body)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM bucket_configs WHERE bucket_id = $1 AND kind = $2")
+                    .bind(bucket.id)
+                    .bind(kind)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         tx.commit().await?;
         Ok(())
     }
 
-    /// Buckets of this name, of any account (names are an account's own): two at most, as
-    /// enough to tell whether one account alone has it.
-    pub async fn buckets_named(&self, name: &str) -> Result<Vec<Bucket>> {
-        let rows = sqlx::query(&format!("SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1 LIMIT 2"))
-            .bind(name)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(bucket).collect()
+    /// The oldest bucket of this name, of any account (names are an account's own).
+    pub async fn oldest_bucket_named(&self, name: &str) -> Result<Option<Bucket>> {
+        let row =
+            sqlx::query(&format!("SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1 ORDER BY id LIMIT 1"))
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(bucket).transpose()
     }
 
     /// Every bucket with a configuration of this kind, and it, in bucket id order.

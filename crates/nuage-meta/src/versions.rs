@@ -5,8 +5,10 @@
 use sqlx::Row;
 
 use crate::model::{VERSION_COLUMNS, after_all_with_prefix, version};
-use crate::write::{drop_versions, for_update_of, give_back_seq, next_seq, record_change, version_on};
-use crate::{Bucket, ChangeKind, Error, Meta, Precondition, Result, Version};
+use crate::write::{
+    Job, drop_versions, for_update_of, give_back_seq, next_seq, record_change, version_on, write_on,
+};
+use crate::{Bucket, ChangeKind, Committed, Error, Meta, Precondition, Result, Version};
 
 /// Where a listing of versions starts: the versions of `key` older than `below` (newest
 /// first), then every version of the keys after `key`. `below: i64::MAX` starts at `key`'s
@@ -65,8 +67,8 @@ impl Meta {
         'pages: loop {
             let rows = sqlx::query(&format!(
                 "SELECT {VERSION_COLUMNS}, o.head_version FROM objects o \
-                 JOIN versions v ON v.object_id = o.id WHERE o.bucket_id = $1 \
-                 AND (o.key > $2 OR (o.key = $2 AND v.id < $3)) ORDER BY o.key, v.id DESC LIMIT $4"
+                 JOIN versions v ON v.object_id = o.id WHERE o.bucket_id = $1 AND o.key >= $2 \
+                 AND (o.key > $2 OR v.id < $3) ORDER BY o.key, v.id DESC LIMIT $4"
             ))
             .bind(bucket.id)
             .bind(&cursor.key)
@@ -118,14 +120,17 @@ impl Meta {
     /// its bytes from the account's usage, its row (S3's DeleteObject with a version id). If
     /// it was the key's current version, the newest one left becomes current (the key reads
     /// as deleted if that is a delete marker), and the change feed says so; a key left with
-    /// no version goes. `precondition` holds against the version removed. Returns it, and
-    /// whether the key's current version changed.
+    /// no version goes. `precondition` holds against the version removed; with
+    /// `only_noncurrent`, the current version is refused too ([`Error::PreconditionFailed`]:
+    /// a lifecycle pass removes only what is still noncurrent when it commits). Returns the
+    /// version removed, and whether the key's current version changed.
     pub async fn delete_version(
         &self,
         bucket: &Bucket,
         key: &str,
         id: i64,
         precondition: &Precondition,
+        only_noncurrent: bool,
     ) -> Result<(Version, bool)> {
         let _w = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
@@ -144,7 +149,7 @@ impl Meta {
         .ok_or(Error::ObjectNotFound)?;
         let (object_id, head): (i64, Option<i64>) = (object.try_get(0)?, object.try_get(1)?);
         let removed = version_on(&mut tx, bucket.id, key, id).await?;
-        if !precondition.holds(removed.tags().as_ref()) {
+        if !precondition.holds(removed.tags().as_ref()) || (only_noncurrent && head == Some(id)) {
             return Err(Error::PreconditionFailed);
         }
         drop_versions(&mut tx, account_id, &[id]).await?;
@@ -198,6 +203,42 @@ impl Meta {
         }
         tx.commit().await?;
         Ok((removed, head_changed))
+    }
+
+    /// Deletes `key` with a delete marker only if version `id` is still its current, live
+    /// version when the delete commits ([`Error::PreconditionFailed`] else): a lifecycle
+    /// pass expires the version it looked at, never a newer one, even of the same content.
+    pub async fn expire_version(&self, bucket: &Bucket, key: &str, id: i64) -> Result<Committed> {
+        let _w = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let backend = self.backend();
+        // The account's lock first, as every write takes it; the write below takes it again.
+        sqlx::query(&format!("SELECT id FROM accounts WHERE id = $1{}", for_update_of(backend, "accounts")))
+            .bind(bucket.account_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let head: Option<(Option<i64>, i64)> =
+            sqlx::query("SELECT head_version, live FROM objects WHERE bucket_id = $1 AND key = $2")
+                .bind(bucket.id)
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| Ok::<_, sqlx::Error>((r.try_get(0)?, r.try_get(1)?)))
+                .transpose()?;
+        if head != Some((Some(id), 1)) {
+            return Err(Error::PreconditionFailed);
+        }
+        let job = Job {
+            bucket: bucket.clone(),
+            key: key.to_owned(),
+            content: None,
+            precondition: Precondition::default(),
+            idempotency_key: None,
+            source: None,
+        };
+        let committed = write_on(&mut tx, backend, &job).await?;
+        tx.commit().await?;
+        Ok(committed)
     }
 
     /// Sets how many versions of each key `bucket` keeps (0: all): S3's versioning status

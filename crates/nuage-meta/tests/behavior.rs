@@ -775,38 +775,52 @@ async fn versions_list_by_key_newest_first_and_go_one_at_a_time() {
         // Removing an old version leaves the key as it reads; the feed has nothing new.
         let seq = m.account(a.id).await.unwrap().change_seq;
         let used = m.account(a.id).await.unwrap().used_bytes;
-        let (gone, head_changed) = m.delete_version(&bucket, "k", k1.id, &none()).await.unwrap();
+        let (gone, head_changed) = m.delete_version(&bucket, "k", k1.id, &none(), false).await.unwrap();
         assert_eq!((gone.id, head_changed), (k1.id, false));
         assert_eq!(m.account(a.id).await.unwrap().used_bytes, used - charged(&c1));
         assert_eq!(m.account(a.id).await.unwrap().change_seq, seq);
         assert!(matches!(m.version(&bucket, "k", k1.id).await, Err(Error::ObjectNotFound)));
-        assert!(matches!(m.delete_version(&bucket, "k", k1.id, &none()).await, Err(Error::ObjectNotFound)));
+        assert!(matches!(
+            m.delete_version(&bucket, "k", k1.id, &none(), false).await,
+            Err(Error::ObjectNotFound)
+        ));
         // A condition that does not hold changes nothing.
         let wrong = Precondition {
             if_match: Some(EtagCondition::OneOf(vec![EntityTag::Hash([9; 32])])),
             if_none_match: None,
         };
         assert!(matches!(
-            m.delete_version(&bucket, "k", k2.id, &wrong).await,
+            m.delete_version(&bucket, "k", k2.id, &wrong, false).await,
             Err(Error::PreconditionFailed)
         ));
         assert!(m.version(&bucket, "k", k2.id).await.is_ok());
         // Removing the delete marker brings the version under it back as current.
-        let (_, head_changed) = m.delete_version(&bucket, "k", k3.id, &none()).await.unwrap();
+        let (_, head_changed) = m.delete_version(&bucket, "k", k3.id, &none(), false).await.unwrap();
         assert!(head_changed);
         assert_eq!(m.head(&bucket, "k").await.unwrap().id, k2.id);
         let last = m.changes(a.id, seq, 10).await.unwrap();
         assert_eq!(last.len(), 1);
         assert_eq!((last[0].kind.as_str(), last[0].version_id), ("put", Some(k2.id)));
         // Removing the last version removes the key.
-        m.delete_version(&bucket, "k", k2.id, &none()).await.unwrap();
+        // Only a noncurrent one: the current version is refused.
+        assert!(matches!(
+            m.delete_version(&bucket, "k", k2.id, &none(), true).await,
+            Err(Error::PreconditionFailed)
+        ));
+        m.delete_version(&bucket, "k", k2.id, &none(), false).await.unwrap();
         assert!(matches!(m.head(&bucket, "k").await, Err(Error::ObjectNotFound)));
         assert!(m.versions(&bucket, "k").await.unwrap().is_empty());
         let listed = m.list_objects(&bucket, "", None, None, 100).await.unwrap();
         assert_eq!(listed.entries.len(), 2, "dir/x and j");
         assert_eq!(m.account(a.id).await.unwrap().used_bytes, charged(&c3) + charged(&c1));
-        // The key can be written again.
-        m.put_version(&bucket, "k", &c2, &none(), None).await.unwrap();
+        // The key can be written again; an expiry takes only the version it names, current.
+        let again = m.put_version(&bucket, "k", &c2, &none(), None).await.unwrap().version;
+        let newer = m.put_version(&bucket, "k", &c2, &none(), None).await.unwrap().version;
+        assert!(matches!(m.expire_version(&bucket, "k", again.id).await, Err(Error::PreconditionFailed)));
+        let marker = m.expire_version(&bucket, "k", newer.id).await.unwrap().version;
+        assert!(marker.tombstone);
+        assert!(matches!(m.expire_version(&bucket, "k", marker.id).await, Err(Error::PreconditionFailed)));
+        assert!(matches!(m.head(&bucket, "k").await, Err(Error::ObjectNotFound)));
 
         // Keeping one version: the next write of a key drops the others.
         m.set_keep_versions(&bucket, 1).await.unwrap();

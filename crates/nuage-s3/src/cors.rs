@@ -146,13 +146,18 @@ impl CrossOrigin {
         }
     }
 
-    /// Adds to the answer of the request itself the headers of the rule that allows it.
+    /// Adds to the answer of the request itself the headers of the rule that allows it;
+    /// `Vary: Origin` whatever the rules say, so that a cache never gives one origin's answer
+    /// to another.
     pub(crate) async fn decorate(&self, nuage: &Arc<Nuage>, headers: &mut HeaderMap) {
         if self.preflight {
             return;
         }
-        if let Some(answer) = self.allowed(nuage).await {
-            set_headers(headers, &answer, false);
+        match self.allowed(nuage).await {
+            Some(answer) => set_headers(headers, &answer, false),
+            None => {
+                headers.append(http::header::VARY, HeaderValue::from_static("Origin"));
+            }
         }
     }
 

@@ -814,6 +814,7 @@ on_every_backend! {
     fn lifecycle_rules_expire_remove_and_abort_when_due_and_only_then(e) {
         use nuage_service::lifecycle::LifecycleRule;
         const DAY: i64 = 86_400_000;
+        let never = nuage_service::background::StopSignal::never();
         let caller = nuage_service::auth::Caller { account_id: e.alice_id, token_id: 0 };
         assert_eq!(e.alice("PUT", "/v1/buckets/box", vec![]).await.status, StatusCode::CREATED);
         for (key, body) in [("logs/a", "one"), ("logs/a", "two"), ("keep/b", "kept")] {
@@ -837,11 +838,11 @@ on_every_backend! {
         assert_eq!(e.nuage.lifecycle(caller, "box").await.unwrap(), Some(vec![rule.clone()]));
         let now = nuage_meta::now_ms();
         // Not yet due: nothing changes.
-        let r = e.nuage.apply_lifecycle(now).await.unwrap();
+        let r = e.nuage.apply_lifecycle(now, &never).await.unwrap();
         assert_eq!((r.buckets, r.expired, r.noncurrent_removed, r.uploads_aborted), (1, 0, 0, 0));
         // Two days on: the current version expires under a delete marker, the version it
         // replaced goes, the upload is aborted; keys outside the prefix stay.
-        let r = e.nuage.apply_lifecycle(now + 2 * DAY).await.unwrap();
+        let r = e.nuage.apply_lifecycle(now + 2 * DAY, &never).await.unwrap();
         assert_eq!((r.expired, r.noncurrent_removed, r.uploads_aborted), (1, 1, 1));
         assert_eq!(e.alice("GET", "/v1/buckets/box/objects/logs/a", vec![]).await.status, StatusCode::NOT_FOUND);
         assert_eq!(e.alice("GET", "/v1/buckets/box/objects/keep/b", vec![]).await.body, b"kept");
@@ -850,17 +851,17 @@ on_every_backend! {
         let gone = e.nuage.multipart(e.alice_id, "box", "logs/big", &upload.id).await;
         assert_eq!(gone.unwrap_err().code, "multipart_not_found");
         // Again: the version the marker covers has been noncurrent since the marker was made.
-        let r = e.nuage.apply_lifecycle(now + 2 * DAY).await.unwrap();
+        let r = e.nuage.apply_lifecycle(now + 2 * DAY, &never).await.unwrap();
         assert_eq!((r.expired, r.noncurrent_removed, r.markers_removed), (0, 1, 0));
         // A rule that removes markers left alone takes the key with its last version.
         let markers = LifecycleRule { enabled: true, prefix: "logs/".into(), expired_delete_markers: true, ..Default::default() };
         e.nuage.set_lifecycle(caller, "box", Some(&[markers])).await.unwrap();
-        assert_eq!(e.nuage.apply_lifecycle(now).await.unwrap().markers_removed, 1);
+        assert_eq!(e.nuage.apply_lifecycle(now, &never).await.unwrap().markers_removed, 1);
         assert_eq!(e.alice("GET", "/v1/buckets/box/versions/logs/a", vec![]).await.status, StatusCode::NOT_FOUND);
         // A disabled rule does nothing; bad rules are refused and change nothing.
         let off = LifecycleRule { enabled: false, ..rule.clone() };
         e.nuage.set_lifecycle(caller, "box", Some(&[off])).await.unwrap();
-        let r = e.nuage.apply_lifecycle(now + 30 * DAY).await.unwrap();
+        let r = e.nuage.apply_lifecycle(now + 30 * DAY, &never).await.unwrap();
         assert_eq!((r.expired, r.noncurrent_removed, r.markers_removed), (0, 0, 0));
         let bad = LifecycleRule { expire_after_days: Some(0), ..rule };
         assert_eq!(e.nuage.set_lifecycle(caller, "box", Some(&[bad])).await.unwrap_err().code, "invalid_lifecycle");

@@ -72,16 +72,20 @@ impl Nuage {
     }
 
     /// Whether the caller's `bucket` keeps versions (S3's versioning status `Enabled`) or one
-    /// (`Suspended`: a write replaces, a delete removes): sets its count of kept versions to
-    /// the server's default (`[buckets] keep_versions`; every version when that is one), or
-    /// to one. Versions beyond the count go when their key is next written.
+    /// (`Suspended`: a write replaces, a delete removes): enabled, a bucket that keeps one
+    /// version keeps the server's default (`[buckets] keep_versions`; every version when that
+    /// is one), and one that keeps more stays as it is; suspended, it keeps one. Versions
+    /// beyond the count go when their key is next written.
     pub async fn set_versioning(&self, caller: Caller, bucket: &str, enabled: bool) -> ServiceResult<Bucket> {
         let b = self.meta.bucket(caller.account_id, bucket).await?;
         let default = self.config.buckets.keep_versions;
-        let keep = match (enabled, default) {
-            (false, _) => 1,
-            (true, 1) => 0,
-            (true, n) => n,
+        let keep = match (enabled, b.policy.keep_versions, default) {
+            (false, _, _) => 1,
+            // Already keeping versions: as many as it keeps (a tool that says `Enabled`
+            // again must not lower a bucket's retention).
+            (true, kept, _) if kept != 1 => return Ok(b),
+            (true, _, 1) => 0,
+            (true, _, n) => n,
         };
         self.meta.set_keep_versions(&b, keep).await?;
         Ok(self.meta.bucket(caller.account_id, bucket).await?)

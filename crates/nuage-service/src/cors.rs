@@ -5,8 +5,8 @@
 //!
 //! A browser's preflight (`OPTIONS`) carries no signature, and bucket names are an
 //! account's own: the front finds the bucket by the access key the request names (a
-//! presigned URL's `X-Amz-Credential`), else by a name only one account uses
-//! ([`Nuage::cors_rules_for`]). The CORS headers only let a browser read an answer; the
+//! presigned URL's `X-Amz-Credential`, or a signed request's `Authorization`), else as the
+//! oldest bucket of that name ([`Nuage::cors_rules_for`]). The CORS headers only let a browser read an answer; the
 //! request itself is checked as any other.
 
 use serde::{Deserialize, Serialize};
@@ -155,9 +155,10 @@ impl Nuage {
     }
 
     /// The CORS rules of bucket `name` as a request that may carry no signature finds it:
-    /// of the account of `access_key` (an active key), or, with none, of the one account
-    /// that has a bucket of this name. None when there is no such bucket, several, or no
-    /// rules.
+    /// of the account of `access_key` (an active key), or, with none, the oldest bucket of
+    /// this name (so that an account making a bucket of a name already taken elsewhere
+    /// cannot change what browsers are told of the first). None when there is no such
+    /// bucket or it has no rules.
     pub async fn cors_rules_for(
         &self,
         access_key: Option<&str>,
@@ -174,13 +175,10 @@ impl Nuage {
                     Err(e) => return Err(e.into()),
                 }
             }
-            None => {
-                let mut named = self.meta.buckets_named(name).await?;
-                if named.len() != 1 {
-                    return Ok(None);
-                }
-                named.remove(0)
-            }
+            None => match self.meta.oldest_bucket_named(name).await? {
+                Some(b) => b,
+                None => return Ok(None),
+            },
         };
         self.rules_of(bucket.id).await
     }

@@ -4,19 +4,19 @@
 //! that have been noncurrent long enough go, and multipart uploads left unfinished are
 //! aborted. Kept as a whole document (`bucket_configs`, kind `lifecycle`).
 //!
-//! Every action is the object service's own (a delete under `If-Match` of the version it
-//! expires, the removal of one version, an abort), so a write racing the pass wins: the pass
-//! never deletes what it did not look at. Two servers running a pass at once do each action
+//! Every action is the metadata store's own, under a condition checked where it commits (an
+//! expiry only of the version the pass looked at, while it is still current; a removal only
+//! of a version still noncurrent; an abort), so a write racing the pass wins: the pass never
+//! deletes what it did not look at. Two servers running a pass at once do each action
 //! once (the second finds it done).
 
 use std::sync::Arc;
 
-use nuage_meta::{
-    Bucket, EntityTag, Error as MetaError, EtagCondition, Precondition, VersionCursor, VersionEntry,
-};
+use nuage_meta::{Bucket, Error as MetaError, Precondition, VersionCursor, VersionEntry};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
+use crate::background::StopSignal;
 use crate::error::{ServiceError, ServiceResult};
 use crate::state::Nuage;
 
@@ -81,6 +81,8 @@ pub struct LifecycleReport {
     pub noncurrent_removed: u64,
     /// Multipart uploads aborted.
     pub uploads_aborted: u64,
+    /// Buckets whose pass failed (logged; the pass went on with the others).
+    pub failed: u64,
 }
 
 fn invalid(message: impl Into<String>) -> ServiceError {
@@ -130,13 +132,11 @@ pub fn check(rules: &[LifecycleRule]) -> ServiceResult<()> {
     Ok(())
 }
 
-/// `If-Match` of exactly this version's content, so that a pass never expires a newer one.
-fn exactly(version: &nuage_meta::Version) -> Option<Precondition> {
-    let hash = version.etag?;
-    Some(Precondition {
-        if_match: Some(EtagCondition::OneOf(vec![EntityTag::Hash(hash)])),
-        if_none_match: None,
-    })
+/// When something made at `made` is `days` old as S3 counts: at the midnight UTC after
+/// `made` plus the days.
+fn due(made: i64, days: u32) -> i64 {
+    let at = made.saturating_add(i64::from(days) * DAY_MS);
+    at.saturating_add(DAY_MS - 1).div_euclid(DAY_MS).saturating_mul(DAY_MS)
 }
 
 /// Whether an outcome of a pass's action is a race it lost (the key changed, or another pass
@@ -174,26 +174,35 @@ impl Nuage {
         Ok(self.meta.set_bucket_config(&b, KIND, body.as_deref()).await?)
     }
 
-    /// Applies every bucket's lifecycle rules as of `now` (Unix ms): one whole pass.
-    pub async fn apply_lifecycle(self: &Arc<Self>, now: i64) -> ServiceResult<LifecycleReport> {
+    /// Applies every bucket's lifecycle rules as of `now` (Unix ms): one whole pass, which
+    /// ends early, between two buckets, when `stop` is set. A bucket whose pass fails is
+    /// logged and counted, and the others go on.
+    pub async fn apply_lifecycle(
+        self: &Arc<Self>,
+        now: i64,
+        stop: &StopSignal,
+    ) -> ServiceResult<LifecycleReport> {
         let mut report = LifecycleReport::default();
         for (bucket, body) in self.meta.buckets_configured(KIND).await? {
+            if stop.is_set() {
+                break;
+            }
             report.buckets += 1;
-            let rules = match parse(&body) {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!("lifecycle of bucket {}: {e}", bucket.id);
-                    continue;
+            let done = async {
+                for rule in parse(&body)?.iter().filter(|r| r.enabled) {
+                    if rule.acts_on_versions() {
+                        self.apply_to_versions(&bucket, rule, now, &mut report).await?;
+                    }
+                    if let Some(days) = rule.abort_multipart_after_days {
+                        self.abort_old_uploads(&bucket, rule, now, days, &mut report).await?;
+                    }
                 }
-            };
-            for rule in rules.iter().filter(|r| r.enabled) {
-                if rule.acts_on_versions() {
-                    self.apply_to_versions(&bucket, rule, now, &mut report).await?;
-                }
-                if let Some(days) = rule.abort_multipart_after_days {
-                    self.abort_old_uploads(&bucket, rule, now - i64::from(days) * DAY_MS, &mut report)
-                        .await?;
-                }
+                Ok::<_, ServiceError>(())
+            }
+            .await;
+            if let Err(e) = done {
+                report.failed += 1;
+                tracing::warn!("lifecycle of bucket {} (account {}): {e}", bucket.name, bucket.account_id);
             }
         }
         Ok(report)
@@ -206,12 +215,13 @@ impl Nuage {
         now: i64,
         report: &mut LifecycleReport,
     ) -> ServiceResult<()> {
-        let expire_before = match (rule.expire_after_days, rule.expire_on) {
-            (Some(days), _) => Some(now - i64::from(days) * DAY_MS),
-            (None, Some(on)) if now >= on => Some(i64::MAX),
-            _ => None,
+        // Whether a version made at `made` has expired: S3 counts whole days, to the
+        // midnight UTC after `made` + days.
+        let expired = |made: i64| match (rule.expire_after_days, rule.expire_on) {
+            (Some(days), _) => now >= due(made, days),
+            (None, Some(on)) => now >= on,
+            _ => false,
         };
-        let noncurrent_before = rule.noncurrent_after_days.map(|d| now - i64::from(d) * DAY_MS);
         let keep = rule.keep_noncurrent.unwrap_or(0);
         let prefix = nuage_core::key::normalize_prefix(&rule.prefix);
         let mut cursor: Option<VersionCursor> = None;
@@ -224,7 +234,7 @@ impl Nuage {
                 let VersionEntry::Version { version: v, latest } = entry else { continue };
                 if *latest {
                     walking = Some((v.key.clone(), v.created_at, 0));
-                    self.apply_to_current(bucket, rule, v, expire_before, report).await?;
+                    self.apply_to_current(bucket, rule, v, expired(v.created_at), report).await?;
                     continue;
                 }
                 // A noncurrent version: noncurrent since its newer version was made. With
@@ -240,8 +250,10 @@ impl Nuage {
                     }
                 };
                 let Some((since, seen)) = since else { continue };
-                if seen > keep && noncurrent_before.is_some_and(|before| since < before) {
-                    match self.meta.delete_version(bucket, &v.key, v.id, &Precondition::default()).await {
+                if seen > keep && rule.noncurrent_after_days.is_some_and(|days| now >= due(since, days)) {
+                    // Only if still noncurrent when it commits: the head may have gone since.
+                    match self.meta.delete_version(bucket, &v.key, v.id, &Precondition::default(), true).await
+                    {
                         Ok(_) => report.noncurrent_removed += 1,
                         Err(e) if lost_race(&e) => {}
                         Err(e) => return Err(e.into()),
@@ -263,22 +275,22 @@ impl Nuage {
         bucket: &Bucket,
         rule: &LifecycleRule,
         v: &nuage_meta::Version,
-        expire_before: Option<i64>,
+        expired: bool,
         report: &mut LifecycleReport,
     ) -> ServiceResult<()> {
         let outcome = if v.tombstone {
             if !rule.expired_delete_markers || self.meta.versions(bucket, &v.key).await?.len() != 1 {
                 return Ok(());
             }
-            self.meta.delete_version(bucket, &v.key, v.id, &Precondition::default()).await.map(|_| {
+            self.meta.delete_version(bucket, &v.key, v.id, &Precondition::default(), false).await.map(|_| {
                 report.markers_removed += 1;
             })
         } else {
-            let Some(only_this) = exactly(v).filter(|_| expire_before.is_some_and(|b| v.created_at < b))
-            else {
+            if !expired {
                 return Ok(());
-            };
-            self.meta.delete_object(bucket, &v.key, &only_this, None).await.map(|_| {
+            }
+            // Only this version, if still current when the delete commits.
+            self.meta.expire_version(bucket, &v.key, v.id).await.map(|_| {
                 report.expired += 1;
             })
         };
@@ -292,7 +304,8 @@ impl Nuage {
         self: &Arc<Self>,
         bucket: &Bucket,
         rule: &LifecycleRule,
-        started_before: i64,
+        now: i64,
+        days: u32,
         report: &mut LifecycleReport,
     ) -> ServiceResult<()> {
         let prefix = nuage_core::key::normalize_prefix(&rule.prefix);
@@ -304,7 +317,7 @@ impl Nuage {
                 .await?;
             let Some(last) = uploads.last() else { return Ok(()) };
             after = Some((last.key.clone(), last.id.clone()));
-            for u in uploads.iter().filter(|u| u.created_at < started_before) {
+            for u in uploads.iter().filter(|u| now >= due(u.created_at, days)) {
                 match self.abort_multipart(bucket.account_id, &bucket.name, &u.key, &u.id).await {
                     Ok(()) => report.uploads_aborted += 1,
                     Err(e) if e.code == "multipart_not_found" => {}
@@ -322,6 +335,13 @@ fn parse(body: &str) -> ServiceResult<Vec<LifecycleRule>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_end_at_the_midnight_after() {
+        let noon = 20_000 * DAY_MS + DAY_MS / 2;
+        assert_eq!(due(noon, 1), 20_002 * DAY_MS);
+        assert_eq!(due(20_000 * DAY_MS, 1), 20_001 * DAY_MS, "a midnight is its own");
+    }
 
     #[test]
     fn rules_are_checked_as_s3_checks_them() {

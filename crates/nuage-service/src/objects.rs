@@ -321,7 +321,7 @@ impl Nuage {
     ) -> ServiceResult<(Version, bool)> {
         let bucket = self.meta.bucket(account_id, bucket).await?;
         let key = stored_key(&self.meta, &bucket, key).await?;
-        Ok(self.meta.delete_version(&bucket, &key, version, precondition).await?)
+        Ok(self.meta.delete_version(&bucket, &key, version, precondition, false).await?)
     }
 
     /// Makes `version` of `key` (an old one, or the last before a delete) the key's current

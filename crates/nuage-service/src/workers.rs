@@ -1326,8 +1326,11 @@ impl Worker for Lifecycle {
         "lifecycle"
     }
 
-    async fn work(&mut self, _: &StopSignal) -> ServiceResult<BgState> {
-        let r = self.nuage.apply_lifecycle(now_ms()).await?;
+    async fn work(&mut self, stop: &StopSignal) -> ServiceResult<BgState> {
+        let r = self.nuage.apply_lifecycle(now_ms(), stop).await?;
+        if r.failed > 0 {
+            tracing::warn!("lifecycle: the rules of {} buckets failed (logged above)", r.failed);
+        }
         if r.expired + r.markers_removed + r.noncurrent_removed + r.uploads_aborted > 0 {
             tracing::info!(
                 "lifecycle: {} buckets: {} expired, {} delete markers and {} noncurrent versions removed, \
