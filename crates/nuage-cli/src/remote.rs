@@ -155,13 +155,14 @@ pub async fn access_key(cli: &Globals, cmd: &AccessKeyCmd) -> Result<()> {
                 println!("{}", serde_json::to_string(&keys)?);
             } else {
                 for k in &keys {
-                    let scope =
-                        k.bucket.as_deref().map_or("every bucket".to_owned(), |b| format!("bucket {b}"));
-                    let access = if k.read_only { "read-only" } else { "read-write" };
-                    let state = k
-                        .revoked_at
-                        .map_or("active".to_owned(), |at| format!("revoked {}", crate::session::utc(at)));
-                    println!("{}\t{}\t{scope}, {access}\t{state}", k.id, k.name);
+                    let line = crate::session::access_key_line(
+                        &k.id,
+                        &k.name,
+                        k.bucket.as_deref(),
+                        k.read_only,
+                        k.revoked_at,
+                    );
+                    println!("{line}");
                 }
             }
         }

@@ -646,13 +646,14 @@ async fn access_key(cli: &Globals, config: &ServiceConfig, meta: &Meta, cmd: &Ke
                 println!("{}", serde_json::Value::from(keys.iter().map(shown).collect::<Vec<_>>()));
             } else {
                 for k in &keys {
-                    let scope =
-                        k.bucket.as_deref().map_or("every bucket".to_owned(), |b| format!("bucket {b}"));
-                    let access = if k.read_only { "read-only" } else { "read-write" };
-                    let state = k
-                        .revoked_at
-                        .map_or("active".to_owned(), |at| format!("revoked {}", crate::session::utc(at)));
-                    println!("{}\t{}\t{scope}, {access}\t{state}", k.id, k.name);
+                    let line = crate::session::access_key_line(
+                        &k.id,
+                        &k.name,
+                        k.bucket.as_deref(),
+                        k.read_only,
+                        k.revoked_at,
+                    );
+                    println!("{line}");
                 }
             }
         }

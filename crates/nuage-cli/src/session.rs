@@ -145,6 +145,21 @@ pub(crate) fn utc(ms: i64) -> String {
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// One line of an access-key listing (`nuage access-key ls`, `nuage admin key ls`): id,
+/// name, scope and access, state.
+pub(crate) fn access_key_line(
+    id: &str,
+    name: &str,
+    bucket: Option<&str>,
+    read_only: bool,
+    revoked_at: Option<i64>,
+) -> String {
+    let scope = bucket.map_or("every bucket".to_owned(), |b| format!("bucket {b}"));
+    let access = if read_only { "read-only" } else { "read-write" };
+    let state = revoked_at.map_or("active".to_owned(), |at| format!("revoked {}", utc(at)));
+    format!("{id}\t{name}\t{scope}, {access}\t{state}")
+}
+
 /// Bytes in the one unit system of the CLI (IEC: KiB, MiB, GiB, as the progress bars and
 /// the configuration sizes), e.g. `340 B`, `1.5 MiB`.
 pub(crate) fn size(bytes: u64) -> String {

@@ -498,7 +498,8 @@ mod tests {
 
         // A body read whole keeps the connection for the next request.
         let mut s = TcpStream::connect(addr).await.unwrap();
-        let answer = exchange(&mut s, "PUT /read HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello").await;
+        let answer =
+            exchange(&mut s, "PUT /read HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello").await;
         assert!(answer.starts_with("http/1.1 200") && answer.ends_with("hello"), "{answer}");
         assert!(!answer.contains("connection: close"), "{answer}");
         let again = exchange(&mut s, "PUT /read HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nok").await;

@@ -91,6 +91,35 @@ impl Nuage {
         Ok(self.meta.bucket(caller.account_id, bucket).await?)
     }
 
+    /// A configuration of the caller's `bucket` kept as a whole document (`kind`: its CORS
+    /// rules, its lifecycle rules), none when it has none.
+    pub(crate) async fn bucket_document<T: serde::de::DeserializeOwned>(
+        &self,
+        bucket_id: i64,
+        kind: &str,
+    ) -> ServiceResult<Option<T>> {
+        match self.meta.bucket_config(bucket_id, kind).await? {
+            None => Ok(None),
+            Some(body) => Ok(Some(parse_document(&body, kind)?)),
+        }
+    }
+
+    /// Sets (with none, removes) a configuration of the caller's `bucket` kept as a whole
+    /// document; the caller has checked it.
+    pub(crate) async fn set_bucket_document<T: serde::Serialize + ?Sized>(
+        &self,
+        caller: Caller,
+        bucket: &str,
+        kind: &str,
+        value: Option<&T>,
+    ) -> ServiceResult<()> {
+        let b = self.meta.bucket(caller.account_id, bucket).await?;
+        let body = value
+            .map(|v| serde_json::to_string(v).map_err(|e| ServiceError::internal(kind, e)))
+            .transpose()?;
+        Ok(self.meta.set_bucket_config(&b, kind, body.as_deref()).await?)
+    }
+
     /// One of the caller's buckets (`bucket_not_found`).
     pub async fn bucket(&self, caller: Caller, name: &str) -> ServiceResult<Bucket> {
         Ok(self.meta.bucket(caller.account_id, name).await?)
@@ -139,4 +168,9 @@ impl Nuage {
             providers: self.store.providers().iter().map(|p| (p.name().to_owned(), !p.is_down())).collect(),
         }
     }
+}
+
+/// A stored bucket document of `kind` read back.
+pub(crate) fn parse_document<T: serde::de::DeserializeOwned>(body: &str, kind: &str) -> ServiceResult<T> {
+    serde_json::from_str(body).map_err(|e| ServiceError::internal(&format!("the stored {kind} rules"), e))
 }

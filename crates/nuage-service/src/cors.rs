@@ -132,7 +132,7 @@ impl Nuage {
     /// The CORS rules of the caller's `bucket` (none: it has none).
     pub async fn cors(&self, caller: Caller, bucket: &str) -> ServiceResult<Option<Vec<CorsRule>>> {
         let b = self.meta.bucket(caller.account_id, bucket).await?;
-        self.rules_of(b.id).await
+        self.bucket_document(b.id, KIND).await
     }
 
     /// Sets the CORS rules of the caller's `bucket` (checked: `invalid_cors`), or with none
@@ -143,15 +143,10 @@ impl Nuage {
         bucket: &str,
         rules: Option<&[CorsRule]>,
     ) -> ServiceResult<()> {
-        let b = self.meta.bucket(caller.account_id, bucket).await?;
-        let body = match rules {
-            Some(rules) => {
-                check(rules)?;
-                Some(serde_json::to_string(rules).map_err(|e| ServiceError::internal("CORS rules", e))?)
-            }
-            None => None,
-        };
-        Ok(self.meta.set_bucket_config(&b, KIND, body.as_deref()).await?)
+        if let Some(rules) = rules {
+            check(rules)?;
+        }
+        self.set_bucket_document(caller, bucket, KIND, rules).await
     }
 
     /// The CORS rules of bucket `name` as a request that may carry no signature finds it:
@@ -180,16 +175,7 @@ impl Nuage {
                 None => return Ok(None),
             },
         };
-        self.rules_of(bucket.id).await
-    }
-
-    async fn rules_of(&self, bucket_id: i64) -> ServiceResult<Option<Vec<CorsRule>>> {
-        match self.meta.bucket_config(bucket_id, KIND).await? {
-            None => Ok(None),
-            Some(body) => serde_json::from_str(&body)
-                .map(Some)
-                .map_err(|e| ServiceError::internal("the stored CORS rules", e)),
-        }
+        self.bucket_document(bucket.id, KIND).await
     }
 }
 

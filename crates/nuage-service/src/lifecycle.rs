@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::Caller;
 use crate::background::StopSignal;
+use crate::buckets::parse_document;
 use crate::error::{ServiceError, ServiceResult};
 use crate::state::Nuage;
 
@@ -149,10 +150,7 @@ impl Nuage {
     /// The lifecycle rules of the caller's `bucket` (none: it has none).
     pub async fn lifecycle(&self, caller: Caller, bucket: &str) -> ServiceResult<Option<Vec<LifecycleRule>>> {
         let b = self.meta.bucket(caller.account_id, bucket).await?;
-        match self.meta.bucket_config(b.id, KIND).await? {
-            None => Ok(None),
-            Some(body) => Ok(Some(parse(&body)?)),
-        }
+        self.bucket_document(b.id, KIND).await
     }
 
     /// Sets the lifecycle rules of the caller's `bucket` (checked: `invalid_lifecycle`), or
@@ -163,15 +161,10 @@ impl Nuage {
         bucket: &str,
         rules: Option<&[LifecycleRule]>,
     ) -> ServiceResult<()> {
-        let b = self.meta.bucket(caller.account_id, bucket).await?;
-        let body = match rules {
-            Some(rules) => {
-                check(rules)?;
-                Some(serde_json::to_string(rules).map_err(|e| ServiceError::internal("lifecycle rules", e))?)
-            }
-            None => None,
-        };
-        Ok(self.meta.set_bucket_config(&b, KIND, body.as_deref()).await?)
+        if let Some(rules) = rules {
+            check(rules)?;
+        }
+        self.set_bucket_document(caller, bucket, KIND, rules).await
     }
 
     /// Applies every bucket's lifecycle rules as of `now` (Unix ms): one whole pass, which
@@ -189,7 +182,7 @@ impl Nuage {
             }
             report.buckets += 1;
             let done = async {
-                for rule in parse(&body)?.iter().filter(|r| r.enabled) {
+                for rule in parse_document::<Vec<LifecycleRule>>(&body, KIND)?.iter().filter(|r| r.enabled) {
                     if rule.acts_on_versions() {
                         self.apply_to_versions(&bucket, rule, now, &mut report).await?;
                     }
@@ -326,10 +319,6 @@ impl Nuage {
             }
         }
     }
-}
-
-fn parse(body: &str) -> ServiceResult<Vec<LifecycleRule>> {
-    serde_json::from_str(body).map_err(|e| ServiceError::internal("the stored lifecycle rules", e))
 }
 
 #[cfg(test)]
