@@ -132,16 +132,12 @@ impl CrossOrigin {
                 response
             }
             None => {
-                let e = S3Error::with_message(
+                let mut e = S3Error::with_message(
                     S3ErrorCode::Custom("AccessForbidden".into()),
                     "CORSResponse: this CORS request is not allowed",
                 );
-                let mut e = e;
                 e.set_status_code(StatusCode::FORBIDDEN);
-                match e.to_http_response() {
-                    Ok(answer) => answer.map(axum::body::Body::new).into_response(),
-                    Err(_) => StatusCode::FORBIDDEN.into_response(),
-                }
+                crate::refusal(e)
             }
         }
     }
