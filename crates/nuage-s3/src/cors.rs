@@ -137,7 +137,7 @@ impl CrossOrigin {
                     "CORSResponse: this CORS request is not allowed",
                 );
                 e.set_status_code(StatusCode::FORBIDDEN);
-                crate::refusal(e)
+                crate::errors::refusal(e)
             }
         }
     }

@@ -128,3 +128,13 @@ fn body_error(source: &(dyn std::error::Error + 'static)) -> S3Error {
         "the body ended early or could not be read; nothing was stored",
     )
 }
+
+/// An S3 error answered outside s3s (before it reads the request), as s3s would write it.
+pub(crate) fn refusal(error: s3s::S3Error) -> axum::response::Response {
+    let status = error.status_code().unwrap_or(http::StatusCode::FORBIDDEN);
+    use axum::response::IntoResponse;
+    match error.to_http_response() {
+        Ok(answer) => answer.map(axum::body::Body::new).into_response(),
+        Err(_) => status.into_response(),
+    }
+}

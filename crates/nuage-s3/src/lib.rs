@@ -176,16 +176,7 @@ fn refused_early(request: &axum::extract::Request) -> Option<axum::response::Res
     } else {
         return None;
     };
-    Some(refusal(error))
-}
-
-/// An S3 error answered outside s3s (before it reads the request), as s3s would write it.
-pub(crate) fn refusal(error: s3s::S3Error) -> axum::response::Response {
-    let status = error.status_code().unwrap_or(http::StatusCode::FORBIDDEN);
-    match error.to_http_response() {
-        Ok(answer) => answer.map(axum::body::Body::new).into_response(),
-        Err(_) => status.into_response(),
-    }
+    Some(errors::refusal(error))
 }
 
 #[cfg(test)]
