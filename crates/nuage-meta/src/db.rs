@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::sql::{Backend, now_ms};
+use crate::exec::Writer;
 use crate::write::Pending;
 use crate::{Error, Result};
 
@@ -73,6 +74,9 @@ pub struct Meta {
     /// Version writes waiting to be committed together (SQLite's group commit; see
     /// `write::commit_batch`).
     pub(crate) pending: Arc<std::sync::Mutex<Vec<Pending>>>,
+    /// SQLite's group commit runs on a connection of its own, on its own thread (see
+    /// `exec`); none for an in-memory database, whose batches go through the pool.
+    pub(crate) writer: Option<Writer>,
 }
 
 impl Meta {
@@ -112,13 +116,20 @@ impl Meta {
             }
             Backend::Postgres => AnyPoolOptions::new().max_connections(16).connect(url).await?,
         };
-        let meta = Meta {
+        let mut meta = Meta {
             pool,
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             pending: Arc::default(),
+            writer: None,
         };
         meta.migrate().await?;
+        // After the migration: the writer's connection then finds the file in WAL mode.
+        if backend == Backend::Sqlite
+            && let Some(path) = crate::exec::sqlite_file(url)
+        {
+            meta.writer = Some(Writer::open(path)?);
+        }
         Ok(meta)
     }
 

@@ -90,23 +90,42 @@ pub enum Error {
 /// callers of nuage-meta neither name nor match the driver's errors ([`Error::is_temporary`]
 /// says what they need to know).
 #[derive(Debug)]
-pub struct DbError(sqlx::Error);
+pub struct DbError(Driver);
+
+/// Which driver reported it: sqlx, or the group commit's own SQLite connection.
+#[derive(Debug)]
+enum Driver {
+    Sqlx(sqlx::Error),
+    Lite(rusqlite::Error),
+}
+
+impl DbError {
+    pub(crate) fn lite(e: rusqlite::Error) -> DbError {
+        DbError(Driver::Lite(e))
+    }
+}
 
 impl std::fmt::Display for DbError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        match &self.0 {
+            Driver::Sqlx(e) => e.fmt(f),
+            Driver::Lite(e) => e.fmt(f),
+        }
     }
 }
 
 impl std::error::Error for DbError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
+        match &self.0 {
+            Driver::Sqlx(e) => e.source(),
+            Driver::Lite(e) => e.source(),
+        }
     }
 }
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Error {
-        Error::Database(DbError(e))
+        Error::Database(DbError(Driver::Sqlx(e)))
     }
 }
 
@@ -114,14 +133,16 @@ impl Error {
     /// Whether retrying the same call later may succeed (a lost connection, a busy
     /// database, a serialization conflict between transactions).
     pub fn is_temporary(&self) -> bool {
-        match self {
-            Error::Database(DbError(sqlx::Error::Database(e))) => {
+        let Error::Database(DbError(driver)) = self else { return false };
+        match driver {
+            Driver::Sqlx(sqlx::Error::Database(e)) => {
                 // SQLITE_BUSY / SQLITE_LOCKED, PostgreSQL serialization failure and deadlock.
                 matches!(e.code().as_deref(), Some("5" | "6" | "40001" | "40P01"))
             }
-            Error::Database(DbError(
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed,
-            )) => true,
+            Driver::Sqlx(sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) => true,
+            Driver::Lite(rusqlite::Error::SqliteFailure(e, _)) => {
+                matches!(e.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            }
             _ => false,
         }
     }

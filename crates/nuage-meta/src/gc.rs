@@ -19,11 +19,12 @@
 
 use std::collections::HashMap;
 
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 use crate::sql::{
     Backend, PER_STATEMENT, address, deleting_on, gc_lock, marks, now_ms, release_on, select_in,
 };
+use crate::exec::{Arg, Db, Lite, args, ready};
 use crate::workers::ChunkPlacements;
 use crate::{Meta, PlacementState, Result};
 
@@ -60,55 +61,48 @@ impl Meta {
             return Ok(Vec::new());
         }
         let _w = self.write_guard().await;
-        let sqlite = self.backend() == Backend::Sqlite;
-        let mut conn = self.pool.acquire().await?;
         // A lease need not survive a power cut: on SQLite its holder is in the same
         // machine and dies with it, and a later commit's fsync covers the lease's WAL frames
         // anyway. So this transaction does not wait for its own fsync (the upload path's
         // only extra write).
+        if let Some(writer) = &self.writer {
+            let (holder, addresses) = (holder.to_owned(), addresses.to_vec());
+            return writer
+                .run(move |conn| -> Result<Vec<[u8; 32]>> {
+                    // (The group commit sets FULL again before each of its transactions.)
+                    conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+                    let leased = (|| {
+                        conn.execute_batch("BEGIN IMMEDIATE")?;
+                        let leased =
+                            ready(lease_in(&mut Lite(conn), Backend::Sqlite, &holder, &addresses, expires_at, hold))?;
+                        conn.execute_batch("COMMIT")?;
+                        Ok(leased)
+                    })();
+                    if !conn.is_autocommit() {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
+                    let _ = conn.execute_batch("PRAGMA synchronous = FULL");
+                    leased
+                })
+                .await?;
+        }
+        let sqlite = self.backend() == Backend::Sqlite;
+        let mut conn = self.pool.acquire().await?;
         if sqlite {
             sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
         }
-        let result = self.lease_on(&mut conn, holder, addresses, expires_at, hold).await;
+        let result = async {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            let deleting = lease_in(&mut *tx, self.backend(), holder, addresses, expires_at, hold).await?;
+            tx.commit().await?;
+            Ok(deleting)
+        }
+        .await;
         if sqlite && sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await.is_err() {
             // Never hand a connection that would not fsync its commits back to the pool.
             drop(conn.detach());
         }
         result
-    }
-
-    async fn lease_on(
-        &self,
-        conn: &mut AnyConnection,
-        holder: &str,
-        addresses: &[[u8; 32]],
-        expires_at: i64,
-        hold: Option<(i64, u64)>,
-    ) -> Result<Vec<[u8; 32]>> {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-        // The account's row before the collector's lock, in the order commits take them.
-        if let Some((account_id, bytes)) = hold {
-            crate::write::hold_on(&mut tx, self.backend(), account_id, holder, bytes, expires_at).await?;
-        }
-        gc_lock(&mut tx, self.backend(), false).await?;
-        // The write first: on SQLite it takes the write lock, so the read below sees every
-        // deletion committed before it.
-        for batch in addresses.chunks(PER_STATEMENT / 2) {
-            let rows: Vec<String> = (0..batch.len()).map(|i| format!("(${}, $1, $2, $3)", i + 4)).collect();
-            let sql = format!(
-                "INSERT INTO chunk_leases (address, holder, expires_at, leased_at) VALUES {} \
-                 ON CONFLICT (address, holder) DO UPDATE SET expires_at = excluded.expires_at",
-                rows.join(", ")
-            );
-            let mut q = sqlx::query(&sql).bind(holder).bind(expires_at).bind(now_ms());
-            for a in batch {
-                q = q.bind(a.to_vec());
-            }
-            q.execute(&mut *tx).await?;
-        }
-        let deleting = deleting_on(&mut tx, addresses).await?;
-        tx.commit().await?;
-        Ok(deleting)
     }
 
     /// Of `addresses`, those being deleted now.
@@ -419,4 +413,35 @@ impl Meta {
         .await?;
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
+}
+
+/// Inside a transaction: the leases of [`Meta::lease_chunks`] (and the quota hold), and the
+/// addresses among them being deleted.
+async fn lease_in(
+    conn: &mut impl Db,
+    backend: Backend,
+    holder: &str,
+    addresses: &[[u8; 32]],
+    expires_at: i64,
+    hold: Option<(i64, u64)>,
+) -> Result<Vec<[u8; 32]>> {
+    // The account's row before the collector's lock, in the order commits take them.
+    if let Some((account_id, bytes)) = hold {
+        crate::write::hold_on(conn, backend, account_id, holder, bytes, expires_at).await?;
+    }
+    gc_lock(conn, backend, false).await?;
+    // The write first: on SQLite it takes the write lock, so the read below sees every
+    // deletion committed before it.
+    for batch in addresses.chunks(PER_STATEMENT / 2) {
+        let rows: Vec<String> = (0..batch.len()).map(|i| format!("(${}, $1, $2, $3)", i + 4)).collect();
+        let sql = format!(
+            "INSERT INTO chunk_leases (address, holder, expires_at, leased_at) VALUES {} \
+             ON CONFLICT (address, holder) DO UPDATE SET expires_at = excluded.expires_at",
+            rows.join(", ")
+        );
+        let mut values = args![holder, expires_at, now_ms()];
+        values.extend(batch.iter().map(|a| Arg::from(a.to_vec())));
+        conn.execute(&sql, values).await?;
+    }
+    deleting_on(conn, addresses).await
 }

@@ -12,6 +12,7 @@ mod claims;
 mod configs;
 mod db;
 mod error;
+mod exec;
 mod gc;
 mod model;
 mod multipart;

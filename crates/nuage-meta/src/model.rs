@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::exec::Cols;
 use crate::{ChangeKind, Error, PlacementState, Result};
 
 /// How a bucket stores its objects.
@@ -329,20 +330,20 @@ pub(crate) fn bucket(row: &AnyRow) -> Result<Bucket> {
     })
 }
 
-pub(crate) fn version(row: &AnyRow) -> Result<Version> {
-    let etag: Option<Vec<u8>> = row.try_get(4)?;
+pub(crate) fn version(row: &impl Cols) -> Result<Version> {
+    let etag: Option<Vec<u8>> = row.get(4)?;
     Ok(Version {
-        id: row.try_get(0)?,
-        key: row.try_get(1)?,
-        tombstone: row.try_get::<i64, _>(2)? != 0,
-        size: row.try_get::<i64, _>(3)? as u64,
+        id: row.get(0)?,
+        key: row.get(1)?,
+        tombstone: row.get::<i64>(2)? != 0,
+        size: row.get::<i64>(3)? as u64,
         etag: etag
             .map(|e| e.try_into().map_err(|_| Error::Corrupt("etag is not 32 bytes".into())))
             .transpose()?,
-        content_type: row.try_get(5)?,
-        md5: md5_tag(row.try_get(7)?, row.try_get(8)?)?,
-        attrs: row.try_get(9)?,
-        created_at: row.try_get(6)?,
+        content_type: row.get(5)?,
+        md5: md5_tag(row.get(7)?, row.get(8)?)?,
+        attrs: row.get(9)?,
+        created_at: row.get(6)?,
     })
 }
 

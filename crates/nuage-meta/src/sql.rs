@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::{AnyConnection, Row};
+use crate::exec::{Arg, Cols, Db, args};
 
 use crate::{Error, Result};
 
@@ -32,12 +32,9 @@ pub(crate) fn array32(v: Vec<u8>, what: &str) -> Result<[u8; 32]> {
 }
 
 /// Locks the row of session `id` (PostgreSQL; SQLite's writers are serialized), if it is one.
-pub(crate) async fn lock_session(conn: &mut sqlx::AnyConnection, backend: Backend, id: &str) -> Result<()> {
+pub(crate) async fn lock_session(conn: &mut impl Db, backend: Backend, id: &str) -> Result<()> {
     if backend == Backend::Postgres {
-        sqlx::query("SELECT id FROM upload_sessions WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+        conn.execute("SELECT id FROM upload_sessions WHERE id = $1 FOR UPDATE", args![id]).await?;
     }
     Ok(())
 }
@@ -59,7 +56,7 @@ pub(crate) fn marks(first: usize, n: usize) -> String {
 /// Of `addresses`, those `sql` (with `{in}` for the list, and `$1` bound to `first` when
 /// given) selects.
 pub(crate) async fn select_in(
-    conn: &mut AnyConnection,
+    conn: &mut impl Db,
     sql: &str,
     first: Option<&str>,
     addresses: &[[u8; 32]],
@@ -68,15 +65,13 @@ pub(crate) async fn select_in(
     let offset = usize::from(first.is_some()) + 1;
     for batch in addresses.chunks(PER_STATEMENT) {
         let text = sql.replace("{in}", &marks(offset, batch.len()));
-        let mut q = sqlx::query(&text);
+        let mut values = Vec::with_capacity(batch.len() + 1);
         if let Some(v) = first {
-            q = q.bind(v.to_owned());
+            values.push(Arg::from(v));
         }
-        for a in batch {
-            q = q.bind(a.to_vec());
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            found.insert(address(row.try_get(0)?)?);
+        values.extend(batch.iter().map(|a| Arg::from(a.to_vec())));
+        for row in conn.fetch_all(&text, values).await? {
+            found.insert(address(row.get(0)?)?);
         }
     }
     Ok(found)
@@ -84,19 +79,16 @@ pub(crate) async fn select_in(
 
 /// Takes the collector's lock: shared for writers, exclusive for the collector. A no-op on
 /// SQLite, whose writers are serialized.
-pub(crate) async fn gc_lock(conn: &mut AnyConnection, backend: Backend, exclusive: bool) -> Result<()> {
+pub(crate) async fn gc_lock(conn: &mut impl Db, backend: Backend, exclusive: bool) -> Result<()> {
     if backend == Backend::Postgres {
         let f = if exclusive { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" };
-        sqlx::query(&format!("SELECT 1 FROM (SELECT {f}($1)) AS l"))
-            .bind(GC_LOCK)
-            .execute(&mut *conn)
-            .await?;
+        conn.execute(&format!("SELECT 1 FROM (SELECT {f}($1)) AS l"), args![GC_LOCK]).await?;
     }
     Ok(())
 }
 
 /// Of `addresses`, those being deleted now, read inside a transaction that holds the lock.
-pub(crate) async fn deleting_on(conn: &mut AnyConnection, addresses: &[[u8; 32]]) -> Result<Vec<[u8; 32]>> {
+pub(crate) async fn deleting_on(conn: &mut impl Db, addresses: &[[u8; 32]]) -> Result<Vec<[u8; 32]>> {
     let found =
         select_in(conn, "SELECT address FROM chunk_deletions WHERE address IN ({in})", None, addresses)
             .await?;
@@ -109,7 +101,7 @@ pub(crate) async fn deleting_on(conn: &mut AnyConnection, addresses: &[[u8; 32]]
 /// before it starts any deletion, so a lease that still exists means no deletion of that
 /// chunk has started, whatever the clocks of the machines say.
 pub(crate) async fn still_leased_on(
-    conn: &mut AnyConnection,
+    conn: &mut impl Db,
     backend: Backend,
     holder: &str,
     addresses: &[[u8; 32]],
@@ -136,13 +128,10 @@ pub(crate) async fn still_leased_on(
 /// Drops the leases of `holder` (inside the commit that references its chunks): its rows
 /// in `chunk_leases`, or, for a smart upload's session id, the chunks the session declared
 /// (a replayed commit does not need them: it answers from the idempotency record).
-pub(crate) async fn release_on(conn: &mut AnyConnection, holder: &str) -> Result<()> {
-    sqlx::query("DELETE FROM chunk_leases WHERE holder = $1").bind(holder).execute(&mut *conn).await?;
-    sqlx::query("DELETE FROM quota_holds WHERE holder = $1").bind(holder).execute(&mut *conn).await?;
-    sqlx::query("DELETE FROM upload_session_chunks WHERE session_id = $1")
-        .bind(holder)
-        .execute(&mut *conn)
-        .await?;
+pub(crate) async fn release_on(conn: &mut impl Db, holder: &str) -> Result<()> {
+    conn.execute("DELETE FROM chunk_leases WHERE holder = $1", args![holder]).await?;
+    conn.execute("DELETE FROM quota_holds WHERE holder = $1", args![holder]).await?;
+    conn.execute("DELETE FROM upload_session_chunks WHERE session_id = $1", args![holder]).await?;
     Ok(())
 }
 
@@ -158,16 +147,12 @@ pub(crate) const DROP_EXPIRED_LEASES: &str = "DELETE FROM chunk_leases WHERE exp
 /// Inside a completion's transaction: deletes the upload `holder` and its parts, refused
 /// with [`Error::MultipartNotFound`] when it is gone (completed or aborted meanwhile, or
 /// expired): the one statement that makes completion and abort exclusive.
-pub(crate) async fn consume_multipart_on(conn: &mut sqlx::AnyConnection, holder: &str) -> Result<()> {
-    let gone = sqlx::query("DELETE FROM multipart_uploads WHERE id = $1 AND expires_at > $2")
-        .bind(holder)
-        .bind(now_ms())
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
+pub(crate) async fn consume_multipart_on(conn: &mut impl Db, holder: &str) -> Result<()> {
+    let gone =
+        conn.execute("DELETE FROM multipart_uploads WHERE id = $1 AND expires_at > $2", args![holder, now_ms()]).await?;
     if gone == 0 {
         return Err(Error::MultipartNotFound);
     }
-    sqlx::query("DELETE FROM multipart_parts WHERE upload_id = $1").bind(holder).execute(&mut *conn).await?;
+    conn.execute("DELETE FROM multipart_parts WHERE upload_id = $1", args![holder]).await?;
     Ok(())
 }

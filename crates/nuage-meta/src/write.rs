@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{Acquire, AnyConnection, AnyPool, Row};
+use sqlx::{Acquire, AnyPool};
 use tokio::sync::oneshot;
+
+use crate::exec::{Cols, Db, Lite, args, ready};
 
 use crate::model::{
     Bucket, ChunkRef, Committed, NewVersion, Precondition, VERSION_COLUMNS, Version, references, version,
@@ -15,35 +17,35 @@ use crate::{ChangeKind, Error, PlacementState, ProviderState, Result};
 
 /// Bumps the account's change sequence (taking its row lock on PostgreSQL) and returns the
 /// new number.
-pub(crate) async fn next_seq(conn: &mut AnyConnection, account_id: i64) -> Result<i64> {
-    sqlx::query_scalar("UPDATE accounts SET change_seq = change_seq + 1 WHERE id = $1 RETURNING change_seq")
-        .bind(account_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or(Error::AccountNotFound)
+pub(crate) async fn next_seq(conn: &mut impl Db, account_id: i64) -> Result<i64> {
+    conn.fetch_optional(
+        "UPDATE accounts SET change_seq = change_seq + 1 WHERE id = $1 RETURNING change_seq",
+        args![account_id],
+    )
+    .await?
+    .ok_or(Error::AccountNotFound)?
+    .get(0)
 }
 
 /// The account's `used_bytes` and quota.
-pub(crate) async fn account_usage(conn: &mut AnyConnection, account_id: i64) -> Result<(u64, Option<u64>)> {
-    let row = sqlx::query("SELECT used_bytes, quota_bytes FROM accounts WHERE id = $1")
-        .bind(account_id)
-        .fetch_optional(&mut *conn)
+pub(crate) async fn account_usage(conn: &mut impl Db, account_id: i64) -> Result<(u64, Option<u64>)> {
+    let row = conn
+        .fetch_optional("SELECT used_bytes, quota_bytes FROM accounts WHERE id = $1", args![account_id])
         .await?
         .ok_or(Error::AccountNotFound)?;
-    Ok((row.try_get::<i64, _>(0)?.max(0) as u64, row.try_get::<Option<i64>, _>(1)?.map(|q| q.max(0) as u64)))
+    Ok((row.get::<i64>(0)?.max(0) as u64, row.get::<Option<i64>>(1)?.map(|q| q.max(0) as u64)))
 }
 
 /// The bytes the account's live quota holds keep, other than `except`'s.
-pub(crate) async fn holds_on(conn: &mut AnyConnection, account_id: i64, except: Option<&str>) -> Result<u64> {
-    let held: i64 = sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM quota_holds \
-         WHERE account_id = $1 AND expires_at > $2 AND holder <> $3",
-    )
-    .bind(account_id)
-    .bind(now_ms())
-    .bind(except.unwrap_or(""))
-    .fetch_one(&mut *conn)
-    .await?;
+pub(crate) async fn holds_on(conn: &mut impl Db, account_id: i64, except: Option<&str>) -> Result<u64> {
+    let held: i64 = conn
+        .fetch_one(
+            "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM quota_holds \
+             WHERE account_id = $1 AND expires_at > $2 AND holder <> $3",
+            args![account_id, now_ms(), except.unwrap_or("")],
+        )
+        .await?
+        .get(0)?;
     Ok(held.max(0) as u64)
 }
 
@@ -52,7 +54,7 @@ pub(crate) async fn holds_on(conn: &mut AnyConnection, account_id: i64, except: 
 /// pass its quota. Takes the account's row lock first on PostgreSQL, so two uploads of one
 /// account cannot both take the last room. The caller's transaction rolls back on a refusal.
 pub(crate) async fn hold_on(
-    conn: &mut AnyConnection,
+    conn: &mut impl Db,
     backend: Backend,
     account_id: i64,
     holder: &str,
@@ -60,10 +62,7 @@ pub(crate) async fn hold_on(
     expires_at: i64,
 ) -> Result<()> {
     if backend == Backend::Postgres {
-        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
-            .bind(account_id)
-            .execute(&mut *conn)
-            .await?;
+        conn.execute("SELECT id FROM accounts WHERE id = $1 FOR UPDATE", args![account_id]).await?;
     }
     let (used, quota) = account_usage(conn, account_id).await?;
     if let Some(quota) = quota {
@@ -72,20 +71,15 @@ pub(crate) async fn hold_on(
             return Err(Error::QuotaExceeded { used: used.saturating_add(held), quota, needed: bytes });
         }
     }
-    sqlx::query(
+    conn.execute(
         "INSERT INTO quota_holds (holder, account_id, bytes, expires_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (holder) DO UPDATE SET \
          bytes = CASE WHEN quota_holds.expires_at > $5 THEN quota_holds.bytes + excluded.bytes \
          ELSE excluded.bytes END, \
          expires_at = CASE WHEN excluded.expires_at > quota_holds.expires_at \
          THEN excluded.expires_at ELSE quota_holds.expires_at END",
+        args![holder, account_id, bytes as i64, expires_at, now_ms()],
     )
-    .bind(holder)
-    .bind(account_id)
-    .bind(bytes as i64)
-    .bind(expires_at)
-    .bind(now_ms())
-    .execute(&mut *conn)
     .await?;
     Ok(())
 }
@@ -108,16 +102,13 @@ pub(crate) fn no_limit(backend: Backend) -> &'static str {
 
 /// Gives back the sequence number a write took under the account's lock and then had no
 /// change to record under.
-pub(crate) async fn give_back_seq(conn: &mut AnyConnection, account_id: i64) -> Result<()> {
-    sqlx::query("UPDATE accounts SET change_seq = change_seq - 1 WHERE id = $1")
-        .bind(account_id)
-        .execute(&mut *conn)
-        .await?;
+pub(crate) async fn give_back_seq(conn: &mut impl Db, account_id: i64) -> Result<()> {
+    conn.execute("UPDATE accounts SET change_seq = change_seq - 1 WHERE id = $1", args![account_id]).await?;
     Ok(())
 }
 
 pub(crate) async fn record_change(
-    conn: &mut AnyConnection,
+    conn: &mut impl Db,
     account_id: i64,
     seq: i64,
     kind: ChangeKind,
@@ -125,53 +116,37 @@ pub(crate) async fn record_change(
     key: Option<&str>,
     version_id: Option<i64>,
 ) -> Result<()> {
-    sqlx::query(
+    conn.execute(
         "INSERT INTO changes (account_id, seq, kind, bucket, key, version_id, at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        args![account_id, seq, kind.as_str(), bucket, key, version_id, now_ms()],
     )
-    .bind(account_id)
-    .bind(seq)
-    .bind(kind.as_str())
-    .bind(bucket)
-    .bind(key.map(str::to_owned))
-    .bind(version_id)
-    .bind(now_ms())
-    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
 /// Removes versions: their chunk references, their bytes from the account's usage, their
 /// rows.
-pub(crate) async fn drop_versions(conn: &mut AnyConnection, account_id: i64, ids: &[i64]) -> Result<()> {
+pub(crate) async fn drop_versions(conn: &mut impl Db, account_id: i64, ids: &[i64]) -> Result<()> {
     let now = now_ms();
     for &id in ids {
-        let row = sqlx::query("SELECT charged, manifest FROM versions WHERE id = $1")
-            .bind(id)
-            .fetch_one(&mut *conn)
-            .await?;
-        let charged: i64 = row.try_get(0)?;
-        let manifest: Option<Vec<u8>> = row.try_get(1)?;
+        let row = conn.fetch_one("SELECT charged, manifest FROM versions WHERE id = $1", args![id]).await?;
+        let charged: i64 = row.get(0)?;
+        let manifest: Option<Vec<u8>> = row.get(1)?;
         if let Some(m) = manifest {
             for (address, count) in references(&m)? {
-                sqlx::query(
+                conn.execute(
                     "UPDATE chunks SET refcount = refcount - $1, unreferenced_since = \
                      CASE WHEN refcount - $1 = 0 THEN $2 ELSE unreferenced_since END WHERE address = $3",
+                    args![count, now, address.to_vec()],
                 )
-                .bind(count)
-                .bind(now)
-                .bind(address.to_vec())
-                .execute(&mut *conn)
                 .await?;
             }
         }
-        sqlx::query("UPDATE accounts SET used_bytes = used_bytes - $1 WHERE id = $2")
-            .bind(charged)
-            .bind(account_id)
-            .execute(&mut *conn)
+        conn.execute("UPDATE accounts SET used_bytes = used_bytes - $1 WHERE id = $2", args![charged, account_id])
             .await?;
-        sqlx::query("DELETE FROM uploads WHERE version_id = $1").bind(id).execute(&mut *conn).await?;
-        sqlx::query("DELETE FROM versions WHERE id = $1").bind(id).execute(&mut *conn).await?;
+        conn.execute("DELETE FROM uploads WHERE version_id = $1", args![id]).await?;
+        conn.execute("DELETE FROM versions WHERE id = $1", args![id]).await?;
     }
     Ok(())
 }
@@ -196,16 +171,17 @@ pub(crate) struct Pending {
     pub(crate) reply: oneshot::Sender<Result<Committed>>,
 }
 
-/// Commits `batch` in one transaction, each write in a savepoint: a write refused for its
-/// own reason (quota, precondition) is rolled back alone; a failure of the commit itself
-/// fails them all.
+/// Commits `batch` in one transaction on a connection of the pool, each write in a
+/// savepoint: a write refused for its own reason (quota, precondition) is rolled back
+/// alone; a failure of the commit itself fails them all. (An in-memory database, which the
+/// group commit's own connection could not share; else [`commit_batch_lite`].)
 pub(crate) async fn commit_batch(pool: &AnyPool, batch: Vec<Pending>) {
     let mut outcomes: Vec<Result<Committed>> = Vec::with_capacity(batch.len());
     let result: Result<()> = async {
         let mut tx = pool.begin().await?;
         for p in &batch {
             let mut savepoint = Acquire::begin(&mut tx).await?;
-            let outcome = write_on(&mut savepoint, Backend::Sqlite, &p.job).await;
+            let outcome = write_on(&mut *savepoint, Backend::Sqlite, &p.job).await;
             if outcome.is_ok() {
                 savepoint.commit().await?;
             } else {
@@ -217,6 +193,39 @@ pub(crate) async fn commit_batch(pool: &AnyPool, batch: Vec<Pending>) {
         Ok(())
     }
     .await;
+    reply(batch, outcomes, result);
+}
+
+/// [`commit_batch`] on the group commit's own connection, on its thread: the same
+/// transaction, savepoints and outcomes, with no hand-off per statement.
+pub(crate) fn commit_batch_lite(conn: &mut rusqlite::Connection, batch: Vec<Pending>) {
+    let mut outcomes: Vec<Result<Committed>> = Vec::with_capacity(batch.len());
+    let result: Result<()> = (|| {
+        // FULL: a commit is on disk before it is acknowledged (a lease, on this connection
+        // too, runs at NORMAL and sets FULL back, but this does not count on it).
+        conn.execute_batch("PRAGMA synchronous = FULL; BEGIN IMMEDIATE")?;
+        for p in &batch {
+            conn.execute_batch("SAVEPOINT write")?;
+            let outcome = ready(write_on(&mut Lite(conn), Backend::Sqlite, &p.job));
+            if outcome.is_ok() {
+                conn.execute_batch("RELEASE write")?;
+            } else {
+                conn.execute_batch("ROLLBACK TO write; RELEASE write")?;
+            }
+            outcomes.push(outcome);
+        }
+        conn.execute_batch("COMMIT")?;
+        Ok(())
+    })();
+    if result.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    reply(batch, outcomes, result);
+}
+
+/// Sends each write of a batch its outcome: its own, unless the batch's transaction failed,
+/// which fails every write that had not failed for its own reason.
+fn reply(batch: Vec<Pending>, outcomes: Vec<Result<Committed>>, result: Result<()>) {
     let failure = result.err().map(|e| e.to_string());
     let mut outcomes = outcomes.into_iter();
     for p in batch {
@@ -233,7 +242,7 @@ pub(crate) async fn commit_batch(pool: &AnyPool, batch: Vec<Pending>) {
 /// One version write inside an open transaction: replays an earlier request with the same
 /// idempotency key, checks the bucket, the precondition and the quota, then records the
 /// version, its chunk references and placements, the change, and prunes old versions.
-pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &Job) -> Result<Committed> {
+pub(crate) async fn write_on(conn: &mut impl Db, backend: Backend, job: &Job) -> Result<Committed> {
     let Job { bucket, key, content, precondition, idempotency_key, source } = job;
     let key = key.as_str();
     let idempotency_key = idempotency_key.as_deref();
@@ -242,15 +251,14 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
     let seq = next_seq(conn, account_id).await?;
     let holder = content.as_ref().and_then(|(n, _)| n.lease_holder.as_deref());
     if let Some(idem) = idempotency_key {
-        let prior = sqlx::query(
-            "SELECT bucket_id, key, version_id FROM uploads WHERE account_id = $1 AND idempotency_key = $2",
-        )
-        .bind(account_id)
-        .bind(idem)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let prior = conn
+            .fetch_optional(
+                "SELECT bucket_id, key, version_id FROM uploads WHERE account_id = $1 AND idempotency_key = $2",
+                args![account_id, idem],
+            )
+            .await?;
         if let Some(row) = prior {
-            let (b, k, v): (i64, String, i64) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            let (b, k, v): (i64, String, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
             if b != bucket.id || k != key {
                 return Err(Error::IdempotencyConflict);
             }
@@ -289,32 +297,30 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
         }
         crate::sql::release_on(conn, holder).await?;
     }
-    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM buckets WHERE id = $1")
-        .bind(bucket.id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let exists = conn.fetch_optional("SELECT id FROM buckets WHERE id = $1", args![bucket.id]).await?;
     if exists.is_none() {
         return Err(Error::BucketNotFound);
     }
-    let head = sqlx::query(&format!(
-        "SELECT o.id, o.live, v.etag, v.md5, v.md5_parts FROM objects o \
-         LEFT JOIN versions v ON v.id = o.head_version WHERE o.bucket_id = $1 AND o.key = $2{}",
-        for_update_of(backend, "o")
-    ))
-    .bind(bucket.id)
-    .bind(key)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let head = conn
+        .fetch_optional(
+            &format!(
+                "SELECT o.id, o.live, v.etag, v.md5, v.md5_parts FROM objects o \
+                 LEFT JOIN versions v ON v.id = o.head_version WHERE o.bucket_id = $1 AND o.key = $2{}",
+                for_update_of(backend, "o")
+            ),
+            args![bucket.id, key],
+        )
+        .await?;
     let (object_id, current) = match &head {
         Some(row) => {
-            let live = row.try_get::<i64, _>(1)? != 0;
-            let etag: Option<Vec<u8>> = row.try_get(2)?;
-            let md5 = crate::model::md5_tag(row.try_get(3)?, row.try_get(4)?)?;
+            let live = row.get::<i64>(1)? != 0;
+            let etag: Option<Vec<u8>> = row.get(2)?;
+            let md5 = crate::model::md5_tag(row.get(3)?, row.get(4)?)?;
             let tags = etag
                 .and_then(|e| <[u8; 32]>::try_from(e).ok())
                 .filter(|_| live)
                 .map(|hash| crate::Tags { hash, md5 });
-            (Some(row.try_get::<i64, _>(0)?), tags)
+            (Some(row.get::<i64>(0)?), tags)
         }
         None => (None, None),
     };
@@ -328,15 +334,13 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
         // Under the account's lock (which every prune takes; the source is the account's
         // too): while the source is here, its chunks are referenced, and no collector is
         // deleting them.
-        let here: Option<i64> = sqlx::query_scalar(
-            "SELECT v.id FROM versions v JOIN objects o ON o.id = v.object_id \
-             WHERE v.id = $1 AND o.bucket_id = $2 AND o.key = $3 AND v.tombstone = 0",
-        )
-        .bind(*source)
-        .bind(*source_bucket)
-        .bind(source_key.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
+        let here = conn
+            .fetch_optional(
+                "SELECT v.id FROM versions v JOIN objects o ON o.id = v.object_id \
+                 WHERE v.id = $1 AND o.bucket_id = $2 AND o.key = $3 AND v.tombstone = 0",
+                args![*source, *source_bucket, source_key],
+            )
+            .await?;
         if here.is_none() {
             return Err(Error::ObjectNotFound);
         }
@@ -359,53 +363,52 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
                 });
             }
         }
-        sqlx::query("UPDATE accounts SET used_bytes = used_bytes + $1 WHERE id = $2")
-            .bind(charged as i64)
-            .bind(account_id)
-            .execute(&mut *conn)
+        conn.execute("UPDATE accounts SET used_bytes = used_bytes + $1 WHERE id = $2", args![charged as i64, account_id])
             .await?;
     }
     let object_id = match object_id {
         Some(id) => id,
         None => {
-            sqlx::query_scalar("INSERT INTO objects (bucket_id, key) VALUES ($1, $2) RETURNING id")
-                .bind(bucket.id)
-                .bind(key)
-                .fetch_one(&mut *conn)
+            conn.fetch_one("INSERT INTO objects (bucket_id, key) VALUES ($1, $2) RETURNING id", args![bucket.id, key])
                 .await?
+                .get(0)?
         }
     };
     let now = now_ms();
     let row = match &content {
-        Some((new, _)) => sqlx::query(
-            "INSERT INTO versions (object_id, tombstone, size, etag, content_type, manifest, created_at, \
-             charged, md5, md5_parts, attrs) VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-        )
-        .bind(object_id)
-        .bind(new.size as i64)
-        .bind(new.etag.to_vec())
-        .bind(new.content_type.clone())
-        .bind(new.manifest.clone())
-        .bind(now)
-        .bind(charged as i64)
-        .bind(new.md5.map(|m| m.digest.to_vec()))
-        .bind(new.md5.and_then(|m| m.parts).map(i64::from))
-        .bind(new.attrs.clone()),
-        None => sqlx::query(
-            "INSERT INTO versions (object_id, tombstone, size, created_at) VALUES ($1, 1, 0, $2) RETURNING id",
-        )
-        .bind(object_id)
-        .bind(now),
-    }
-    .fetch_one(&mut *conn)
+        Some((new, _)) => {
+            conn.fetch_one(
+                "INSERT INTO versions (object_id, tombstone, size, etag, content_type, manifest, created_at, \
+                 charged, md5, md5_parts, attrs) VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                args![
+                    object_id,
+                    new.size as i64,
+                    new.etag.to_vec(),
+                    new.content_type.clone(),
+                    new.manifest.clone(),
+                    now,
+                    charged as i64,
+                    new.md5.map(|m| m.digest.to_vec()),
+                    new.md5.and_then(|m| m.parts).map(i64::from),
+                    new.attrs.clone(),
+                ],
+            )
+            .await?
+        }
+        None => {
+            conn.fetch_one(
+                "INSERT INTO versions (object_id, tombstone, size, created_at) VALUES ($1, 1, 0, $2) RETURNING id",
+                args![object_id, now],
+            )
+            .await?
+        }
+    };
+    let version_id: i64 = row.get(0)?;
+    conn.execute(
+        "UPDATE objects SET head_version = $1, live = $2 WHERE id = $3",
+        args![version_id, i64::from(content.is_some()), object_id],
+    )
     .await?;
-    let version_id: i64 = row.try_get(0)?;
-    sqlx::query("UPDATE objects SET head_version = $1, live = $2 WHERE id = $3")
-        .bind(version_id)
-        .bind(i64::from(content.is_some()))
-        .bind(object_id)
-        .execute(&mut *conn)
-        .await?;
     if let Some((new, refs)) = &content {
         // In address order, so that two transactions never lock chunk rows in opposite orders.
         let mut chunks: Vec<&ChunkRef> = new.chunks.iter().collect();
@@ -413,30 +416,22 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
         for c in chunks {
             let count = refs.get(&c.address).copied().unwrap_or(0);
             // `replicas`: the most copies any bucket referencing the chunk asks for.
-            sqlx::query(
+            conn.execute(
                 "INSERT INTO chunks (address, stored_size, refcount, created_at, replicas) \
                  VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (address) DO UPDATE SET refcount = chunks.refcount + excluded.refcount, \
                  unreferenced_since = NULL, replicas = CASE WHEN excluded.replicas > chunks.replicas \
                  THEN excluded.replicas ELSE chunks.replicas END",
+                args![c.address.to_vec(), i64::from(c.stored_size), count, now, i64::from(bucket.policy.replicas)],
             )
-            .bind(c.address.to_vec())
-            .bind(i64::from(c.stored_size))
-            .bind(count)
-            .bind(now)
-            .bind(i64::from(bucket.policy.replicas))
-            .execute(&mut *conn)
             .await?;
             for p in &c.providers {
                 // A placement already recorded keeps its state (see `add_placements`).
-                sqlx::query(
+                conn.execute(
                     "INSERT INTO placements (address, provider, state) VALUES ($1, $2, $3) \
                      ON CONFLICT (address, provider) DO NOTHING",
+                    args![c.address.to_vec(), p, PlacementState::Stored.as_str()],
                 )
-                .bind(c.address.to_vec())
-                .bind(p)
-                .bind(PlacementState::Stored.as_str())
-                .execute(&mut *conn)
                 .await?;
             }
         }
@@ -458,14 +453,15 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
                  ON CONFLICT (account_id, address) DO NOTHING",
                 rows.join(", ")
             );
-            let mut q = sqlx::query(&sql).bind(account_id);
+            let mut values = args![account_id];
             for c in batch {
-                q = q
-                    .bind(c.address.to_vec())
-                    .bind(c.opened.map(|o| i64::from(o.plain_len)))
-                    .bind(c.opened.map(|o| o.key_hash.to_vec()));
+                values.extend(args![
+                    c.address.to_vec(),
+                    c.opened.map(|o| i64::from(o.plain_len)),
+                    c.opened.map(|o| o.key_hash.to_vec()),
+                ]);
             }
-            q.execute(&mut *conn).await?;
+            conn.execute(&sql, values).await?;
         }
         // A copy that landed on a drained provider (a write begun before the drain, committed
         // after it) takes the drain up again, so that it moves too.
@@ -473,41 +469,36 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
         providers.sort();
         providers.dedup();
         for p in providers {
-            sqlx::query("UPDATE providers SET state = $2 WHERE name = $1 AND state = $3")
-                .bind(p)
-                .bind(ProviderState::Draining.as_str())
-                .bind(ProviderState::Drained.as_str())
-                .execute(&mut *conn)
-                .await?;
+            conn.execute(
+                "UPDATE providers SET state = $2 WHERE name = $1 AND state = $3",
+                args![p, ProviderState::Draining.as_str(), ProviderState::Drained.as_str()],
+            )
+            .await?;
         }
     }
     let kind = if content.is_some() { ChangeKind::Put } else { ChangeKind::Delete };
     record_change(conn, account_id, seq, kind, &bucket.name, Some(key), Some(version_id)).await?;
     if let Some(idem) = idempotency_key {
-        sqlx::query(
+        conn.execute(
             "INSERT INTO uploads (account_id, idempotency_key, bucket_id, key, version_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
+            args![account_id, idem, bucket.id, key, version_id, now],
         )
-        .bind(account_id)
-        .bind(idem)
-        .bind(bucket.id)
-        .bind(key)
-        .bind(version_id)
-        .bind(now)
-        .execute(&mut *conn)
         .await?;
     }
     let mut pruned = Vec::new();
     if bucket.policy.keep_versions > 0 {
-        pruned = sqlx::query_scalar(
-            "SELECT id FROM versions WHERE object_id = $1 ORDER BY id DESC LIMIT -1 OFFSET $2"
-                .replace("LIMIT -1", no_limit(backend))
-                .as_str(),
-        )
-        .bind(object_id)
-        .bind(i64::from(bucket.policy.keep_versions))
-        .fetch_all(&mut *conn)
-        .await?;
+        pruned = conn
+            .fetch_all(
+                "SELECT id FROM versions WHERE object_id = $1 ORDER BY id DESC LIMIT -1 OFFSET $2"
+                    .replace("LIMIT -1", no_limit(backend))
+                    .as_str(),
+                args![object_id, i64::from(bucket.policy.keep_versions)],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect::<Result<_>>()?;
         drop_versions(conn, account_id, &pruned).await?;
     }
     let version = Version {
@@ -526,20 +517,20 @@ pub(crate) async fn write_on(conn: &mut AnyConnection, backend: Backend, job: &J
 
 /// One version of a key, tombstones included.
 pub(crate) async fn version_on(
-    conn: &mut AnyConnection,
+    conn: &mut impl Db,
     bucket_id: i64,
     key: &str,
     id: i64,
 ) -> Result<Version> {
-    let row = sqlx::query(&format!(
-        "SELECT {VERSION_COLUMNS} FROM objects o JOIN versions v ON v.object_id = o.id \
-         WHERE o.bucket_id = $1 AND o.key = $2 AND v.id = $3"
-    ))
-    .bind(bucket_id)
-    .bind(key)
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(Error::ObjectNotFound)?;
+    let row = conn
+        .fetch_optional(
+            &format!(
+                "SELECT {VERSION_COLUMNS} FROM objects o JOIN versions v ON v.object_id = o.id \
+                 WHERE o.bucket_id = $1 AND o.key = $2 AND v.id = $3"
+            ),
+            args![bucket_id, key, id],
+        )
+        .await?
+        .ok_or(Error::ObjectNotFound)?;
     version(&row)
 }
