@@ -52,10 +52,14 @@ impl ChunkerConfig {
     }
 }
 
+/// The buffer a chunker starts with, grown by doubling up to twice the maximum chunk size.
+const FIRST_BUFFER: usize = 64 << 10;
+
 /// Cuts a stream into content-defined chunks.
 ///
-/// Holds one buffer of twice the maximum chunk size, whatever the length of the stream; a
-/// returned chunk borrows from it until the next call.
+/// Holds one buffer of up to twice the maximum chunk size, grown as the stream fills it (a
+/// small stream never pays for, nor zeroes, megabytes it does not use); a returned chunk
+/// borrows from it until the next call.
 #[derive(Debug)]
 pub struct Chunker<R> {
     reader: R,
@@ -77,7 +81,7 @@ impl<R: Read> Chunker<R> {
             reader,
             config,
             masks: v2020::select_masks(config.avg_size, Normalization::Level1),
-            buf: vec![0; 2 * config.max_size],
+            buf: Vec::new(),
             pos: 0,
             filled: 0,
             eof: false,
@@ -96,11 +100,16 @@ impl<R: Read> Chunker<R> {
     pub fn next_chunk(&mut self) -> io::Result<Option<&[u8]>> {
         let max = self.config.max_size;
         if self.filled - self.pos < max && !self.eof {
-            // Slide the unreturned tail to the front, then fill up to the buffer's end.
+            // Slide the unreturned tail to the front, then fill up to twice the maximum.
             self.buf.copy_within(self.pos..self.filled, 0);
             self.filled -= self.pos;
             self.pos = 0;
-            while self.filled < self.buf.len() {
+            let end = 2 * max;
+            while self.filled < end {
+                if self.filled == self.buf.len() {
+                    let grown = (self.buf.len() * 2).max(FIRST_BUFFER).min(end);
+                    self.buf.resize(grown, 0);
+                }
                 match self.reader.read(&mut self.buf[self.filled..]) {
                     Ok(0) => {
                         self.eof = true;
