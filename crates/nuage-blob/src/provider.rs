@@ -251,6 +251,10 @@ impl Provider {
 
     /// The stored bytes, unverified: a missing chunk is `Ok(None)`.
     pub async fn get_raw(&self, address: &Address) -> Result<Option<Bytes>> {
+        if let Some(fs) = &self.inner.fs {
+            let result = fs.read(address).await.map_err(|e| io_error("read", e));
+            return self.track(Operation::Read, result);
+        }
         let result = self.inner.op.read(&address.object_key()).await;
         match self.track(Operation::Read, result) {
             Ok(buf) => Ok(Some(buf.to_bytes())),
