@@ -81,7 +81,7 @@ wait_port 18544
 run() { # label endpoint key secret region load...
     local label=$1 endpoint=$2 key=$3 secret=$4 region=$5
     shift 5
-    "$LOAD" --endpoint "$endpoint" --key "$key" --secret "$secret" --region "$region" --bucket bench \
+    "$LOAD" --endpoint "$endpoint" --key "$key" --secret="$secret" --region "$region" --bucket bench \
         --label "$label" --concurrency "$CONCURRENCY" "$@"
 }
 run nuage http://127.0.0.1:18541 "$NU_KEY" "$NU_SECRET" us-east-1 mb

@@ -113,6 +113,27 @@ impl Pipeline {
         Ok(manifest.expect("one input read to its end gives one manifest"))
     }
 
+    /// [`Pipeline::run_parallel`] on the calling thread alone: for a content small enough
+    /// (a few dozen KiB, one chunk) that a second thread costs more than it saves.
+    pub fn run_inline<R: Read, E>(
+        &self,
+        reader: R,
+        mut sink: impl FnMut(SealedChunk) -> Result<(), E>,
+    ) -> Result<Manifest, PipelineError<E>> {
+        self.chunker.validate().map_err(PipelineError::Config)?;
+        let read = |source| PipelineError::Read { input: 0, source };
+        let mut chunker = Chunker::new(reader, self.chunker).map_err(|e| read(io::Error::other(e)))?;
+        let (mut hasher, mut size, mut entries) = (blake3::Hasher::new(), 0u64, Vec::new());
+        while let Some(plain) = chunker.next_chunk().map_err(read)? {
+            hasher.update(plain);
+            size += plain.len() as u64;
+            let sealed = chunk::seal(&self.secret, plain, &self.seal);
+            entries.push(entry_of(&sealed));
+            sink(sealed).map_err(PipelineError::Sink)?;
+        }
+        Ok(Manifest { entries, size, hash: *hasher.finalize().as_bytes(), parts: Vec::new() })
+    }
+
     /// Runs `inputs` in order: each read input is chunked (on a second thread, which also
     /// hashes it whole) and sealed (on the calling thread), its chunks handed to `sink` and
     /// then its manifest; each passed input is handed back in its place. About twice the
@@ -288,6 +309,25 @@ mod tests {
             ];
             assert_eq!(seen, want);
             assert_eq!(chunks, want.iter().flat_map(|(_, m)| m).map(|m| m.entries.len()).sum::<usize>());
+        }
+    }
+
+    #[test]
+    fn a_run_inline_gives_the_manifest_and_chunks_of_a_parallel_run() {
+        let p = pipeline(Compression::Zstd(1));
+        for len in [0, 100, 4096, 300_000] {
+            let input = data(len);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let parallel = p.run_parallel(&input[..], |c| -> Result<(), ()> {
+                a.push(c.address);
+                Ok(())
+            });
+            let inline = p.run_inline(&input[..], |c| -> Result<(), ()> {
+                b.push(c.address);
+                Ok(())
+            });
+            assert_eq!(parallel.unwrap(), inline.unwrap(), "{len} bytes");
+            assert_eq!(a, b);
         }
     }
 

@@ -70,12 +70,21 @@ impl Meta {
     }
 
     /// The access key of this id, revoked or not.
+    /// (Read again after [`crate::FRESH_FOR`], or at once when this process revokes it.)
     pub async fn access_key(&self, id: &str) -> Result<Option<AccessKey>> {
+        let generation = match self.recent_keys.get(&id.to_owned()) {
+            Ok(key) => return Ok(Some(key)),
+            Err(generation) => generation,
+        };
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM access_keys WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.as_ref().map(access_key).transpose()
+        let found = row.as_ref().map(access_key).transpose()?;
+        if let Some(key) = &found {
+            self.recent_keys.keep(generation, key.id.clone(), key.clone());
+        }
+        Ok(found)
     }
 
     /// The access keys of an account, newest first.
@@ -100,6 +109,7 @@ impl Meta {
         .bind(account_id)
         .execute(&self.pool)
         .await?;
+        self.recent_keys.forget(|k| k == id);
         Ok(done.rows_affected() == 1)
     }
 }

@@ -200,6 +200,17 @@ impl Meta {
         })
     }
 
+    /// The account's convergence secret (which never changes: kept once read).
+    pub async fn convergence_secret(&self, id: i64) -> Result<[u8; 32]> {
+        let generation = match self.secrets.get(&id) {
+            Ok(secret) => return Ok(secret),
+            Err(generation) => generation,
+        };
+        let secret = self.account_secrets(id).await?.convergence_secret;
+        self.secrets.keep(generation, id, secret);
+        Ok(secret)
+    }
+
     /// Sets (or clears) the password hash of an account.
     pub async fn set_password_hash(&self, id: i64, hash: Option<&str>) -> Result<()> {
         let _w = self.write_guard().await;

@@ -9,6 +9,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::sql::{Backend, now_ms};
 use crate::exec::Writer;
+use crate::recent::{FRESH_FOR, Recent};
+use crate::{AccessKey, Bucket};
 use crate::write::Pending;
 use crate::{Error, Result};
 
@@ -77,6 +79,12 @@ pub struct Meta {
     /// SQLite's group commit runs on a connection of its own, on its own thread (see
     /// `exec`); none for an in-memory database, whose batches go through the pool.
     pub(crate) writer: Option<Writer>,
+    /// Buckets by account and name, read in the last [`crate::FRESH_FOR`] (see `recent`).
+    pub(crate) recent_buckets: Recent<(i64, String), Bucket>,
+    /// Access keys by id, likewise.
+    pub(crate) recent_keys: Recent<String, AccessKey>,
+    /// Convergence secrets by account, which never change.
+    pub(crate) secrets: Recent<i64, [u8; 32]>,
 }
 
 impl Meta {
@@ -122,6 +130,9 @@ impl Meta {
             write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
             pending: Arc::default(),
             writer: None,
+            recent_buckets: Recent::new(Some(FRESH_FOR)),
+            recent_keys: Recent::new(Some(FRESH_FOR)),
+            secrets: Recent::new(None),
         };
         meta.migrate().await?;
         // After the migration: the writer's connection then finds the file in WAL mode.

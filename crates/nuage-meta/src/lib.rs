@@ -17,6 +17,7 @@ mod gc;
 mod model;
 mod multipart;
 mod namespace;
+mod recent;
 mod shares;
 mod sql;
 mod states;
@@ -36,6 +37,7 @@ pub use model::{
     Bucket, BucketPolicy, Change, ChunkInfo, ChunkRef, Committed, EntityTag, EtagCondition, ListEntry,
     Listing, Md5Tag, NewVersion, Opened, Precondition, Tags, Version,
 };
+pub use recent::FRESH_FOR;
 pub use multipart::{MULTIPART_PREFIX, MultipartUpload, Part};
 pub use shares::{NewShare, Share, ShareState};
 pub use sql::{Backend, now_ms};

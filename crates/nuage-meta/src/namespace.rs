@@ -50,6 +50,11 @@ impl Meta {
 
     /// The account's bucket of this name.
     pub async fn bucket(&self, account_id: i64, name: &str) -> Result<Bucket> {
+        let key = (account_id, name.to_owned());
+        let generation = match self.recent_buckets.get(&key) {
+            Ok(bucket) => return Ok(bucket),
+            Err(generation) => generation,
+        };
         let row =
             sqlx::query(&format!("SELECT {BUCKET_COLUMNS} FROM buckets WHERE account_id = $1 AND name = $2"))
                 .bind(account_id)
@@ -57,7 +62,9 @@ impl Meta {
                 .fetch_optional(&self.pool)
                 .await?
                 .ok_or(Error::BucketNotFound)?;
-        bucket(&row)
+        let found = bucket(&row)?;
+        self.recent_buckets.keep(generation, key, found.clone());
+        Ok(found)
     }
 
     /// The bucket with this id.
@@ -113,6 +120,7 @@ impl Meta {
         sqlx::query("DELETE FROM buckets WHERE id = $1").bind(id).execute(&mut *tx).await?;
         record_change(&mut tx, account_id, seq, ChangeKind::BucketDelete, name, None, None).await?;
         tx.commit().await?;
+        self.recent_buckets.forget(|(a, n)| *a == account_id && n == name);
         Ok(())
     }
 

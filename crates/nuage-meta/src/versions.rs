@@ -252,6 +252,7 @@ impl Meta {
             .bind(bucket.account_id)
             .execute(&self.pool)
             .await?;
+        self.recent_buckets.forget(|(account, name)| *account == bucket.account_id && *name == bucket.name);
         if done.rows_affected() == 0 {
             return Err(Error::BucketNotFound);
         }

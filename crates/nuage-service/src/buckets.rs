@@ -144,7 +144,7 @@ impl Nuage {
     /// The secret that makes the caller's chunk keys (smart uploads derive keys from it
     /// on the device).
     pub async fn convergence_secret(&self, caller: Caller) -> ServiceResult<[u8; 32]> {
-        Ok(self.meta.account_secrets(caller.account_id).await?.convergence_secret)
+        Ok(self.meta.convergence_secret(caller.account_id).await?)
     }
 
     /// The caller's tokens, newest first.
