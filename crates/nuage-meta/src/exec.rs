@@ -135,9 +135,10 @@ impl Cols for Row {
     fn get<T: Col>(&self, i: usize) -> Result<T> {
         match self {
             Row::Any(row) => Cols::get(row, i),
-            Row::Lite(values) => values.get(i).and_then(T::from_lite).ok_or_else(|| {
-                Error::Corrupt(format!("column {i} is not a {}", std::any::type_name::<T>()))
-            }),
+            Row::Lite(values) => values
+                .get(i)
+                .and_then(T::from_lite)
+                .ok_or_else(|| Error::Corrupt(format!("column {i} is not a {}", std::any::type_name::<T>()))),
         }
     }
 }
@@ -171,14 +172,16 @@ pub(crate) trait Db: Send {
     fn fetch_all(&mut self, sql: &str, args: Vec<Arg>) -> impl Future<Output = Result<Vec<Row>>> + Send;
 
     /// Its first row, if any.
-    fn fetch_optional(&mut self, sql: &str, args: Vec<Arg>) -> impl Future<Output = Result<Option<Row>>> + Send {
+    fn fetch_optional(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> impl Future<Output = Result<Option<Row>>> + Send {
         async move { Ok(self.fetch_all(sql, args).await?.into_iter().next()) }
     }
     /// Its first row, which must be there.
     fn fetch_one(&mut self, sql: &str, args: Vec<Arg>) -> impl Future<Output = Result<Row>> + Send {
-        async move {
-            self.fetch_optional(sql, args).await?.ok_or_else(|| Error::from(sqlx::Error::RowNotFound))
-        }
+        async move { self.fetch_optional(sql, args).await?.ok_or_else(|| Error::from(sqlx::Error::RowNotFound)) }
     }
 }
 
@@ -236,7 +239,12 @@ pub(crate) struct Lite<'c>(pub(crate) &'c mut rusqlite::Connection);
 
 impl Lite<'_> {
     /// Prepares `sql` (cached) and binds `args` by the number in each `$n`, as sqlx does.
-    fn run<T>(&mut self, sql: &str, args: Vec<Arg>, f: impl FnOnce(&mut rusqlite::Statement<'_>) -> rusqlite::Result<T>) -> Result<T> {
+    fn run<T>(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+        f: impl FnOnce(&mut rusqlite::Statement<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         let mut stmt = self.0.prepare_cached(sql)?;
         for i in 1..=stmt.parameter_count() {
             let arg = stmt
@@ -273,7 +281,15 @@ impl Db for Lite<'_> {
             while let Some(row) = rows.next()? {
                 let mut values = Vec::with_capacity(n);
                 for i in 0..n {
-                    values.push(row.get::<_, rusqlite::types::Value>(i)?);
+                    use rusqlite::types::{Value, ValueRef};
+                    values.push(match row.get_ref(i)? {
+                        // Text that is not UTF-8 (written by another tool) is an error, where
+                        // rusqlite's own conversion would panic.
+                        ValueRef::Text(t) => Value::Text(
+                            std::str::from_utf8(t).map_err(rusqlite::Error::Utf8Error)?.to_owned(),
+                        ),
+                        v => Value::from(v),
+                    });
                 }
                 out.push(Row::Lite(values));
             }
@@ -301,7 +317,11 @@ impl Writer {
     /// Opens `path` with the pool's settings (WAL, `synchronous = FULL`, foreign keys, a
     /// busy timeout for other processes) on a thread named `nuage-sqlite-writer`.
     pub(crate) fn open(path: PathBuf) -> Result<Writer> {
-        let conn = rusqlite::Connection::open(&path)?;
+        // The file exists (the pool made it and migrated it): never make another.
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI;
+        let conn = rusqlite::Connection::open_with_flags(&path, flags)?;
         conn.execute_batch(
             "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
              PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
@@ -313,7 +333,12 @@ impl Writer {
             .spawn(move || {
                 let mut conn = conn;
                 while let Ok(w) = queue.recv() {
-                    w(&mut conn);
+                    // A panic fails that work alone (its caller sees the thread's answer go
+                    // away), never the writes after it.
+                    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w(&mut conn)));
+                    if done.is_err() && !conn.is_autocommit() {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
                 }
             })
             .map_err(|e| Error::Corrupt(format!("cannot start the SQLite writer thread: {e}")))?;
@@ -345,11 +370,12 @@ pub(crate) fn ready<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
     }
 }
 
-/// The file of a `sqlite:` URL, unless it names an in-memory database (which a second
-/// connection could not share).
+/// The file of a `sqlite:` URL as sqlx reads it, unless it names an in-memory database
+/// (which a second connection could not share).
 pub(crate) fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite:")?;
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
-    let path = rest.split('?').next().unwrap_or("");
-    (!path.is_empty() && !path.contains(":memory:") && !url.contains("mode=memory")).then(|| PathBuf::from(path))
+    use std::str::FromStr;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    let name = path.to_string_lossy();
+    (!name.is_empty() && !name.contains(":memory:") && !url.contains("mode=memory")).then(|| path.to_owned())
 }

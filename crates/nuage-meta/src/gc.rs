@@ -21,10 +21,10 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
+use crate::exec::{Arg, Db, Lite, args, ready};
 use crate::sql::{
     Backend, PER_STATEMENT, address, deleting_on, gc_lock, marks, now_ms, release_on, select_in,
 };
-use crate::exec::{Arg, Db, Lite, args, ready};
 use crate::workers::ChunkPlacements;
 use crate::{Meta, PlacementState, Result};
 
@@ -60,7 +60,7 @@ impl Meta {
         if addresses.is_empty() {
             return Ok(Vec::new());
         }
-        let _w = self.write_guard().await;
+        let guard = self.write_guard().await;
         // A lease need not survive a power cut: on SQLite its holder is in the same
         // machine and dies with it, and a later commit's fsync covers the lease's WAL frames
         // anyway. So this transaction does not wait for its own fsync (the upload path's
@@ -69,12 +69,21 @@ impl Meta {
             let (holder, addresses) = (holder.to_owned(), addresses.to_vec());
             return writer
                 .run(move |conn| -> Result<Vec<[u8; 32]>> {
+                    // The write lock goes with the work: dropped here, even if the caller
+                    // stopped waiting, so no pool writer overlaps this transaction.
+                    let _w = guard;
                     // (The group commit sets FULL again before each of its transactions.)
                     conn.execute_batch("PRAGMA synchronous = NORMAL")?;
                     let leased = (|| {
                         conn.execute_batch("BEGIN IMMEDIATE")?;
-                        let leased =
-                            ready(lease_in(&mut Lite(conn), Backend::Sqlite, &holder, &addresses, expires_at, hold))?;
+                        let leased = ready(lease_in(
+                            &mut Lite(conn),
+                            Backend::Sqlite,
+                            &holder,
+                            &addresses,
+                            expires_at,
+                            hold,
+                        ))?;
                         conn.execute_batch("COMMIT")?;
                         Ok(leased)
                     })();
@@ -86,6 +95,7 @@ impl Meta {
                 })
                 .await?;
         }
+        let _w = guard;
         let sqlite = self.backend() == Backend::Sqlite;
         let mut conn = self.pool.acquire().await?;
         if sqlite {

@@ -37,8 +37,8 @@ pub use model::{
     Bucket, BucketPolicy, Change, ChunkInfo, ChunkRef, Committed, EntityTag, EtagCondition, ListEntry,
     Listing, Md5Tag, NewVersion, Opened, Precondition, Tags, Version,
 };
-pub use recent::FRESH_FOR;
 pub use multipart::{MULTIPART_PREFIX, MultipartUpload, Part};
+pub use recent::FRESH_FOR;
 pub use shares::{NewShare, Share, ShareState};
 pub use sql::{Backend, now_ms};
 pub use states::{ChangeKind, PlacementState, ProviderState};

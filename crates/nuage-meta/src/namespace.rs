@@ -17,7 +17,8 @@ use crate::model::{
 };
 use crate::sql::{Backend, array32, is_unique_violation, now_ms};
 use crate::write::{
-    Job, Pending, commit_batch, commit_batch_lite, drop_versions, next_seq, record_change, version_on, write_on,
+    Job, Pending, commit_batch, commit_batch_lite, drop_versions, next_seq, record_change, version_on,
+    write_on,
 };
 use crate::{ChangeKind, Error, Meta, PlacementState, Result};
 

@@ -6,8 +6,9 @@
 //! What this process changes it forgets at once ([`Recent::forget`]), so a server never
 //! serves its own stale record. Another server's change (or `nuage admin`'s) is seen within
 //! [`FRESH_FOR`]: a bucket deleted or its versioning changed there, a key revoked there.
-//! Writes check what matters again in their transaction (the bucket still exists, the quota),
-//! so a stale bucket can delay a refusal, never let a write through.
+//! Writes read what matters again in their transaction (the bucket still exists, how many
+//! versions it keeps, the quota), so a stale bucket can delay a refusal, never let a write
+//! through nor prune a version the bucket now keeps.
 
 use std::collections::HashMap;
 use std::hash::Hash;

@@ -148,8 +148,9 @@ pub(crate) const DROP_EXPIRED_LEASES: &str = "DELETE FROM chunk_leases WHERE exp
 /// with [`Error::MultipartNotFound`] when it is gone (completed or aborted meanwhile, or
 /// expired): the one statement that makes completion and abort exclusive.
 pub(crate) async fn consume_multipart_on(conn: &mut impl Db, holder: &str) -> Result<()> {
-    let gone =
-        conn.execute("DELETE FROM multipart_uploads WHERE id = $1 AND expires_at > $2", args![holder, now_ms()]).await?;
+    let gone = conn
+        .execute("DELETE FROM multipart_uploads WHERE id = $1 AND expires_at > $2", args![holder, now_ms()])
+        .await?;
     if gone == 0 {
         return Err(Error::MultipartNotFound);
     }

@@ -143,8 +143,11 @@ pub(crate) async fn drop_versions(conn: &mut impl Db, account_id: i64, ids: &[i6
                 .await?;
             }
         }
-        conn.execute("UPDATE accounts SET used_bytes = used_bytes - $1 WHERE id = $2", args![charged, account_id])
-            .await?;
+        conn.execute(
+            "UPDATE accounts SET used_bytes = used_bytes - $1 WHERE id = $2",
+            args![charged, account_id],
+        )
+        .await?;
         conn.execute("DELETE FROM uploads WHERE version_id = $1", args![id]).await?;
         conn.execute("DELETE FROM versions WHERE id = $1", args![id]).await?;
     }
@@ -297,10 +300,13 @@ pub(crate) async fn write_on(conn: &mut impl Db, backend: Backend, job: &Job) ->
         }
         crate::sql::release_on(conn, holder).await?;
     }
-    let exists = conn.fetch_optional("SELECT id FROM buckets WHERE id = $1", args![bucket.id]).await?;
-    if exists.is_none() {
-        return Err(Error::BucketNotFound);
-    }
+    // The bucket as it is now (the caller's record may be a few seconds old, see `recent`):
+    // whether it still exists, and how many versions it keeps.
+    let keep_versions: i64 = conn
+        .fetch_optional("SELECT keep_versions FROM buckets WHERE id = $1", args![bucket.id])
+        .await?
+        .ok_or(Error::BucketNotFound)?
+        .get(0)?;
     let head = conn
         .fetch_optional(
             &format!(
@@ -363,16 +369,21 @@ pub(crate) async fn write_on(conn: &mut impl Db, backend: Backend, job: &Job) ->
                 });
             }
         }
-        conn.execute("UPDATE accounts SET used_bytes = used_bytes + $1 WHERE id = $2", args![charged as i64, account_id])
-            .await?;
+        conn.execute(
+            "UPDATE accounts SET used_bytes = used_bytes + $1 WHERE id = $2",
+            args![charged as i64, account_id],
+        )
+        .await?;
     }
     let object_id = match object_id {
         Some(id) => id,
-        None => {
-            conn.fetch_one("INSERT INTO objects (bucket_id, key) VALUES ($1, $2) RETURNING id", args![bucket.id, key])
-                .await?
-                .get(0)?
-        }
+        None => conn
+            .fetch_one(
+                "INSERT INTO objects (bucket_id, key) VALUES ($1, $2) RETURNING id",
+                args![bucket.id, key],
+            )
+            .await?
+            .get(0)?,
     };
     let now = now_ms();
     let row = match &content {
@@ -422,7 +433,13 @@ pub(crate) async fn write_on(conn: &mut impl Db, backend: Backend, job: &Job) ->
                  ON CONFLICT (address) DO UPDATE SET refcount = chunks.refcount + excluded.refcount, \
                  unreferenced_since = NULL, replicas = CASE WHEN excluded.replicas > chunks.replicas \
                  THEN excluded.replicas ELSE chunks.replicas END",
-                args![c.address.to_vec(), i64::from(c.stored_size), count, now, i64::from(bucket.policy.replicas)],
+                args![
+                    c.address.to_vec(),
+                    i64::from(c.stored_size),
+                    count,
+                    now,
+                    i64::from(bucket.policy.replicas)
+                ],
             )
             .await?;
             for p in &c.providers {
@@ -487,13 +504,13 @@ pub(crate) async fn write_on(conn: &mut impl Db, backend: Backend, job: &Job) ->
         .await?;
     }
     let mut pruned = Vec::new();
-    if bucket.policy.keep_versions > 0 {
+    if keep_versions > 0 {
         pruned = conn
             .fetch_all(
                 "SELECT id FROM versions WHERE object_id = $1 ORDER BY id DESC LIMIT -1 OFFSET $2"
                     .replace("LIMIT -1", no_limit(backend))
                     .as_str(),
-                args![object_id, i64::from(bucket.policy.keep_versions)],
+                args![object_id, keep_versions],
             )
             .await?
             .iter()
@@ -516,12 +533,7 @@ pub(crate) async fn write_on(conn: &mut impl Db, backend: Backend, job: &Job) ->
 }
 
 /// One version of a key, tombstones included.
-pub(crate) async fn version_on(
-    conn: &mut impl Db,
-    bucket_id: i64,
-    key: &str,
-    id: i64,
-) -> Result<Version> {
+pub(crate) async fn version_on(conn: &mut impl Db, bucket_id: i64, key: &str, id: i64) -> Result<Version> {
     let row = conn
         .fetch_optional(
             &format!(

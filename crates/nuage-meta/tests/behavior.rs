@@ -828,6 +828,20 @@ async fn versions_list_by_key_newest_first_and_go_one_at_a_time() {
         assert_eq!(bucket.policy.keep_versions, 1);
         m.put_version(&bucket, "j", &c2, &none(), None).await.unwrap();
         assert_eq!(m.versions(&bucket, "j").await.unwrap().len(), 1);
+
+        // A record read before the versioning changed (another server's, kept for a few
+        // seconds) neither prunes what the bucket now keeps nor skips what it drops: the
+        // commit reads the count itself.
+        m.set_keep_versions(&bucket, 0).await.unwrap();
+        for _ in 0..3 {
+            m.put_version(&bucket, "stale", &c2, &none(), None).await.unwrap();
+        }
+        assert_eq!(m.versions(&bucket, "stale").await.unwrap().len(), 3, "a stale 'keep one' pruned");
+        let mut keeps_all = bucket.clone();
+        keeps_all.policy.keep_versions = 0;
+        m.set_keep_versions(&bucket, 1).await.unwrap();
+        m.put_version(&keeps_all, "stale", &c2, &none(), None).await.unwrap();
+        assert_eq!(m.versions(&keeps_all, "stale").await.unwrap().len(), 1, "a stale 'keep all' kept");
     })
     .await;
 }

@@ -450,7 +450,13 @@ impl Nuage {
                 {
                     body.extend_from_slice(&part.map_err(ServiceError::incomplete)?);
                 }
-                // More bytes than announced are handed on too: the size check refuses them.
+                // Not the bytes announced: refused before anything is sealed or stored.
+                if body.len() as u64 != len {
+                    return Err(ServiceError::invalid(
+                        "body_incomplete",
+                        "the body does not have Content-Length bytes",
+                    ));
+                }
                 let mut reader = Digesting::new(io::Cursor::new(body), algorithms);
                 let cut = pipeline.run_inline(&mut reader, |sealed| tx.try_send(sealed).map_err(|_| ()));
                 drop(tx);
