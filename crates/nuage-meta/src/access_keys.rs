@@ -4,29 +4,9 @@
 
 use sqlx::Row;
 
+pub use crate::model::AccessKey;
 use crate::sql::{is_unique_violation, now_ms};
 use crate::{Error, Meta, Result};
-
-/// An access key as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccessKey {
-    /// The access key id (what a client sends in the clear).
-    pub id: String,
-    /// Its account.
-    pub account_id: i64,
-    /// A label ("backups on the NAS").
-    pub name: String,
-    /// The only bucket it may reach, by name; none: every bucket of the account.
-    pub bucket: Option<String>,
-    /// It may only read.
-    pub read_only: bool,
-    /// The secret, sealed by the service.
-    pub secret_sealed: Vec<u8>,
-    /// Creation time, Unix ms.
-    pub created_at: i64,
-    /// Revocation time, Unix ms, if revoked.
-    pub revoked_at: Option<i64>,
-}
 
 const COLUMNS: &str = "id, account_id, name, bucket, read_only, secret_sealed, created_at, revoked_at";
 

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::exec::Writer;
+use crate::model::{AccessKey, Bucket};
 use crate::recent::{FRESH_FOR, Recent};
 use crate::sql::{Backend, now_ms};
 use crate::write::Pending;
-use crate::{AccessKey, Bucket};
 use crate::{Error, Result};
 
 /// Schema migrations, in order. Each backend has its own SQL text for the same schema;

@@ -384,3 +384,24 @@ pub(crate) fn references(manifest: &[u8]) -> Result<BTreeMap<[u8; 32], i64>> {
     }
     Ok(refs)
 }
+
+/// An access key as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    /// The access key id (what a client sends in the clear).
+    pub id: String,
+    /// Its account.
+    pub account_id: i64,
+    /// A label ("backups on the NAS").
+    pub name: String,
+    /// The only bucket it may reach, by name; none: every bucket of the account.
+    pub bucket: Option<String>,
+    /// It may only read.
+    pub read_only: bool,
+    /// The secret, sealed by the service.
+    pub secret_sealed: Vec<u8>,
+    /// Creation time, Unix ms.
+    pub created_at: i64,
+    /// Revocation time, Unix ms, if revoked.
+    pub revoked_at: Option<i64>,
+}
