@@ -74,10 +74,10 @@ pub struct Meta {
     /// PostgreSQL writers rely on row locks instead.
     pub(crate) write_lock: Option<Arc<Mutex<()>>>,
     /// Version writes waiting to be committed together (SQLite's group commit; see
-    /// `write::commit_batch`).
+    /// `write::commit_batch_lite`).
     pub(crate) pending: Arc<std::sync::Mutex<Vec<Pending>>>,
-    /// SQLite's group commit runs on a connection of its own, on its own thread (see
-    /// `exec`); none for an in-memory database, whose batches go through the pool.
+    /// SQLite's group commit and leases run on a connection of their own, on its own thread
+    /// (see `exec`); none on PostgreSQL.
     pub(crate) writer: Option<Writer>,
     /// Buckets by account and name, read in the last [`crate::FRESH_FOR`] (see `recent`).
     pub(crate) recent_buckets: Recent<(i64, String), Bucket>,
@@ -136,9 +136,12 @@ impl Meta {
         };
         meta.migrate().await?;
         // After the migration: the writer's connection then finds the file in WAL mode.
-        if backend == Backend::Sqlite
-            && let Some(path) = crate::exec::sqlite_file(url)
-        {
+        if backend == Backend::Sqlite {
+            let path = crate::exec::sqlite_file(url).ok_or_else(|| {
+                Error::from(sqlx::Error::Configuration(
+                    format!("{url:?}: an in-memory SQLite database cannot be shared by the group commit's connection; give a file").into(),
+                ))
+            })?;
             meta.writer = Some(Writer::open(path)?);
         }
         Ok(meta)

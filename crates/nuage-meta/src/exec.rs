@@ -371,7 +371,7 @@ pub(crate) fn ready<T>(fut: impl Future<Output = Result<T>>) -> Result<T> {
 }
 
 /// The file of a `sqlite:` URL as sqlx reads it, unless it names an in-memory database
-/// (which a second connection could not share).
+/// (which a second connection could not share, nor could the pool's eight).
 pub(crate) fn sqlite_file(url: &str) -> Option<PathBuf> {
     use std::str::FromStr;
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;

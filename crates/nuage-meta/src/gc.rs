@@ -95,24 +95,11 @@ impl Meta {
                 })
                 .await?;
         }
-        let _w = guard;
-        let sqlite = self.backend() == Backend::Sqlite;
-        let mut conn = self.pool.acquire().await?;
-        if sqlite {
-            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-        }
-        let result = async {
-            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-            let deleting = lease_in(&mut *tx, self.backend(), holder, addresses, expires_at, hold).await?;
-            tx.commit().await?;
-            Ok(deleting)
-        }
-        .await;
-        if sqlite && sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await.is_err() {
-            // Never hand a connection that would not fsync its commits back to the pool.
-            drop(conn.detach());
-        }
-        result
+        // PostgreSQL.
+        let mut tx = self.pool.begin().await?;
+        let deleting = lease_in(&mut *tx, self.backend(), holder, addresses, expires_at, hold).await?;
+        tx.commit().await?;
+        Ok(deleting)
     }
 
     /// Of `addresses`, those being deleted now.

@@ -17,8 +17,7 @@ use crate::model::{
 };
 use crate::sql::{Backend, array32, is_unique_violation, now_ms};
 use crate::write::{
-    Job, Pending, commit_batch, commit_batch_lite, drop_versions, next_seq, record_change, version_on,
-    write_on,
+    Job, Pending, commit_batch_lite, drop_versions, next_seq, record_change, version_on, write_on,
 };
 use crate::{ChangeKind, Error, Meta, PlacementState, Result};
 
@@ -347,20 +346,13 @@ impl Meta {
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).push(Pending { job, reply });
         let pending = self.pending.clone();
         let lock = self.write_lock.clone().expect("SQLite has a write lock");
-        let pool = self.pool.clone();
-        let writer = self.writer.clone();
+        let writer = self.writer.clone().expect("SQLite has a writer");
         tokio::spawn(async move {
             let _guard = lock.lock_owned().await;
             let batch = std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()));
-            if batch.is_empty() {
-                return;
-            }
-            match writer {
+            if !batch.is_empty() {
                 // The lock is held until the batch is committed: the pool's writers wait.
-                Some(writer) => {
-                    let _ = writer.run(move |conn| commit_batch_lite(conn, batch)).await;
-                }
-                None => commit_batch(&pool, batch).await,
+                let _ = writer.run(move |conn| commit_batch_lite(conn, batch)).await;
             }
         });
         done.await.unwrap_or_else(|_| Err(Error::Batch("the commit task stopped".into())))

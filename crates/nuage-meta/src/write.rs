@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{Acquire, AnyPool};
 use tokio::sync::oneshot;
 
 use crate::exec::{Cols, Db, Lite, args, ready};
@@ -174,33 +173,9 @@ pub(crate) struct Pending {
     pub(crate) reply: oneshot::Sender<Result<Committed>>,
 }
 
-/// Commits `batch` in one transaction on a connection of the pool, each write in a
-/// savepoint: a write refused for its own reason (quota, precondition) is rolled back
-/// alone; a failure of the commit itself fails them all. (An in-memory database, which the
-/// group commit's own connection could not share; else [`commit_batch_lite`].)
-pub(crate) async fn commit_batch(pool: &AnyPool, batch: Vec<Pending>) {
-    let mut outcomes: Vec<Result<Committed>> = Vec::with_capacity(batch.len());
-    let result: Result<()> = async {
-        let mut tx = pool.begin().await?;
-        for p in &batch {
-            let mut savepoint = Acquire::begin(&mut tx).await?;
-            let outcome = write_on(&mut *savepoint, Backend::Sqlite, &p.job).await;
-            if outcome.is_ok() {
-                savepoint.commit().await?;
-            } else {
-                savepoint.rollback().await?;
-            }
-            outcomes.push(outcome);
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-    .await;
-    reply(batch, outcomes, result);
-}
-
-/// [`commit_batch`] on the group commit's own connection, on its thread: the same
-/// transaction, savepoints and outcomes, with no hand-off per statement.
+/// Commits `batch` in one transaction on the group commit's own connection, on its thread,
+/// each write in a savepoint: a write refused for its own reason (quota, precondition) is
+/// rolled back alone; a failure of the commit itself fails them all.
 pub(crate) fn commit_batch_lite(conn: &mut rusqlite::Connection, batch: Vec<Pending>) {
     let mut outcomes: Vec<Result<Committed>> = Vec::with_capacity(batch.len());
     let result: Result<()> = (|| {

@@ -39,6 +39,11 @@ enum Cutting<T> {
     Thread(tokio::task::JoinHandle<T>),
 }
 
+/// A body that is not as long as its Content-Length said.
+fn not_its_length() -> ServiceError {
+    ServiceError::invalid("body_incomplete", "the body does not have Content-Length bytes")
+}
+
 /// The placement of a bucket's chunks.
 pub fn bucket_placement(bucket: &Bucket) -> Placement {
     Placement::replicas(bucket.policy.replicas as usize).with_quorum(bucket.policy.write_quorum as usize)
@@ -399,10 +404,7 @@ impl Nuage {
             .store_content(pipeline, bucket_placement(bucket), content, content_length, algorithms, lease)
             .await?;
         if content_length.is_some_and(|len| len != manifest.size) {
-            return Err(ServiceError::invalid(
-                "body_incomplete",
-                "the body does not have Content-Length bytes",
-            ));
+            return Err(not_its_length());
         }
         checks.verify(&digests)?;
         // Nothing may reference the chunks before they are durable (docs/durability.md).
@@ -452,10 +454,7 @@ impl Nuage {
                 }
                 // Not the bytes announced: refused before anything is sealed or stored.
                 if body.len() as u64 != len {
-                    return Err(ServiceError::invalid(
-                        "body_incomplete",
-                        "the body does not have Content-Length bytes",
-                    ));
+                    return Err(not_its_length());
                 }
                 let mut reader = Digesting::new(io::Cursor::new(body), algorithms);
                 let cut = pipeline.run_inline(&mut reader, |sealed| tx.try_send(sealed).map_err(|_| ()));
