@@ -11,6 +11,7 @@
 mod edge;
 mod keys;
 mod local;
+mod memory;
 mod remote;
 mod server;
 mod session;
@@ -147,8 +148,17 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before any thread is started: each would take an arena of its own.
+    memory::two_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the async runtime")
+        .block_on(run())
+}
+
+async fn run() -> ExitCode {
     let cli = Cli::parse();
     // The server logs what it does; client commands only warn, in plain lines. Colours only
     // on a terminal.

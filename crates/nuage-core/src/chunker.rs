@@ -3,6 +3,7 @@
 //! Chunk boundaries depend only on nearby content, so an insertion in a file moves the
 //! boundaries around it and leaves the rest of the chunks, and their addresses, unchanged.
 
+use std::borrow::Cow;
 use std::io::{self, Read};
 
 use fastcdc::v2020::{self, Normalization};
@@ -52,86 +53,154 @@ impl ChunkerConfig {
     }
 }
 
-/// The buffer a chunker starts with, grown by doubling up to twice the maximum chunk size.
-const FIRST_BUFFER: usize = 64 << 10;
+/// The first read buffer of a chunker, grown by doubling while reads fill it, up to
+/// [`READ_MAX`]: a small stream never pays for, nor zeroes, a buffer it does not use.
+const READ_FIRST: usize = 16 << 10;
+
+/// The largest read a chunker asks of its reader.
+const READ_MAX: usize = 256 << 10;
 
 /// Cuts a stream into content-defined chunks.
 ///
-/// Holds one buffer of up to twice the maximum chunk size, grown as the stream fills it (a
-/// small stream never pays for, nor zeroes, megabytes it does not use); a returned chunk
-/// borrows from it until the next call.
+/// Streams: the cut points are found as the bytes arrive (the scan's state carries over
+/// from one read to the next), and each chunk is written into a buffer the caller owns and
+/// can hand on, so the chunker itself holds only a read buffer (at most [`READ_MAX`]) and
+/// the bytes read past the last cut. Cut points are those of FastCDC 2020 (the `fastcdc`
+/// crate's `v2020::cut`, with the same gear tables and masks), whatever the read sizes.
 #[derive(Debug)]
 pub struct Chunker<R> {
     reader: R,
     config: ChunkerConfig,
-    masks: (u64, u64),
-    buf: Vec<u8>,
-    /// Start of the bytes not yet returned.
-    pos: usize,
-    /// End of the bytes read so far.
-    filled: usize,
+    /// The masks below and above the average size, and each shifted left by one.
+    masks: Masks,
+    gear: &'static [u64; 256],
+    gear_ls: &'static [u64; 256],
+    read_buf: Vec<u8>,
+    /// Bytes read past the last cut: the start of the next chunk.
+    carry: Vec<u8>,
     eof: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Masks {
+    small: u64,
+    large: u64,
+    small_ls: u64,
+    large_ls: u64,
+}
+
+/// Where a scan of one chunk stands: the next even offset to test and the gear hash so far.
+struct Scan {
+    at: usize,
+    hash: u64,
 }
 
 impl<R: Read> Chunker<R> {
     /// A chunker over `reader`; fails if the configuration is invalid.
     pub fn new(reader: R, config: ChunkerConfig) -> Result<Self> {
         config.validate()?;
+        let (small, large) = v2020::select_masks(config.avg_size, Normalization::Level1);
+        let (gear, gear_ls) = match v2020::get_gear_with_seed(0) {
+            (Cow::Borrowed(g), Cow::Borrowed(l)) => (g, l),
+            _ => unreachable!("seed 0 borrows the static tables"),
+        };
+        let table = |t: &'static [u64]| -> &'static [u64; 256] { t.try_into().expect("256 entries") };
         Ok(Chunker {
             reader,
             config,
-            masks: v2020::select_masks(config.avg_size, Normalization::Level1),
-            buf: Vec::new(),
-            pos: 0,
-            filled: 0,
+            masks: Masks { small, large, small_ls: small << 1, large_ls: large << 1 },
+            gear: table(gear),
+            gear_ls: table(gear_ls),
+            read_buf: Vec::new(),
+            carry: Vec::new(),
             eof: false,
         })
     }
 
-    /// Starts over on another reader, keeping the buffer.
+    /// Starts over on another reader, keeping the read buffer.
     pub fn reset(&mut self, reader: R) {
         self.reader = reader;
-        self.pos = 0;
-        self.filled = 0;
+        self.carry.clear();
         self.eof = false;
     }
 
-    /// The next chunk, or `None` at the end of the stream. An empty stream has no chunk.
-    pub fn next_chunk(&mut self) -> io::Result<Option<&[u8]>> {
-        let max = self.config.max_size;
-        if self.filled - self.pos < max && !self.eof {
-            // Slide the unreturned tail to the front, then fill up to twice the maximum.
-            self.buf.copy_within(self.pos..self.filled, 0);
-            self.filled -= self.pos;
-            self.pos = 0;
-            let end = 2 * max;
-            while self.filled < end {
-                if self.filled == self.buf.len() {
-                    let grown = (self.buf.len() * 2).max(FIRST_BUFFER).min(end);
-                    self.buf.resize(grown, 0);
-                }
-                match self.reader.read(&mut self.buf[self.filled..]) {
-                    Ok(0) => {
-                        self.eof = true;
-                        break;
+    /// Writes the next chunk into `out` (cleared first) and returns `true`, or returns
+    /// `false` at the end of the stream. An empty stream has no chunk. `out` keeps its
+    /// capacity: a caller that hands the same buffers round allocates nothing per chunk.
+    pub fn next_chunk(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+        out.clear();
+        out.append(&mut self.carry);
+        let mut scan = Scan { at: self.config.min_size, hash: 0 };
+        loop {
+            if let Some(len) = self.scan(out, &mut scan) {
+                self.carry.extend_from_slice(&out[len..]);
+                out.truncate(len);
+                return Ok(len > 0);
+            }
+            if self.read_buf.len() < READ_FIRST {
+                self.read_buf.resize(READ_FIRST, 0);
+            }
+            // Never past the longest chunk (`scan` ends one there): only bytes after a cut
+            // found within a read are carried over.
+            let max = self.config.max_size;
+            let room = self.read_buf.len().min(max - out.len());
+            match self.reader.read(&mut self.read_buf[..room]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    if out.capacity() - out.len() < n {
+                        // Doubling from the shortest chunk, never past the longest one.
+                        let want = (out.capacity() * 2).max(self.config.min_size).min(max).max(out.len() + n);
+                        out.reserve_exact(want - out.len());
                     }
-                    Ok(n) => self.filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+                    out.extend_from_slice(&self.read_buf[..n]);
+                    if n == self.read_buf.len() && n < READ_MAX {
+                        self.read_buf.resize(2 * n, 0);
+                    }
                 }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
-        if self.pos == self.filled {
-            return Ok(None);
+    }
+
+    /// Tests the pairs of `data` (the chunk so far) from `scan.at` on: the length of the
+    /// chunk if its end is known, or `None` to read more. As in FastCDC 2020, the first
+    /// `min_size` bytes are skipped, bytes are hashed two at a time with a cut tested after
+    /// each, under the stricter mask before `avg_size` and the looser one after, and a chunk
+    /// ends at `max_size` at the latest. A pair is tested only once both its bytes are in.
+    fn scan(&self, data: &[u8], scan: &mut Scan) -> Option<usize> {
+        let ChunkerConfig { avg_size, max_size, .. } = self.config;
+        let limit = data.len().min(max_size);
+        let (gear, gear_ls, m) = (self.gear, self.gear_ls, self.masks);
+        let (mut at, mut hash) = (scan.at, scan.hash);
+        let mut test = |end: usize, mask: u64, mask_ls: u64| -> Option<usize> {
+            while at < end {
+                hash = (hash << 2).wrapping_add(gear_ls[data[at] as usize]);
+                if hash & mask_ls == 0 {
+                    return Some(at);
+                }
+                hash = hash.wrapping_add(gear[data[at + 1] as usize]);
+                if hash & mask == 0 {
+                    return Some(at + 1);
+                }
+                at += 2;
+            }
+            None
+        };
+        // Pairs wholly within `limit`: their first byte is below `limit - 1`.
+        let last = limit.saturating_sub(1);
+        let found = test(last.min(avg_size), m.small, m.small_ls).or_else(|| test(last, m.large, m.large_ls));
+        if found.is_some() {
+            return found;
         }
-        let window = &self.buf[self.pos..self.filled];
-        let (mask_s, mask_l) = self.masks;
-        let ChunkerConfig { min_size, avg_size, max_size } = self.config;
-        let (_, len) =
-            v2020::cut(window, min_size, avg_size, max_size, mask_s, mask_l, mask_s << 1, mask_l << 1);
-        let start = self.pos;
-        self.pos += len;
-        Ok(Some(&self.buf[start..start + len]))
+        *scan = Scan { at, hash };
+        if data.len() >= max_size {
+            Some(max_size)
+        } else if self.eof {
+            Some(data.len())
+        } else {
+            None
+        }
     }
 }
 
@@ -147,10 +216,13 @@ mod tests {
     }
 
     fn chunks(data: &[u8], config: ChunkerConfig) -> Vec<Vec<u8>> {
-        let mut c = Chunker::new(data, config).unwrap();
-        let mut out = Vec::new();
-        while let Some(ch) = c.next_chunk().unwrap() {
-            out.push(ch.to_vec());
+        drain(Chunker::new(data, config).unwrap())
+    }
+
+    fn drain<R: Read>(mut c: Chunker<R>) -> Vec<Vec<u8>> {
+        let (mut out, mut buf) = (Vec::new(), Vec::new());
+        while c.next_chunk(&mut buf).unwrap() {
+            out.push(buf.clone());
         }
         out
     }
@@ -208,12 +280,37 @@ mod tests {
         let config = ChunkerConfig { min_size: 4096, avg_size: 16384, max_size: 65536 };
         let data = random(3 << 20, 2);
         let whole = chunks(&data, config);
-        let mut c = Chunker::new(Trickle(&data, 7777), config).unwrap();
-        let mut trickled = Vec::new();
-        while let Some(ch) = c.next_chunk().unwrap() {
-            trickled.push(ch.to_vec());
+        assert_eq!(whole, drain(Chunker::new(Trickle(&data, 7777), config).unwrap()));
+        assert_eq!(whole, drain(Chunker::new(Trickle(&data, 3), config).unwrap()));
+    }
+
+    /// The cut points are FastCDC 2020's, as the `fastcdc` crate finds them over the whole
+    /// content: chunks stored before this chunker streamed keep their addresses.
+    #[test]
+    fn cuts_are_those_of_the_fastcdc_crate() {
+        let configs = [
+            ChunkerConfig::default(),
+            ChunkerConfig { min_size: 64, avg_size: 256, max_size: 1024 },
+            ChunkerConfig { min_size: 4096, avg_size: 16384, max_size: 65536 },
+            ChunkerConfig { min_size: 1 << 20, avg_size: 1 << 20, max_size: 1 << 20 },
+        ];
+        for (n, config) in configs.into_iter().enumerate() {
+            for len in [0, 1, 63, 64, 65, 1023, 1025, 999_999, 9 << 20] {
+                let mut data = random(len, 10 + n as u64);
+                // A run of zeros, cut only at the maximum.
+                let zeros = len / 3..len / 2;
+                data[zeros].fill(0);
+                let theirs: Vec<usize> =
+                    v2020::FastCDC::new(&data, config.min_size, config.avg_size, config.max_size)
+                        .map(|c| c.length)
+                        .collect();
+                let ours: Vec<usize> = drain(Chunker::new(Trickle(&data, 100_003), config).unwrap())
+                    .iter()
+                    .map(Vec::len)
+                    .collect();
+                assert_eq!(ours, theirs, "{config:?}, {len} bytes");
+            }
         }
-        assert_eq!(whole, trickled);
     }
 
     #[test]

@@ -72,18 +72,20 @@ pub enum Piece<T> {
     Passed(T),
 }
 
-/// Chunk buffers between the two threads: the chunking thread takes one for each chunk and
-/// waits when all are out, so memory stays near `(CHUNKS_IN_FLIGHT + 1) × max_size` plus the
-/// chunker's buffer, whatever the input.
-const CHUNKS_IN_FLIGHT: usize = 4;
+/// Chunks cut and not yet sealed, at most: the chunking thread takes a token for each and
+/// waits when all are out, so a run holds at most `CHUNKS_IN_FLIGHT` cut chunks besides the
+/// one it is reading and the sealed ones its sink holds, whatever the input. Each chunk has
+/// a buffer of its own, freed once sealed: no buffer outlives its chunk at the size of the
+/// largest one.
+const CHUNKS_IN_FLIGHT: usize = 2;
 
 /// Messages between the two threads: more than the chunks, so that a folder of small files
 /// (a chunk and an end per file, or a pass) does not make the threads take turns.
 const MESSAGES: usize = 16;
 
 /// What the chunking thread sends the sealing one.
-enum Cut<T> {
-    Plain(Vec<u8>),
+enum Cut<T, H> {
+    Plain(Vec<u8>, H),
     End { size: u64, hash: [u8; 32], tag: T },
     Pass(T),
 }
@@ -101,10 +103,25 @@ impl Pipeline {
         reader: R,
         mut sink: impl FnMut(SealedChunk) -> Result<(), E>,
     ) -> Result<Manifest, PipelineError<E>> {
+        self.run_parallel_holding(reader, |_| (), |chunk, ()| sink(chunk))
+    }
+
+    /// [`Pipeline::run_parallel`], taking room for each chunk as it is cut: `room` is called
+    /// on the chunking thread with the chunk's length, and may wait (for memory a server
+    /// shares among its writes); what it returns is handed to `sink` with the sealed chunk,
+    /// to be kept until the chunk is stored. Only the chunk still being read is held
+    /// without room, so a slow reader holds none.
+    pub fn run_parallel_holding<R: Read + Send, E, H: Send>(
+        &self,
+        reader: R,
+        room: impl FnMut(usize) -> H + Send,
+        mut sink: impl FnMut(SealedChunk, H) -> Result<(), E>,
+    ) -> Result<Manifest, PipelineError<E>> {
         let mut manifest = None;
-        self.run_many(std::iter::once(Ok(Input::Read { reader, tag: () })), |piece| {
+        let inputs = std::iter::once(Ok(Input::Read { reader, tag: () }));
+        self.run(inputs, room, |piece, held| {
             match piece {
-                Piece::Chunk(c) => return sink(c),
+                Piece::Chunk(c) => return sink(c, held.expect("a chunk comes with its room")),
                 Piece::End { manifest: m, .. } => manifest = Some(m),
                 Piece::Passed(()) => {}
             }
@@ -124,10 +141,11 @@ impl Pipeline {
         let read = |source| PipelineError::Read { input: 0, source };
         let mut chunker = Chunker::new(reader, self.chunker).map_err(|e| read(io::Error::other(e)))?;
         let (mut hasher, mut size, mut entries) = (blake3::Hasher::new(), 0u64, Vec::new());
-        while let Some(plain) = chunker.next_chunk().map_err(read)? {
-            hasher.update(plain);
+        let mut plain = Vec::new();
+        while chunker.next_chunk(&mut plain).map_err(read)? {
+            hasher.update(&plain);
             size += plain.len() as u64;
-            let sealed = chunk::seal(&self.secret, plain, &self.seal);
+            let sealed = chunk::seal(&self.secret, &plain, &self.seal);
             entries.push(entry_of(&sealed));
             sink(sealed).map_err(PipelineError::Sink)?;
         }
@@ -151,16 +169,35 @@ impl Pipeline {
         I: IntoIterator<Item = io::Result<Input<R, T>>>,
         I::IntoIter: Send,
     {
+        self.run(inputs, |_| (), |piece, _| sink(piece))
+    }
+
+    /// [`Pipeline::run_many`], with room taken for each chunk (see
+    /// [`Pipeline::run_parallel_holding`]) and handed with it (`None` with other pieces).
+    fn run<R, T, E, I, H>(
+        &self,
+        inputs: I,
+        mut room: impl FnMut(usize) -> H + Send,
+        mut sink: impl FnMut(Piece<T>, Option<H>) -> Result<(), E>,
+    ) -> Result<(), PipelineError<E>>
+    where
+        R: Read + Send,
+        T: Send,
+        H: Send,
+        I: IntoIterator<Item = io::Result<Input<R, T>>>,
+        I::IntoIter: Send,
+    {
         self.chunker.validate().map_err(PipelineError::Config)?;
         let (config, inputs) = (self.chunker, inputs.into_iter());
         std::thread::scope(|scope| {
-            let (tx, rx) = mpsc::sync_channel::<Cut<T>>(MESSAGES);
-            let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
+            let (tx, rx) = mpsc::sync_channel::<Cut<T, H>>(MESSAGES);
+            let (token_tx, token_rx) = mpsc::channel::<()>();
             for _ in 0..CHUNKS_IN_FLIGHT {
-                recycle_tx.send(Vec::new()).expect("the receiver is here");
+                token_tx.send(()).expect("the receiver is here");
             }
             let producer = scope.spawn(move || -> Result<(), (usize, io::Error)> {
                 let mut chunker: Option<Chunker<R>> = None;
+                let mut spare: Option<Vec<u8>> = None;
                 for (n, input) in inputs.enumerate() {
                     let (reader, tag) = match input.map_err(|e| (n, e))? {
                         Input::Read { reader, tag } => (reader, tag),
@@ -181,17 +218,18 @@ impl Pipeline {
                     };
                     let mut hasher = blake3::Hasher::new();
                     let mut size = 0u64;
-                    while let Some(plain) = chunker.next_chunk().map_err(|e| (n, e))? {
-                        hasher.update(plain);
-                        size += plain.len() as u64;
-                        // A buffer back from the sealing thread; none while it has them all.
-                        let Ok(mut buf) = recycle_rx.recv() else {
+                    loop {
+                        let mut buf = spare.take().unwrap_or_default();
+                        if !chunker.next_chunk(&mut buf).map_err(|e| (n, e))? {
+                            spare = Some(buf);
+                            break;
+                        }
+                        hasher.update(&buf);
+                        size += buf.len() as u64;
+                        let held = room(buf.len());
+                        // A token back from the sealing thread; none while it has them all.
+                        if token_rx.recv().is_err() || tx.send(Cut::Plain(buf, held)).is_err() {
                             return Ok(()); // the sealer stopped on a sink error
-                        };
-                        buf.clear();
-                        buf.extend_from_slice(plain);
-                        if tx.send(Cut::Plain(buf)).is_err() {
-                            return Ok(());
                         }
                     }
                     if tx.send(Cut::End { size, hash: *hasher.finalize().as_bytes(), tag }).is_err() {
@@ -203,32 +241,29 @@ impl Pipeline {
             let mut entries = Vec::new();
             let mut sink_error = None;
             for cut in rx.iter() {
-                let piece = match cut {
-                    Cut::Plain(plain) => {
+                let (piece, held) = match cut {
+                    Cut::Plain(plain, held) => {
                         let sealed = chunk::seal(&self.secret, &plain, &self.seal);
                         entries.push(entry_of(&sealed));
-                        let _ = recycle_tx.send(plain);
-                        Piece::Chunk(sealed)
+                        drop(plain);
+                        let _ = token_tx.send(());
+                        (Piece::Chunk(sealed), Some(held))
                     }
-                    Cut::End { size, hash, tag } => Piece::End {
-                        manifest: Manifest {
-                            entries: std::mem::take(&mut entries),
-                            size,
-                            hash,
-                            parts: Vec::new(),
-                        },
-                        tag,
-                    },
-                    Cut::Pass(tag) => Piece::Passed(tag),
+                    Cut::End { size, hash, tag } => {
+                        let manifest =
+                            Manifest { entries: std::mem::take(&mut entries), size, hash, parts: Vec::new() };
+                        (Piece::End { manifest, tag }, None)
+                    }
+                    Cut::Pass(tag) => (Piece::Passed(tag), None),
                 };
-                if let Err(e) = sink(piece) {
+                if let Err(e) = sink(piece, held) {
                     sink_error = Some(e);
                     break;
                 }
             }
             // Unblocks the chunking thread, whether it waits to send or for a buffer.
             drop(rx);
-            drop(recycle_tx);
+            drop(token_tx);
             let read = producer.join().expect("chunker thread panicked");
             if let Some(e) = sink_error {
                 return Err(PipelineError::Sink(e));

@@ -293,6 +293,30 @@ on_every_backend! {
     }
 }
 
+/// Writes share one write memory (`[chunking] write_memory_mib`), here far smaller than
+/// what they carry at once: each waits for room the others give back as their chunks are
+/// stored, and all of them complete, whole. (A write that stopped driving its own stores
+/// while it waited for its next chunk once held room none of them could get back.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_sharing_a_small_write_memory_all_complete() {
+    for e in envs_with("write_memory_mib = 1").await {
+        assert_eq!(e.alice("PUT", "/v1/buckets/box", vec![]).await.status, StatusCode::CREATED);
+        let bodies: Vec<Vec<u8>> = (0..8).map(|n| data(3_000_000, 100 + n)).collect();
+        let uris: Vec<String> = (0..bodies.len()).map(|n| format!("/v1/buckets/box/objects/w{n}")).collect();
+        let puts =
+            bodies.iter().zip(&uris).map(|(body, uri)| e.call("PUT", uri, &e.alice, &[], body.clone()));
+        let all = tokio::time::timeout(std::time::Duration::from_secs(120), futures::future::join_all(puts));
+        for (n, put) in all.await.expect("every write completes").into_iter().enumerate() {
+            assert_eq!(put.status, StatusCode::CREATED, "write {n}: {:?}", put.json());
+        }
+        for (n, body) in bodies.iter().enumerate() {
+            let get = e.alice("GET", &format!("/v1/buckets/box/objects/w{n}"), vec![]).await;
+            assert!(get.status == StatusCode::OK && get.body == *body, "write {n} reads back whole");
+        }
+        assert_eq!(e.nuage.write_memory_free(), 1 << 20, "all the room is given back");
+    }
+}
+
 on_every_backend! {
     #[tokio::test]
     fn tokens_missing_forged_expired_revoked_and_login(e) {

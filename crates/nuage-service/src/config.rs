@@ -174,12 +174,21 @@ pub struct ChunkingConfig {
     pub max_size: usize,
     /// zstd level, 0 for no compression (default 1).
     pub zstd_level: i32,
+    /// MiB of chunks between their cutting and their storing, across all the writes of a
+    /// server (default 32, 1 ..= 4096).
+    pub write_memory_mib: usize,
 }
 
 impl Default for ChunkingConfig {
     fn default() -> Self {
         let c = ChunkerConfig::default();
-        ChunkingConfig { min_size: c.min_size, avg_size: c.avg_size, max_size: c.max_size, zstd_level: 1 }
+        ChunkingConfig {
+            min_size: c.min_size,
+            avg_size: c.avg_size,
+            max_size: c.max_size,
+            zstd_level: 1,
+            write_memory_mib: 32,
+        }
     }
 }
 

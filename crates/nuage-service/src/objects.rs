@@ -24,6 +24,7 @@ use crate::digests::{Algorithm, ContentChecks, Digesting, Digests};
 use crate::leases::{self, Holder, Lease};
 use crate::metrics::add;
 use crate::names::{ReadKey, check_idempotency_key, check_key, stored_key};
+use crate::state::Room;
 use crate::{ErrorKind, Nuage, ServiceError, ServiceResult};
 
 /// Chunks being stored at once by one write.
@@ -440,7 +441,7 @@ impl Nuage {
         S: Stream<Item = Result<Bytes, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<SealedChunk>(4);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(SealedChunk, Option<Room>)>(1);
         let small = content_length.filter(|&n| n <= SMALL_CONTENT.min(pipeline.chunker.min_size as u64));
         let cutting = match small {
             Some(len) => {
@@ -457,16 +458,22 @@ impl Nuage {
                     return Err(not_its_length());
                 }
                 let mut reader = Digesting::new(io::Cursor::new(body), algorithms);
-                let cut = pipeline.run_inline(&mut reader, |sealed| tx.try_send(sealed).map_err(|_| ()));
+                let cut =
+                    pipeline.run_inline(&mut reader, |sealed| tx.try_send((sealed, None)).map_err(|_| ()));
                 drop(tx);
                 Cutting::Done(cut.map(|manifest| (manifest, reader.finish())))
             }
             None => {
                 let reader = SyncIoBridge::new(StreamReader::new(content.map_err(io::Error::other)));
                 let mut reader = Digesting::new(reader, algorithms);
+                // Room in the server's write memory for each chunk cut, waited for on the
+                // chunking thread: held until the chunk is stored.
+                let (runtime, memory) = (tokio::runtime::Handle::current(), self.write_memory.clone());
+                let room = move |len| Some(runtime.block_on(memory.take(len)));
                 Cutting::Thread(tokio::task::spawn_blocking(move || {
-                    let cut =
-                        pipeline.run_parallel(&mut reader, |sealed| tx.blocking_send(sealed).map_err(|_| ()));
+                    let cut = pipeline.run_parallel_holding(&mut reader, room, |sealed, room| {
+                        tx.blocking_send((sealed, room)).map_err(|_| ())
+                    });
                     cut.map(|manifest| (manifest, reader.finish()))
                 }))
             }
@@ -474,8 +481,9 @@ impl Nuage {
         let mut refs: HashMap<Address, ChunkRef> = HashMap::new();
         let mut puts = FuturesUnordered::new();
         let mut bytes_in = 0u64;
-        let store = |chunk: StoredChunk, opened: Opened, prefer: Vec<String>| async move {
+        let store = |chunk: StoredChunk, opened: Opened, prefer: Vec<String>, room| async move {
             let report = self.store.put_preferring(&chunk, placement, &prefer).await;
+            drop(room);
             (chunk.address(), chunk.bytes().len(), opened, report)
         };
         let mut record = |(address, len, opened, report): (
@@ -505,12 +513,21 @@ impl Nuage {
         };
         let mut seen = std::collections::HashSet::new();
         let mut batch = Vec::with_capacity(PUTS_IN_FLIGHT);
-        while let Some(first) = rx.recv().await {
+        loop {
+            // The puts under way go on while the next chunk is awaited: they hold room in
+            // the write memory that this chunk (or another write's) may be waiting for.
+            let first = loop {
+                tokio::select! {
+                    first = rx.recv() => break first,
+                    Some(done) = puts.next(), if !puts.is_empty() => record(done)?,
+                }
+            };
+            let Some(first) = first else { break };
             let mut next = Some(first);
-            while let Some(sealed) = next.take() {
+            while let Some((sealed, room)) = next.take() {
                 bytes_in += u64::from(sealed.plain_len);
                 if seen.insert(sealed.address) {
-                    batch.push(sealed); // else the same chunk twice in one content
+                    batch.push((sealed, room)); // else the same chunk twice in one content
                 }
                 if batch.len() < PUTS_IN_FLIGHT {
                     next = rx.try_recv().ok();
@@ -520,8 +537,8 @@ impl Nuage {
                 continue;
             }
             // Lease the batch before storing it, while the puts already under way go on.
-            let addresses: Vec<[u8; 32]> = batch.iter().map(|s| *s.address.as_bytes()).collect();
-            let bytes: u64 = batch.iter().map(|s| s.bytes.len() as u64).sum();
+            let addresses: Vec<[u8; 32]> = batch.iter().map(|(s, _)| *s.address.as_bytes()).collect();
+            let bytes: u64 = batch.iter().map(|(s, _)| s.bytes.len() as u64).sum();
             let leasing = leases::lease(self, &lease, &addresses, bytes);
             tokio::pin!(leasing);
             loop {
@@ -532,10 +549,10 @@ impl Nuage {
             }
             // Chunks stored already are looked for where the index has them.
             let mut stored_on = self.meta.stored_on(&addresses).await?;
-            for sealed in batch.drain(..) {
+            for (sealed, room) in batch.drain(..) {
                 let prefer = stored_on.remove(sealed.address.as_bytes()).unwrap_or_default();
                 let opened = Opened { plain_len: sealed.plain_len, key_hash: sealed.key.fingerprint() };
-                puts.push(store(StoredChunk::from(sealed), opened, prefer));
+                puts.push(store(StoredChunk::from(sealed), opened, prefer, room));
                 while puts.len() >= PUTS_IN_FLIGHT {
                     record(puts.next().await.expect("non-empty"))?;
                 }

@@ -28,6 +28,11 @@ impl Nuage {
         if config.workers.upload_lease_secs < 120 {
             anyhow::bail!("[workers] upload_lease_secs is at least 120 (an upload needs time to commit)");
         }
+        if !(1..=4096).contains(&config.chunking.write_memory_mib) {
+            anyhow::bail!(
+                "[chunking] write_memory_mib is 1 ..= 4096 (MiB of sealed chunks on their way to the providers)"
+            );
+        }
         if config.workers.multipart_idle_secs < 120 {
             anyhow::bail!("[workers] multipart_idle_secs is at least 120 (a part needs time to upload)");
         }
@@ -96,7 +101,9 @@ impl Nuage {
         let grants = Grants::load(&meta, config.grants).await.context("loading the grant keys")?;
         // Made here when there is none, by the server's own user.
         let access_key = crate::server_key::ServerKey::load(&config.access_key_file(), true)?;
+        let write_memory = crate::state::WriteMemory::new(config.chunking.write_memory_mib << 20);
         let nuage = Nuage {
+            write_memory,
             meta,
             store,
             chunker,
