@@ -272,7 +272,8 @@ pub async fn serve(cli: &Globals, args: &ServeArgs) -> Result<()> {
         println!("then log in from any machine with:");
         println!("  nuage login --server http://{addr} --account NAME");
     }
-    crate::memory::give_back_now_and_then();
+    let watched = nuage.clone();
+    crate::memory::give_back_now_and_then(move || watched.writing());
     nuage_server::serve_fronts(nuage, listener, s3_listener.map(|l| (l, &s3)), http).await
 }
 

@@ -226,10 +226,14 @@ impl Pipeline {
                         }
                         hasher.update(&buf);
                         size += buf.len() as u64;
-                        let held = room(buf.len());
-                        // A token back from the sealing thread; none while it has them all.
-                        if token_rx.recv().is_err() || tx.send(Cut::Plain(buf, held)).is_err() {
+                        // A token back from the sealing thread (none while it has them
+                        // all), then room: a chunk holds room only once it can be sealed.
+                        if token_rx.recv().is_err() {
                             return Ok(()); // the sealer stopped on a sink error
+                        }
+                        let held = room(buf.len());
+                        if tx.send(Cut::Plain(buf, held)).is_err() {
+                            return Ok(());
                         }
                     }
                     if tx.send(Cut::End { size, hash: *hasher.finalize().as_bytes(), tag }).is_err() {

@@ -467,9 +467,18 @@ impl Nuage {
                 let reader = SyncIoBridge::new(StreamReader::new(content.map_err(io::Error::other)));
                 let mut reader = Digesting::new(reader, algorithms);
                 // Room in the server's write memory for each chunk cut, waited for on the
-                // chunking thread: held until the chunk is stored.
-                let (runtime, memory) = (tokio::runtime::Handle::current(), self.write_memory.clone());
-                let room = move |len| Some(runtime.block_on(memory.take(len)));
+                // chunking thread and held until the chunk is stored; none once the write
+                // has stopped (its chunks are dropped, and so is the pipeline).
+                let (runtime, share, gone) =
+                    (tokio::runtime::Handle::current(), self.write_memory.share(), tx.clone());
+                let room = move |len| {
+                    runtime.block_on(async {
+                        tokio::select! {
+                            room = share.take(len) => Some(room),
+                            () = gone.closed() => None,
+                        }
+                    })
+                };
                 Cutting::Thread(tokio::task::spawn_blocking(move || {
                     let cut = pipeline.run_parallel_holding(&mut reader, room, |sealed, room| {
                         tx.blocking_send((sealed, room)).map_err(|_| ())

@@ -43,22 +43,35 @@ pub struct Nuage {
 }
 
 /// Bytes of chunks held between their cutting and their storing, across all writes: what
-/// bounds a server's memory under many concurrent writes, whatever their number. Each
-/// write holds besides only the chunk it is still reading (at most `max_size`), so slow
-/// clients hold none of it; chunks cut, being sealed or being stored do, for as long as
-/// their sealing and their providers take.
+/// bounds the memory many concurrent writes hold, with, besides it, the chunk each write is
+/// still reading (at most `max_size`, plus its read buffer, under 1 MiB) and small bodies
+/// (at most 64 KiB each, read whole). Slow clients hold none of it; chunks cut, being sealed
+/// or being stored do, for as long as their sealing and their providers take. One write
+/// holds at most a quarter of it ([`WriteMemory::share`]), so a write to a slow provider
+/// leaves room to the others (four such writes do not).
 #[derive(Debug, Clone)]
 pub(crate) struct WriteMemory {
     room: std::sync::Arc<tokio::sync::Semaphore>,
     total: usize,
 }
 
-/// Room taken in [`WriteMemory`], given back when dropped.
-pub(crate) type Room = tokio::sync::OwnedSemaphorePermit;
+/// One write's part of [`WriteMemory`]: at most a quarter of it.
+#[derive(Debug, Clone)]
+pub(crate) struct Share {
+    all: WriteMemory,
+    own: WriteMemory,
+}
+
+/// Room taken in [`WriteMemory`] for one chunk, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Room {
+    _own: tokio::sync::OwnedSemaphorePermit,
+    _all: tokio::sync::OwnedSemaphorePermit,
+}
 
 impl WriteMemory {
     pub(crate) fn new(bytes: usize) -> Self {
-        let total = bytes.clamp(1, u32::MAX as usize >> 1);
+        let total = bytes.clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
         WriteMemory { room: std::sync::Arc::new(tokio::sync::Semaphore::new(total)), total }
     }
 
@@ -67,12 +80,25 @@ impl WriteMemory {
         self.room.available_permits()
     }
 
-    /// Waits for room for a chunk of `len` bytes: at most all of it, so that a chunk larger
-    /// than the whole (a small setting) still passes, alone.
+    /// A new write's part.
+    pub(crate) fn share(&self) -> Share {
+        Share { all: self.clone(), own: WriteMemory::new(self.total / 4) }
+    }
+
+    /// Waits for `len` bytes: at most all of it, so that a chunk larger than the whole (a
+    /// small setting) still passes, alone.
+    async fn take(&self, len: usize) -> tokio::sync::OwnedSemaphorePermit {
+        let want = u32::try_from(len.min(self.total)).unwrap_or(u32::MAX);
+        self.room.clone().acquire_many_owned(want).await.expect("never closed")
+    }
+}
+
+impl Share {
+    /// Waits for room for a chunk of `len` bytes, in this write's part and then in the
+    /// whole (always in that order: a write waiting on the whole holds only its own part).
     pub(crate) async fn take(&self, len: usize) -> Room {
-        let room = self.room.clone();
-        let want = len.min(self.total) as u32;
-        room.acquire_many_owned(want).await.expect("never closed")
+        let own = self.own.take(len).await;
+        Room { _own: own, _all: self.all.take(len).await }
     }
 }
 
@@ -81,6 +107,11 @@ impl Nuage {
     /// no write holds a chunk.
     pub fn write_memory_free(&self) -> usize {
         self.write_memory.free()
+    }
+
+    /// Whether some write holds chunks now (room is taken in the write memory).
+    pub fn writing(&self) -> bool {
+        self.write_memory.free() < self.write_memory.total
     }
 }
 
