@@ -74,10 +74,11 @@ pub enum Piece<T> {
 
 /// Chunks cut and not yet sealed, at most: the chunking thread takes a token for each and
 /// waits when all are out, so a run holds at most `CHUNKS_IN_FLIGHT` cut chunks besides the
-/// one it is reading and the sealed ones its sink holds, whatever the input. Each chunk has
-/// a buffer of its own, freed once sealed: no buffer outlives its chunk at the size of the
-/// largest one.
-const CHUNKS_IN_FLIGHT: usize = 2;
+/// one it holds (being read, or cut and waiting for a token) and the sealed ones its sink
+/// holds, whatever the input. Each chunk has a buffer of its own, freed once sealed: no
+/// buffer outlives its chunk at the size of the largest one. Four, as ingest of a folder of
+/// small files was measured with (docs/benchmarks.md, "One chunk pipeline, before and after").
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Messages between the two threads: more than the chunks, so that a folder of small files
 /// (a chunk and an end per file, or a pass) does not make the threads take turns.

@@ -225,6 +225,19 @@ impl Meta {
         Ok(())
     }
 
+    /// The quota of an account, as read in the last [`crate::FRESH_FOR`] (at once after a
+    /// change made here): for a writer to know whether to hold room before it stores. Only
+    /// that: every commit checks the quota again in its transaction.
+    pub async fn quota_of(&self, id: i64) -> Result<Option<u64>> {
+        let generation = match self.recent_quotas.get(&id) {
+            Ok(quota) => return Ok(quota),
+            Err(generation) => generation,
+        };
+        let quota = self.account(id).await?.quota_bytes;
+        self.recent_quotas.keep(generation, id, quota);
+        Ok(quota)
+    }
+
     /// Sets (or clears) the quota of an account.
     pub async fn set_quota(&self, id: i64, quota_bytes: Option<u64>) -> Result<()> {
         let _w = self.write_guard().await;
@@ -232,7 +245,10 @@ impl Meta {
             .bind(quota_bytes.map(|q| q as i64))
             .bind(id)
             .execute(&self.pool)
-            .await?;
+            .await;
+        // After the change: a read that began before it is not kept (see `recent`).
+        self.recent_quotas.forget(|a| *a == id);
+        let done = done?;
         if done.rows_affected() == 0 {
             return Err(Error::AccountNotFound);
         }

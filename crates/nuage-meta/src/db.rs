@@ -85,6 +85,8 @@ pub struct Meta {
     pub(crate) recent_keys: Recent<String, AccessKey>,
     /// Convergence secrets by account, which never change.
     pub(crate) secrets: Recent<i64, [u8; 32]>,
+    /// Quotas by account, read in the last [`crate::FRESH_FOR`].
+    pub(crate) recent_quotas: Recent<i64, Option<u64>>,
 }
 
 impl Meta {
@@ -133,6 +135,7 @@ impl Meta {
             recent_buckets: Recent::new(Some(FRESH_FOR)),
             recent_keys: Recent::new(Some(FRESH_FOR)),
             secrets: Recent::new(None),
+            recent_quotas: Recent::new(Some(FRESH_FOR)),
         };
         meta.migrate().await?;
         // After the migration: the writer's connection then finds the file in WAL mode.

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 
-use crate::exec::{Arg, Db, Lite, args, ready};
+use crate::exec::{Arg, Cols, Db, Lite, args, ready};
 use crate::sql::{
     Backend, PER_STATEMENT, address, deleting_on, gc_lock, marks, now_ms, release_on, select_in,
 };
@@ -57,8 +57,32 @@ impl Meta {
         expires_at: i64,
         hold: Option<(i64, u64)>,
     ) -> Result<Vec<[u8; 32]>> {
+        Ok(self.lease(holder, addresses, expires_at, hold, false).await?.0)
+    }
+
+    /// [`Meta::lease_chunks`], which also reads, in the same transaction, the providers
+    /// each chunk is stored on already (as [`Meta::stored_on`]): an upload's lease and its
+    /// lookup in one call, one round trip to SQLite's writer thread.
+    pub async fn lease_chunks_finding_stored(
+        &self,
+        holder: &str,
+        addresses: &[[u8; 32]],
+        expires_at: i64,
+        hold: Option<(i64, u64)>,
+    ) -> Result<(Vec<[u8; 32]>, StoredOn)> {
+        self.lease(holder, addresses, expires_at, hold, true).await
+    }
+
+    async fn lease(
+        &self,
+        holder: &str,
+        addresses: &[[u8; 32]],
+        expires_at: i64,
+        hold: Option<(i64, u64)>,
+        find: bool,
+    ) -> Result<(Vec<[u8; 32]>, StoredOn)> {
         if addresses.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Default::default());
         }
         let guard = self.write_guard().await;
         // A lease need not survive a power cut: on SQLite its holder is in the same
@@ -68,7 +92,7 @@ impl Meta {
         if let Some(writer) = &self.writer {
             let (holder, addresses) = (holder.to_owned(), addresses.to_vec());
             return writer
-                .run(move |conn| -> Result<Vec<[u8; 32]>> {
+                .run(move |conn| -> Result<(Vec<[u8; 32]>, StoredOn)> {
                     // The write lock goes with the work: dropped here, even if the caller
                     // stopped waiting, so no pool writer overlaps this transaction.
                     let _w = guard;
@@ -83,6 +107,7 @@ impl Meta {
                             &addresses,
                             expires_at,
                             hold,
+                            find,
                         ))?;
                         conn.execute_batch("COMMIT")?;
                         Ok(leased)
@@ -97,9 +122,9 @@ impl Meta {
         }
         // PostgreSQL.
         let mut tx = self.pool.begin().await?;
-        let deleting = lease_in(&mut *tx, self.backend(), holder, addresses, expires_at, hold).await?;
+        let leased = lease_in(&mut *tx, self.backend(), holder, addresses, expires_at, hold, find).await?;
         tx.commit().await?;
-        Ok(deleting)
+        Ok(leased)
     }
 
     /// Of `addresses`, those being deleted now.
@@ -197,27 +222,9 @@ impl Meta {
     /// does not know are absent). A writer about to store chunks it may have already asks
     /// first, so that it finds them where they are instead of copying them to the first
     /// providers of their ranking (which moves when providers are added).
-    pub async fn stored_on(&self, addresses: &[[u8; 32]]) -> Result<HashMap<[u8; 32], Vec<String>>> {
+    pub async fn stored_on(&self, addresses: &[[u8; 32]]) -> Result<StoredOn> {
         let mut conn = self.pool.acquire().await?;
-        let mut found: HashMap<[u8; 32], Vec<String>> = HashMap::new();
-        for batch in addresses.chunks(PER_STATEMENT) {
-            // By address only: with the state in the WHERE clause, SQLite walks the
-            // (state, provider) index, every stored placement, for each upload batch.
-            let text = format!(
-                "SELECT address, provider, state FROM placements WHERE address IN ({})",
-                marks(1, batch.len())
-            );
-            let mut q = sqlx::query(&text);
-            for a in batch {
-                q = q.bind(a.to_vec());
-            }
-            for row in q.fetch_all(&mut *conn).await? {
-                if row.try_get::<String, _>(2)?.parse::<PlacementState>()? == PlacementState::Stored {
-                    found.entry(address(row.try_get(0)?)?).or_default().push(row.try_get(1)?);
-                }
-            }
-        }
-        Ok(found)
+        stored_on_in(&mut conn, addresses).await
     }
 
     /// Starts deleting those of `addresses` that nobody may rely on: not referenced by any
@@ -421,7 +428,8 @@ async fn lease_in(
     addresses: &[[u8; 32]],
     expires_at: i64,
     hold: Option<(i64, u64)>,
-) -> Result<Vec<[u8; 32]>> {
+    find: bool,
+) -> Result<(Vec<[u8; 32]>, StoredOn)> {
     // The account's row before the collector's lock, in the order commits take them.
     if let Some((account_id, bytes)) = hold {
         crate::write::hold_on(conn, backend, account_id, holder, bytes, expires_at).await?;
@@ -440,5 +448,30 @@ async fn lease_in(
         values.extend(batch.iter().map(|a| Arg::from(a.to_vec())));
         conn.execute(&sql, values).await?;
     }
-    deleting_on(conn, addresses).await
+    let deleting = deleting_on(conn, addresses).await?;
+    let stored = if find { stored_on_in(conn, addresses).await? } else { StoredOn::new() };
+    Ok((deleting, stored))
+}
+
+/// The providers each of `addresses` is stored on (placements in the `stored` state); a
+/// chunk the index does not have is absent.
+pub type StoredOn = HashMap<[u8; 32], Vec<String>>;
+
+async fn stored_on_in(conn: &mut impl Db, addresses: &[[u8; 32]]) -> Result<StoredOn> {
+    let mut found = StoredOn::new();
+    for batch in addresses.chunks(PER_STATEMENT) {
+        // By address only: with the state in the WHERE clause, SQLite walks the
+        // (state, provider) index, every stored placement, for each upload batch.
+        let text = format!(
+            "SELECT address, provider, state FROM placements WHERE address IN ({})",
+            marks(1, batch.len())
+        );
+        let values = batch.iter().map(|a| Arg::from(a.to_vec())).collect();
+        for row in conn.fetch_all(&text, values).await? {
+            if row.get::<String>(2)?.parse::<PlacementState>()? == PlacementState::Stored {
+                found.entry(address(row.get(0)?)?).or_default().push(row.get(1)?);
+            }
+        }
+    }
+    Ok(found)
 }

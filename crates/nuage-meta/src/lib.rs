@@ -32,7 +32,7 @@ pub use accounts::{Account, AccountSecrets, CLOCK_MARGIN_MS, ProviderRecord, Rem
 pub use claims::Claim;
 pub use db::Meta;
 pub use error::{DbError, Error, Result};
-pub use gc::DeletionDone;
+pub use gc::{DeletionDone, StoredOn};
 pub use model::{
     Bucket, BucketPolicy, Change, ChunkInfo, ChunkRef, Committed, EntityTag, EtagCondition, ListEntry,
     Listing, Md5Tag, NewVersion, Opened, Precondition, Tags, Version,

@@ -97,13 +97,22 @@ pub async fn lease(
     lease: &Lease<'_>,
     addresses: &[[u8; 32]],
     bytes: u64,
-) -> ServiceResult<()> {
+) -> ServiceResult<nuage_meta::StoredOn> {
     let mut todo = addresses.to_vec();
     let mut hold = lease.hold_for.map(|account| (account, bytes));
+    // Where the chunks are stored already, read with the first lease (a chunk being
+    // deleted is not stored anywhere to rely on: it is written again).
+    let mut stored_on = None;
     loop {
-        let deleting = nuage.meta.lease_chunks(lease.holder, &todo, lease.expires_at, hold.take()).await?;
+        let meta = &nuage.meta;
+        let (deleting, stored) =
+            meta.lease_chunks_finding_stored(lease.holder, &todo, lease.expires_at, hold.take()).await?;
+        let stored_on = stored_on.get_or_insert(stored);
+        for a in &deleting {
+            stored_on.remove(a);
+        }
         if deleting.is_empty() {
-            return Ok(());
+            return Ok(std::mem::take(stored_on));
         }
         wait_out_deletions(nuage, &deleting).await?;
         todo = deleting; // leased already, but taken while a deletion ran: take it again

@@ -43,8 +43,9 @@ pub struct Nuage {
 }
 
 /// Bytes of chunks held between their cutting and their storing, across all writes: what
-/// bounds the memory many concurrent writes hold, with, besides it, the chunk each write is
-/// still reading (at most `max_size`, plus its read buffer, under 1 MiB) and small bodies
+/// bounds the memory many concurrent writes hold, with, besides it, the one chunk each
+/// write's chunking thread holds (being read, or cut and waiting for the sealer; at most
+/// `max_size`, plus a read buffer under 1 MiB) and small bodies
 /// (at most 64 KiB each, read whole). Slow clients hold none of it; chunks cut, being sealed
 /// or being stored do, for as long as their sealing and their providers take. One write
 /// holds at most a quarter of it ([`WriteMemory::share`]), so a write to a slow provider
