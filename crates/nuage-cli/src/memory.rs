@@ -17,21 +17,24 @@ use std::time::Duration;
 pub const EVERY: Duration = Duration::from_secs(10);
 
 /// Limits the allocator to two arenas, unless `MALLOC_ARENA_MAX` (or `GLIBC_TUNABLES`'
-/// `glibc.malloc.arena_max`) says otherwise. Called
-/// before any other thread is started.
+/// `glibc.malloc.arena_max`) says otherwise (a no-op where the allocator is not glibc's).
+/// Called before any other thread is started.
 #[allow(unsafe_code)] // the one call below, into glibc
 pub fn two_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() && !tuned {
-        // SAFETY: mallopt has no precondition; no other thread allocates yet.
-        unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    {
+        let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() && !tuned {
+            // SAFETY: mallopt has no precondition; no other thread allocates yet.
+            unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+        }
     }
 }
 
 /// Starts the trimming task on the current runtime (a no-op where the allocator is not
 /// glibc's): every [`EVERY`], unless `busy` says uploads hold chunks (trimming then would
-/// stall their allocations while it walks the arenas, for pages they take again at once).
+/// stall their allocations while it walks the arenas, for pages they take again at once; a
+/// server that never pauses its uploads is never trimmed, and keeps what they use).
 #[allow(unsafe_code)] // the one call below, into glibc
 pub fn give_back_now_and_then(busy: impl Fn() -> bool + Send + 'static) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

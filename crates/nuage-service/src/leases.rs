@@ -100,14 +100,16 @@ pub async fn lease(
 ) -> ServiceResult<nuage_meta::StoredOn> {
     let mut todo = addresses.to_vec();
     let mut hold = lease.hold_for.map(|account| (account, bytes));
-    // Where the chunks are stored already, read with the first lease (a chunk being
-    // deleted is not stored anywhere to rely on: it is written again).
+    // Where the chunks are stored already, read with each lease (a chunk being deleted
+    // is not stored anywhere to rely on: it is written again).
     let mut stored_on = None;
     loop {
         let meta = &nuage.meta;
         let (deleting, stored) =
             meta.lease_chunks_finding_stored(lease.holder, &todo, lease.expires_at, hold.take()).await?;
-        let stored_on = stored_on.get_or_insert(stored);
+        // Those of a later round were being deleted: what is left of them is known now.
+        let stored_on = stored_on.get_or_insert_with(nuage_meta::StoredOn::new);
+        stored_on.extend(stored);
         for a in &deleting {
             stored_on.remove(a);
         }

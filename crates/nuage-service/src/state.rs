@@ -48,8 +48,9 @@ pub struct Nuage {
 /// `max_size`, plus a read buffer under 1 MiB) and small bodies
 /// (at most 64 KiB each, read whole). Slow clients hold none of it; chunks cut, being sealed
 /// or being stored do, for as long as their sealing and their providers take. One write
-/// holds at most a quarter of it ([`WriteMemory::share`]), so a write to a slow provider
-/// leaves room to the others (four such writes do not).
+/// holds at most a quarter of it ([`WriteMemory::share`]; or one chunk, when a chunk is
+/// larger), so a write to a slow provider leaves room to the others (four such writes do
+/// not).
 #[derive(Debug, Clone)]
 pub(crate) struct WriteMemory {
     room: std::sync::Arc<tokio::sync::Semaphore>,
