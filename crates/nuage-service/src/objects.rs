@@ -2,9 +2,10 @@
 //! delete (a tombstone) and a copy of an old version's manifest (restore, undelete). Every
 //! front calls these; none repeats a rule of them.
 //!
-//! Memory per write is bounded by a few chunks whatever the object size: the pipeline holds
-//! at most its queues (see `nuage_core::pipeline`) plus [`PUTS_IN_FLIGHT`] chunks being
-//! stored.
+//! Memory per write is bounded by a few chunks whatever the object size, and across writes
+//! by the server's write memory: every chunk holds room in it from its cut to its store
+//! (see `state::WriteMemory`), and the pipeline besides holds only the chunk it is reading
+//! (see `nuage_core::pipeline`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
