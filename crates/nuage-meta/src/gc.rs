@@ -60,9 +60,11 @@ impl Meta {
         Ok(self.lease(holder, addresses, expires_at, hold, false).await?.0)
     }
 
-    /// [`Meta::lease_chunks`], which also reads, in the same transaction, the providers
-    /// each chunk is stored on already (as [`Meta::stored_on`]): an upload's lease and its
-    /// lookup in one call, one round trip to SQLite's writer thread.
+    /// [`Meta::lease_chunks`], which also reads, in the same transaction, the providers the
+    /// index records a good copy of each chunk on (addresses it does not know are absent):
+    /// a writer about to store chunks it may have already finds them where they are instead
+    /// of copying them to the first providers of their ranking (which moves when providers
+    /// are added). The lease and the lookup in one call, one round trip to SQLite's writer.
     pub async fn lease_chunks_finding_stored(
         &self,
         holder: &str,
@@ -216,15 +218,6 @@ impl Meta {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
-    }
-
-    /// The providers the index records a good copy of each of `addresses` on (addresses it
-    /// does not know are absent). A writer about to store chunks it may have already asks
-    /// first, so that it finds them where they are instead of copying them to the first
-    /// providers of their ranking (which moves when providers are added).
-    pub async fn stored_on(&self, addresses: &[[u8; 32]]) -> Result<StoredOn> {
-        let mut conn = self.pool.acquire().await?;
-        stored_on_in(&mut conn, addresses).await
     }
 
     /// Starts deleting those of `addresses` that nobody may rely on: not referenced by any
